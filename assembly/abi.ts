@@ -1,0 +1,195 @@
+// The one definition of the memory shared by the core (AssemblyScript) and
+// the host (TypeScript). Both sides import this file: it holds only integer
+// constants, so it is valid AssemblyScript and valid TypeScript at once.
+//
+// Masks are written as i32 bit patterns (1 << 31 is negative on both sides),
+// so the core and the host agree bit for bit without u32/number casts.
+//
+// Overview (all addresses are offsets into WebAssembly linear memory):
+//
+//   control block (CTL)   one record; `core.init()` returns its address.
+//                         Holds the addresses of the areas below, the config
+//                         the host writes before init, the loop time and the
+//                         counters.
+//   event area            `epoll_wait` writes `struct epoll_event` here
+//                         directly; stride and data offset come from the host
+//                         (x86-64: packed, 12 bytes, data at +4).
+//   submission queue (SQ) the core's syscall requests, SQE_SIZE each.
+//   completion queue (CQ) one i32 per SQE, same index: result >= 0, or -errno.
+//
+// The pump: the host calls a phase function, which returns n = number of
+// SQEs; it carries out SQ[0..n) in order, writes CQ[0..n), and calls
+// `complete(n)`, which returns the next n. n == 0 means the phase is done.
+
+// ---- control block -------------------------------------------------------
+// Size CTL_SIZE bytes. Offsets of i32 fields unless noted.
+export const CTL_SIZE = 256;
+export const CTL_VERSION = 0;          // ABI_VERSION, written by the core
+export const CTL_EVENTS = 4;           // address of the event area
+export const CTL_EVENTS_CAP = 8;       // capacity, in events (maxevents)
+export const CTL_EVENT_STRIDE = 12;    // host writes before init: sizeof(struct epoll_event)
+export const CTL_EVENT_DATA = 16;      // host writes before init: offsetof(data)
+export const CTL_SQ = 20;              // address of the submission queue
+export const CTL_SQ_CAP = 24;          // capacity, in entries
+export const CTL_CQ = 28;              // address of the completion queue
+export const CTL_SCRATCH = 32;         // address of a host scratch area (SCRATCH_SIZE bytes)
+export const CTL_CURRENT_FD = 36;      // fd the core is working on (-1: none); read after a trap
+export const CTL_FLAGS = 40;           // CTLF_* bits, written by the core
+export const CTL_MEM_BASE = 48;        // u64: absolute address of linear memory (host writes; for iovecs)
+export const CTL_NOW = 56;             // f64: monotonic loop time in ms (host writes each tick)
+export const CTL_WALL = 64;            // f64: wall-clock time in ms since the epoch (host writes)
+// config, written by the host before init (i32 unless noted)
+export const CFG_MAX_FDS = 72;         // size of the fd-indexed tables (RLIMIT_NOFILE)
+export const CFG_MODE = 76;            // MODE_LT or MODE_ET for the built-in protocols
+export const CFG_PROTOCOL = 80;        // PROTO_* served on listeners added with listen()
+export const CFG_IDLE_TIMEOUT = 84;    // ms; 0 = none
+export const CFG_HEADER_TIMEOUT = 88;  // ms; 0 = none
+export const CFG_WRITE_BUF_MAX = 92;   // bytes per connection (slow-reader limit)
+export const CFG_MAX_LINE = 96;        // request-line limit (414)
+export const CFG_MAX_HEADER = 100;     // header-block limit (431)
+export const CFG_MAX_HEADERS = 104;    // header count limit (431)
+export const CFG_MAX_BODY = 108;       // request body limit (413)
+export const CFG_MAX_EVENTS = 112;     // epoll_wait maxevents
+export const CFG_ACCESS_LOG = 116;     // 1: emit OP_LOG access lines
+export const CFG_READ_BUF = 120;       // size of one receive buffer (bytes)
+// counters, written by the core (u32 unless noted); observability
+export const STAT_ACCEPTED = 128;
+export const STAT_CLOSED = 132;
+export const STAT_REQUESTS = 136;
+export const STAT_RESPONSES_4XX = 140;
+export const STAT_RESPONSES_5XX = 144;
+export const STAT_TIMEOUTS = 148;      // idle + header timeouts
+export const STAT_OVERFLOWS = 152;     // connections closed at the write-buffer limit
+export const STAT_LIVE_CONNS = 156;
+export const STAT_ACCEPT_PAUSED = 160; // 1 while accepting is paused (EMFILE/ENFILE)
+export const STAT_TIMERS = 164;        // live timers
+export const STAT_WBUF_BYTES = 168;    // bytes held in write buffers
+export const STAT_RBUF_HELD = 172;     // receive buffers held by connections
+export const STAT_BYTES_IN = 176;      // f64
+export const STAT_BYTES_OUT = 184;     // f64
+export const STAT_TRAPS = 192;         // traps contained by recover()
+
+export const ABI_VERSION = 1;
+export const SCRATCH_SIZE = 4096;
+
+// CTL_FLAGS bits
+export const CTLF_STOP = 1;            // the core asks the host to stop the loop
+
+// modes and protocols
+export const MODE_LT = 0;
+export const MODE_ET = 1;
+export const PROTO_NONE = 0;
+export const PROTO_ECHO = 1;
+export const PROTO_HTTP = 2;
+
+// ---- submission queue entry (SQE) ----------------------------------------
+// Size 24 bytes:
+//   +0  i32 op       OP_*
+//   +4  i32 fd
+//   +8  i32 a0       meaning per op, below
+//   +12 i32 a1
+//   +16 i32 a2
+//   +20 i32 a3
+export const SQE_SIZE = 24;
+export const SQE_OP = 0;
+export const SQE_FD = 4;
+export const SQE_A0 = 8;
+export const SQE_A1 = 12;
+export const SQE_A2 = 16;
+export const SQE_A3 = 20;
+// completion queue entry: one i32 per SQE (result >= 0, or -errno)
+export const CQE_SIZE = 4;
+
+// ops; the comment gives a0..a3 and what the result means
+export const OP_NOP = 0;
+export const OP_CTL = 1;       // epoll_ctl(epfd, a0=EPOLL_CTL_*, fd, {events=a1, data=a2|a3<<32}) -> 0
+export const OP_ACCEPT = 2;    // accept4(fd, NULL, NULL, NONBLOCK|CLOEXEC) -> new fd
+export const OP_READ = 3;      // read(fd, mem+a0, a1) -> bytes
+export const OP_WRITE = 4;     // write(fd, mem+a0, a1) -> bytes
+export const OP_WRITEV = 5;    // writev(fd, mem+a0, a1): a0 = native iovecs, absolute addresses -> bytes
+export const OP_SENDFILE = 6;  // sendfile(fd, a0=in fd, mem+a1 (i64 offset, kernel-updated), a2) -> bytes
+export const OP_CLOSE = 7;     // close(fd) -> 0
+export const OP_SHUTDOWN = 8;  // shutdown(fd, a0) -> 0
+export const OP_CALL = 9;      // call JS: a0 = CALL_*, a1 = id, a2 = events -> 0 (or -1 if it threw)
+export const OP_OPEN = 10;     // open file a0 (NUL-terminated path, relative to the docroot), len a1,
+                               // fill FILE record at a2 -> fd (or -errno). a3 = 1: stat only, no open
+export const OP_LOG = 11;      // log a1 bytes at a0 with level a2 (LOG_*) -> 0
+export const OP_STOP = 12;     // stop the loop (shutdown finished) -> 0
+export const OP_COUNT = 13;
+
+export const CALL_IO = 1;      // a1 = handler id, a2 = REACTOR_* events, fd
+export const CALL_TIMER = 2;   // a1 = timer id
+export const CALL_TASK = 3;    // a1 = task id
+
+export const LOG_ERROR = 0;
+export const LOG_WARN = 1;
+export const LOG_INFO = 2;
+export const LOG_ACCESS = 3;
+
+// ---- FILE record (OP_OPEN) -----------------------------------------------
+// Size 48 bytes, written by the host:
+//   +0  i32 kind   FILE_*
+//   +4  i32 mimeLen (bytes written at FILE_MIME, at most FILE_MIME_MAX)
+//   +8  f64 size
+//   +16 f64 mtimeMs
+//   +24 f64 ino
+//   +32 f64 dev
+//   +40 i32 reserved
+export const FILE_SIZE = 48;
+export const FILE_KIND = 0;
+export const FILE_MIME_LEN = 4;
+export const FILE_BYTES = 8;
+export const FILE_MTIME = 16;
+export const FILE_INO = 24;
+export const FILE_DEV = 32;
+export const FILE_MIME = 48;            // MIME type text follows the record
+export const FILE_MIME_MAX = 80;
+export const FILE_RECORD_TOTAL = 128;   // FILE_SIZE + FILE_MIME_MAX, rounded
+export const FILE_REGULAR = 1;
+export const FILE_DIRECTORY = 2;
+export const FILE_OTHER = 3;            // exists, but neither: 403/404
+
+// ---- epoll (Linux UAPI values) -------------------------------------------
+export const EPOLLIN = 0x001;
+export const EPOLLPRI = 0x002;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 1 << 31;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+
+// reactor-level event bits (what JS callbacks see; seed 003 M3)
+export const REACTOR_READABLE = 1;
+export const REACTOR_WRITABLE = 2;
+export const REACTOR_ERROR = 4;
+export const REACTOR_HANGUP = 8;
+export const REACTOR_EDGE = 16;         // register(): edge-triggered
+
+// ---- errno (Linux, same on x86-64 and arm64) ------------------------------
+export const EPERM = 1;
+export const ENOENT = 2;
+export const EINTR = 4;
+export const EBADF = 9;
+export const EAGAIN = 11;
+export const ENOMEM = 12;
+export const EACCES = 13;
+export const EFAULT = 14;
+export const EEXIST = 17;
+export const ENOTDIR = 20;
+export const EISDIR = 21;
+export const EINVAL = 22;
+export const ENFILE = 23;
+export const EMFILE = 24;
+export const EPIPE = 32;
+export const ENAMETOOLONG = 36;
+export const ELOOP = 40;
+export const EXDEV = 18;
+export const ENOBUFS = 105;
+export const ECONNABORTED = 103;
+export const ECONNRESET = 104;
+export const ENOTCONN = 107;
+export const ETIMEDOUT = 110;
+export const EPROTO = 71;

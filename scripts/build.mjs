@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// Builds the core (AssemblyScript -> build/core.wasm) and bundles the host
+// (esbuild -> dist/). `--if-needed` skips the work when every output is newer
+// than every source, so `npm start` is instant on a second run.
+import { execFileSync } from "node:child_process";
+import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const ifNeeded = process.argv.includes("--if-needed");
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(join(root, p)).mtimeMs);
+  }
+  return t;
+}
+const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
+
+const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js"];
+const sources = Math.max(newest("assembly"), newest("host"), mtime("asconfig.json"), mtime("package.json"));
+if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
+
+mkdirSync(join(root, "build"), { recursive: true });
+const bin = (name) => join(root, "node_modules", ".bin", name);
+execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: root, stdio: "inherit" });
+execFileSync(
+  bin("esbuild"),
+  ["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "--bundle", "--platform=node", "--format=esm",
+   "--target=node20", "--outdir=dist", "--external:koffi", "--external:mime-db", "--log-level=warning",
+   "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
+  { cwd: root, stdio: "inherit" },
+);
