@@ -1,0 +1,17 @@
+// Entry point of the core. Everything the host, the tests and the benchmarks
+// may call is exported from here; the modules themselves stay free of exports
+// that only exist for wiring.
+
+// A region the tests and benchmarks may use freely (1 MiB + SIMD padding).
+// Nothing in the core touches it.
+const ARENA_SIZE: usize = 1 << 20;
+const arenaPtr: usize = heap.alloc(ARENA_SIZE + 64);
+export function arena(): usize { return arenaPtr; }
+export function arenaSize(): usize { return ARENA_SIZE; }
+
+// ---- pure units, exported for tests and benchmarks -------------------------
+export * from "./http/parser";
+export * from "./http/path";
+export * from "./http/date";
+export * from "./http/conditional";
+export * from "./timers";
