@@ -15,3 +15,6 @@ export * from "./http/path";
 export * from "./http/date";
 export * from "./http/conditional";
 export * from "./timers";
+
+// ---- the reactor ----------------------------------------------------------
+export * from "./reactor/loop";

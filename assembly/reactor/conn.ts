@@ -1,0 +1,432 @@
+// Connections of the built-in protocols (listeners, echo, HTTP).
+//
+// Records are fd-indexed, CONN_SIZE = 192 bytes each (offsets below); the
+// table is carved once at init. An idle keep-alive connection owns nothing
+// else: receive buffers and write rings come from pools only while there is
+// unprocessed input or pending output (see pool.ts).
+//
+// Each connection has at most one syscall in flight (C_INFLIGHT). Work is
+// scheduled through an intrusive run queue: events and completions set flags
+// and enqueue the connection; the scheduler runs queued connections while the
+// submission queue has room. Nothing here performs I/O: "run" means "emit the
+// next request".
+import {
+  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SHUTDOWN, EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET,
+  EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
+  CFG_WRITE_BUF_MAX, MODE_ET,
+} from "../abi";
+import { submit, sqRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
+import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
+import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
+import { timerAdd, timerCancel, timerRearm, timerIsLive } from "../timers";
+
+export const CONN_SIZE: usize = 192;
+// -- generic part
+export const C_STATE = 0;      // i32 protocol state; 0 = free record
+export const C_FLAGS = 4;      // i32 CF_*
+export const C_PROTO = 8;      // i32 PROTO_* (or PROTO_LISTENER)
+export const C_NEXT = 12;      // i32 run-queue link (fd), -1 = end
+export const C_RBUF = 16;      // i32 held receive buffer, 0 = none
+export const C_RLEN = 20;      // i32 bytes in the receive buffer
+export const C_RPOS = 24;      // i32 first unprocessed byte in the receive buffer
+export const C_WRING = 28;     // i32 write ring, 0 = none
+export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
+export const C_WHEAD = 36;     // i32 ring read position
+export const C_WLEN = 40;      // i32 bytes in the ring
+export const C_TIMER = 44;     // i32 timer id, 0 = none
+export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
+export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
+export const C_IOV = 60;       // i32 bytes requested by the write in flight
+export const C_BODY_KIND = 64; // i32 BODY_*
+export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
+export const C_BODY_FD = 72;   // i32 file fd for sendfile
+export const C_BODY_LEFT = 80; // f64 body bytes still to send
+export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
+export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
+export const C_PROTO_AREA = 144; // 48 bytes the protocol may use: 144..191
+
+export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
+export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN
+export const CF_QUEUED: i32 = 4;        // in the run queue
+export const CF_OUT_ARMED: i32 = 8;     // EPOLLOUT is in the kernel's interest set
+export const CF_EOF: i32 = 16;          // peer finished sending (read returned 0 / RDHUP)
+export const CF_CLOSE_AFTER: i32 = 32;  // close once the output is flushed
+export const CF_CLOSING: i32 = 64;      // close now
+export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
+export const CF_ERROR: i32 = 256;       // socket error: close without flushing
+
+export const BODY_NONE = 0;
+export const BODY_MEMORY = 1;
+export const BODY_FILE = 2;
+
+export const PROTO_LISTENER = 100;
+
+export let conns: usize = 0;
+export let etMode = false;
+export let writeBufMax: i32 = 256 * 1024;
+let runHead: i32 = -1;
+let runTail: i32 = -1;
+
+export function connsInit(maxFds: i32, mode: i32): void {
+  conns = heap.alloc(<usize>maxFds * CONN_SIZE);
+  memory.fill(conns, 0, <usize>maxFds * CONN_SIZE);
+  etMode = mode == MODE_ET;
+  const wmax = ctlI32(CFG_WRITE_BUF_MAX);
+  writeBufMax = wmax > 0 ? wmax : 256 * 1024;
+}
+
+@inline export function conn(fd: i32): usize { return conns + <usize>fd * CONN_SIZE; }
+@inline export function cget(fd: i32, off: i32): i32 { return load<i32>(conn(fd) + <usize>off); }
+@inline export function cset(fd: i32, off: i32, v: i32): void { store<i32>(conn(fd) + <usize>off, v); }
+@inline export function flags(fd: i32): i32 { return load<i32>(conn(fd) + C_FLAGS); }
+@inline export function setFlag(fd: i32, f: i32): void { const c = conn(fd); store<i32>(c + C_FLAGS, load<i32>(c + C_FLAGS) | f); }
+@inline export function clearFlag(fd: i32, f: i32): void { const c = conn(fd); store<i32>(c + C_FLAGS, load<i32>(c + C_FLAGS) & ~f); }
+
+/** The epoll mask a connection wants given its output state. */
+@inline function connMask(fd: i32, out: bool): i32 {
+  let m = EPOLLIN | EPOLLRDHUP;
+  if (out) m |= EPOLLOUT;
+  if (etMode) m |= EPOLLET;
+  return m;
+}
+
+/** Opens a connection record for a built-in protocol and registers the fd. */
+export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
+  const c = conn(fd);
+  memory.fill(c, 0, CONN_SIZE);
+  store<i32>(c + C_STATE, state);
+  store<i32>(c + C_PROTO, proto);
+  store<i32>(c + C_NEXT, -1);
+  handlerInstall(fd, kind, proto, connMask(fd, false));
+  if (proto != PROTO_LISTENER) ctlAddI32(STAT_LIVE_CONNS, 1);
+}
+
+/** Emits an epoll_ctl MOD for the connection's mask (arming or disarming EPOLLOUT). */
+function kernelMask(fd: i32, out: bool): void {
+  const s = slot(fd);
+  const mask = connMask(fd, out);
+  if (load<i32>(s, 12) == mask) return;
+  const op = load<i32>(s, 12) == -1 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+  store<i32>(s, mask, 12);
+  submit(OP_CTL, fd, op, mask, fd, <i32>slotGen(fd));
+}
+
+// ---- run queue ----------------------------------------------------------
+
+export function enqueue(fd: i32): void {
+  const c = conn(fd);
+  const f = load<i32>(c + C_FLAGS);
+  if (f & CF_QUEUED) return;
+  store<i32>(c + C_FLAGS, f | CF_QUEUED);
+  store<i32>(c + C_NEXT, -1);
+  if (runTail < 0) runHead = fd; else cset(runTail, C_NEXT, fd);
+  runTail = fd;
+}
+
+export function runQueueEmpty(): bool { return runHead < 0; }
+
+/** Pops the next queued connection, or -1. */
+export function dequeue(): i32 {
+  const fd = runHead;
+  if (fd < 0) return -1;
+  runHead = cget(fd, C_NEXT);
+  if (runHead < 0) runTail = -1;
+  clearFlag(fd, CF_QUEUED);
+  return fd;
+}
+
+/** True when the scheduler may run one more connection this round. */
+@inline export function roomForOne(): bool { return sqRoom() >= SQ_FANOUT; }
+
+// ---- deadlines (lazy timers) --------------------------------------------
+// A connection has one deadline and at most one timer. Moving the deadline
+// later (activity on a keep-alive connection) touches no heap: the timer
+// fires at the old time, sees the later deadline and re-arms itself. So the
+// heap sees one operation per timeout period, not one per request.
+
+export const TK_CONN: i32 = 1;
+
+export function setDeadline(fd: i32, ms: f64): void {
+  const c = conn(fd);
+  if (ms <= 0) { store<f64>(c + C_DEADLINE, 0); return; }
+  const d = now() + ms;
+  store<f64>(c + C_DEADLINE, d);
+  const t = load<i32>(c + C_TIMER);
+  if (t != 0 && timerIsLive(t)) {
+    // Only pull the timer earlier; later is handled lazily when it fires.
+    return;
+  }
+  const id = timerAdd(d, 0, TK_CONN, fd);
+  store<i32>(c + C_TIMER, id > 0 ? id : 0);
+}
+
+/** Pulls the timer earlier if the new deadline is before it (header timeout < idle). */
+export function setDeadlineEarlier(fd: i32, ms: f64, timerDeadline: f64): void {
+  const c = conn(fd);
+  const d = now() + ms;
+  store<f64>(c + C_DEADLINE, d);
+  const t = load<i32>(c + C_TIMER);
+  if (t != 0 && timerIsLive(t)) {
+    if (d < timerDeadline) timerRearm(t, d);
+  } else {
+    const id = timerAdd(d, 0, TK_CONN, fd);
+    store<i32>(c + C_TIMER, id > 0 ? id : 0);
+  }
+}
+
+export function clearDeadline(fd: i32): void {
+  store<f64>(conn(fd) + C_DEADLINE, 0);
+}
+
+// ---- output -------------------------------------------------------------
+
+@inline export function outPending(fd: i32): bool {
+  const c = conn(fd);
+  return load<i32>(c + C_WLEN) > 0 || load<i32>(c + C_BODY_KIND) != BODY_NONE;
+}
+
+/**
+ * Appends bytes to the connection's write ring, growing it by size class up
+ * to the write-buffer limit. Returns false when the limit would be passed:
+ * the caller closes the connection (slow-reader defence).
+ */
+export function outAppend(fd: i32, src: usize, n: i32): bool {
+  if (n <= 0) return true;
+  const c = conn(fd);
+  const len = load<i32>(c + C_WLEN);
+  if (len + n > writeBufMax) return false;
+  let ring = <usize>load<i32>(c + C_WRING);
+  let cls = load<i32>(c + C_WCLS);
+  let size = ring == 0 ? 0 : 4096 << cls;
+  if (len + n > size) {
+    // Take a larger ring and linearise the old contents into it.
+    const ncls = ringClassFor(len + n);
+    const nring = ringTake(ncls);
+    if (ring != 0) {
+      ringCopyOut(ring, size, load<i32>(c + C_WHEAD), len, nring);
+      ringGive(ring, cls);
+    }
+    ring = nring; cls = ncls; size = 4096 << cls;
+    store<i32>(c + C_WRING, <i32>ring);
+    store<i32>(c + C_WCLS, cls);
+    store<i32>(c + C_WHEAD, 0);
+  }
+  const head = load<i32>(c + C_WHEAD);
+  let tail = head + len;
+  if (tail >= size) tail -= size;
+  const first = min(n, size - tail);
+  memory.copy(ring + <usize>tail, src, <usize>first);
+  if (first < n) memory.copy(ring, src + <usize>first, <usize>(n - first));
+  store<i32>(c + C_WLEN, len + n);
+  return true;
+}
+
+/** Reserves `n` contiguous bytes at the ring's tail for a caller that formats in place. */
+export function outReserve(fd: i32, n: i32): usize {
+  const c = conn(fd);
+  const len = load<i32>(c + C_WLEN);
+  if (len + n > writeBufMax) return 0;
+  let ring = <usize>load<i32>(c + C_WRING);
+  let size = ring == 0 ? 0 : 4096 << load<i32>(c + C_WCLS);
+  let tail = load<i32>(c + C_WHEAD) + len;
+  if (tail >= size) tail -= size;
+  if (ring == 0 || len + n > size || tail + n > size) {
+    // Linearise into a ring big enough for contents + n at the end.
+    const ncls = ringClassFor(len + n);
+    const nring = ringTake(ncls);
+    if (ring != 0) {
+      ringCopyOut(ring, size, load<i32>(c + C_WHEAD), len, nring);
+      ringGive(ring, load<i32>(c + C_WCLS));
+    }
+    store<i32>(c + C_WRING, <i32>nring);
+    store<i32>(c + C_WCLS, ncls);
+    store<i32>(c + C_WHEAD, 0);
+    ring = nring;
+    tail = len;
+  }
+  return ring + <usize>tail;
+}
+
+/** Commits `n` bytes formatted at the pointer outReserve returned. */
+export function outCommit(fd: i32, n: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_WLEN, load<i32>(c + C_WLEN) + n);
+}
+
+function ringCopyOut(ring: usize, size: i32, head: i32, len: i32, dst: usize): void {
+  const first = min(len, size - head);
+  memory.copy(dst, ring + <usize>head, <usize>first);
+  if (first < len) memory.copy(dst + <usize>first, ring, <usize>(len - first));
+}
+
+function ringConsume(fd: i32, n: i32): void {
+  const c = conn(fd);
+  const len = load<i32>(c + C_WLEN) - n;
+  const cls = load<i32>(c + C_WCLS);
+  if (len == 0) {
+    ringGive(<usize>load<i32>(c + C_WRING), cls);
+    store<i32>(c + C_WRING, 0);
+    store<i32>(c + C_WHEAD, 0);
+  } else {
+    let head = load<i32>(c + C_WHEAD) + n;
+    const size = 4096 << cls;
+    if (head >= size) head -= size;
+    store<i32>(c + C_WHEAD, head);
+  }
+  store<i32>(c + C_WLEN, len);
+}
+
+@inline function iov(c: usize, i: i32, ptr: usize, len: i32): void {
+  const v = c + C_IOVECS + <usize>(i * 16);
+  store<u64>(v, memBase() + <u64>ptr);
+  store<u64>(v, <u64>len, 8);
+}
+
+/**
+ * Emits the next write for pending output: ring bytes (one or two segments)
+ * plus a memory body in one writev, or sendfile for a file body once the ring
+ * is empty. Precondition: outPending(fd).
+ */
+export function outStep(fd: i32): void {
+  const c = conn(fd);
+  const len = load<i32>(c + C_WLEN);
+  const bodyKind = load<i32>(c + C_BODY_KIND);
+  if (len > 0) {
+    const ring = <usize>load<i32>(c + C_WRING);
+    const size = 4096 << load<i32>(c + C_WCLS);
+    const head = load<i32>(c + C_WHEAD);
+    const first = min(len, size - head);
+    let n = 0;
+    let total = 0;
+    iov(c, n++, ring + <usize>head, first); total += first;
+    if (first < len) { iov(c, n++, ring, len - first); total += len - first; }
+    if (bodyKind == BODY_MEMORY) {
+      const left = <i32>load<f64>(c + C_BODY_LEFT);
+      iov(c, n++, <usize>load<i32>(c + C_BODY_PTR), left); total += left;
+    }
+    store<i32>(c + C_IOV, total);
+    if (n == 1) {
+      submit(OP_WRITE, fd, <i32>(ring + <usize>head), first, 0, 0);
+    } else {
+      submit(OP_WRITEV, fd, <i32>(c + C_IOVECS), n, 0, 0);
+    }
+    store<i32>(c + C_INFLIGHT, n == 1 ? OP_WRITE : OP_WRITEV);
+  } else if (bodyKind == BODY_MEMORY) {
+    const left = <i32>load<f64>(c + C_BODY_LEFT);
+    store<i32>(c + C_IOV, left);
+    submit(OP_WRITE, fd, load<i32>(c + C_BODY_PTR), left, 0, 0);
+    store<i32>(c + C_INFLIGHT, OP_WRITE);
+  } else {
+    // sendfile: the kernel reads and advances the i64 offset in the record.
+    const left = load<f64>(c + C_BODY_LEFT);
+    const chunk = left > 1048576.0 ? 1048576 : <i32>left;
+    store<i32>(c + C_IOV, chunk);
+    submit(OP_SENDFILE, fd, load<i32>(c + C_BODY_FD), <i32>(c + C_BODY_OFF), chunk, 0);
+    store<i32>(c + C_INFLIGHT, OP_SENDFILE);
+  }
+}
+
+export const OUT_DONE = 0;     // everything pending was written
+export const OUT_MORE = 1;     // progress; more to write now
+export const OUT_BLOCKED = 2;  // the socket is full: EPOLLOUT armed, wait
+export const OUT_FAILED = 3;   // EPIPE, ECONNRESET...: close
+
+/** Accounts for a write completion; arms or disarms EPOLLOUT as needed. */
+export function outDone(fd: i32, res: i32): i32 {
+  const c = conn(fd);
+  const op = load<i32>(c + C_INFLIGHT);
+  store<i32>(c + C_INFLIGHT, 0);
+  if (res < 0) {
+    if (res == -11 /* EAGAIN */) { outBlocked(fd); return OUT_BLOCKED; }
+    return OUT_FAILED;
+  }
+  ctlAddF64(STAT_BYTES_OUT, <f64>res);
+  let n = res;
+  if (op != OP_SENDFILE) {
+    const r = min(n, load<i32>(c + C_WLEN));
+    if (r > 0) ringConsume(fd, r);
+    n -= r;
+  }
+  const kind = load<i32>(c + C_BODY_KIND);
+  if (kind != BODY_NONE && n > 0) {
+    // the rest went out of the body (sendfile advanced C_BODY_OFF itself)
+    if (kind == BODY_MEMORY) store<i32>(c + C_BODY_PTR, load<i32>(c + C_BODY_PTR) + n);
+    const left = load<f64>(c + C_BODY_LEFT) - <f64>n;
+    store<f64>(c + C_BODY_LEFT, left);
+    if (left <= 0) {
+      store<i32>(c + C_BODY_KIND, BODY_NONE);
+      bodyFinished(fd);
+    }
+  }
+  if (!outPending(fd)) {
+    if (flags(fd) & CF_OUT_ARMED) { clearFlag(fd, CF_OUT_ARMED); kernelMask(fd, false); }
+    return OUT_DONE;
+  }
+  // A short write means the socket buffer is full: wait for EPOLLOUT rather
+  // than spin into EAGAIN. (sendfile is chunked, so a full chunk is not short.)
+  if (res < load<i32>(c + C_IOV)) { outBlocked(fd); return OUT_BLOCKED; }
+  return OUT_MORE;
+}
+
+/** The socket took less than offered: arm EPOLLOUT (once) and wait. */
+export function outBlocked(fd: i32): void {
+  clearFlag(fd, CF_WRITABLE);
+  if (!(flags(fd) & CF_OUT_ARMED)) { setFlag(fd, CF_OUT_ARMED); kernelMask(fd, true); }
+}
+
+// Hook for the HTTP layer (file-cache reference release); set by http.ts.
+let bodyFinishedHook: (fd: i32) => void = (fd: i32): void => {};
+export function setBodyFinishedHook(f: (fd: i32) => void): void { bodyFinishedHook = f; }
+function bodyFinished(fd: i32): void { bodyFinishedHook(fd); }
+
+// ---- close --------------------------------------------------------------
+
+let closeHook: (fd: i32) => void = (fd: i32): void => {};
+export function setCloseHook(f: (fd: i32) => void): void { closeHook = f; }
+
+/**
+ * Closes a connection now: releases its buffers, timer and handler slot and
+ * emits close(2). The fd leaves epoll by itself when it is closed.
+ */
+export function connClose(fd: i32): void {
+  const c = conn(fd);
+  if (load<i32>(c + C_STATE) == 0) return;
+  setCurrentFd(fd);
+  closeHook(fd);
+  const rb = <usize>load<i32>(c + C_RBUF);
+  if (rb != 0) readBufGive(rb);
+  const ring = <usize>load<i32>(c + C_WRING);
+  if (ring != 0) ringGive(ring, load<i32>(c + C_WCLS));
+  const t = load<i32>(c + C_TIMER);
+  if (t != 0) timerCancel(t);
+  if (load<i32>(c + C_BODY_KIND) != BODY_NONE) {
+    store<i32>(c + C_BODY_KIND, BODY_NONE);
+    bodyFinished(fd);
+  }
+  handlerRemove(fd, true);
+  store<i32>(c + C_STATE, 0);
+  store<i32>(c + C_RBUF, 0);
+  store<i32>(c + C_WRING, 0);
+  store<i32>(c + C_WLEN, 0);
+  store<i32>(c + C_TIMER, 0);
+  submit(OP_CLOSE, fd, 0, 0, 0, 0);
+  ctlAddI32(STAT_CLOSED, 1);
+  ctlAddI32(STAT_LIVE_CONNS, -1);
+  fdReleased();
+}
+
+/** Half-closes the write side (lingering close after an error response). */
+export function connShutdownWrite(fd: i32): void {
+  submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
+}
+
+/** Called when the write ring would overflow: the slow-reader defence. */
+export function connOverflow(fd: i32): void {
+  ctlAddI32(STAT_OVERFLOWS, 1);
+  connClose(fd);
+}
+
+// Hook for the listener (resume accepting after EMFILE); set by listener.ts.
+let fdReleasedHook: () => void = (): void => {};
+export function setFdReleasedHook(f: () => void): void { fdReleasedHook = f; }
+function fdReleased(): void { fdReleasedHook(); }

@@ -1,0 +1,140 @@
+// Listening sockets of the built-in protocols. The host creates, binds and
+// listens (setup is configuration, not policy); the core decides when to
+// accept, how many at a time, and what to do when fds run out.
+//
+// EMFILE/ENFILE: accepting is paused (the listener's epoll interest is set to
+// nothing, so level-triggered epoll does not spin on the pending connection),
+// logged once, and resumed when one of our connections closes or, failing
+// that, after ACCEPT_RETRY_MS.
+import {
+  OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM,
+  STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW,
+} from "../abi";
+import { submit, sqRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
+import { H_LISTENER, H_CONN, maxFds, slot, slotGen } from "./handlers";
+import {
+  conn, connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, C_PROTO_AREA,
+  C_INFLIGHT, PROTO_LISTENER, setFdReleasedHook, C_STATE,
+} from "./conn";
+import { logBegin, logStr, logInt, logEnd, logLine } from "./log";
+import { timerAdd, timerIsLive } from "../timers";
+
+const L_SERVES = C_PROTO_AREA;       // protocol of accepted connections
+const L_OUTSTANDING = C_PROTO_AREA + 4; // accepts in flight
+const L_CLEAN = C_PROTO_AREA + 8;    // accepts of this round that returned a connection
+const L_BATCH = C_PROTO_AREA + 12;   // accepts to issue next round (adaptive)
+const L_STATE_OPEN = 1;
+
+const ACCEPT_BATCH: i32 = 32;
+export const ACCEPT_RETRY_MS: f64 = 1000;
+export const TK_ACCEPT_RESUME: i32 = 2;
+
+// The connection opener of each protocol; set by the protocols at init.
+let openHook: (fd: i32, proto: i32) => void = (fd: i32, proto: i32): void => {};
+export function setOpenHook(f: (fd: i32, proto: i32) => void): void { openHook = f; }
+
+// Listeners are few: keep their fds in a small list for pause/resume.
+const MAX_LISTENERS = 16;
+const listeners: usize = memory.data(MAX_LISTENERS * 4);
+let listenerCount = 0;
+let paused = false;
+
+export function listenerAdd(fd: i32, proto: i32): i32 {
+  if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS) return -1;
+  connOpen(fd, H_LISTENER, PROTO_LISTENER, L_STATE_OPEN);
+  cset(fd, L_SERVES, proto);
+  store<i32>(listeners + <usize>(listenerCount++) * 4, fd);
+  // There may already be connections waiting (ET would never report them).
+  setFlag(fd, CF_READABLE);
+  enqueue(fd);
+  return 0;
+}
+
+export function listenerRun(fd: i32): void {
+  if (paused || cget(fd, L_OUTSTANDING) > 0 || !(flags(fd) & CF_READABLE)) return;
+  // Adaptive batch: one accept when connections trickle in (no wasted
+  // EAGAIN syscalls), doubling up to ACCEPT_BATCH while every accept of the
+  // previous round returned a connection (bursts, C10K ramp-up).
+  let n = min(max(1, cget(fd, L_BATCH)), sqRoom() - 8);
+  if (n <= 0) { enqueue(fd); return; }
+  for (let i = 0; i < n; i++) submit(OP_ACCEPT, fd, 0, 0, 0, 0);
+  cset(fd, L_OUTSTANDING, n);
+  cset(fd, L_CLEAN, 0);
+}
+
+/** One accept4 came back. `res` is the new fd or -errno. */
+export function listenerAccepted(fd: i32, res: i32): void {
+  const left = cget(fd, L_OUTSTANDING) - 1;
+  cset(fd, L_OUTSTANDING, left);
+  if (res >= 0) {
+    if (res >= maxFds) {
+      // Our tables end at maxFds (RLIMIT_NOFILE at start); refuse politely.
+      submit(OP_CLOSE, res, 0, 0, 0, 0);
+    } else {
+      ctlAddI32(STAT_ACCEPTED, 1);
+      cset(fd, L_CLEAN, cget(fd, L_CLEAN) + 1);
+      setCurrentFd(res);
+      openHook(res, cget(fd, L_SERVES));
+    }
+  } else if (res == -EAGAIN) {
+    clearFlag(fd, CF_READABLE);
+  } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+    pause(-res);
+  }
+  // ECONNABORTED, EPROTO, EINTR...: that connection is gone; carry on.
+  if (left == 0) {
+    const clean = cget(fd, L_CLEAN);
+    const issued = max(1, cget(fd, L_BATCH));
+    cset(fd, L_BATCH, clean >= issued ? min(issued * 2, ACCEPT_BATCH) : max(1, clean));
+  }
+  if (left == 0 && !paused) {
+    // The whole batch returned connections: there are probably more. ET must
+    // drain to EAGAIN; LT would be told again, but asking now saves a poll.
+    if (flags(fd) & CF_READABLE) {
+      enqueue(fd);
+    }
+  }
+}
+
+function pause(err: i32): void {
+  if (paused) return;
+  paused = true;
+  ctlSetI32(STAT_ACCEPT_PAUSED, 1);
+  logBegin();
+  logStr("accept: out of file descriptors (");
+  logStr(err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOBUFS");
+  logStr("); pausing accepts until a connection closes");
+  logEnd(LOG_WARN);
+  for (let i = 0; i < listenerCount; i++) {
+    const lfd = load<i32>(listeners + <usize>i * 4);
+    store<i32>(slot(lfd), 0, 12);
+    submit(OP_CTL, lfd, EPOLL_CTL_MOD, 0, lfd, <i32>slotGen(lfd));
+  }
+  timerAdd(now() + ACCEPT_RETRY_MS, 0, TK_ACCEPT_RESUME, 0);
+}
+
+/** Resumes accepting (a connection closed, or the retry timer fired). */
+export function listenersResume(): void {
+  if (!paused) return;
+  if (sqRoom() < listenerCount + 4) return; // next close or the timer retries
+  paused = false;
+  ctlSetI32(STAT_ACCEPT_PAUSED, 0);
+  logLine(LOG_WARN, "accept: resumed");
+  for (let i = 0; i < listenerCount; i++) {
+    const lfd = load<i32>(listeners + <usize>i * 4);
+    const mask = etMode ? EPOLLIN | EPOLLET : EPOLLIN;
+    store<i32>(slot(lfd), mask, 12);
+    submit(OP_CTL, lfd, EPOLL_CTL_MOD, mask, lfd, <i32>slotGen(lfd));
+    setFlag(lfd, CF_READABLE);
+    enqueue(lfd);
+  }
+}
+
+export function acceptPaused(): bool { return paused; }
+
+export function listenersInit(): void {
+  setFdReleasedHook(listenersResume);
+}
+
+export function listenerFds(): usize { return listeners; }
+export function listenerCountGet(): i32 { return listenerCount; }

@@ -1,0 +1,376 @@
+// The loop, core side. The host's tick (host/loop.ts) reads:
+//
+//   runTimers() -> poll(pollTimeout()) -> dispatch(n) -> runDeferred()
+//
+// and after each of those calls it carries out the returned number of
+// submissions and hands their results to complete(n), until a call returns 0.
+// So every phase below is resumable: it emits a round of requests, returns,
+// and continues from where it stopped when complete() is called. A phase
+// yields early after every JS call (OP_CALL), because JS code may change the
+// handler table, timers and tasks, and the core must look again afterwards.
+import {
+  OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN,
+  CALL_IO, CALL_TIMER, CALL_TASK, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
+  STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
+  EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
+} from "../abi";
+import {
+  ctl, ctlInit, sqReset, sqSwap, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
+} from "./ctl";
+import { poolInit, readHeld, ringBytesHeld } from "./pool";
+import {
+  handlersInit, handlerAdd, handlerModify, handlerRemove, flushMods, endBatch, setDispatching, ctlFailed,
+  slotAccepts, slotKind, slotId, reactorEvents, H_JS, H_LISTENER, H_CONN, maxFds, validFd,
+} from "./handlers";
+import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
+import {
+  connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_ERROR, CF_EOF,
+  PROTO_LISTENER, TK_CONN,
+} from "./conn";
+import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
+import { logRoundReset, logBegin, logStr, logInt, logEnd } from "./log";
+import {
+  timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
+  timerDeadline, timerIsLive, timerCount, timerPollTimeout,
+} from "../timers";
+import { echoInit, echoOpen, echoRun, echoComplete } from "../proto/echo";
+import { httpInit, httpOpen, httpRun, httpComplete, httpOpenComplete, httpTimeout } from "../proto/http";
+
+// phases
+const PH_IDLE = 0;
+const PH_TIMERS = 1;
+const PH_DISPATCH = 2;
+const PH_DEFERRED = 3;
+const PH_FLUSH = 4;
+let phase = PH_IDLE;
+
+// timers phase: the due timers are collected first, then fired, so a
+// repeating timer fires at most once per tick and a late one catches up one
+// interval per tick instead of starving I/O.
+const TK_JS: i32 = 3;
+let due: usize = 0;
+let dueLen: i32 = 0;
+let dueNext: i32 = 0;
+
+// dispatch phase
+let evCount: i32 = 0;
+let evNext: i32 = 0;
+
+// deferred phase
+let tasksStarted = false;
+
+// completion cursor: complete() may be re-entered after a trap (recover()).
+let cqNext: i32 = 0;
+
+let initialised = false;
+
+/** Address of the control block; the host writes the config there, then calls init(). */
+export function ctlAddress(): usize { return ctl; }
+
+export function init(): usize {
+  if (initialised) return ctl;
+  initialised = true;
+  ctlInit();
+  const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
+  ctlSetI32(CFG_MAX_FDS, fds);
+  poolInit(ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
+  ctlSetI32(CFG_READ_BUF, ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
+  handlersInit(fds);
+  connsInit(fds, ctlI32(CFG_MODE));
+  const timerCap = fds * 2 + 262144;
+  timersInit(timerCap);
+  due = heap.alloc(<usize>timerCap * 4);
+  tasksInit(65536);
+  listenersInit();
+  setOpenHook(openConn);
+  echoInit();
+  httpInit();
+  return ctl;
+}
+
+function openConn(fd: i32, proto: i32): void {
+  if (proto == PROTO_HTTP) httpOpen(fd);
+  else echoOpen(fd);
+}
+
+// ---- phases -------------------------------------------------------------
+
+/** Phase 1: timers that are due at loop time. */
+export function runTimers(): i32 {
+  phase = PH_TIMERS;
+  dueLen = 0;
+  dueNext = 0;
+  const t = now();
+  for (let id = timerPopDue(t); id > 0; id = timerPopDue(t)) store<i32>(due + <usize>(dueLen++) * 4, id);
+  return advance();
+}
+
+/** The epoll_wait timeout: 0 when work is waiting, else until the next timer. */
+export function pollTimeout(): i32 {
+  if (!runQueueEmpty() || tasksPending() > 0) return 0;
+  return timerPollTimeout(now());
+}
+
+/** Phase 3: the host's epoll_wait wrote `n` events into the event area. */
+export function dispatch(n: i32): i32 {
+  phase = PH_DISPATCH;
+  evCount = n;
+  evNext = 0;
+  setDispatching(true);
+  return advance();
+}
+
+/** Phases 4 and 5: deferred modifications, then deferred tasks. */
+export function runDeferred(): i32 {
+  phase = PH_DEFERRED;
+  tasksStarted = false;
+  return advance();
+}
+
+/** Applies modifications made by JS outside any phase (e.g. before run()). */
+export function flush(): i32 {
+  if (phase != PH_IDLE) return 0;
+  phase = PH_FLUSH;
+  return advance();
+}
+
+/** The host carried out SQ[0..n) and wrote CQ[0..n). */
+export function complete(n: i32): i32 {
+  if (cqNext == 0) { sqSwap(n); logRoundReset(); }
+  inCompletions = true;
+  for (let i = cqNext; i < n; i++) {
+    cqNext = i + 1;
+    completeOne(i);
+  }
+  inCompletions = false;
+  cqNext = 0;
+  return advance();
+}
+
+/**
+ * Fills the submission queue with the next round of the current phase.
+ * Requests emitted between phases (listen(), a JS call made outside the loop)
+ * are still queued and go out with it. Returns the number of requests; 0
+ * means the phase is over.
+ */
+function advance(): i32 {
+  if (doomedLen > 0) closeDoomed();
+  if (phase == PH_TIMERS) {
+    if (fireTimers()) runConns();
+  } else if (phase == PH_DISPATCH) {
+    if (ingestEvents()) {
+      // End of the batch: zombies die, pending handlers go live, the kernel
+      // learns every change made during the batch.
+      endBatch();
+      if (flushMods()) runConns();
+    }
+  } else if (phase == PH_DEFERRED) {
+    if (flushMods() && runConns()) runTasks();
+  } else if (phase == PH_FLUSH) {
+    if (flushMods()) runConns();
+  }
+  if (sqLen == 0) phase = PH_IDLE;
+  setCurrentFd(-1);
+  publishStats();
+  return sqLen;
+}
+
+/** Fires collected timers; false if it yielded (a JS call or a full SQ). */
+function fireTimers(): bool {
+  if (!flushMods()) return false;
+  while (dueNext < dueLen) {
+    if (sqRoom() < SQ_FANOUT) return false;
+    const id = load<i32>(due + <usize>(dueNext++) * 4);
+    if (!timerIsLive(id)) continue; // cancelled by an earlier callback
+    const kind = timerKind(id);
+    if (kind == TK_JS) {
+      const interval = timerInterval(id);
+      // Drift-free: the next expiry is counted from this one, not from now.
+      // Re-armed before the call so the callback may cancel it.
+      if (interval > 0) timerRearm(id, timerDeadline(id) + interval);
+      else timerFree(id);
+      submit(OP_CALL, -1, CALL_TIMER, id, 0, 0);
+      return false;
+    } else if (kind == TK_CONN) {
+      connTimer(id, timerOwner(id));
+    } else if (kind == TK_ACCEPT_RESUME) {
+      timerFree(id);
+      listenersResume();
+    } else {
+      timerFree(id);
+    }
+  }
+  return true;
+}
+
+function connTimer(id: i32, fd: i32): void {
+  if (!validFd(fd) || cget(fd, C_TIMER) != id || cget(fd, C_STATE) == 0) { timerFree(id); return; }
+  const c = conn(fd);
+  const deadline = load<f64>(c + C_DEADLINE);
+  if (deadline == 0) { timerFree(id); store<i32>(c + C_TIMER, 0); return; }
+  if (deadline > now()) { timerRearm(id, deadline); return; }
+  timerFree(id);
+  store<i32>(c + C_TIMER, 0);
+  if (load<i32>(c + C_INFLIGHT) != 0) return; // cannot happen between ticks; be safe
+  setCurrentFd(fd);
+  ctlAddI32(STAT_TIMEOUTS, 1);
+  if (cget(fd, C_PROTO) == PROTO_HTTP) httpTimeout(fd); else connClose(fd);
+}
+
+/** Hands events to handlers; false if it yielded for a JS call. */
+function ingestEvents(): bool {
+  while (evNext < evCount) {
+    const e = events + <usize>(evNext * eventStride);
+    evNext++;
+    const ev = load<i32>(e);
+    const fd = load<i32>(e + <usize>eventData);
+    const gen = load<i32>(e + <usize>eventData + 4);
+    if (!validFd(fd) || !slotAccepts(fd, gen)) continue; // stale: zombie, pending or reused fd
+    const kind = slotKind(fd);
+    if (kind == H_JS) {
+      submit(OP_CALL, fd, CALL_IO, slotId(fd), reactorEvents(ev), 0);
+      return false;
+    }
+    // Built-in handlers: note readiness, run after the batch.
+    let f = 0;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= CF_READABLE;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) f |= CF_WRITABLE;
+    setFlag(fd, f);
+    enqueue(fd);
+  }
+  return true;
+}
+
+/** Runs queued connections while the SQ has room; true when the queue is empty. */
+function runConns(): bool {
+  while (roomForOne()) {
+    const fd = dequeue();
+    if (fd < 0) return true;
+    if (cget(fd, C_STATE) == 0) continue;
+    setCurrentFd(fd);
+    if (fd == trapFd) { trapFd = -1; unreachable(); }
+    const proto = cget(fd, C_PROTO);
+    if (proto == PROTO_LISTENER) listenerRun(fd);
+    else if (proto == PROTO_HTTP) httpRun(fd);
+    else echoRun(fd);
+  }
+  return runQueueEmpty();
+}
+
+function runTasks(): void {
+  if (!tasksStarted) { tasksStarted = true; taskPassBegin(); }
+  const id = taskPassNext();
+  if (id >= 0) submit(OP_CALL, -1, CALL_TASK, id, 0, 0);
+}
+
+function completeOne(i: i32): void {
+  const op = sqeOp(i);
+  const fd = sqeFd(i);
+  const res = cqeResult(i);
+  if (op == OP_CTL) {
+    if (res < 0) {
+      ctlFailed(fd, sqeArg(i, 8), -res);
+      // A built-in connection the kernel would not take is useless.
+      if (validFd(fd) && slotKind(fd) == H_CONN && sqeArg(i, 8) != 2) { setCurrentFd(fd); connClose(fd); }
+    }
+    return;
+  }
+  if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res); return; }
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_OPEN) {
+    if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
+    if (doomedLen > 0 && isDoomed(fd)) return; // trapped earlier this round
+    setCurrentFd(fd);
+    const proto = cget(fd, C_PROTO);
+    if (proto == PROTO_HTTP) {
+      if (op == OP_OPEN) httpOpenComplete(fd, res); else httpComplete(fd, op, res);
+    } else {
+      echoComplete(fd, op, res);
+    }
+  }
+  // OP_CLOSE, OP_SHUTDOWN, OP_CALL, OP_LOG: nothing to do.
+}
+
+function publishStats(): void {
+  ctlSetI32(STAT_TIMERS, timerCount());
+  ctlSetI32(STAT_WBUF_BYTES, ringBytesHeld);
+  ctlSetI32(STAT_RBUF_HELD, readHeld);
+}
+
+// ---- after a trap -------------------------------------------------------
+// A trap (a bug, or an abort) leaves the core mid-way through one connection.
+// That connection is doomed: its completions are ignored and it is closed at
+// the start of the next round. Everything else carries on.
+
+const doomed: usize = memory.data(64 * 4);
+let doomedLen = 0;
+let inCompletions = false;
+let trapFd = -1;
+
+/**
+ * Called by the host after a trap escaped a core call. Returns -1 if the trap
+ * happened while consuming completions (call complete(n) again: it resumes
+ * after the one that trapped), else the number of requests emitted so far in
+ * this round (carry them out and call complete() as usual; the phase resumes).
+ */
+export function recover(): i32 {
+  ctlAddI32(STAT_TRAPS, 1);
+  const fd = ctlI32(CTL_CURRENT_FD);
+  setCurrentFd(-1);
+  if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < 64) {
+    store<i32>(doomed + <usize>(doomedLen++) * 4, fd);
+  }
+  if (inCompletions) { inCompletions = false; return -1; }
+  return sqLen;
+}
+
+function isDoomed(fd: i32): bool {
+  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 4) == fd) return true;
+  return false;
+}
+
+function closeDoomed(): void {
+  for (let i = 0; i < doomedLen; i++) {
+    const fd = load<i32>(doomed + <usize>i * 4);
+    if (cget(fd, C_STATE) != 0) {
+      store<i32>(conn(fd) + C_INFLIGHT, 0);
+      connClose(fd);
+    }
+  }
+  doomedLen = 0;
+}
+
+/** Fault injection for tests and the fuzzer: trap once when fd is next run. */
+export function debugTrapFd(fd: i32): void { trapFd = fd; }
+
+// ---- the JS-facing reactor API -----------------------------------------
+// Handlers, timers and tasks whose callbacks live in JS, keyed by id.
+
+export function register(fd: i32, interest: i32, id: i32): i32 { return handlerAdd(fd, H_JS, id, interest); }
+export function modify(fd: i32, interest: i32): i32 {
+  if (validFd(fd) && slotKind(fd) != H_JS) return -EINVAL;
+  return handlerModify(fd, interest);
+}
+export function deregister(fd: i32, closing: bool): i32 {
+  if (validFd(fd) && slotKind(fd) != H_JS) return -EINVAL;
+  return handlerRemove(fd, closing);
+}
+/** A JS timer; returns its id (> 0) or -ENOMEM. */
+export function timerStart(ms: f64, repeatMs: f64): i32 {
+  const id = timerAdd(now() + (ms > 0 ? ms : 0), repeatMs > 0 ? repeatMs : 0, TK_JS, 0);
+  return id > 0 ? id : -ENOMEM;
+}
+export function timerStop(id: i32): bool {
+  if (!timerIsLive(id) || timerKind(id) != TK_JS) return false;
+  return timerCancel(id);
+}
+export function defer(id: i32): bool { return taskPush(id); }
+
+/** A listening socket of a built-in protocol (PROTO_ECHO, PROTO_HTTP). */
+export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto); }
+
+/** True when nothing at all is left for the loop to do. */
+export function idle(): bool {
+  return runQueueEmpty() && tasksPending() == 0 && timerCount() == 0 && ctlI32(STAT_LIVE_CONNS) == 0;
+}

@@ -1,0 +1,167 @@
+// Loads the core (build/core.wasm), writes its config into the control block
+// and keeps typed-array views of linear memory fresh: memory.grow detaches the
+// old ArrayBuffer, and a detached view handed to koffi becomes NULL (EFAULT
+// with no exception), so every view is re-created when the buffer changes.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as abi from "../assembly/abi.ts";
+import { addressOf } from "./libc.ts";
+
+export interface CoreConfig {
+  maxFds: number;
+  mode: "lt" | "et";
+  idleTimeoutMs: number;
+  headerTimeoutMs: number;
+  writeBufMax: number;
+  maxLine: number;
+  maxHeader: number;
+  maxHeaders: number;
+  maxBody: number;
+  maxEvents: number;
+  accessLog: boolean;
+  readBuf: number;
+}
+
+export const defaultCoreConfig: CoreConfig = {
+  maxFds: 1024,
+  mode: "lt",
+  idleTimeoutMs: 30_000,
+  headerTimeoutMs: 60_000,
+  writeBufMax: 256 * 1024,
+  maxLine: 8 * 1024,
+  maxHeader: 16 * 1024,
+  maxHeaders: 100,
+  maxBody: 1024 * 1024,
+  maxEvents: 1024,
+  accessLog: false,
+  readBuf: 32 * 1024,
+};
+
+/** The core's exports, as the host uses them. */
+export interface CoreExports {
+  memory: WebAssembly.Memory;
+  ctlAddress(): number;
+  init(): number;
+  runTimers(): number;
+  pollTimeout(): number;
+  dispatch(n: number): number;
+  runDeferred(): number;
+  flush(): number;
+  complete(n: number): number;
+  recover(): number;
+  register(fd: number, interest: number, id: number): number;
+  modify(fd: number, interest: number): number;
+  deregister(fd: number, closing: number): number;
+  timerStart(ms: number, repeatMs: number): number;
+  timerStop(id: number): number;
+  defer(id: number): number;
+  listen(fd: number, proto: number): number;
+  idle(): number;
+  debugTrapFd(fd: number): void;
+  timerIsLive(id: number): number;
+}
+
+let compiled: WebAssembly.Module | null = null;
+
+/** Where the built core lives (build/core.wasm beside host/ and dist/). */
+export const corePath = fileURLToPath(new URL("../build/core.wasm", import.meta.url));
+
+/** Thrown by the core's abort() (out of memory in the stub runtime). */
+export class CoreAbort extends Error {}
+
+export function compileCore(path = corePath): WebAssembly.Module {
+  if (!compiled) compiled = new WebAssembly.Module(readFileSync(path));
+  return compiled;
+}
+
+export class Core {
+  readonly x: CoreExports;
+  readonly ctl: number;
+  /** Absolute address of linear memory. */
+  base = 0;
+  i32!: Int32Array;
+  f64!: Float64Array;
+  u8!: Uint8Array;
+  private buffer: ArrayBuffer | null = null;
+
+  constructor(config: CoreConfig, module = compileCore()) {
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        abort: (_m: number, _f: number, line: number, col: number) => {
+          throw new CoreAbort(`core abort at ${line}:${col}`);
+        },
+        trace: () => {},
+        seed: () => 42,
+      },
+    });
+    this.x = instance.exports as unknown as CoreExports;
+    this.ctl = this.x.ctlAddress();
+    this.refresh();
+    const c = this.ctl >> 2;
+    const i = this.i32;
+    i[c + (abi.CTL_EVENT_STRIDE >> 2)] = 12; // x86-64: packed struct epoll_event
+    i[c + (abi.CTL_EVENT_DATA >> 2)] = 4;
+    if (process.arch === "arm64") {
+      i[c + (abi.CTL_EVENT_STRIDE >> 2)] = 16;
+      i[c + (abi.CTL_EVENT_DATA >> 2)] = 8;
+    }
+    i[c + (abi.CFG_MAX_FDS >> 2)] = config.maxFds;
+    i[c + (abi.CFG_MODE >> 2)] = config.mode === "et" ? abi.MODE_ET : abi.MODE_LT;
+    i[c + (abi.CFG_IDLE_TIMEOUT >> 2)] = config.idleTimeoutMs;
+    i[c + (abi.CFG_HEADER_TIMEOUT >> 2)] = config.headerTimeoutMs;
+    i[c + (abi.CFG_WRITE_BUF_MAX >> 2)] = config.writeBufMax;
+    i[c + (abi.CFG_MAX_LINE >> 2)] = config.maxLine;
+    i[c + (abi.CFG_MAX_HEADER >> 2)] = config.maxHeader;
+    i[c + (abi.CFG_MAX_HEADERS >> 2)] = config.maxHeaders;
+    i[c + (abi.CFG_MAX_BODY >> 2)] = config.maxBody;
+    i[c + (abi.CFG_MAX_EVENTS >> 2)] = config.maxEvents;
+    i[c + (abi.CFG_ACCESS_LOG >> 2)] = config.accessLog ? 1 : 0;
+    i[c + (abi.CFG_READ_BUF >> 2)] = config.readBuf;
+    this.setTime(performance.now(), Date.now());
+    this.x.init();
+    this.refresh();
+  }
+
+  /** Re-creates the views (and the base address) if memory grew. Cheap when it did not. */
+  refresh(): void {
+    const buf = this.x.memory.buffer;
+    if (buf === this.buffer) return;
+    this.buffer = buf as ArrayBuffer;
+    this.i32 = new Int32Array(buf);
+    this.f64 = new Float64Array(buf);
+    this.u8 = new Uint8Array(buf);
+    this.base = addressOf(buf as ArrayBuffer);
+    new DataView(buf).setBigUint64(this.ctl + abi.CTL_MEM_BASE, BigInt(this.base), true);
+  }
+
+  /** Loop time: monotonic ms for timers, wall-clock ms for Date headers. */
+  setTime(mono: number, wall: number): void {
+    this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
+    this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
+  }
+
+  ctlI32(off: number): number { return this.i32[(this.ctl + off) >> 2]; }
+  ctlF64(off: number): number { return this.f64[(this.ctl + off) >> 3]; }
+
+  /** Counters for observability (`stats()` on the loop). */
+  stats() {
+    return {
+      accepted: this.ctlI32(abi.STAT_ACCEPTED),
+      closed: this.ctlI32(abi.STAT_CLOSED),
+      liveConnections: this.ctlI32(abi.STAT_LIVE_CONNS),
+      requests: this.ctlI32(abi.STAT_REQUESTS),
+      responses4xx: this.ctlI32(abi.STAT_RESPONSES_4XX),
+      responses5xx: this.ctlI32(abi.STAT_RESPONSES_5XX),
+      timeouts: this.ctlI32(abi.STAT_TIMEOUTS),
+      overflows: this.ctlI32(abi.STAT_OVERFLOWS),
+      acceptPaused: this.ctlI32(abi.STAT_ACCEPT_PAUSED) !== 0,
+      timers: this.ctlI32(abi.STAT_TIMERS),
+      writeBufferBytes: this.ctlI32(abi.STAT_WBUF_BYTES),
+      readBuffersHeld: this.ctlI32(abi.STAT_RBUF_HELD),
+      bytesIn: this.ctlF64(abi.STAT_BYTES_IN),
+      bytesOut: this.ctlF64(abi.STAT_BYTES_OUT),
+      trapsContained: this.ctlI32(abi.STAT_TRAPS),
+      memoryBytes: this.x.memory.buffer.byteLength,
+    };
+  }
+}

@@ -1,0 +1,15 @@
+// wasm-reactor: the package entry point.
+export { Reactor, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR, HANGUP, EDGE } from "./reactor.ts";
+export type { IoCallback, ReactorOptions } from "./reactor.ts";
+export { Loop } from "./loop.ts";
+export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
+export { Core, defaultCoreConfig, corePath } from "./core.ts";
+export type { CoreConfig, CoreExports } from "./core.ts";
+export { Server } from "./server.ts";
+export type { ServerOptions } from "./server.ts";
+export { listenTcp } from "./net.ts";
+export type { Listener, ListenOptions } from "./net.ts";
+export { RemoteLoop, QueueFullError } from "./remote.ts";
+export type { RemoteDescriptor } from "./remote.ts";
+export { libc, errno, SysError, describeErrno, errnoName } from "./libc.ts";
+export * as abi from "../assembly/abi.ts";

@@ -1,0 +1,142 @@
+// The one koffi binding module: every libc function the host calls, and the
+// one place errno is read.
+//
+// Hot-path functions take pointers as `intptr` numbers (absolute addresses
+// into WebAssembly memory): the kernel reads and writes linear memory
+// directly and no bytes pass through JS. Setup-time functions take Buffers.
+// `read`/`write` & co. are declared as returning `int` so results never come
+// back as BigInt.
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+// koffi is CommonJS with a native addon; load it the CommonJS way.
+const koffi = require("koffi") as typeof import("koffi");
+
+const lib = koffi.load("libc.so.6");
+
+export const libc = {
+  epoll_create1: lib.func("int epoll_create1(int)"),
+  epoll_ctl: lib.func("int epoll_ctl(int, int, int, intptr)"),
+  epoll_wait: lib.func("int epoll_wait(int, intptr, int, int)"),
+  socket: lib.func("int socket(int, int, int)"),
+  setsockopt: lib.func("int setsockopt(int, int, int, void *, uint32)"),
+  getsockopt: lib.func("int getsockopt(int, int, int, _Out_ void *, _Inout_ uint32 *)"),
+  bind: lib.func("int bind(int, void *, uint32)"),
+  listen: lib.func("int listen(int, int)"),
+  getsockname: lib.func("int getsockname(int, _Out_ void *, _Inout_ uint32 *)"),
+  accept4: lib.func("int accept4(int, intptr, intptr, int)"),
+  read: lib.func("int read(int, intptr, size_t)"),
+  readv: lib.func("int readv(int, intptr, int)"),
+  write: lib.func("int write(int, intptr, size_t)"),
+  writev: lib.func("int writev(int, intptr, int)"),
+  sendfile: lib.func("int sendfile(int, int, intptr, size_t)"),
+  shutdown: lib.func("int shutdown(int, int)"),
+  close: lib.func("int close(int)"),
+  eventfd: lib.func("int eventfd(uint32, int)"),
+  readBuf: lib.func("int read(int, _Out_ void *, size_t)"),
+  writeBuf: lib.func("int write(int, void *, size_t)"),
+  open: lib.func("int open(str, int, int)"),
+  statx: lib.func("int statx(int, intptr, int, uint32, intptr)"),
+  statxBuf: lib.func("int statx(int, str, int, uint32, _Out_ void *)"),
+  syscall: lib.func("long syscall(long, ...)"),
+  sigemptyset: lib.func("int sigemptyset(_Out_ void *)"),
+  sigaddset: lib.func("int sigaddset(_Inout_ void *, int)"),
+  pthread_sigmask: lib.func("int pthread_sigmask(int, void *, _Out_ void *)"),
+  signalfd: lib.func("int signalfd(int, void *, int)"),
+  getrlimit: lib.func("int getrlimit(int, _Out_ void *)"),
+  setrlimit: lib.func("int setrlimit(int, void *)"),
+  strerror: lib.func("const char *strerror(int)"),
+};
+
+/** errno of the libc call that just failed. Read it before anything else. */
+export const errno = (): number => koffi.errno();
+
+/** Absolute address of an ArrayBuffer's first byte (WebAssembly memory). */
+export const addressOf = (buf: ArrayBuffer): number => Number(koffi.address(buf));
+
+/** `koffi.node.poll`: watch an fd from the calling thread's own libuv loop. */
+export function pollFd(fd: number, cb: (status: number, ev: { readable?: boolean }) => void): { stop(): void; close?(): void } {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const k = koffi as any;
+  const handle = k.node.poll(fd, { readable: true }, cb);
+  return handle;
+}
+
+// ---- constants (Linux) ----------------------------------------------------
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_ERROR = 4;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_REUSEPORT = 15;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const TCP_DEFER_ACCEPT = 9;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const SFD_CLOEXEC = 0o2000000;
+export const SFD_NONBLOCK = 0o4000;
+export const O_RDONLY = 0;
+export const O_NONBLOCK = 0o4000;
+export const O_DIRECTORY = 0o200000;
+export const O_CLOEXEC = 0o2000000;
+export const O_PATH = 0o10000000;
+export const AT_EMPTY_PATH = 0x1000;
+export const STATX_BASIC_STATS = 0x7ff;
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_BENEATH = 0x08;
+export const SYS_openat2 = 437;
+export const SIG_BLOCK = 0;
+export const SIG_SETMASK = 2;
+export const SIGINT = 2;
+export const SIGTERM = 15;
+export const RLIMIT_NOFILE = 7;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT",
+  17: "EEXIST", 18: "EXDEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 32: "EPIPE",
+  36: "ENAMETOOLONG", 38: "ENOSYS", 40: "ELOOP", 71: "EPROTO", 97: "EAFNOSUPPORT", 98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL", 103: "ECONNABORTED", 104: "ECONNRESET", 105: "ENOBUFS", 107: "ENOTCONN", 110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+};
+
+/** `EADDRINUSE (Address already in use)`: an OS error keeps its errno name. */
+export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }
+export function describeErrno(e: number): string { return `${errnoName(e)} (${libc.strerror(e)})`; }
+
+/** An OS error as a JS Error carrying `code` (the errno name) and `errno`. */
+export class SysError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  constructor(call: string, e: number) {
+    super(`${call}: ${describeErrno(e)}`);
+    this.code = errnoName(e);
+    this.errno = e;
+  }
+}
+
+/** Throws a SysError when a setup call failed. */
+export function check(call: string, r: number): number {
+  if (r < 0) throw new SysError(call, errno());
+  return r;
+}
+
+/** The soft and hard RLIMIT_NOFILE; raises the soft limit to the hard one. */
+export function raiseFdLimit(): { soft: number; hard: number } {
+  const b = Buffer.alloc(16);
+  check("getrlimit", libc.getrlimit(RLIMIT_NOFILE, b));
+  const hard = b.readBigUInt64LE(8);
+  b.writeBigUInt64LE(hard, 0);
+  libc.setrlimit(RLIMIT_NOFILE, b);
+  libc.getrlimit(RLIMIT_NOFILE, b);
+  const cap = (v: bigint) => (v > 1n << 30n ? 1 << 30 : Number(v));
+  return { soft: cap(b.readBigUInt64LE(0)), hard: cap(hard) };
+}

@@ -1,0 +1,263 @@
+// The pump: the host half of the loop. It owns the epoll fd, carries out the
+// core's syscall requests and hands results back. It makes no decisions; the
+// core decides what to read, write, accept, close and when.
+//
+// One tick (see `tick()`): timers -> poll -> dispatch -> deferred
+// modifications and tasks. After each core call, `drain()` carries out the
+// returned requests and feeds their results to `complete()` until the core
+// has nothing more to ask for in that phase.
+import * as abi from "../assembly/abi.ts";
+import { Core, CoreAbort, type CoreConfig, defaultCoreConfig } from "./core.ts";
+import {
+  libc, errno, check, EPOLL_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC, pollFd, describeErrno,
+} from "./libc.ts";
+
+export type LogLevel = "error" | "warn" | "info" | "access";
+const LEVELS: LogLevel[] = ["error", "warn", "info", "access"];
+
+/** Carries out OP_OPEN for the HTTP server (host/files.ts). */
+export interface FileOpener {
+  open(core: Core, pathPtr: number, pathLen: number, recordPtr: number, statOnly: boolean): number;
+}
+
+export interface LoopOptions extends Partial<CoreConfig> {
+  /** Where log lines go; default: stderr, written synchronously. */
+  log?: (level: LogLevel, line: string) => void;
+  files?: FileOpener;
+  /** Records every input the core receives (see host/record.ts). */
+  recorder?: { batch(kind: number, n: number, core: Core): void } | null;
+}
+
+const SQE_WORDS = abi.SQE_SIZE >> 2;
+const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
+
+export class Loop {
+  readonly core: Core;
+  readonly epfd: number;
+  readonly maxEvents: number;
+  /** JS callbacks the core asks for (OP_CALL); set by the Reactor. */
+  onCall: (kind: number, id: number, fd: number, events: number) => void = () => {};
+  log: (level: LogLevel, line: string) => void;
+  files: FileOpener | null;
+  private running = false;
+  private stopRequested = false;
+  private attached: { stop(): void } | null = null;
+  private attachTimer: NodeJS.Timeout | null = null;
+  private readonly decoder = new TextDecoder();
+
+  constructor(options: LoopOptions = {}) {
+    const config = { ...defaultCoreConfig, ...options };
+    this.core = new Core(config);
+    this.maxEvents = config.maxEvents;
+    this.epfd = check("epoll_create1", libc.epoll_create1(EPOLL_CLOEXEC));
+    this.log = options.log ?? ((level, line) => process.stderr.write(`${level}: ${line}\n`));
+    this.files = options.files ?? null;
+  }
+
+  /** Reads the clock once: loop time for the whole phase that follows. */
+  private clock(): void {
+    this.core.setTime(performance.now(), Date.now());
+  }
+
+  /** One turn of the loop. `maxWait` caps the poll timeout (attach mode polls with 0). */
+  tick(maxWait = -1): void {
+    const x = this.core.x;
+    this.clock();
+    this.drain(() => x.runTimers());                            // 1. timers that are due
+    let timeout = x.pollTimeout();                              // 2. poll, no longer than
+    if (maxWait >= 0 && (timeout < 0 || timeout > maxWait)) timeout = maxWait; //    the next timer
+    const n = this.poll(timeout);
+    this.clock();
+    this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
+    this.drain(() => x.runDeferred());                          // 4. deferred mods, 5. deferred tasks
+  }
+
+  /** Carries out what JS changed outside a phase (register() before run(), ...). */
+  flush(): void {
+    if (this.draining) return; // inside a phase: the phase applies it
+    this.clock();
+    this.drain(() => this.core.x.flush());
+  }
+
+  /** epoll_wait straight into the core's event area; EINTR retried. */
+  private poll(timeout: number): number {
+    const core = this.core;
+    const events = core.base + core.ctlI32(abi.CTL_EVENTS);
+    for (;;) {
+      const n = libc.epoll_wait(this.epfd, events, this.maxEvents, timeout);
+      if (n >= 0) return n;
+      const e = errno();
+      if (e !== abi.EINTR) throw new Error(`epoll_wait: ${describeErrno(e)}`);
+      core.refresh();
+    }
+  }
+
+  /**
+   * Calls a core phase function, then carries out its requests and hands
+   * back their results until the phase is over. A trap inside the core is
+   * contained to the connection it was working on (see recover()).
+   */
+  private drain(start: () => number): void {
+    const x = this.core.x;
+    this.draining = true;
+    try {
+      let n = this.guard(start);
+      while (n > 0) {
+        this.submit(n);
+        n = this.guard(() => x.complete(n));
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+  private draining = false;
+
+  private guard(call: () => number): number {
+    const x = this.core.x;
+    for (;;) {
+      try {
+        return call();
+      } catch (e) {
+        if (!(e instanceof WebAssembly.RuntimeError) && !(e instanceof CoreAbort)) throw e;
+        const fd = this.core.ctlI32(abi.CTL_CURRENT_FD);
+        const r = x.recover();
+        this.core.refresh();
+        this.log("error", `core trap (${(e as Error).message}) while serving fd ${fd}: connection closed, loop continues`);
+        // r < 0: it trapped consuming completions; complete(n) resumes after
+        // the one that trapped. Else r requests were emitted before the trap:
+        // carry them out; complete(r) resumes the phase.
+        if (r >= 0) {
+          this.submit(r);
+          call = () => x.complete(r);
+        }
+      }
+    }
+  }
+
+  /** Carries out SQ[0..n): one syscall (or JS call) per entry, results into CQ. */
+  private submit(n: number): void {
+    const core = this.core;
+    core.refresh();
+    let i32 = core.i32;
+    const base = core.base;
+    let q = core.ctlI32(abi.CTL_SQ) >> 2;
+    const cq = core.ctlI32(abi.CTL_CQ) >> 2;
+    for (let i = 0; i < n; i++, q += SQE_WORDS) {
+      const op = i32[q], fd = i32[q + 1], a0 = i32[q + 2], a1 = i32[q + 3], a2 = i32[q + 4];
+      let r: number;
+      switch (op) {
+        case abi.OP_READ: r = libc.read(fd, base + a0, a1); break;
+        case abi.OP_WRITE: r = libc.write(fd, base + a0, a1); break;
+        case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
+        case abi.OP_ACCEPT: r = libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
+        case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
+        case abi.OP_CLOSE: r = libc.close(fd); break;
+        case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + 5]); break;
+        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
+        case abi.OP_CALL: r = this.call(a0, a1, fd, a2); break;
+        case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
+        case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;
+        case abi.OP_STOP: this.stopRequested = true; r = 0; break;
+        default: r = 0;
+      }
+      // Results are >= 0 or -errno, read at once (koffi keeps the last call's).
+      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN) r = -errno();
+      // A JS call or an open may have grown memory: views must follow.
+      if (op === abi.OP_CALL || op === abi.OP_OPEN) { core.refresh(); i32 = core.i32; }
+      i32[cq + i] = r;
+    }
+  }
+
+  private ctl(fd: number, op: number, events: number, dataLo: number, dataHi: number): number {
+    const core = this.core;
+    const ev = core.ctlI32(abi.CTL_SCRATCH);
+    const dataOff = core.ctlI32(abi.CTL_EVENT_DATA);
+    core.i32[ev >> 2] = events;
+    // data may be unaligned for Int32Array (x86-64 packs it at +4): use a DataView.
+    const dv = new DataView(core.u8.buffer);
+    dv.setInt32(ev + dataOff, dataLo, true);
+    dv.setInt32(ev + dataOff + 4, dataHi, true);
+    return libc.epoll_ctl(this.epfd, op, fd, core.base + ev);
+  }
+
+  private call(kind: number, id: number, fd: number, events: number): number {
+    try {
+      this.onCall(kind, id, fd, events);
+      return 0;
+    } catch (e) {
+      this.log("error", `callback threw: ${(e as Error)?.stack ?? e}`);
+      return -1;
+    }
+  }
+
+  private open(pathPtr: number, pathLen: number, record: number, statOnly: number): number {
+    if (!this.files) return -abi.ENOENT;
+    return this.files.open(this.core, pathPtr, pathLen, record, statOnly === 1);
+  }
+
+  // ---- ways to run ------------------------------------------------------
+
+  /** Blocks the calling thread in the loop until stop(). */
+  run(shouldStop?: () => boolean): void {
+    if (this.attached) throw new Error("run(): the loop is attached to Node's event loop; detach() first");
+    this.running = true;
+    this.stopRequested = false;
+    this.flush();
+    try {
+      while (!this.stopRequested && !(shouldStop && shouldStop())) this.tick();
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Asks a running loop to return after the current tick (callable from callbacks). */
+  stop(): void {
+    this.stopRequested = true;
+    this.detach();
+  }
+
+  get isRunning(): boolean { return this.running || this.attached !== null; }
+
+  /**
+   * Runs the loop inside this thread's Node event loop: libuv watches the
+   * epoll fd, and each time it is readable (or the core's next timer is due)
+   * one tick runs with a zero poll timeout. Node's own timers, promises and
+   * sockets keep working beside it.
+   */
+  attach(): void {
+    if (this.attached) return;
+    if (this.running) throw new Error("attach(): the loop is already running in blocking mode");
+    this.stopRequested = false;
+    const handle = pollFd(this.epfd, () => {
+      try { this.attachedTick(); } catch (e) { this.log("error", `tick failed: ${(e as Error)?.stack ?? e}`); }
+    });
+    this.attached = handle;
+    this.flush();
+    this.attachedTick();
+  }
+
+  detach(): void {
+    if (!this.attached) return;
+    this.attached.stop();
+    this.attached = null;
+    if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
+  }
+
+  private attachedTick(): void {
+    if (!this.attached) return;
+    this.tick(0);
+    // Keep ticking without yielding only while work is queued in the core
+    // (bounded, so Node's loop gets its turn); otherwise sleep until the next
+    // timer or until libuv reports the epoll fd readable.
+    if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
+    const t = this.core.x.pollTimeout();
+    if (t >= 0 && this.attached) {
+      this.attachTimer = setTimeout(() => { this.attachTimer = null; try { this.attachedTick(); } catch (e) { this.log("error", String(e)); } }, t);
+    }
+  }
+
+  close(): void {
+    this.detach();
+    libc.close(this.epfd);
+  }
+}

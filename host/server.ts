@@ -1,0 +1,48 @@
+// A server of one of the core's built-in protocols (echo, HTTP) on a TCP
+// listener. The protocol runs entirely in the core; this file only opens the
+// socket, sizes the tables to the fd limit and chooses how the loop runs.
+import * as abi from "../assembly/abi.ts";
+import { Reactor, type ReactorOptions } from "./reactor.ts";
+import { listenTcp, type Listener } from "./net.ts";
+import { raiseFdLimit, libc } from "./libc.ts";
+
+export interface ServerOptions extends ReactorOptions {
+  protocol: "echo" | "http";
+  host?: string;
+  port?: number;
+  backlog?: number;
+  reusePort?: boolean;
+}
+
+export class Server {
+  readonly reactor: Reactor;
+  readonly listener: Listener;
+
+  constructor(opts: ServerOptions) {
+    const { hard } = raiseFdLimit();
+    // fd-indexed tables cover every fd this process may open.
+    const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
+    this.listener = listenTcp({
+      host: opts.host, port: opts.port, backlog: opts.backlog, reusePort: opts.reusePort,
+      deferAccept: opts.protocol === "http" ? 1 : 0,
+    });
+    try {
+      this.reactor = new Reactor({ ...opts, maxFds });
+    } catch (e) {
+      libc.close(this.listener.fd);
+      throw e;
+    }
+    const proto = opts.protocol === "http" ? abi.PROTO_HTTP : abi.PROTO_ECHO;
+    if (this.reactor.loop.core.x.listen(this.listener.fd, proto) < 0) throw new Error("listen: fd beyond the core's tables");
+    this.reactor.loop.flush();
+  }
+
+  get port(): number { return this.listener.port; }
+  /** Blocks this thread serving until stop() or SIGINT/SIGTERM. */
+  run(): void { this.reactor.run(); }
+  /** Serves from inside this thread's Node event loop. */
+  attach(): void { this.reactor.attach(); }
+  stop(): void { this.reactor.stop(); }
+  close(): void { this.reactor.close(); libc.close(this.listener.fd); }
+  stats() { return this.reactor.stats(); }
+}
