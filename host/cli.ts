@@ -32,7 +32,6 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag> }>
       mode: { ...common.mode, def: "et" },
       "header-timeout": { kind: "int", help: "time allowed to send a complete header block (ms)", def: 60000 },
       "access-log": { kind: "bool", help: "log one line per request to stderr" },
-      listing: { kind: "bool", help: "list directories that have no index.html" },
     },
   },
 };
@@ -150,7 +149,7 @@ function startServer(cmd: string, opts: Record<string, string | number | boolean
     let st;
     try { st = statSync(root); } catch { throw new StartupError(`root directory ${root} does not exist`); }
     if (!st.isDirectory()) throw new StartupError(`root ${root} is not a directory`);
-    return new Server({ ...so, root, listing: Boolean(opts.listing) } as ServerOptions);
+    return new Server({ ...so, root });
   }
   return new Server(so);
 }

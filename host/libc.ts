@@ -30,6 +30,7 @@ export const libc = {
   write: lib.func("int write(int, intptr, size_t)"),
   writev: lib.func("int writev(int, intptr, int)"),
   sendfile: lib.func("int sendfile(int, int, intptr, size_t)"),
+  pread: lib.func("int pread(int, intptr, size_t, int64)"),
   shutdown: lib.func("int shutdown(int, int)"),
   close: lib.func("int close(int)"),
   eventfd: lib.func("int eventfd(uint32, int)"),

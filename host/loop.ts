@@ -154,6 +154,7 @@ export class Loop {
         case abi.OP_CLOSE: r = libc.close(fd); break;
         case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + 5]); break;
         case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
+        case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
         case abi.OP_CALL: r = this.call(a0, a1, fd, a2); break;
         case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
         case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;

@@ -5,6 +5,7 @@ import * as abi from "../assembly/abi.ts";
 import { Reactor, type ReactorOptions } from "./reactor.ts";
 import { listenTcp, type Listener } from "./net.ts";
 import { raiseFdLimit, libc } from "./libc.ts";
+import { FileServer } from "./files.ts";
 
 export interface ServerOptions extends ReactorOptions {
   protocol: "echo" | "http";
@@ -12,11 +13,14 @@ export interface ServerOptions extends ReactorOptions {
   port?: number;
   backlog?: number;
   reusePort?: boolean;
+  /** HTTP: the directory to serve. */
+  root?: string;
 }
 
 export class Server {
   readonly reactor: Reactor;
   readonly listener: Listener;
+  readonly files: FileServer | null;
 
   constructor(opts: ServerOptions) {
     const { hard } = raiseFdLimit();
@@ -27,7 +31,8 @@ export class Server {
       deferAccept: opts.protocol === "http" ? 1 : 0,
     });
     try {
-      this.reactor = new Reactor({ ...opts, maxFds });
+      this.files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
+      this.reactor = new Reactor({ ...opts, maxFds, files: this.files ?? undefined });
     } catch (e) {
       libc.close(this.listener.fd);
       throw e;
@@ -43,6 +48,6 @@ export class Server {
   /** Serves from inside this thread's Node event loop. */
   attach(): void { this.reactor.attach(); }
   stop(): void { this.reactor.stop(); }
-  close(): void { this.reactor.close(); libc.close(this.listener.fd); }
+  close(): void { this.reactor.close(); libc.close(this.listener.fd); this.files?.close(); }
   stats() { return this.reactor.stats(); }
 }

@@ -30,7 +30,7 @@ execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: ro
 execFileSync(
   bin("esbuild"),
   ["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "--bundle", "--platform=node", "--format=esm",
-   "--target=node20", "--outdir=dist", "--external:koffi", "--external:mime-db", "--log-level=warning",
+   "--target=node20", "--outdir=dist", "--external:koffi", "--log-level=warning",
    "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
   { cwd: root, stdio: "inherit" },
 );

@@ -62,7 +62,10 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     if (res > 0) {
       ctlAddF64(STAT_BYTES_IN, <f64>res);
       setDeadline(fd, idleMs);
-      if (!etMode) clearFlag(fd, CF_READABLE);
+      // LT: one read per readiness event. ET: read until drained; a short
+      // read means the socket was empty (new bytes raise a new edge), which
+      // saves the final read that would return EAGAIN.
+      if (!etMode || res < readBufSize) clearFlag(fd, CF_READABLE);
       if (!outPending(fd)) {
         // Straight back to the socket; the buffer stays ours until it completes.
         store<i32>(c + C_RLEN, res);

@@ -1,7 +1,800 @@
-// placeholder until the HTTP state machine lands
-export function httpInit(): void {}
-export function httpOpen(fd: i32): void {}
-export function httpRun(fd: i32): void {}
-export function httpComplete(fd: i32, op: i32, res: i32): void {}
-export function httpOpenComplete(fd: i32, res: i32): void {}
-export function httpTimeout(fd: i32): void {}
+// HTTP/1.1 static-file serving: the connection state machine (seed 003, M4;
+// RFC 9110/9112, nginx's behaviour where the RFCs leave room).
+//
+//   HS_IDLE ──bytes──▶ HS_HEAD ──head parsed──▶ [HS_BODY: discard body]
+//      ▲                                            │
+//      │                          file in cache? ───┴──▶ [HS_WAIT: open in flight]
+//      │                                            │
+//      └──── keep-alive, next request ◀── HS_WRITE ◀┘ ── error ──▶ HS_LINGER ──▶ close
+//
+// Requests are parsed in place in the connection's receive buffer (offsets,
+// no copies). Pipelined requests are answered in order, one at a time: the
+// next is parsed from the buffer only when the previous response is flushed.
+// Response headers go into the write ring; bodies are small cached files
+// (one writev with the headers) or sendfile(2) from the cached fd.
+//
+// Timeouts: the idle timeout while waiting for a request, reading a body or
+// writing; the header timeout from the first byte of a request head until it
+// is complete, never extended by trickling bytes (the slow-loris defence).
+import {
+  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, FILE_REGULAR, FILE_DIRECTORY,
+  CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY,
+  CFG_ACCESS_LOG, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, LOG_ACCESS,
+  ENOENT, ENOTDIR, EACCES, EXDEV, ELOOP, ENAMETOOLONG,
+} from "../abi";
+import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now } from "../reactor/ctl";
+import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
+import {
+  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
+  connClose, setDeadline, clearDeadline, connOpen, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
+  C_RPOS, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
+} from "../reactor/conn";
+import { H_CONN } from "../reactor/handlers";
+import { timerAdd, timerRearm, timerIsLive, timerDeadline } from "../timers";
+import { logBegin, logStr, logInt, logBytes, logEnd } from "../reactor/log";
+import {
+  REQ_SIZE, REQ_SCANNED, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_HEADER_END,
+  REQ_TARGET_OFF, REQ_TARGET_LEN, REQ_IF_NONE_MATCH_OFF, REQ_IF_NONE_MATCH_LEN, REQ_IF_MODIFIED_SINCE_OFF,
+  REQ_IF_MODIFIED_SINCE_LEN, REQ_IF_MATCH_OFF, REQ_IF_MATCH_LEN, REQ_IF_UNMODIFIED_SINCE_OFF,
+  REQ_IF_UNMODIFIED_SINCE_LEN, REQ_RANGE_OFF, REQ_RANGE_LEN, REQ_IF_RANGE_OFF, REQ_IF_RANGE_LEN,
+  METHOD_GET, METHOD_HEAD, RF_CONN_CLOSE, RF_CONN_KEEPALIVE, RF_CHUNKED, RF_HAS_CONTENT_LENGTH,
+  resetRequest, parseRequest, CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone,
+} from "../http/parser";
+import { normalizePath, pathFlags, PATHF_TRAILING_SLASH, PATHF_DOTFILE } from "../http/path";
+import { formatHttpDate } from "../http/date";
+import { evaluatePreconditions, parseRange, rangeStart, rangeEnd, ifRangeAllows, RANGE_OK, RANGE_UNSATISFIABLE } from "../http/conditional";
+import {
+  fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, entryState, entryKind, entryFd,
+  entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef, entryUnref,
+  FC_LOADING, FC_READY, PATH_MAX_CACHED,
+} from "../http/filecache";
+
+// states (C_STATE)
+const HS_IDLE = 1;    // between requests, no bytes of the next one yet
+const HS_HEAD = 2;    // reading a request head
+const HS_BODY = 3;    // discarding a request body
+const HS_WAIT = 4;    // waiting for the file cache (open in flight)
+const HS_WRITE = 5;   // writing a response
+const HS_LINGER = 6;  // error sent, write side shut: drain input, then close
+
+// per-connection fields in the protocol area
+const H_SCANNED = C_PROTO_AREA;          // i32 parser resume point
+const H_FLAGS = C_PROTO_AREA + 4;        // i32 HX_*
+const H_BODY_LEFT = C_PROTO_AREA + 8;    // f64 Content-Length bytes still to discard
+const H_CHUNK = C_PROTO_AREA + 16;       // CHUNK_SIZE bytes: chunked decoder state
+const H_ENTRY = C_PROTO_AREA + 48;       // i32 file-cache entry + 1 held by the response
+const H_HEAD_END = C_PROTO_AREA + 52;    // i32 length of the current request head
+const H_STATUS = C_PROTO_AREA + 56;      // i32 status of the current response (access log)
+const H_WAIT_NEXT = C_PROTO_AREA + 60;   // i32 waiter chain (fd + 1)
+const H_SENT = C_PROTO_AREA + 64;        // f64 response bytes (access log)
+const H_BODY_DONE = C_PROTO_AREA + 72;   // i32 body bytes already consumed after the head
+
+const HX_CLOSE = 1;      // close after this response
+const HX_STARTED = 2;    // the head timer is running for this request
+const HX_CHUNKED = 4;
+
+let idleMs: f64 = 0;
+let headerMs: f64 = 0;
+let maxLine: i32 = 8192;
+let maxHeader: i32 = 16384;
+let maxHeaders: i32 = 100;
+let maxBody: f64 = 1048576;
+let accessLog = false;
+
+let req: usize = 0;           // the parse record (shared: one request is handled at a time)
+let pathBuf: usize = 0;       // normalised path scratch
+const PATH_CAP: i32 = 4096;
+let dateBuf: usize = 0;       // "Date: ...\r\n", refreshed once per second
+let dateSecond: f64 = -1;
+
+export function httpInit(): void {
+  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
+  headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
+  if (ctlI32(CFG_MAX_LINE) > 0) maxLine = ctlI32(CFG_MAX_LINE);
+  if (ctlI32(CFG_MAX_HEADER) > 0) maxHeader = ctlI32(CFG_MAX_HEADER);
+  if (ctlI32(CFG_MAX_HEADERS) > 0) maxHeaders = ctlI32(CFG_MAX_HEADERS);
+  if (ctlI32(CFG_MAX_BODY) > 0) maxBody = <f64>ctlI32(CFG_MAX_BODY);
+  accessLog = ctlI32(CFG_ACCESS_LOG) != 0;
+  // The whole head must fit the receive buffer with room to spare.
+  if (maxLine + maxHeader > readBufSize - 1024) {
+    maxHeader = max(1024, readBufSize - 1024 - maxLine);
+  }
+  req = heap.alloc(REQ_SIZE);
+  pathBuf = heap.alloc(<usize>PATH_CAP + 32);
+  dateBuf = heap.alloc(64);
+  fileCacheInit(2048);
+  initStatic();
+  setBodyFinishedHook(bodyFinished);
+}
+
+export function httpOpen(fd: i32): void {
+  connOpen(fd, H_CONN, PROTO_HTTP, HS_IDLE);
+  setDeadline(fd, idleMs);
+  // TCP_DEFER_ACCEPT: the request is usually there already.
+  setFlag(fd, CF_READABLE);
+  enqueue(fd);
+}
+
+// ---- running ------------------------------------------------------------
+
+export function httpRun(fd: i32): void {
+  const c = conn(fd);
+  if (load<i32>(c + C_INFLIGHT) != 0) return;
+  const st = load<i32>(c + C_STATE);
+  const f = load<i32>(c + 4 /* C_FLAGS */);
+  if (st == HS_WRITE) {
+    if (f & CF_WRITABLE || !(f & CF_OUT_ARMED)) outStep(fd);
+    return;
+  }
+  if (st == HS_WAIT) { serve(fd); return; }
+  if (f & CF_READABLE) startRead(fd);
+}
+
+function startRead(fd: i32): void {
+  const c = conn(fd);
+  let b = <usize>load<i32>(c + C_RBUF);
+  if (b == 0) {
+    b = readBufTake();
+    store<i32>(c + C_RBUF, <i32>b);
+    store<i32>(c + C_RLEN, 0);
+    store<i32>(c + C_RPOS, 0);
+  }
+  const st = load<i32>(c + C_STATE);
+  let len = load<i32>(c + C_RLEN);
+  if (st == HS_LINGER) len = 0; // discarding: overwrite
+  if (len == readBufSize) compact(fd);
+  len = st == HS_LINGER ? 0 : load<i32>(c + C_RLEN);
+  submit(OP_READ, fd, <i32>(b + <usize>len), readBufSize - len, 0, 0);
+  store<i32>(c + C_INFLIGHT, OP_READ);
+}
+
+/** Moves unprocessed bytes to the front of the receive buffer. */
+function compact(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  const pos = load<i32>(c + C_RPOS);
+  const len = load<i32>(c + C_RLEN);
+  if (pos == 0) return;
+  memory.copy(b, b + <usize>pos, <usize>(len - pos));
+  store<i32>(c + C_RLEN, len - pos);
+  store<i32>(c + C_RPOS, 0);
+}
+
+function releaseReadBuf(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  if (b != 0) readBufGive(b);
+  store<i32>(c + C_RBUF, 0);
+  store<i32>(c + C_RLEN, 0);
+  store<i32>(c + C_RPOS, 0);
+}
+
+export function httpComplete(fd: i32, op: i32, res: i32): void {
+  const c = conn(fd);
+  if (op == OP_READ) {
+    store<i32>(c + C_INFLIGHT, 0);
+    readDone(fd, res);
+    return;
+  }
+  if (op == OP_SHUTDOWN) {
+    store<i32>(c + C_INFLIGHT, 0);
+    setFlag(fd, CF_READABLE);
+    enqueue(fd);
+    return;
+  }
+  // a write of the response
+  const r = outDone(fd, res);
+  if (r == OUT_FAILED) { connClose(fd); return; }
+  if (res > 0) {
+    store<f64>(c + H_SENT, load<f64>(c + H_SENT) + <f64>res);
+    setDeadline(fd, idleMs); // progress: the idle clock restarts
+  }
+  if (r == OUT_DONE) { responseDone(fd); return; }
+  if (r == OUT_MORE) enqueue(fd);
+}
+
+function readDone(fd: i32, res: i32): void {
+  const c = conn(fd);
+  const st = load<i32>(c + C_STATE);
+  if (res > 0) {
+    ctlAddF64(STAT_BYTES_IN, <f64>res);
+    // A short read drained the socket: the next bytes will raise a new edge.
+    const asked = st == HS_LINGER ? readBufSize : readBufSize - load<i32>(c + C_RLEN);
+    if (res < asked) clearFlag(fd, CF_READABLE);
+    if (st == HS_LINGER) { enqueue(fd); return; }
+    store<i32>(c + C_RLEN, load<i32>(c + C_RLEN) + res);
+    if (st == HS_IDLE) {
+      store<i32>(c + C_STATE, HS_HEAD);
+      startHeadTimer(fd);
+    }
+    process(fd);
+    return;
+  }
+  if (res == -EAGAIN) {
+    clearFlag(fd, CF_READABLE);
+    if (load<i32>(c + C_RLEN) == load<i32>(c + C_RPOS)) releaseReadBuf(fd);
+    return;
+  }
+  // EOF or an error: nothing more will come. (A request in progress is
+  // abandoned by the client; nothing to answer.)
+  connClose(fd);
+}
+
+function startHeadTimer(fd: i32): void {
+  const c = conn(fd);
+  store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_STARTED);
+  if (headerMs <= 0) { clearDeadline(fd); return; }
+  // The header deadline may be earlier than the timer armed for idle: pull it in.
+  const d = now() + headerMs;
+  store<f64>(c + C_DEADLINE, d);
+  const t = load<i32>(c + C_TIMER);
+  if (t != 0 && timerIsLive(t)) {
+    if (timerDeadline(t) > d) timerRearm(t, d);
+  } else {
+    const id = timerAdd(d, 0, 1 /* TK_CONN */, fd);
+    store<i32>(c + C_TIMER, id > 0 ? id : 0);
+  }
+}
+
+/** Parses and acts on buffered bytes: a head, a body, or the next pipelined request. */
+function process(fd: i32): void {
+  const c = conn(fd);
+  const st = load<i32>(c + C_STATE);
+  if (st == HS_BODY) { discardBody(fd); return; }
+  if (st != HS_HEAD) return;
+  const b = <usize>load<i32>(c + C_RBUF);
+  const pos = load<i32>(c + C_RPOS);
+  const len = load<i32>(c + C_RLEN);
+  resetRequest(req);
+  store<i32>(req + REQ_SCANNED, load<i32>(c + H_SCANNED));
+  const r = parseRequest(b + <usize>pos, len - pos, req, maxLine, maxHeader, maxHeaders);
+  if (r == 0) {
+    store<i32>(c + H_SCANNED, load<i32>(req + REQ_SCANNED));
+    // Need more bytes: make room at the end if the head started late.
+    if (len == readBufSize) compact(fd);
+    if (flags(fd) & CF_READABLE) enqueue(fd);
+    return;
+  }
+  store<i32>(c + H_SCANNED, 0);
+  ctlAddI32(STAT_REQUESTS, 1);
+  if (r < 0) { errorResponse(fd, -r); return; }
+  store<i32>(c + H_HEAD_END, r);
+  store<i32>(c + H_BODY_DONE, 0);
+  // Keep-alive (RFC 9112 §9.3): 1.1 unless "close"; 1.0 only if asked.
+  const rf = load<i32>(req + REQ_FLAGS);
+  let hx = load<i32>(c + H_FLAGS) & ~(HX_CLOSE | HX_CHUNKED);
+  const v10 = load<i32>(req + REQ_VERSION) == 10;
+  if (rf & RF_CONN_CLOSE || (v10 && !(rf & RF_CONN_KEEPALIVE))) hx |= HX_CLOSE;
+  const method = load<i32>(req + REQ_METHOD);
+  if (method != METHOD_GET && method != METHOD_HEAD) {
+    // Valid but not for static files: 405 names what is allowed. The body
+    // (if any) is not read; the connection closes after the answer.
+    store<i32>(c + H_FLAGS, hx);
+    errorResponse(fd, 405);
+    return;
+  }
+  // A body on GET/HEAD is unusual but legal: read and discard it first, so
+  // the next pipelined request parses from the right place.
+  if (rf & RF_CHUNKED) {
+    hx |= HX_CHUNKED;
+    resetChunked(c + H_CHUNK);
+    store<i32>(c + H_FLAGS, hx);
+    store<i32>(c + C_STATE, HS_BODY);
+    clearDeadline(fd); setDeadline(fd, idleMs);
+    discardBody(fd);
+    return;
+  }
+  store<i32>(c + H_FLAGS, hx);
+  if (rf & RF_HAS_CONTENT_LENGTH && load<f64>(req + REQ_CONTENT_LENGTH) > 0) {
+    const cl = load<f64>(req + REQ_CONTENT_LENGTH);
+    if (cl > maxBody) { errorResponse(fd, 413); return; }
+    store<f64>(c + H_BODY_LEFT, cl);
+    store<i32>(c + C_STATE, HS_BODY);
+    setDeadline(fd, idleMs);
+    discardBody(fd);
+    return;
+  }
+  serve(fd);
+}
+
+/** Consumes body bytes that follow the head; serves the request when the body is over. */
+function discardBody(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  const bodyStart = load<i32>(c + C_RPOS) + load<i32>(c + H_HEAD_END);
+  const len = load<i32>(c + C_RLEN);
+  const avail = len - bodyStart;
+  let used = 0;
+  let done = false;
+  if (load<i32>(c + H_FLAGS) & HX_CHUNKED) {
+    const r = decodeChunked(b + <usize>bodyStart, avail, c + H_CHUNK, maxBody);
+    if (r < 0) { errorResponse(fd, -r); return; }
+    used = r;
+    done = chunkedDone(c + H_CHUNK);
+  } else {
+    const left = load<f64>(c + H_BODY_LEFT);
+    used = <f64>avail >= left ? <i32>left : avail;
+    store<f64>(c + H_BODY_LEFT, left - <f64>used);
+    done = left - <f64>used <= 0;
+  }
+  // Drop the consumed body bytes, keeping the head in place and anything
+  // after the body (the next pipelined request) right behind it.
+  if (used > 0) {
+    memory.copy(b + <usize>bodyStart, b + <usize>(bodyStart + used), <usize>(avail - used));
+    store<i32>(c + C_RLEN, len - used);
+  }
+  if (!done) {
+    if (flags(fd) & CF_READABLE) enqueue(fd);
+    return;
+  }
+  // Re-parse the head for serve(): the parse record is shared.
+  resetRequest(req);
+  parseRequest(b + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
+  serve(fd);
+}
+
+// ---- serving ------------------------------------------------------------
+
+/**
+ * Answers the request whose head is at C_RPOS (parsed into `req`, or re-parsed
+ * here after a wait). Looks the file up in the cache; on a miss, starts the
+ * open and waits (HS_WAIT), to be called again when the entry is ready.
+ */
+function serve(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  const headPos = b + <usize>load<i32>(c + C_RPOS);
+  if (load<i32>(c + C_STATE) == HS_WAIT) {
+    resetRequest(req);
+    parseRequest(headPos, load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
+  }
+  let target = headPos + <usize>load<i32>(req + REQ_TARGET_OFF);
+  let targetLen = load<i32>(req + REQ_TARGET_LEN);
+  // absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
+  if (targetLen > 7 && (load<u8>(target) | 0x20) == 0x68 /* h */ && (load<u8>(target + 1) | 0x20) == 0x74) {
+    let i = 0;
+    while (i < targetLen && load<u8>(target + <usize>i) != 0x3a /* : */) i++;
+    if (i + 2 < targetLen && load<u8>(target + <usize>(i + 1)) == 0x2f && load<u8>(target + <usize>(i + 2)) == 0x2f) {
+      let j = i + 3;
+      while (j < targetLen && load<u8>(target + <usize>j) != 0x2f) j++;
+      if (j == targetLen) { target = staticSlash; targetLen = 1; }
+      else { target += <usize>j; targetLen -= j; }
+    }
+  }
+  let n = normalizePath(target, targetLen, pathBuf, PATH_CAP - 16);
+  if (n < 0) { errorResponse(fd, -n); return; }
+  const pf = pathFlags();
+  if (pf & PATHF_DOTFILE) { simpleResponse(fd, 404); return; }
+  if (pf & PATHF_TRAILING_SLASH) {
+    // A directory: serve its index.html.
+    if (n > 0) store<u8>(pathBuf + <usize>(n++), 0x2f);
+    memory.copy(pathBuf + <usize>n, staticIndex, 10);
+    n += 10;
+    store<u8>(pathBuf + <usize>n, 0);
+  }
+  if (n == 0) { store<u8>(pathBuf, 0x2e); n = 1; store<u8>(pathBuf + 1, 0); } // "."
+  let e = lookup(pathBuf, n);
+  if (e < 0) {
+    if (n >= PATH_MAX_CACHED) { simpleResponse(fd, 414); return; }
+    e = startOpen(fd, pathBuf, n);
+    if (e < 0) { simpleResponse(fd, 503); return; }
+    wait(fd, e);
+    return;
+  }
+  const st = entryState(e);
+  if (st == FC_LOADING) { wait(fd, e); return; }
+  if (needsRevalidate(e)) startRevalidate(fd, e); // answers from the entry meanwhile
+  const kind = entryKind(e);
+  if (kind < 0) {
+    const err = -kind;
+    simpleResponse(fd, err == EACCES ? 403 : err == ENAMETOOLONG ? 414 : 404);
+    return;
+  }
+  if (kind == FILE_DIRECTORY) {
+    if (pf & PATHF_TRAILING_SLASH) { simpleResponse(fd, 404); return; }
+    redirectSlash(fd, target, targetLen);
+    return;
+  }
+  if (kind != FILE_REGULAR) { simpleResponse(fd, 403); return; }
+  fileResponse(fd, e, headPos);
+}
+
+function wait(fd: i32, e: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_STATE, HS_WAIT);
+  addWaiter(e, fd, c + H_WAIT_NEXT);
+}
+
+/** The file-cache entry this connection waited for is ready: wake it and its peers. */
+export function httpWake(chain: i32): void {
+  let w = chain;
+  while (w != 0) {
+    const fd = w - 1;
+    const c = conn(fd);
+    w = load<i32>(c + H_WAIT_NEXT);
+    store<i32>(c + H_WAIT_NEXT, 0);
+    if (load<i32>(c + C_STATE) == HS_WAIT) enqueue(fd);
+  }
+}
+
+function fileResponse(fd: i32, e: i32, headPos: usize): void {
+  const c = conn(fd);
+  const method = load<i32>(req + REQ_METHOD);
+  const etag = entryEtag(e);
+  const etagLen = entryEtagLen(e);
+  const mtime = entryMtime(e);
+  const size = entrySize(e);
+  const pre = evaluatePreconditions(method,
+    hdr(headPos, REQ_IF_NONE_MATCH_OFF), load<i32>(req + REQ_IF_NONE_MATCH_LEN),
+    hdr(headPos, REQ_IF_MODIFIED_SINCE_OFF), load<i32>(req + REQ_IF_MODIFIED_SINCE_LEN),
+    hdr(headPos, REQ_IF_MATCH_OFF), load<i32>(req + REQ_IF_MATCH_LEN),
+    hdr(headPos, REQ_IF_UNMODIFIED_SINCE_OFF), load<i32>(req + REQ_IF_UNMODIFIED_SINCE_LEN),
+    etag, etagLen, mtime);
+  if (pre == 412) { simpleResponse(fd, 412); return; }
+  let status = 200;
+  let start: f64 = 0;
+  let length = size;
+  if (pre == 304) {
+    status = 304;
+  } else if (method == METHOD_GET && load<i32>(req + REQ_RANGE_LEN) > 0) {
+    const irLen = load<i32>(req + REQ_IF_RANGE_LEN);
+    if (irLen == 0 || ifRangeAllows(hdr(headPos, REQ_IF_RANGE_OFF), irLen, etag, etagLen, mtime)) {
+      const r = parseRange(hdr(headPos, REQ_RANGE_OFF), load<i32>(req + REQ_RANGE_LEN), size);
+      if (r == RANGE_UNSATISFIABLE) { rangeNotSatisfiable(fd, size); return; }
+      if (r == RANGE_OK) {
+        status = 206;
+        start = rangeStart();
+        length = rangeEnd() - start + 1;
+      }
+    }
+  }
+  // Head: status line, Server, Date, the entry's headers, length, connection.
+  const p0 = outReserve(fd, 640);
+  if (p0 == 0) { connClose(fd); return; }
+  let p = p0;
+  p = statusLine(p, status);
+  p = common(p);
+  const eh = entryHeadersLen(e);
+  if (status == 304) {
+    // 304 carries the validators, not the representation's metadata (RFC 9110 §15.4.5).
+    p = putLit(p, litEtag, litEtagLen);
+    memory.copy(p, etag, <usize>etagLen); p += <usize>etagLen;
+    p = crlf(p);
+  } else {
+    memory.copy(p, entryHeaders(e), <usize>eh);
+    p += <usize>eh;
+    p = putLit(p, litContentLength, litContentLengthLen);
+    p = putNum(p, length);
+    p = crlf(p);
+    if (status == 206) {
+      p = putLit(p, litContentRange, litContentRangeLen);
+      p = putNum(p, start); store<u8>(p++, 0x2d);
+      p = putNum(p, start + length - 1); store<u8>(p++, 0x2f);
+      p = putNum(p, size);
+      p = crlf(p);
+    }
+  }
+  p = connectionHeader(fd, p);
+  p = crlf(p);
+  outCommit(fd, <i32>(p - p0));
+  store<i32>(c + H_STATUS, status);
+  store<f64>(c + H_SENT, 0);
+  if (status != 304 && method == METHOD_GET && length > 0) {
+    const body = entryBody(e);
+    entryRef(e);
+    store<i32>(c + H_ENTRY, e + 1);
+    if (body != 0) {
+      store<i32>(c + C_BODY_KIND, BODY_MEMORY);
+      store<i32>(c + C_BODY_PTR, <i32>(body + <usize>(<i32>start)));
+    } else {
+      store<i32>(c + C_BODY_KIND, BODY_FILE);
+      store<i32>(c + C_BODY_FD, entryFd(e));
+      store<i64>(c + C_BODY_OFF, <i64>start);
+    }
+    store<f64>(c + C_BODY_LEFT, length);
+  }
+  startWrite(fd);
+}
+
+@inline function hdr(headPos: usize, off: i32): usize { return headPos + <usize>load<i32>(req + off); }
+
+function bodyFinished(fd: i32): void {
+  const c = conn(fd);
+  const e = load<i32>(c + H_ENTRY) - 1;
+  if (e >= 0) { store<i32>(c + H_ENTRY, 0); entryUnref(e); }
+}
+
+function startWrite(fd: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_STATE, HS_WRITE);
+  setDeadline(fd, idleMs);
+  if (load<i32>(c + C_INFLIGHT) == 0) {
+    // Write at once: most responses complete directly, with no epoll_ctl.
+    if (outPending(fd)) outStep(fd); else responseDone(fd);
+  }
+}
+
+/** The response is flushed: log it, then close or go on with the next request. */
+function responseDone(fd: i32): void {
+  const c = conn(fd);
+  const status = load<i32>(c + H_STATUS);
+  if (status >= 500) ctlAddI32(STAT_RESPONSES_5XX, 1); else if (status >= 400) ctlAddI32(STAT_RESPONSES_4XX, 1);
+  if (accessLog) accessLine(fd, status);
+  const hx = load<i32>(c + H_FLAGS);
+  if (hx & HX_CLOSE) {
+    if (status >= 400) { linger(fd); return; }
+    connClose(fd);
+    return;
+  }
+  // Keep-alive: drop the request's bytes, then the next one (pipelined) or idle.
+  const end = load<i32>(c + C_RPOS) + load<i32>(c + H_HEAD_END);
+  store<i32>(c + H_FLAGS, 0);
+  store<i32>(c + H_HEAD_END, 0);
+  if (end >= load<i32>(c + C_RLEN)) {
+    releaseReadBuf(fd);
+    store<i32>(c + C_STATE, HS_IDLE);
+    setDeadline(fd, idleMs);
+    if (flags(fd) & CF_READABLE) enqueue(fd);
+    return;
+  }
+  store<i32>(c + C_RPOS, end);
+  store<i32>(c + C_STATE, HS_HEAD);
+  startHeadTimer(fd);
+  process(fd);
+}
+
+/**
+ * After an error response: shut the write side and read until the client
+ * closes (or a short timeout), so the kernel does not answer its unread
+ * bytes with a RST that could destroy the response in flight (nginx's
+ * lingering close).
+ */
+function linger(fd: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_STATE, HS_LINGER);
+  store<i32>(c + C_RPOS, 0);
+  store<i32>(c + C_RLEN, 0);
+  setDeadline(fd, 2000);
+  submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
+  store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
+}
+
+export function httpTimeout(fd: i32): void {
+  // Idle keep-alive, slow-loris head, stalled body or a reader that stopped
+  // reading: close without a word, as nginx does.
+  connClose(fd);
+}
+
+// ---- small responses --------------------------------------------------------
+
+/** An error that ends the connection (malformed request, 405, 413...). */
+function errorResponse(fd: i32, status: i32): void {
+  const c = conn(fd);
+  store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_CLOSE);
+  simpleResponse(fd, status);
+}
+
+/** A response with a short text body; keeps the connection unless HX_CLOSE. */
+function simpleResponse(fd: i32, status: i32): void {
+  const c = conn(fd);
+  const p0 = outReserve(fd, 512);
+  if (p0 == 0) { connClose(fd); return; }
+  let p = statusLine(p0, status);
+  p = common(p);
+  if (status == 405) p = putLit(p, litAllow, litAllowLen);
+  p = putLit(p, litTextPlain, litTextPlainLen);
+  const reason = reasonOf(status);
+  const bodyLen = 4 + reasonLen(status) + 1;
+  p = putLit(p, litContentLength, litContentLengthLen);
+  p = putNum(p, <f64>bodyLen);
+  p = crlf(p);
+  p = connectionHeader(fd, p);
+  p = crlf(p);
+  if (!isHead()) {
+    p = putNum(p, <f64>status); store<u8>(p++, 0x20);
+    p = putLit(p, reason, reasonLen(status));
+    store<u8>(p++, 0x0a);
+  }
+  outCommit(fd, <i32>(p - p0));
+  store<i32>(c + H_STATUS, status);
+  startWrite(fd);
+}
+
+function isHead(): bool { return load<i32>(req + REQ_METHOD) == METHOD_HEAD; }
+
+function redirectSlash(fd: i32, target: usize, targetLen: i32): void {
+  const c = conn(fd);
+  const p0 = outReserve(fd, 512 + targetLen);
+  if (p0 == 0) { connClose(fd); return; }
+  let p = statusLine(p0, 301);
+  p = common(p);
+  p = putLit(p, litLocation, litLocationLen);
+  // The path as the client sent it, plus "/", plus the query if any.
+  let q = 0;
+  while (q < targetLen && load<u8>(target + <usize>q) != 0x3f) q++;
+  memory.copy(p, target, <usize>q); p += <usize>q;
+  store<u8>(p++, 0x2f);
+  memory.copy(p, target + <usize>q, <usize>(targetLen - q)); p += <usize>(targetLen - q);
+  p = crlf(p);
+  p = putLit(p, litContentLength, litContentLengthLen);
+  store<u8>(p++, 0x30);
+  p = crlf(p);
+  p = connectionHeader(fd, p);
+  p = crlf(p);
+  outCommit(fd, <i32>(p - p0));
+  store<i32>(c + H_STATUS, 301);
+  startWrite(fd);
+}
+
+function rangeNotSatisfiable(fd: i32, size: f64): void {
+  const c = conn(fd);
+  const p0 = outReserve(fd, 512);
+  if (p0 == 0) { connClose(fd); return; }
+  let p = statusLine(p0, 416);
+  p = common(p);
+  p = putLit(p, litContentRange, litContentRangeLen);
+  store<u8>(p++, 0x2a); store<u8>(p++, 0x2f); // "*/"
+  p = putNum(p, size);
+  p = crlf(p);
+  p = putLit(p, litContentLength, litContentLengthLen);
+  store<u8>(p++, 0x30);
+  p = crlf(p);
+  p = connectionHeader(fd, p);
+  p = crlf(p);
+  outCommit(fd, <i32>(p - p0));
+  store<i32>(c + H_STATUS, 416);
+  startWrite(fd);
+}
+
+function connectionHeader(fd: i32, p: usize): usize {
+  const hx = load<i32>(conn(fd) + H_FLAGS);
+  if (hx & HX_CLOSE) return putLit(p, litClose, litCloseLen);
+  // HTTP/1.0 keep-alive must be confirmed; 1.1 is persistent by default.
+  if (load<i32>(req + REQ_VERSION) == 10) return putLit(p, litKeepAlive, litKeepAliveLen);
+  return p;
+}
+
+function accessLine(fd: i32, status: i32): void {
+  const c = conn(fd);
+  logBegin();
+  logStr("fd=");
+  logInt(fd);
+  logStr(" \"");
+  const b = <usize>load<i32>(c + C_RBUF);
+  if (b != 0 && load<i32>(c + H_HEAD_END) > 0) {
+    // the request line as received
+    const start = b + <usize>load<i32>(c + C_RPOS);
+    let n = 0;
+    const max = load<i32>(c + H_HEAD_END);
+    while (n < max && load<u8>(start + <usize>n) != 0x0d) n++;
+    logBytes(start, min(n, 512));
+  }
+  logStr("\" ");
+  logInt(status);
+  logStr(" ");
+  logInt(<i64>load<f64>(c + H_SENT));
+  logEnd(LOG_ACCESS);
+}
+
+// ---- formatting -------------------------------------------------------------
+// Constant header text is laid out once at init; per response it is memcpy.
+
+let statics: usize = 0;
+let staticsUsed: i32 = 0;
+let staticSlash: usize = 0;
+let staticIndex: usize = 0;
+let litServer: usize = 0; let litServerLen: i32 = 0;
+let litContentLength: usize = 0; let litContentLengthLen: i32 = 0;
+let litContentRange: usize = 0; let litContentRangeLen: i32 = 0;
+let litEtag: usize = 0; let litEtagLen: i32 = 0;
+let litClose: usize = 0; let litCloseLen: i32 = 0;
+let litKeepAlive: usize = 0; let litKeepAliveLen: i32 = 0;
+let litAllow: usize = 0; let litAllowLen: i32 = 0;
+let litTextPlain: usize = 0; let litTextPlainLen: i32 = 0;
+let litLocation: usize = 0; let litLocationLen: i32 = 0;
+const STATUS_CODES: i32 = 20;
+let statusTable: usize = 0; // [code i32, line ptr i32, line len i32, reason ptr i32, reason len i32] * STATUS_CODES
+
+function lit(s: string): usize {
+  const p = statics + <usize>staticsUsed;
+  for (let i = 0; i < s.length; i++) store<u8>(p + <usize>i, <u8>s.charCodeAt(i));
+  staticsUsed += s.length;
+  return p;
+}
+
+function addStatus(i: i32, code: i32, reason: string): void {
+  const e = statusTable + <usize>i * 20;
+  store<i32>(e, code);
+  const line = lit("HTTP/1.1 ");
+  lit(code.toString());
+  lit(" ");
+  const r = lit(reason);
+  lit("\r\n");
+  store<i32>(e + 4, <i32>line);
+  store<i32>(e + 8, 9 + 3 + 1 + reason.length + 2);
+  store<i32>(e + 12, <i32>r);
+  store<i32>(e + 16, reason.length);
+}
+
+function initStatic(): void {
+  statics = heap.alloc(4096);
+  statusTable = heap.alloc(<usize>STATUS_CODES * 20);
+  staticSlash = lit("/");
+  staticIndex = lit("index.html");
+  litServer = lit("Server: wasm-reactor\r\nDate: "); litServerLen = 28;
+  litContentLength = lit("Content-Length: "); litContentLengthLen = 16;
+  litContentRange = lit("Content-Range: bytes "); litContentRangeLen = 21;
+  litEtag = lit("ETag: "); litEtagLen = 6;
+  litClose = lit("Connection: close\r\n"); litCloseLen = 19;
+  litKeepAlive = lit("Connection: keep-alive\r\n"); litKeepAliveLen = 24;
+  litAllow = lit("Allow: GET, HEAD\r\n"); litAllowLen = 18;
+  litTextPlain = lit("Content-Type: text/plain; charset=utf-8\r\n"); litTextPlainLen = 41;
+  litLocation = lit("Location: "); litLocationLen = 10;
+  let i = 0;
+  addStatus(i++, 200, "OK");
+  addStatus(i++, 206, "Partial Content");
+  addStatus(i++, 301, "Moved Permanently");
+  addStatus(i++, 304, "Not Modified");
+  addStatus(i++, 400, "Bad Request");
+  addStatus(i++, 403, "Forbidden");
+  addStatus(i++, 404, "Not Found");
+  addStatus(i++, 405, "Method Not Allowed");
+  addStatus(i++, 408, "Request Timeout");
+  addStatus(i++, 412, "Precondition Failed");
+  addStatus(i++, 413, "Content Too Large");
+  addStatus(i++, 414, "URI Too Long");
+  addStatus(i++, 416, "Range Not Satisfiable");
+  addStatus(i++, 431, "Request Header Fields Too Large");
+  addStatus(i++, 500, "Internal Server Error");
+  addStatus(i++, 501, "Not Implemented");
+  addStatus(i++, 503, "Service Unavailable");
+  addStatus(i++, 505, "HTTP Version Not Supported");
+  while (i < STATUS_CODES) addStatus(i++, 500, "Internal Server Error");
+}
+
+function statusEntry(code: i32): usize {
+  for (let i = 0; i < STATUS_CODES; i++) {
+    const e = statusTable + <usize>i * 20;
+    if (load<i32>(e) == code) return e;
+  }
+  return statusTable + <usize>14 * 20; // 500
+}
+
+function statusLine(p: usize, code: i32): usize {
+  const e = statusEntry(code);
+  const n = load<i32>(e + 8);
+  memory.copy(p, <usize>load<i32>(e + 4), <usize>n);
+  return p + <usize>n;
+}
+function reasonOf(code: i32): usize { return <usize>load<i32>(statusEntry(code) + 12); }
+function reasonLen(code: i32): i32 { return load<i32>(statusEntry(code) + 16); }
+
+/** "Server: ...\r\nDate: <IMF-fixdate>\r\n"; the date text is formatted once per second. */
+function common(p: usize): usize {
+  const wall = wallNow();
+  const sec = Math.floor(wall / 1000);
+  if (sec != dateSecond) {
+    dateSecond = sec;
+    formatHttpDate(sec * 1000, dateBuf);
+  }
+  memory.copy(p, litServer, <usize>litServerLen);
+  p += <usize>litServerLen;
+  memory.copy(p, dateBuf, 29);
+  p += 29;
+  return crlf(p);
+}
+
+@inline function crlf(p: usize): usize { store<u16>(p, 0x0a0d); return p + 2; }
+@inline function putLit(p: usize, s: usize, n: i32): usize { memory.copy(p, s, <usize>n); return p + <usize>n; }
+
+function putNum(p: usize, v: f64): usize {
+  let x = <u64>v;
+  let digits = 1;
+  for (let t = x; t >= 10; t /= 10) digits++;
+  for (let i = digits - 1; i >= 0; i--) {
+    store<u8>(p + <usize>i, <u8>(48 + x % 10));
+    x /= 10;
+  }
+  return p + <usize>digits;
+}

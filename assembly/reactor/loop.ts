@@ -9,7 +9,7 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN,
+  OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
   CALL_IO, CALL_TIMER, CALL_TASK, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
@@ -36,7 +36,8 @@ import {
   timerDeadline, timerIsLive, timerCount, timerPollTimeout,
 } from "../timers";
 import { echoInit, echoOpen, echoRun, echoComplete } from "../proto/echo";
-import { httpInit, httpOpen, httpRun, httpComplete, httpOpenComplete, httpTimeout } from "../proto/http";
+import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake } from "../proto/http";
+import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters } from "../http/filecache";
 
 // phases
 const PH_IDLE = 0;
@@ -278,18 +279,28 @@ function completeOne(i: i32): void {
     return;
   }
   if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res); return; }
-  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_OPEN) {
+  // The file cache owns its completions, whoever asked: an entry never stays
+  // loading because the connection that started it went away.
+  if (op == OP_OPEN) {
+    const e = entryOfRecord(<usize>sqeArg(i, SQE_A2));
+    if (openCompleted(e, res, sqeArg(i, SQE_A3) == 1)) httpWake(takeWaiters(e));
+    return;
+  }
+  if (op == OP_PREAD) {
+    const e = sqeArg(i, SQE_A3);
+    bodyLoaded(e, res);
+    httpWake(takeWaiters(e));
+    return;
+  }
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SHUTDOWN) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) return; // trapped earlier this round
     setCurrentFd(fd);
     const proto = cget(fd, C_PROTO);
-    if (proto == PROTO_HTTP) {
-      if (op == OP_OPEN) httpOpenComplete(fd, res); else httpComplete(fd, op, res);
-    } else {
-      echoComplete(fd, op, res);
-    }
+    if (proto == PROTO_HTTP) httpComplete(fd, op, res);
+    else if (op != OP_SHUTDOWN) echoComplete(fd, op, res);
   }
-  // OP_CLOSE, OP_SHUTDOWN, OP_CALL, OP_LOG: nothing to do.
+  // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
 }
 
 function publishStats(): void {

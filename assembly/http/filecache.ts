@@ -1,0 +1,318 @@
+// The open-file cache (nginx's open_file_cache, in the core).
+//
+// Keyed by the normalised path, an entry keeps the file's open fd, its
+// metadata, a precomputed block of response headers (Content-Type,
+// Last-Modified, ETag, Accept-Ranges) and, for small files, the content
+// itself in linear memory so a response is one writev. Misses and 404s are
+// cached too. An entry is revalidated (stat by path) when it is older than
+// VALIDATE_MS, so a replaced or edited file is noticed within a second.
+//
+// Entries are fixed records (ENTRY_SIZE = 640 bytes, offsets below) in a
+// table carved at init; a hash table of chains finds them. Entries in use by
+// responses (refs > 0) are never evicted; a stale one is unlinked at once and
+// its fd closed when the last response using it is done.
+import {
+  OP_OPEN, OP_CLOSE, OP_PREAD, FILE_KIND, FILE_MIME_LEN, FILE_BYTES, FILE_MTIME, FILE_INO, FILE_MIME,
+  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL,
+} from "../abi";
+import { submit, now } from "../reactor/ctl";
+import { ringTake, ringGive, ringClassFor } from "../reactor/pool";
+import { formatHttpDate } from "./date";
+import { formatEtag } from "./conditional";
+
+export const ENTRY_SIZE: usize = 640;
+const E_STATE = 0;        // FC_*
+const E_FD = 4;           // open fd of a regular file, -1 otherwise
+const E_KIND = 8;         // FILE_* on success, or -errno (ENOENT...) for a cached miss
+const E_REFS = 12;        // responses using the fd or the body
+const E_SIZE = 16;        // f64
+const E_MTIME = 24;       // f64 ms
+const E_INO = 32;         // f64
+const E_VALIDATED = 40;   // f64 loop time of the last stat
+const E_HASH = 48;
+const E_PATH_LEN = 52;
+const E_BODY = 56;        // content in memory (0: none)
+const E_BODY_CLS = 60;    // its pool class
+const E_HDR_LEN = 64;
+const E_ETAG_OFF = 68;    // within the header block
+const E_ETAG_LEN = 72;
+const E_NEXT = 76;        // hash chain (entry index + 1; 0 ends)
+const E_WAITERS = 80;     // first connection (fd + 1) waiting for this entry
+const E_USED = 84;        // clock bit for eviction
+const E_REVALIDATING = 88;
+export const E_PATH = 96;   // path, NUL-terminated (PATH_MAX_CACHED bytes)
+const E_HDR = 352;          // header block (HDR_MAX bytes)
+const E_RECORD = 512;       // FILE record the host fills (FILE_RECORD_TOTAL bytes)
+
+export const PATH_MAX_CACHED: i32 = 256;
+const HDR_MAX: i32 = 160;
+
+export const FC_FREE = 0;
+export const FC_LOADING = 1;   // open (or body read) in flight
+export const FC_READY = 2;
+export const FC_STALE = 3;     // replaced; closed when unused
+
+const VALIDATE_MS: f64 = 1000;
+const SMALL_FILE_MAX: f64 = 32768;       // bodies up to this size live in memory
+const MEMORY_BUDGET: i32 = 64 << 20;     // bytes of cached bodies, at most
+
+let entries: usize = 0;
+let capacity: i32 = 0;
+let buckets: usize = 0;
+const BUCKETS: i32 = 4096;
+let clockHand: i32 = 0;
+let bodyBytes: i32 = 0;
+
+export function fileCacheInit(cap: i32): void {
+  capacity = cap;
+  entries = heap.alloc(<usize>cap * ENTRY_SIZE);
+  buckets = heap.alloc(<usize>BUCKETS * 4);
+  memory.fill(buckets, 0, <usize>BUCKETS * 4);
+}
+
+@inline export function entry(i: i32): usize { return entries + <usize>i * ENTRY_SIZE; }
+@inline export function entryState(i: i32): i32 { return load<i32>(entry(i) + E_STATE); }
+@inline export function entryKind(i: i32): i32 { return load<i32>(entry(i) + E_KIND); }
+@inline export function entryFd(i: i32): i32 { return load<i32>(entry(i) + E_FD); }
+@inline export function entrySize(i: i32): f64 { return load<f64>(entry(i) + E_SIZE); }
+@inline export function entryMtime(i: i32): f64 { return load<f64>(entry(i) + E_MTIME); }
+@inline export function entryBody(i: i32): usize { return <usize>load<i32>(entry(i) + E_BODY); }
+@inline export function entryHeaders(i: i32): usize { return entry(i) + E_HDR; }
+@inline export function entryHeadersLen(i: i32): i32 { return load<i32>(entry(i) + E_HDR_LEN); }
+@inline export function entryEtag(i: i32): usize { return entry(i) + E_HDR + <usize>load<i32>(entry(i) + E_ETAG_OFF); }
+@inline export function entryEtagLen(i: i32): i32 { return load<i32>(entry(i) + E_ETAG_LEN); }
+@inline export function entryRecord(i: i32): usize { return entry(i) + E_RECORD; }
+export function entryRef(i: i32): void { const e = entry(i); store<i32>(e + E_REFS, load<i32>(e + E_REFS) + 1); }
+
+export function entryUnref(i: i32): void {
+  const e = entry(i);
+  const refs = load<i32>(e + E_REFS) - 1;
+  store<i32>(e + E_REFS, refs);
+  if (refs == 0 && load<i32>(e + E_STATE) == FC_STALE) release(i);
+}
+
+function hashPath(p: usize, n: i32): u32 {
+  let h: u32 = 2166136261;
+  for (let i = 0; i < n; i++) h = (h ^ <u32>load<u8>(p + <usize>i)) * 16777619;
+  return h;
+}
+
+/**
+ * Finds the entry for a path (not NUL-terminated), or -1. A found entry is
+ * marked used. The caller checks its state.
+ */
+export function lookup(p: usize, n: i32): i32 {
+  if (n >= PATH_MAX_CACHED) return -1;
+  const h = hashPath(p, n);
+  let i = load<i32>(buckets + <usize>(h & <u32>(BUCKETS - 1)) * 4) - 1;
+  while (i >= 0) {
+    const e = entry(i);
+    if (load<u32>(e + E_HASH) == h && load<i32>(e + E_PATH_LEN) == n && memory.compare(e + E_PATH, p, <usize>n) == 0) {
+      store<i32>(e + E_USED, 1);
+      return i;
+    }
+    i = load<i32>(e + E_NEXT) - 1;
+  }
+  return -1;
+}
+
+/**
+ * Creates an entry for the path and emits the OP_OPEN that fills it (the
+ * completion goes through the connection `connFd`). Returns the entry, or -1
+ * if the path is too long to cache or every entry is busy.
+ */
+export function startOpen(connFd: i32, p: usize, n: i32): i32 {
+  if (n >= PATH_MAX_CACHED) return -1;
+  const i = allocate();
+  if (i < 0) return -1;
+  const e = entry(i);
+  const h = hashPath(p, n);
+  memory.copy(e + E_PATH, p, <usize>n);
+  store<u8>(e + E_PATH + <usize>n, 0);
+  store<u32>(e + E_HASH, h);
+  store<i32>(e + E_PATH_LEN, n);
+  store<i32>(e + E_STATE, FC_LOADING);
+  store<i32>(e + E_FD, -1);
+  store<i32>(e + E_REFS, 0);
+  store<i32>(e + E_BODY, 0);
+  store<i32>(e + E_WAITERS, 0);
+  store<i32>(e + E_USED, 1);
+  store<i32>(e + E_REVALIDATING, 0);
+  const b = buckets + <usize>(h & <u32>(BUCKETS - 1)) * 4;
+  store<i32>(e + E_NEXT, load<i32>(b));
+  store<i32>(b, i + 1);
+  submit(OP_OPEN, connFd, <i32>(e + E_PATH), n, <i32>(e + E_RECORD), 0);
+  return i;
+}
+
+/** True when the entry is due for a stat; the caller then calls startRevalidate. */
+export function needsRevalidate(i: i32): bool {
+  const e = entry(i);
+  return load<i32>(e + E_REVALIDATING) == 0 && now() - load<f64>(e + E_VALIDATED) >= VALIDATE_MS;
+}
+
+/** Emits a stat of the entry's path (a3 = 1: no open); the entry stays usable meanwhile. */
+export function startRevalidate(connFd: i32, i: i32): void {
+  const e = entry(i);
+  store<i32>(e + E_REVALIDATING, 1);
+  submit(OP_OPEN, connFd, <i32>(e + E_PATH), load<i32>(e + E_PATH_LEN), <i32>(e + E_RECORD), 1);
+}
+
+/** The entry whose FILE record is at `record`. */
+export function entryOfRecord(record: usize): i32 { return <i32>((record - E_RECORD - entries) / ENTRY_SIZE); }
+
+/** Links a connection (fd) into the entry's waiters; `link` is its chain field. */
+export function addWaiter(i: i32, fd: i32, linkAddr: usize): void {
+  const e = entry(i);
+  store<i32>(linkAddr, load<i32>(e + E_WAITERS));
+  store<i32>(e + E_WAITERS, fd + 1);
+}
+
+/** Detaches and returns the waiter chain (fd + 1 of the first, 0 for none). */
+export function takeWaiters(i: i32): i32 {
+  const e = entry(i);
+  const w = load<i32>(e + E_WAITERS);
+  store<i32>(e + E_WAITERS, 0);
+  return w;
+}
+
+/**
+ * An OP_OPEN came back. Fills the entry from the FILE record. Returns true
+ * when the entry is ready (or a cached miss); false while its body is still
+ * being read into memory.
+ */
+export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
+  const e = entry(i);
+  const rec = e + E_RECORD;
+  if (statOnly) {
+    store<i32>(e + E_REVALIDATING, 0);
+    const kind = res < 0 ? res : load<i32>(rec + FILE_KIND);
+    const same = kind == load<i32>(e + E_KIND) && (res < 0 ||
+      (load<f64>(rec + FILE_BYTES) == load<f64>(e + E_SIZE) && load<f64>(rec + FILE_MTIME) == load<f64>(e + E_MTIME)
+        && load<f64>(rec + FILE_INO) == load<f64>(e + E_INO)));
+    if (same) { store<f64>(e + E_VALIDATED, now()); return true; }
+    markStale(i);
+    return true;
+  }
+  store<f64>(e + E_VALIDATED, now());
+  if (res < 0) {
+    store<i32>(e + E_KIND, res); // cached miss: -ENOENT, -EACCES, -EXDEV (outside the root)...
+    store<i32>(e + E_STATE, FC_READY);
+    return true;
+  }
+  const kind = load<i32>(rec + FILE_KIND);
+  store<i32>(e + E_KIND, kind);
+  store<f64>(e + E_SIZE, load<f64>(rec + FILE_BYTES));
+  store<f64>(e + E_MTIME, load<f64>(rec + FILE_MTIME));
+  store<f64>(e + E_INO, load<f64>(rec + FILE_INO));
+  if (kind != FILE_REGULAR) {
+    if (res > 0) submit(OP_CLOSE, res, 0, 0, 0, 0);
+    store<i32>(e + E_STATE, FC_READY);
+    return true;
+  }
+  store<i32>(e + E_FD, res);
+  buildHeaders(i);
+  const size = load<f64>(e + E_SIZE);
+  if (size > 0 && size <= SMALL_FILE_MAX && bodyBytes + <i32>size <= MEMORY_BUDGET) {
+    const cls = ringClassFor(<i32>size);
+    const body = ringTake(cls);
+    bodyBytes += 4096 << cls;
+    store<i32>(e + E_BODY, <i32>body);
+    store<i32>(e + E_BODY_CLS, cls);
+    submit(OP_PREAD, res, <i32>body, <i32>size, 0, i);
+    return false;
+  }
+  store<i32>(e + E_STATE, FC_READY);
+  return true;
+}
+
+/** The small-file body read came back; the entry is ready either way. */
+export function bodyLoaded(i: i32, res: i32): void {
+  const e = entry(i);
+  if (res != <i32>load<f64>(e + E_SIZE)) {
+    // Short read (the file is changing under us) or an error: serve it with
+    // sendfile instead, and let revalidation notice the change.
+    dropBody(e);
+  }
+  store<i32>(e + E_STATE, FC_READY);
+}
+
+function dropBody(e: usize): void {
+  const body = <usize>load<i32>(e + E_BODY);
+  if (body == 0) return;
+  const cls = load<i32>(e + E_BODY_CLS);
+  ringGive(body, cls);
+  bodyBytes -= 4096 << cls;
+  store<i32>(e + E_BODY, 0);
+}
+
+/** Content-Type, Last-Modified, ETag and Accept-Ranges, formatted once per file. */
+function buildHeaders(i: i32): void {
+  const e = entry(i);
+  const rec = e + E_RECORD;
+  let p = e + E_HDR;
+  p = put(p, "Content-Type: ");
+  const mimeLen = min(load<i32>(rec + FILE_MIME_LEN), 64);
+  if (mimeLen > 0) { memory.copy(p, rec + FILE_MIME, <usize>mimeLen); p += <usize>mimeLen; }
+  else p = put(p, "application/octet-stream");
+  p = put(p, "\r\nLast-Modified: ");
+  p += <usize>formatHttpDate(load<f64>(e + E_MTIME), p);
+  p = put(p, "\r\nETag: ");
+  store<i32>(e + E_ETAG_OFF, <i32>(p - (e + E_HDR)));
+  const etagLen = formatEtag(load<f64>(e + E_MTIME), load<f64>(e + E_SIZE), p);
+  store<i32>(e + E_ETAG_LEN, etagLen);
+  p += <usize>etagLen;
+  p = put(p, "\r\nAccept-Ranges: bytes\r\n");
+  store<i32>(e + E_HDR_LEN, <i32>(p - (e + E_HDR)));
+}
+
+// Cold path (once per file): a static string, byte by byte.
+function put(p: usize, s: string): usize {
+  for (let i = 0; i < s.length; i++) store<u8>(p + <usize>i, <u8>s.charCodeAt(i));
+  return p + <usize>s.length;
+}
+
+function markStale(i: i32): void {
+  unlink(i);
+  store<i32>(entry(i) + E_STATE, FC_STALE);
+  if (load<i32>(entry(i) + E_REFS) == 0) release(i);
+}
+
+function unlink(i: i32): void {
+  const e = entry(i);
+  const b = buckets + <usize>(load<u32>(e + E_HASH) & <u32>(BUCKETS - 1)) * 4;
+  let prev: usize = b;
+  let j = load<i32>(b) - 1;
+  while (j >= 0) {
+    if (j == i) { store<i32>(prev, load<i32>(e + E_NEXT)); return; }
+    prev = entry(j) + E_NEXT;
+    j = load<i32>(prev) - 1;
+  }
+}
+
+/** Frees an unlinked, unused entry: closes its fd, returns its body memory. */
+function release(i: i32): void {
+  const e = entry(i);
+  const fd = load<i32>(e + E_FD);
+  if (fd >= 0) submit(OP_CLOSE, fd, 0, 0, 0, 0);
+  dropBody(e);
+  store<i32>(e + E_FD, -1);
+  store<i32>(e + E_STATE, FC_FREE);
+}
+
+/** A free entry, evicting an unused one (clock algorithm) if needed; -1 if all are busy. */
+function allocate(): i32 {
+  for (let scanned = 0; scanned < capacity * 2; scanned++) {
+    const i = clockHand;
+    clockHand = (clockHand + 1) % capacity;
+    const e = entry(i);
+    const st = load<i32>(e + E_STATE);
+    if (st == FC_FREE) return i;
+    if (st != FC_READY || load<i32>(e + E_REFS) > 0 || load<i32>(e + E_REVALIDATING) != 0) continue;
+    if (load<i32>(e + E_USED) != 0) { store<i32>(e + E_USED, 0); continue; }
+    unlink(i);
+    release(i);
+    return i;
+  }
+  return -1;
+}

@@ -1,0 +1,104 @@
+// OP_OPEN for the HTTP server: open a path under the docroot and describe it.
+//
+// The path comes from the core already normalised (percent-decoded, dot
+// segments resolved), NUL-terminated, in linear memory; it is handed to the
+// kernel by address. openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) is the
+// fence: no `..`, absolute path or symlink can lead outside the root (EXDEV),
+// whatever the core computed. The MIME type comes from mime-db (the database
+// behind `mime-types`/Express), looked up once per file: the core caches the
+// result with the open fd.
+import { createRequire } from "node:module";
+import { extname } from "node:path";
+import * as abi from "../assembly/abi.ts";
+import type { Core } from "./core.ts";
+import type { FileOpener } from "./loop.ts";
+import {
+  libc, errno, check, O_RDONLY, O_CLOEXEC, O_NONBLOCK, O_PATH, O_DIRECTORY, AT_EMPTY_PATH, STATX_BASIC_STATS,
+  RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, SYS_openat2,
+} from "./libc.ts";
+
+const require = createRequire(import.meta.url);
+type MimeDb = Record<string, { extensions?: string[]; charset?: string; source?: string }>;
+
+/** extension (no dot, lower case) -> Content-Type value. */
+function buildMimeTable(): Map<string, string> {
+  const db = require("mime-db") as MimeDb;
+  const table = new Map<string, string>();
+  // Prefer IANA-registered types when an extension appears twice (as mime-types does).
+  const rank = (t: string) => ({ nginx: 1, apache: 2, iana: 3 } as Record<string, number>)[db[t].source ?? ""] ?? 0;
+  const owner = new Map<string, string>();
+  for (const type of Object.keys(db)) {
+    for (const ext of db[type].extensions ?? []) {
+      const prev = owner.get(ext);
+      if (prev && rank(prev) >= rank(type)) continue;
+      owner.set(ext, type);
+    }
+  }
+  for (const [ext, type] of owner) {
+    const textual = type.startsWith("text/") || db[type].charset !== undefined;
+    table.set(ext, textual ? `${type}; charset=utf-8` : type);
+  }
+  return table;
+}
+
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
+const STATX_SIZE = 256;
+
+export class FileServer implements FileOpener {
+  readonly rootFd: number;
+  private readonly mime = buildMimeTable();
+  private readonly how = Buffer.alloc(24);
+  private readonly howPath = Buffer.alloc(24);
+  private readonly stx = Buffer.alloc(STATX_SIZE);
+  private readonly encoder = new TextEncoder();
+  private readonly decoder = new TextDecoder();
+
+  constructor(readonly root: string) {
+    this.rootFd = check(`open ${root}`, libc.open(root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
+    const resolve = BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+    // O_NONBLOCK: opening a FIFO someone left in the docroot must not block the loop.
+    this.how.writeBigUInt64LE(BigInt(O_RDONLY | O_CLOEXEC | O_NONBLOCK), 0);
+    this.how.writeBigUInt64LE(resolve, 16);
+    this.howPath.writeBigUInt64LE(BigInt(O_PATH | O_CLOEXEC), 0);
+    this.howPath.writeBigUInt64LE(resolve, 16);
+  }
+
+  open(core: Core, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
+    const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "intptr", core.base + pathPtr,
+      "void *", statOnly ? this.howPath : this.how, "size_t", 24) as number;
+    if (fd < 0) return -errno();
+    if (libc.statxBuf(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, this.stx) < 0) {
+      const e = errno();
+      libc.close(fd);
+      return -e;
+    }
+    const s = this.stx;
+    const mode = s.readUInt16LE(28);
+    const kind = (mode & S_IFMT) === S_IFREG ? abi.FILE_REGULAR : (mode & S_IFMT) === S_IFDIR ? abi.FILE_DIRECTORY : abi.FILE_OTHER;
+    const mtimeMs = Number(s.readBigInt64LE(112)) * 1000 + Math.floor(s.readUInt32LE(120) / 1e6);
+    core.refresh();
+    const dv = new DataView(core.u8.buffer);
+    dv.setInt32(record + abi.FILE_KIND, kind, true);
+    dv.setFloat64(record + abi.FILE_BYTES, Number(s.readBigUInt64LE(40)), true);
+    dv.setFloat64(record + abi.FILE_MTIME, mtimeMs, true);
+    dv.setFloat64(record + abi.FILE_INO, Number(s.readBigUInt64LE(32)), true);
+    dv.setFloat64(record + abi.FILE_DEV, s.readUInt32LE(136) * 65536 + s.readUInt32LE(140), true);
+    let mimeLen = 0;
+    if (kind === abi.FILE_REGULAR && !statOnly) {
+      // Once per file (the core caches the answer): decode the path's extension.
+      const path = this.decoder.decode(core.u8.subarray(pathPtr, pathPtr + pathLen));
+      const type = this.mime.get(extname(path).slice(1).toLowerCase()) ?? "application/octet-stream";
+      const bytes = this.encoder.encode(type).subarray(0, abi.FILE_MIME_MAX);
+      core.u8.set(bytes, record + abi.FILE_MIME);
+      mimeLen = bytes.length;
+    }
+    dv.setInt32(record + abi.FILE_MIME_LEN, mimeLen, true);
+    if (statOnly || kind !== abi.FILE_REGULAR) {
+      libc.close(fd);
+      return 0;
+    }
+    return fd;
+  }
+
+  close(): void { libc.close(this.rootFd); }
+}
