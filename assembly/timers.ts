@@ -78,6 +78,9 @@ let capacity: i32 = 0;
 let heapSize: i32 = 0;
 let liveCount: i32 = 0;
 let freeHead: i32 = END_OF_LIST;
+// Records are carved lazily: slots [0, carved) have been initialised, the rest
+// are untouched memory, so a large capacity costs address space, not RSS.
+let carved: i32 = 0;
 let nextSequence: u32 = 0;
 
 // ---- helpers (inlined; no calls survive in the sift loops) -----------------
@@ -106,7 +109,7 @@ let nextSequence: u32 = 0;
 function liveSlot(id: i32): i32 {
   if (id <= 0) return -1;
   let slot = id & SLOT_MASK;
-  if (slot >= capacity) return -1;
+  if (slot >= carved) return -1;
   let r = record(slot);
   if (r.link != ALLOCATED || r.generation != <u32>(id >>> SLOT_BITS)) return -1;
   return slot;
@@ -261,18 +264,8 @@ export function timersInit(cap: i32): void {
     allocatedCapacity = cap;
   }
   capacity = cap;
-  for (let slot = 0; slot < cap; slot++) {
-    let r = record(slot);
-    r.deadline = 0;
-    r.interval = 0;
-    r.sequence = 0;
-    r.heapIndex = NOT_IN_HEAP;
-    r.kind = 0;
-    r.owner = 0;
-    r.generation = 1;
-    r.link = slot + 1 < cap ? slot + 1 : END_OF_LIST;
-  }
-  freeHead = cap > 0 ? 0 : END_OF_LIST;
+  carved = 0;
+  freeHead = END_OF_LIST;
   heapSize = 0;
   liveCount = 0;
   nextSequence = 0;
@@ -283,7 +276,14 @@ export function timersInit(cap: i32): void {
 export function timerAdd(deadline: f64, interval: f64, kind: i32, owner: i32): i32 {
   if (isNaN(deadline) || !(interval >= 0)) return -1;
   let slot = freeHead;
-  if (slot < 0) return -1;
+  if (slot < 0) {
+    if (carved == capacity) return -1;
+    slot = carved++;
+    let fresh = record(slot);
+    fresh.generation = 1;
+    fresh.heapIndex = NOT_IN_HEAP;
+    fresh.link = END_OF_LIST;
+  }
   let sequence = takeSequence();
   let r = record(slot);
   freeHead = r.link;
@@ -418,7 +418,7 @@ export function timersCheck(): bool {
     }
   }
   let live = 0, inHeap = 0;
-  for (let slot = 0; slot < capacity; slot++) {
+  for (let slot = 0; slot < carved; slot++) {
     let r = record(slot);
     if (r.generation < 1 || r.generation > MAX_GENERATION) return false;
     if (r.link == ALLOCATED) {
@@ -433,9 +433,9 @@ export function timersCheck(): bool {
   // The free list holds exactly the free records (bounded walk: no cycles).
   let free = 0;
   for (let slot = freeHead; slot != END_OF_LIST; slot = record(slot).link) {
-    if (slot < 0 || slot >= capacity || free > capacity - liveCount) return false;
+    if (slot < 0 || slot >= carved || free > carved - liveCount) return false;
     if (record(slot).link == ALLOCATED) return false;
     free++;
   }
-  return free == capacity - liveCount;
+  return free == carved - liveCount;
 }
