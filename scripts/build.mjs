@@ -3,7 +3,7 @@
 // (esbuild -> dist/). `--if-needed` skips the work when every output is newer
 // than every source, so `npm start` is instant on a second run.
 import { execFileSync } from "node:child_process";
-import { readdirSync, statSync, existsSync, mkdirSync } from "node:fs";
+import { readdirSync, statSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,7 +20,7 @@ function newest(dir) {
 }
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
-const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js"];
+const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js", "dist/types/host/index.d.ts"];
 const sources = Math.max(newest("assembly"), newest("host"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
 
@@ -34,3 +34,18 @@ execFileSync(
    "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
   { cwd: root, stdio: "inherit" },
 );
+
+// Type declarations for the package entry (dist/types), with the sources'
+// ".ts" import specifiers rewritten to what a consumer resolves.
+execFileSync(bin("tsc"), ["-p", "tsconfig.json", "--noEmit", "false", "--declaration", "--emitDeclarationOnly",
+  "--outDir", "dist/types"], { cwd: root, stdio: "inherit" });
+(function rewrite(dir) {
+  for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) rewrite(p);
+    else if (p.endsWith(".d.ts")) {
+      const f = join(root, p);
+      writeFileSync(f, readFileSync(f, "utf8").replace(/(from\s+"\.{1,2}\/[^"]+)\.ts"/g, '$1.js"'));
+    }
+  }
+})("dist/types");
