@@ -3,8 +3,10 @@
 // exits 1.
 import { statSync } from "node:fs";
 import { resolve } from "node:path";
-import { Server, type ServerOptions } from "./server.ts";
-import { SysError } from "./libc.ts";
+import { Worker } from "node:worker_threads";
+import type { ServerOptions } from "./server.ts";
+import { RemoteLoop } from "./remote.ts";
+import type { WorkerMessage } from "./worker-entry.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
 interface Flag { kind: Kind; help: string; def?: string | number | boolean }
@@ -15,6 +17,7 @@ const common: Record<string, Flag> = {
   "idle-timeout": { kind: "int", help: "close connections idle this long (ms; 0 = never)", def: 30000 },
   "max-events": { kind: "int", help: "events per epoll_wait", def: 1024 },
   "write-buf-max": { kind: "int", help: "per-connection write buffer limit (bytes)", def: 262144 },
+  workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
   help: { kind: "bool", help: "show this help" },
 };
 
@@ -83,6 +86,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got '${value}'`);
       const v = Number(value);
       if (name === "port" && v > 65535) throw new UsageError(`--port must be 0..65535, got ${v}`);
+      if (name === "workers" && (v < 1 || v > 64)) throw new UsageError(`--workers must be 1..64, got ${v}`);
       if (v > 2 ** 31 - 1) throw new UsageError(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
@@ -95,21 +99,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   return { cmd, opts };
 }
 
-function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
-  return {
-    protocol: cmd === "serve" ? "http" : "echo",
-    host: o.host as string,
-    port: o.port as number,
-    mode: o.mode as "lt" | "et",
-    idleTimeoutMs: o["idle-timeout"] as number,
-    headerTimeoutMs: (o["header-timeout"] as number) ?? 60000,
-    maxEvents: o["max-events"] as number,
-    writeBufMax: o["write-buf-max"] as number,
-    accessLog: Boolean(o["access-log"]),
-  };
-}
-
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs(argv);
@@ -120,38 +110,85 @@ export function main(argv: string[]): number {
   }
   const { cmd, opts } = parsed;
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
+  let so: ServerOptions;
   try {
-    const server = startServer(cmd, opts);
-    const shown = server.listener.host.includes(":") ? `[${server.listener.host}]` : server.listener.host;
-    const url = cmd === "serve" ? `http://${shown}:${server.port}/` : `${shown}:${server.port}`;
-    process.stdout.write(`wasm-reactor ${cmd}: listening on ${url} (mode ${opts.mode}, pid ${process.pid})\n`);
-    if (server.listener.somaxconn < 10000) {
-      process.stderr.write(`note: net.core.somaxconn is ${server.listener.somaxconn}; raise it for 10k simultaneous connects\n`);
-    }
-    server.run();
-    server.close();
-    return 0;
+    so = serverOptions(cmd, opts);
   } catch (e) {
-    if (e instanceof SysError || e instanceof StartupError) {
-      process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
+    if (!(e instanceof StartupError)) throw e;
+    process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
+    return 1;
   }
+  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string);
+}
+
+/**
+ * Each reactor blocks in epoll_wait inside its own worker_thread; this
+ * thread keeps Node's event loop for SIGINT/SIGTERM (a blocked main thread
+ * cannot own them reliably: Node's other threads leave them unblocked) and
+ * stops the workers through their RemoteLoop, which wakes a blocked loop.
+ * Several workers share the port with SO_REUSEPORT: one reactor per core.
+ */
+async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string): Promise<number> {
+  const entry = new URL("./worker-entry.js", import.meta.url);
+  const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
+  const start = (options: ServerOptions) => new Promise<{ port: number; host: string; somaxconn: number }>((resolve, reject) => {
+    const worker = new Worker(entry, { workerData: { options } });
+    const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
+    slot.done = new Promise<void>((finish) => worker.once("exit", () => finish()));
+    worker.on("message", (m: WorkerMessage) => {
+      if (m.type === "listening") { slot.remote = new RemoteLoop(m.remote); resolve(m); }
+      else if (m.type === "error") reject(new StartupError(m.message));
+    });
+    worker.once("error", (e) => reject(e));
+    worker.once("exit", () => reject(new StartupError("worker exited during startup")));
+    workers.push(slot);
+  });
+  let first;
+  try {
+    first = await start({ ...so, reusePort: count > 1 });
+    for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
+  } catch (e) {
+    for (const w of workers) await w.worker.terminate();
+    process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const shown = first.host.includes(":") ? `[${first.host}]` : first.host;
+  const url = cmd === "serve" ? `http://${shown}:${first.port}/` : `${shown}:${first.port}`;
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${url} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
+  if (first.somaxconn < 10000) {
+    process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
+  }
+  const stopAll = () => { for (const w of workers) { try { w.remote?.runInLoop("stop"); } catch { /* already stopping */ } } };
+  process.once("SIGINT", stopAll);
+  process.once("SIGTERM", stopAll);
+  await Promise.all(workers.map((w) => w.done));
+  process.removeListener("SIGINT", stopAll);
+  process.removeListener("SIGTERM", stopAll);
+  return 0;
 }
 
 class StartupError extends Error {}
 
-function startServer(cmd: string, opts: Record<string, string | number | boolean>): Server {
-  const so = serverOptions(cmd, opts);
+function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
+  const so: ServerOptions = {
+    protocol: cmd === "serve" ? "http" : "echo",
+    host: o.host as string,
+    port: o.port as number,
+    mode: o.mode as "lt" | "et",
+    idleTimeoutMs: o["idle-timeout"] as number,
+    headerTimeoutMs: (o["header-timeout"] as number) ?? 60000,
+    maxEvents: o["max-events"] as number,
+    writeBufMax: o["write-buf-max"] as number,
+    accessLog: Boolean(o["access-log"]),
+  };
   if (cmd === "serve") {
-    const root = resolve(String(opts.root));
+    const root = resolve(String(o.root));
     let st;
     try { st = statSync(root); } catch { throw new StartupError(`root directory ${root} does not exist`); }
     if (!st.isDirectory()) throw new StartupError(`root ${root} is not a directory`);
-    return new Server({ ...so, root });
+    so.root = root;
   }
-  return new Server(so);
+  return so;
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

@@ -6,6 +6,7 @@
 // modifications and tasks. After each core call, `drain()` carries out the
 // returned requests and feeds their results to `complete()` until the core
 // has nothing more to ask for in that phase.
+import { writeSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, type CoreConfig, defaultCoreConfig } from "./core.ts";
 import {
@@ -50,7 +51,9 @@ export class Loop {
     this.core = new Core(config);
     this.maxEvents = config.maxEvents;
     this.epfd = check("epoll_create1", libc.epoll_create1(EPOLL_CLOEXEC));
-    this.log = options.log ?? ((level, line) => process.stderr.write(`${level}: ${line}\n`));
+    // Synchronous: a thread blocked in epoll_wait never flushes async streams
+    // (process.stderr in a worker is a message to the main thread).
+    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
     this.files = options.files ?? null;
   }
 

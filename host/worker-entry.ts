@@ -1,1 +1,36 @@
-export {};
+// One reactor in a worker_thread: the CLI's serving loop. The worker blocks
+// in epoll_wait (run()); the main thread keeps its Node event loop for
+// signals and reaches the worker through a RemoteLoop (shared-memory queue +
+// eventfd), which wakes it even while it is blocked.
+import { parentPort, workerData } from "node:worker_threads";
+import { writeSync } from "node:fs";
+import { Server, type ServerOptions } from "./server.ts";
+import { SysError } from "./libc.ts";
+
+export interface WorkerStart { options: ServerOptions }
+export type WorkerMessage =
+  | { type: "listening"; port: number; host: string; somaxconn: number; remote: import("./remote.ts").RemoteDescriptor }
+  | { type: "error"; message: string; code?: string }
+  | { type: "stopped"; stats: ReturnType<Server["stats"]> };
+
+const { options } = workerData as WorkerStart;
+const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+
+let server: Server;
+try {
+  server = new Server({
+    ...options,
+    handleSignals: false, // the main thread owns signals
+    log: (level, line) => writeSync(2, `${level}: ${line}\n`),
+  });
+} catch (e) {
+  post({ type: "error", message: (e as Error).message, code: e instanceof SysError ? e.code : undefined });
+  process.exit(0);
+}
+server.reactor.defineTask("stop", () => server.stop());
+const remote = server.reactor.remote(16);
+post({ type: "listening", port: server.port, host: server.listener.host, somaxconn: server.listener.somaxconn, remote });
+server.run();
+const stats = server.stats();
+server.close();
+post({ type: "stopped", stats });
