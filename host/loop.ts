@@ -69,6 +69,9 @@ export class Loop {
     this.drain(() => x.runTimers());                            // 1. timers that are due
     let timeout = x.pollTimeout();                              // 2. poll, no longer than
     if (maxWait >= 0 && (timeout < 0 || timeout > maxWait)) timeout = maxWait; //    the next timer
+    // A timer callback called stop(): finish this tick without sleeping, or
+    // run() would only return once the poll times out (the next timer).
+    if (this.stopRequested) timeout = 0;
     const n = this.poll(timeout);
     this.clock();
     this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
