@@ -6,6 +6,7 @@ import { resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { ServerOptions } from "./server.ts";
 import { RemoteLoop } from "./remote.ts";
+import { replayCommand } from "./replay.ts";
 import type { WorkerMessage } from "./worker-entry.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
@@ -18,10 +19,11 @@ const common: Record<string, Flag> = {
   "max-events": { kind: "int", help: "events per epoll_wait", def: 1024 },
   "write-buf-max": { kind: "int", help: "per-connection write buffer limit (bytes)", def: 262144 },
   workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
+  record: { kind: "string", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
   help: { kind: "bool", help: "show this help" },
 };
 
-const commands: Record<string, { summary: string; flags: Record<string, Flag> }> = {
+const commands: Record<string, { summary: string; flags: Record<string, Flag>; positional?: string }> = {
   echo: {
     summary: "TCP echo server (every byte read is written back)",
     flags: { port: { kind: "int", help: "TCP port (0 = any free port)", def: 9000 }, ...common, mode: { ...common.mode, def: "lt" } },
@@ -37,6 +39,14 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag> }>
       "access-log": { kind: "bool", help: "log one line per request to stderr" },
     },
   },
+  replay: {
+    summary: "replay a recording against this core with no OS; exit 0 if every request matches, 1 at the first divergence, 2 if the file is unusable",
+    positional: "FILE",
+    flags: {
+      force: { kind: "bool", help: "replay a recording made by a different core build" },
+      help: common.help,
+    },
+  },
 };
 
 function usage(cmd?: string): string {
@@ -48,7 +58,8 @@ function usage(cmd?: string): string {
       "", "`wasm-reactor <command> --help` lists the command's flags.",
     ].join("\n");
   }
-  const lines = [`usage: wasm-reactor ${cmd} [flags]`, "", commands[cmd].summary, "", "flags:"];
+  const pos = commands[cmd].positional ? ` ${commands[cmd].positional}` : "";
+  const lines = [`usage: wasm-reactor ${cmd} [flags]${pos}`, "", commands[cmd].summary, "", "flags:"];
   for (const [name, f] of Object.entries(commands[cmd].flags)) {
     const arg = f.kind === "bool" ? "" : f.kind === "mode" ? " lt|et" : f.kind === "int" ? " N" : " VALUE";
     const def = f.def !== undefined && f.kind !== "bool" ? ` (default ${f.def})` : "";
@@ -59,9 +70,10 @@ function usage(cmd?: string): string {
 
 class UsageError extends Error {}
 
-export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, string | number | boolean> } {
+export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") return { cmd: "help", opts: {} };
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") return { cmd: "help", opts: {}, args: [] };
+  const args: string[] = [];
   const spec = commands[cmd];
   if (!spec) throw new UsageError(`unknown command '${cmd}'`);
   const opts: Record<string, string | number | boolean> = {};
@@ -69,7 +81,10 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (a === "-h") { opts.help = true; continue; }
-    if (!a.startsWith("--")) throw new UsageError(`unexpected argument '${a}'`);
+    if (!a.startsWith("--")) {
+      if (spec.positional && args.length === 0) { args.push(a); continue; }
+      throw new UsageError(`unexpected argument '${a}'`);
+    }
     let [name, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     const f = spec.flags[name];
     if (!f) throw new UsageError(`unknown flag --${name}`);
@@ -96,7 +111,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       opts[name] = value;
     }
   }
-  return { cmd, opts };
+  if (spec.positional && args.length === 0 && !opts.help) throw new UsageError(`${cmd} needs ${spec.positional}`);
+  if (opts.record !== undefined && opts.workers !== 1) throw new UsageError("--record needs --workers 1 (one recording per reactor)");
+  return { cmd, opts, args };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -108,8 +125,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasm-reactor: ${e.message}\n\n${usage(argv[0])}\n`);
     return 2;
   }
-  const { cmd, opts } = parsed;
+  const { cmd, opts, args } = parsed;
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
+  if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force));
   let so: ServerOptions;
   try {
     so = serverOptions(cmd, opts);
@@ -180,6 +198,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]),
+    record: o.record === undefined ? undefined : resolve(String(o.record)),
   };
   if (cmd === "serve") {
     const root = resolve(String(o.root));

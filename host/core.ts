@@ -6,6 +6,16 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
 import { addressOf } from "./libc.ts";
+import { Recorder, recordExports } from "./record.ts";
+
+export interface CoreOptions {
+  /** Records every input for replay (host/record.ts). */
+  recorder?: Recorder | null;
+  /** Absolute address of linear memory; replay and fuzzing pass () => 0 (no OS). */
+  addressOf?: (buf: ArrayBuffer) => number;
+  /** Loop time before init (replay passes the recorded one). */
+  time?: [number, number];
+}
 
 export interface CoreConfig {
   maxFds: number;
@@ -75,7 +85,9 @@ export function compileCore(path = corePath): WebAssembly.Module {
 }
 
 export class Core {
-  readonly x: CoreExports;
+  x: CoreExports;
+  readonly recorder: Recorder | null;
+  private readonly addressOf: (buf: ArrayBuffer) => number;
   readonly ctl: number;
   /** Absolute address of linear memory. */
   base = 0;
@@ -84,7 +96,9 @@ export class Core {
   u8!: Uint8Array;
   private buffer: ArrayBuffer | null = null;
 
-  constructor(config: CoreConfig, module = compileCore()) {
+  constructor(config: CoreConfig, module = compileCore(), options: CoreOptions = {}) {
+    this.recorder = options.recorder ?? null;
+    this.addressOf = options.addressOf ?? addressOf;
     const instance = new WebAssembly.Instance(module, {
       env: {
         abort: (_m: number, _f: number, line: number, col: number) => {
@@ -117,9 +131,14 @@ export class Core {
     i[c + (abi.CFG_MAX_EVENTS >> 2)] = config.maxEvents;
     i[c + (abi.CFG_ACCESS_LOG >> 2)] = config.accessLog ? 1 : 0;
     i[c + (abi.CFG_READ_BUF >> 2)] = config.readBuf;
-    this.setTime(performance.now(), Date.now());
+    const [mono, wall] = options.time ?? [performance.now(), Date.now()];
+    this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
+    this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
     this.x.init();
     this.refresh();
+    if (this.recorder) {
+      this.x = recordExports(this.x, this.recorder, () => { this.refresh(); return this.u8; }, () => this.ctlI32(abi.CTL_SQ));
+    }
   }
 
   /** Re-creates the views (and the base address) if memory grew. Cheap when it did not. */
@@ -130,12 +149,13 @@ export class Core {
     this.i32 = new Int32Array(buf);
     this.f64 = new Float64Array(buf);
     this.u8 = new Uint8Array(buf);
-    this.base = addressOf(buf as ArrayBuffer);
+    this.base = this.addressOf(buf as ArrayBuffer);
     new DataView(buf).setBigUint64(this.ctl + abi.CTL_MEM_BASE, BigInt(this.base), true);
   }
 
   /** Loop time: monotonic ms for timers, wall-clock ms for Date headers. */
   setTime(mono: number, wall: number): void {
+    this.recorder?.time(mono, wall);
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
   }

@@ -13,3 +13,6 @@ export { RemoteLoop, QueueFullError } from "./remote.ts";
 export type { RemoteDescriptor } from "./remote.ts";
 export { libc, errno, SysError, describeErrno, errnoName } from "./libc.ts";
 export * as abi from "../assembly/abi.ts";
+export { replay, replayCommand, RecordingError } from "./replay.ts";
+export type { ReplaySummary, ReplayOptions } from "./replay.ts";
+export { Recorder, FileSink, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";

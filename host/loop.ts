@@ -8,7 +8,8 @@
 // has nothing more to ask for in that phase.
 import { writeSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
-import { Core, CoreAbort, type CoreConfig, defaultCoreConfig } from "./core.ts";
+import { Core, CoreAbort, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
+import { Recorder, FileSink, sha256File } from "./record.ts";
 import {
   libc, errno, check, EPOLL_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC, pollFd, describeErrno,
 } from "./libc.ts";
@@ -25,8 +26,8 @@ export interface LoopOptions extends Partial<CoreConfig> {
   /** Where log lines go; default: stderr, written synchronously. */
   log?: (level: LogLevel, line: string) => void;
   files?: FileOpener;
-  /** Records every input the core receives (see host/record.ts). */
-  recorder?: { batch(kind: number, n: number, core: Core): void } | null;
+  /** Records every input the core receives into this file (see host/record.ts). */
+  record?: string;
 }
 
 const SQE_WORDS = abi.SQE_SIZE >> 2;
@@ -36,6 +37,7 @@ export class Loop {
   readonly core: Core;
   readonly epfd: number;
   readonly maxEvents: number;
+  readonly recorder: Recorder | null;
   /** JS callbacks the core asks for (OP_CALL); set by the Reactor. */
   onCall: (kind: number, id: number, fd: number, events: number) => void = () => {};
   log: (level: LogLevel, line: string) => void;
@@ -48,7 +50,13 @@ export class Loop {
 
   constructor(options: LoopOptions = {}) {
     const config = { ...defaultCoreConfig, ...options };
-    this.core = new Core(config);
+    const time: [number, number] = [performance.now(), Date.now()];
+    this.recorder = options.record ? new Recorder(new FileSink(options.record), {
+      coreSha256: sha256File(corePath),
+      config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
+      time, arch: process.arch, created: new Date().toISOString(), argv: process.argv.slice(2),
+    }) : null;
+    this.core = new Core(config, undefined, { recorder: this.recorder, time });
     this.maxEvents = config.maxEvents;
     this.epfd = check("epoll_create1", libc.epoll_create1(EPOLL_CLOEXEC));
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
@@ -74,6 +82,10 @@ export class Loop {
     if (this.stopRequested) timeout = 0;
     const n = this.poll(timeout);
     this.clock();
+    if (this.recorder && n > 0) {
+      const c = this.core;
+      this.recorder.mem(c.u8, c.ctlI32(abi.CTL_EVENTS), n * c.ctlI32(abi.CTL_EVENT_STRIDE));
+    }
     this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
     this.drain(() => x.runDeferred());                          // 4. deferred mods, 5. deferred tasks
   }
@@ -110,6 +122,7 @@ export class Loop {
       let n = this.guard(start);
       while (n > 0) {
         this.submit(n);
+        this.recordResults(n);
         n = this.guard(() => x.complete(n));
       }
     } finally {
@@ -134,6 +147,7 @@ export class Loop {
         // carry them out; complete(r) resumes the phase.
         if (r >= 0) {
           this.submit(r);
+          this.recordResults(r);
           call = () => x.complete(r);
         }
       }
@@ -172,7 +186,25 @@ export class Loop {
       // A JS call or an open may have grown memory: views must follow.
       if (op === abi.OP_CALL || op === abi.OP_OPEN) { core.refresh(); i32 = core.i32; }
       i32[cq + i] = r;
+      if (this.recorder && r >= 0) this.recordMemory(op, a0, a1, a2, r);
     }
+  }
+
+  /** Recording: bytes a syscall wrote into linear memory. */
+  private recordMemory(op: number, a0: number, a1: number, a2: number, r: number): void {
+    const rec = this.recorder!;
+    const u8 = this.core.u8;
+    if ((op === abi.OP_READ || op === abi.OP_PREAD) && r > 0) rec.mem(u8, a0, r);
+    else if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
+    else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
+  }
+
+  /** Recording: the results of a round, as the core will read them. */
+  private recordResults(n: number): void {
+    if (!this.recorder || n <= 0) return;
+    const c = this.core;
+    c.refresh();
+    this.recorder.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
   }
 
   private ctl(fd: number, op: number, events: number, dataLo: number, dataHi: number): number {
@@ -266,5 +298,6 @@ export class Loop {
   close(): void {
     this.detach();
     libc.close(this.epfd);
+    this.recorder?.close();
   }
 }
