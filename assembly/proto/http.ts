@@ -34,7 +34,8 @@ import { H_CONN } from "../reactor/handlers";
 import { timerAdd, timerRearm, timerIsLive, timerDeadline } from "../timers";
 import { logBegin, logStr, logInt, logBytes, logEnd } from "../reactor/log";
 import {
-  REQ_SIZE, REQ_SCANNED, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_HEADER_END,
+  REQ_SIZE, REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH,
+  REQ_HEADER_END,
   REQ_TARGET_OFF, REQ_TARGET_LEN, REQ_IF_NONE_MATCH_OFF, REQ_IF_NONE_MATCH_LEN, REQ_IF_MODIFIED_SINCE_OFF,
   REQ_IF_MODIFIED_SINCE_LEN, REQ_IF_MATCH_OFF, REQ_IF_MATCH_LEN, REQ_IF_UNMODIFIED_SINCE_OFF,
   REQ_IF_UNMODIFIED_SINCE_LEN, REQ_RANGE_OFF, REQ_RANGE_LEN, REQ_IF_RANGE_OFF, REQ_IF_RANGE_LEN,
@@ -69,6 +70,8 @@ const H_STATUS = C_PROTO_AREA + 56;      // i32 status of the current response (
 const H_WAIT_NEXT = C_PROTO_AREA + 60;   // i32 waiter chain (fd + 1)
 const H_SENT = C_PROTO_AREA + 64;        // f64 response bytes (access log)
 const H_BODY_DONE = C_PROTO_AREA + 72;   // i32 body bytes already consumed after the head
+const H_LINE_START = C_PROTO_AREA + 76;  // i32 parser phase-1 state: leading empty line skipped
+const H_LINE_END = C_PROTO_AREA + 80;    // i32 parser phase-1 state: end of the request line
 
 const HX_CLOSE = 1;      // close after this response
 const HX_STARTED = 2;    // the head timer is running for this request
@@ -246,17 +249,25 @@ function process(fd: i32): void {
   const b = <usize>load<i32>(c + C_RBUF);
   const pos = load<i32>(c + C_RPOS);
   const len = load<i32>(c + C_RLEN);
+  // Resume the incremental scan: its whole phase-1 state (how far it got,
+  // where the request line ends) lives in the connection between reads.
   resetRequest(req);
   store<i32>(req + REQ_SCANNED, load<i32>(c + H_SCANNED));
+  store<i32>(req + REQ_LINE_START, load<i32>(c + H_LINE_START));
+  store<i32>(req + REQ_LINE_END, load<i32>(c + H_LINE_END));
   const r = parseRequest(b + <usize>pos, len - pos, req, maxLine, maxHeader, maxHeaders);
   if (r == 0) {
     store<i32>(c + H_SCANNED, load<i32>(req + REQ_SCANNED));
+    store<i32>(c + H_LINE_START, load<i32>(req + REQ_LINE_START));
+    store<i32>(c + H_LINE_END, load<i32>(req + REQ_LINE_END));
     // Need more bytes: make room at the end if the head started late.
     if (len == readBufSize) compact(fd);
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }
   store<i32>(c + H_SCANNED, 0);
+  store<i32>(c + H_LINE_START, 0);
+  store<i32>(c + H_LINE_END, 0);
   ctlAddI32(STAT_REQUESTS, 1);
   if (r < 0) { errorResponse(fd, -r); return; }
   store<i32>(c + H_HEAD_END, r);
