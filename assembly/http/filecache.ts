@@ -272,6 +272,17 @@ function put(p: usize, s: string): usize {
   return p + <usize>s.length;
 }
 
+/**
+ * Drops a ready entry whose file turned out to differ from what it recorded
+ * (sendfile hit the end before the cached size: the file was truncated in
+ * place). The next request reopens the path. If a revalidation is in flight,
+ * it will notice the change itself.
+ */
+export function entryForget(i: i32): void {
+  const e = entry(i);
+  if (load<i32>(e + E_STATE) == FC_READY && load<i32>(e + E_REVALIDATING) == 0) markStale(i);
+}
+
 function markStale(i: i32): void {
   unlink(i);
   store<i32>(entry(i) + E_STATE, FC_STALE);

@@ -48,6 +48,7 @@ import { evaluatePreconditions, parseRange, rangeStart, rangeEnd, ifRangeAllows,
 import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, entryState, entryKind, entryFd,
   entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef, entryUnref,
+  entryForget,
   FC_LOADING, FC_READY, PATH_MAX_CACHED,
 } from "../http/filecache";
 
@@ -187,6 +188,18 @@ export function httpComplete(fd: i32, op: i32, res: i32): void {
     return;
   }
   // a write of the response
+  if (res == 0 && load<i32>(c + C_INFLIGHT) == OP_SENDFILE) {
+    // sendfile met the end of the file before the Content-Length already
+    // sent: the file shrank under us (edited in place). The response cannot
+    // be completed, and waiting for EPOLLOUT would only repeat this (a busy
+    // loop in LT mode, a stall until the idle timeout in ET). Close, and
+    // forget the entry so the next request reopens the file.
+    store<i32>(c + C_INFLIGHT, 0);
+    const e = load<i32>(c + H_ENTRY) - 1;
+    if (e >= 0) entryForget(e);
+    connClose(fd);
+    return;
+  }
   const r = outDone(fd, res);
   if (r == OUT_FAILED) { connClose(fd); return; }
   if (res > 0) {
