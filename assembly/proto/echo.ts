@@ -74,9 +74,11 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
         store<i32>(c + C_INFLIGHT, OP_DIRECT_WRITE);
         return;
       }
-      // Output is already queued: keep the order, append behind it.
+      // Output is already queued: keep the order, append behind it. (Append
+      // before releasing: a free buffer's first bytes hold the free-list link.)
+      const ok = outAppend(fd, b, res);
       releaseReadBuf(fd, b);
-      if (!outAppend(fd, b, res)) { connOverflow(fd); return; }
+      if (!ok) { connOverflow(fd); return; }
       enqueue(fd);
       return;
     }
@@ -119,4 +121,5 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
 function releaseReadBuf(fd: i32, b: usize): void {
   readBufGive(b);
   cset(fd, C_RBUF, 0);
+  cset(fd, C_RLEN, 0);
 }
