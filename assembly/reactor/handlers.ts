@@ -157,6 +157,10 @@ export function handlerModify(fd: i32, interest: i32): i32 {
 export function handlerRemove(fd: i32, closing: bool): i32 {
   if (!validFd(fd)) return -EBADF;
   const s = slot(fd);
+  // The fd is about to be closed (and its number may be reused at once):
+  // changes still queued for it, even from an earlier deregister, must not
+  // reach whatever gets that number next.
+  if (closing) { purgeMods(fd); store<i32>(s, -1, 12); }
   if (load<u8>(s) == H_NONE || (load<u8>(s, 1) & HF_ZOMBIE)) return -ENOENT;
   if (!closing && !queueMod(fd, EPOLL_CTL_DEL, 0)) return -ENOMEM;
   if (dispatching) {
@@ -167,11 +171,18 @@ export function handlerRemove(fd: i32, closing: bool): i32 {
     store<u8>(s, 0, 1);
   }
   store<i32>(s, 0, 4);
-  if (closing) store<i32>(s, -1, 12);
   return 0;
 }
 
 export function modsPending(): i32 { return modLen; }
+
+/** Cancels every queued change for fd (they become no-ops in place). */
+function purgeMods(fd: i32): void {
+  for (let i = 0; i < modLen; i++) {
+    const e = mods + <usize>((modHead + i) % modCap) * MOD_SIZE;
+    if (load<i32>(e) == fd) store<i32>(e, -1);
+  }
+}
 
 /**
  * Applies queued modifications: emits one OP_CTL per change, in order, while
@@ -186,6 +197,7 @@ export function flushMods(): bool {
     const mask = load<i32>(e, 8);
     modHead = (modHead + 1) % modCap;
     modLen--;
+    if (fd < 0) continue; // purged
     const s = slot(fd);
     let kop = op;
     const inKernel = load<i32>(s, 12) != -1;

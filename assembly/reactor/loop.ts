@@ -21,20 +21,21 @@ import {
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
 import {
   handlersInit, handlerAdd, handlerModify, handlerRemove, flushMods, endBatch, setDispatching, ctlFailed,
-  slotAccepts, slotKind, slotId, reactorEvents, H_JS, H_LISTENER, H_CONN, maxFds, validFd,
+  slotAccepts, slotKind, slotId, slotFlags, reactorEvents, H_JS, H_LISTENER, H_CONN, maxFds, validFd, dispatching,
 } from "./handlers";
 import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose,
   C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_ERROR, CF_EOF,
-  PROTO_LISTENER, TK_CONN,
+  PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane,
 } from "./conn";
 import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
 import { logRoundReset, logBegin, logStr, logInt, logEnd } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
-  timerDeadline, timerIsLive, timerCount, timerPollTimeout,
+  timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
 } from "../timers";
+import { readBufSize } from "./pool";
 import { echoInit, echoOpen, echoRun, echoComplete } from "../proto/echo";
 import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake } from "../proto/http";
 import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters } from "../http/filecache";
@@ -364,7 +365,9 @@ export function modify(fd: i32, interest: i32): i32 {
   return handlerModify(fd, interest);
 }
 export function deregister(fd: i32, closing: bool): i32 {
-  if (validFd(fd) && slotKind(fd) != H_JS) return -EINVAL;
+  // Built-in handlers are not JS's to remove; anything else goes through, so
+  // that `closing` always purges queued changes for the fd.
+  if (validFd(fd) && (slotKind(fd) == H_CONN || slotKind(fd) == H_LISTENER)) return -EINVAL;
   return handlerRemove(fd, closing);
 }
 /** A JS timer; returns its id (> 0) or -ENOMEM. */
@@ -385,3 +388,49 @@ export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto)
 export function idle(): bool {
   return runQueueEmpty() && tasksPending() == 0 && timerCount() == 0 && ctlI32(STAT_LIVE_CONNS) == 0;
 }
+
+// ---- invariants (fuzzer, replay --check) ---------------------------------
+
+/**
+ * Checks the core's structural invariants; returns 0 when they hold, else a
+ * code naming the first that does not (see INV_* in the host's fuzz.ts):
+ *  1 timer heap broken (order, index map, counts)
+ *  2 a handler slot both zombie and live outside a batch
+ *  3 a built-in connection without its handler slot, or a slot without it
+ *  4 receive buffer offsets out of range
+ *  5 write ring over the limit or over its own size
+ *  6 a run-queue cycle or a queued flag out of sync
+ *  7 receive buffers held != connections holding one
+ * Never on the hot path.
+ */
+export function checkInvariants(): i32 {
+  if (!timersCheck()) return 1;
+  let held = 0;
+  for (let fd = 0; fd < maxFds; fd++) {
+    const kind = slotKind(fd);
+    const hf = slotFlags(fd);
+    if (!dispatching && (hf & 1 /* HF_ZOMBIE */) != 0) return 2;
+    const c = conn(fd);
+    const live = load<i32>(c + C_STATE) != 0;
+    if ((hf & 1) == 0 && live != (kind == H_CONN || kind == H_LISTENER)) return 3;
+    if (!live) continue;
+    const rb = load<i32>(c + 16 /* C_RBUF */);
+    const rlen = load<i32>(c + 20), rpos = load<i32>(c + 24);
+    if (rb != 0) {
+      held++;
+      if (rpos < 0 || rpos > rlen || rlen > readBufSize) return 4;
+    } else if (rlen != 0 || rpos != 0) return 4;
+    const ring = load<i32>(c + 28), wlen = load<i32>(c + 40);
+    if (wlen < 0 || wlen > writeBufMax) return 5;
+    if (ring != 0 && wlen > (4096 << load<i32>(c + 32))) return 5;
+    if (ring == 0 && wlen != 0) return 5;
+  }
+  if (held != readHeld) return 7;
+  if (!runQueueSane()) return 6;
+  return 0;
+}
+
+/** Reads an i32 field of a connection record (tests and the fuzzer's reports). */
+export function debugConnI32(fd: i32, off: i32): i32 { return validFd(fd) ? load<i32>(conn(fd) + <usize>off) : 0; }
+/** Reads an f64 field of a connection record. */
+export function debugConnF64(fd: i32, off: i32): f64 { return validFd(fd) ? load<f64>(conn(fd) + <usize>off) : 0; }
