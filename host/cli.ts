@@ -44,6 +44,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
     positional: "FILE",
     flags: {
       force: { kind: "bool", help: "replay a recording made by a different core build" },
+      check: { kind: "bool", help: "check the core's invariants after every call (fuzzer reproducers)" },
       help: common.help,
     },
   },
@@ -127,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { cmd, opts, args } = parsed;
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
-  if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force));
+  if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force), Boolean(opts.check));
   let so: ServerOptions;
   try {
     so = serverOptions(cmd, opts);

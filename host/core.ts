@@ -69,6 +69,7 @@ export interface CoreExports {
   idle(): number;
   debugTrapFd(fd: number): void;
   timerIsLive(id: number): number;
+  checkInvariants(): number;
 }
 
 let compiled: WebAssembly.Module | null = null;

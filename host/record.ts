@@ -68,7 +68,8 @@ export class FileSink implements Sink {
 
 export class MemorySink implements Sink {
   readonly chunks: Uint8Array[] = [];
-  write(b: Uint8Array): void { this.chunks.push(b.slice()); }
+  // Copy: callers reuse their buffers (and Buffer#slice would not copy).
+  write(b: Uint8Array): void { this.chunks.push(new Uint8Array(b)); }
   close(): void {}
   bytes(): Buffer { return Buffer.concat(this.chunks); }
 }

@@ -11,6 +11,11 @@ import {
 
 export class RecordingError extends Error {}
 
+const INVARIANT_NAMES: Record<number, string> = {
+  1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
+  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held",
+};
+
 export interface ReplaySummary {
   ok: boolean;
   batches: number;
@@ -58,6 +63,8 @@ export interface ReplayOptions {
   /** Replay even if the recording comes from another core build. */
   force?: boolean;
   wasmPath?: string;
+  /** Check the core's invariants after every call (fuzzer reproducers). */
+  check?: boolean;
 }
 
 /**
@@ -122,6 +129,10 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
           if (!(e instanceof WebAssembly.RuntimeError) && !(e instanceof CoreAbort)) throw e;
           last.trapped = true;
         }
+        if (options.check) {
+          const code = x.checkInvariants();
+          if (code !== 0) return fail(`invariant ${code} broken after this call (${INVARIANT_NAMES[code] ?? "?"})`);
+        }
         break;
       }
       case F_TRAP:
@@ -162,7 +173,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
 }
 
 /** `wasm-reactor replay FILE [--force]`: 0 clean, 1 divergence, 2 unusable file. */
-export function replayCommand(file: string, force: boolean, out = process.stdout, err = process.stderr): number {
+export function replayCommand(file: string, force: boolean, check = false, out = process.stdout, err = process.stderr): number {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -172,7 +183,7 @@ export function replayCommand(file: string, force: boolean, out = process.stdout
   }
   let s: ReplaySummary;
   try {
-    s = replay(bytes, { force });
+    s = replay(bytes, { force, check });
   } catch (e) {
     if (e instanceof RecordingError) { err.write(`wasm-reactor replay: ${file}: ${e.message}\n`); return 2; }
     throw e;

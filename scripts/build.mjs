@@ -29,7 +29,7 @@ const bin = (name) => join(root, "node_modules", ".bin", name);
 execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: root, stdio: "inherit" });
 execFileSync(
   bin("esbuild"),
-  ["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "--bundle", "--platform=node", "--format=esm",
+  ["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "host/fuzz.ts", "--bundle", "--platform=node", "--format=esm",
    "--target=node20", "--outdir=dist", "--external:koffi", "--log-level=warning",
    "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
   { cwd: root, stdio: "inherit" },

@@ -1,0 +1,520 @@
+// The fuzzer: the core, in-process and with no sockets, against a simulated
+// kernel that is as unkind as the real one may be. Each iteration is a fresh
+// core with random limits, driven through the same phases as host/loop.ts:
+//
+//  - clients arrive with HTTP requests (valid, pipelined, with bodies,
+//    chunked, malformed) or echo bytes, mutated (byte flips, truncation,
+//    duplicated segments) and delivered in random splits;
+//  - writes are partial or EAGAIN at random; sendfile likewise;
+//  - errno injection: ECONNRESET on reads and writes, EMFILE and
+//    ECONNABORTED on accept, failed epoll_ctl;
+//  - event batches carry duplicated, reordered and stale events (events for
+//    fds closed and reused earlier in the batch, older generations);
+//  - JS handlers registered through the Reactor API call register,
+//    deregister, modify, defer and timers from inside their callbacks;
+//  - time jumps forward so timeouts and timers fire.
+//
+// After every core call the invariants are checked (checkInvariants(): timer
+// heap, zombie flags, handler/connection agreement, buffer bounds, run
+// queue), along with the simulated kernel's own rules (no request on a closed
+// fd, no double close, echo output equals echo input). A trap, a broken
+// invariant or a livelock stops the run: the iteration's recording is saved
+// in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
+//
+//   npm run fuzz -- --seconds 30 [--seed N] [--out DIR]
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as abi from "../assembly/abi.ts";
+import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "./core.ts";
+import { Recorder, MemorySink, sha256File } from "./record.ts";
+
+export const INVARIANTS: Record<number, string> = {
+  1: "timer heap broken (order, index map or counts)",
+  2: "a handler slot is both zombie and live outside a batch",
+  3: "a built-in connection and its handler slot disagree",
+  4: "receive-buffer offsets out of range",
+  5: "write ring over the limit or over its own size",
+  6: "run-queue cycle or queued flag out of sync",
+  7: "receive buffers held != connections holding one",
+};
+
+class Rng {
+  private s: number;
+  constructor(seed: number) { this.s = seed >>> 0 || 0x9e3779b9; }
+  next(): number { // mulberry32
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number { return Math.floor(this.next() * n); }
+  chance(p: number): boolean { return this.next() < p; }
+  pick<T>(a: readonly T[]): T { return a[this.int(a.length)]; }
+}
+
+class FuzzFailure extends Error {}
+
+interface SimSocket {
+  kind: "listener" | "conn" | "file" | "js";
+  input: Uint8Array;
+  pos: number;
+  peerClosed: boolean;
+  written: number;
+  echoed: number[];       // echo: bytes written back, checked against input
+  inKernel: boolean;
+  mask: number;
+  gen: number;
+}
+
+const enc = new TextEncoder();
+const REQUESTS = [
+  "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /index.html HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n",
+  "HEAD /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=10-99\r\n\r\n",
+  "GET /dir HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /dir/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+  "GET /a%2e%2e/b HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+  "GET /y HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: v\r\n\r\n",
+  "POST /z HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+  "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+  "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+  "GET /" + "a".repeat(9000) + " HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+  "GET /big.bin HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+];
+
+export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; log?: (s: string) => void }
+export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; reproducer?: string; message?: string }
+
+export function fuzz(opts: FuzzOptions): FuzzResult {
+  const module = compileCore();
+  const sha = sha256File(corePath);
+  const deadline = Date.now() + opts.seconds * 1000;
+  let iterations = 0, steps = 0, requests = 0;
+  while (Date.now() < deadline || iterations === 0) {
+    const seed = (opts.seed + iterations * 0x9e3779b1) >>> 0;
+    const it = new Iteration(module, sha, seed, opts.injectTrap === true && iterations === 0);
+    try {
+      it.run();
+    } catch (e) {
+      const message = e instanceof FuzzFailure ? e.message
+        : e instanceof WebAssembly.RuntimeError || e instanceof CoreAbort ? `trap: ${(e as Error).message}` : `host error: ${(e as Error)?.stack ?? e}`;
+      mkdirSync(opts.outDir, { recursive: true });
+      const file = join(opts.outDir, `seed-${seed}.rec`);
+      writeFileSync(file, it.recording());
+      writeFileSync(`${file}.txt`, `${message}\nseed ${seed}, step ${it.steps}\nreplay: wasm-reactor replay ${file} --check\n\nlast requests:\n${it.trace.join("\n")}\n`);
+      return { ok: false, iterations: iterations + 1, steps: steps + it.steps, requests: requests + it.requests, reproducer: file, message };
+    }
+    iterations++;
+    steps += it.steps;
+    requests += it.requests;
+  }
+  return { ok: true, iterations, steps, requests };
+}
+
+class Iteration {
+  readonly core: Core;
+  private readonly x: Record<string, (...a: number[]) => number>;
+  private readonly rng: Rng;
+  private readonly sink = new MemorySink();
+  private readonly rec: Recorder;
+  private readonly fds = new Map<number, SimSocket>();
+  private readonly pending: Uint8Array[] = [];
+  private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number }>();
+  private readonly proto: number;
+  private readonly config: CoreConfig;
+  private time = 1_000_000;
+  private jsHandlers = 0;
+  private tasks = 0;
+  steps = 0;
+  requests = 0;
+
+  constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean) {
+    this.rng = new Rng(seed);
+    const r = this.rng;
+    this.config = {
+      ...defaultCoreConfig,
+      maxFds: 64,
+      mode: r.chance(0.5) ? "et" : "lt",
+      idleTimeoutMs: r.pick([0, 50, 1000, 30000]),
+      headerTimeoutMs: r.pick([0, 30, 1000, 60000]),
+      writeBufMax: r.pick([4096, 16384, 65536, 262144]),
+      maxEvents: r.pick([1, 4, 16, 64]),
+      maxBody: r.pick([16, 1024, 1 << 20]),
+    };
+    this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
+    this.rec = new Recorder(this.sink, {
+      coreSha256: sha, config: this.config, time: [this.time, this.time], arch: process.arch,
+      created: new Date().toISOString(), argv: ["fuzz", `--seed=${seed}`],
+    });
+    this.core = new Core(this.config, module, { recorder: this.rec, addressOf: () => 0, time: [this.time, this.time] });
+    this.x = this.core.x as unknown as Record<string, (...a: number[]) => number>;
+  }
+
+  recording(): Buffer { this.rec.close(); return this.sink.bytes(); }
+
+  /** The last requests carried out, for the failure report. */
+  readonly trace: string[] = [];
+
+  private fail(msg: string): never { throw new FuzzFailure(msg); }
+
+  private check(where: string): void {
+    const code = this.x.checkInvariants();
+    if (code !== 0) this.fail(`invariant ${code} after ${where}: ${INVARIANTS[code] ?? "?"}`);
+  }
+
+  private lowestFreeFd(): number {
+    for (let fd = 4; fd < this.config.maxFds + 8; fd++) if (!this.fds.has(fd)) return fd;
+    return -1;
+  }
+
+  run(): void {
+    const r = this.rng;
+    // listener on fd 3
+    this.fds.set(3, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+    this.x.listen(3, this.proto);
+    this.drain(this.x.flush(), "flush");
+    // a few JS handlers on fds the simulated kernel owns
+    const js = r.int(3);
+    for (let i = 0; i < js; i++) this.registerJs();
+    this.drain(this.x.flush(), "flush");
+    const ticks = 20 + r.int(60);
+    for (let t = 0; t < ticks; t++) {
+      this.steps++;
+      // new clients
+      const arrivals = r.int(4);
+      for (let i = 0; i < arrivals; i++) this.pending.push(this.clientInput());
+      if (this.injectTrap && t === 3) this.x.debugTrapFd(4);
+      this.advanceTime();
+      this.drain(this.x.runTimers(), "runTimers");
+      const n = this.buildBatch();
+      this.drain(this.x.dispatch(n), "dispatch");
+      this.drain(this.x.runDeferred(), "runDeferred");
+    }
+    // No more arrivals; let every timeout fire (twice: a connection accepted
+    // when a paused listener resumes starts its own idle clock): the core
+    // must end with no connection stuck.
+    this.pending.length = 0;
+    for (let round = 0; round < 2; round++) {
+      this.time += 120_000;
+      this.setTime();
+      this.drain(this.x.runTimers(), "runTimers (final)");
+      this.drain(this.x.runDeferred(), "runDeferred (final)");
+    }
+    // With timeouts on, two minutes of silence leave no connection behind.
+    const timeoutsOn = this.config.idleTimeoutMs > 0 && (this.proto === abi.PROTO_ECHO || this.config.headerTimeoutMs > 0);
+    const live = this.core.ctlI32(abi.STAT_LIVE_CONNS);
+    if (timeoutsOn && live !== 0) {
+      const x = this.x;
+      const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, 0) !== 0)
+        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, 0)} flags ${x.debugConnI32(fd, 4)} timer ${x.debugConnI32(fd, 44)} deadline ${x.debugConnF64(fd, 48)} inflight ${x.debugConnI32(fd, 56)}`);
+      this.fail(`${live} connection(s) still open after every timeout expired (now ${this.time}): ${alive.slice(0, 4).join("; ")}`);
+    }
+  }
+
+  private setTime(): void { this.core.setTime(this.time, this.time + 1.7e12); }
+
+  private advanceTime(): void {
+    const r = this.rng;
+    this.time += r.chance(0.7) ? r.int(5) : r.chance(0.8) ? r.int(200) : r.int(40_000);
+    this.setTime();
+  }
+
+  private clientInput(): Uint8Array {
+    const r = this.rng;
+    let bytes: Uint8Array;
+    if (this.proto === abi.PROTO_ECHO) {
+      bytes = new Uint8Array(r.pick([1, 10, 100, 5000, 70000]));
+      for (let i = 0; i < bytes.length; i++) bytes[i] = r.int(256);
+      return bytes;
+    }
+    const parts: string[] = [];
+    const count = 1 + r.int(4);
+    for (let i = 0; i < count; i++) parts.push(r.pick(REQUESTS));
+    bytes = enc.encode(parts.join(""));
+    if (r.chance(0.3)) {
+      // mutate: flip bytes, truncate, duplicate a segment
+      const m = bytes.slice();
+      const flips = 1 + r.int(4);
+      for (let i = 0; i < flips; i++) m[r.int(m.length)] = r.chance(0.5) ? r.int(256) : r.pick([13, 10, 32, 58, 0, 9]);
+      bytes = m;
+    }
+    if (r.chance(0.1)) bytes = bytes.subarray(0, r.int(bytes.length));
+    if (r.chance(0.1)) {
+      const a = r.int(bytes.length), b = Math.min(bytes.length, a + r.int(64));
+      const d = new Uint8Array(bytes.length + (b - a));
+      d.set(bytes.subarray(0, b)); d.set(bytes.subarray(a), b);
+      bytes = d;
+    }
+    return bytes;
+  }
+
+  private registerJs(): void {
+    const fd = this.lowestFreeFd();
+    if (fd < 0 || fd >= this.config.maxFds) return;
+    this.fds.set(fd, { kind: "js", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+    const r = this.x.register(fd, abi.REACTOR_READABLE | (this.rng.chance(0.3) ? abi.REACTOR_EDGE : 0), ++this.jsHandlers);
+    this.trace.push(`  js: register(${fd}) -> ${r}`);
+    if (r < 0) this.fds.delete(fd);
+  }
+
+  private buildBatch(): number {
+    const r = this.rng;
+    const c = this.core;
+    c.refresh();
+    const cap = c.ctlI32(abi.CTL_EVENTS_CAP);
+    const base = c.ctlI32(abi.CTL_EVENTS);
+    const dv = new DataView(c.u8.buffer);
+    const evs: { fd: number; ev: number; gen: number }[] = [];
+    for (const [fd, s] of this.fds) {
+      if (!s.inKernel || s.kind === "file") continue;
+      let ev = 0;
+      if (s.kind === "listener" && this.pending.length > 0) ev |= abi.EPOLLIN;
+      if (s.kind === "conn" && (s.pos < s.input.length || s.peerClosed) && r.chance(0.8)) ev |= abi.EPOLLIN | (s.peerClosed ? abi.EPOLLRDHUP : 0);
+      if (s.kind === "conn" && (s.mask & abi.EPOLLOUT) && r.chance(0.7)) ev |= abi.EPOLLOUT;
+      if (s.kind === "js" && r.chance(0.5)) ev |= abi.EPOLLIN;
+      if (s.kind === "conn" && r.chance(0.01)) ev |= abi.EPOLLHUP | abi.EPOLLERR;
+      if (ev) evs.push({ fd, ev, gen: s.gen });
+    }
+    // duplicated, stale and reordered events
+    if (evs.length && r.chance(0.2)) evs.push({ ...r.pick(evs) });
+    if (r.chance(0.2)) evs.push({ fd: 4 + r.int(this.config.maxFds - 4), ev: abi.EPOLLIN, gen: r.int(3) });
+    for (let i = evs.length - 1; i > 0; i--) { const j = r.int(i + 1); [evs[i], evs[j]] = [evs[j], evs[i]]; }
+    const n = Math.min(evs.length, cap);
+    const stride = c.ctlI32(abi.CTL_EVENT_STRIDE), off = c.ctlI32(abi.CTL_EVENT_DATA);
+    for (let i = 0; i < n; i++) {
+      const e = base + i * stride;
+      dv.setUint32(e, evs[i].ev >>> 0, true);
+      dv.setInt32(e + off, evs[i].fd, true);
+      dv.setInt32(e + off + 4, evs[i].gen, true);
+    }
+    if (n > 0) this.rec.mem(c.u8, base, n * stride);
+    return n;
+  }
+
+  /** Carries out rounds until the phase is over, checking invariants after each call. */
+  private drain(n: number, where: string): void {
+    this.check(where);
+    let rounds = 0;
+    while (n > 0) {
+      if (++rounds > 10_000) this.fail(`livelock: ${where} still asking for work after 10000 rounds`);
+      this.submit(n);
+      const c = this.core;
+      this.rec.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
+      n = this.x.complete(n);
+      this.check(`complete() in ${where}`);
+    }
+  }
+
+  private submit(n: number): void {
+    const c = this.core;
+    c.refresh();
+    const dv = new DataView(c.u8.buffer);
+    const sq = c.ctlI32(abi.CTL_SQ), cq = c.ctlI32(abi.CTL_CQ);
+    for (let i = 0; i < n; i++) {
+      const e = sq + i * abi.SQE_SIZE;
+      const op = dv.getInt32(e, true), fd = dv.getInt32(e + 4, true);
+      const a = [dv.getInt32(e + 8, true), dv.getInt32(e + 12, true), dv.getInt32(e + 16, true), dv.getInt32(e + 20, true)];
+      const name = Object.entries(abi).find(([k, v]) => k.startsWith("OP_") && v === op)?.[0] ?? String(op);
+      if (this.trace.length >= 400) this.trace.shift();
+      this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
+      const res = this.exec(op, fd, a);
+      this.trace[this.trace.length - 1] += ` -> ${res}`;
+      c.refresh();
+      new DataView(c.u8.buffer).setInt32(cq + i * 4, res, true);
+    }
+  }
+
+  private sock(fd: number, op: string): SimSocket {
+    const s = this.fds.get(fd);
+    if (!s) this.fail(`${op} on fd ${fd}, which is not open`);
+    return s;
+  }
+
+  private exec(op: number, fd: number, a: number[]): number {
+    const r = this.rng;
+    const c = this.core;
+    switch (op) {
+      case abi.OP_CTL: {
+        const s = this.sock(fd, "epoll_ctl");
+        if (r.chance(0.005)) return -abi.ENOMEM;
+        if (a[0] === abi.EPOLL_CTL_DEL) { if (!s.inKernel) return -abi.ENOENT; s.inKernel = false; return 0; }
+        if (a[0] === abi.EPOLL_CTL_ADD && s.inKernel) return -abi.EEXIST;
+        if (a[0] === abi.EPOLL_CTL_MOD && !s.inKernel) return -abi.ENOENT;
+        s.inKernel = true; s.mask = a[1]; s.gen = a[3];
+        return 0;
+      }
+      case abi.OP_ACCEPT: {
+        this.sock(fd, "accept");
+        if (r.chance(0.01)) return -abi.EMFILE;
+        if (r.chance(0.01)) return -abi.ECONNABORTED;
+        if (!this.pending.length) return -abi.EAGAIN;
+        const nfd = this.lowestFreeFd();
+        if (nfd < 0) return -abi.EMFILE;
+        this.fds.set(nfd, { kind: "conn", input: this.pending.shift()!, pos: 0, peerClosed: r.chance(0.3), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+        return nfd;
+      }
+      case abi.OP_READ: {
+        const s = this.sock(fd, "read");
+        if (r.chance(0.01)) return -abi.ECONNRESET;
+        const left = s.input.length - s.pos;
+        if (left === 0) return s.peerClosed ? 0 : -abi.EAGAIN;
+        const k = Math.min(a[1], left, r.chance(0.5) ? left : 1 + r.int(left));
+        c.refresh();
+        c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
+        this.rec.mem(c.u8, a[0], k);
+        s.pos += k;
+        return k;
+      }
+      case abi.OP_WRITE:
+      case abi.OP_WRITEV: {
+        const s = this.sock(fd, "write");
+        if (r.chance(0.01)) return -abi.ECONNRESET;
+        const segs: [number, number][] = [];
+        c.refresh();
+        const dv = new DataView(c.u8.buffer);
+        if (op === abi.OP_WRITE) segs.push([a[0], a[1]]);
+        else for (let i = 0; i < a[1]; i++) segs.push([Number(dv.getBigUint64(a[0] + i * 16, true)), Number(dv.getBigUint64(a[0] + i * 16 + 8, true))]);
+        const total = segs.reduce((t, [, l]) => t + l, 0);
+        const take = r.chance(0.6) ? total : r.chance(0.5) ? 0 : r.int(total + 1);
+        if (take === 0 && total > 0) return -abi.EAGAIN;
+        if (this.proto === abi.PROTO_ECHO) {
+          let left = take;
+          for (const [p, l] of segs) { const k = Math.min(l, left); for (let i = 0; i < k; i++) s.echoed.push(c.u8[p + i]); left -= k; }
+          for (let i = s.echoed.length - take; i < s.echoed.length; i++) {
+            if (s.echoed[i] !== s.input[i]) this.fail(`echo on fd ${fd}: byte ${i} is ${s.echoed[i]}, sent ${s.input[i]}`);
+          }
+        } else if (s.written === 0 && take >= 9) {
+          const head = Buffer.from(c.u8.subarray(segs[0][0], segs[0][0] + 9)).toString("latin1");
+          if (head !== "HTTP/1.1 ") this.fail(`HTTP response on fd ${fd} starts with ${JSON.stringify(head)}`);
+          this.requests++;
+        }
+        s.written += take;
+        return take;
+      }
+      case abi.OP_SENDFILE: {
+        this.sock(fd, "sendfile");
+        const f = this.sock(a[0], "sendfile (file)");
+        if (f.kind !== "file") this.fail(`sendfile from fd ${a[0]}, which is not a file`);
+        const take = r.chance(0.6) ? a[2] : r.chance(0.3) ? 0 : r.int(a[2] + 1);
+        if (take === 0 && a[2] > 0) return -abi.EAGAIN;
+        c.refresh();
+        const dv = new DataView(c.u8.buffer);
+        dv.setBigInt64(a[1], dv.getBigInt64(a[1], true) + BigInt(take), true);
+        this.rec.mem(c.u8, a[1], 8);
+        return take;
+      }
+      case abi.OP_CLOSE:
+        this.sock(fd, "close");
+        this.fds.delete(fd);
+        return 0;
+      case abi.OP_SHUTDOWN:
+        this.sock(fd, "shutdown");
+        return 0;
+      case abi.OP_OPEN: return this.open(a[0], a[1], a[2], a[3] === 1);
+      case abi.OP_PREAD: {
+        this.sock(fd, "pread");
+        const k = r.chance(0.9) ? a[1] : r.int(a[1] + 1);
+        c.refresh();
+        for (let i = 0; i < k; i++) c.u8[a[0] + i] = 65 + (i % 26);
+        this.rec.mem(c.u8, a[0], k);
+        return k;
+      }
+      case abi.OP_CALL: return this.jsCall(a[0], fd);
+      case abi.OP_LOG: return 0;
+      default: this.fail(`unknown op ${op}`);
+    }
+  }
+
+  private open(pathPtr: number, len: number, record: number, statOnly: boolean): number {
+    const r = this.rng;
+    const c = this.core;
+    c.refresh();
+    const path = Buffer.from(c.u8.subarray(pathPtr, pathPtr + len)).toString("latin1");
+    if (c.u8[pathPtr + len] !== 0) this.fail(`OP_OPEN path ${JSON.stringify(path)} is not NUL-terminated`);
+    let f = this.files.get(path);
+    if (!f || r.chance(0.05)) {
+      const roll = r.next();
+      f = roll < 0.6 ? { kind: abi.FILE_REGULAR, size: r.pick([0, 10, 1000, 40000, 5_000_000]), mtime: 1.6e12 + r.int(1e6) * 1000, ino: r.int(1e6) }
+        : roll < 0.75 ? { kind: abi.FILE_DIRECTORY, size: 4096, mtime: 1.6e12, ino: r.int(1e6) }
+        : { kind: -abi.ENOENT, size: 0, mtime: 0, ino: 0 };
+      this.files.set(path, f);
+    }
+    if (f.kind < 0) return f.kind;
+    const dv = new DataView(c.u8.buffer);
+    dv.setInt32(record + abi.FILE_KIND, f.kind, true);
+    dv.setFloat64(record + abi.FILE_BYTES, f.size, true);
+    dv.setFloat64(record + abi.FILE_MTIME, f.mtime, true);
+    dv.setFloat64(record + abi.FILE_INO, f.ino, true);
+    dv.setFloat64(record + abi.FILE_DEV, 1, true);
+    const mime = enc.encode("text/html; charset=utf-8");
+    c.u8.set(mime, record + abi.FILE_MIME);
+    dv.setInt32(record + abi.FILE_MIME_LEN, mime.length, true);
+    this.rec.mem(c.u8, record, abi.FILE_RECORD_TOTAL);
+    if (statOnly || f.kind !== abi.FILE_REGULAR) return 0;
+    const fd = this.lowestFreeFd();
+    if (fd < 0) return -abi.EMFILE;
+    this.fds.set(fd, { kind: "file", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+    return fd;
+  }
+
+  /** A JS callback: does what application code may do from inside one. */
+  private jsCall(kind: number, fd: number): number {
+    const r = this.rng;
+    const actions = r.int(3);
+    for (let i = 0; i < actions; i++) {
+      const roll = r.next();
+      if (roll < 0.2) {
+        const victims = [...this.fds].filter(([, s]) => s.kind === "js").map(([f]) => f);
+        if (victims.length) {
+          const v = r.pick(victims);
+          const closing = r.chance(0.5);
+          const res = this.x.deregister(v, closing ? 1 : 0);
+          this.trace.push(`  js: deregister(${v}, closing=${closing}) -> ${res}`);
+          if (closing) this.fds.delete(v);
+        }
+      } else if (roll < 0.4) this.registerJs();
+      else if (roll < 0.55) { const v = [...this.fds].find(([, s]) => s.kind === "js"); if (v) this.x.modify(v[0], abi.REACTOR_READABLE | (r.chance(0.5) ? abi.REACTOR_WRITABLE : 0)); }
+      else if (roll < 0.75) { if (this.tasks < 1000) { this.x.defer(++this.tasks); } }
+      else if (roll < 0.9) this.x.timerStart(r.int(100), r.chance(0.3) ? 1 + r.int(50) : 0);
+      else this.x.timerStop(1 + r.int(1 << 22));
+    }
+    void kind; void fd;
+    return 0;
+  }
+}
+
+// ---- command line ----------------------------------------------------------
+
+function main(argv: string[]): number {
+  let seconds = 10, seed = Date.now() >>> 0, out = "fuzz-failures", injectTrap = false;
+  for (let i = 0; i < argv.length; i++) {
+    const [k, v0] = argv[i].split("=", 2);
+    const v = v0 ?? argv[i + 1];
+    const take = () => { if (v0 === undefined) i++; return v; };
+    if (k === "--seconds") seconds = Number(take());
+    else if (k === "--seed") seed = Number(take()) >>> 0;
+    else if (k === "--out") out = String(take());
+    else if (k === "--inject-trap") injectTrap = true;
+    else if (k === "--help" || k === "-h") {
+      process.stdout.write("usage: npm run fuzz -- [--seconds N] [--seed N] [--out DIR] [--inject-trap]\n");
+      return 0;
+    } else {
+      process.stderr.write(`fuzz: unknown argument ${argv[i]}\n`);
+      return 2;
+    }
+    if (!(seconds >= 0) || Number.isNaN(seed)) { process.stderr.write("fuzz: --seconds and --seed take numbers\n"); return 2; }
+  }
+  process.stdout.write(`fuzz: seed ${seed}, ${seconds} s\n`);
+  const r = fuzz({ seconds, seed, outDir: out, injectTrap });
+  if (!r.ok) {
+    process.stdout.write(`fuzz: FAILED after ${r.iterations} iterations: ${r.message}\nreproducer: ${r.reproducer}\nreplay: wasm-reactor replay ${r.reproducer} --check\n`);
+    return 1;
+  }
+  process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked\n`);
+  return 0;
+}
+
+if (process.argv[1] && /fuzz\.(js|ts)$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
