@@ -85,6 +85,7 @@ let maxHeader: i32 = 16384;
 let maxHeaders: i32 = 100;
 let maxBody: f64 = 1048576;
 let accessLog = false;
+const LINGER_MS: f64 = 2000;   // how long a lingering close drains input at most
 
 let req: usize = 0;           // the parse record (shared: one request is handled at a time)
 let pathBuf: usize = 0;       // normalised path scratch
@@ -241,8 +242,18 @@ function startHeadTimer(fd: i32): void {
   const c = conn(fd);
   store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_STARTED);
   if (headerMs <= 0) { clearDeadline(fd); return; }
-  // The header deadline may be earlier than the timer armed for idle: pull it in.
-  const d = now() + headerMs;
+  // The header deadline may be earlier than the timer armed for idle.
+  pullDeadline(fd, headerMs);
+}
+
+/**
+ * Sets the deadline to now + ms and pulls the connection's timer in if it
+ * would fire later. (setDeadline only records a new deadline while a timer
+ * is live, which suits deadlines that move later, the common case.)
+ */
+function pullDeadline(fd: i32, ms: f64): void {
+  const c = conn(fd);
+  const d = now() + ms;
   store<f64>(c + C_DEADLINE, d);
   const t = load<i32>(c + C_TIMER);
   if (t != 0 && timerIsLive(t)) {
@@ -579,7 +590,7 @@ function linger(fd: i32): void {
   store<i32>(c + C_STATE, HS_LINGER);
   store<i32>(c + C_RPOS, 0);
   store<i32>(c + C_RLEN, 0);
-  setDeadline(fd, 2000);
+  pullDeadline(fd, LINGER_MS);
   submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
 }
