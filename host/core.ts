@@ -157,12 +157,14 @@ export class Core {
   /** Loop time: monotonic ms for timers, wall-clock ms for Date headers. */
   setTime(mono: number, wall: number): void {
     this.recorder?.time(mono, wall);
+    this.refresh(); // the last core call may have grown memory; a detached view drops writes
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
   }
 
-  ctlI32(off: number): number { return this.i32[(this.ctl + off) >> 2]; }
-  ctlF64(off: number): number { return this.f64[(this.ctl + off) >> 3]; }
+  // Fresh views first: a detached view reads undefined (an epoll_wait into NaN: EFAULT).
+  ctlI32(off: number): number { this.refresh(); return this.i32[(this.ctl + off) >> 2]; }
+  ctlF64(off: number): number { this.refresh(); return this.f64[(this.ctl + off) >> 3]; }
 
   /** Counters for observability (`stats()` on the loop). */
   stats() {
