@@ -5,7 +5,9 @@
 // EMFILE/ENFILE: accepting is paused (the listener's epoll interest is set to
 // nothing, so level-triggered epoll does not spin on the pending connection),
 // logged once, and resumed when one of our connections closes or, failing
-// that, after ACCEPT_RETRY_MS.
+// that, after ACCEPT_RETRY_MS. A resume that runs straight into EMFILE again
+// pauses again quietly: one line when the shortage starts, one when an accept
+// succeeds again, however many retries lie between.
 import {
   OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM,
   STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW,
@@ -38,6 +40,7 @@ const MAX_LISTENERS = 16;
 const listeners: usize = memory.data(MAX_LISTENERS * 4);
 let listenerCount = 0;
 let paused = false;
+let shortageLogged = false; // the pause line went out; no accept has succeeded since
 
 export function listenerAdd(fd: i32, proto: i32): i32 {
   if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS) return -1;
@@ -73,6 +76,7 @@ export function listenerAccepted(fd: i32, res: i32): void {
     } else {
       ctlAddI32(STAT_ACCEPTED, 1);
       cset(fd, L_CLEAN, cget(fd, L_CLEAN) + 1);
+      if (shortageLogged) { shortageLogged = false; logLine(LOG_WARN, "accept: resumed"); }
       setCurrentFd(res);
       openHook(res, cget(fd, L_SERVES));
     }
@@ -100,11 +104,14 @@ function pause(err: i32): void {
   if (paused) return;
   paused = true;
   ctlSetI32(STAT_ACCEPT_PAUSED, 1);
-  logBegin();
-  logStr("accept: out of file descriptors (");
-  logStr(err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOBUFS");
-  logStr("); pausing accepts until a connection closes");
-  logEnd(LOG_WARN);
+  if (!shortageLogged) {
+    shortageLogged = true;
+    logBegin();
+    logStr("accept: out of file descriptors (");
+    logStr(err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOBUFS");
+    logStr("); pausing accepts until a connection closes");
+    logEnd(LOG_WARN);
+  }
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
     store<i32>(slot(lfd), 0, 12);
@@ -119,7 +126,6 @@ export function listenersResume(): void {
   if (sqRoom() < listenerCount + 4) return; // next close or the timer retries
   paused = false;
   ctlSetI32(STAT_ACCEPT_PAUSED, 0);
-  logLine(LOG_WARN, "accept: resumed");
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
     const mask = etMode ? EPOLLIN | EPOLLET : EPOLLIN;
