@@ -419,7 +419,15 @@ function serve(fd: i32): void {
   }
   const st = entryState(e);
   if (st == FC_LOADING) { wait(fd, e); return; }
-  if (needsRevalidate(e)) startRevalidate(fd, e); // answers from the entry meanwhile
+  if (needsRevalidate(e)) {
+    // Re-check the file before answering from the entry: the first request
+    // after a quiet spell must not get content replaced long ago. The stat
+    // is carried out in this same round; the answer comes from the entry if
+    // nothing changed, from a fresh open otherwise.
+    startRevalidate(fd, e);
+    wait(fd, e);
+    return;
+  }
   const kind = entryKind(e);
   if (kind < 0) {
     const err = -kind;
