@@ -522,7 +522,6 @@ function fileResponse(fd: i32, e: i32, headPos: usize): void {
   p = crlf(p);
   outCommit(fd, <i32>(p - p0));
   store<i32>(c + H_STATUS, status);
-  store<f64>(c + H_SENT, 0);
   if (status != 304 && method == METHOD_GET && length > 0) {
     const body = entryBody(e);
     entryRef(e);
@@ -551,6 +550,7 @@ function bodyFinished(fd: i32): void {
 function startWrite(fd: i32): void {
   const c = conn(fd);
   store<i32>(c + C_STATE, HS_WRITE);
+  store<f64>(c + H_SENT, 0); // every response counts its own bytes (access log)
   setDeadline(fd, idleMs);
   if (load<i32>(c + C_INFLIGHT) == 0) {
     // Write at once: most responses complete directly, with no epoll_ctl.
