@@ -1,0 +1,452 @@
+// An in-memory host for the bare core: build/core.wasm with no OS at all.
+//
+// It plays the part of host/loop.ts (the pump) and of the kernel behind it:
+//
+//   - Time is whatever the test says (`setTime`); nothing reads a clock.
+//   - Event batches are whatever the test says (`dispatch([{fd, events}])`),
+//     written into the event area exactly as epoll_wait would write them:
+//     packed 12-byte records, u32 events at +0, u64 data at +4 whose low half
+//     is the fd and high half the slot generation the core last sent for that
+//     fd in an OP_CTL (a3). Pass `gen` to forge a stale event.
+//   - Every submission is answered by a script: per op, or per op and fd, a
+//     constant, a queue of results, or a function. Without a script a small
+//     socket model answers (READ: queued input or -EAGAIN; WRITE: as many
+//     bytes as the peer has room for; ACCEPT: queued fds or -EAGAIN; CTL,
+//     CLOSE: 0; CALL: the JS callback registered under that id).
+//   - Every SQE carried out is appended to `log` with its result, so a test
+//     can assert what the core asked for, in which phase and in which order.
+//
+// The JS-facing calls (register, modify, deregister, defer, timers, listen)
+// go through the core's exports exactly as host/reactor.ts does, including
+// the flush of changes made outside a phase.
+//
+// Deterministic: no clock, no randomness, no I/O. The same calls produce the
+// same log, which is what replaying a recorded session needs.
+import { loadCore } from "./core.mjs";
+import abi, { opName } from "./abi.mjs";
+
+const SQE_WORDS = abi.SQE_SIZE >> 2;
+const CALL_FAILED = -1;       // what host/loop.ts answers when a callback throws
+const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forever
+
+/** Core config, in host/core.ts's names. Small tables keep each instance cheap. */
+export const defaultConfig = {
+  maxFds: 256,
+  mode: "lt",               // "lt" | "et"
+  protocol: abi.PROTO_ECHO,
+  idleTimeoutMs: 0,
+  headerTimeoutMs: 0,
+  writeBufMax: 256 * 1024,
+  maxLine: 8 * 1024,
+  maxHeader: 16 * 1024,
+  maxHeaders: 100,
+  maxBody: 1024 * 1024,
+  maxEvents: 64,
+  accessLog: false,
+  readBuf: 32 * 1024,
+};
+
+const CFG_FIELDS = {
+  maxFds: abi.CFG_MAX_FDS, protocol: abi.CFG_PROTOCOL, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
+  headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
+  maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
+  maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF,
+};
+
+/** A peer socket as the fake kernel sees it. */
+class FakeSocket {
+  input = [];           // Buffers the peer sent, not yet read
+  eof = false;          // the peer shut down its side: read() -> 0 once input is empty
+  error = 0;            // errno every read/write fails with (ECONNRESET...)
+  room = Infinity;      // bytes the send buffer still takes; 0 -> EAGAIN
+  output = [];          // Buffers the core wrote
+  written = 0;
+  closed = false;
+}
+
+export class FakeHost {
+  /**
+   * @param {object} [options]
+   * @param {Partial<typeof defaultConfig>} [options.config]
+   * @param {number} [options.time]      initial loop time (ms)
+   * @param {bigint} [options.memBase]   the absolute address the core is told its memory lives at;
+   *                                     not 0, so an iovec that forgets to add it is caught
+   * @param {boolean} [options.rethrow]  rethrow the first error a JS callback threw once the
+   *                                     phase is over (default true), instead of only answering -1
+   */
+  constructor({ config = {}, time = 0, memBase = 1n << 32n, rethrow = true } = {}) {
+    this.config = { ...defaultConfig, ...config };
+    this.memBase = memBase;
+    this.rethrow = rethrow;
+    this.core = loadCore();
+    this.x = this.core.x;
+    this.ctl = this.x.ctlAddress();
+
+    /** Every SQE carried out: {phase, op, name, fd, a0, a1, a2, a3, res}. */
+    this.log = [];
+    /** false: stop appending to `log` (long soak runs). */
+    this.keepLog = true;
+    /** OP_LOG lines: {level, text}. */
+    this.logs = [];
+    /** Traps contained with recover(): {message, fd}. */
+    this.traps = [];
+    /** Errors thrown by JS callbacks (answered -1, as host/loop.ts does). */
+    this.callErrors = [];
+    /** The fake epoll set: fd -> {events, gen}; what the kernel would hold. */
+    this.epoll = new Map();
+    /** OP_CTLs a real kernel would have refused (ADD of a member, MOD/DEL of a stranger). */
+    this.epollViolations = [];
+    /** fd -> the generation in the data of the last OP_CTL for it (a3). */
+    this.lastGen = new Map();
+
+    this.sockets = new Map();
+    this.accepts = new Map();  // listener fd -> queue of accept4 results
+    this.answers = new Map();  // "op" or "op:fd" -> script
+    this.io = new Map();       // handler id -> cb(fd, events)
+    this.timers = new Map();   // timer id -> cb()
+    this.tasks = new Map();    // task id -> cb()
+    this.nextHandlerId = 1;
+    this.nextTaskId = 1;
+    this.phase = "idle";
+    this.draining = false;
+
+    const c = this.config;
+    const i = this.i32;
+    const at = (off) => (this.ctl + off) >> 2;
+    i[at(abi.CTL_EVENT_STRIDE)] = 12; // x86-64 layout, whatever this machine is
+    i[at(abi.CTL_EVENT_DATA)] = 4;
+    for (const [name, off] of Object.entries(CFG_FIELDS)) i[at(off)] = c[name];
+    i[at(abi.CFG_MODE)] = c.mode === "et" || c.mode === abi.MODE_ET ? abi.MODE_ET : abi.MODE_LT;
+    i[at(abi.CFG_ACCESS_LOG)] = c.accessLog ? 1 : 0;
+    this.dv.setBigUint64(this.ctl + abi.CTL_MEM_BASE, memBase, true);
+    this.setTime(time);
+    this.x.init();
+  }
+
+  // ---- memory ---------------------------------------------------------------
+  // Views are made afresh on every use: the core may grow its memory in any
+  // call, which detaches every view made before (see host/core.ts refresh()).
+
+  get i32() { return new Int32Array(this.x.memory.buffer); }
+  get u8() { return new Uint8Array(this.x.memory.buffer); }
+  get dv() { return new DataView(this.x.memory.buffer); }
+  memoryBytes() { return this.x.memory.buffer.byteLength; }
+  ctlI32(off) { return this.dv.getInt32(this.ctl + off, true); }
+  ctlF64(off) { return this.dv.getFloat64(this.ctl + off, true); }
+
+  // ---- inputs: time and events ----------------------------------------------
+
+  /** Sets the loop time (CTL_NOW, monotonic ms) and a wall clock derived from it. */
+  setTime(ms) {
+    this.now = ms;
+    this.dv.setFloat64(this.ctl + abi.CTL_NOW, ms, true);
+    this.dv.setFloat64(this.ctl + abi.CTL_WALL, 1_700_000_000_000 + ms, true);
+  }
+
+  /**
+   * Writes a batch into the event area as epoll_wait would; returns its size.
+   * Each item: {fd, events (EPOLL* bits), gen?}; gen defaults to the
+   * generation the core last put in an OP_CTL for that fd.
+   */
+  events(batch) {
+    const base = this.ctlI32(abi.CTL_EVENTS);
+    const stride = this.ctlI32(abi.CTL_EVENT_STRIDE);
+    const data = this.ctlI32(abi.CTL_EVENT_DATA);
+    if (batch.length > this.ctlI32(abi.CTL_EVENTS_CAP)) throw new RangeError(`batch of ${batch.length} exceeds maxevents`);
+    const dv = this.dv;
+    batch.forEach(({ fd, events, gen }, k) => {
+      const e = base + k * stride;
+      dv.setUint32(e, events >>> 0, true);
+      dv.setInt32(e + data, fd, true);
+      dv.setInt32(e + data + 4, gen ?? this.lastGen.get(fd) ?? 0, true);
+    });
+    return batch.length;
+  }
+
+  // ---- phases (what host/loop.ts's tick() calls) ----------------------------
+
+  runTimers() { this.drain("timers", () => this.x.runTimers()); }
+  /** Hands a batch of events to the core (phase 3). */
+  dispatch(batch = []) { const n = this.events(batch); this.drain("dispatch", () => this.x.dispatch(n)); }
+  runDeferred() { this.drain("deferred", () => this.x.runDeferred()); }
+  pollTimeout() { return this.x.pollTimeout(); }
+  /** Applies changes made outside a phase; a no-op inside one (the phase applies them). */
+  flush() { if (!this.draining) this.drain("flush", () => this.x.flush()); }
+
+  /** One tick with `batch` standing in for epoll_wait's result. */
+  tick(batch = []) {
+    this.runTimers();
+    this.dispatch(batch);
+    this.runDeferred();
+  }
+
+  /** Calls a phase, carries out its rounds until it returns 0 (host/loop.ts drain()). */
+  drain(phase, start) {
+    if (this.draining) throw new Error(`drain(${phase}) inside drain(${this.phase})`);
+    this.draining = true;
+    this.phase = phase;
+    try {
+      let n = this.guard(start);
+      for (let rounds = 0; n > 0; rounds++) {
+        if (rounds > MAX_ROUNDS) throw new Error(`phase ${phase}: still emitting after ${MAX_ROUNDS} rounds`);
+        this.carryOut(n);
+        n = this.guard(() => this.x.complete(n));
+      }
+    } finally {
+      this.draining = false;
+      this.phase = "idle";
+    }
+    if (this.rethrow && this.callErrors.length) {
+      const e = this.callErrors.shift();
+      this.callErrors.length = 0;
+      throw e;
+    }
+  }
+
+  /** A trap is contained the way host/loop.ts does it: recover(), then resume. */
+  guard(call) {
+    for (;;) {
+      try {
+        return call();
+      } catch (e) {
+        const trap = e instanceof WebAssembly.RuntimeError || /^core abort/.test(e?.message ?? "");
+        if (!trap) throw e;
+        this.traps.push({ message: e.message, fd: this.ctlI32(abi.CTL_CURRENT_FD) });
+        const r = this.x.recover();
+        if (r >= 0) {
+          this.carryOut(r);
+          call = () => this.x.complete(r);
+        }
+      }
+    }
+  }
+
+  /** Carries out SQ[0..n) and writes CQ[0..n). SQ and CQ are re-read: they are double-buffered. */
+  carryOut(n) {
+    const sq = this.ctlI32(abi.CTL_SQ);
+    const cq = this.ctlI32(abi.CTL_CQ);
+    for (let k = 0; k < n; k++) {
+      const w = (sq >> 2) + k * SQE_WORDS;
+      const i32 = this.i32; // a JS call may have grown memory: fresh view per entry
+      const sqe = { op: i32[w], fd: i32[w + 1], a0: i32[w + 2], a1: i32[w + 3], a2: i32[w + 4], a3: i32[w + 5] };
+      const res = this.respond(sqe) | 0;
+      this.i32[(cq >> 2) + k] = res;
+      if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res });
+    }
+  }
+
+  // ---- the syscall answerer -------------------------------------------------
+
+  /**
+   * Scripts the result of `op`, for every fd or for one fd:
+   *   answer(OP_ACCEPT, -EMFILE)              always this
+   *   answer(OP_WRITE, 9, [-EAGAIN, 5])       these, in order, then the default
+   *   answer(OP_READ, 9, (sqe, host) => n)    a function; undefined -> the default
+   *   answer(OP_WRITE, 9, null)               remove the script
+   * A per-fd script wins over a per-op one. A script replaces the socket model
+   * for that call (a READ script that returns n > 0 must put the bytes at
+   * sqe.a0 itself, with put()).
+   */
+  answer(op, ...rest) {
+    const key = rest.length === 2 ? `${op}:${rest[0]}` : `${op}`;
+    const script = rest[rest.length - 1];
+    if (script === null) this.answers.delete(key); else this.answers.set(key, script);
+    return this;
+  }
+
+  scripted(sqe) {
+    for (const key of [`${sqe.op}:${sqe.fd}`, `${sqe.op}`]) {
+      const s = this.answers.get(key);
+      if (s === undefined) continue;
+      if (typeof s === "number") return s;
+      if (Array.isArray(s)) { if (s.length) return s.shift(); continue; }
+      const r = s(sqe, this);
+      if (r !== undefined) return r;
+    }
+    return undefined;
+  }
+
+  respond(sqe) {
+    const r = this.scripted(sqe);
+    if (sqe.op === abi.OP_CTL) this.trackCtl(sqe, r ?? 0);
+    if (sqe.op === abi.OP_CLOSE) { this.epoll.delete(sqe.fd); this.socket(sqe.fd).closed = true; }
+    return r ?? this.model(sqe);
+  }
+
+  /** The default answers: a tiny kernel. */
+  model({ op, fd, a0, a1, a2 }) {
+    switch (op) {
+      case abi.OP_READ: return this.read(fd, a0, a1);
+      case abi.OP_WRITE: return this.write(fd, [[a0, a1]]);
+      case abi.OP_WRITEV: return this.write(fd, this.iovecs(a0, a1));
+      case abi.OP_ACCEPT: { const q = this.accepts.get(fd); return q?.length ? q.shift() : -abi.EAGAIN; }
+      case abi.OP_CALL: return this.call(a0, a1, fd, a2);
+      case abi.OP_LOG:
+        this.logs.push({ level: a2, text: Buffer.from(this.u8.subarray(a0, a0 + a1)).toString("latin1") });
+        return 0;
+      case abi.OP_OPEN: return -abi.ENOENT;
+      default: return 0; // CTL, CLOSE, SHUTDOWN, STOP, NOP
+    }
+  }
+
+  /** Keeps the fake epoll set, and notes what a real kernel would have refused. */
+  trackCtl({ fd, a0: op, a1: events, a3: gen }, res) {
+    this.lastGen.set(fd, gen);
+    if (res < 0) return;
+    const member = this.epoll.has(fd);
+    if ((op === abi.EPOLL_CTL_ADD && member) || (op !== abi.EPOLL_CTL_ADD && !member)) {
+      this.epollViolations.push({ fd, op, events, member });
+    }
+    if (op === abi.EPOLL_CTL_DEL) this.epoll.delete(fd);
+    else this.epoll.set(fd, { events, gen });
+  }
+
+  read(fd, ptr, len) {
+    const s = this.socket(fd);
+    if (s.error) return -s.error;
+    if (s.input.length === 0) return s.eof ? 0 : -abi.EAGAIN;
+    let n = 0;
+    while (n < len && s.input.length) {
+      const chunk = s.input[0];
+      const k = Math.min(chunk.length, len - n);
+      this.u8.set(chunk.subarray(0, k), ptr + n);
+      n += k;
+      if (k === chunk.length) s.input.shift(); else s.input[0] = chunk.subarray(k);
+    }
+    return n;
+  }
+
+  /** segments: [[ptr, len], ...] relative to linear memory. */
+  write(fd, segments) {
+    const s = this.socket(fd);
+    if (s.error) return -s.error;
+    if (s.room === 0) return -abi.EAGAIN;
+    let left = s.room, n = 0;
+    for (const [ptr, len] of segments) {
+      const k = Math.min(len, left);
+      if (k > 0) s.output.push(Buffer.from(this.u8.subarray(ptr, ptr + k)));
+      n += k;
+      left -= k;
+      if (k < len) break;
+    }
+    if (s.room !== Infinity) s.room -= n;
+    s.written += n;
+    return n;
+  }
+
+  /** Native iovecs (u64 absolute base, u64 length) -> [[ptr, len]] in linear memory. */
+  iovecs(at, count) {
+    const dv = this.dv, out = [];
+    for (let k = 0; k < count; k++) {
+      const abs = dv.getBigUint64(at + k * 16, true);
+      if (abs < this.memBase) throw new Error(`iovec ${k} points below linear memory (${abs})`);
+      out.push([Number(abs - this.memBase), Number(dv.getBigUint64(at + k * 16 + 8, true))]);
+    }
+    return out;
+  }
+
+  call(kind, id, fd, events) {
+    const cb = kind === abi.CALL_IO ? this.io.get(id) : kind === abi.CALL_TIMER ? this.timers.get(id) : this.tasks.get(id);
+    if (kind === abi.CALL_TASK) this.tasks.delete(id);
+    if (!cb) return 0;
+    try {
+      if (kind === abi.CALL_IO) cb(fd, events); else cb();
+      return 0;
+    } catch (e) {
+      this.callErrors.push(e);
+      return CALL_FAILED;
+    }
+  }
+
+  // ---- the peers: sockets and listeners -------------------------------------
+
+  /** The fake kernel's view of fd (created on first use). */
+  socket(fd) {
+    let s = this.sockets.get(fd);
+    if (!s) this.sockets.set(fd, (s = new FakeSocket()));
+    return s;
+  }
+
+  /** The peer sends bytes (string or Buffer) on fd; the next READs return them. */
+  feed(fd, data) { this.socket(fd).input.push(Buffer.from(data)); return this; }
+  /** The peer shuts down its side: READ returns 0 once the input is consumed. */
+  peerEof(fd) { this.socket(fd).eof = true; return this; }
+  /** The send buffer takes `bytes` more (Infinity: no limit; 0: EAGAIN). */
+  room(fd, bytes) { this.socket(fd).room = bytes; return this; }
+  /** JS closed fd itself (close(2) outside the core): the kernel drops it from the epoll set. */
+  closeFd(fd) { this.epoll.delete(fd); this.sockets.delete(fd); return this; }
+  /** Everything the core wrote to fd. */
+  output(fd) { return Buffer.concat(this.socket(fd).output); }
+  /** Forgets what was written to fd (long runs). */
+  takeOutput(fd) { const b = this.output(fd); this.socket(fd).output = []; return b; }
+  /** The next accept4() calls on lfd return these (fds or -errno), then -EAGAIN. */
+  queueAccept(lfd, ...results) {
+    const q = this.accepts.get(lfd) ?? [];
+    q.push(...results);
+    this.accepts.set(lfd, q);
+    for (const r of results) if (r >= 0) this.sockets.delete(r); // a new socket behind a reused number
+    return this;
+  }
+  /** Copies bytes into linear memory (for READ scripts). */
+  put(ptr, data) { const b = Buffer.from(data); this.u8.set(b, ptr); return b.length; }
+
+  // ---- the JS-facing API, as host/reactor.ts uses it ------------------------
+
+  /** Calls cb(fd, events) on readiness; events are REACTOR_* bits. Returns the handler id. */
+  register(fd, interest, cb) {
+    const id = this.nextHandlerId++;
+    this.check("register", this.x.register(fd, interest, id));
+    this.io.set(id, cb);
+    this.flush();
+    return id;
+  }
+
+  modify(fd, interest) { this.check("modify", this.x.modify(fd, interest)); this.flush(); }
+
+  deregister(fd, closing = false) { this.check("deregister", this.x.deregister(fd, closing ? 1 : 0)); this.flush(); }
+
+  /** Runs cb after the current batch (in the deferred phase). Returns the task id. */
+  defer(cb) {
+    const id = this.nextTaskId++;
+    if (!this.x.defer(id)) throw new RangeError("defer: task queue full");
+    this.tasks.set(id, cb);
+    return id;
+  }
+
+  setTimeout(ms, cb) { return this.timerStart(ms, 0, cb); }
+  setInterval(ms, cb) { return this.timerStart(ms, ms > 0 ? ms : 1, cb); }
+  timerStart(ms, repeatMs, cb) {
+    const id = this.x.timerStart(ms, repeatMs);
+    this.check("timerStart", id);
+    this.timers.set(id, cb);
+    return id;
+  }
+  /** Cancels a JS timer; false if it was not live. */
+  timerStop(id) { return this.x.timerStop(id) !== 0; }
+
+  /** A listening socket served by a built-in protocol (PROTO_ECHO...). */
+  listen(fd, proto = abi.PROTO_ECHO) {
+    this.check("listen", this.x.listen(fd, proto));
+    this.socket(fd);
+    this.flush();
+  }
+
+  check(call, r) {
+    if (r < 0) { const e = new Error(`${call}: -${r}`); e.errno = -r; throw e; }
+    return r;
+  }
+
+  // ---- reading the log ------------------------------------------------------
+
+  /** Log entries from index `from`, optionally only of op (and fd). */
+  ops(op, { fd, from = 0 } = {}) {
+    return this.log.slice(from).filter((e) => (op === undefined || e.op === op) && (fd === undefined || e.fd === fd));
+  }
+
+  /** The JS calls (OP_CALL) from index `from`, as {kind, id, fd, events}. */
+  calls(from = 0) {
+    return this.ops(abi.OP_CALL, { from }).map((e) => ({ kind: e.a0, id: e.a1, fd: e.fd, events: e.a2 }));
+  }
+
+  stat(off) { return this.ctlI32(off); }
+}
