@@ -44,7 +44,7 @@ export class Loop {
   files: FileOpener | null;
   private running = false;
   private stopRequested = false;
-  private attached: { stop(): void } | null = null;
+  private attached: { stop(): void; close?(): void } | null = null;
   private attachTimer: NodeJS.Timeout | null = null;
   private readonly decoder = new TextDecoder();
 
@@ -277,7 +277,10 @@ export class Loop {
 
   detach(): void {
     if (!this.attached) return;
+    // close(), not just stop(): a stopped handle still owns the fd number in
+    // libuv, and the next epoll fd to get that number would never be watched.
     this.attached.stop();
+    this.attached.close?.();
     this.attached = null;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
   }

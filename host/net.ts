@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import { readFileSync } from "node:fs";
 import {
   libc, check, AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_REUSEADDR,
-  SO_REUSEPORT, IPPROTO_TCP, TCP_DEFER_ACCEPT, IPPROTO_IPV6, IPV6_V6ONLY, SysError, errno,
+  SO_REUSEPORT, SO_SNDBUF, IPPROTO_TCP, TCP_DEFER_ACCEPT, IPPROTO_IPV6, IPV6_V6ONLY, SysError, errno,
 } from "./libc.ts";
 
 export interface ListenOptions {
@@ -15,6 +15,8 @@ export interface ListenOptions {
   reusePort?: boolean;
   /** TCP_DEFER_ACCEPT seconds: accept only once the client has sent data (HTTP). */
   deferAccept?: number;
+  /** SO_SNDBUF for accepted connections (they inherit it); default: the kernel's autotuning. */
+  sendBuffer?: number;
 }
 
 export interface Listener { fd: number; host: string; port: number; backlog: number; somaxconn: number }
@@ -68,6 +70,7 @@ export function listenTcp(opts: ListenOptions = {}): Listener {
     if (opts.reusePort) setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     if (family === AF_INET6) setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     if (opts.deferAccept) setInt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, opts.deferAccept);
+    if (opts.sendBuffer) setInt(fd, SOL_SOCKET, SO_SNDBUF, opts.sendBuffer);
     if (libc.bind(fd, addr, addr.length) < 0) throw new SysError(`bind ${host}:${opts.port ?? 0}`, errno());
     const backlog = opts.backlog ?? 65535;
     check("listen", libc.listen(fd, backlog));

@@ -24,6 +24,8 @@ export interface ReplaySummary {
   requests: number;
   bytes: number;
   frames: number;
+  /** Traps the recorded run had, reproduced at the same call. */
+  traps: number;
   /** Where and how the replay diverged (ok === false). */
   divergence?: string;
 }
@@ -85,7 +87,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
   const core = new Core(config, compileCore(wasmPath), { addressOf: () => 0, time: header.time });
   const x = core.x as unknown as Record<string, (...a: number[]) => number>;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const s: ReplaySummary = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, frames: 0 };
+  const s: ReplaySummary = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, frames: 0, traps: 0 };
   let pos = offset;
   let last: { name: string; args: number[]; result: number | null; trapped: boolean } | null = null;
   const where = () => `batch ${s.batches}, call ${s.calls} (${last ? `${last.name}(${last.args.join(", ")})` : "none"}), frame ${s.frames} at byte ${pos}`;
@@ -137,6 +139,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
       }
       case F_TRAP:
         if (!last || !last.trapped) return fail("the recorded run trapped here; the replay did not");
+        s.traps++;
         break;
       case F_RET: {
         if (len !== 8 || !last) throw new RecordingError(`corrupt result frame at byte ${pos}`);
@@ -192,7 +195,8 @@ export function replayCommand(file: string, force: boolean, check = false, out =
     err.write(`wasm-reactor replay: DIVERGED at ${s.divergence}\n`);
     return 1;
   }
-  out.write(`replay ok: ${s.batches} batches, ${s.events} events, ${s.calls} calls, ${s.requests} requests, ${s.bytes} bytes fed\n`);
+  const traps = s.traps ? `, ${s.traps} trap${s.traps > 1 ? "s" : ""} reproduced` : "";
+  out.write(`replay ok: ${s.batches} batches, ${s.events} events, ${s.calls} calls, ${s.requests} requests, ${s.bytes} bytes fed${traps}\n`);
   return 0;
 }
 

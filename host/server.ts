@@ -15,6 +15,8 @@ export interface ServerOptions extends ReactorOptions {
   reusePort?: boolean;
   /** HTTP: the directory to serve. */
   root?: string;
+  /** SO_SNDBUF of accepted connections (bytes); default: kernel autotuning. */
+  sendBuffer?: number;
 }
 
 export class Server {
@@ -28,7 +30,7 @@ export class Server {
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
     this.listener = listenTcp({
       host: opts.host, port: opts.port, backlog: opts.backlog, reusePort: opts.reusePort,
-      deferAccept: opts.protocol === "http" ? 1 : 0,
+      deferAccept: opts.protocol === "http" ? 1 : 0, sendBuffer: opts.sendBuffer,
     });
     try {
       this.files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
