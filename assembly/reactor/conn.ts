@@ -135,6 +135,16 @@ export function dequeue(): i32 {
   return fd;
 }
 
+/** The run queue has no cycle and every queued connection is flagged (invariant check). */
+export function runQueueSane(): bool {
+  let n = 0;
+  for (let fd = runHead; fd >= 0; fd = cget(fd, C_NEXT)) {
+    if (!(flags(fd) & CF_QUEUED)) return false;
+    if (++n > 1 << 24) return false;
+  }
+  return true;
+}
+
 /** True when the scheduler may run one more connection this round. */
 @inline export function roomForOne(): bool { return sqRoom() >= SQ_FANOUT; }
 
