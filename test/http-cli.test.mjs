@@ -1,0 +1,129 @@
+// `wasm-reactor serve` as a user runs it: the access log, startup errors
+// (exit 1, one clear line) and bad flags (exit 2), and a clean stop.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { createServer } from "node:net";
+import { exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { makeRoot, removeRoot, spawnServer, runCli } from "./lib/http-server.mjs";
+
+const root = makeRoot({ "a.txt": "logged\n", "sub/index.html": "sub\n" });
+const servers = [];
+
+test("serve prints its listening line and answers", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0"]);
+  servers.push(s);
+  assert.match(s.stdout(), /^wasm-reactor serve: listening on http:\/\/127\.0\.0\.1:\d+\/ \(mode et\b.*\bpid \d+\)/);
+  assert.is((await fetchOne(s.port, "/a.txt")).body.toString(), "logged\n");
+  assert.is(await s.stop(), 0, "SIGTERM: clean exit 0");
+});
+
+test("--access-log: one line per response, with the request line, status and bytes", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--access-log"]);
+  servers.push(s);
+  const ok = await fetchOne(s.port, "/a.txt?x=1");
+  const missing = await fetchOne(s.port, "/missing");
+  assert.is(ok.status, 200);
+  assert.is(missing.status, 404);
+  const deadline = Date.now() + 5000;
+  const lines = () => s.stderr().split("\n").filter((l) => l.startsWith("access: "));
+  while (lines().length < 2 && Date.now() < deadline) await sleep(50);
+  const [l1, l2] = lines();
+  assert.match(l1 ?? "", /^access: fd=\d+ "GET \/a\.txt\?x=1 HTTP\/1\.1" 200 \d+$/, `first line: ${l1}`);
+  assert.match(l2 ?? "", /^access: fd=\d+ "GET \/missing HTTP\/1\.1" 404 \d+$/, `second line: ${l2}`);
+  // The byte count is what was sent: head + body.
+  const sent = Number(/ (\d+)$/.exec(l1)[1]);
+  assert.is(sent, Buffer.byteLength(ok.head) + 4 + ok.body.length, "bytes sent");
+  await s.stop();
+});
+
+test("--access-log on one keep-alive connection: each line counts its own response's bytes", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--access-log"]);
+  servers.push(s);
+  const paths = ["/a.txt", "/missing", "/a.txt?r", "/sub", "/a.txt"];
+  const reqs = paths.map((p, i) => get(p, { headers: i === 2 ? ["Range: bytes=100-"] : [] })).join("");
+  const { responses, conn } = await exchange(s.port, reqs, { methods: paths.map(() => "GET") });
+  conn.close();
+  const deadline = Date.now() + 5000;
+  const lines = () => s.stderr().split("\n").filter((l) => l.startsWith("access: "));
+  while (lines().length < paths.length && Date.now() < deadline) await sleep(50);
+  const logged = lines().map((l) => / (\d{3}) (\d+)$/.exec(l).slice(1).map(Number));
+  const sent = responses.map((r) => [r.status, Buffer.byteLength(r.head) + 4 + r.body.length]);
+  assert.equal(logged, sent, "[status, bytes] per line");
+  assert.equal(sent.map(([st]) => st), [200, 404, 416, 301, 200]);
+  await s.stop();
+});
+
+test("without --access-log nothing is logged per request", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0"]);
+  servers.push(s);
+  await fetchOne(s.port, "/a.txt");
+  await sleep(200);
+  assert.not.match(s.stderr(), /access:/);
+  await s.stop();
+});
+
+test("serve --root /nonexistent exits 1 with one clear line", async () => {
+  const r = await runCli(["serve", "--root", "/nonexistent-wr-root", "--port", "0"]);
+  assert.is(r.code, 1);
+  const lines = r.stderr.trim().split("\n");
+  assert.is(lines.length, 1, `one line: ${JSON.stringify(r.stderr)}`);
+  assert.match(lines[0], /nonexistent-wr-root/);
+  assert.match(lines[0], /does not exist/);
+  assert.is(r.stdout, "", "no listening line");
+});
+
+test("serve --root pointing at a file exits 1 with one clear line", async () => {
+  const r = await runCli(["serve", "--root", `${root}/a.txt`, "--port", "0"]);
+  assert.is(r.code, 1);
+  assert.is(r.stderr.trim().split("\n").length, 1);
+  assert.match(r.stderr, /not a directory/);
+});
+
+test("a port in use: exit 1 naming EADDRINUSE", async () => {
+  const blocker = createServer();
+  await new Promise((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  const port = blocker.address().port;
+  try {
+    const r = await runCli(["serve", "--root", root, "--port", String(port)]);
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /EADDRINUSE/);
+    assert.is(r.stderr.trim().split("\n").length, 1, `one line: ${JSON.stringify(r.stderr)}`);
+  } finally {
+    blocker.close();
+  }
+});
+
+test("bad flags exit 2 with the reason and the usage", async () => {
+  const cases = [
+    [["serve", "--port", "70000"], /--port must be 0\.\.65535/],
+    [["serve", "--port", "abc"], /--port must be a whole number/],
+    [["serve", "--mode", "xx"], /--mode must be lt or et/],
+    [["serve", "--no-such-flag"], /unknown flag --no-such-flag/],
+    [["serve", "--root"], /--root needs a value/],
+    [["serve", "--access-log=yes"], /--access-log takes no value/],
+    [["frobnicate"], /unknown command 'frobnicate'/],
+  ];
+  for (const [args, why] of cases) {
+    const r = await runCli(args);
+    assert.is(r.code, 2, args.join(" "));
+    assert.match(r.stderr, why, args.join(" "));
+    assert.match(r.stderr, /usage: wasm-reactor/, `${args.join(" ")}: usage`);
+    assert.is(r.stdout, "", `${args.join(" ")}: no listening line`);
+  }
+});
+
+test("serve --help exits 0 and lists the timeouts and the access log", async () => {
+  const r = await runCli(["serve", "--help"]);
+  assert.is(r.code, 0);
+  for (const flag of ["--root", "--port", "--mode", "--idle-timeout", "--header-timeout", "--access-log"]) {
+    assert.ok(r.stdout.includes(flag), flag);
+  }
+});
+
+test.after(async () => {
+  closeAllConns();
+  await Promise.all(servers.map((s) => s.stop()));
+  removeRoot(root);
+});
+
+test.run();
