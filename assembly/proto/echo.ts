@@ -7,14 +7,14 @@
 // the ring until CFG_WRITE_BUF_MAX, and is then disconnected; other clients
 // are not affected. Idle connections close after CFG_IDLE_TIMEOUT.
 import {
-  OP_READ, OP_WRITE, EAGAIN, STAT_BYTES_IN, CFG_IDLE_TIMEOUT, PROTO_ECHO,
+  OP_READ, OP_WRITE, EAGAIN, STAT_BYTES_IN, STAT_BYTES_OUT, CFG_IDLE_TIMEOUT, PROTO_ECHO,
 } from "../abi";
 import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked,
   connClose, connOverflow, setDeadline, etMode, connOpen, C_INFLIGHT, C_RBUF, C_RLEN, C_IOV,
-  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, OUT_FAILED, OUT_DONE,
+  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 
@@ -85,8 +85,9 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     releaseReadBuf(fd, b);
     if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); if (outPending(fd)) enqueue(fd); return; }
     if (res == 0) {
-      // Peer finished sending: flush what we owe, then close.
-      setFlag(fd, CF_EOF);
+      // Peer finished sending: flush what we owe, then close. Nothing more
+      // to read, so a blocked flush waits on EPOLLOUT alone (no LT spin on the FIN).
+      setFlag(fd, CF_EOF | CF_READ_PAUSED);
       if (outPending(fd)) enqueue(fd); else connClose(fd);
       return;
     }
@@ -99,6 +100,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     const n = load<i32>(c + C_RLEN);
     if (res < 0 && res != -EAGAIN) { releaseReadBuf(fd, b); connClose(fd); return; }
     const written = res < 0 ? 0 : res;
+    if (written > 0) ctlAddF64(STAT_BYTES_OUT, <f64>written);
     if (written < n) {
       // The kernel took part of it: the rest waits in the ring for EPOLLOUT.
       const ok = outAppend(fd, b + <usize>written, n - written);

@@ -28,7 +28,7 @@ import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
   connClose, setDeadline, clearDeadline, connOpen, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
   C_RPOS, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
-  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { timerAdd, timerRearm, timerIsLive, timerDeadline } from "../timers";
@@ -243,7 +243,7 @@ function startHeadTimer(fd: i32): void {
   store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_STARTED);
   if (headerMs <= 0) { clearDeadline(fd); return; }
   // The header deadline may be earlier than the timer armed for idle.
-  pullDeadline(fd, headerMs);
+  setDeadline(fd, headerMs);
 }
 
 /**
@@ -251,19 +251,6 @@ function startHeadTimer(fd: i32): void {
  * would fire later. (setDeadline only records a new deadline while a timer
  * is live, which suits deadlines that move later, the common case.)
  */
-function pullDeadline(fd: i32, ms: f64): void {
-  const c = conn(fd);
-  const d = now() + ms;
-  store<f64>(c + C_DEADLINE, d);
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0 && timerIsLive(t)) {
-    if (timerDeadline(t) > d) timerRearm(t, d);
-  } else {
-    const id = timerAdd(d, 0, 1 /* TK_CONN */, fd);
-    store<i32>(c + C_TIMER, id > 0 ? id : 0);
-  }
-}
-
 /** Parses and acts on buffered bytes: a head, a body, or the next pipelined request. */
 function process(fd: i32): void {
   const c = conn(fd);
@@ -550,6 +537,9 @@ function bodyFinished(fd: i32): void {
 function startWrite(fd: i32): void {
   const c = conn(fd);
   store<i32>(c + C_STATE, HS_WRITE);
+  // No reading until this response is flushed (pipelined input waits in the
+  // socket): if the write blocks, EPOLLOUT is armed without EPOLLIN.
+  setFlag(fd, CF_READ_PAUSED);
   store<f64>(c + H_SENT, 0); // every response counts its own bytes (access log)
   setDeadline(fd, idleMs);
   if (load<i32>(c + C_INFLIGHT) == 0) {
@@ -561,6 +551,7 @@ function startWrite(fd: i32): void {
 /** The response is flushed: log it, then close or go on with the next request. */
 function responseDone(fd: i32): void {
   const c = conn(fd);
+  clearFlag(fd, CF_READ_PAUSED);
   const status = load<i32>(c + H_STATUS);
   if (status >= 500) ctlAddI32(STAT_RESPONSES_5XX, 1); else if (status >= 400) ctlAddI32(STAT_RESPONSES_4XX, 1);
   if (accessLog) accessLine(fd, status);
@@ -598,7 +589,7 @@ function linger(fd: i32): void {
   store<i32>(c + C_STATE, HS_LINGER);
   store<i32>(c + C_RPOS, 0);
   store<i32>(c + C_RLEN, 0);
-  pullDeadline(fd, LINGER_MS);
+  setDeadline(fd, LINGER_MS);
   submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
 }

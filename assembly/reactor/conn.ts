@@ -18,7 +18,7 @@ import {
 import { submit, sqRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
-import { timerAdd, timerCancel, timerRearm, timerIsLive } from "../timers";
+import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";
 
 export const CONN_SIZE: usize = 256;
 // -- generic part
@@ -84,8 +84,11 @@ export function connsInit(maxFds: i32, mode: i32): void {
 
 /** The epoll mask a connection wants given its output state. */
 @inline function connMask(fd: i32, out: bool): i32 {
-  let m = EPOLLIN | EPOLLRDHUP;
-  if (out) m |= EPOLLOUT;
+  // Waiting to write while the protocol reads nothing (a response blocked on
+  // EPOLLOUT, output owed after the peer's FIN): leave EPOLLIN/RDHUP out, or
+  // level-triggered epoll reports the unread input (or the FIN) on every
+  // poll and the loop spins. The MOD that arms EPOLLOUT costs nothing extra.
+  let m = out && (flags(fd) & CF_READ_PAUSED) ? EPOLLOUT : EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0);
   if (etMode) m |= EPOLLET;
   return m;
 }
@@ -163,25 +166,13 @@ export function setDeadline(fd: i32, ms: f64): void {
   store<f64>(c + C_DEADLINE, d);
   const t = load<i32>(c + C_TIMER);
   if (t != 0 && timerIsLive(t)) {
-    // Only pull the timer earlier; later is handled lazily when it fires.
+    // Later than the armed timer: nothing to do now (it re-arms when it
+    // fires). Earlier (a header or linger deadline after an idle one): pull it.
+    if (timerDeadline(t) > d) timerRearm(t, d);
     return;
   }
   const id = timerAdd(d, 0, TK_CONN, fd);
   store<i32>(c + C_TIMER, id > 0 ? id : 0);
-}
-
-/** Pulls the timer earlier if the new deadline is before it (header timeout < idle). */
-export function setDeadlineEarlier(fd: i32, ms: f64, timerDeadline: f64): void {
-  const c = conn(fd);
-  const d = now() + ms;
-  store<f64>(c + C_DEADLINE, d);
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0 && timerIsLive(t)) {
-    if (d < timerDeadline) timerRearm(t, d);
-  } else {
-    const id = timerAdd(d, 0, TK_CONN, fd);
-    store<i32>(c + C_TIMER, id > 0 ? id : 0);
-  }
 }
 
 export function clearDeadline(fd: i32): void {
