@@ -189,6 +189,19 @@ test("more files than the open-file cache holds (2048): every one served right, 
 
 // ---- directories, dotfiles ------------------------------------------------------------
 
+test("a path of 1000 bytes is served; one longer than 1 KiB gets 414", async () => {
+  const seg = "d".repeat(99);
+  const dirs = Array.from({ length: 9 }, () => seg).join("/");        // 9 x 100 bytes with slashes
+  const rel = `${dirs}/${"f".repeat(90)}.txt`;                         // 994 bytes
+  mkdirSync(join(root, dirs), { recursive: true });
+  writeFileSync(join(root, rel), "deep\n");
+  const ok = await fetchOne(port, `/${rel}`);
+  assert.is(ok.status, 200, `${rel.length}-byte path`);
+  assert.is(ok.body.toString(), "deep\n");
+  const long = await fetchOne(port, `/${dirs}/${"g".repeat(200)}.txt`);
+  assert.is(long.status, 414);
+});
+
 test("a directory without its trailing slash: 301 to the slash, keeping the query string", async () => {
   const cases = [["/dir", "/dir/"], ["/dir?x=1&y=%20", "/dir/?x=1&y=%20"], ["/docs/sub", "/docs/sub/"], ["/dir/nested", "/dir/nested/"]];
   for (const [path, location] of cases) {
@@ -268,6 +281,8 @@ test("304 for If-Modified-Since with the Last-Modified from a previous response;
   assert.is(res.body.toString(), TEXT);
   const bad = await getWith("/t.txt", ["If-Modified-Since: yesterday"]);
   assert.is(bad.status, 200, "an unparsable date is ignored");
+  const future = new Date(Date.now() + 86400e3).toUTCString();
+  assert.is((await getWith("/t.txt", [`If-Modified-Since: ${future}`])).status, 200, "a date in the future is ignored");
   // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
   const both = await getWith("/t.txt", ['If-None-Match: "not-it"', `If-Modified-Since: ${lm}`]);
   assert.is(both.status, 200, "If-None-Match present: If-Modified-Since is not evaluated");

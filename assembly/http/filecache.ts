@@ -7,7 +7,7 @@
 // cached too. An entry is revalidated (stat by path) when it is older than
 // VALIDATE_MS, so a replaced or edited file is noticed within a second.
 //
-// Entries are fixed records (ENTRY_SIZE = 640 bytes, offsets below) in a
+// Entries are fixed records (ENTRY_SIZE = 1408 bytes, offsets below) in a
 // table carved at init; a hash table of chains finds them. Entries in use by
 // responses (refs > 0) are never evicted; a stale one is unlinked at once and
 // its fd closed when the last response using it is done.
@@ -20,7 +20,7 @@ import { ringTake, ringGive, ringClassFor } from "../reactor/pool";
 import { formatHttpDate } from "./date";
 import { formatEtag } from "./conditional";
 
-export const ENTRY_SIZE: usize = 640;
+export const ENTRY_SIZE: usize = 1408;
 const E_STATE = 0;        // FC_*
 const E_FD = 4;           // open fd of a regular file, -1 otherwise
 const E_KIND = 8;         // FILE_* on success, or -errno (ENOENT...) for a cached miss
@@ -41,10 +41,10 @@ const E_WAITERS = 80;     // first connection (fd + 1) waiting for this entry
 const E_USED = 84;        // clock bit for eviction
 const E_REVALIDATING = 88;
 export const E_PATH = 96;   // path, NUL-terminated (PATH_MAX_CACHED bytes)
-const E_HDR = 352;          // header block (HDR_MAX bytes)
-const E_RECORD = 512;       // FILE record the host fills (FILE_RECORD_TOTAL bytes)
+const E_HDR = 1120;         // header block (HDR_MAX bytes)
+const E_RECORD = 1280;      // FILE record the host fills (FILE_RECORD_TOTAL bytes)
 
-export const PATH_MAX_CACHED: i32 = 256;
+export const PATH_MAX_CACHED: i32 = 1024; // longer paths get 414
 const HDR_MAX: i32 = 160;
 
 export const FC_FREE = 0;

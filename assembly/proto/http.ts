@@ -43,7 +43,7 @@ import {
   resetRequest, parseRequest, CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone,
 } from "../http/parser";
 import { normalizePath, pathFlags, PATHF_TRAILING_SLASH, PATHF_DOTFILE } from "../http/path";
-import { formatHttpDate } from "../http/date";
+import { formatHttpDate, parseHttpDate } from "../http/date";
 import { evaluatePreconditions, parseRange, rangeStart, rangeEnd, ifRangeAllows, RANGE_OK, RANGE_UNSATISFIABLE } from "../http/conditional";
 import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, entryState, entryKind, entryFd,
@@ -455,9 +455,14 @@ function fileResponse(fd: i32, e: i32, headPos: usize): void {
   const etagLen = entryEtagLen(e);
   const mtime = entryMtime(e);
   const size = entrySize(e);
+  // If-Modified-Since later than our clock is not a valid validator (RFC
+  // 9110 §13.1.3 interprets it on the origin's clock; a future date would turn
+  // every later edit into a 304): ignore it.
+  let imsLen = load<i32>(req + REQ_IF_MODIFIED_SINCE_LEN);
+  if (imsLen > 0 && parseHttpDate(hdr(headPos, REQ_IF_MODIFIED_SINCE_OFF), imsLen) > wallNow()) imsLen = 0;
   const pre = evaluatePreconditions(method,
     hdr(headPos, REQ_IF_NONE_MATCH_OFF), load<i32>(req + REQ_IF_NONE_MATCH_LEN),
-    hdr(headPos, REQ_IF_MODIFIED_SINCE_OFF), load<i32>(req + REQ_IF_MODIFIED_SINCE_LEN),
+    hdr(headPos, REQ_IF_MODIFIED_SINCE_OFF), imsLen,
     hdr(headPos, REQ_IF_MATCH_OFF), load<i32>(req + REQ_IF_MATCH_LEN),
     hdr(headPos, REQ_IF_UNMODIFIED_SINCE_OFF), load<i32>(req + REQ_IF_UNMODIFIED_SINCE_LEN),
     etag, etagLen, mtime);
