@@ -148,7 +148,10 @@ export class Reactor {
   // ---- signals (blocking mode) -------------------------------------------
   // A loop blocked in epoll_wait never lets Node run its signal handlers, so
   // SIGINT/SIGTERM are blocked for this thread and read from a signalfd that
-  // the loop watches like any fd.
+  // the loop watches like any fd. Best effort on the main thread: Node's
+  // helper threads leave these signals unblocked and often take them first
+  // (Node then ends the process). Reliable: run the reactor in a worker and
+  // keep the main thread's event loop for signals, as the CLI does.
   private watchSignals(): () => void {
     const set = Buffer.alloc(128);
     const old = Buffer.alloc(128);
