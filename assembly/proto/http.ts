@@ -616,7 +616,6 @@ function errorResponse(fd: i32, status: i32): void {
 
 /** A response with a short text body; keeps the connection unless HX_CLOSE. */
 function simpleResponse(fd: i32, status: i32): void {
-  const c = conn(fd);
   const p0 = outReserve(fd, 512);
   if (p0 == 0) { connClose(fd); return; }
   let p = statusLine(p0, status);
@@ -624,26 +623,18 @@ function simpleResponse(fd: i32, status: i32): void {
   if (status == 405) p = putLit(p, litAllow, litAllowLen);
   p = putLit(p, litTextPlain, litTextPlainLen);
   const reason = reasonOf(status);
-  const bodyLen = 4 + reasonLen(status) + 1;
-  p = putLit(p, litContentLength, litContentLengthLen);
-  p = putNum(p, <f64>bodyLen);
-  p = crlf(p);
-  p = connectionHeader(fd, p);
-  p = crlf(p);
+  p = endHead(fd, p, <f64>(4 + reasonLen(status) + 1));
   if (!isHead()) {
     p = putNum(p, <f64>status); store<u8>(p++, 0x20);
     p = putLit(p, reason, reasonLen(status));
     store<u8>(p++, 0x0a);
   }
-  outCommit(fd, <i32>(p - p0));
-  store<i32>(c + H_STATUS, status);
-  startWrite(fd);
+  send(fd, p0, p, status);
 }
 
 function isHead(): bool { return load<i32>(req + REQ_METHOD) == METHOD_HEAD; }
 
 function redirectSlash(fd: i32, target: usize, targetLen: i32): void {
-  const c = conn(fd);
   const p0 = outReserve(fd, 512 + targetLen);
   if (p0 == 0) { connClose(fd); return; }
   let p = statusLine(p0, 301);
@@ -656,18 +647,10 @@ function redirectSlash(fd: i32, target: usize, targetLen: i32): void {
   store<u8>(p++, 0x2f);
   memory.copy(p, target + <usize>q, <usize>(targetLen - q)); p += <usize>(targetLen - q);
   p = crlf(p);
-  p = putLit(p, litContentLength, litContentLengthLen);
-  store<u8>(p++, 0x30);
-  p = crlf(p);
-  p = connectionHeader(fd, p);
-  p = crlf(p);
-  outCommit(fd, <i32>(p - p0));
-  store<i32>(c + H_STATUS, 301);
-  startWrite(fd);
+  send(fd, p0, endHead(fd, p, 0), 301);
 }
 
 function rangeNotSatisfiable(fd: i32, size: f64): void {
-  const c = conn(fd);
   const p0 = outReserve(fd, 512);
   if (p0 == 0) { connClose(fd); return; }
   let p = statusLine(p0, 416);
@@ -676,13 +659,22 @@ function rangeNotSatisfiable(fd: i32, size: f64): void {
   store<u8>(p++, 0x2a); store<u8>(p++, 0x2f); // "*/"
   p = putNum(p, size);
   p = crlf(p);
+  send(fd, p0, endHead(fd, p, 0), 416);
+}
+
+/** Content-Length, Connection (if needed) and the blank line that ends the head. */
+function endHead(fd: i32, p: usize, contentLength: f64): usize {
   p = putLit(p, litContentLength, litContentLengthLen);
-  store<u8>(p++, 0x30);
+  p = putNum(p, contentLength);
   p = crlf(p);
   p = connectionHeader(fd, p);
-  p = crlf(p);
+  return crlf(p);
+}
+
+/** Commits the response formatted in the ring at [p0, p) and starts writing it. */
+function send(fd: i32, p0: usize, p: usize, status: i32): void {
   outCommit(fd, <i32>(p - p0));
-  store<i32>(c + H_STATUS, 416);
+  store<i32>(conn(fd) + H_STATUS, status);
   startWrite(fd);
 }
 
