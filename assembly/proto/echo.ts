@@ -46,7 +46,7 @@ export function echoRun(fd: i32): void {
     return;
   }
   if ((f & CF_READABLE) && !(f & CF_EOF)) {
-    const b = readBufTake();
+    const b = readBufTake(readBufSize); // bulk: the large size
     cset(fd, C_RBUF, <i32>b);
     submit(OP_READ, fd, <i32>b, readBufSize, 0, 0);
     store<i32>(c + C_INFLIGHT, OP_READ);

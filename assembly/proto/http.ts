@@ -23,7 +23,7 @@ import {
   ENOENT, ENOTDIR, EACCES, EXDEV, ELOOP, ENAMETOOLONG,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now } from "../reactor/ctl";
-import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
+import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
   connClose, setDeadline, clearDeadline, connOpen, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
@@ -140,18 +140,33 @@ function startRead(fd: i32): void {
   const c = conn(fd);
   let b = <usize>load<i32>(c + C_RBUF);
   if (b == 0) {
-    b = readBufTake();
+    // Most heads fit a small buffer; it grows only for those that do not.
+    b = readBufTake(READ_SMALL);
     store<i32>(c + C_RBUF, <i32>b);
     store<i32>(c + C_RLEN, 0);
     store<i32>(c + C_RPOS, 0);
   }
   const st = load<i32>(c + C_STATE);
-  let len = load<i32>(c + C_RLEN);
-  if (st == HS_LINGER) len = 0; // discarding: overwrite
-  if (len == readBufSize) compact(fd);
-  len = st == HS_LINGER ? 0 : load<i32>(c + C_RLEN);
-  submit(OP_READ, fd, <i32>(b + <usize>len), readBufSize - len, 0, 0);
+  if (st != HS_LINGER && load<i32>(c + C_RLEN) == readBufCap(b)) {
+    compact(fd);
+    if (load<i32>(c + C_RLEN) == readBufCap(b)) b = growReadBuf(fd);
+  }
+  const len = st == HS_LINGER ? 0 : load<i32>(c + C_RLEN); // lingering: discard, overwrite
+  submit(OP_READ, fd, <i32>(b + <usize>len), readBufCap(b) - len, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_READ);
+}
+
+/** Moves the connection's input into a large receive buffer. */
+function growReadBuf(fd: i32): usize {
+  const c = conn(fd);
+  const old = <usize>load<i32>(c + C_RBUF);
+  if (readBufCap(old) >= readBufSize) return old;
+  const b = readBufTake(readBufSize);
+  const len = load<i32>(c + C_RLEN);
+  memory.copy(b, old, <usize>len);
+  readBufGive(old);
+  store<i32>(c + C_RBUF, <i32>b);
+  return b;
 }
 
 /** Moves unprocessed bytes to the front of the receive buffer. */
@@ -217,7 +232,8 @@ function readDone(fd: i32, res: i32): void {
   if (res > 0) {
     ctlAddF64(STAT_BYTES_IN, <f64>res);
     // A short read drained the socket: the next bytes will raise a new edge.
-    const asked = st == HS_LINGER ? readBufSize : readBufSize - load<i32>(c + C_RLEN);
+    const cap = readBufCap(<usize>load<i32>(c + C_RBUF));
+    const asked = st == HS_LINGER ? cap : cap - load<i32>(c + C_RLEN);
     if (res < asked) clearFlag(fd, CF_READABLE);
     if (st == HS_LINGER) { enqueue(fd); return; }
     store<i32>(c + C_RLEN, load<i32>(c + C_RLEN) + res);
@@ -272,7 +288,7 @@ function process(fd: i32): void {
     store<i32>(c + H_LINE_START, load<i32>(req + REQ_LINE_START));
     store<i32>(c + H_LINE_END, load<i32>(req + REQ_LINE_END));
     // Need more bytes: make room at the end if the head started late.
-    if (len == readBufSize) compact(fd);
+    if (len == readBufCap(b)) compact(fd);
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }

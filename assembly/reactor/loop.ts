@@ -35,7 +35,7 @@ import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
   timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
 } from "../timers";
-import { readBufSize } from "./pool";
+import { readBufCap } from "./pool";
 import { echoInit, echoOpen, echoRun, echoComplete } from "../proto/echo";
 import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake } from "../proto/http";
 import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters } from "../http/filecache";
@@ -418,7 +418,7 @@ export function checkInvariants(): i32 {
     const rlen = load<i32>(c + 20), rpos = load<i32>(c + 24);
     if (rb != 0) {
       held++;
-      if (rpos < 0 || rpos > rlen || rlen > readBufSize) return 4;
+      if (rpos < 0 || rpos > rlen || rlen > readBufCap(<usize>rb)) return 4;
     } else if (rlen != 0 || rpos != 0) return 4;
     const ring = load<i32>(c + 28), wlen = load<i32>(c + 40);
     if (wlen < 0 || wlen > writeBufMax) return 5;

@@ -2,38 +2,56 @@
 // from the heap and then lives on a free list forever: steady state allocates
 // nothing. A free buffer's first 4 bytes link to the next free one.
 //
-// Receive buffers: one size (CFG_READ_BUF, default 32 KiB + 16 bytes of SIMD
-// padding). A connection holds one only while it has unprocessed input (a
-// partial request, pipelined requests); idle keep-alive connections hold none.
+// Receive buffers: 4 KiB for a first read, the configured size (CFG_READ_BUF,
+// default 32 KiB) when more is needed, each with 16 bytes of SIMD padding. A
+// connection holds one only while it has unprocessed input (a partial
+// request, pipelined requests); idle keep-alive connections hold none.
 //
 // Write rings: power-of-two size classes from 4 KiB up to the write-buffer
 // limit. A connection holds one only while it has pending output.
 
 export const SIMD_PAD: i32 = 16;
+/** Receive buffers come in two sizes: SMALL for a first read (most request
+ *  heads fit), and the configured large size (CFG_READ_BUF, default 32 KiB)
+ *  when they do not, or for bulk protocols. nginx does the same with
+ *  client_header_buffer_size and large_client_header_buffers: it keeps a
+ *  connection ramp-up from carving megabytes that stay resident. */
+export const READ_SMALL: i32 = 4096;
 export let readBufSize: i32 = 32768;
-let readFree: usize = 0;
+let readFreeSmall: usize = 0;
+let readFreeLarge: usize = 0;
 export let readHeld: i32 = 0;
 export let readCarved: i32 = 0;
 
 export function poolInit(readSize: i32): void {
-  readBufSize = readSize;
+  readBufSize = max(readSize, READ_SMALL);
 }
 
-export function readBufTake(): usize {
-  let b = readFree;
+/**
+ * A receive buffer of at least `size` bytes (READ_SMALL or readBufSize), with
+ * SIMD_PAD readable bytes after it. Its capacity is stored in the 4 bytes
+ * before it (readBufCap).
+ */
+export function readBufTake(size: i32): usize {
+  const small = size <= READ_SMALL;
+  let b = small ? readFreeSmall : readFreeLarge;
   if (b != 0) {
-    readFree = load<usize>(b);
+    if (small) readFreeSmall = load<usize>(b); else readFreeLarge = load<usize>(b);
   } else {
-    b = heap.alloc(<usize>(readBufSize + SIMD_PAD));
+    const cap = small ? READ_SMALL : readBufSize;
+    b = heap.alloc(<usize>(16 + cap + SIMD_PAD)) + 16;
+    store<i32>(b - 4, cap);
     readCarved++;
   }
   readHeld++;
   return b;
 }
 
+@inline export function readBufCap(b: usize): i32 { return load<i32>(b - 4); }
+
 export function readBufGive(b: usize): void {
-  store<usize>(b, readFree);
-  readFree = b;
+  if (readBufCap(b) == READ_SMALL) { store<usize>(b, readFreeSmall); readFreeSmall = b; }
+  else { store<usize>(b, readFreeLarge); readFreeLarge = b; }
   readHeld--;
 }
 
