@@ -27,7 +27,8 @@
 //   SQE/event    requests the core emitted per event in the round trip, to
 //                show nothing unexpected (an OP_CTL here would be a bug).
 import { loadCore } from "../test/lib/core.mjs";
-import abi from "./abi.mjs";
+import abi from "../test/lib/abi.mjs";
+import { prng } from "../test/lib/prng.mjs";
 
 const RUNS = Number(process.env.RUNS || 7);
 const OPS = Number(process.env.OPS || 2_000_000); // events per run
@@ -36,16 +37,6 @@ const LISTEN_FD = 3;
 const FIRST_FD = 4;
 const NOW_MS = 1000;                               // loop time; never advances, no timer is due
 
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One core instance with N built-in echo connections and a scripted kernel. */
 class Bench {

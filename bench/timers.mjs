@@ -8,6 +8,7 @@
 // Each row is the median of RUNS runs of OPS operations, after one warm-up
 // run; random inputs are generated before timing, from a fixed seed.
 import { loadCore } from "../test/lib/core.mjs";
+import { prng } from "../test/lib/prng.mjs";
 
 const LIVE = Number(process.env.LIVE || 100_000);
 const BATCH = 10_000;     // ops timed together; untimed work restores the heap
@@ -17,16 +18,6 @@ const SPAN = 60_000;      // deadlines spread over a minute, ms
 
 const { x } = loadCore();
 
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(2024);
 const offsets = new Float64Array(1 << 20).map(() => rand() * SPAN);
 const MASK = offsets.length - 1;

@@ -65,10 +65,21 @@ export class Loop {
     this.files = options.files ?? null;
   }
 
-  /** Reads the clock once: loop time for the whole phase that follows. */
+  /**
+   * Reads the clock once: loop time for the whole phase that follows. The
+   * wall clock (only for Date headers) is derived from the monotonic one and
+   * re-read once a second, so clock adjustments show up within a second.
+   */
   private clock(): void {
-    this.core.setTime(performance.now(), Date.now());
+    const mono = performance.now();
+    if (mono - this.wallSynced >= 1000) {
+      this.wallOffset = Date.now() - mono;
+      this.wallSynced = mono;
+    }
+    this.core.setTime(mono, mono + this.wallOffset);
   }
+  private wallOffset = 0;
+  private wallSynced = -Infinity;
 
   /** One turn of the loop. `maxWait` caps the poll timeout (attach mode polls with 0). */
   tick(maxWait = -1): void {

@@ -4,6 +4,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { loadCore } from "./lib/core.mjs";
+import { prng } from "./lib/prng.mjs";
 
 const core = loadCore();
 const x = core.x;
@@ -11,16 +12,6 @@ const check = (what) => assert.ok(x.timersCheck(), `timersCheck failed after ${w
 const ok = (v) => v === 1; // wasm bool -> 0 / 1
 
 // mulberry32: small, seeded, good enough to shuffle operations.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test("1000 random timers pop in (deadline, insertion) order", () => {
   const rand = prng(1);
