@@ -20,6 +20,7 @@ const common: Record<string, Flag> = {
   "write-buf-max": { kind: "int", help: "per-connection write buffer limit (bytes)", def: 262144 },
   workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
   record: { kind: "string", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
+  "shutdown-timeout": { kind: "int", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
   help: { kind: "bool", help: "show this help" },
 };
 
@@ -137,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
-  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string);
+  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string, opts["shutdown-timeout"] as number);
 }
 
 /**
@@ -147,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
  * stops the workers through their RemoteLoop, which wakes a blocked loop.
  * Several workers share the port with SO_REUSEPORT: one reactor per core.
  */
-async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string): Promise<number> {
+async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number): Promise<number> {
   const entry = new URL("./worker-entry.js", import.meta.url);
   const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
   const start = (options: ServerOptions) => new Promise<{ port: number; host: string; somaxconn: number }>((resolve, reject) => {
@@ -177,12 +178,19 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
-  const stopAll = () => { for (const w of workers) { try { w.remote?.runInLoop("stop"); } catch { /* already stopping */ } } };
-  process.once("SIGINT", stopAll);
-  process.once("SIGTERM", stopAll);
+  // First signal: graceful shutdown (stop accepting, finish what is in
+  // progress, at most graceMs). Second signal: stop now.
+  let signals = 0;
+  const onSignal = () => {
+    const task = signals++ === 0 ? "shutdown" : "stop";
+    if (task === "shutdown") process.stderr.write(`wasm-reactor ${cmd}: shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
+    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   await Promise.all(workers.map((w) => w.done));
-  process.removeListener("SIGINT", stopAll);
-  process.removeListener("SIGTERM", stopAll);
+  process.removeListener("SIGINT", onSignal);
+  process.removeListener("SIGTERM", onSignal);
   return 0;
 }
 

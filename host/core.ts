@@ -70,6 +70,7 @@ export interface CoreExports {
   debugTrapFd(fd: number): void;
   timerIsLive(id: number): number;
   checkInvariants(): number;
+  beginShutdown(graceMs: number): number;
 }
 
 let compiled: WebAssembly.Module | null = null;

@@ -12,7 +12,8 @@
 //    fds closed and reused earlier in the batch, older generations);
 //  - JS handlers registered through the Reactor API call register,
 //    deregister, modify, defer and timers from inside their callbacks;
-//  - time jumps forward so timeouts and timers fire.
+//  - time jumps forward so timeouts and timers fire;
+//  - a graceful shutdown starts at a random moment.
 //
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
@@ -127,6 +128,7 @@ class Iteration {
   private readonly config: CoreConfig;
   private time = 1_000_000;
   private jsHandlers = 0;
+  private shutdown = false;
   private tasks = 0;
   steps = 0;
   requests = 0;
@@ -187,6 +189,7 @@ class Iteration {
       const arrivals = r.int(4);
       for (let i = 0; i < arrivals; i++) this.pending.push(this.clientInput());
       if (this.injectTrap && t === 3) this.x.debugTrapFd(4);
+      if (!this.shutdown && r.chance(0.01)) { this.shutdown = true; this.x.beginShutdown(r.int(3000)); }
       this.advanceTime();
       this.drain(this.x.runTimers(), "runTimers");
       const n = this.buildBatch();
@@ -204,7 +207,7 @@ class Iteration {
       this.drain(this.x.runDeferred(), "runDeferred (final)");
     }
     // With timeouts on, two minutes of silence leave no connection behind.
-    const timeoutsOn = this.config.idleTimeoutMs > 0 && (this.proto === abi.PROTO_ECHO || this.config.headerTimeoutMs > 0);
+    const timeoutsOn = this.shutdown || (this.config.idleTimeoutMs > 0 && (this.proto === abi.PROTO_ECHO || this.config.headerTimeoutMs > 0));
     const live = this.core.ctlI32(abi.STAT_LIVE_CONNS);
     if (timeoutsOn && live !== 0) {
       const x = this.x;
@@ -424,6 +427,9 @@ class Iteration {
       }
       case abi.OP_CALL: return this.jsCall(a[0], fd);
       case abi.OP_LOG: return 0;
+      case abi.OP_STOP:
+        if (!this.shutdown) this.fail("OP_STOP without a shutdown");
+        return 0;
       default: this.fail(`unknown op ${op}`);
     }
   }

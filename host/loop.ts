@@ -189,7 +189,7 @@ export class Loop {
         case abi.OP_CALL: r = this.call(a0, a1, fd, a2); break;
         case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
         case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;
-        case abi.OP_STOP: this.stopRequested = true; r = 0; break;
+        case abi.OP_STOP: this.stop(); r = 0; break; // graceful shutdown finished
         default: r = 0;
       }
       // Results are >= 0 or -errno, read at once (koffi keeps the last call's).

@@ -50,6 +50,16 @@ export class Server {
   /** Serves from inside this thread's Node event loop. */
   attach(): void { this.reactor.attach(); }
   stop(): void { this.reactor.stop(); }
+  /**
+   * Graceful shutdown: stop accepting, close idle connections, let requests
+   * in progress finish (at most `graceMs`), then the loop stops by itself
+   * (run() returns; an attached loop detaches). Returns the connections left.
+   */
+  shutdown(graceMs = 10_000): number {
+    const left = this.reactor.loop.core.x.beginShutdown(graceMs);
+    this.reactor.loop.flush();
+    return left;
+  }
   close(): void { this.reactor.close(); libc.close(this.listener.fd); this.files?.close(); }
   stats() { return this.reactor.stats(); }
 }

@@ -13,7 +13,7 @@ import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked,
-  connClose, connOverflow, setDeadline, etMode, connOpen, C_INFLIGHT, C_RBUF, C_RLEN, C_IOV,
+  connClose, connCloseSoon, connOverflow, setDeadline, etMode, connOpen, C_INFLIGHT, C_RBUF, C_RLEN, C_IOV,
   CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -118,6 +118,12 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
   if (r == OUT_FAILED) { connClose(fd); return; }
   if (r == OUT_DONE && (flags(fd) & CF_EOF)) { connClose(fd); return; }
   if (r != OUT_DONE || (flags(fd) & CF_READABLE)) enqueue(fd);
+}
+
+/** Graceful shutdown: close now, or once the bytes owed are flushed. */
+export function echoDrain(fd: i32): void {
+  if (!outPending(fd) && load<i32>(conn(fd) + C_INFLIGHT) == 0) { connCloseSoon(fd); return; }
+  setFlag(fd, CF_EOF | CF_READ_PAUSED);
 }
 
 function releaseReadBuf(fd: i32, b: usize): void {

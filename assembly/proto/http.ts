@@ -26,7 +26,7 @@ import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now } from "../reactor/c
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
-  connClose, setDeadline, clearDeadline, connOpen, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
+  connClose, connCloseSoon, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
   C_RPOS, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
   CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
 } from "../reactor/conn";
@@ -303,7 +303,7 @@ function process(fd: i32): void {
   const rf = load<i32>(req + REQ_FLAGS);
   let hx = load<i32>(c + H_FLAGS) & ~(HX_CLOSE | HX_CHUNKED);
   const v10 = load<i32>(req + REQ_VERSION) == 10;
-  if (rf & RF_CONN_CLOSE || (v10 && !(rf & RF_CONN_KEEPALIVE))) hx |= HX_CLOSE;
+  if (rf & RF_CONN_CLOSE || (v10 && !(rf & RF_CONN_KEEPALIVE)) || draining) hx |= HX_CLOSE;
   const method = load<i32>(req + REQ_METHOD);
   if (method != METHOD_GET && method != METHOD_HEAD) {
     // Valid but not for static files: 405 names what is allowed. The body
@@ -613,6 +613,18 @@ function linger(fd: i32): void {
   setDeadline(fd, LINGER_MS);
   submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
+}
+
+/**
+ * Graceful shutdown: an idle keep-alive connection closes now; one with a
+ * request in progress finishes it, answers with `Connection: close` and
+ * closes (process() marks every request parsed from now on).
+ */
+export function httpDrain(fd: i32): void {
+  const c = conn(fd);
+  const st = load<i32>(c + C_STATE);
+  if (st == HS_IDLE && load<i32>(c + C_INFLIGHT) == 0) { connCloseSoon(fd); return; }
+  if (st == HS_WRITE || st == HS_WAIT || st == HS_BODY) store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_CLOSE);
 }
 
 export function httpTimeout(fd: i32): void {

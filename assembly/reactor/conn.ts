@@ -62,6 +62,9 @@ export const BODY_FILE = 2;
 export const PROTO_LISTENER = 100;
 
 export let conns: usize = 0;
+/** Graceful shutdown in progress: no new work, close when idle (see loop.ts). */
+export let draining = false;
+export function setDraining(): void { draining = true; }
 export let etMode = false;
 export let writeBufMax: i32 = 256 * 1024;
 let runHead: i32 = -1;
@@ -96,10 +99,16 @@ export function connsInit(maxFds: i32, mode: i32): void {
 /** Opens a connection record for a built-in protocol and registers the fd. */
 export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
   const c = conn(fd);
+  // A connection closed while queued stays linked in the run queue (it is
+  // skipped when its turn comes); if its fd number is reused at once, keep
+  // the link, or everything queued behind it would be lost.
+  const queued = load<i32>(c + C_FLAGS) & CF_QUEUED;
+  const next = load<i32>(c + C_NEXT);
   memory.fill(c, 0, CONN_SIZE);
   store<i32>(c + C_STATE, state);
   store<i32>(c + C_PROTO, proto);
-  store<i32>(c + C_NEXT, -1);
+  store<i32>(c + C_FLAGS, queued);
+  store<i32>(c + C_NEXT, queued ? next : -1);
   handlerInstall(fd, kind, proto, connMask(fd, false));
   if (proto != PROTO_LISTENER) ctlAddI32(STAT_LIVE_CONNS, 1);
 }
@@ -416,9 +425,14 @@ export function connClose(fd: i32): void {
   fdReleased();
 }
 
-/** Half-closes the write side (lingering close after an error response). */
-export function connShutdownWrite(fd: i32): void {
-  submit(OP_SHUTDOWN, fd, 1 /* SHUT_WR */, 0, 0, 0);
+/**
+ * Closes a connection at its next turn in the run queue, which only runs as
+ * many connections as the submission queue has room for: the way to close
+ * many at once (shutdown) without overflowing it.
+ */
+export function connCloseSoon(fd: i32): void {
+  setFlag(fd, CF_CLOSING);
+  enqueue(fd);
 }
 
 /** Called when the write ring would overflow: the slow-reader defence. */

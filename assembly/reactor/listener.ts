@@ -13,7 +13,7 @@ import {
   STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW,
 } from "../abi";
 import { submit, sqRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
-import { H_LISTENER, H_CONN, maxFds, slot, slotGen } from "./handlers";
+import { H_LISTENER, H_CONN, maxFds, slot, slotGen, handlerRemove } from "./handlers";
 import {
   conn, connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, C_PROTO_AREA,
   C_INFLIGHT, PROTO_LISTENER, setFdReleasedHook, C_STATE,
@@ -70,8 +70,9 @@ export function listenerAccepted(fd: i32, res: i32): void {
   const left = cget(fd, L_OUTSTANDING) - 1;
   cset(fd, L_OUTSTANDING, left);
   if (res >= 0) {
-    if (res >= maxFds) {
-      // Our tables end at maxFds (RLIMIT_NOFILE at start); refuse politely.
+    if (cget(fd, C_STATE) == 0 || res >= maxFds) {
+      // Shutting down (the listener is stopped), or beyond our tables
+      // (maxFds is RLIMIT_NOFILE at start): refuse politely.
       submit(OP_CLOSE, res, 0, 0, 0, 0);
     } else {
       ctlAddI32(STAT_ACCEPTED, 1);
@@ -128,6 +129,7 @@ export function listenersResume(): void {
   ctlSetI32(STAT_ACCEPT_PAUSED, 0);
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
+    if (cget(lfd, C_STATE) == 0) continue; // stopped (shutting down)
     const mask = etMode ? EPOLLIN | EPOLLET : EPOLLIN;
     store<i32>(slot(lfd), mask, 12);
     submit(OP_CTL, lfd, EPOLL_CTL_MOD, mask, lfd, <i32>slotGen(lfd));
@@ -137,6 +139,21 @@ export function listenersResume(): void {
 }
 
 export function acceptPaused(): bool { return paused; }
+
+/**
+ * Graceful shutdown: stop accepting. The listeners leave epoll and the core;
+ * their fds stay open (the host owns and closes them), so a client connecting
+ * now waits in the backlog until the host closes the socket, then gets a reset.
+ */
+export function listenersStop(): void {
+  for (let i = 0; i < listenerCount; i++) {
+    const lfd = load<i32>(listeners + <usize>i * 4);
+    if (cget(lfd, C_STATE) == 0) continue;
+    handlerRemove(lfd, false);
+    cset(lfd, C_STATE, 0);
+  }
+  paused = false;
+}
 
 export function listenersInit(): void {
   setFdReleasedHook(listenersResume);

@@ -9,7 +9,7 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
+  OP_STOP, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
   CALL_IO, CALL_TIMER, CALL_TASK, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
@@ -27,17 +27,17 @@ import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose,
   C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_ERROR, CF_EOF,
-  PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane,
+  PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon, CF_CLOSING,
 } from "./conn";
-import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
+import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
 import { logRoundReset, logBegin, logStr, logInt, logEnd } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
   timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
 } from "../timers";
 import { readBufCap } from "./pool";
-import { echoInit, echoOpen, echoRun, echoComplete } from "../proto/echo";
-import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake } from "../proto/http";
+import { echoInit, echoOpen, echoRun, echoComplete, echoDrain } from "../proto/echo";
+import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain } from "../proto/http";
 import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters } from "../http/filecache";
 
 // phases
@@ -173,6 +173,11 @@ function advance(): i32 {
   } else if (phase == PH_FLUSH) {
     if (flushMods()) runConns();
   }
+  // Graceful shutdown: the last connection is gone, tell the host.
+  if (draining && !stopSent && ctlI32(STAT_LIVE_CONNS) == 0 && sqRoom() > 0) {
+    stopSent = true;
+    submit(OP_STOP, -1, 0, 0, 0, 0);
+  }
   if (sqLen == 0) phase = PH_IDLE;
   setCurrentFd(-1);
   publishStats();
@@ -200,6 +205,9 @@ function fireTimers(): bool {
     } else if (kind == TK_ACCEPT_RESUME) {
       timerFree(id);
       listenersResume();
+    } else if (kind == TK_SHUTDOWN) {
+      timerFree(id);
+      closeAllConns(); // the grace period is over
     } else {
       timerFree(id);
     }
@@ -253,6 +261,10 @@ function runConns(): bool {
     if (cget(fd, C_STATE) == 0) continue;
     setCurrentFd(fd);
     if (fd == trapFd) { trapFd = -1; unreachable(); }
+    if (flags(fd) & CF_CLOSING) {
+      if (load<i32>(conn(fd) + C_INFLIGHT) == 0) connClose(fd); // else: after its completion
+      continue;
+    }
     const proto = cget(fd, C_PROTO);
     if (proto == PROTO_LISTENER) listenerRun(fd);
     else if (proto == PROTO_HTTP) httpRun(fd);
@@ -434,3 +446,37 @@ export function checkInvariants(): i32 {
 export function debugConnI32(fd: i32, off: i32): i32 { return validFd(fd) ? load<i32>(conn(fd) + <usize>off) : 0; }
 /** Reads an f64 field of a connection record. */
 export function debugConnF64(fd: i32, off: i32): f64 { return validFd(fd) ? load<f64>(conn(fd) + <usize>off) : 0; }
+
+// ---- graceful shutdown -----------------------------------------------------
+
+const TK_SHUTDOWN: i32 = 4;
+let stopSent = false;
+
+/**
+ * Starts a graceful shutdown (nginx's "graceful quit"): stop accepting, close
+ * idle connections now, let requests in progress finish (HTTP answers them
+ * with `Connection: close`), and after `graceMs` close whatever is left. When
+ * no connection remains the core emits OP_STOP and the host ends the loop.
+ * Returns the number of connections still open.
+ */
+export function beginShutdown(graceMs: f64): i32 {
+  if (!draining) {
+    setDraining();
+    listenersStop();
+    for (let fd = 0; fd < maxFds; fd++) {
+      if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
+      setCurrentFd(fd);
+      if (cget(fd, C_PROTO) == PROTO_HTTP) httpDrain(fd); else echoDrain(fd);
+    }
+    setCurrentFd(-1);
+    timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TK_SHUTDOWN, 0);
+  }
+  return ctlI32(STAT_LIVE_CONNS);
+}
+
+function closeAllConns(): void {
+  for (let fd = 0; fd < maxFds; fd++) {
+    if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
+    connCloseSoon(fd);
+  }
+}
