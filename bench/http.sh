@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# The HTTP static-file benchmark: wasm-reactor (--mode et and lt) against
+# node:http (bench/http-node.mjs, files in memory), nginx and h2o, serving a
+# 1 KiB and a 64 KiB file from a temporary docroot.
+#
+#   node scripts/build.mjs && ./bench/http.sh    # full run: ~8 min on quiet cores
+#   DURATION=5 CASES=50x1k,1000x1k IDLE_CONNS=0 ./bench/http.sh  # quick look
+#
+# Environment (defaults in brackets):
+#   DURATION    seconds per measured wrk run [10]
+#   WARMUP      seconds of 50-connection load before each measurement [2]
+#   CASES       CONNSxFILE list, FILE is 1k or 64k; empty = none
+#               [50x1k,1000x1k,10000x1k,50x64k]
+#   SERVERS     any of et,lt,node,nginx,h2o [all five]
+#   IDLE_CONNS  idle keep-alive connections for the memory figure, 0 = skip [10000]
+#   WRK_TIMEOUT wrk's per-request timeout in seconds [2]
+#   QUIET_WAIT  seconds to wait for both cores to go idle before a run [30]
+#   MAX_OTHER / RETRIES  a run during which other processes took more than
+#               MAX_OTHER% of the server's or wrk's core is repeated up to
+#               RETRIES times, keeping the least disturbed [10 / 2]
+#   SERVER_CPU / CLIENT_CPU  cores for the server and for wrk [0 / 1]
+#   RESULTS     markdown file whose "## HTTP (bench/http)" section is replaced;
+#               empty = print only [bench/RESULTS.md]
+#
+# Method. Every case gets a freshly started server pinned to SERVER_CPU, a
+# warm-up, then one wrk run (-t1, keep-alive, --latency, bench/http-wrk.lua
+# for a parseable summary) pinned to CLIENT_CPU. One wrk thread saturates
+# around the rate a good server reaches on one core, so requests/s alone
+# can hide differences: the script also reads the server's utime+stime
+# (summed over all its processes, e.g. nginx's master and worker) from
+# /proc/PID/stat before and after the run and reports CPU µs per request.
+# For memory it opens IDLE_CONNS keep-alive connections that have each made
+# one request (bench/http-idle.mjs) and reports the RSS growth per connection.
+#
+# System changes (root only; all traffic is on 127.0.0.1 to the servers
+# started here): net.core.somaxconn and net.ipv4.tcp_max_syn_backlog are
+# raised to 65535 so 10k simultaneous connects are not dropped at the listen
+# queue, and net.ipv4.ip_local_port_range is widened only if it holds too few
+# ports. These sysctls are left as set (harmless, and noted in the results);
+# `ulimit -n` is raised to the hard limit for this script and its children.
+# Every process started here is stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CASES=${CASES-50x1k,1000x1k,10000x1k,50x64k}
+SERVERS=${SERVERS:-et,lt,node,nginx,h2o}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+WRK_TIMEOUT=${WRK_TIMEOUT:-2}
+QUIET_WAIT=${QUIET_WAIT:-30}
+MAX_OTHER=${MAX_OTHER:-10}
+RETRIES=${RETRIES:-2}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+RESULTS=${RESULTS-$HERE/RESULTS.md}
+COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS IDLE_CONNS=$IDLE_CONNS"
+COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER RETRIES=$RETRIES ./bench/http.sh"
+
+log() { printf '[http.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install -y wrk)"
+[[ -x /usr/bin/time ]] || die "GNU time is not installed (apt-get install -y time)"
+[[ -f $REPO/dist/cli.js ]] || die "dist/cli.js is missing: run node scripts/build.mjs first"
+
+# ---- peers that are not installed are skipped, and the skip is reported ----
+NOTES=()
+servers=()
+for s in ${SERVERS//,/ }; do
+  case $s in
+    et|lt|node) servers+=("$s") ;;
+    nginx|h2o)
+      if command -v "$s" >/dev/null; then servers+=("$s")
+      else log "$s is not installed: skipped"; NOTES+=("$s was not installed and was skipped."); fi ;;
+    *) die "unknown server '$s' (et, lt, node, nginx, h2o)" ;;
+  esac
+done
+
+TMP=$(mktemp -d /tmp/wasm-reactor-http.XXXXXX)
+chmod 755 "$TMP"
+ROOT=$TMP/root
+mkdir -p "$ROOT" "$TMP/out"
+head -c 1024 /dev/urandom >"$ROOT/1k.bin"
+head -c 65536 /dev/urandom >"$ROOT/64k.bin"
+# Others may rebuild dist/ and build/ while this runs: serve from a snapshot
+# taken now, so every case measures the same build.
+SNAP=$TMP/wasm-reactor
+mkdir -p "$SNAP/bin" "$SNAP/dist" "$SNAP/build"
+cp "$REPO/bin/wasm-reactor.js" "$SNAP/bin/"
+cp "$REPO/dist/cli.js" "$REPO/dist/worker-entry.js" "$SNAP/dist/"
+cp "$REPO/build/core.wasm" "$SNAP/build/"
+ln -s "$REPO/node_modules" "$SNAP/node_modules"
+cp "$REPO/package.json" "$SNAP/"
+BUILD_INFO="commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git -C "$REPO" status --porcelain -- assembly host 2>/dev/null) ]]; then
+  BUILD_INFO+=" + uncommitted changes in assembly/ or host/"
+fi
+BUILD_INFO+="; build/core.wasm of $(date -u -r "$REPO/build/core.wasm" '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$SNAP/build/core.wasm" | cut -c1-12)"
+
+RUNS=$TMP/runs.tsv
+IDLE=$TMP/idle.tsv
+META=$TMP/meta.txt
+: >"$RUNS"; : >"$IDLE"
+
+# ---- cleanup: every process started here, and only those ----
+SPID=""      # the current server
+CPID=""      # the current client (wrk or the idle-connection holder)
+stop_server() {
+  [[ -n $SPID ]] || return 0
+  local pids p
+  pids=$(server_pids)
+  if kill -0 "$SPID" 2>/dev/null; then
+    kill -TERM "$SPID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # whatever is left of it (e.g. an nginx worker whose master hung)
+  for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+  wait "$SPID" 2>/dev/null || true
+  SPID=""
+}
+cleanup() {
+  if [[ -n $CPID ]]; then
+    pkill -TERM -P "$CPID" 2>/dev/null || true # wrk under /usr/bin/time
+    kill -TERM "$CPID" 2>/dev/null || true
+    wait "$CPID" 2>/dev/null || true
+  fi
+  stop_server
+  if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- limits and sysctls ----
+ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+max_conns=0
+for c in ${CASES//,/ } "${IDLE_CONNS}x"; do
+  n=${c%%x*}
+  if (( n > max_conns )); then max_conns=$n; fi
+done
+if (( NOFILE < max_conns + 100 )); then log "warning: open-file limit $NOFILE is low for $max_conns connections"; fi
+sysctl_changes=()
+raise_sysctl() { # name minimum
+  local cur; cur=$(sysctl -n "$1")
+  if (( cur < $2 )); then
+    sysctl -qw "$1=$2" && sysctl_changes+=("$1 $cur → $2") || log "could not set $1"
+  else
+    sysctl_changes+=("$1 = $cur (unchanged)")
+  fi
+}
+if [[ $(id -u) == 0 ]]; then
+  raise_sysctl net.core.somaxconn 65535
+  raise_sysctl net.ipv4.tcp_max_syn_backlog 65535
+  read -r lo hi < <(sysctl -n net.ipv4.ip_local_port_range)
+  # Each run's connections linger in TIME_WAIT on the client side; loopback
+  # may reuse them (tcp_tw_reuse=2), but keep room for two runs' worth.
+  if (( hi - lo + 1 < 2 * max_conns + 2000 )); then
+    sysctl -qw net.ipv4.ip_local_port_range="16384 65535"
+    sysctl_changes+=("net.ipv4.ip_local_port_range $lo-$hi → 16384-65535")
+  else
+    sysctl_changes+=("net.ipv4.ip_local_port_range = $lo-$hi (unchanged, enough)")
+  fi
+else
+  log "not root: sysctls unchanged (10k connects may overflow the listen queue)"
+  sysctl_changes+=("none (not run as root)")
+fi
+
+# ---- servers ----
+free_port() {
+  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+}
+
+# Starts server $1 on port $2 pinned to SERVER_CPU; sets SPID.
+start_server() {
+  local name=$1 port=$2 out=$TMP/out/$1.server.log
+  case $name in
+    et|lt)
+      taskset -c "$SERVER_CPU" node "$SNAP/bin/wasm-reactor.js" serve --root "$ROOT" --port "$port" \
+        --mode "$name" --idle-timeout 0 >"$out" 2>&1 & ;;
+    node)
+      taskset -c "$SERVER_CPU" node "$HERE/http-node.mjs" --root "$ROOT" --port "$port" >"$out" 2>&1 & ;;
+    nginx)
+      sed -e "s|@PREFIX@|$TMP|g; s|@ROOT@|$ROOT|g; s|@PORT@|$port|g; s|@NOFILE@|$NOFILE|g" \
+        "$HERE/http-peers/nginx.conf" >"$TMP/nginx.conf"
+      taskset -c "$SERVER_CPU" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/nginx-error.log" \
+        -g 'daemon off;' >"$out" 2>&1 & ;;
+    h2o)
+      sed -e "s|@PREFIX@|$TMP|g; s|@ROOT@|$ROOT|g; s|@PORT@|$port|g" \
+        "$HERE/http-peers/h2o.conf" >"$TMP/h2o.conf"
+      taskset -c "$SERVER_CPU" h2o -c "$TMP/h2o.conf" >"$out" 2>&1 & ;;
+  esac
+  SPID=$! # taskset execs the server, so this is the server's own pid
+  for _ in $(seq 100); do
+    if curl -sf -o /dev/null "http://127.0.0.1:$port/1k.bin"; then return 0; fi
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$out" >&2
+  die "$name did not start on port $port"
+}
+
+# The server's processes: SPID and its descendants (nginx's worker, h2o's helper).
+server_pids() {
+  local pids=("$SPID") i=0 kids
+  while (( i < ${#pids[@]} )); do
+    kids=$(pgrep -P "${pids[i]}" || true)
+    [[ -n $kids ]] && pids+=($kids)
+    i=$((i + 1))
+  done
+  echo "${pids[@]}"
+}
+# utime+stime in clock ticks, summed over the server's processes. The comm
+# field may contain spaces: cut everything up to the last ')'.
+cpu_ticks() {
+  local sum=0 p rest
+  for p in $(server_pids); do
+    rest=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $rest
+    sum=$((sum + ${12} + ${13}))
+  done
+  echo "$sum"
+}
+rss_kb() {
+  local sum=0 p v
+  for p in $(server_pids); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
+# Resident kB of a WebAssembly linear memory in process $1: V8 maps it as an
+# rw-p region directly followed by its multi-GiB guard reservation (---p).
+# For wasm-reactor this separates the core's own per-connection memory from
+# the rest of the process (V8's heap, which GC may grow or shrink meanwhile).
+wasm_rss_kb() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { n++; perm[n] = $2 } /^Size:/ { size[n] = $2 } /^Rss:/ { rss[n] = $2 }
+       END { for (i = 1; i < n; i++) if (perm[i] == "rw-p" && perm[i + 1] == "---p" && size[i + 1] > 4194304) { print rss[i]; exit } }' \
+    "/proc/$1/smaps" 2>/dev/null || true
+}
+
+# Kernel counters of refused or degraded connects (listen queue full, SYN
+# queue full), summed: a connect storm the server does not absorb shows here.
+listen_drops() {
+  awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) name[i] = $i; h = 1; next }
+         for (i = 2; i <= NF; i++) if (name[i] ~ /^(ListenOverflows|ListenDrops|TCPReqQFullDoCookies|TCPReqQFullDrop)$/) n += $i
+         print n; exit }' /proc/net/netstat
+}
+
+# wrk under GNU time, which writes wrk's user and system seconds to OUT.time.
+run_wrk() { # conns seconds path out
+  taskset -c "$CLIENT_CPU" /usr/bin/time -f '%U %S' -o "$4.time" \
+    wrk -t1 -c"$1" -d"$2"s --timeout "${WRK_TIMEOUT}s" --latency \
+    -s "$HERE/http-wrk.lua" "http://127.0.0.1:$PORT$3" >"$4" 2>&1 &
+  CPID=$!
+  wait "$CPID" || true
+  CPID=""
+}
+
+# Busy ticks of one CPU: user+nice+system+steal from /proc/stat. Interrupt
+# and softirq time are left out: loopback traffic puts the server's own
+# packet handling there, and it is not someone else's load.
+cpu_busy() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $9 }' /proc/stat
+}
+# The machine may be shared: before a measurement, wait up to QUIET_WAIT
+# seconds for both cores to be nearly idle, so a run does not start in the
+# middle of someone else's burst. (What still lands on the server's core
+# during the run is measured and reported as "other".)
+quiet_wait() {
+  local i a0 b0 a1 b1
+  for ((i = 0; i < QUIET_WAIT * 2; i++)); do
+    a0=$(cpu_busy "$SERVER_CPU"); b0=$(cpu_busy "$CLIENT_CPU")
+    sleep 0.5
+    a1=$(cpu_busy "$SERVER_CPU"); b1=$(cpu_busy "$CLIENT_CPU")
+    # 0.5 s is CLK_TCK/2 ticks; "quiet" = under 10% busy on each core
+    if (( (a1 - a0) * 20 < CLK_TCK && (b1 - b0) * 20 < CLK_TCK )); then return 0; fi
+  done
+  log "cores not quiet after ${QUIET_WAIT}s: measuring anyway"
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# ---- throughput, latency and CPU per request ----
+# One measurement of server $1 in case $2 (a fresh server); appends its row
+# to $RUNS.tmp and sets OTHER_PCT, the largest share of the server's or the
+# client's core that other processes took during the run.
+measure() {
+  local s=$1 kase=$2 conns=${2%%x*} file=/${2#*x}.bin out=$TMP/out/$1.$2.wrk
+  local t0 t1 c0 c1 k0 k1 d0 d1 other other_client wrk_ticks alive line rps kv
+  PORT=$(free_port)
+  start_server "$s" "$PORT"
+  run_wrk 50 "$WARMUP" "$file" "$TMP/out/$s.$kase.warmup"
+  quiet_wait
+  t0=$(cpu_ticks); c0=$(cpu_busy "$SERVER_CPU"); k0=$(cpu_busy "$CLIENT_CPU"); d0=$(listen_drops)
+  run_wrk "$conns" "$DURATION" "$file" "$out"
+  t1=$(cpu_ticks); c1=$(cpu_busy "$SERVER_CPU"); k1=$(cpu_busy "$CLIENT_CPU"); d1=$(listen_drops)
+  wrk_ticks=$(awk -v hz="$CLK_TCK" '{ printf "%.0f", ($1 + $2) * hz }' "$out.time" 2>/dev/null || echo 0)
+  other=$(( c1 - c0 - (t1 - t0) )); (( other >= 0 )) || other=0
+  other_client=$(( k1 - k0 - wrk_ticks )); (( other_client >= 0 )) || other_client=0
+  alive=1; kill -0 "$SPID" 2>/dev/null || alive=0
+  line=$(grep '^WRK ' "$out" || true)
+  if [[ -z $line ]]; then
+    log "$s $kase: wrk printed no summary:"; cat "$out" >&2
+    line="WRK requests=0 duration_us=1 p50_us=0 p99_us=0 connect=0 read=0 write=0 timeout=0 status=0"
+  fi
+  local -A w=()
+  for kv in ${line#WRK }; do w[${kv%%=*}]=${kv#*=}; done
+  rps=$(awk -v n="${w[requests]}" -v d="${w[duration_us]}" 'BEGIN { printf "%.0f", n * 1e6 / d }')
+  local pct_server=$(( other * 100 * 1000000 / (CLK_TCK * w[duration_us]) ))
+  local pct_client=$(( other_client * 100 * 1000000 / (CLK_TCK * w[duration_us]) ))
+  OTHER_PCT=$(( pct_server > pct_client ? pct_server : pct_client ))
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$kase" "$rps" \
+    "${w[requests]}" "${w[duration_us]}" "${w[p50_us]}" "${w[p99_us]}" "${w[connect]}" "${w[read]}" \
+    "${w[write]}" "${w[timeout]}" "${w[status]}" "$((t1 - t0))" "$CLK_TCK" "$alive" "$other" "$((d1 - d0))" \
+    "$wrk_ticks" "$other_client" >"$RUNS.tmp"
+  log "$(printf '%-6s %-9s %8s req/s  p50 %6sµs  p99 %8sµs  errors c%s r%s w%s t%s s%s  listen drops %s  ticks server %s wrk %s  other %s%%/%s%%%s' \
+    "$s" "$kase" "$rps" "${w[p50_us]}" "${w[p99_us]}" "${w[connect]}" "${w[read]}" "${w[write]}" \
+    "${w[timeout]}" "${w[status]}" "$((d1 - d0))" "$((t1 - t0))" "$wrk_ticks" "$pct_server" "$pct_client" \
+    "$( ((alive)) || echo ', SERVER DIED')")"
+  ((alive)) || tail -20 "$TMP/out/$s.server.log" >&2
+  stop_server
+}
+
+for kase in ${CASES//,/ }; do
+  [[ -f $ROOT/${kase#*x}.bin ]] || die "case $kase: no file /${kase#*x}.bin (use 1k or 64k)"
+  for s in "${servers[@]}"; do
+    # A run that other processes disturbed (over MAX_OTHER% of the server's or
+    # wrk's core) is repeated, up to RETRIES times; the least disturbed counts.
+    best=""; best_pct=101
+    for ((attempt = 0; attempt <= RETRIES; attempt++)); do
+      measure "$s" "$kase"
+      if (( OTHER_PCT < best_pct )); then best=$(cat "$RUNS.tmp"); best_pct=$OTHER_PCT; fi
+      (( OTHER_PCT > MAX_OTHER )) || break
+      if (( attempt < RETRIES )); then log "disturbed (other processes took ${OTHER_PCT}% of a core): again"; fi
+    done
+    printf '%s\n' "$best" >>"$RUNS"
+  done
+done
+
+# ---- memory per idle keep-alive connection ----
+if (( IDLE_CONNS > 0 )); then
+  for s in "${servers[@]}"; do
+    PORT=$(free_port)
+    start_server "$s" "$PORT"
+    run_wrk 50 "$WARMUP" /1k.bin "$TMP/out/$s.idle.warmup"
+    quiet_wait
+    before=$(rss_kb); wasm_before=""
+    [[ $s == et || $s == lt ]] && wasm_before=$(wasm_rss_kb "$SPID")
+    out=$TMP/out/$s.idle.client
+    taskset -c "$CLIENT_CPU" node "$HERE/http-idle.mjs" --port "$PORT" --conns "$IDLE_CONNS" >"$out" 2>&1 &
+    CPID=$!
+    for _ in $(seq 1200); do grep -q '^ready' "$out" && break; kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
+    sleep 2
+    after=$(rss_kb); wasm_after=""
+    [[ $s == et || $s == lt ]] && wasm_after=$(wasm_rss_kb "$SPID")
+    kill -TERM "$CPID" 2>/dev/null || true
+    wait "$CPID" 2>/dev/null || true
+    CPID=""
+    ready=$(grep '^ready' "$out" || echo "ready open=0 failed=$IDLE_CONNS")
+    open=$(sed -n 's/.*open=\([0-9]*\).*/\1/p' <<<"$ready")
+    failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$ready")
+    still=$(sed -n 's/.*still_open=\([0-9]*\).*/\1/p' "$out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$IDLE_CONNS" "$open" "$failed" "$before" "$after" "${still:-0}" \
+      "$wasm_before" "$wasm_after" >>"$IDLE"
+    log "$(printf '%-6s idle: %s open, %s failed, RSS %s kB -> %s kB%s' "$s" "$open" "$failed" "$before" "$after" \
+      "${wasm_before:+ (wasm memory $wasm_before kB -> $wasm_after kB)}")"
+    stop_server
+  done
+fi
+
+# ---- report ----
+cpu_model=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+versions="Node $(node -v), wrk $( (wrk -v 2>&1 || true) | sed -n "s/^wrk \([^ ]*\).*/\1/p" | head -1)"
+command -v nginx >/dev/null && versions+=", $(nginx -v 2>&1 | sed 's/.*version: //')"
+command -v h2o >/dev/null && versions+=", h2o $(h2o --version | sed -n 's/^h2o version //p')"
+{
+  printf 'command\t%s\n' "$COMMAND"
+  printf 'date\t%s\n' "$START_DATE"
+  printf 'build\t%s\n' "$BUILD_INFO"
+  printf 'machine\t%s cores (%s), %s, Linux %s, TCP congestion control %s; %s; shared with other work during the run\n' \
+    "$(nproc)" "$cpu_model" "$(free -g | awk '/^Mem:/ {print $2 " GiB RAM"}')" "$(uname -r)" \
+    "$(sysctl -n net.ipv4.tcp_congestion_control)" "$versions"
+  printf 'sysctl\t%s; ulimit -n %s\n' "$(IFS=';'; echo "${sysctl_changes[*]}" | sed 's/;/; /g')" "$NOFILE"
+  printf 'load\t%s / %s\n' "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  if ((${#NOTES[@]})); then printf 'note\t%s\n' "$(IFS=' '; echo "${NOTES[*]}")"; fi
+} >"$META"
+
+args=(--runs "$RUNS" --idle "$IDLE" --meta "$META")
+[[ -n $RESULTS ]] && args+=(--write "$RESULTS")
+echo
+node "$HERE/http-report.mjs" "${args[@]}"
+[[ -n $RESULTS ]] && log "wrote the HTTP section of $RESULTS"
+exit 0
