@@ -116,7 +116,10 @@ export const OP_OPEN = 10;     // open file a0 (NUL-terminated path, relative to
 export const OP_LOG = 11;      // log a1 bytes at a0 with level a2 (LOG_*) -> 0
 export const OP_STOP = 12;     // stop the loop (shutdown finished) -> 0
 export const OP_PREAD = 13;    // pread(fd, mem+a0, a1, offset a2) -> bytes; a3 is the core's (file-cache entry)
-export const OP_COUNT = 14;
+export const OP_SEND = 14;     // send(fd, mem+a0, a1, flags a2) -> bytes (a head with MSG_MORE before sendfile)
+export const OP_COUNT = 15;
+
+export const MSG_MORE = 0x8000;
 
 export const CALL_IO = 1;      // a1 = handler id, a2 = REACTOR_* events, fd
 export const CALL_TIMER = 2;   // a1 = timer id

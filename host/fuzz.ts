@@ -372,13 +372,14 @@ class Iteration {
         return k;
       }
       case abi.OP_WRITE:
+      case abi.OP_SEND:
       case abi.OP_WRITEV: {
         const s = this.sock(fd, "write");
         if (r.chance(0.01)) return -abi.ECONNRESET;
         const segs: [number, number][] = [];
         c.refresh();
         const dv = new DataView(c.u8.buffer);
-        if (op === abi.OP_WRITE) segs.push([a[0], a[1]]);
+        if (op === abi.OP_WRITE || op === abi.OP_SEND) segs.push([a[0], a[1]]);
         else for (let i = 0; i < a[1]; i++) segs.push([Number(dv.getBigUint64(a[0] + i * 16, true)), Number(dv.getBigUint64(a[0] + i * 16 + 8, true))]);
         const total = segs.reduce((t, [, l]) => t + l, 0);
         const take = r.chance(0.6) ? total : r.chance(0.5) ? 0 : r.int(total + 1);

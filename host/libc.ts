@@ -28,6 +28,7 @@ export const libc = {
   read: lib.func("int read(int, intptr, size_t)"),
   readv: lib.func("int readv(int, intptr, int)"),
   write: lib.func("int write(int, intptr, size_t)"),
+  send: lib.func("int send(int, intptr, size_t, int)"),
   writev: lib.func("int writev(int, intptr, int)"),
   sendfile: lib.func("int sendfile(int, int, intptr, size_t)"),
   pread: lib.func("int pread(int, intptr, size_t, int64)"),

@@ -179,6 +179,7 @@ export class Loop {
       switch (op) {
         case abi.OP_READ: r = libc.read(fd, base + a0, a1); break;
         case abi.OP_WRITE: r = libc.write(fd, base + a0, a1); break;
+        case abi.OP_SEND: r = libc.send(fd, base + a0, a1, a2); break;
         case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
         case abi.OP_ACCEPT: r = libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
         case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;

@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import { readFileSync } from "node:fs";
 import {
   libc, check, AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_REUSEADDR,
-  SO_REUSEPORT, SO_SNDBUF, IPPROTO_TCP, TCP_DEFER_ACCEPT, IPPROTO_IPV6, IPV6_V6ONLY, SysError, errno,
+  SO_REUSEPORT, SO_SNDBUF, IPPROTO_TCP, TCP_NODELAY, TCP_DEFER_ACCEPT, IPPROTO_IPV6, IPV6_V6ONLY, SysError, errno,
 } from "./libc.ts";
 
 export interface ListenOptions {
@@ -69,6 +69,9 @@ export function listenTcp(opts: ListenOptions = {}): Listener {
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (opts.reusePort) setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     if (family === AF_INET6) setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    // Accepted sockets inherit TCP_NODELAY from the listener: responses are
+    // written whole (or corked with MSG_MORE), so Nagle could only add delay.
+    setInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     if (opts.deferAccept) setInt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, opts.deferAccept);
     if (opts.sendBuffer) setInt(fd, SOL_SOCKET, SO_SNDBUF, opts.sendBuffer);
     if (libc.bind(fd, addr, addr.length) < 0) throw new SysError(`bind ${host}:${opts.port ?? 0}`, errno());

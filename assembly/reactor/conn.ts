@@ -11,7 +11,7 @@
 // submission queue has room. Nothing here performs I/O: "run" means "emit the
 // next request".
 import {
-  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SHUTDOWN, EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET,
+  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SHUTDOWN, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET,
   EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET,
 } from "../abi";
@@ -315,12 +315,18 @@ export function outStep(fd: i32): void {
       iov(c, n++, <usize>load<i32>(c + C_BODY_PTR), left); total += left;
     }
     store<i32>(c + C_IOV, total);
-    if (n == 1) {
+    if (n == 1 && bodyKind == BODY_FILE) {
+      // A head before a sendfile body: MSG_MORE holds the partial segment so
+      // head and body share packets (TCP_NODELAY is on: nothing else would).
+      submit(OP_SEND, fd, <i32>(ring + <usize>head), first, MSG_MORE, 0);
+      store<i32>(c + C_INFLIGHT, OP_SEND);
+    } else if (n == 1) {
       submit(OP_WRITE, fd, <i32>(ring + <usize>head), first, 0, 0);
+      store<i32>(c + C_INFLIGHT, OP_WRITE);
     } else {
       submit(OP_WRITEV, fd, <i32>(c + C_IOVECS), n, 0, 0);
+      store<i32>(c + C_INFLIGHT, OP_WRITEV);
     }
-    store<i32>(c + C_INFLIGHT, n == 1 ? OP_WRITE : OP_WRITEV);
   } else if (bodyKind == BODY_MEMORY) {
     const left = <i32>load<f64>(c + C_BODY_LEFT);
     store<i32>(c + C_IOV, left);

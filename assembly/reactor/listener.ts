@@ -94,9 +94,11 @@ export function listenerAccepted(fd: i32, res: i32): void {
   }
   if (left == 0 && !paused) {
     // The whole batch returned connections: there are probably more. ET must
-    // drain to EAGAIN; LT would be told again, but asking now saves a poll.
+    // drain to EAGAIN now. LT is told again by the next poll if any are still
+    // waiting, so it stops here: no accept4 that would only return EAGAIN
+    // when connections arrive one at a time (the batch still doubles).
     if (flags(fd) & CF_READABLE) {
-      enqueue(fd);
+      if (etMode) enqueue(fd); else clearFlag(fd, CF_READABLE);
     }
   }
 }

@@ -277,7 +277,7 @@ export class FakeHost {
   model({ op, fd, a0, a1, a2 }) {
     switch (op) {
       case abi.OP_READ: return this.read(fd, a0, a1);
-      case abi.OP_WRITE: return this.write(fd, [[a0, a1]]);
+      case abi.OP_WRITE: case abi.OP_SEND: return this.write(fd, [[a0, a1]]);
       case abi.OP_WRITEV: return this.write(fd, this.iovecs(a0, a1));
       case abi.OP_ACCEPT: { const q = this.accepts.get(fd); return q?.length ? q.shift() : -abi.EAGAIN; }
       case abi.OP_CALL: return this.call(a0, a1, fd, a2);
