@@ -87,20 +87,17 @@ export function listenerAccepted(fd: i32, res: i32): void {
     pause(-res);
   }
   // ECONNABORTED, EPROTO, EINTR...: that connection is gone; carry on.
-  if (left == 0) {
-    const clean = cget(fd, L_CLEAN);
-    const issued = max(1, cget(fd, L_BATCH));
-    cset(fd, L_BATCH, clean >= issued ? min(issued * 2, ACCEPT_BATCH) : max(1, clean));
-  }
-  if (left == 0 && !paused) {
-    // The whole batch returned connections: there are probably more. ET must
-    // drain to EAGAIN now. LT is told again by the next poll if any are still
-    // waiting, so it stops here: no accept4 that would only return EAGAIN
-    // when connections arrive one at a time (the batch still doubles).
-    if (flags(fd) & CF_READABLE) {
-      if (etMode) enqueue(fd); else clearFlag(fd, CF_READABLE);
-    }
-  }
+  if (left != 0) return;
+  const clean = cget(fd, L_CLEAN);
+  const issued = max(1, cget(fd, L_BATCH));
+  cset(fd, L_BATCH, clean >= issued ? min(issued * 2, ACCEPT_BATCH) : max(1, clean));
+  if (paused || !(flags(fd) & CF_READABLE)) return;
+  // The whole batch returned connections: there are probably more. ET must
+  // drain to EAGAIN now. LT goes on at once only in a burst (a full batch of
+  // several): a lone connection's accept is not followed by one that can
+  // only return EAGAIN; the next poll reports the listener again if needed.
+  if (etMode || (clean >= issued && issued > 1)) enqueue(fd);
+  else clearFlag(fd, CF_READABLE);
 }
 
 function pause(err: i32): void {
