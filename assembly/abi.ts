@@ -34,7 +34,7 @@ export const CTL_SQ_CAP = 24;          // capacity, in entries
 export const CTL_CQ = 28;              // address of the completion queue
 export const CTL_SCRATCH = 32;         // address of a host scratch area (SCRATCH_SIZE bytes)
 export const CTL_CURRENT_FD = 36;      // fd the core is working on (-1: none); read after a trap
-export const CTL_FLAGS = 40;           // CTLF_* bits, written by the core
+                                       // 40: reserved
 export const CTL_MEM_BASE = 48;        // u64: absolute address of linear memory (host writes; for iovecs)
 export const CTL_NOW = 56;             // f64: monotonic loop time in ms (host writes each tick)
 export const CTL_WALL = 64;            // f64: wall-clock time in ms since the epoch (host writes)
@@ -71,9 +71,6 @@ export const STAT_TRAPS = 192;         // traps contained by recover()
 
 export const ABI_VERSION = 1;
 export const SCRATCH_SIZE = 4096;
-
-// CTL_FLAGS bits
-export const CTLF_STOP = 1;            // the core asks the host to stop the loop
 
 // modes and protocols
 export const MODE_LT = 0;

@@ -66,7 +66,6 @@ export interface CoreExports {
   timerStop(id: number): number;
   defer(id: number): number;
   listen(fd: number, proto: number): number;
-  idle(): number;
   debugTrapFd(fd: number): void;
   timerIsLive(id: number): number;
   checkInvariants(): number;

@@ -38,7 +38,6 @@ export const libc = {
   readBuf: lib.func("int read(int, _Out_ void *, size_t)"),
   writeBuf: lib.func("int write(int, void *, size_t)"),
   open: lib.func("int open(str, int, int)"),
-  statx: lib.func("int statx(int, intptr, int, uint32, intptr)"),
   statxBuf: lib.func("int statx(int, str, int, uint32, _Out_ void *)"),
   syscall: lib.func("long syscall(long, ...)"),
   sigemptyset: lib.func("int sigemptyset(_Out_ void *)"),

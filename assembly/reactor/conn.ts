@@ -50,10 +50,8 @@ export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN
 export const CF_QUEUED: i32 = 4;        // in the run queue
 export const CF_OUT_ARMED: i32 = 8;     // EPOLLOUT is in the kernel's interest set
 export const CF_EOF: i32 = 16;          // peer finished sending (read returned 0 / RDHUP)
-export const CF_CLOSE_AFTER: i32 = 32;  // close once the output is flushed
 export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
-export const CF_ERROR: i32 = 256;       // socket error: close without flushing
 
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;

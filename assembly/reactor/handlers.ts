@@ -174,8 +174,6 @@ export function handlerRemove(fd: i32, closing: bool): i32 {
   return 0;
 }
 
-export function modsPending(): i32 { return modLen; }
-
 /** Cancels every queued change for fd (they become no-ops in place). */
 function purgeMods(fd: i32): void {
   for (let i = 0; i < modLen; i++) {

@@ -137,8 +137,6 @@ export function listenersResume(): void {
   }
 }
 
-export function acceptPaused(): bool { return paused; }
-
 /**
  * Graceful shutdown: stop accepting. The listeners leave epoll and the core;
  * their fds stay open (the host owns and closes them), so a client connecting
@@ -158,5 +156,3 @@ export function listenersInit(): void {
   setFdReleasedHook(listenersResume);
 }
 
-export function listenerFds(): usize { return listeners; }
-export function listenerCountGet(): i32 { return listenerCount; }

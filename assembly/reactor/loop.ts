@@ -26,7 +26,7 @@ import {
 import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_ERROR, CF_EOF,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_EOF,
   PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon, CF_CLOSING,
 } from "./conn";
 import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
@@ -396,10 +396,6 @@ export function defer(id: i32): bool { return taskPush(id); }
 /** A listening socket of a built-in protocol (PROTO_ECHO, PROTO_HTTP). */
 export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto); }
 
-/** True when nothing at all is left for the loop to do. */
-export function idle(): bool {
-  return runQueueEmpty() && tasksPending() == 0 && timerCount() == 0 && ctlI32(STAT_LIVE_CONNS) == 0;
-}
 
 // ---- invariants (fuzzer, replay --check) ---------------------------------
 
