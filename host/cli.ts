@@ -38,6 +38,10 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { ...common.mode, def: "et" },
       "header-timeout": { kind: "int", help: "time allowed to send a complete header block (ms)", def: 60000 },
       "access-log": { kind: "bool", help: "log one line per request to stderr" },
+      "max-request-line": { kind: "int", help: "longest request line (bytes; longer: 414)", def: 8192 },
+      "max-header-size": { kind: "int", help: "largest header block (bytes; larger: 431)", def: 16384 },
+      "max-headers": { kind: "int", help: "most header fields (more: 431)", def: 100 },
+      "max-body": { kind: "int", help: "largest request body read and discarded (bytes; larger: 413)", def: 1048576 },
     },
   },
   replay: {
@@ -104,6 +108,10 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       const v = Number(value);
       if (name === "port" && v > 65535) throw new UsageError(`--port must be 0..65535, got ${v}`);
       if (name === "workers" && (v < 1 || v > 64)) throw new UsageError(`--workers must be 1..64, got ${v}`);
+      if ((name === "max-request-line" || name === "max-header-size") && (v < 64 || v > 24576)) {
+        throw new UsageError(`--${name} must be 64..24576 (the head must fit a 32 KiB receive buffer), got ${v}`);
+      }
+      if (name === "max-headers" && v < 1) throw new UsageError(`--max-headers must be at least 1, got ${v}`);
       if (v > 2 ** 31 - 1) throw new UsageError(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
@@ -207,6 +215,10 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]),
+    ...(cmd === "serve" ? {
+      maxLine: o["max-request-line"] as number, maxHeader: o["max-header-size"] as number,
+      maxHeaders: o["max-headers"] as number, maxBody: o["max-body"] as number,
+    } : {}),
     record: o.record === undefined ? undefined : resolve(String(o.record)),
   };
   if (cmd === "serve") {

@@ -17,6 +17,24 @@ test("serve prints its listening line and answers", async () => {
   assert.is(await s.stop(), 0, "SIGTERM: clean exit 0");
 });
 
+test("the request limits are flags: --max-headers, --max-request-line, --max-body; out-of-range values exit 2", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--max-headers", "3", "--max-request-line", "100", "--max-body", "10"]);
+  servers.push(s);
+  const h3 = await fetchOne(s.port, "/a.txt", { headers: ["A: 1", "B: 2"] }); // Host + 2 = 3 fields
+  assert.is(h3.status, 200);
+  const h4 = await fetchOne(s.port, "/a.txt", { headers: ["A: 1", "B: 2", "C: 3"] });
+  assert.is(h4.status, 431);
+  assert.is((await fetchOne(s.port, `/${"a".repeat(120)}`)).status, 414);
+  const { responses: [big], conn } = await exchange(s.port, "GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world");
+  conn.close();
+  assert.is(big.status, 413);
+  await s.stop();
+  for (const bad of [["--max-header-size", "99999"], ["--max-request-line", "10"], ["--max-headers", "0"]]) {
+    const r = await runCli(["serve", "--root", root, ...bad]);
+    assert.is(r.code, 2, `${bad.join(" ")}: ${r.stderr}`);
+  }
+});
+
 test("--access-log: one line per response, with the request line, status and bytes", async () => {
   const s = await spawnServer(["serve", "--root", root, "--port", "0", "--access-log"]);
   servers.push(s);
