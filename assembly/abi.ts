@@ -52,6 +52,7 @@ export const CFG_MAX_BODY = 108;       // request body limit (413)
 export const CFG_MAX_EVENTS = 112;     // epoll_wait maxevents
 export const CFG_ACCESS_LOG = 116;     // 1: emit OP_LOG access lines
 export const CFG_READ_BUF = 120;       // size of one receive buffer (bytes)
+export const CFG_LISTING = 124;        // 1: list directories that have no index.html
 // counters, written by the core (u32 unless noted); observability
 export const STAT_ACCEPTED = 128;
 export const STAT_CLOSED = 132;
@@ -114,7 +115,9 @@ export const OP_LOG = 11;      // log a1 bytes at a0 with level a2 (LOG_*) -> 0
 export const OP_STOP = 12;     // stop the loop (shutdown finished) -> 0
 export const OP_PREAD = 13;    // pread(fd, mem+a0, a1, offset a2) -> bytes; a3 is the core's (file-cache entry)
 export const OP_SEND = 14;     // send(fd, mem+a0, a1, flags a2) -> bytes (a head with MSG_MORE before sendfile)
-export const OP_COUNT = 15;
+export const OP_LIST = 15;     // list directory: mem+a0 holds its NUL-terminated path (length a2, relative to the
+                               // docroot); the host writes an HTML listing there, at most a1 bytes -> length
+export const OP_COUNT = 16;
 
 export const MSG_MORE = 0x8000;
 

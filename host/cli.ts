@@ -38,6 +38,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { ...common.mode, def: "et" },
       "header-timeout": { kind: "int", help: "time allowed to send a complete header block (ms)", def: 60000 },
       "access-log": { kind: "bool", help: "log one line per request to stderr" },
+      listing: { kind: "bool", help: "list directories that have no index.html (off: 404)" },
       "max-request-line": { kind: "int", help: "longest request line (bytes; longer: 414)", def: 8192 },
       "max-header-size": { kind: "int", help: "largest header block (bytes; larger: 431)", def: 16384 },
       "max-headers": { kind: "int", help: "most header fields (more: 431)", def: 100 },
@@ -216,6 +217,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]),
     ...(cmd === "serve" ? {
+      listing: Boolean(o.listing),
       maxLine: o["max-request-line"] as number, maxHeader: o["max-header-size"] as number,
       maxHeaders: o["max-headers"] as number, maxBody: o["max-body"] as number,
     } : {}),

@@ -30,6 +30,8 @@ export interface CoreConfig {
   maxEvents: number;
   accessLog: boolean;
   readBuf: number;
+  /** HTTP: list directories that have no index.html. */
+  listing: boolean;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -45,6 +47,7 @@ export const defaultCoreConfig: CoreConfig = {
   maxEvents: 1024,
   accessLog: false,
   readBuf: 32 * 1024,
+  listing: false,
 };
 
 /** The core's exports, as the host uses them. */
@@ -132,6 +135,7 @@ export class Core {
     i[c + (abi.CFG_MAX_EVENTS >> 2)] = config.maxEvents;
     i[c + (abi.CFG_ACCESS_LOG >> 2)] = config.accessLog ? 1 : 0;
     i[c + (abi.CFG_READ_BUF >> 2)] = config.readBuf;
+    i[c + (abi.CFG_LISTING >> 2)] = config.listing ? 1 : 0;
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;

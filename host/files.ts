@@ -9,6 +9,7 @@
 // result with the open fd.
 import { createRequire } from "node:module";
 import { extname } from "node:path";
+import { readdirSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import type { FileOpener } from "./loop.ts";
@@ -49,6 +50,7 @@ export class FileServer implements FileOpener {
   private readonly mime = buildMimeTable();
   private readonly how = Buffer.alloc(24);
   private readonly howPath = Buffer.alloc(24);
+  private readonly howDir = Buffer.alloc(24);
   private readonly stx = Buffer.alloc(STATX_SIZE);
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
@@ -61,6 +63,8 @@ export class FileServer implements FileOpener {
     this.how.writeBigUInt64LE(resolve, 16);
     this.howPath.writeBigUInt64LE(BigInt(O_PATH | O_CLOEXEC), 0);
     this.howPath.writeBigUInt64LE(resolve, 16);
+    this.howDir.writeBigUInt64LE(BigInt(O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);
+    this.howDir.writeBigUInt64LE(resolve, 16);
   }
 
   open(core: Core, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
@@ -100,5 +104,55 @@ export class FileServer implements FileOpener {
     return fd;
   }
 
+  /**
+   * OP_LIST: an HTML listing of the directory whose NUL-terminated path (from
+   * the core, relative to the root) is at `buf`, written over it (at most
+   * `cap` bytes). The directory is opened beneath the root like any file and
+   * read through its fd; dotfiles are left out, as they are not served.
+   */
+  list(core: Core, buf: number, cap: number, pathLen: number): number {
+    const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "intptr", core.base + buf,
+      "void *", this.howDir, "size_t", 24) as number;
+    if (fd < 0) return -errno();
+    let names: { name: string; dir: boolean }[];
+    try {
+      names = readdirSync(`/proc/self/fd/${fd}`, { withFileTypes: true })
+        .filter((d) => !d.name.startsWith("."))
+        .map((d) => ({ name: d.name, dir: d.isDirectory() }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    } catch (e) {
+      const en = (e as NodeJS.ErrnoException).errno; // Node's errno is negative
+      return en ? -Math.abs(en) : -abi.EACCES;
+    } finally {
+      libc.close(fd);
+    }
+    core.refresh();
+    const rel = this.decoder.decode(core.u8.subarray(buf, buf + pathLen));
+    const title = rel === "." ? "/" : `/${rel}/`;
+    const head = `<!doctype html>\n<html><head><meta charset="utf-8"><title>Index of ${escapeHtml(title)}</title></head>\n<body>\n<h1>Index of ${escapeHtml(title)}</h1>\n<ul>\n`;
+    const tail = "</ul>\n</body></html>\n";
+    const parts = [head, rel === "." ? "" : `<li><a href="../">../</a></li>\n`];
+    let size = Buffer.byteLength(head) + Buffer.byteLength(parts[1]) + Buffer.byteLength(tail) + 64;
+    let shown = 0;
+    for (const { name, dir } of names) {
+      const line = `<li><a href="${encodeURIComponent(name)}${dir ? "/" : ""}">${escapeHtml(name)}${dir ? "/" : ""}</a></li>\n`;
+      const n = Buffer.byteLength(line);
+      if (size + n > cap) break;
+      parts.push(line);
+      size += n;
+      shown++;
+    }
+    if (shown < names.length) parts.push(`<li>(${names.length - shown} more not shown)</li>\n`);
+    parts.push(tail);
+    const bytes = this.encoder.encode(parts.join(""));
+    const len = Math.min(bytes.length, cap);
+    core.u8.set(bytes.subarray(0, len), buf);
+    return len;
+  }
+
   close(): void { libc.close(this.rootFd); }
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }

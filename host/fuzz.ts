@@ -145,6 +145,7 @@ class Iteration {
       writeBufMax: r.pick([4096, 16384, 65536, 262144]),
       maxEvents: r.pick([1, 4, 16, 64]),
       maxBody: r.pick([16, 1024, 1 << 20]),
+      listing: r.chance(0.5),
     };
     this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
     this.rec = new Recorder(this.sink, {
@@ -427,6 +428,15 @@ class Iteration {
         return k;
       }
       case abi.OP_CALL: return this.jsCall(a[0], fd);
+      case abi.OP_LIST: {
+        this.sock(fd, "list");
+        if (r.chance(0.2)) return -abi.ENOENT;
+        const k = Math.min(a[1], r.int(5000));
+        c.refresh();
+        c.u8.fill(60, a[0], a[0] + k);
+        this.rec.mem(c.u8, a[0], k);
+        return k;
+      }
       case abi.OP_LOG: return 0;
       case abi.OP_STOP:
         if (!this.shutdown) this.fail("OP_STOP without a shutdown");

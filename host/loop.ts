@@ -20,6 +20,8 @@ const LEVELS: LogLevel[] = ["error", "warn", "info", "access"];
 /** Carries out OP_OPEN for the HTTP server (host/files.ts). */
 export interface FileOpener {
   open(core: Core, pathPtr: number, pathLen: number, recordPtr: number, statOnly: boolean): number;
+  /** OP_LIST: renders the listing of the directory whose path is at buf into buf; returns its length. */
+  list(core: Core, buf: number, cap: number, pathLen: number): number;
 }
 
 export interface LoopOptions extends Partial<CoreConfig> {
@@ -189,14 +191,15 @@ export class Loop {
         case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
         case abi.OP_CALL: r = this.call(a0, a1, fd, a2); break;
         case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
+        case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
         case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;
         case abi.OP_STOP: this.stop(); r = 0; break; // graceful shutdown finished
         default: r = 0;
       }
       // Results are >= 0 or -errno, read at once (koffi keeps the last call's).
-      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN) r = -errno();
+      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN && op !== abi.OP_LIST) r = -errno();
       // A JS call or an open may have grown memory: views must follow.
-      if (op === abi.OP_CALL || op === abi.OP_OPEN) { core.refresh(); i32 = core.i32; }
+      if (op === abi.OP_CALL || op === abi.OP_OPEN || op === abi.OP_LIST) { core.refresh(); i32 = core.i32; }
       i32[cq + i] = r;
       if (this.recorder && r >= 0) this.recordMemory(op, a0, a1, a2, r);
     }
@@ -206,7 +209,7 @@ export class Loop {
   private recordMemory(op: number, a0: number, a1: number, a2: number, r: number): void {
     const rec = this.recorder!;
     const u8 = this.core.u8;
-    if ((op === abi.OP_READ || op === abi.OP_PREAD) && r > 0) rec.mem(u8, a0, r);
+    if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
     else if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
     else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
   }

@@ -226,6 +226,46 @@ test("a directory with its slash serves its index.html; without one, 404 (no lis
   assert.is(e.status, 404, "the root has no index.html");
 });
 
+test("--listing: a directory without index.html is listed (escaped, dotfiles hidden, subdirectories with a slash)", async () => {
+  const lroot = makeRoot({
+    "top.txt": "t\n",
+    "d/a&b <x>.txt": "x\n",
+    "d/space name.txt": "s\n",
+    "d/.hidden": "h\n",
+    "d/sub/f.txt": "f\n",
+    "withindex/index.html": "<p>index wins</p>\n",
+  });
+  const ls = await startInProcess(lroot, { mode: "et", listing: true });
+  try {
+    const a = await fetchOne(ls.port, "/d/");
+    assert.is(a.status, 200);
+    assert.is(a.headers["content-type"], "text/html; charset=utf-8");
+    assert.is(Number(a.headers["content-length"]), a.body.length);
+    const html = a.body.toString();
+    assert.match(html, /<title>Index of \/d\/<\/title>/);
+    assert.match(html, /<a href="\.\.\/">\.\.\/<\/a>/);
+    assert.match(html, /<a href="a%26b%20%3Cx%3E\.txt">a&amp;b &lt;x&gt;\.txt<\/a>/, "href percent-encoded, text HTML-escaped");
+    assert.match(html, /<a href="space%20name\.txt">space name\.txt<\/a>/);
+    assert.match(html, /<a href="sub\/">sub\/<\/a>/);
+    assert.not.match(html, /hidden/, "dotfiles are not listed");
+    const root = (await fetchOne(ls.port, "/")).body.toString();
+    assert.match(root, /<a href="d\/">d\/<\/a>/);
+    assert.not.match(root, /href="\.\.\/"/, "no parent link at the root");
+    assert.is((await fetchOne(ls.port, "/withindex/")).body.toString(), "<p>index wins</p>\n");
+    assert.is((await fetchOne(ls.port, "/missing/")).status, 404);
+    assert.is((await fetchOne(ls.port, "/d")).status, 301, "still a redirect without the slash");
+    const h = await fetchOne(ls.port, "/d/", { method: "HEAD" });
+    assert.is(h.status, 200);
+    assert.is(h.body.length, 0);
+    assert.is(h.headers["content-length"], a.headers["content-length"]);
+    // Listed links work.
+    assert.is((await fetchOne(ls.port, "/d/a%26b%20%3Cx%3E.txt")).body.toString(), "x\n");
+  } finally {
+    ls.stop();
+    removeRoot(lroot);
+  }
+});
+
 test("a file requested with a trailing slash is not served as a directory", async () => {
   const res = await fetchOne(port, "/t.txt/");
   assert.is(res.status, 404);

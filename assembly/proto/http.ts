@@ -19,15 +19,15 @@
 import {
   OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, FILE_REGULAR, FILE_DIRECTORY,
   CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY,
-  CFG_ACCESS_LOG, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, LOG_ACCESS,
+  CFG_ACCESS_LOG, CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, LOG_ACCESS,
   ENOENT, ENOTDIR, EACCES, EXDEV, ELOOP, ENAMETOOLONG,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now } from "../reactor/ctl";
-import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
+import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL, ringTake, ringGive } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
-  connClose, connCloseSoon, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
-  C_RPOS, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
+  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
+  C_RPOS, CONN_SIZE, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
   CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -73,6 +73,10 @@ const H_SENT = C_PROTO_AREA + 64;        // f64 response bytes (access log)
 const H_BODY_DONE = C_PROTO_AREA + 72;   // i32 body bytes already consumed after the head
 const H_LINE_START = C_PROTO_AREA + 76;  // i32 parser phase-1 state: leading empty line skipped
 const H_LINE_END = C_PROTO_AREA + 80;    // i32 parser phase-1 state: end of the request line
+const H_LIST_BUF = C_PROTO_AREA + 84;    // i32 directory-listing buffer held by the response (0: none)
+const H_END = C_PROTO_AREA + 88;         // first byte past the HTTP fields
+// Each field has its own offset, and the last must end inside the record:
+// httpInit() checks. (A field once added at a taken offset: the fuzzer found it.)
 
 const HX_CLOSE = 1;      // close after this response
 const HX_STARTED = 2;    // the head timer is running for this request
@@ -85,6 +89,8 @@ let maxHeader: i32 = 16384;
 let maxHeaders: i32 = 100;
 let maxBody: f64 = 1048576;
 let accessLog = false;
+let listing = false;
+const LIST_CLASS: i32 = 4;             // listing buffers: 4096 << 4 = 64 KiB from the ring pool
 const LINGER_MS: f64 = 2000;   // how long a lingering close drains input at most
 
 let req: usize = 0;           // the parse record (shared: one request is handled at a time)
@@ -94,6 +100,7 @@ let dateBuf: usize = 0;       // "Date: ...\r\n", refreshed once per second
 let dateSecond: f64 = -1;
 
 export function httpInit(): void {
+  if (<usize>H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
   headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
   if (ctlI32(CFG_MAX_LINE) > 0) maxLine = ctlI32(CFG_MAX_LINE);
@@ -101,6 +108,7 @@ export function httpInit(): void {
   if (ctlI32(CFG_MAX_HEADERS) > 0) maxHeaders = ctlI32(CFG_MAX_HEADERS);
   if (ctlI32(CFG_MAX_BODY) > 0) maxBody = <f64>ctlI32(CFG_MAX_BODY);
   accessLog = ctlI32(CFG_ACCESS_LOG) != 0;
+  listing = ctlI32(CFG_LISTING) != 0;
   // The whole head must fit the receive buffer with room to spare.
   if (maxLine + maxHeader > readBufSize - 1024) {
     maxHeader = max(1024, readBufSize - 1024 - maxLine);
@@ -111,6 +119,7 @@ export function httpInit(): void {
   fileCacheInit(2048);
   initStatic();
   setBodyFinishedHook(bodyFinished);
+  setCloseHook(releaseListing); // a listing buffer never outlives its connection
 }
 
 export function httpOpen(fd: i32): void {
@@ -197,6 +206,7 @@ export function httpComplete(fd: i32, op: i32, res: i32): void {
     readDone(fd, res);
     return;
   }
+  if (op == OP_LIST) { listDone(fd, res); return; }
   if (op == OP_SHUTDOWN) {
     store<i32>(c + C_INFLIGHT, 0);
     setFlag(fd, CF_READABLE);
@@ -404,6 +414,7 @@ function serve(fd: i32): void {
   if (n < 0) { errorResponse(fd, -n); return; }
   const pf = pathFlags();
   if (pf & PATHF_DOTFILE) { simpleResponse(fd, 404); return; }
+  const dirLen = n; // the directory's own path, when the target names one
   if (pf & PATHF_TRAILING_SLASH) {
     // A directory: serve its index.html.
     if (n > 0) store<u8>(pathBuf + <usize>(n++), 0x2f);
@@ -434,6 +445,8 @@ function serve(fd: i32): void {
   const kind = entryKind(e);
   if (kind < 0) {
     const err = -kind;
+    // A directory without index.html: a listing, if asked for (--listing).
+    if (err == ENOENT && listing && (pf & PATHF_TRAILING_SLASH)) { startListing(fd, dirLen); return; }
     simpleResponse(fd, err == EACCES ? 403 : err == ENAMETOOLONG ? 414 : 404);
     return;
   }
@@ -444,6 +457,50 @@ function serve(fd: i32): void {
   }
   if (kind != FILE_REGULAR) { simpleResponse(fd, 403); return; }
   fileResponse(fd, e, headPos);
+}
+
+/**
+ * Asks the host for an HTML listing of the directory at pathBuf[0..len) into
+ * a 64 KiB buffer the response then sends as its body (OP_LIST).
+ */
+function startListing(fd: i32, len: i32): void {
+  const c = conn(fd);
+  const buf = ringTake(LIST_CLASS);
+  if (len == 0) { store<u8>(buf, 0x2e); len = 1; } else memory.copy(buf, pathBuf, <usize>len);
+  store<u8>(buf + <usize>len, 0);
+  store<i32>(c + H_LIST_BUF, <i32>buf);
+  store<i32>(c + C_STATE, HS_WAIT);
+  store<i32>(c + C_INFLIGHT, OP_LIST);
+  submit(OP_LIST, fd, <i32>buf, (4096 << LIST_CLASS) - 16, len, 0);
+}
+
+function listDone(fd: i32, res: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_INFLIGHT, 0);
+  // The parse record is shared: parse this request's head again.
+  resetRequest(req);
+  parseRequest(<usize>load<i32>(c + C_RBUF) + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
+  if (res < 0) { releaseListing(fd); simpleResponse(fd, res == -EACCES ? 403 : 404); return; }
+  const p0 = outReserve(fd, 512);
+  if (p0 == 0) { releaseListing(fd); connClose(fd); return; }
+  let p = statusLine(p0, 200);
+  p = common(p);
+  p = putLit(p, litTextHtml, litTextHtmlLen);
+  p = endHead(fd, p, <f64>res);
+  if (isHead()) {
+    releaseListing(fd);
+  } else {
+    store<i32>(c + C_BODY_KIND, BODY_MEMORY);
+    store<i32>(c + C_BODY_PTR, load<i32>(c + H_LIST_BUF));
+    store<f64>(c + C_BODY_LEFT, <f64>res);
+  }
+  send(fd, p0, p, 200);
+}
+
+function releaseListing(fd: i32): void {
+  const c = conn(fd);
+  const buf = <usize>load<i32>(c + H_LIST_BUF);
+  if (buf != 0) { ringGive(buf, LIST_CLASS); store<i32>(c + H_LIST_BUF, 0); }
 }
 
 function wait(fd: i32, e: i32): void {
@@ -553,6 +610,7 @@ function bodyFinished(fd: i32): void {
   const c = conn(fd);
   const e = load<i32>(c + H_ENTRY) - 1;
   if (e >= 0) { store<i32>(c + H_ENTRY, 0); entryUnref(e); }
+  releaseListing(fd);
 }
 
 function startWrite(fd: i32): void {
@@ -751,6 +809,7 @@ let litClose: usize = 0; let litCloseLen: i32 = 0;
 let litKeepAlive: usize = 0; let litKeepAliveLen: i32 = 0;
 let litAllow: usize = 0; let litAllowLen: i32 = 0;
 let litTextPlain: usize = 0; let litTextPlainLen: i32 = 0;
+let litTextHtml: usize = 0; let litTextHtmlLen: i32 = 0;
 let litLocation: usize = 0; let litLocationLen: i32 = 0;
 const STATUS_CODES: i32 = 20;
 let statusTable: usize = 0; // [code i32, line ptr i32, line len i32, reason ptr i32, reason len i32] * STATUS_CODES
@@ -789,6 +848,7 @@ function initStatic(): void {
   litKeepAlive = lit("Connection: keep-alive\r\n"); litKeepAliveLen = 24;
   litAllow = lit("Allow: GET, HEAD\r\n"); litAllowLen = 18;
   litTextPlain = lit("Content-Type: text/plain; charset=utf-8\r\n"); litTextPlainLen = 41;
+  litTextHtml = lit("Content-Type: text/html; charset=utf-8\r\n"); litTextHtmlLen = 40;
   litLocation = lit("Location: "); litLocationLen = 10;
   let i = 0;
   addStatus(i++, 200, "OK");

@@ -9,7 +9,7 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_STOP, OP_SEND, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
+  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
   CALL_IO, CALL_TIMER, CALL_TASK, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
@@ -305,7 +305,7 @@ function completeOne(i: i32): void {
     httpWake(takeWaiters(e));
     return;
   }
-  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN) {
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) return; // trapped earlier this round
     setCurrentFd(fd);
