@@ -61,6 +61,9 @@ export class Loop {
     this.core = new Core(config, undefined, { recorder: this.recorder, time });
     this.maxEvents = config.maxEvents;
     this.epfd = check("epoll_create1", libc.epoll_create1(EPOLL_CLOEXEC));
+    this.ctlScratch = this.core.ctlI32(abi.CTL_SCRATCH);
+    this.ctlDataOff = this.core.ctlI32(abi.CTL_EVENT_DATA);
+    this.ctlView = new DataView(this.core.u8.buffer);
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
     this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
@@ -224,15 +227,20 @@ export class Loop {
 
   private ctl(fd: number, op: number, events: number, dataLo: number, dataHi: number): number {
     const core = this.core;
-    const ev = core.ctlI32(abi.CTL_SCRATCH);
-    const dataOff = core.ctlI32(abi.CTL_EVENT_DATA);
-    core.i32[ev >> 2] = events;
-    // data may be unaligned for Int32Array (x86-64 packs it at +4): use a DataView.
-    const dv = new DataView(core.u8.buffer);
+    const ev = this.ctlScratch;
+    const dataOff = this.ctlDataOff;
+    // data may be unaligned for Int32Array (x86-64 packs it at +4): a DataView,
+    // re-made only when memory grew.
+    if (this.ctlView.buffer !== core.u8.buffer) this.ctlView = new DataView(core.u8.buffer);
+    const dv = this.ctlView;
+    dv.setInt32(ev, events, true);
     dv.setInt32(ev + dataOff, dataLo, true);
     dv.setInt32(ev + dataOff + 4, dataHi, true);
     return libc.epoll_ctl(this.epfd, op, fd, core.base + ev);
   }
+  private readonly ctlScratch: number;
+  private readonly ctlDataOff: number;
+  private ctlView: DataView;
 
   private call(kind: number, id: number, fd: number, events: number): number {
     try {

@@ -421,6 +421,17 @@ async function until(path, check, limitMs, what) {
 // the bound below leaves room for a loaded machine.
 const FRESH_MS = 3000;
 
+test("a long Content-Type (.docx) keeps its headers intact across the once-a-second re-check", async () => {
+  writeFileSync(join(root, "report.docx"), "PK fake docx\n");
+  const a = await fetchOne(port, "/report.docx");
+  assert.is(a.headers["content-type"], "application/vnd.openxmlformats-officedocument.wordprocessingml.document");
+  await sleep(1300); // past the re-check interval: the host rewrites the entry's file record
+  const b = await fetchOne(port, "/report.docx");
+  assert.is(b.status, 200);
+  assert.is(b.head, a.head.replace(/Date: [^\r]*/, /Date: [^\r]*/.exec(b.head)[0]), "same head, byte for byte");
+  assert.is(b.body.toString(), "PK fake docx\n");
+});
+
 test("a file edited in place is served fresh within ~1.5 s, with a new ETag", async () => {
   const p = join(root, "edit.txt");
   writeFileSync(p, "version 1\n");

@@ -7,20 +7,20 @@
 // cached too. An entry is revalidated (stat by path) when it is older than
 // VALIDATE_MS, so a replaced or edited file is noticed within a second.
 //
-// Entries are fixed records (ENTRY_SIZE = 1408 bytes, offsets below) in a
+// Entries are fixed records (ENTRY_SIZE = 1504 bytes, offsets below) in a
 // table carved at init; a hash table of chains finds them. Entries in use by
 // responses (refs > 0) are never evicted; a stale one is unlinked at once and
 // its fd closed when the last response using it is done.
 import {
   OP_OPEN, OP_CLOSE, OP_PREAD, FILE_KIND, FILE_MIME_LEN, FILE_BYTES, FILE_MTIME, FILE_INO, FILE_MIME,
-  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL,
+  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL, FILE_MIME_MAX,
 } from "../abi";
 import { submit, now } from "../reactor/ctl";
 import { ringTake, ringGive, ringClassFor } from "../reactor/pool";
 import { formatHttpDate } from "./date";
 import { formatEtag } from "./conditional";
 
-export const ENTRY_SIZE: usize = 1408;
+export const ENTRY_SIZE: usize = 1504;
 const E_STATE = 0;        // FC_*
 const E_FD = 4;           // open fd of a regular file, -1 otherwise
 const E_KIND = 8;         // FILE_* on success, or -errno (ENOENT...) for a cached miss
@@ -42,10 +42,11 @@ const E_USED = 84;        // clock bit for eviction
 const E_REVALIDATING = 88;
 export const E_PATH = 96;   // path, NUL-terminated (PATH_MAX_CACHED bytes)
 const E_HDR = 1120;         // header block (HDR_MAX bytes)
-const E_RECORD = 1280;      // FILE record the host fills (FILE_RECORD_TOTAL bytes)
+const E_RECORD = 1376;      // FILE record the host fills (FILE_RECORD_TOTAL bytes)
 
 export const PATH_MAX_CACHED: i32 = 1024; // longer paths get 414
-const HDR_MAX: i32 = 160;
+// The longest block: 14 + FILE_MIME_MAX (80) + 17 + 29 + 8 + 35 (ETag) + 24 = 207.
+const HDR_MAX: i32 = 256;
 
 export const FC_FREE = 0;
 export const FC_LOADING = 1;   // open (or body read) in flight
@@ -252,7 +253,7 @@ function buildHeaders(i: i32): void {
   const rec = e + E_RECORD;
   let p = e + E_HDR;
   p = put(p, "Content-Type: ");
-  const mimeLen = min(load<i32>(rec + FILE_MIME_LEN), 64);
+  const mimeLen = min(load<i32>(rec + FILE_MIME_LEN), FILE_MIME_MAX);
   if (mimeLen > 0) { memory.copy(p, rec + FILE_MIME, <usize>mimeLen); p += <usize>mimeLen; }
   else p = put(p, "application/octet-stream");
   p = put(p, "\r\nLast-Modified: ");

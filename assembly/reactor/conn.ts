@@ -15,7 +15,7 @@ import {
   EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET,
 } from "../abi";
-import { submit, sqRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
+import { submit, sqRoom, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
 import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";
@@ -156,7 +156,7 @@ export function runQueueSane(): bool {
 }
 
 /** True when the scheduler may run one more connection this round. */
-@inline export function roomForOne(): bool { return sqRoom() >= SQ_FANOUT; }
+@inline export function roomForOne(): bool { return roundRoom() >= SQ_FANOUT; }
 
 // ---- deadlines (lazy timers) --------------------------------------------
 // A connection has one deadline and at most one timer. Moving the deadline

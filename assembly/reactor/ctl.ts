@@ -10,8 +10,12 @@ import {
 // init() (to write the config) through `ctl()`.
 export const ctl: usize = memory.data(CTL_SIZE, 16);
 
-// Worst case number of SQEs one step of one connection or one event emits.
-// Phases stop emitting when fewer than this many slots are left.
+// Worst case number of SQEs one step of one connection, or one completion,
+// emits. The schedulers (connections, accepts, timers, modifications) admit
+// work only while the round holds at most sqCap / SQ_FANOUT requests, so the
+// requests the round's completions emit (at most SQ_FANOUT each) always fit:
+// a completion emits at most one follow-up request of its connection, so the
+// connection requests of a round never exceed that bound either.
 export const SQ_FANOUT: i32 = 4;
 
 // Two SQ/CQ pairs, swapped each round: while complete() reads the results of
@@ -69,6 +73,8 @@ export function ctlInit(): void {
 }
 
 @inline export function sqRoom(): i32 { return sqCap - sqLen; }
+/** Room left for scheduled work in this round (see SQ_FANOUT). */
+@inline export function roundRoom(): i32 { return sqCap / SQ_FANOUT - sqLen; }
 @inline export function sqReset(): void { sqLen = 0; }
 
 /**
@@ -90,8 +96,11 @@ export function sqSwap(n: i32): void {
   store<i32>(ctl + CTL_CQ, <i32>cq);
 }
 
-/** Appends one syscall request. Callers check sqRoom() >= SQ_FANOUT first. */
+/** Appends one syscall request. Schedulers check roundRoom() first. */
 export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): void {
+  // Never overwrite what lies past the queue: a contained trap (the host's
+  // recover()) is the worst that may happen.
+  if (sqLen >= sqCap) abort("submission queue full");
   const e = sq + <usize>(sqLen * SQE_SIZE);
   store<i32>(e, op, SQE_OP);
   store<i32>(e, fd, SQE_FD);

@@ -23,7 +23,7 @@ import {
   EPOLLERR, EPOLLHUP, REACTOR_READABLE, REACTOR_WRITABLE, REACTOR_EDGE, REACTOR_ERROR, REACTOR_HANGUP,
   EBADF, EEXIST, ENOENT, ENOMEM,
 } from "../abi";
-import { submit, sqRoom } from "./ctl";
+import { submit, roundRoom } from "./ctl";
 
 export const H_NONE: u8 = 0;
 export const H_JS: u8 = 1;
@@ -188,7 +188,7 @@ function purgeMods(fd: i32): void {
  * and pending handlers go live. Returns true when the queue is empty.
  */
 export function flushMods(): bool {
-  while (modLen > 0 && sqRoom() > 1) {
+  while (modLen > 0 && roundRoom() > 0) {
     const e = mods + <usize>modHead * MOD_SIZE;
     const fd = load<i32>(e);
     const op = load<i32>(e, 4);

@@ -12,7 +12,7 @@ import {
   OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM,
   STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW,
 } from "../abi";
-import { submit, sqRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
+import { submit, sqRoom, roundRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
 import { H_LISTENER, H_CONN, maxFds, slot, slotGen, handlerRemove } from "./handlers";
 import {
   conn, connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, C_PROTO_AREA,
@@ -58,8 +58,9 @@ export function listenerRun(fd: i32): void {
   // Adaptive batch: one accept when connections trickle in (no wasted
   // EAGAIN syscalls), doubling up to ACCEPT_BATCH while every accept of the
   // previous round returned a connection (bursts, C10K ramp-up).
-  let n = min(max(1, cget(fd, L_BATCH)), sqRoom() - 8);
-  if (n <= 0) { enqueue(fd); return; }
+  // runConns admitted this listener with at least SQ_FANOUT of round room,
+  // so n >= 1: never re-enqueue without emitting (that would spin).
+  const n = max(1, min(max(1, cget(fd, L_BATCH)), roundRoom()));
   for (let i = 0; i < n; i++) submit(OP_ACCEPT, fd, 0, 0, 0, 0);
   cset(fd, L_OUTSTANDING, n);
   cset(fd, L_CLEAN, 0);
@@ -120,10 +121,17 @@ function pause(err: i32): void {
   timerAdd(now() + ACCEPT_RETRY_MS, 0, TK_ACCEPT_RESUME, 0);
 }
 
+function resumeOnClose(): void { listenersResume(false); }
+
 /** Resumes accepting (a connection closed, or the retry timer fired). */
-export function listenersResume(): void {
+export function listenersResume(fromTimer: bool = false): void {
   if (!paused) return;
-  if (sqRoom() < listenerCount + 4) return; // next close or the timer retries
+  if (sqRoom() < listenerCount + 4) {
+    // No room this round: the next close retries, and so does a new timer
+    // (the one that fired is gone, and no close may ever come).
+    if (fromTimer) timerAdd(now() + 10, 0, TK_ACCEPT_RESUME, 0);
+    return;
+  }
   paused = false;
   ctlSetI32(STAT_ACCEPT_PAUSED, 0);
   for (let i = 0; i < listenerCount; i++) {
@@ -153,6 +161,6 @@ export function listenersStop(): void {
 }
 
 export function listenersInit(): void {
-  setFdReleasedHook(listenersResume);
+  setFdReleasedHook(resumeOnClose);
 }
 

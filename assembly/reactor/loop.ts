@@ -15,7 +15,7 @@ import {
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
 } from "../abi";
 import {
-  ctl, ctlInit, sqReset, sqSwap, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  ctl, ctlInit, sqReset, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
   events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
@@ -140,7 +140,7 @@ export function flush(): i32 {
 
 /** The host carried out SQ[0..n) and wrote CQ[0..n). */
 export function complete(n: i32): i32 {
-  if (cqNext == 0) { sqSwap(n); logRoundReset(); }
+  if (cqNext == 0) { sqSwap(n); logRoundReset(); roundNo++; }
   inCompletions = true;
   for (let i = cqNext; i < n; i++) {
     cqNext = i + 1;
@@ -188,7 +188,7 @@ function advance(): i32 {
 function fireTimers(): bool {
   if (!flushMods()) return false;
   while (dueNext < dueLen) {
-    if (sqRoom() < SQ_FANOUT) return false;
+    if (roundRoom() < SQ_FANOUT) return false;
     const id = load<i32>(due + <usize>(dueNext++) * 4);
     if (!timerIsLive(id)) continue; // cancelled by an earlier callback
     const kind = timerKind(id);
@@ -204,7 +204,7 @@ function fireTimers(): bool {
       connTimer(id, timerOwner(id));
     } else if (kind == TK_ACCEPT_RESUME) {
       timerFree(id);
-      listenersResume();
+      listenersResume(true);
     } else if (kind == TK_SHUTDOWN) {
       timerFree(id);
       closeAllConns(); // the grace period is over
@@ -223,7 +223,12 @@ function connTimer(id: i32, fd: i32): void {
   if (deadline > now()) { timerRearm(id, deadline); return; }
   timerFree(id);
   store<i32>(c + C_TIMER, 0);
-  if (load<i32>(c + C_INFLIGHT) != 0) return; // cannot happen between ticks; be safe
+  if (load<i32>(c + C_INFLIGHT) != 0) {
+    // Cannot happen between ticks; if it does, keep a timer rather than none.
+    const t = timerAdd(now() + 1000, 0, TK_CONN, fd);
+    store<i32>(c + C_TIMER, t > 0 ? t : 0);
+    return;
+  }
   setCurrentFd(fd);
   ctlAddI32(STAT_TIMEOUTS, 1);
   if (cget(fd, C_PROTO) == PROTO_HTTP) httpTimeout(fd); else connClose(fd);
@@ -261,6 +266,7 @@ function runConns(): bool {
     if (cget(fd, C_STATE) == 0) continue;
     setCurrentFd(fd);
     if (fd == trapFd) { trapFd = -1; unreachable(); }
+    if (doomedLen > 0 && isDoomed(fd)) continue; // its state is suspect: it only gets closed
     if (flags(fd) & CF_CLOSING) {
       if (load<i32>(conn(fd) + C_INFLIGHT) == 0) connClose(fd); // else: after its completion
       continue;
@@ -307,7 +313,7 @@ function completeOne(i: i32): void {
   }
   if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
-    if (doomedLen > 0 && isDoomed(fd)) return; // trapped earlier this round
+    if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
     setCurrentFd(fd);
     const proto = cget(fd, C_PROTO);
     if (proto == PROTO_HTTP) httpComplete(fd, op, res);
@@ -327,8 +333,10 @@ function publishStats(): void {
 // That connection is doomed: its completions are ignored and it is closed at
 // the start of the next round. Everything else carries on.
 
-const doomed: usize = memory.data(64 * 4);
+// Doomed connections: {fd, round of the trap}, 8 bytes each.
+const doomed: usize = memory.data(64 * 8);
 let doomedLen = 0;
+let roundNo = 0; // rounds carried out (complete() calls that start a round)
 let inCompletions = false;
 let trapFd = -1;
 
@@ -343,26 +351,42 @@ export function recover(): i32 {
   const fd = ctlI32(CTL_CURRENT_FD);
   setCurrentFd(-1);
   if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < 64) {
-    store<i32>(doomed + <usize>(doomedLen++) * 4, fd);
+    const e = doomed + <usize>(doomedLen++) * 8;
+    store<i32>(e, fd);
+    store<i32>(e, roundNo, 4);
   }
   if (inCompletions) { inCompletions = false; return -1; }
   return sqLen;
 }
 
 function isDoomed(fd: i32): bool {
-  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 4) == fd) return true;
+  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 8) == fd) return true;
   return false;
 }
 
+/**
+ * Closes doomed connections once every request they may have emitted before
+ * the trap has been carried out (two rounds later): closing releases their
+ * buffers, and a read still pending into a released buffer would corrupt the
+ * pool. The close goes through the run queue (it respects the round's room).
+ */
 function closeDoomed(): void {
+  let kept = 0;
   for (let i = 0; i < doomedLen; i++) {
-    const fd = load<i32>(doomed + <usize>i * 4);
+    const e = doomed + <usize>i * 8;
+    const fd = load<i32>(e);
+    if (roundNo < load<i32>(e, 4) + 2) {
+      const k = doomed + <usize>(kept++) * 8;
+      store<i32>(k, fd);
+      store<i32>(k, load<i32>(e, 4), 4);
+      continue;
+    }
     if (cget(fd, C_STATE) != 0) {
       store<i32>(conn(fd) + C_INFLIGHT, 0);
-      connClose(fd);
+      connCloseSoon(fd);
     }
   }
-  doomedLen = 0;
+  doomedLen = kept;
 }
 
 /** Fault injection for tests and the fuzzer: trap once when fd is next run. */
