@@ -115,7 +115,8 @@ test("a client that never reads is disconnected at --write-buf-max; another clie
 });
 
 test("an idle connection is closed after --idle-timeout; a talking one is not", async () => {
-  const server = await startEcho(["--idle-timeout", "300"]);
+  // 1 s against traffic every 50 ms: a wide margin for a loaded machine.
+  const server = await startEcho(["--idle-timeout", "1000"]);
   const idle = await connect(server.port);
   const talker = await connect(server.port);
   const idleClosed = closed(idle);
