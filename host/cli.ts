@@ -160,6 +160,20 @@ export async function main(argv: string[]): Promise<number> {
 async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number): Promise<number> {
   const entry = new URL("./worker-entry.js", import.meta.url);
   const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
+  // Signals are ours from the start (before the listening line: a client may
+  // signal as soon as it reads it). First signal: graceful shutdown (stop
+  // accepting, finish what is in progress, at most graceMs). Second: stop now.
+  let signals = 0;
+  const deliver = () => {
+    const task = signals === 1 ? "shutdown" : "stop";
+    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
+  };
+  const onSignal = () => {
+    if (++signals === 1) process.stderr.write(`wasm-reactor ${cmd}: shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
+    deliver();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const start = (options: ServerOptions) => new Promise<{ port: number; host: string; somaxconn: number }>((resolve, reject) => {
     const worker = new Worker(entry, { workerData: { options } });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
@@ -178,6 +192,8 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
   } catch (e) {
     for (const w of workers) await w.worker.terminate();
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
     process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
     return 1;
   }
@@ -187,16 +203,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
-  // First signal: graceful shutdown (stop accepting, finish what is in
-  // progress, at most graceMs). Second signal: stop now.
-  let signals = 0;
-  const onSignal = () => {
-    const task = signals++ === 0 ? "shutdown" : "stop";
-    if (task === "shutdown") process.stderr.write(`wasm-reactor ${cmd}: shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
-    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  if (signals > 0) deliver(); // a signal arrived while the workers were starting
   await Promise.all(workers.map((w) => w.done));
   process.removeListener("SIGINT", onSignal);
   process.removeListener("SIGTERM", onSignal);
