@@ -21,6 +21,8 @@
 #   SERVER_CPU / CLIENT_CPU  cores for the server and for wrk [0 / 1]
 #   RESULTS     markdown file whose "## HTTP (bench/http)" section is replaced;
 #               empty = print only [bench/RESULTS.md]
+#   CHART       SVG that bench/chart.mjs redraws from that section after the
+#               run; empty = none [chart.svg beside RESULTS: bench/chart.svg]
 #
 # Method. Every case gets a freshly started server pinned to SERVER_CPU, a
 # warm-up, then one wrk run (-t1, keep-alive, --latency, bench/http-wrk.lua
@@ -55,6 +57,7 @@ RETRIES=${RETRIES:-2}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 RESULTS=${RESULTS-$HERE/RESULTS.md}
+CHART=${CHART-${RESULTS:+$(dirname "$RESULTS")/chart.svg}}
 COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS IDLE_CONNS=$IDLE_CONNS"
 COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER RETRIES=$RETRIES ./bench/http.sh"
 
@@ -395,4 +398,11 @@ args=(--runs "$RUNS" --idle "$IDLE" --meta "$META")
 echo
 node "$HERE/http-report.mjs" "${args[@]}"
 [[ -n $RESULTS ]] && log "wrote the HTTP section of $RESULTS"
+# The chart is drawn from what was just written, so it shows the same run. If it
+# cannot be drawn (e.g. SERVERS left out h2o, its baseline), the results stand
+# and the old chart stays: say so rather than fail a finished run.
+if [[ -n $RESULTS && -n $CHART ]]; then
+  node "$HERE/chart.mjs" --in "$RESULTS" --out "$CHART" ||
+    log "warning: $CHART was not redrawn and still shows an earlier run"
+fi
 exit 0
