@@ -24,11 +24,19 @@ const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js", "dist/worker
 const sources = Math.max(newest("assembly"), newest("host"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
 
+const bin = (name) => join(root, "node_modules", ".bin", name);
+// `prepare` runs this on every npm install/ci here, also with --omit=dev.
+for (const tool of ["asc", "esbuild", "tsc"]) {
+  if (!existsSync(bin(tool))) {
+    console.error(`build: node_modules/.bin/${tool} is missing; building needs the devDependencies (npm ci, without --omit=dev)`);
+    process.exit(1);
+  }
+}
+
 mkdirSync(join(root, "build"), { recursive: true });
 // A full build starts from an empty dist/, so nothing left from an older
 // layout (a renamed entry, a deleted module's .d.ts) reaches `npm pack`.
 rmSync(join(root, "dist"), { recursive: true, force: true });
-const bin = (name) => join(root, "node_modules", ".bin", name);
 execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: root, stdio: "inherit" });
 execFileSync(
   bin("esbuild"),
