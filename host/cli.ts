@@ -1,7 +1,7 @@
 // wasm-reactor command line: `echo` and `serve`. A bad flag prints why and
 // exits 2; a startup error (port in use, missing root) prints one line and
 // exits 1.
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { ServerOptions } from "./server.ts";
@@ -63,6 +63,7 @@ function usage(cmd?: string): string {
       "commands:",
       ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`),
       "", "`wasm-reactor <command> --help` lists the command's flags.",
+      "`wasm-reactor --version` (or -v) prints the version.",
     ].join("\n");
   }
   const pos = commands[cmd].positional ? ` ${commands[cmd].positional}` : "";
@@ -127,7 +128,18 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   return { cmd, opts, args };
 }
 
+/**
+ * `wasm-reactor <version>` from the package.json beside this bundle (dist/),
+ * so an installed copy reports its own version, wherever it was installed.
+ */
+function versionLine(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return `wasm-reactor ${pkg.version}`;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // --version and -v, as node, npm, serve and http-server spell them.
+  if (argv[0] === "--version" || argv[0] === "-v") { process.stdout.write(versionLine() + "\n"); return 0; }
   let parsed;
   try {
     parsed = parseArgs(argv);

@@ -50,9 +50,19 @@ export const defaultCoreConfig: CoreConfig = {
   listing: false,
 };
 
+/**
+ * The WebAssembly objects in the public types, described structurally: a
+ * consumer's declarations may have no WebAssembly namespace at all (it lives
+ * in lib.dom, and @types/node 20 has none), and the real WebAssembly.Memory
+ * and WebAssembly.Module fit these wherever it does exist.
+ */
+export interface CoreMemory { readonly buffer: ArrayBuffer | SharedArrayBuffer; grow(pages: number): number }
+/** A compiled core (a WebAssembly.Module, from compileCore()). */
+export type CoreModule = object;
+
 /** The core's exports, as the host uses them. */
 export interface CoreExports {
-  memory: WebAssembly.Memory;
+  memory: CoreMemory;
   ctlAddress(): number;
   init(): number;
   runTimers(): number;
@@ -75,7 +85,7 @@ export interface CoreExports {
   beginShutdown(graceMs: number): number;
 }
 
-let compiled: WebAssembly.Module | null = null;
+let compiled: CoreModule | null = null;
 
 /** Where the built core lives (build/core.wasm beside host/ and dist/). */
 export const corePath = fileURLToPath(new URL("../build/core.wasm", import.meta.url));
@@ -83,7 +93,7 @@ export const corePath = fileURLToPath(new URL("../build/core.wasm", import.meta.
 /** Thrown by the core's abort() (out of memory in the stub runtime). */
 export class CoreAbort extends Error {}
 
-export function compileCore(path = corePath): WebAssembly.Module {
+export function compileCore(path = corePath): CoreModule {
   if (!compiled) compiled = new WebAssembly.Module(readFileSync(path));
   return compiled;
 }
@@ -100,7 +110,7 @@ export class Core {
   u8!: Uint8Array;
   private buffer: ArrayBuffer | null = null;
 
-  constructor(config: CoreConfig, module = compileCore(), options: CoreOptions = {}) {
+  constructor(config: CoreConfig, module: CoreModule = compileCore(), options: CoreOptions = {}) {
     this.recorder = options.recorder ?? null;
     this.addressOf = options.addressOf ?? addressOf;
     const instance = new WebAssembly.Instance(module, {

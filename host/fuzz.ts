@@ -156,7 +156,7 @@ class Iteration {
     this.x = this.core.x as unknown as Record<string, (...a: number[]) => number>;
   }
 
-  recording(): Buffer { this.rec.close(); return this.sink.bytes(); }
+  recording(): Uint8Array { this.rec.close(); return this.sink.bytes(); }
 
   /** The last requests carried out, for the failure report. */
   readonly trace: string[] = [];

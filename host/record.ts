@@ -71,7 +71,8 @@ export class MemorySink implements Sink {
   // Copy: callers reuse their buffers (and Buffer#slice would not copy).
   write(b: Uint8Array): void { this.chunks.push(new Uint8Array(b)); }
   close(): void {}
-  bytes(): Buffer { return Buffer.concat(this.chunks); }
+  /** Everything written, in one array (a Buffer; typed as Uint8Array, the public surface needs no Node types). */
+  bytes(): Uint8Array { return Buffer.concat(this.chunks); }
 }
 
 export class Recorder {

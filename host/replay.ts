@@ -175,8 +175,11 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
   }
 }
 
+/** Where replayCommand writes (process.stdout / process.stderr by default). */
+export interface TextOut { write(text: string): unknown }
+
 /** `wasm-reactor replay FILE [--force]`: 0 clean, 1 divergence, 2 unusable file. */
-export function replayCommand(file: string, force: boolean, check = false, out = process.stdout, err = process.stderr): number {
+export function replayCommand(file: string, force: boolean, check = false, out: TextOut = process.stdout, err: TextOut = process.stderr): number {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);

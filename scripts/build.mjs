@@ -3,7 +3,7 @@
 // (esbuild -> dist/). `--if-needed` skips the work when every output is newer
 // than every source, so `npm start` is instant on a second run.
 import { execFileSync } from "node:child_process";
-import { readdirSync, statSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, statSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,12 +20,23 @@ function newest(dir) {
 }
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
-const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js", "dist/types/host/index.d.ts"];
+const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts"];
 const sources = Math.max(newest("assembly"), newest("host"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
 
-mkdirSync(join(root, "build"), { recursive: true });
 const bin = (name) => join(root, "node_modules", ".bin", name);
+// `prepare` runs this on every npm install/ci here, also with --omit=dev.
+for (const tool of ["asc", "esbuild", "tsc"]) {
+  if (!existsSync(bin(tool))) {
+    console.error(`build: node_modules/.bin/${tool} is missing; building needs the devDependencies (npm ci, without --omit=dev)`);
+    process.exit(1);
+  }
+}
+
+mkdirSync(join(root, "build"), { recursive: true });
+// A full build starts from an empty dist/, so nothing left from an older
+// layout (a renamed entry, a deleted module's .d.ts) reaches `npm pack`.
+rmSync(join(root, "dist"), { recursive: true, force: true });
 execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: root, stdio: "inherit" });
 execFileSync(
   bin("esbuild"),
@@ -36,7 +47,9 @@ execFileSync(
 );
 
 // Type declarations for the package entry (dist/types), with the sources'
-// ".ts" import specifiers rewritten to what a consumer resolves.
+// ".ts" import specifiers (`from "./x.ts"` and `import("./x.ts")`) rewritten
+// to what a consumer resolves: "./x.js" finds x.d.ts under every
+// moduleResolution (bundler, node16, nodenext).
 execFileSync(bin("tsc"), ["-p", "tsconfig.json", "--noEmit", "false", "--declaration", "--emitDeclarationOnly",
   "--outDir", "dist/types"], { cwd: root, stdio: "inherit" });
 (function rewrite(dir) {
@@ -45,7 +58,7 @@ execFileSync(bin("tsc"), ["-p", "tsconfig.json", "--noEmit", "false", "--declara
     if (e.isDirectory()) rewrite(p);
     else if (p.endsWith(".d.ts")) {
       const f = join(root, p);
-      writeFileSync(f, readFileSync(f, "utf8").replace(/(from\s+"\.{1,2}\/[^"]+)\.ts"/g, '$1.js"'));
+      writeFileSync(f, readFileSync(f, "utf8").replace(/((?:from\s+|import\()"\.{1,2}\/[^"]+)\.ts"/g, '$1.js"'));
     }
   }
 })("dist/types");
