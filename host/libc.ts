@@ -91,6 +91,7 @@ export const O_DIRECTORY = 0o200000;
 export const O_CLOEXEC = 0o2000000;
 export const O_PATH = 0o10000000;
 export const AT_EMPTY_PATH = 0x1000;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const STATX_BASIC_STATS = 0x7ff;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_BENEATH = 0x08;
