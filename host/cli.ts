@@ -7,13 +7,19 @@ import { Worker } from "node:worker_threads";
 import type { ServerOptions } from "./server.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
+import { resolveHost, hostPort, HostError } from "./net.ts";
 import type { WorkerMessage } from "./worker-entry.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
 interface Flag { kind: Kind; help: string; def?: string | number | boolean }
 
 const common: Record<string, Flag> = {
-  host: { kind: "string", help: "address to listen on", def: "127.0.0.1" },
+  host: {
+    kind: "string", def: "127.0.0.1",
+    help: "IP address or name to listen on; a name listens on every address it resolves to " +
+      "(localhost: 127.0.0.1, and ::1 where the resolver lists it), :: on every IPv4 and IPv6 address (dual-stack), " +
+      "0.0.0.0 on every IPv4 address",
+  },
   mode: { kind: "mode", help: "epoll mode: lt (level-triggered) or et (edge-triggered)" },
   "idle-timeout": { kind: "int", help: "close connections idle this long (ms; 0 = never)", def: 30000 },
   "max-events": { kind: "int", help: "events per epoll_wait", def: 1024 },
@@ -142,8 +148,9 @@ export async function main(argv: string[]): Promise<number> {
   let so: ServerOptions;
   try {
     so = serverOptions(cmd, opts);
+    so.hosts = await resolveHost(String(opts.host));
   } catch (e) {
-    if (!(e instanceof StartupError)) throw e;
+    if (!(e instanceof StartupError || e instanceof HostError)) throw e;
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
@@ -174,7 +181,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const start = (options: ServerOptions) => new Promise<{ port: number; host: string; somaxconn: number }>((resolve, reject) => {
+  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
     const worker = new Worker(entry, { workerData: { options } });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
     slot.done = new Promise<void>((finish) => worker.once("exit", () => finish()));
@@ -197,9 +204,8 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
     return 1;
   }
-  const shown = first.host.includes(":") ? `[${first.host}]` : first.host;
-  const url = cmd === "serve" ? `http://${shown}:${first.port}/` : `${shown}:${first.port}`;
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${url} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
+  const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
@@ -215,7 +221,6 @@ class StartupError extends Error {}
 function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
   const so: ServerOptions = {
     protocol: cmd === "serve" ? "http" : "echo",
-    host: o.host as string,
     port: o.port as number,
     mode: o.mode as "lt" | "et",
     idleTimeoutMs: o["idle-timeout"] as number,

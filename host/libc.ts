@@ -24,6 +24,7 @@ export const libc = {
   bind: lib.func("int bind(int, void *, uint32)"),
   listen: lib.func("int listen(int, int)"),
   getsockname: lib.func("int getsockname(int, _Out_ void *, _Inout_ uint32 *)"),
+  if_nametoindex: lib.func("uint32 if_nametoindex(str)"),
   accept4: lib.func("int accept4(int, intptr, intptr, int)"),
   read: lib.func("int read(int, intptr, size_t)"),
   readv: lib.func("int readv(int, intptr, int)"),
@@ -101,6 +102,7 @@ export const SIG_SETMASK = 2;
 export const SIGINT = 2;
 export const SIGTERM = 15;
 export const RLIMIT_NOFILE = 7;
+export const EADDRINUSE = 98;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT",

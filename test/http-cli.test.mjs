@@ -3,11 +3,15 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer } from "node:net";
+import { lookup } from "node:dns/promises";
+import { networkInterfaces } from "node:os";
 import { exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
-import { makeRoot, removeRoot, spawnServer, runCli } from "./lib/http-server.mjs";
+import { makeRoot, removeRoot, spawnServer, runCli, startInProcess } from "./lib/http-server.mjs";
 
 const root = makeRoot({ "a.txt": "logged\n", "sub/index.html": "sub\n" });
 const servers = [];
+// The IPv6 loopback on this machine (the dual-stack and ::1 checks need it).
+const HAVE_IPV6 = Object.values(networkInterfaces()).some((l) => l.some((a) => a.address === "::1"));
 
 test("serve prints its listening line and answers", async () => {
   const s = await spawnServer(["serve", "--root", root, "--port", "0"]);
@@ -136,6 +140,102 @@ test("serve --help exits 0 and lists the timeouts and the access log", async () 
   for (const flag of ["--root", "--port", "--mode", "--idle-timeout", "--header-timeout", "--access-log"]) {
     assert.ok(r.stdout.includes(flag), flag);
   }
+});
+
+// ---- host names, dual-stack -----------------------------------------------------
+
+const url = (address, port) => `http://${address.includes(":") ? `[${address}]` : address}:${port}/`;
+const resolved = async (name) =>
+  [...new Set((await lookup(name, { all: true })).sort((a, b) => a.family - b.family).map((a) => a.address))];
+
+test("--host localhost listens on every address localhost resolves to, each named in the listening line", async () => {
+  // The system resolver is the independent expectation: one URL per address, IPv4 first.
+  const want = await resolved("localhost");
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "localhost"]);
+  servers.push(s);
+  const line = `wasm-reactor serve: listening on ${want.map((a) => url(a, s.port)).join(", ")} (mode et`;
+  assert.ok(s.stdout().startsWith(line), `${s.stdout()} starts with ${line}`);
+  for (const address of want) {
+    assert.is((await fetchOne(s.port, "/a.txt", { address })).body.toString(), "logged\n", address);
+  }
+  assert.is(await s.stop(), 0);
+});
+
+test("--host ::: one dual-stack socket, reached over IPv4 and IPv6; 0.0.0.0: IPv4 only", async () => {
+  const dual = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "::"]);
+  servers.push(dual);
+  assert.ok(dual.stdout().startsWith(`wasm-reactor serve: listening on http://[::]:${dual.port}/ (mode`), dual.stdout());
+  assert.is((await fetchOne(dual.port, "/a.txt", { address: "127.0.0.1" })).status, 200, "IPv4 on ::");
+  if (HAVE_IPV6) assert.is((await fetchOne(dual.port, "/a.txt", { address: "::1" })).status, 200, "IPv6 on ::");
+  assert.is(await dual.stop(), 0);
+  const v4 = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "0.0.0.0"]);
+  servers.push(v4);
+  assert.ok(v4.stdout().startsWith(`wasm-reactor serve: listening on http://0.0.0.0:${v4.port}/ (mode`), v4.stdout());
+  assert.is((await fetchOne(v4.port, "/a.txt", { address: "127.0.0.1" })).status, 200, "IPv4 on 0.0.0.0");
+  if (HAVE_IPV6) {
+    const err = await fetchOne(v4.port, "/a.txt", { address: "::1" }).then(() => null, (e) => e.code);
+    assert.is(err, "ECONNREFUSED", "no IPv6 on 0.0.0.0");
+  }
+  assert.is(await v4.stop(), 0);
+});
+
+test("--workers 2 --host ::: every worker listens (SO_REUSEPORT) and both families are served", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "::", "--workers", "2"]);
+  servers.push(s);
+  assert.match(s.stdout(), /\(mode et, 2 workers/);
+  const addresses = HAVE_IPV6 ? ["127.0.0.1", "::1"] : ["127.0.0.1"];
+  for (let i = 0; i < 20; i++) {
+    const address = addresses[i % addresses.length];
+    assert.is((await fetchOne(s.port, "/a.txt", { address })).body.toString(), "logged\n", `${address} #${i}`);
+  }
+  assert.is(await s.stop(), 0);
+});
+
+test("--host ::1 (also written [::1]) listens on the IPv6 loopback only", async () => {
+  if (!HAVE_IPV6) return;
+  for (const host of ["::1", "[::1]"]) {
+    const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", host]);
+    servers.push(s);
+    assert.ok(s.stdout().startsWith(`wasm-reactor serve: listening on http://[::1]:${s.port}/ (`), s.stdout());
+    assert.is((await fetchOne(s.port, "/a.txt", { address: "::1" })).status, 200, host);
+    const err = await fetchOne(s.port, "/a.txt", { address: "127.0.0.1" }).then(() => null, (e) => e.code);
+    assert.is(err, "ECONNREFUSED", `${host}: not on IPv4`);
+    assert.is(await s.stop(), 0);
+  }
+});
+
+test("a host name that does not resolve: exit 1, one line naming it", async () => {
+  const r = await runCli(["serve", "--root", root, "--port", "0", "--host", "no-such-host.invalid"]);
+  assert.is(r.code, 1);
+  assert.is(r.stderr.trim().split("\n").length, 1, JSON.stringify(r.stderr));
+  assert.match(r.stderr, /^wasm-reactor serve: host 'no-such-host\.invalid' does not resolve/);
+  assert.is(r.stdout, "");
+});
+
+// ---- the library: Server takes addresses; names go through resolveHost ----------
+
+test("new Server({ hosts }) listens on each address, on one port (port 0: the kernel's, shared)", async () => {
+  const hosts = HAVE_IPV6 ? ["127.0.0.1", "::1"] : ["127.0.0.1", "127.0.0.2"];
+  const s = await startInProcess(root, { host: undefined, hosts });
+  try {
+    assert.equal(s.server.listeners.map((l) => l.host), hosts);
+    assert.ok(s.server.listeners.every((l) => l.port === s.port), "one port for all");
+    for (const address of hosts) assert.is((await fetchOne(s.port, "/a.txt", { address })).status, 200, address);
+  } finally {
+    s.stop();
+  }
+});
+
+test("new Server({ host: 'localhost' }) throws, saying to resolve first; resolveHost does", async () => {
+  const { Server, resolveHost, HostError } = await import("../dist/index.js");
+  assert.throws(() => new Server({ protocol: "http", root, host: "localhost", port: 0 }),
+    (e) => e instanceof HostError && /'localhost' is not an IP address/.test(e.message) && /resolveHost\("localhost"\)/.test(e.message));
+  assert.throws(() => new Server({ protocol: "http", root, host: "127.0.0.1", hosts: ["::1"], port: 0 }), /host or hosts, not both/);
+  assert.equal(await resolveHost("127.0.0.1"), ["127.0.0.1"]);
+  assert.equal(await resolveHost("[::1]"), ["::1"]);
+  assert.equal(await resolveHost("localhost"), await resolved("localhost"));
+  const err = await resolveHost("no-such-host.invalid").then(() => null, (e) => e);
+  assert.ok(err instanceof HostError && /no-such-host\.invalid/.test(err.message), String(err));
 });
 
 test.after(async () => {
