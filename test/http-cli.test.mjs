@@ -1,9 +1,11 @@
 // `wasm-reactor serve` as a user runs it: the access log, startup errors
-// (exit 1, one clear line) and bad flags (exit 2), and a clean stop.
+// (exit 1, one clear line), bad flags (exit 2, one line), the help, the
+// default root, host names and dual-stack listening, and a clean stop.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer } from "node:net";
 import { lookup } from "node:dns/promises";
+import { readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, spawnServer, runCli, startInProcess } from "./lib/http-server.mjs";
@@ -115,34 +117,81 @@ test("a port in use: exit 1 naming EADDRINUSE", async () => {
   }
 });
 
-test("bad flags exit 2 with the reason and the usage", async () => {
+test("bad flags exit 2 with one line naming the problem and where the help is", async () => {
+  const serveHelp = "(see 'wasm-reactor serve --help')";
   const cases = [
-    [["serve", "--port", "70000"], /--port must be 0\.\.65535/],
-    [["serve", "--port", "abc"], /--port must be a whole number/],
-    [["serve", "--mode", "xx"], /--mode must be lt or et/],
-    [["serve", "--no-such-flag"], /unknown flag --no-such-flag/],
-    [["serve", "--root"], /--root needs a value/],
-    [["serve", "--access-log=yes"], /--access-log takes no value/],
-    [["frobnicate"], /unknown command 'frobnicate'/],
+    [["serve", "--port", "70000"], "wasm-reactor serve: --port must be 0..65535, got 70000", serveHelp],
+    [["serve", "--port", "abc"], "wasm-reactor serve: --port must be a whole number, got 'abc'", serveHelp],
+    [["serve", "--mode", "xx"], "wasm-reactor serve: --mode must be lt or et, got 'xx'", serveHelp],
+    [["serve", "--prot", "80"], "wasm-reactor serve: unknown flag --prot", serveHelp],
+    [["serve", "--root"], "wasm-reactor serve: --root needs a value", serveHelp],
+    [["serve", "--root", "--port", "0"], "wasm-reactor serve: --root needs a value", serveHelp],
+    [["serve", "--access-log=yes"], "wasm-reactor serve: --access-log takes no value", serveHelp],
+    [["serve", "public"], "wasm-reactor serve: unexpected argument 'public'", serveHelp],
+    [["replay"], "wasm-reactor replay: missing FILE", "(see 'wasm-reactor replay --help')"],
+    [["frobnicate"], "wasm-reactor: unknown command 'frobnicate'", "(see 'wasm-reactor --help')"],
   ];
-  for (const [args, why] of cases) {
+  for (const [args, why, pointer] of cases) {
     const r = await runCli(args);
-    assert.is(r.code, 2, args.join(" "));
-    assert.match(r.stderr, why, args.join(" "));
-    assert.match(r.stderr, /usage: wasm-reactor/, `${args.join(" ")}: usage`);
-    assert.is(r.stdout, "", `${args.join(" ")}: no listening line`);
+    const what = args.join(" ");
+    assert.is(r.code, 2, what);
+    assert.is(r.stderr, `${why} ${pointer}\n`, `${what}: one line`);
+    assert.is(r.stdout, "", `${what}: nothing on stdout`);
   }
 });
 
-test("serve --help exits 0 and lists the timeouts and the access log", async () => {
+test("no command: the usage on stderr, exit 2", async () => {
+  const r = await runCli([]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /^usage: wasm-reactor <command>/);
+  for (const cmd of ["serve", "echo", "replay"]) assert.match(r.stderr, new RegExp(`^  ${cmd} `, "m"), cmd);
+  assert.is(r.stdout, "");
+});
+
+test("--help and -h print the help on stdout and exit 0, also after a bad flag; `help serve` too", async () => {
+  for (const args of [["--help"], ["-h"], ["help"]]) {
+    const r = await runCli(args);
+    assert.is(r.code, 0, args.join(" "));
+    assert.match(r.stdout, /^usage: wasm-reactor <command>/, args.join(" "));
+    assert.is(r.stderr, "", args.join(" "));
+  }
+  for (const args of [["serve", "--help"], ["serve", "-h"], ["serve", "--prot", "--help"], ["help", "serve"]]) {
+    const r = await runCli(args);
+    assert.is(r.code, 0, args.join(" "));
+    assert.match(r.stdout, /^usage: wasm-reactor serve \[flags\]/, args.join(" "));
+    assert.is(r.stderr, "", args.join(" "));
+  }
+});
+
+test("serve --help: the flags with their defaults, the default root, what --host takes", async () => {
   const r = await runCli(["serve", "--help"]);
   assert.is(r.code, 0);
-  for (const flag of ["--root", "--port", "--mode", "--idle-timeout", "--header-timeout", "--access-log"]) {
+  for (const flag of ["--root", "--port", "--host", "--mode", "--idle-timeout", "--header-timeout", "--access-log", "--listing"]) {
     assert.ok(r.stdout.includes(flag), flag);
   }
+  const help = r.stdout.replace(/\n +/g, " "); // continuation lines joined
+  assert.match(help, /--root DIR +directory to serve \[default: the current directory\]/);
+  assert.match(help, /--port N .*\[default: 8080\]/);
+  assert.match(help, /--mode lt\|et .*\[default: et\]/);
+  assert.match(help, /--host HOST .*name.*localhost.*:: .*dual-stack.*0\.0\.0\.0 .*\[default: 127\.0\.0\.1\]/);
+  assert.ok(r.stdout.split("\n").every((l) => l.length <= 100), "lines fit 100 columns");
 });
 
-// ---- host names, dual-stack -----------------------------------------------------
+// ---- default root, host names, dual-stack ---------------------------------------
+
+test("serve without --root serves the current directory", async () => {
+  const s = await spawnServer(["serve", "--port", "0"], { cwd: root });
+  servers.push(s);
+  const res = await fetchOne(s.port, "/a.txt");
+  assert.is(res.status, 200);
+  assert.is(res.body.toString(), "logged\n");
+  assert.is(await s.stop(), 0);
+});
+
+test("npm start still serves public/ (package.json passes --root public)", () => {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  assert.match(pkg.scripts.start, /wasm-reactor\.js serve --root public\b/);
+});
 
 const url = (address, port) => `http://${address.includes(":") ? `[${address}]` : address}:${port}/`;
 const resolved = async (name) =>
