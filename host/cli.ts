@@ -1,48 +1,64 @@
-// wasm-reactor command line: `echo` and `serve`. A bad flag prints why and
-// exits 2; a startup error (port in use, missing root) prints one line and
-// exits 1.
+// wasm-reactor command line: `echo`, `serve` and `replay`. No command: the
+// usage on stderr, exit 2. A bad flag prints one line naming the problem and
+// where the help is, and exits 2 (as git and cargo do: the whole help would
+// bury the one line that matters). A startup error (port in use, missing
+// root, a host name that does not resolve) prints one line and exits 1.
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { ServerOptions } from "./server.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
+import { resolveHost, hostPort, HostError } from "./net.ts";
 import type { WorkerMessage } from "./worker-entry.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
-interface Flag { kind: Kind; help: string; def?: string | number | boolean }
+interface Flag {
+  kind: Kind;
+  help: string;
+  def?: string | number | boolean;
+  /** The default as the help shows it, when the value alone would not say it. */
+  defText?: string;
+  /** The value's name in the help (default: N for numbers, VALUE for strings). */
+  arg?: string;
+}
 
 const common: Record<string, Flag> = {
-  host: { kind: "string", help: "address to listen on", def: "127.0.0.1" },
+  host: {
+    kind: "string", arg: "HOST", def: "127.0.0.1",
+    help: "IP address or name to listen on; a name listens on every address it resolves to " +
+      "(localhost: 127.0.0.1, and ::1 where the resolver lists it), :: on every IPv4 and IPv6 address (dual-stack), " +
+      "0.0.0.0 on every IPv4 address",
+  },
   mode: { kind: "mode", help: "epoll mode: lt (level-triggered) or et (edge-triggered)" },
-  "idle-timeout": { kind: "int", help: "close connections idle this long (ms; 0 = never)", def: 30000 },
+  "idle-timeout": { kind: "int", arg: "MS", help: "close connections idle this long (ms); 0 = never", def: 30000 },
   "max-events": { kind: "int", help: "events per epoll_wait", def: 1024 },
-  "write-buf-max": { kind: "int", help: "per-connection write buffer limit (bytes)", def: 262144 },
+  "write-buf-max": { kind: "int", arg: "BYTES", help: "per-connection write buffer limit (bytes)", def: 262144, defText: "262144 = 256 KiB" },
   workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
-  record: { kind: "string", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
-  "shutdown-timeout": { kind: "int", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
+  record: { kind: "string", arg: "FILE", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
+  "shutdown-timeout": { kind: "int", arg: "MS", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
   help: { kind: "bool", help: "show this help" },
 };
 
 const commands: Record<string, { summary: string; flags: Record<string, Flag>; positional?: string }> = {
   echo: {
     summary: "TCP echo server (every byte read is written back)",
-    flags: { port: { kind: "int", help: "TCP port (0 = any free port)", def: 9000 }, ...common, mode: { ...common.mode, def: "lt" } },
+    flags: { port: { kind: "int", help: "TCP port; 0 = any free port", def: 9000 }, ...common, mode: { ...common.mode, def: "lt" } },
   },
   serve: {
     summary: "HTTP/1.1 static-file server",
     flags: {
-      root: { kind: "string", help: "directory to serve", def: "public" },
-      port: { kind: "int", help: "TCP port (0 = any free port)", def: 8080 },
+      root: { kind: "string", arg: "DIR", help: "directory to serve", def: ".", defText: "the current directory" },
+      port: { kind: "int", help: "TCP port; 0 = any free port", def: 8080 },
       ...common,
       mode: { ...common.mode, def: "et" },
-      "header-timeout": { kind: "int", help: "time allowed to send a complete header block (ms)", def: 60000 },
+      "header-timeout": { kind: "int", arg: "MS", help: "time allowed to send a complete header block (ms)", def: 60000 },
       "access-log": { kind: "bool", help: "log one line per request to stderr" },
-      listing: { kind: "bool", help: "list directories that have no index.html (off: 404)" },
-      "max-request-line": { kind: "int", help: "longest request line (bytes; longer: 414)", def: 8192 },
-      "max-header-size": { kind: "int", help: "largest header block (bytes; larger: 431)", def: 16384 },
+      listing: { kind: "bool", help: "list directories that have no index.html: names, dates (UTC), sizes (off: 404)" },
+      "max-request-line": { kind: "int", arg: "BYTES", help: "longest request line (bytes; longer: 414)", def: 8192 },
+      "max-header-size": { kind: "int", arg: "BYTES", help: "largest header block (bytes; larger: 431)", def: 16384 },
       "max-headers": { kind: "int", help: "most header fields (more: 431)", def: 100 },
-      "max-body": { kind: "int", help: "largest request body read and discarded (bytes; larger: 413)", def: 1048576 },
+      "max-body": { kind: "int", arg: "BYTES", help: "largest request body read and discarded (bytes; larger: 413)", def: 1048576, defText: "1048576 = 1 MiB" },
     },
   },
   replay: {
@@ -56,75 +72,105 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
   },
 };
 
+/** `words` after `prefix`, in lines of at most `width` columns, the later ones indented under the first word. */
+function wrap(prefix: string, words: string[], width = 100): string[] {
+  const lines: string[] = [];
+  let line = prefix, empty = true;
+  for (const word of words) {
+    if (!empty && line.length + 1 + word.length > width) { lines.push(line); line = " ".repeat(prefix.length) + word; }
+    else line += (empty ? "" : " ") + word;
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
+}
+
 function usage(cmd?: string): string {
   if (!cmd || !commands[cmd]) {
     return [
       "usage: wasm-reactor <command> [flags]", "",
       "commands:",
-      ...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`),
-      "", "`wasm-reactor <command> --help` lists the command's flags.",
+      ...Object.entries(commands).flatMap(([n, c]) => wrap(`  ${n.padEnd(8)} `, c.summary.split(" "))),
+      "", "`wasm-reactor <command> --help` (or `wasm-reactor help <command>`) lists the command's flags.",
       "`wasm-reactor --version` (or -v) prints the version.",
     ].join("\n");
   }
   const pos = commands[cmd].positional ? ` ${commands[cmd].positional}` : "";
-  const lines = [`usage: wasm-reactor ${cmd} [flags]${pos}`, "", commands[cmd].summary, "", "flags:"];
-  for (const [name, f] of Object.entries(commands[cmd].flags)) {
-    const arg = f.kind === "bool" ? "" : f.kind === "mode" ? " lt|et" : f.kind === "int" ? " N" : " VALUE";
-    const def = f.def !== undefined && f.kind !== "bool" ? ` (default ${f.def})` : "";
-    lines.push(`  --${(name + arg).padEnd(22)} ${f.help}${def}`);
+  const lines = [`usage: wasm-reactor ${cmd} [flags]${pos}`, "", ...wrap("", commands[cmd].summary.split(" ")), "", "flags:"];
+  // --help last, after the command's own flags.
+  const flags = Object.entries(commands[cmd].flags).sort(([a], [b]) => Number(a === "help") - Number(b === "help"));
+  for (const [name, f] of flags) {
+    const arg = f.kind === "bool" ? "" : f.kind === "mode" ? " lt|et" : ` ${f.arg ?? (f.kind === "int" ? "N" : "VALUE")}`;
+    const shown = f.kind === "bool" ? undefined : f.defText ?? f.def;
+    const words = f.help.split(" ");
+    if (shown !== undefined) words.push(`[default: ${shown}]`); // one word: never split across lines
+    lines.push(...wrap(`  --${(name + arg).padEnd(24)} `, words));
   }
   return lines.join("\n");
 }
 
-class UsageError extends Error {}
+/** A bad command line. `cmd`: the command whose help to point at (none: the top-level help). */
+class UsageError extends Error {
+  constructor(message: string, readonly cmd?: string) { super(message); }
+}
 
 export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") return { cmd: "help", opts: {}, args: [] };
+  if (cmd === undefined) throw new UsageError("no command");
+  if (cmd === "--help" || cmd === "-h") return { cmd: "help", opts: {}, args: [] };
+  if (cmd === "help") {
+    // `wasm-reactor help serve` = `wasm-reactor serve --help`
+    if (rest.length === 0) return { cmd: "help", opts: {}, args: [] };
+    if (rest.length > 1 || !commands[rest[0]]) throw new UsageError(`unknown command '${rest.join(" ")}'`);
+    return { cmd: rest[0], opts: { help: true }, args: [] };
+  }
   const args: string[] = [];
   const spec = commands[cmd];
   if (!spec) throw new UsageError(`unknown command '${cmd}'`);
+  // --help wins over anything else on the line, as in git and cargo.
+  if (rest.includes("--help") || rest.includes("-h")) return { cmd, opts: { help: true }, args: [] };
+  const bad = (why: string) => new UsageError(why, cmd);
   const opts: Record<string, string | number | boolean> = {};
   for (const [n, f] of Object.entries(spec.flags)) if (f.def !== undefined) opts[n] = f.def;
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
-    if (a === "-h") { opts.help = true; continue; }
-    if (!a.startsWith("--")) {
-      if (spec.positional && args.length === 0) { args.push(a); continue; }
-      throw new UsageError(`unexpected argument '${a}'`);
+    if (!a.startsWith("--") || a === "--") {
+      if (spec.positional && args.length === 0 && a !== "--") { args.push(a); continue; }
+      throw bad(`unexpected argument '${a}'`);
     }
     let [name, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     const f = spec.flags[name];
-    if (!f) throw new UsageError(`unknown flag --${name}`);
+    if (!f) throw bad(`unknown flag --${name}`);
     if (f.kind === "bool") {
-      if (value !== undefined) throw new UsageError(`--${name} takes no value`);
+      if (value !== undefined) throw bad(`--${name} takes no value`);
       opts[name] = true;
       continue;
     }
     if (value === undefined) {
       value = rest[++i];
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) throw bad(`--${name} needs a value`);
     }
     if (f.kind === "int") {
-      if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got '${value}'`);
+      if (!/^\d+$/.test(value)) throw bad(`--${name} must be a whole number, got '${value}'`);
       const v = Number(value);
-      if (name === "port" && v > 65535) throw new UsageError(`--port must be 0..65535, got ${v}`);
-      if (name === "workers" && (v < 1 || v > 64)) throw new UsageError(`--workers must be 1..64, got ${v}`);
+      if (name === "port" && v > 65535) throw bad(`--port must be 0..65535, got ${v}`);
+      if (name === "workers" && (v < 1 || v > 64)) throw bad(`--workers must be 1..64, got ${v}`);
       if ((name === "max-request-line" || name === "max-header-size") && (v < 64 || v > 24576)) {
-        throw new UsageError(`--${name} must be 64..24576 (the head must fit a 32 KiB receive buffer), got ${v}`);
+        throw bad(`--${name} must be 64..24576 (the head must fit a 32 KiB receive buffer), got ${v}`);
       }
-      if (name === "max-headers" && v < 1) throw new UsageError(`--max-headers must be at least 1, got ${v}`);
-      if (v > 2 ** 31 - 1) throw new UsageError(`--${name} is too large: ${v}`);
+      if (name === "max-headers" && v < 1) throw bad(`--max-headers must be at least 1, got ${v}`);
+      if (v > 2 ** 31 - 1) throw bad(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
-      if (value !== "lt" && value !== "et") throw new UsageError(`--mode must be lt or et, got '${value}'`);
+      if (value !== "lt" && value !== "et") throw bad(`--mode must be lt or et, got '${value}'`);
       opts[name] = value;
     } else {
+      if (value === "") throw bad(`--${name} needs a value`);
       opts[name] = value;
     }
   }
-  if (spec.positional && args.length === 0 && !opts.help) throw new UsageError(`${cmd} needs ${spec.positional}`);
-  if (opts.record !== undefined && opts.workers !== 1) throw new UsageError("--record needs --workers 1 (one recording per reactor)");
+  if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
+  if (opts.record !== undefined && opts.workers !== 1) throw bad("--record needs --workers 1: one recording per reactor");
   return { cmd, opts, args };
 }
 
@@ -145,7 +191,9 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`wasm-reactor: ${e.message}\n\n${usage(argv[0])}\n`);
+    if (argv.length === 0) { process.stderr.write(`${usage()}\n`); return 2; }
+    const where = e.cmd ? `wasm-reactor ${e.cmd}` : "wasm-reactor";
+    process.stderr.write(`${where}: ${e.message} (see '${where} --help')\n`);
     return 2;
   }
   const { cmd, opts, args } = parsed;
@@ -154,8 +202,9 @@ export async function main(argv: string[]): Promise<number> {
   let so: ServerOptions;
   try {
     so = serverOptions(cmd, opts);
+    so.hosts = await resolveHost(String(opts.host));
   } catch (e) {
-    if (!(e instanceof StartupError)) throw e;
+    if (!(e instanceof StartupError || e instanceof HostError)) throw e;
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
@@ -186,7 +235,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const start = (options: ServerOptions) => new Promise<{ port: number; host: string; somaxconn: number }>((resolve, reject) => {
+  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
     const worker = new Worker(entry, { workerData: { options } });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
     slot.done = new Promise<void>((finish) => worker.once("exit", () => finish()));
@@ -209,9 +258,8 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
     return 1;
   }
-  const shown = first.host.includes(":") ? `[${first.host}]` : first.host;
-  const url = cmd === "serve" ? `http://${shown}:${first.port}/` : `${shown}:${first.port}`;
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${url} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
+  const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
@@ -227,7 +275,6 @@ class StartupError extends Error {}
 function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
   const so: ServerOptions = {
     protocol: cmd === "serve" ? "http" : "echo",
-    host: o.host as string,
     port: o.port as number,
     mode: o.mode as "lt" | "et",
     idleTimeoutMs: o["idle-timeout"] as number,

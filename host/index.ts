@@ -7,7 +7,7 @@ export { Core, defaultCoreConfig, corePath } from "./core.ts";
 export type { CoreConfig, CoreExports, CoreMemory, CoreModule } from "./core.ts";
 export { Server } from "./server.ts";
 export type { ServerOptions } from "./server.ts";
-export { listenTcp } from "./net.ts";
+export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";
 export { RemoteLoop, QueueFullError } from "./remote.ts";
 export type { RemoteDescriptor } from "./remote.ts";

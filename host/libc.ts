@@ -24,6 +24,7 @@ export const libc = {
   bind: lib.func("int bind(int, void *, uint32)"),
   listen: lib.func("int listen(int, int)"),
   getsockname: lib.func("int getsockname(int, _Out_ void *, _Inout_ uint32 *)"),
+  if_nametoindex: lib.func("uint32 if_nametoindex(str)"),
   accept4: lib.func("int accept4(int, intptr, intptr, int)"),
   read: lib.func("int read(int, intptr, size_t)"),
   readv: lib.func("int readv(int, intptr, int)"),
@@ -91,6 +92,7 @@ export const O_DIRECTORY = 0o200000;
 export const O_CLOEXEC = 0o2000000;
 export const O_PATH = 0o10000000;
 export const AT_EMPTY_PATH = 0x1000;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const STATX_BASIC_STATS = 0x7ff;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_BENEATH = 0x08;
@@ -100,6 +102,7 @@ export const SIG_SETMASK = 2;
 export const SIGINT = 2;
 export const SIGTERM = 15;
 export const RLIMIT_NOFILE = 7;
+export const EADDRINUSE = 98;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT",

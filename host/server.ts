@@ -1,15 +1,24 @@
-// A server of one of the core's built-in protocols (echo, HTTP) on a TCP
-// listener. The protocol runs entirely in the core; this file only opens the
-// socket, sizes the tables to the fd limit and chooses how the loop runs.
+// A server of one of the core's built-in protocols (echo, HTTP) on TCP
+// listeners. The protocol runs entirely in the core; this file only opens the
+// sockets, sizes the tables to the fd limit and chooses how the loop runs.
+//
+// The constructor is synchronous, so it takes IP addresses only: a name
+// (`localhost`) is resolved first with resolveHost() and its addresses passed
+// as `hosts`; the core accepts on every listener (one `listen(fd, proto)`
+// each) into one set of connections.
+import { isIP } from "node:net";
 import * as abi from "../assembly/abi.ts";
 import { Reactor, type ReactorOptions } from "./reactor.ts";
-import { listenTcp, type Listener } from "./net.ts";
+import { listenAll, HostError, type Listener } from "./net.ts";
 import { raiseFdLimit, libc } from "./libc.ts";
 import { FileServer } from "./files.ts";
 
 export interface ServerOptions extends ReactorOptions {
   protocol: "echo" | "http";
+  /** An IP address to listen on (default 127.0.0.1; `::` is dual-stack). Not a name: see `hosts`. */
   host?: string;
+  /** Several IP addresses, one listener each, all on one port: e.g. `await resolveHost("localhost")`. */
+  hosts?: string[];
   port?: number;
   backlog?: number;
   reusePort?: boolean;
@@ -21,30 +30,48 @@ export interface ServerOptions extends ReactorOptions {
 
 export class Server {
   readonly reactor: Reactor;
-  readonly listener: Listener;
+  readonly listeners: Listener[];
   readonly files: FileServer | null;
 
   constructor(opts: ServerOptions) {
     const { hard } = raiseFdLimit();
     // fd-indexed tables cover every fd this process may open.
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
-    this.listener = listenTcp({
-      host: opts.host, port: opts.port, backlog: opts.backlog, reusePort: opts.reusePort,
+    if (opts.host !== undefined && opts.hosts !== undefined) throw new HostError("Server: give host or hosts, not both");
+    const hosts = opts.hosts ?? [opts.host ?? "127.0.0.1"];
+    const named = hosts.find((h) => !isIP(h));
+    if (named !== undefined) {
+      throw new HostError(`Server: '${named}' is not an IP address; the constructor does not resolve names: ` +
+        `pass { hosts: await resolveHost(${JSON.stringify(named)}) } (resolveHost is exported by wasm-reactor)`);
+    }
+    this.listeners = listenAll(hosts, {
+      port: opts.port, backlog: opts.backlog, reusePort: opts.reusePort,
       deferAccept: opts.protocol === "http" ? 1 : 0, sendBuffer: opts.sendBuffer,
     });
+    let files: FileServer | null = null;
     try {
-      this.files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
-      this.reactor = new Reactor({ ...opts, maxFds, files: this.files ?? undefined });
+      files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
+      this.reactor = new Reactor({ ...opts, maxFds, files: files ?? undefined });
     } catch (e) {
-      libc.close(this.listener.fd);
+      for (const l of this.listeners) libc.close(l.fd);
+      files?.close();
       throw e;
     }
+    this.files = files;
     const proto = opts.protocol === "http" ? abi.PROTO_HTTP : abi.PROTO_ECHO;
-    if (this.reactor.loop.core.x.listen(this.listener.fd, proto) < 0) throw new Error("listen: fd beyond the core's tables");
+    for (const l of this.listeners) {
+      if (this.reactor.loop.core.x.listen(l.fd, proto) < 0) {
+        this.close();
+        throw new Error(`listen: fd ${l.fd} beyond the core's tables, or more than the core's 16 listeners`);
+      }
+    }
     this.reactor.loop.flush();
   }
 
-  get port(): number { return this.listener.port; }
+  /** The first listener (the only one unless several hosts were given). */
+  get listener(): Listener { return this.listeners[0]; }
+  /** The port every listener is bound to. */
+  get port(): number { return this.listeners[0].port; }
   /** Blocks this thread serving until stop() or SIGINT/SIGTERM. */
   run(): void { this.reactor.run(); }
   /** Serves from inside this thread's Node event loop. */
@@ -60,6 +87,10 @@ export class Server {
     this.reactor.loop.flush();
     return left;
   }
-  close(): void { this.reactor.close(); libc.close(this.listener.fd); this.files?.close(); }
+  close(): void {
+    this.reactor.close();
+    for (const l of this.listeners) libc.close(l.fd);
+    this.files?.close();
+  }
   stats() { return this.reactor.stats(); }
 }

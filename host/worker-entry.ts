@@ -9,7 +9,7 @@ import { SysError } from "./libc.ts";
 
 export interface WorkerStart { options: ServerOptions }
 export type WorkerMessage =
-  | { type: "listening"; port: number; host: string; somaxconn: number; remote: import("./remote.ts").RemoteDescriptor }
+  | { type: "listening"; port: number; hosts: string[]; somaxconn: number; remote: import("./remote.ts").RemoteDescriptor }
   | { type: "error"; message: string; code?: string }
   | { type: "stopped"; stats: ReturnType<Server["stats"]> };
 
@@ -30,7 +30,7 @@ try {
 server.reactor.defineTask("stop", () => server.stop());
 server.reactor.defineTask("shutdown", (graceMs) => { server.shutdown(Number(graceMs)); });
 const remote = server.reactor.remote(16);
-post({ type: "listening", port: server.port, host: server.listener.host, somaxconn: server.listener.somaxconn, remote });
+post({ type: "listening", port: server.port, hosts: server.listeners.map((l) => l.host), somaxconn: server.listener.somaxconn, remote });
 server.run();
 const stats = server.stats();
 server.close();

@@ -27,7 +27,7 @@ test("--help exits 0 and lists the flags", async () => {
   }
 });
 
-test("bad flags, bad values and unknown commands exit 2 with a message", async () => {
+test("bad flags, bad values and unknown commands exit 2 with one line and a pointer to the help", async () => {
   for (const [args, says] of [
     [["echo", "--bogus"], /unknown flag --bogus/],
     [["echo", "--mode", "sideways"], /--mode must be lt or et/],
@@ -39,6 +39,9 @@ test("bad flags, bad values and unknown commands exit 2 with a message", async (
     const r = await runCli(args);
     assert.is(r.code, 2, `${args.join(" ")} -> exit ${r.code}`);
     assert.match(r.stderr, says);
+    const help = args[0] === "echo" ? "wasm-reactor echo --help" : "wasm-reactor --help";
+    assert.ok(r.stderr.endsWith(` (see '${help}')\n`), `points at the help: ${r.stderr}`);
+    assert.is(r.stderr.split("\n").length, 2, `one line: ${JSON.stringify(r.stderr)}`);
     assert.is(r.stdout, "", "nothing on stdout");
   }
 });

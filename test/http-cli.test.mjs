@@ -1,13 +1,19 @@
 // `wasm-reactor serve` as a user runs it: the access log, startup errors
-// (exit 1, one clear line) and bad flags (exit 2), and a clean stop.
+// (exit 1, one clear line), bad flags (exit 2, one line), the help, the
+// default root, host names and dual-stack listening, and a clean stop.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createServer } from "node:net";
+import { lookup } from "node:dns/promises";
+import { readFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
-import { makeRoot, removeRoot, spawnServer, runCli } from "./lib/http-server.mjs";
+import { makeRoot, removeRoot, spawnServer, runCli, startInProcess } from "./lib/http-server.mjs";
 
 const root = makeRoot({ "a.txt": "logged\n", "sub/index.html": "sub\n" });
 const servers = [];
+// The IPv6 loopback on this machine (the dual-stack and ::1 checks need it).
+const HAVE_IPV6 = Object.values(networkInterfaces()).some((l) => l.some((a) => a.address === "::1"));
 
 test("serve prints its listening line and answers", async () => {
   const s = await spawnServer(["serve", "--root", root, "--port", "0"]);
@@ -111,31 +117,174 @@ test("a port in use: exit 1 naming EADDRINUSE", async () => {
   }
 });
 
-test("bad flags exit 2 with the reason and the usage", async () => {
+test("bad flags exit 2 with one line naming the problem and where the help is", async () => {
+  const serveHelp = "(see 'wasm-reactor serve --help')";
   const cases = [
-    [["serve", "--port", "70000"], /--port must be 0\.\.65535/],
-    [["serve", "--port", "abc"], /--port must be a whole number/],
-    [["serve", "--mode", "xx"], /--mode must be lt or et/],
-    [["serve", "--no-such-flag"], /unknown flag --no-such-flag/],
-    [["serve", "--root"], /--root needs a value/],
-    [["serve", "--access-log=yes"], /--access-log takes no value/],
-    [["frobnicate"], /unknown command 'frobnicate'/],
+    [["serve", "--port", "70000"], "wasm-reactor serve: --port must be 0..65535, got 70000", serveHelp],
+    [["serve", "--port", "abc"], "wasm-reactor serve: --port must be a whole number, got 'abc'", serveHelp],
+    [["serve", "--mode", "xx"], "wasm-reactor serve: --mode must be lt or et, got 'xx'", serveHelp],
+    [["serve", "--prot", "80"], "wasm-reactor serve: unknown flag --prot", serveHelp],
+    [["serve", "--root"], "wasm-reactor serve: --root needs a value", serveHelp],
+    [["serve", "--root", "--port", "0"], "wasm-reactor serve: --root needs a value", serveHelp],
+    [["serve", "--access-log=yes"], "wasm-reactor serve: --access-log takes no value", serveHelp],
+    [["serve", "public"], "wasm-reactor serve: unexpected argument 'public'", serveHelp],
+    [["replay"], "wasm-reactor replay: missing FILE", "(see 'wasm-reactor replay --help')"],
+    [["frobnicate"], "wasm-reactor: unknown command 'frobnicate'", "(see 'wasm-reactor --help')"],
   ];
-  for (const [args, why] of cases) {
+  for (const [args, why, pointer] of cases) {
     const r = await runCli(args);
-    assert.is(r.code, 2, args.join(" "));
-    assert.match(r.stderr, why, args.join(" "));
-    assert.match(r.stderr, /usage: wasm-reactor/, `${args.join(" ")}: usage`);
-    assert.is(r.stdout, "", `${args.join(" ")}: no listening line`);
+    const what = args.join(" ");
+    assert.is(r.code, 2, what);
+    assert.is(r.stderr, `${why} ${pointer}\n`, `${what}: one line`);
+    assert.is(r.stdout, "", `${what}: nothing on stdout`);
   }
 });
 
-test("serve --help exits 0 and lists the timeouts and the access log", async () => {
+test("no command: the usage on stderr, exit 2", async () => {
+  const r = await runCli([]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /^usage: wasm-reactor <command>/);
+  for (const cmd of ["serve", "echo", "replay"]) assert.match(r.stderr, new RegExp(`^  ${cmd} `, "m"), cmd);
+  assert.is(r.stdout, "");
+});
+
+test("--help and -h print the help on stdout and exit 0, also after a bad flag; `help serve` too", async () => {
+  for (const args of [["--help"], ["-h"], ["help"]]) {
+    const r = await runCli(args);
+    assert.is(r.code, 0, args.join(" "));
+    assert.match(r.stdout, /^usage: wasm-reactor <command>/, args.join(" "));
+    assert.is(r.stderr, "", args.join(" "));
+  }
+  for (const args of [["serve", "--help"], ["serve", "-h"], ["serve", "--prot", "--help"], ["help", "serve"]]) {
+    const r = await runCli(args);
+    assert.is(r.code, 0, args.join(" "));
+    assert.match(r.stdout, /^usage: wasm-reactor serve \[flags\]/, args.join(" "));
+    assert.is(r.stderr, "", args.join(" "));
+  }
+});
+
+test("serve --help: the flags with their defaults, the default root, what --host takes", async () => {
   const r = await runCli(["serve", "--help"]);
   assert.is(r.code, 0);
-  for (const flag of ["--root", "--port", "--mode", "--idle-timeout", "--header-timeout", "--access-log"]) {
+  for (const flag of ["--root", "--port", "--host", "--mode", "--idle-timeout", "--header-timeout", "--access-log", "--listing"]) {
     assert.ok(r.stdout.includes(flag), flag);
   }
+  const help = r.stdout.replace(/\n +/g, " "); // continuation lines joined
+  assert.match(help, /--root DIR +directory to serve \[default: the current directory\]/);
+  assert.match(help, /--port N .*\[default: 8080\]/);
+  assert.match(help, /--mode lt\|et .*\[default: et\]/);
+  assert.match(help, /--host HOST .*name.*localhost.*:: .*dual-stack.*0\.0\.0\.0 .*\[default: 127\.0\.0\.1\]/);
+  assert.ok(r.stdout.split("\n").every((l) => l.length <= 100), "lines fit 100 columns");
+});
+
+// ---- default root, host names, dual-stack ---------------------------------------
+
+test("serve without --root serves the current directory", async () => {
+  const s = await spawnServer(["serve", "--port", "0"], { cwd: root });
+  servers.push(s);
+  const res = await fetchOne(s.port, "/a.txt");
+  assert.is(res.status, 200);
+  assert.is(res.body.toString(), "logged\n");
+  assert.is(await s.stop(), 0);
+});
+
+test("npm start still serves public/ (package.json passes --root public)", () => {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  assert.match(pkg.scripts.start, /wasm-reactor\.js serve --root public\b/);
+});
+
+const url = (address, port) => `http://${address.includes(":") ? `[${address}]` : address}:${port}/`;
+const resolved = async (name) =>
+  [...new Set((await lookup(name, { all: true })).sort((a, b) => a.family - b.family).map((a) => a.address))];
+
+test("--host localhost listens on every address localhost resolves to, each named in the listening line", async () => {
+  // The system resolver is the independent expectation: one URL per address, IPv4 first.
+  const want = await resolved("localhost");
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "localhost"]);
+  servers.push(s);
+  const line = `wasm-reactor serve: listening on ${want.map((a) => url(a, s.port)).join(", ")} (mode et`;
+  assert.ok(s.stdout().startsWith(line), `${s.stdout()} starts with ${line}`);
+  for (const address of want) {
+    assert.is((await fetchOne(s.port, "/a.txt", { address })).body.toString(), "logged\n", address);
+  }
+  assert.is(await s.stop(), 0);
+});
+
+test("--host ::: one dual-stack socket, reached over IPv4 and IPv6; 0.0.0.0: IPv4 only", async () => {
+  const dual = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "::"]);
+  servers.push(dual);
+  assert.ok(dual.stdout().startsWith(`wasm-reactor serve: listening on http://[::]:${dual.port}/ (mode`), dual.stdout());
+  assert.is((await fetchOne(dual.port, "/a.txt", { address: "127.0.0.1" })).status, 200, "IPv4 on ::");
+  if (HAVE_IPV6) assert.is((await fetchOne(dual.port, "/a.txt", { address: "::1" })).status, 200, "IPv6 on ::");
+  assert.is(await dual.stop(), 0);
+  const v4 = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "0.0.0.0"]);
+  servers.push(v4);
+  assert.ok(v4.stdout().startsWith(`wasm-reactor serve: listening on http://0.0.0.0:${v4.port}/ (mode`), v4.stdout());
+  assert.is((await fetchOne(v4.port, "/a.txt", { address: "127.0.0.1" })).status, 200, "IPv4 on 0.0.0.0");
+  if (HAVE_IPV6) {
+    const err = await fetchOne(v4.port, "/a.txt", { address: "::1" }).then(() => null, (e) => e.code);
+    assert.is(err, "ECONNREFUSED", "no IPv6 on 0.0.0.0");
+  }
+  assert.is(await v4.stop(), 0);
+});
+
+test("--workers 2 --host ::: every worker listens (SO_REUSEPORT) and both families are served", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", "::", "--workers", "2"]);
+  servers.push(s);
+  assert.match(s.stdout(), /\(mode et, 2 workers/);
+  const addresses = HAVE_IPV6 ? ["127.0.0.1", "::1"] : ["127.0.0.1"];
+  for (let i = 0; i < 20; i++) {
+    const address = addresses[i % addresses.length];
+    assert.is((await fetchOne(s.port, "/a.txt", { address })).body.toString(), "logged\n", `${address} #${i}`);
+  }
+  assert.is(await s.stop(), 0);
+});
+
+test("--host ::1 (also written [::1]) listens on the IPv6 loopback only", async () => {
+  if (!HAVE_IPV6) return;
+  for (const host of ["::1", "[::1]"]) {
+    const s = await spawnServer(["serve", "--root", root, "--port", "0", "--host", host]);
+    servers.push(s);
+    assert.ok(s.stdout().startsWith(`wasm-reactor serve: listening on http://[::1]:${s.port}/ (`), s.stdout());
+    assert.is((await fetchOne(s.port, "/a.txt", { address: "::1" })).status, 200, host);
+    const err = await fetchOne(s.port, "/a.txt", { address: "127.0.0.1" }).then(() => null, (e) => e.code);
+    assert.is(err, "ECONNREFUSED", `${host}: not on IPv4`);
+    assert.is(await s.stop(), 0);
+  }
+});
+
+test("a host name that does not resolve: exit 1, one line naming it", async () => {
+  const r = await runCli(["serve", "--root", root, "--port", "0", "--host", "no-such-host.invalid"]);
+  assert.is(r.code, 1);
+  assert.is(r.stderr.trim().split("\n").length, 1, JSON.stringify(r.stderr));
+  assert.match(r.stderr, /^wasm-reactor serve: host 'no-such-host\.invalid' does not resolve/);
+  assert.is(r.stdout, "");
+});
+
+// ---- the library: Server takes addresses; names go through resolveHost ----------
+
+test("new Server({ hosts }) listens on each address, on one port (port 0: the kernel's, shared)", async () => {
+  const hosts = HAVE_IPV6 ? ["127.0.0.1", "::1"] : ["127.0.0.1", "127.0.0.2"];
+  const s = await startInProcess(root, { host: undefined, hosts });
+  try {
+    assert.equal(s.server.listeners.map((l) => l.host), hosts);
+    assert.ok(s.server.listeners.every((l) => l.port === s.port), "one port for all");
+    for (const address of hosts) assert.is((await fetchOne(s.port, "/a.txt", { address })).status, 200, address);
+  } finally {
+    s.stop();
+  }
+});
+
+test("new Server({ host: 'localhost' }) throws, saying to resolve first; resolveHost does", async () => {
+  const { Server, resolveHost, HostError } = await import("../dist/index.js");
+  assert.throws(() => new Server({ protocol: "http", root, host: "localhost", port: 0 }),
+    (e) => e instanceof HostError && /'localhost' is not an IP address/.test(e.message) && /resolveHost\("localhost"\)/.test(e.message));
+  assert.throws(() => new Server({ protocol: "http", root, host: "127.0.0.1", hosts: ["::1"], port: 0 }), /host or hosts, not both/);
+  assert.equal(await resolveHost("127.0.0.1"), ["127.0.0.1"]);
+  assert.equal(await resolveHost("[::1]"), ["::1"]);
+  assert.equal(await resolveHost("localhost"), await resolved("localhost"));
+  const err = await resolveHost("no-such-host.invalid").then(() => null, (e) => e);
+  assert.ok(err instanceof HostError && /no-such-host\.invalid/.test(err.message), String(err));
 });
 
 test.after(async () => {

@@ -5,7 +5,7 @@
 // about once a second). The server runs in this process on an ephemeral port.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { writeFileSync, renameSync, unlinkSync, statSync, utimesSync, mkdirSync } from "node:fs";
+import { writeFileSync, renameSync, unlinkSync, statSync, utimesSync, mkdirSync, symlinkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -23,6 +23,14 @@ const root = makeRoot({
   "app.js": "console.log(1);\n",
   "data.json": "{\"a\":1}\n",
   "pixel.png": PNG,
+  "clip.mp4": "not really a video",
+  "clip.webm": "not really a video",
+  "song.mp3": "not really audio",
+  "mod.wasm": "\0asm",
+  "logo.svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+  "font.woff2": "wOF2",
+  "mod.mjs": "export default 1;\n",
+  "feed.xml": "<a/>\n",
   "noext": "no extension\n",
   "UPPER.TXT": "upper\n",
   "dir/index.html": "<p>dir index</p>\n",
@@ -128,6 +136,15 @@ const types = [
   ["/t.txt", "text/plain; charset=utf-8"],
   ["/UPPER.TXT", "text/plain; charset=utf-8"],
   ["/pixel.png", "image/png"],
+  // Extensions mime-db gives several types: the one browsers expect.
+  ["/clip.mp4", "video/mp4"],            // not application/mp4
+  ["/song.mp3", "audio/mpeg"],           // not audio/mp3
+  ["/feed.xml", "application/xml"],      // not text/xml (as mime-types, nginx)
+  ["/clip.webm", "video/webm"],
+  ["/mod.wasm", "application/wasm"],     // WebAssembly.instantiateStreaming requires it
+  ["/logo.svg", "image/svg+xml"],
+  ["/font.woff2", "font/woff2"],
+  ["/mod.mjs", "text/javascript; charset=utf-8"],
   ["/large.bin", "application/octet-stream"],
   ["/noext", "application/octet-stream"],
   ["/dir/", "text/html; charset=utf-8"],
@@ -260,6 +277,74 @@ test("--listing: a directory without index.html is listed (escaped, dotfiles hid
     assert.is(h.headers["content-length"], a.headers["content-length"]);
     // Listed links work.
     assert.is((await fetchOne(ls.port, "/d/a%26b%20%3Cx%3E.txt")).body.toString(), "x\n");
+  } finally {
+    ls.stop();
+    removeRoot(lroot);
+  }
+});
+
+test("--listing: directories first, then files, by name; last-modified (UTC) and size of each", async () => {
+  const lroot = makeRoot({
+    "top.txt": "top\n",
+    "d/b.txt": TEXT,                        // 37 bytes
+    "d/big.bin": Buffer.alloc(150 * 1024),  // 150 KiB
+    "d/A.txt": "capital\n",
+    "d/zdir/z.txt": "z\n",
+    "d/adir/": "",
+  });
+  const d = join(lroot, "d");
+  symlinkSync("b.txt", join(d, "link.txt"));       // inside the directory: listed as its target
+  symlinkSync("../top.txt", join(d, "up.txt"));    // elsewhere beneath the root: listed too
+  symlinkSync("zdir", join(d, "linkdir"));         // to a directory: a directory
+  symlinkSync("../..", join(d, "escape"));         // leads outside the root: left out
+  symlinkSync("/etc/hostname", join(d, "abs"));    // absolute: left out (refused beneath the root)
+  symlinkSync("nothing-here", join(d, "dangling")); // dangles: left out
+  execFileSync("mkfifo", [join(d, "fifo")]);       // not a file: left out
+  const WHEN = new Date("2026-12-01T19:57:30Z");
+  for (const f of ["b.txt", "big.bin", "A.txt", "adir", "zdir", "../top.txt"]) utimesSync(join(d, f), WHEN, WHEN);
+  const ls = await startInProcess(lroot, { mode: "et", listing: true });
+  try {
+    const res = await fetchOne(ls.port, "/d/");
+    assert.is(res.status, 200);
+    const html = res.body.toString();
+    const rows = [...html.matchAll(/<tr><td><a href="([^"]*)">([^<]*)<\/a><\/td><td>([^<]*)<\/td><td[^>]*>([^<]*)<\/td><\/tr>/g)]
+      .map((m) => m.slice(1));
+    assert.equal(rows.map((r) => r[1]), ["../", "adir/", "linkdir/", "zdir/", "A.txt", "b.txt", "big.bin", "link.txt", "up.txt"],
+      "parent, directories, then files, each by name; links out of the root, dangling links and the FIFO left out");
+    const row = Object.fromEntries(rows.map((r) => [r[1], r]));
+    assert.equal(row["b.txt"], ["b.txt", "b.txt", "2026-12-01 19:57", "37 B"]);
+    assert.equal(row["big.bin"], ["big.bin", "big.bin", "2026-12-01 19:57", "150 KiB"]);
+    assert.equal(row["adir/"], ["adir/", "adir/", "2026-12-01 19:57", "-"], "directories: date, no size");
+    assert.equal(row["link.txt"].slice(2), ["2026-12-01 19:57", "37 B"], "a symlink shows its target");
+    assert.equal(row["up.txt"].slice(2), ["2026-12-01 19:57", "4 B"]);
+    assert.is(row["linkdir/"][3], "-");
+    assert.not.match(html, /escape|abs|dangling|fifo/);
+    // What the listing links to is served.
+    assert.is((await fetchOne(ls.port, "/d/up.txt")).body.toString(), "top\n");
+    assert.is((await fetchOne(ls.port, "/d/linkdir/")).status, 200, "listed too");
+  } finally {
+    ls.stop();
+    removeRoot(lroot);
+  }
+});
+
+test("--listing of a large directory stops before 64 KiB and says how many entries are not shown", async () => {
+  const files = {};
+  const N = 2000;
+  for (let i = 0; i < N; i++) files[`big/file-${String(i).padStart(4, "0")}-${"x".repeat(30)}.txt`] = "";
+  const lroot = makeRoot(files);
+  const ls = await startInProcess(lroot, { mode: "et", listing: true });
+  try {
+    const res = await fetchOne(ls.port, "/big/");
+    assert.is(res.status, 200);
+    assert.ok(res.body.length <= 64 * 1024, `${res.body.length} bytes`);
+    const html = res.body.toString();
+    assert.ok(html.endsWith("</table>\n</body></html>\n"), "the page is complete");
+    const shown = [...html.matchAll(/<a href="file-/g)].length;
+    const more = Number(/\((\d+) more not shown\)/.exec(html)?.[1]);
+    assert.ok(shown > 100, `${shown} shown`);
+    assert.is(shown + more, N, `${shown} shown + ${more} more`);
+    assert.match(html, /file-0000-x+\.txt/, "the first names by order");
   } finally {
     ls.stop();
     removeRoot(lroot);

@@ -23,10 +23,10 @@ export function closeAllConns() {
 }
 
 export class HttpConn {
-  /** Connects to 127.0.0.1:port; resolves once the connection is open. */
-  static open(port, { noDelay = true, timeoutMs = WAIT_MS } = {}) {
+  /** Connects to address:port (default 127.0.0.1); resolves once the connection is open. */
+  static open(port, { noDelay = true, timeoutMs = WAIT_MS, address = "127.0.0.1" } = {}) {
     return new Promise((resolve, reject) => {
-      const sock = netConnect({ host: "127.0.0.1", port });
+      const sock = netConnect({ host: address, port });
       const timer = setTimeout(() => { sock.destroy(); reject(new Error(`connect to :${port} timed out after ${timeoutMs} ms`)); }, timeoutMs);
       sock.once("error", (e) => { clearTimeout(timer); reject(e); });
       sock.once("connect", () => {
@@ -168,8 +168,8 @@ export function headerCount(res, name) {
  * given, in order). Returns { responses, conn } with the connection still
  * open so the caller can check what happens next; the caller closes it.
  */
-export async function exchange(port, bytes, { methods = ["GET"], timeoutMs = WAIT_MS } = {}) {
-  const conn = await HttpConn.open(port);
+export async function exchange(port, bytes, { methods = ["GET"], timeoutMs = WAIT_MS, address } = {}) {
+  const conn = await HttpConn.open(port, { address });
   await conn.write(bytes);
   const responses = [];
   for (const method of methods) responses.push(await conn.response({ method, timeoutMs }));
@@ -184,9 +184,9 @@ export function get(path, { method = "GET", headers = [], version = "1.1", host 
   return lines.join("\r\n") + "\r\n\r\n";
 }
 
-/** One request on a fresh connection; returns the response and closes. */
+/** One request on a fresh connection (to opts.address, default 127.0.0.1); returns the response and closes. */
 export async function fetchOne(port, path, opts = {}) {
-  const { responses, conn } = await exchange(port, get(path, opts), { methods: [opts.method ?? "GET"] });
+  const { responses, conn } = await exchange(port, get(path, opts), { methods: [opts.method ?? "GET"], address: opts.address });
   conn.close();
   return responses[0];
 }

@@ -52,13 +52,14 @@ export async function startInProcess(root, opts = {}) {
 }
 
 /**
- * Runs `wasm-reactor <args>` as a child process. Resolves once it printed
- * its listening line, with { port, child, stderr(), stop() }; rejects with
- * its output if it exits first or does not come up within timeoutMs.
+ * Runs `wasm-reactor <args>` as a child process (in `cwd`, default this
+ * one's). Resolves once it printed its listening line, with { port, child,
+ * stdout(), stderr(), stop() } (port: the first URL's); rejects with its
+ * output if it exits first or does not come up within timeoutMs.
  */
-export function spawnServer(args, { timeoutMs = 10000 } = {}) {
+export function spawnServer(args, { timeoutMs = 10000, cwd } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], cwd });
     let out = "", err = "", up = false;
     const fail = (why) => {
       if (up) return;
@@ -69,7 +70,7 @@ export function spawnServer(args, { timeoutMs = 10000 } = {}) {
     const timer = setTimeout(() => fail(`server did not print its listening line within ${timeoutMs} ms`), timeoutMs);
     child.stdout.on("data", (d) => {
       out += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
+      const m = /listening on http:\/\/(?:127\.0\.0\.1|\[[0-9a-f:.%]+\]|[\d.]+):(\d+)\//.exec(out);
       if (m && !up) {
         up = true;
         clearTimeout(timer);
