@@ -73,6 +73,7 @@ export interface CoreExports {
   timerIsLive(id: number): number;
   checkInvariants(): number;
   beginShutdown(graceMs: number): number;
+  closeAll(): number;
 }
 
 let compiled: WebAssembly.Module | null = null;

@@ -12,6 +12,11 @@ export type { Listener, ListenOptions } from "./net.ts";
 export { RemoteLoop, QueueFullError } from "./remote.ts";
 export type { RemoteDescriptor } from "./remote.ts";
 export { libc, errno, SysError, describeErrno, errnoName } from "./libc.ts";
+// Flag values for the documented bindings (pipe2, socketpair, eventfd, socket, accept4, open).
+export {
+  O_NONBLOCK, O_CLOEXEC, O_RDONLY, AF_UNIX, AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC,
+  EFD_NONBLOCK, EFD_CLOEXEC,
+} from "./libc.ts";
 export * as abi from "../assembly/abi.ts";
 export { replay, replayCommand, describeTrap, RecordingError } from "./replay.ts";
 export type { ReplayResult, ReplaySummary, ReplayOptions, ReplayTrap, Divergence } from "./replay.ts";

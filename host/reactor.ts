@@ -280,10 +280,16 @@ export class Reactor {
     if (!this.inbox) {
       this.inbox = new RemoteInbox(createRemoteQueue(capacity));
       const inbox = this.inbox;
+      // One task that throws is logged like any callback; the messages
+      // behind it still run (the eventfd was read: nothing would wake us).
       this.register(inbox.d.eventfd, READABLE, () => inbox.drain((name, args) => {
         const fn = this.named.get(name);
-        if (!fn) throw new Error(`runInLoop: no task named ${JSON.stringify(name)} (defineTask it first)`);
-        fn(...args);
+        try {
+          if (!fn) throw new Error(`runInLoop: no task named ${JSON.stringify(name)} (defineTask it first)`);
+          fn(...args);
+        } catch (e) {
+          this.loop.log("error", `callback threw: ${(e as Error)?.stack ?? e}`);
+        }
       }));
     }
     return this.inbox.d;

@@ -35,6 +35,7 @@ export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, 
 export const RECORDED_EXPORTS = [
   "runTimers", "pollTimeout", "dispatch", "runDeferred", "flush", "complete", "recover",
   "register", "modify", "deregister", "timerStart", "timerStop", "defer", "listen", "debugTrapFd", "beginShutdown",
+  "closeAll", // append only: the index is what the file stores
 ] as const;
 export type RecordedExport = (typeof RECORDED_EXPORTS)[number];
 /** Exports that return a number of submissions to carry out. */

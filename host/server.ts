@@ -33,6 +33,9 @@ export class Server {
   readonly files: FileServer | null;
 
   constructor(opts: ServerOptions) {
+    if (opts.protocol !== "http" && opts.protocol !== "echo") {
+      throw new TypeError(`Server: protocol must be "http" or "echo", got ${JSON.stringify(opts.protocol)}`);
+    }
     const { hard } = raiseFdLimit();
     // fd-indexed tables cover every fd this process may open.
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
@@ -89,6 +92,17 @@ export class Server {
     return this.shuttingDown;
   }
   private shuttingDown: Promise<ShutdownResult> | null = null;
-  close(): void { this.reactor.close(); libc.close(this.listener.fd); this.files?.close(); }
+  /** Closes every connection still open (stop() leaves them), the loop, the listener and the file cache. */
+  close(): void {
+    const loop = this.reactor.loop;
+    if (!loop.inPhase && this.stats().liveConnections > 0) {
+      loop.stop();
+      loop.core.x.closeAll();
+      loop.flush();
+    }
+    this.reactor.close();
+    libc.close(this.listener.fd);
+    this.files?.close();
+  }
   stats() { return this.reactor.stats(); }
 }

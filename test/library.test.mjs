@@ -13,7 +13,8 @@ import { createRequire } from "node:module";
 import net from "node:net";
 import { Reactor, EventWatcher, WatchFlag, Server, SysError, READABLE, WRITABLE, libc, abi } from "../dist/index.js";
 import { socketpair, readFd, writeFd, closeFd, connectNarrow } from "./lib/sys.mjs";
-import { within, sleep } from "./lib/procs.mjs";
+import { within, sleep, distUrl } from "./lib/procs.mjs";
+import { Worker } from "node:worker_threads";
 import { FakeHost } from "./lib/fakehost.mjs";
 
 const require = createRequire(import.meta.url);
@@ -363,6 +364,43 @@ test("shutdown() with nothing in progress settles at once, and the stopped loop 
   } finally {
     server.close();
   }
+});
+
+test("runInLoop: a task that throws (or has no definition) is logged; the tasks queued behind it still run", async () => {
+  const logs = [];
+  const { r, state, stop } = blockingReactor({ log: (level, line) => logs.push(`${level}: ${line}`) });
+  r.defineTask("boom", () => { throw new Error("boom"); });
+  r.defineTask("last", () => stop("last ran"));
+  const worker = new Worker(`
+    const { workerData } = require("node:worker_threads");
+    import(workerData.dist).then(({ RemoteLoop }) => {
+      const q = new RemoteLoop(workerData.remote);
+      q.runInLoop("boom"); q.runInLoop("nope"); q.runInLoop("last");
+    });`, { eval: true, workerData: { dist: distUrl, remote: r.remote() } });
+  try {
+    r.run();
+  } finally {
+    await worker.terminate();
+    r.close();
+  }
+  assert.is(state.reason, "last ran");
+  assert.ok(logs.some((l) => /^error: callback threw: Error: boom/.test(l)), logs.join("\n"));
+  assert.ok(logs.some((l) => /no task named "nope"/.test(l)), logs.join("\n"));
+});
+
+test("close() after stop() closes the connections still open instead of leaking their fds", async () => {
+  const server = new Server({ protocol: "echo", port: 0, handleSignals: false, maxFds: 4096 });
+  server.attach();
+  const clients = await Promise.all([1, 2, 3].map(() => new Promise((resolve, reject) => {
+    const s = net.connect(server.port, "127.0.0.1", () => s.write("hi"));
+    s.once("data", () => resolve(s));
+    s.on("error", reject);
+  })));
+  assert.is(server.stats().liveConnections, 3);
+  const closed = Promise.all(clients.map((s) => new Promise((resolve) => s.on("close", resolve))));
+  server.stop();
+  server.close();
+  await within(5_000, closed, "the clients to see their connections closed");
 });
 
 test.run();

@@ -508,6 +508,17 @@ export function beginShutdown(graceMs: f64): i32 {
   return ctlI32(STAT_LIVE_CONNS);
 }
 
+/**
+ * Closes every connection now (the host is closing the loop: nothing may
+ * stay open behind it). The closes go out with the next flush(). Returns
+ * how many connections there were.
+ */
+export function closeAll(): i32 {
+  const n = ctlI32(STAT_LIVE_CONNS);
+  closeAllConns();
+  return n;
+}
+
 function closeAllConns(): void {
   for (let fd = 0; fd < maxFds; fd++) {
     if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
