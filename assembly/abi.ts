@@ -108,7 +108,7 @@ export const OP_WRITEV = 5;    // writev(fd, mem+a0, a1): a0 = native iovecs, ab
 export const OP_SENDFILE = 6;  // sendfile(fd, a0=in fd, mem+a1 (i64 offset, kernel-updated), a2) -> bytes
 export const OP_CLOSE = 7;     // close(fd) -> 0
 export const OP_SHUTDOWN = 8;  // shutdown(fd, a0) -> 0
-export const OP_CALL = 9;      // call JS: a0 = CALL_*, a1 = id, a2 = events -> 0 (or -1 if it threw)
+export const OP_CALL = 9;      // call JS: a0 = CALL_*, a1 = id, a2 = events, a3 per CALL_* -> 0 (or -1 if it threw)
 export const OP_OPEN = 10;     // open file a0 (NUL-terminated path, relative to the docroot), len a1,
                                // fill FILE record at a2 -> fd (or -errno). a3 = 1: stat only, no open
 export const OP_LOG = 11;      // log a1 bytes at a0 with level a2 (LOG_*) -> 0
@@ -124,6 +124,8 @@ export const MSG_MORE = 0x8000;
 export const CALL_IO = 1;      // a1 = handler id, a2 = REACTOR_* events, fd
 export const CALL_TIMER = 2;   // a1 = timer id
 export const CALL_TASK = 3;    // a1 = task id
+export const CALL_CTL_ERROR = 4; // the kernel refused an epoll_ctl for JS handler a1 on fd: a2 = errno
+                               // (positive), a3 = EPOLL_CTL_ADD/MOD. The core removed that handler.
 
 export const LOG_ERROR = 0;
 export const LOG_WARN = 1;

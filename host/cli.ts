@@ -62,7 +62,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
     },
   },
   replay: {
-    summary: "replay a recording against this core with no OS; exit 0 if every request matches, 1 at the first divergence, 2 if the file is unusable",
+    summary: "replay a recording against this core with no OS; exit 0 if every request matches, 1 at the first divergence or if the core trapped (a core bug, reproduced), 2 if the file is unusable",
     positional: "FILE",
     flags: {
       force: { kind: "bool", help: "replay a recording made by a different core build" },

@@ -83,6 +83,7 @@ export interface CoreExports {
   timerIsLive(id: number): number;
   checkInvariants(): number;
   beginShutdown(graceMs: number): number;
+  closeAll(): number;
 }
 
 let compiled: CoreModule | null = null;

@@ -1,18 +1,26 @@
 // wasm-reactor: the package entry point.
 export { Reactor, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR, HANGUP, EDGE } from "./reactor.ts";
-export type { IoCallback, ReactorOptions } from "./reactor.ts";
-export { Loop } from "./loop.ts";
+export type { IoCallback, ErrorCallback, RegisterOptions, ReactorOptions } from "./reactor.ts";
+export { Loop, defaultMaxFds } from "./loop.ts";
 export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
 export { Core, defaultCoreConfig, corePath } from "./core.ts";
 export type { CoreConfig, CoreExports, CoreMemory, CoreModule } from "./core.ts";
 export { Server } from "./server.ts";
-export type { ServerOptions } from "./server.ts";
+export type { ServerOptions, ShutdownResult } from "./server.ts";
 export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";
 export { RemoteLoop, QueueFullError } from "./remote.ts";
 export type { RemoteDescriptor } from "./remote.ts";
 export { libc, errno, SysError, describeErrno, errnoName } from "./libc.ts";
+// Flag values for the documented bindings (pipe2, socketpair, eventfd, socket, accept4, open).
+export {
+  O_NONBLOCK, O_CLOEXEC, O_RDONLY, AF_UNIX, AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC,
+  EFD_NONBLOCK, EFD_CLOEXEC,
+} from "./libc.ts";
 export * as abi from "../assembly/abi.ts";
-export { replay, replayCommand, RecordingError } from "./replay.ts";
-export type { ReplaySummary, ReplayOptions, TextOut } from "./replay.ts";
-export { Recorder, FileSink, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";
+export { replay, replayCommand, describeTrap, RecordingError } from "./replay.ts";
+export type { ReplayResult, ReplaySummary, ReplayOptions, ReplayTrap, Divergence, TextOut } from "./replay.ts";
+export { readRecording } from "./recording.ts";
+export type { Recording, RecordedCall, RecordedRequest, RecordedEvent, MemoryWrite } from "./recording.ts";
+export { record, Recorder, FileSink, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";
+export type { Sink, RecordingHeader } from "./record.ts";

@@ -36,6 +36,8 @@ export const libc = {
   shutdown: lib.func("int shutdown(int, int)"),
   close: lib.func("int close(int)"),
   eventfd: lib.func("int eventfd(uint32, int)"),
+  pipe2: lib.func("int pipe2(_Out_ int *fds, int)"),
+  socketpair: lib.func("int socketpair(int, int, int, _Out_ int *fds)"),
   readBuf: lib.func("int read(int, _Out_ void *, size_t)"),
   writeBuf: lib.func("int write(int, void *, size_t)"),
   open: lib.func("int open(str, int, int)"),
@@ -86,6 +88,7 @@ export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const SFD_CLOEXEC = 0o2000000;
 export const SFD_NONBLOCK = 0o4000;
+export const AF_UNIX = 1;
 export const O_RDONLY = 0;
 export const O_NONBLOCK = 0o4000;
 export const O_DIRECTORY = 0o200000;
@@ -116,14 +119,17 @@ const ERRNO_NAMES: Record<number, string> = {
 export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }
 export function describeErrno(e: number): string { return `${errnoName(e)} (${libc.strerror(e)})`; }
 
-/** An OS error as a JS Error carrying `code` (the errno name) and `errno`. */
+/** An OS error as a JS Error carrying `code` (the errno name), `errno` and, when one is concerned, `fd`. */
 export class SysError extends Error {
   readonly code: string;
   readonly errno: number;
-  constructor(call: string, e: number) {
+  readonly fd?: number;
+  constructor(call: string, e: number, fd?: number) {
     super(`${call}: ${describeErrno(e)}`);
+    this.name = "SysError";
     this.code = errnoName(e);
     this.errno = e;
+    if (fd !== undefined) this.fd = fd;
   }
 }
 

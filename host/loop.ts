@@ -11,8 +11,9 @@ import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
 import { Recorder, FileSink, sha256File } from "./record.ts";
 import {
-  libc, errno, check, EPOLL_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC, pollFd, describeErrno,
+  libc, errno, check, EPOLL_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC, pollFd, describeErrno, raiseFdLimit,
 } from "./libc.ts";
+import type { Sink } from "./record.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
 const LEVELS: LogLevel[] = ["error", "warn", "info", "access"];
@@ -28,8 +29,22 @@ export interface LoopOptions extends Partial<CoreConfig> {
   /** Where log lines go; default: stderr, written synchronously. */
   log?: (level: LogLevel, line: string) => void;
   files?: FileOpener;
-  /** Records every input the core receives into this file (see host/record.ts). */
-  record?: string;
+  /**
+   * Records every input the core receives (see host/record.ts): into this
+   * file, or into a Sink such as a MemorySink (one recording per sink).
+   */
+  record?: string | Sink;
+}
+
+/**
+ * The default size of the fd-indexed tables: every fd this process may open.
+ * Raises the soft RLIMIT_NOFILE to the hard one first (as servers do);
+ * capped at 2^20 (16 bytes of handler table + 256 of connection record per
+ * fd, resident only where touched).
+ */
+export function defaultMaxFds(): number {
+  const { soft } = raiseFdLimit();
+  return Math.max(64, Math.min(soft, 1 << 20));
 }
 
 const SQE_WORDS = abi.SQE_SIZE >> 2;
@@ -40,8 +55,8 @@ export class Loop {
   readonly epfd: number;
   readonly maxEvents: number;
   readonly recorder: Recorder | null;
-  /** JS callbacks the core asks for (OP_CALL); set by the Reactor. */
-  onCall: (kind: number, id: number, fd: number, events: number) => void = () => {};
+  /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */
+  onCall: (kind: number, id: number, fd: number, events: number, extra: number) => void = () => {};
   log: (level: LogLevel, line: string) => void;
   files: FileOpener | null;
   private running = false;
@@ -52,8 +67,10 @@ export class Loop {
 
   constructor(options: LoopOptions = {}) {
     const config = { ...defaultCoreConfig, ...options };
+    if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
-    this.recorder = options.record ? new Recorder(new FileSink(options.record), {
+    const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
+    this.recorder = sink ? new Recorder(sink, {
       coreSha256: sha256File(corePath),
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
       time, arch: process.arch, created: new Date().toISOString(), argv: process.argv.slice(2),
@@ -93,9 +110,9 @@ export class Loop {
     this.drain(() => x.runTimers());                            // 1. timers that are due
     let timeout = x.pollTimeout();                              // 2. poll, no longer than
     if (maxWait >= 0 && (timeout < 0 || timeout > maxWait)) timeout = maxWait; //    the next timer
-    // A timer callback called stop(): finish this tick without sleeping, or
-    // run() would only return once the poll times out (the next timer).
-    if (this.stopRequested) timeout = 0;
+    // A timer callback called stop() (or raised an error): finish this tick
+    // without sleeping, or run() would only return once the poll times out.
+    if (this.stopRequested || this.raised.length) timeout = 0;
     const n = this.poll(timeout);
     this.clock();
     if (this.recorder && n > 0) {
@@ -104,13 +121,41 @@ export class Loop {
     }
     this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
     this.drain(() => x.runDeferred());                          // 4. deferred mods, 5. deferred tasks
+    this.throwRaised();
   }
+
+  /**
+   * Throws `e` out of the current tick once the tick is over (never in the
+   * middle of a phase, which would leave the core's round half done): out of
+   * run(), or, for an attached loop, as an uncaught exception from Node's
+   * event loop. Used for errors nobody handles (a refused epoll_ctl with no
+   * onError). Outside any phase it throws at once.
+   */
+  raise(e: unknown): void {
+    if (!this.draining) throw e;
+    this.raised.push(e);
+  }
+  private raised: unknown[] = [];
+  private lastRaised: unknown = undefined;
+
+  private throwRaised(): void {
+    if (!this.raised.length) return;
+    const [first, ...more] = this.raised;
+    this.raised = [];
+    for (const e of more) this.log("error", `also raised in this tick: ${(e as Error)?.message ?? e}`);
+    this.lastRaised = first;
+    throw first;
+  }
+
+  /** True while a phase runs (inside any callback the core calls). */
+  get inPhase(): boolean { return this.draining; }
 
   /** Carries out what JS changed outside a phase (register() before run(), ...). */
   flush(): void {
     if (this.draining) return; // inside a phase: the phase applies it
     this.clock();
     this.drain(() => this.core.x.flush());
+    this.throwRaised();
   }
 
   /** epoll_wait straight into the core's event area; EINTR retried. */
@@ -192,11 +237,11 @@ export class Loop {
         case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + 5]); break;
         case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
         case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
-        case abi.OP_CALL: r = this.call(a0, a1, fd, a2); break;
+        case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + 5]); break;
         case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
         case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
         case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;
-        case abi.OP_STOP: this.stop(); r = 0; break; // graceful shutdown finished
+        case abi.OP_STOP: this.finished = true; this.stop(); r = 0; break; // graceful shutdown finished
         default: r = 0;
       }
       // Results are >= 0 or -errno, read at once (koffi keeps the last call's).
@@ -242,9 +287,9 @@ export class Loop {
   private readonly ctlDataOff: number;
   private ctlView: DataView;
 
-  private call(kind: number, id: number, fd: number, events: number): number {
+  private call(kind: number, id: number, fd: number, events: number, extra: number): number {
     try {
-      this.onCall(kind, id, fd, events);
+      this.onCall(kind, id, fd, events, extra);
       return 0;
     } catch (e) {
       this.log("error", `callback threw: ${(e as Error)?.stack ?? e}`);
@@ -263,19 +308,40 @@ export class Loop {
   run(shouldStop?: () => boolean): void {
     if (this.attached) throw new Error("run(): the loop is attached to Node's event loop; detach() first");
     this.running = true;
-    this.stopRequested = false;
-    this.flush();
+    // After a finished graceful shutdown (OP_STOP) the loop stays stopped:
+    // nothing is listening any more.
+    this.stopRequested = this.finished;
     try {
+      this.flush();
       while (!this.stopRequested && !(shouldStop && shouldStop())) this.tick();
     } finally {
       this.running = false;
+      this.stopped();
     }
   }
 
   /** Asks a running loop to return after the current tick (callable from callbacks). */
   stop(): void {
     this.stopRequested = true;
-    this.detach();
+    if (this.attached) this.detach();
+    else if (!this.running) this.stopped(); // nothing to wait for
+  }
+
+  /**
+   * Resolves the next time the loop stops: run() returns (normally or by an
+   * exception) or an attached loop detaches. At once if it is not running.
+   */
+  whenStopped(): Promise<void> {
+    if (!this.isRunning) return Promise.resolve();
+    return new Promise((resolve) => this.stopWaiters.push(resolve));
+  }
+  private stopWaiters: (() => void)[] = [];
+  private finished = false;
+
+  private stopped(): void {
+    const waiters = this.stopWaiters;
+    this.stopWaiters = [];
+    for (const w of waiters) w();
   }
 
   get isRunning(): boolean { return this.running || this.attached !== null; }
@@ -287,7 +353,7 @@ export class Loop {
    * sockets keep working beside it.
    */
   attach(): void {
-    if (this.attached) return;
+    if (this.attached || this.finished) return;
     if (this.running) throw new Error("attach(): the loop is already running in blocking mode");
     this.stopRequested = false;
     const handle = pollFd(this.epfd, () => {
@@ -306,17 +372,39 @@ export class Loop {
     this.attached.close?.();
     this.attached = null;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
+    this.stopped();
   }
 
   private attachedTick(): void {
     if (!this.attached) return;
-    this.tick(0);
-    // Keep ticking without yielding only while work is queued in the core
-    // (bounded, so Node's loop gets its turn); otherwise sleep until the next
-    // timer or until libuv reports the epoll fd readable.
+    try {
+      this.tick(0);
+    } catch (e) {
+      if (e === this.lastRaised && e !== undefined) {
+        // An error raised for the application (raise()): libuv's poll
+        // callback would swallow it, so it surfaces as an uncaught
+        // exception, like an 'error' event nobody listens to. The loop stays
+        // attached (a process that handles uncaughtException carries on).
+        process.nextTick(() => { throw e; });
+      } else {
+        throw e;
+      }
+    }
+    this.rearm();
+  }
+
+  /**
+   * Attached: schedules the next tick for the core's next timer, or at once
+   * when work is queued. Keep ticking without yielding only while work is
+   * queued in the core (bounded, so Node's loop gets its turn); otherwise
+   * sleep until the next timer or until libuv reports the epoll fd readable.
+   * The Reactor calls it when JS outside the loop added a timer or a task.
+   */
+  rearm(): void {
+    if (!this.attached || this.draining) return;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
     const t = this.core.x.pollTimeout();
-    if (t >= 0 && this.attached) {
+    if (t >= 0) {
       this.attachTimer = setTimeout(() => { this.attachTimer = null; try { this.attachedTick(); } catch (e) { this.log("error", String(e)); } }, t);
     }
   }

@@ -8,6 +8,17 @@
 // earlier in that batch; a handler registered during a batch receives nothing
 // from it; deferred tasks run after I/O dispatch, in order, and a task
 // deferred by a task runs on the next pass.
+//
+// register() on an fd that is already registered modifies it (seed 003's
+// contract: EPOLL_CTL_MOD): the new callback and interest replace the old.
+//
+// A change the kernel refuses (epoll_ctl: EPERM for a regular file, EBADF
+// for a closed fd, ...) is never swallowed, and the registration is removed
+// (what it asked for is not in effect). Applied at once (outside a phase),
+// it throws SysError from register()/modify(). Applied later (the call was
+// made inside a callback; the core applies changes after the batch), it goes
+// to the registration's onError, else the Reactor's onError, else it is
+// thrown out of the tick (out of run(); attached: an uncaught exception).
 import { isMainThread } from "node:worker_threads";
 import * as abi from "../assembly/abi.ts";
 import { Loop, type LoopOptions } from "./loop.ts";
@@ -24,15 +35,33 @@ export const HANGUP = abi.REACTOR_HANGUP;
 export const EDGE = abi.REACTOR_EDGE;
 
 export type IoCallback = (fd: number, events: number) => void;
+/** Gets a refused change that was applied later, in a phase (see the top of this file). */
+export type ErrorCallback = (err: SysError, fd: number) => void;
+
+export interface RegisterOptions {
+  /** A refused change of this registration, applied later in a phase; default: the Reactor's onError. */
+  onError?: ErrorCallback;
+}
 
 export interface ReactorOptions extends LoopOptions {
   /** run() on the main thread stops cleanly on SIGINT/SIGTERM (default true). */
   handleSignals?: boolean;
+  /** Refused changes applied in a phase, for registrations without their own onError. */
+  onError?: ErrorCallback;
 }
+
+/** Used by EventWatcher (same module) to hand an error to the Reactor's routing. */
+const routeError = Symbol("routeError");
 
 export class Reactor {
   readonly loop: Loop;
   private readonly io: (IoCallback | undefined)[] = [];
+  private readonly errs: (ErrorCallback | undefined)[] = [];
+  private readonly fdIds = new Map<number, number>();
+  /** Refused changes applied later, in a phase, for registrations without their own onError; default: thrown out of the tick. */
+  onError: ErrorCallback | null;
+  /** Collects refusals while a change is applied at once (settle()), to be thrown. */
+  private sync: { err: SysError; fd: number; handler?: ErrorCallback }[] | null = null;
   private readonly freeIds: number[] = [];
   private readonly timers = new Map<number, () => void>();
   private readonly tasks = new Map<number, () => void>();
@@ -42,7 +71,8 @@ export class Reactor {
   constructor(options: ReactorOptions = {}) {
     this.loop = new Loop(options);
     this.handleSignals = options.handleSignals ?? true;
-    this.loop.onCall = (kind, id, fd, events) => {
+    this.onError = options.onError ?? null;
+    this.loop.onCall = (kind, id, fd, events, extra) => {
       if (kind === abi.CALL_IO) {
         this.io[id]?.(fd, events);
       } else if (kind === abi.CALL_TIMER) {
@@ -53,8 +83,28 @@ export class Reactor {
         const fn = this.tasks.get(id);
         this.tasks.delete(id);
         fn?.();
+      } else if (kind === abi.CALL_CTL_ERROR) {
+        this.refused(id, fd, events, extra);
       }
     };
+  }
+
+  /** The kernel refused handler id's epoll_ctl (errno e, epoll op); the core removed the handler. */
+  private refused(id: number, fd: number, e: number, op: number): void {
+    const name = op === abi.EPOLL_CTL_ADD ? "EPOLL_CTL_ADD" : op === abi.EPOLL_CTL_MOD ? "EPOLL_CTL_MOD" : `op ${op}`;
+    const err = new SysError(`epoll_ctl(${name}, fd ${fd})`, e, fd);
+    const handler = this.errs[id];
+    if (this.fdIds.get(fd) === id) this.fdIds.delete(fd);
+    this.releaseId(id);
+    if (this.sync) this.sync.push({ err, fd, handler });
+    else this[routeError](err, fd, handler);
+  }
+
+  /** Where a refusal applied in a phase goes: its handler, onError, else out of the tick. */
+  [routeError](err: SysError, fd: number, handler?: ErrorCallback): void {
+    const to = handler ?? this.onError;
+    if (to) to(err, fd);
+    else this.loop.raise(err);
   }
 
   private timerLive(id: number): boolean {
@@ -62,35 +112,65 @@ export class Reactor {
     return this.loop.core.x.timerIsLive(id) !== 0;
   }
 
-  /** Applies a change at once when no phase is running (inside one, the phase does). */
-  private settle(): void { this.loop.flush(); }
-
-  private fail(call: string, r: number): void {
-    if (r < 0) throw new SysError(call, -r);
+  /**
+   * Applies a change at once when no phase is running and throws what the
+   * kernel refused; inside a phase the phase applies it (refusals: onError).
+   */
+  private settle(): void {
+    if (this.loop.inPhase) return;
+    const sync: NonNullable<Reactor["sync"]> = [];
+    this.sync = sync;
+    try {
+      this.loop.flush();
+    } finally {
+      this.sync = null;
+    }
+    if (!sync.length) return;
+    for (const r of sync.slice(1)) this[routeError](r.err, r.fd, r.handler);
+    throw sync[0].err;
   }
 
-  /** Calls `cb(fd, events)` when fd is ready; events is READABLE|WRITABLE (|EDGE). */
-  register(fd: number, events: number, cb: IoCallback): void {
+  private fail(call: string, r: number, fd?: number): void {
+    if (r < 0) throw new SysError(fd === undefined ? call : `${call}(fd ${fd})`, -r, fd);
+  }
+
+  /**
+   * Calls `cb(fd, events)` when fd is ready; events is READABLE|WRITABLE
+   * (|EDGE). On an fd that is already registered it modifies the
+   * registration: `cb`, `events` and `onError` replace the old ones. Throws
+   * SysError if the kernel refuses (outside a phase; see the top of the file).
+   */
+  register(fd: number, events: number, cb: IoCallback, options: RegisterOptions = {}): void {
+    const old = this.fdIds.get(fd);
+    if (old !== undefined) {
+      this.fail("register", this.loop.core.x.modify(fd, events), fd);
+      this.io[old] = cb;
+      this.errs[old] = options.onError;
+      this.settle();
+      return;
+    }
     const id = this.freeIds.pop() ?? this.io.length;
     const r = this.loop.core.x.register(fd, events, id);
-    if (r < 0) { this.freeIds.push(id); this.fail("register", r); }
-    const old = this.fdIds.get(fd);
-    if (old !== undefined) this.releaseId(old);
+    if (r < 0) { this.freeIds.push(id); this.fail("register", r, fd); }
     this.io[id] = cb;
+    this.errs[id] = options.onError;
     this.fdIds.set(fd, id);
     this.settle();
   }
-  private readonly fdIds = new Map<number, number>();
-  private releaseId(id: number): void { this.io[id] = undefined; this.freeIds.push(id); }
+  private releaseId(id: number): void { this.io[id] = undefined; this.errs[id] = undefined; this.freeIds.push(id); }
 
+  /** True while fd has a registration made through this Reactor. */
+  isRegistered(fd: number): boolean { return this.fdIds.has(fd); }
+
+  /** New interest for a registered fd. Throws SysError if the kernel refuses (outside a phase). */
   modify(fd: number, events: number): void {
-    this.fail("modify", this.loop.core.x.modify(fd, events));
+    this.fail("modify", this.loop.core.x.modify(fd, events), fd);
     this.settle();
   }
 
   /** Stops watching fd. Pass `closing: true` if you close it right after (saves a syscall). */
   deregister(fd: number, closing = false): void {
-    this.fail("deregister", this.loop.core.x.deregister(fd, closing ? 1 : 0));
+    this.fail("deregister", this.loop.core.x.deregister(fd, closing ? 1 : 0), fd);
     const id = this.fdIds.get(fd);
     if (id !== undefined) { this.fdIds.delete(fd); this.releaseId(id); }
     this.settle();
@@ -101,16 +181,20 @@ export class Reactor {
     const id = this.nextTask++;
     if (!this.loop.core.x.defer(id)) throw new RangeError("defer: the task queue is full (65536 tasks)");
     this.tasks.set(id, fn);
+    this.loop.rearm(); // attached, called from Node: a tick must come
   }
 
   setTimeout(ms: number, cb: () => void): number { return this.startTimer(ms, 0, cb); }
   setInterval(ms: number, cb: () => void): number { return this.startTimer(ms, ms > 0 ? ms : 1, cb); }
 
   private startTimer(ms: number, repeat: number, cb: () => void): number {
-    if (!this.loop.isRunning) this.loop.core.setTime(performance.now(), Date.now());
+    // Outside a phase the loop time may be old (an attached loop sleeps
+    // between ticks): count from now.
+    if (!this.loop.inPhase) this.loop.core.setTime(performance.now(), Date.now());
     const id = this.loop.core.x.timerStart(ms, repeat);
     this.fail("setTimeout", id);
     this.timers.set(id, cb);
+    this.loop.rearm(); // attached, called from Node: the tick must come by the deadline
     return id;
   }
 
@@ -132,6 +216,13 @@ export class Reactor {
   }
 
   stop(): void { this.loop.stop(); }
+
+  /**
+   * Resolves the next time the loop stops: run() returns (or throws), or an
+   * attached loop detaches (stop(), or the end of a graceful shutdown).
+   * Resolves at once if the loop is not running.
+   */
+  whenStopped(): Promise<void> { return this.loop.whenStopped(); }
 
   /** Runs the loop inside this thread's Node event loop (see Loop.attach). */
   attach(): void { this.loop.attach(); }
@@ -189,10 +280,16 @@ export class Reactor {
     if (!this.inbox) {
       this.inbox = new RemoteInbox(createRemoteQueue(capacity));
       const inbox = this.inbox;
+      // One task that throws is logged like any callback; the messages
+      // behind it still run (the eventfd was read: nothing would wake us).
       this.register(inbox.d.eventfd, READABLE, () => inbox.drain((name, args) => {
         const fn = this.named.get(name);
-        if (!fn) throw new Error(`runInLoop: no task named ${JSON.stringify(name)} (defineTask it first)`);
-        fn(...args);
+        try {
+          if (!fn) throw new Error(`runInLoop: no task named ${JSON.stringify(name)} (defineTask it first)`);
+          fn(...args);
+        } catch (e) {
+          this.loop.log("error", `callback threw: ${(e as Error)?.stack ?? e}`);
+        }
       }));
     }
     return this.inbox.d;
@@ -205,10 +302,14 @@ export const WatchFlag = { READ: READABLE, WRITE: WRITABLE } as const;
 export type WatchFlag = (typeof WatchFlag)[keyof typeof WatchFlag];
 
 /**
- * watch(fd, flag, cb) / unwatch(fd, flag) / unwatchAll() / runInLoop(task),
- * on top of the Reactor. A read and a write watch on one fd share one
- * registration; each callback sees only its own readiness (errors and
- * hang-ups go to both, so both get to notice).
+ * watch(fd, flags, cb) / unwatch(fd, flags) / unwatchAll() / runInLoop(task),
+ * on top of the Reactor. `flags` is WatchFlag.READ, WatchFlag.WRITE or both
+ * (READ | WRITE: cb for both, called once per event). A read and a write
+ * watch on one fd share one registration; each callback sees only its own
+ * readiness (errors and hang-ups go to both, so both get to notice);
+ * unwatching one keeps the other. A change the kernel refuses drops the fd's watches: thrown from
+ * watch()/unwatch() when applied at once, else handed to the Reactor's
+ * onError (default: thrown out of the tick).
  */
 export class EventWatcher {
   readonly reactor: Reactor;
@@ -218,31 +319,52 @@ export class EventWatcher {
     this.reactor = reactorOrOptions instanceof Reactor ? reactorOrOptions : new Reactor(reactorOrOptions);
   }
 
-  watch(fd: number, flag: WatchFlag, cb: IoCallback): void {
+  watch(fd: number, flags: number, cb: IoCallback): void {
+    const bits = watchBits("watch", flags);
     const w = this.watches.get(fd) ?? {};
-    const had = w.read || w.write;
-    if (flag === WatchFlag.READ) w.read = cb; else w.write = cb;
+    const had = w.read !== undefined || w.write !== undefined;
+    if (bits & READABLE) w.read = cb;
+    if (bits & WRITABLE) w.write = cb;
     this.watches.set(fd, w);
+    this.apply(fd, w, had);
+  }
+
+  unwatch(fd: number, flags: number): void {
+    const bits = watchBits("unwatch", flags);
+    const w = this.watches.get(fd);
+    if (!w) return;
+    if (bits & READABLE) w.read = undefined;
+    if (bits & WRITABLE) w.write = undefined;
+    if (!w.read && !w.write) { this.watches.delete(fd); this.reactor.deregister(fd); return; }
+    this.apply(fd, w, true);
+  }
+
+  /** Registers or modifies fd for what `w` watches; a refusal drops the fd's watches. */
+  private apply(fd: number, w: { read?: IoCallback; write?: IoCallback }, registered: boolean): void {
     const mask = (w.read ? READABLE : 0) | (w.write ? WRITABLE : 0);
-    if (had) this.reactor.modify(fd, mask);
-    else this.reactor.register(fd, mask, (f, ev) => this.fire(f, ev));
+    try {
+      if (registered) this.reactor.modify(fd, mask);
+      else this.reactor.register(fd, mask, (f, ev) => this.fire(f, ev), { onError: (err) => this.refused(fd, err) });
+    } catch (e) {
+      if (!this.reactor.isRegistered(fd)) this.watches.delete(fd);
+      throw e;
+    }
+  }
+
+  private refused(fd: number, err: SysError): void {
+    this.watches.delete(fd);
+    this.reactor[routeError](err, fd);
   }
 
   private fire(fd: number, ev: number): void {
     const w = this.watches.get(fd);
     if (!w) return;
     const trouble = ev & (ERROR | HANGUP);
-    if (w.read && (ev & READABLE || trouble)) w.read(fd, ev);
+    let called: IoCallback | undefined;
+    if (w.read && (ev & READABLE || trouble)) { called = w.read; called(fd, ev); }
     const again = this.watches.get(fd); // the read callback may have unwatched
-    if (again?.write && (ev & WRITABLE || trouble)) again.write(fd, ev);
-  }
-
-  unwatch(fd: number, flag: WatchFlag): void {
-    const w = this.watches.get(fd);
-    if (!w) return;
-    if (flag === WatchFlag.READ) w.read = undefined; else w.write = undefined;
-    if (!w.read && !w.write) { this.watches.delete(fd); this.reactor.deregister(fd); return; }
-    this.reactor.modify(fd, (w.read ? READABLE : 0) | (w.write ? WRITABLE : 0));
+    // One callback watching both hears each event once.
+    if (again?.write && (ev & WRITABLE || trouble) && again.write !== called) again.write(fd, ev);
   }
 
   unwatchAll(): void {
@@ -254,4 +376,13 @@ export class EventWatcher {
 
   run(): void { this.reactor.run(); }
   stop(): void { this.reactor.stop(); }
+}
+
+/** READ, WRITE or READ | WRITE; anything else is a programming error. */
+function watchBits(call: string, flags: number): number {
+  const bits = flags & (READABLE | WRITABLE);
+  if (bits === 0 || bits !== flags) {
+    throw new RangeError(`${call}: flags must be WatchFlag.READ, WatchFlag.WRITE or both, got ${flags}`);
+  }
+  return bits;
 }

@@ -17,6 +17,11 @@
 //     F_MEM   u32 address, bytes           (the host wrote these bytes into linear memory)
 //     F_TRAP  (nothing)                    (the call trapped; recover() follows)
 //     F_END   (nothing)                    (the recording was closed cleanly)
+//
+// Order, as host/loop.ts writes it: the time and the memory the host wrote
+// (event batch, bytes read, results of the last round) come before the call
+// that consumes them; F_RET and F_SQ follow their call. host/recording.ts
+// reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
@@ -30,6 +35,7 @@ export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, 
 export const RECORDED_EXPORTS = [
   "runTimers", "pollTimeout", "dispatch", "runDeferred", "flush", "complete", "recover",
   "register", "modify", "deregister", "timerStart", "timerStop", "defer", "listen", "debugTrapFd", "beginShutdown",
+  "closeAll", // append only: the index is what the file stores
 ] as const;
 export type RecordedExport = (typeof RECORDED_EXPORTS)[number];
 /** Exports that return a number of submissions to carry out. */
@@ -68,11 +74,34 @@ export class FileSink implements Sink {
 
 export class MemorySink implements Sink {
   readonly chunks: Uint8Array[] = [];
+  /** The recording is over (its loop closed). */
+  closed = false;
+  /** Set by the Recorder writing here: one recording per sink. */
+  owner: Recorder | null = null;
   // Copy: callers reuse their buffers (and Buffer#slice would not copy).
   write(b: Uint8Array): void { this.chunks.push(new Uint8Array(b)); }
-  close(): void {}
+  close(): void { this.closed = true; }
   /** Everything written, in one array (a Buffer; typed as Uint8Array, the public surface needs no Node types). */
   bytes(): Uint8Array { return Buffer.concat(this.chunks); }
+}
+
+/**
+ * Records a scenario for replay, in memory: calls `scenario({ record })`
+ * where `record` is a MemorySink to pass as the `record` option of the one
+ * Server, Reactor or Loop the scenario starts (and closes), and resolves to
+ * the recording, ready for replay() or readRecording().
+ *
+ *   const bytes = await record(async (opts) => {
+ *     const server = new Server({ protocol: "http", root, port: 0, ...opts });
+ *     server.attach(); ...; server.stop(); server.close();
+ *   });
+ */
+export async function record(scenario: (opts: { record: MemorySink }) => unknown): Promise<Uint8Array> {
+  const sink = new MemorySink();
+  await scenario({ record: sink });
+  if (!sink.owner) throw new Error("record(): the scenario started no Server/Reactor/Loop with the `record` option it was given");
+  if (!sink.closed) throw new Error("record(): close() the Server/Reactor before the scenario returns (the recording ends when its loop closes)");
+  return sink.bytes();
 }
 
 export class Recorder {
@@ -80,6 +109,10 @@ export class Recorder {
   private closed = false;
 
   constructor(private readonly sink: Sink, header: RecordingHeader) {
+    if (sink instanceof MemorySink) {
+      if (sink.owner) throw new Error("this MemorySink already holds a recording: use one sink per Server/Reactor");
+      sink.owner = this;
+    }
     const json = Buffer.from(JSON.stringify(header));
     const h = Buffer.alloc(16);
     h.write(MAGIC, 0, "latin1");

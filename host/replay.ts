@@ -1,64 +1,73 @@
 // Deterministic replay: a fresh core, no OS, fed a recording's inputs in
 // order; every return value and every submission queue it emits must match
-// the recording byte for byte. See host/record.ts for the format.
+// the recording byte for byte. See host/record.ts for the format and
+// host/recording.ts for reading one without running it.
 import { readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreExports } from "./core.ts";
-import {
-  MAGIC, FORMAT_VERSION, F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, RECORDED_EXPORTS, RETURNS_SQ,
-  sha256File, type RecordingHeader,
-} from "./record.ts";
+import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, sha256File } from "./record.ts";
+import { RecordingError, readHeader, frameAt, decodeCall, decodeRequest, describeRequest } from "./recording.ts";
 
-export class RecordingError extends Error {}
+export { RecordingError };
 
 const INVARIANT_NAMES: Record<number, string> = {
   1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
   5: "write-ring bounds", 6: "run queue", 7: "receive buffers held",
 };
 
-export interface ReplaySummary {
+const SQE_FIELDS = ["op", "fd", "a0", "a1", "a2", "a3"];
+
+export interface ReplayResult {
+  /** Every return value and request matched the recording. Traps reproduced do not make it false: see `traps`. */
   ok: boolean;
   batches: number;
   events: number;
   calls: number;
   requests: number;
+  /** Bytes fed into linear memory. */
   bytes: number;
   frames: number;
-  /** Traps the recorded run had, reproduced at the same call. */
-  traps: number;
+  /** Traps the recorded run had, reproduced at the same call. Each is a core bug. */
+  traps: ReplayTrap[];
   /** Where and how the replay diverged (ok === false). */
-  divergence?: string;
+  divergence?: Divergence;
+}
+/** The name this result had before it carried traps and divergence as objects. */
+export type ReplaySummary = ReplayResult;
+
+export interface ReplayTrap {
+  batch: number;
+  call: number;
+  callName: string;
+  args: number[];
+  /** The trap, as the replayed core raised it ("unreachable", "core abort at 12:3"...). */
+  message: string;
+  /** The fd the core was serving (CTL_CURRENT_FD; -1: none). */
+  fd: number;
+  /** Byte offset of the trap frame in the recording. */
+  fileOffset: number;
 }
 
-const OP_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(abi).filter(([k]) => k.startsWith("OP_") && k !== "OP_COUNT").map(([k, v]) => [v as number, k.slice(3)]),
-);
-
-function describeSqe(b: Uint8Array, off: number): string {
-  const v = new DataView(b.buffer, b.byteOffset + off, abi.SQE_SIZE);
-  const f = (o: number) => v.getInt32(o, true);
-  return `{${OP_NAMES[f(abi.SQE_OP)] ?? f(abi.SQE_OP)} fd=${f(abi.SQE_FD)} a0=${f(abi.SQE_A0)} a1=${f(abi.SQE_A1)} a2=${f(abi.SQE_A2)} a3=${f(abi.SQE_A3)}}`;
-}
-
-export function readHeader(bytes: Uint8Array): { header: RecordingHeader; offset: number } {
-  if (bytes.length < 16 || Buffer.from(bytes.subarray(0, 8)).toString("latin1") !== MAGIC) {
-    throw new RecordingError("not a wasm-reactor recording (bad magic)");
-  }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = dv.getUint32(8, true);
-  if (version !== FORMAT_VERSION) throw new RecordingError(`recording format version ${version}; this build reads version ${FORMAT_VERSION}`);
-  const n = dv.getUint32(12, true);
-  if (16 + n > bytes.length) throw new RecordingError("recording truncated inside its header");
-  let header: RecordingHeader;
-  try {
-    header = JSON.parse(Buffer.from(bytes.subarray(16, 16 + n)).toString("utf8"));
-  } catch {
-    throw new RecordingError("corrupt recording header (not JSON)");
-  }
-  if (!header || typeof header.coreSha256 !== "string" || typeof header.config !== "object") {
-    throw new RecordingError("corrupt recording header (fields missing)");
-  }
-  return { header, offset: 16 + n };
+export interface Divergence {
+  /** result: a different return value; request: a different request; trap: one side trapped; invariant: --check. */
+  kind: "result" | "request" | "trap" | "invariant";
+  batch: number;
+  /** 1-based call number, and the call. */
+  call: number;
+  callName: string | null;
+  args: number[];
+  /** kind "request": which request of how many, and the first differing byte within it (and its field). */
+  request?: number;
+  requests?: number;
+  byteOffset?: number;
+  field?: string;
+  expected: string;
+  actual: string;
+  /** Frame number and its byte offset in the recording. */
+  frame: number;
+  fileOffset: number;
+  /** All of the above in one line. */
+  message: string;
 }
 
 export interface ReplayOptions {
@@ -74,7 +83,7 @@ export interface ReplayOptions {
  * recording (bad magic, truncated, corrupt, other core build without force);
  * returns ok: false with a description at the first divergence.
  */
-export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySummary {
+export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayResult {
   const { header, offset } = readHeader(bytes);
   const wasmPath = options.wasmPath ?? corePath;
   const sha = sha256File(wasmPath);
@@ -87,19 +96,23 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
   const core = new Core(config, compileCore(wasmPath), { addressOf: () => 0, time: header.time });
   const x = core.x as unknown as Record<string, (...a: number[]) => number>;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const s: ReplaySummary = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, frames: 0, traps: 0 };
+  const s: ReplayResult = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, frames: 0, traps: [] };
   let pos = offset;
-  let last: { name: string; args: number[]; result: number | null; trapped: boolean } | null = null;
-  const where = () => `batch ${s.batches}, call ${s.calls} (${last ? `${last.name}(${last.args.join(", ")})` : "none"}), frame ${s.frames} at byte ${pos}`;
-  const fail = (msg: string): ReplaySummary => ({ ...s, ok: false, divergence: `${where()}: ${msg}` });
+  let last: { name: string; args: number[]; result: number | null; trap: string | null; fd: number } | null = null;
+  const callText = () => (last ? `${last.name}(${last.args.join(", ")})` : "none");
+  const where = () => `batch ${s.batches}, call ${s.calls} (${callText()}), frame ${s.frames} at byte ${pos}`;
+  const diverge = (kind: Divergence["kind"], expected: string, actual: string, detail: string, extra: Partial<Divergence> = {}): ReplayResult => ({
+    ...s, ok: false,
+    divergence: {
+      kind, batch: s.batches, call: s.calls, callName: last?.name ?? null, args: last?.args ?? [],
+      expected, actual, frame: s.frames, fileOffset: pos, ...extra, message: `${where()}: ${detail}`,
+    },
+  });
 
   for (;;) {
-    if (pos === bytes.length) throw new RecordingError(`recording truncated: no end frame after ${s.frames} frames (${where()})`);
-    if (pos + 5 > bytes.length) throw new RecordingError(`recording truncated inside a frame header at byte ${pos}`);
-    const type = dv.getUint8(pos);
-    const len = dv.getUint32(pos + 1, true);
-    const body = pos + 5;
-    if (body + len > bytes.length) throw new RecordingError(`recording truncated: frame ${s.frames} (type ${type}) needs ${len} bytes at byte ${body}, ${bytes.length - body} left`);
+    const f = frameAt(bytes, dv, pos, s.frames);
+    if (!f) throw new RecordingError(`recording truncated: no end frame after ${s.frames} frames (${where()})`);
+    const { type, body, len } = f;
     s.frames++;
     switch (type) {
       case F_TIME:
@@ -116,36 +129,37 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
         break;
       }
       case F_CALL: {
-        if (len < 1 || (len - 1) % 8 !== 0) throw new RecordingError(`corrupt call frame at byte ${pos}`);
-        const name = RECORDED_EXPORTS[dv.getUint8(body)];
-        if (!name || typeof x[name] !== "function") throw new RecordingError(`corrupt call frame at byte ${pos}: unknown export #${dv.getUint8(body)}`);
-        const args: number[] = [];
-        for (let o = body + 1; o < body + len; o += 8) args.push(dv.getFloat64(o, true));
+        const { name, args } = decodeCall(dv, f);
+        if (typeof x[name] !== "function") throw new RecordingError(`corrupt call frame at byte ${pos}: this core has no export ${name}`);
         s.calls++;
         if (name === "dispatch") { s.batches++; s.events += args[0]; }
-        last = { name, args, result: null, trapped: false };
+        last = { name, args, result: null, trap: null, fd: -1 };
         try {
           const r = x[name](...args);
           last.result = typeof r === "number" ? r : r ? 1 : 0;
         } catch (e) {
           if (!(e instanceof WebAssembly.RuntimeError) && !(e instanceof CoreAbort)) throw e;
-          last.trapped = true;
+          last.trap = (e as Error).message;
+          last.fd = core.ctlI32(abi.CTL_CURRENT_FD);
         }
         if (options.check) {
           const code = x.checkInvariants();
-          if (code !== 0) return fail(`invariant ${code} broken after this call (${INVARIANT_NAMES[code] ?? "?"})`);
+          if (code !== 0) {
+            const inv = `invariant ${code} (${INVARIANT_NAMES[code] ?? "?"})`;
+            return diverge("invariant", "invariants hold", `${inv} broken`, `${inv} broken after this call`);
+          }
         }
         break;
       }
       case F_TRAP:
-        if (!last || !last.trapped) return fail("the recorded run trapped here; the replay did not");
-        s.traps++;
+        if (!last || last.trap === null) return diverge("trap", "a trap", `returned ${last?.result}`, "the recorded run trapped here; the replay did not");
+        s.traps.push({ batch: s.batches, call: s.calls, callName: last.name, args: last.args, message: last.trap, fd: last.fd, fileOffset: pos });
         break;
       case F_RET: {
         if (len !== 8 || !last) throw new RecordingError(`corrupt result frame at byte ${pos}`);
         const expected = dv.getFloat64(body, true);
-        if (last.trapped) return fail(`the replay trapped; the recorded run returned ${expected}`);
-        if (last.result !== expected) return fail(`returned ${last.result}, recorded ${expected}`);
+        if (last.trap !== null) return diverge("trap", `returned ${expected}`, `trap: ${last.trap}`, `the replay trapped (${last.trap}); the recorded run returned ${expected}`);
+        if (last.result !== expected) return diverge("result", String(expected), String(last.result), `returned ${last.result}, recorded ${expected}`);
         break;
       }
       case F_SQ: {
@@ -157,9 +171,11 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
         for (let i = 0; i < last.result; i++) {
           const o = i * abi.SQE_SIZE;
           for (let k = 0; k < abi.SQE_SIZE; k++) {
-            if (actual[o + k] !== expected[o + k]) {
-              return fail(`request ${i} of ${last.result}: expected ${describeSqe(expected, o)}, got ${describeSqe(actual, o)}`);
-            }
+            if (actual[o + k] === expected[o + k]) continue;
+            const e = describeRequest(decodeRequest(expected, o)), a = describeRequest(decodeRequest(actual, o));
+            const field = SQE_FIELDS[k >> 2];
+            return diverge("request", e, a, `request ${i} of ${last.result}: expected ${e}, got ${a} (byte ${k}: ${field})`,
+              { request: i, requests: last.result, byteOffset: k, field });
           }
         }
         s.requests += last.result;
@@ -178,7 +194,15 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplaySu
 /** Where replayCommand writes (process.stdout / process.stderr by default). */
 export interface TextOut { write(text: string): unknown }
 
-/** `wasm-reactor replay FILE [--force]`: 0 clean, 1 divergence, 2 unusable file. */
+/** One line per reproduced trap: where, which fd, the message. */
+export function describeTrap(t: ReplayTrap): string {
+  return `batch ${t.batch}, call ${t.call} (${t.callName}(${t.args.join(", ")})), serving fd ${t.fd}: ${t.message}`;
+}
+
+/**
+ * `wasm-reactor replay FILE [--force] [--check]`: 0 matched, 1 diverged or
+ * the core trapped (a reproduced trap is a core bug), 2 unusable file.
+ */
 export function replayCommand(file: string, force: boolean, check = false, out: TextOut = process.stdout, err: TextOut = process.stderr): number {
   let bytes: Buffer;
   try {
@@ -187,7 +211,7 @@ export function replayCommand(file: string, force: boolean, check = false, out: 
     err.write(`wasm-reactor replay: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
     return 2;
   }
-  let s: ReplaySummary;
+  let s: ReplayResult;
   try {
     s = replay(bytes, { force, check });
   } catch (e) {
@@ -195,11 +219,18 @@ export function replayCommand(file: string, force: boolean, check = false, out: 
     throw e;
   }
   if (!s.ok) {
-    err.write(`wasm-reactor replay: DIVERGED at ${s.divergence}\n`);
+    err.write(`wasm-reactor replay: DIVERGED at ${s.divergence!.message}\n`);
     return 1;
   }
-  const traps = s.traps ? `, ${s.traps} trap${s.traps > 1 ? "s" : ""} reproduced` : "";
-  out.write(`replay ok: ${s.batches} batches, ${s.events} events, ${s.calls} calls, ${s.requests} requests, ${s.bytes} bytes fed${traps}\n`);
+  const summary = `${s.batches} batches, ${s.events} events, ${s.calls} calls, ${s.requests} requests, ${s.bytes} bytes fed`;
+  if (s.traps.length) {
+    const n = s.traps.length;
+    err.write(`wasm-reactor replay: replay matched the recording (${summary}), but the core trapped ${n} time${n > 1 ? "s" : ""}:\n` +
+      s.traps.map((t) => `  ${describeTrap(t)}\n`).join("") +
+      "a trap is a bug in the core: the recording reproduces it\n");
+    return 1;
+  }
+  out.write(`replay ok: ${summary}\n`);
   return 0;
 }
 

@@ -28,12 +28,23 @@ export interface ServerOptions extends ReactorOptions {
   sendBuffer?: number;
 }
 
+/** What `await server.shutdown()` tells. */
+export interface ShutdownResult {
+  /** Connections still serving a request when the shutdown began (idle ones were closed at once). */
+  inProgress: number;
+  /** Connections that did not finish: closed at the end of the grace period, or left open by stop(). 0: all finished. */
+  forced: number;
+}
+
 export class Server {
   readonly reactor: Reactor;
   readonly listeners: Listener[];
   readonly files: FileServer | null;
 
   constructor(opts: ServerOptions) {
+    if (opts.protocol !== "http" && opts.protocol !== "echo") {
+      throw new TypeError(`Server: protocol must be "http" or "echo", got ${JSON.stringify(opts.protocol)}`);
+    }
     const { hard } = raiseFdLimit();
     // fd-indexed tables cover every fd this process may open.
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
@@ -79,15 +90,43 @@ export class Server {
   stop(): void { this.reactor.stop(); }
   /**
    * Graceful shutdown: stop accepting, close idle connections, let requests
-   * in progress finish (at most `graceMs`), then the loop stops by itself
-   * (run() returns; an attached loop detaches). Returns the connections left.
+   * in progress finish (at most `graceMs`, then the rest is closed), then
+   * the loop stops by itself (run() returns; an attached loop detaches).
+   * The promise settles once the loop has stopped, so `await
+   * server.shutdown(1000)` is the end of serving; calling it again returns
+   * the same promise. Call it while the loop runs: on a loop that is not
+   * running it settles at once.
    */
-  shutdown(graceMs = 10_000): number {
-    const left = this.reactor.loop.core.x.beginShutdown(graceMs);
-    this.reactor.loop.flush();
-    return left;
+  shutdown(graceMs = 10_000): Promise<ShutdownResult> {
+    if (this.shuttingDown) return this.shuttingDown;
+    const r = this.reactor;
+    // Equal deadlines fire in FIFO order, so this timer runs just before the
+    // core's grace timer closes what is left: it counts what is cut off.
+    let atDeadline = -1;
+    const deadline = r.setTimeout(graceMs, () => { atDeadline = this.stats().liveConnections; });
+    const stopped = r.whenStopped();
+    r.loop.core.x.beginShutdown(graceMs);
+    // Idle connections close through the run queue: count what is left once
+    // it ran (at once outside a phase; inside one, after the batch).
+    let inProgress = -1;
+    const count = () => { inProgress = this.stats().liveConnections; };
+    if (r.loop.inPhase) r.defer(count);
+    else { r.loop.flush(); count(); }
+    this.shuttingDown = stopped.then(() => {
+      r.cancelTimer(deadline);
+      return { inProgress: Math.max(inProgress, 0), forced: atDeadline >= 0 ? atDeadline : this.stats().liveConnections };
+    });
+    return this.shuttingDown;
   }
+  private shuttingDown: Promise<ShutdownResult> | null = null;
+  /** Closes every connection still open (stop() leaves them), the loop, the listener and the file cache. */
   close(): void {
+    const loop = this.reactor.loop;
+    if (!loop.inPhase && this.stats().liveConnections > 0) {
+      loop.stop();
+      loop.core.x.closeAll();
+      loop.flush();
+    }
     this.reactor.close();
     for (const l of this.listeners) libc.close(l.fd);
     this.files?.close();

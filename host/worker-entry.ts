@@ -28,7 +28,7 @@ try {
   process.exit(0);
 }
 server.reactor.defineTask("stop", () => server.stop());
-server.reactor.defineTask("shutdown", (graceMs) => { server.shutdown(Number(graceMs)); });
+server.reactor.defineTask("shutdown", (graceMs) => { void server.shutdown(Number(graceMs)); });
 const remote = server.reactor.remote(16);
 post({ type: "listening", port: server.port, hosts: server.listeners.map((l) => l.host), somaxconn: server.listener.somaxconn, remote });
 server.run();

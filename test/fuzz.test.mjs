@@ -28,9 +28,9 @@ test("a failure (an injected trap) is saved as a reproducer that replays", () =>
   assert.ok(rec);
   assert.match(readFileSync(join(out, `${rec}.txt`), "utf8"), /replay: wasm-reactor replay .* --check/);
   const rp = spawnSync(process.execPath, [join(root, "bin/wasm-reactor.js"), "replay", join(out, rec)], { encoding: "utf8" });
-  // The replayed core traps at the same call: a faithful reproduction.
-  assert.is(rp.status, 0, rp.stdout + rp.stderr);
-  assert.match(rp.stdout, /1 trap reproduced/);
+  // The replayed core traps at the same call: a faithful reproduction of a core bug, so exit 1.
+  assert.is(rp.status, 1, rp.stdout + rp.stderr);
+  assert.match(rp.stderr, /replay matched the recording .*, but the core trapped 1 time:/);
 });
 
 test("bad fuzz arguments exit 2", () => {

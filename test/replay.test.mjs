@@ -23,7 +23,7 @@ for (const f of fixtures) {
     // force: the core may have been rebuilt since the fixture was recorded;
     // if its behaviour changed on purpose, re-record with `npm run fixtures`.
     const s = replay(readFileSync(join(FIXTURES, f)), { force: true, check: true });
-    assert.ok(s.ok, `${f}: ${s.divergence}\n(if the core's behaviour changed on purpose: npm run fixtures)`);
+    assert.ok(s.ok, `${f}: ${s.divergence?.message}\n(if the core's behaviour changed on purpose: npm run fixtures)`);
     assert.ok(s.requests > 0 && s.calls > 0);
   });
 }
@@ -48,7 +48,7 @@ test("a fresh live recording of every scenario replays cleanly (same build, no -
   await recordAll(dir);
   for (const f of readdirSync(dir)) {
     const s = replay(readFileSync(join(dir, f)), { check: true });
-    assert.ok(s.ok, `${f}: ${s.divergence}`);
+    assert.ok(s.ok, `${f}: ${s.divergence?.message}`);
   }
 });
 
@@ -59,7 +59,7 @@ test("fd reuse inside one batch: the stale event reaches neither the old nor the
   assert.ok(calls.oldB + calls.a >= 1);
   assert.is(calls.newB, 1);
   const s = replay(readFileSync(join(tmp, "reuse.rec")));
-  assert.ok(s.ok, s.divergence);
+  assert.ok(s.ok, s.divergence?.message);
 });
 
 test("a changed request is reported at the first divergence with batch and index", () => {
@@ -71,8 +71,8 @@ test("a changed request is reported at the first divergence with batch and index
   bytes[p + 5 + 4] ^= 0x40;
   const s = replay(bytes, { force: true });
   assert.not.ok(s.ok);
-  assert.match(s.divergence, /batch \d+, call \d+/);
-  assert.match(s.divergence, /request 0 of \d+: expected \{.* fd=/);
+  assert.match(s.divergence.message, /batch \d+, call \d+/);
+  assert.match(s.divergence.message, /request 0 of \d+: expected \{.* fd=/);
 });
 
 test("truncated and corrupt recordings get a clear error, never a crash or a hang", () => {

@@ -227,11 +227,38 @@ export function endBatch(): void {
   touchedLen = 0;
 }
 
-/** Called when the kernel refused an OP_CTL: our view of the fd is wrong. */
-export function ctlFailed(fd: i32, op: i32, err: i32): void {
-  if (!validFd(fd)) return;
-  // ENOENT on DEL/MOD or EBADF: the fd is not (or no longer) in epoll.
-  if (err == ENOENT || err == EBADF) store<i32>(slot(fd), -1, 12);
+/**
+ * Called when the kernel refused an OP_CTL (`gen`: the slot generation the
+ * request carried): our view of the fd is wrong. If the refused change was a
+ * JS handler's ADD or MOD (register/modify), that handler is removed, since
+ * what it asked for is not in effect, and its id is returned so that JS can
+ * be told (CALL_CTL_ERROR); else -1. A refused DEL reports nothing: the fd
+ * is out of epoll either way (ENOENT: it was not there; EBADF: closing it
+ * took it out).
+ */
+export function ctlFailed(fd: i32, op: i32, err: i32, gen: i32): i32 {
+  if (!validFd(fd)) return -1;
+  const s = slot(fd);
+  // Not (or no longer) in epoll: ENOENT, EBADF, or a refused ADD (EPERM for
+  // a regular file, ...) unless the kernel already had it (EEXIST).
+  if (err == ENOENT || err == EBADF || (op == EPOLL_CTL_ADD && err != EEXIST)) store<i32>(s, -1, 12);
+  if (op == EPOLL_CTL_DEL) return -1;
+  // Only the incarnation that asked: a handler registered since is not at fault.
+  if (load<u8>(s) != H_JS || (load<u8>(s, 1) & HF_ZOMBIE) || <i32>load<u16>(s, 2) != gen) return -1;
+  const id = load<i32>(s, 8);
+  purgeMods(fd);
+  // Still in epoll (a refused MOD, an ADD the kernel already had): take it
+  // out, so it cannot wake the loop for a handler that is gone.
+  if (load<i32>(s, 12) != -1) queueMod(fd, EPOLL_CTL_DEL, 0);
+  if (dispatching) {
+    store<u8>(s, HF_ZOMBIE, 1);
+    touch(fd);
+  } else {
+    store<u8>(s, H_NONE);
+    store<u8>(s, 0, 1);
+  }
+  store<i32>(s, 0, 4);
+  return id;
 }
 
 /** A handler that is live for events of the current batch. */

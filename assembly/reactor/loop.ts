@@ -9,8 +9,8 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A2, SQE_A3,
-  CALL_IO, CALL_TIMER, CALL_TASK, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
+  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3,
+  CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
 } from "../abi";
@@ -159,7 +159,11 @@ export function complete(n: i32): i32 {
  */
 function advance(): i32 {
   if (doomedLen > 0) closeDoomed();
-  if (phase == PH_TIMERS) {
+  if (ctlErrorCalled && sqLen > 0) {
+    // A completion of this round called JS (a refused epoll_ctl): like after
+    // every JS call, the phase goes on only once it has run.
+    ctlErrorCalled = false;
+  } else if (phase == PH_TIMERS) {
     if (fireTimers()) runConns();
   } else if (phase == PH_DISPATCH) {
     if (ingestEvents()) {
@@ -291,7 +295,13 @@ function completeOne(i: i32): void {
   const res = cqeResult(i);
   if (op == OP_CTL) {
     if (res < 0) {
-      ctlFailed(fd, sqeArg(i, 8), -res);
+      const id = ctlFailed(fd, sqeArg(i, SQE_A0), -res, sqeArg(i, SQE_A3));
+      if (id >= 0) {
+        // Tell JS (its handler is gone). The completion's follow-up budget
+        // (SQ_FANOUT) has room for this one request.
+        submit(OP_CALL, fd, CALL_CTL_ERROR, id, -res, sqeArg(i, SQE_A0));
+        ctlErrorCalled = true;
+      }
       // A built-in connection the kernel would not take is useless.
       if (validFd(fd) && slotKind(fd) == H_CONN && sqeArg(i, 8) != 2) { setCurrentFd(fd); connClose(fd); }
     }
@@ -321,6 +331,10 @@ function completeOne(i: i32): void {
   }
   // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
 }
+
+// A completion called JS (CALL_CTL_ERROR): advance() adds nothing more to
+// the round, so nothing decided before JS ran is carried out after it.
+let ctlErrorCalled = false;
 
 function publishStats(): void {
   ctlSetI32(STAT_TIMERS, timerCount());
@@ -492,6 +506,17 @@ export function beginShutdown(graceMs: f64): i32 {
     timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TK_SHUTDOWN, 0);
   }
   return ctlI32(STAT_LIVE_CONNS);
+}
+
+/**
+ * Closes every connection now (the host is closing the loop: nothing may
+ * stay open behind it). The closes go out with the next flush(). Returns
+ * how many connections there were.
+ */
+export function closeAll(): i32 {
+  const n = ctlI32(STAT_LIVE_CONNS);
+  closeAllConns();
+  return n;
 }
 
 function closeAllConns(): void {

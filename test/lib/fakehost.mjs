@@ -90,6 +90,8 @@ export class FakeHost {
     this.logs = [];
     /** Traps contained with recover(): {message, fd}. */
     this.traps = [];
+    /** Refused epoll_ctl calls the core reported for JS handlers (CALL_CTL_ERROR): {fd, id, errno, op}. */
+    this.ctlErrors = [];
     /** Errors thrown by JS callbacks (answered -1, as host/loop.ts does). */
     this.callErrors = [];
     /** The fake epoll set: fd -> {events, gen}; what the kernel would hold. */
@@ -274,13 +276,13 @@ export class FakeHost {
   }
 
   /** The default answers: a tiny kernel. */
-  model({ op, fd, a0, a1, a2 }) {
+  model({ op, fd, a0, a1, a2, a3 }) {
     switch (op) {
       case abi.OP_READ: return this.read(fd, a0, a1);
       case abi.OP_WRITE: case abi.OP_SEND: return this.write(fd, [[a0, a1]]);
       case abi.OP_WRITEV: return this.write(fd, this.iovecs(a0, a1));
       case abi.OP_ACCEPT: { const q = this.accepts.get(fd); return q?.length ? q.shift() : -abi.EAGAIN; }
-      case abi.OP_CALL: return this.call(a0, a1, fd, a2);
+      case abi.OP_CALL: return this.call(a0, a1, fd, a2, a3);
       case abi.OP_LOG:
         this.logs.push({ level: a2, text: Buffer.from(this.u8.subarray(a0, a0 + a1)).toString("latin1") });
         return 0;
@@ -345,7 +347,13 @@ export class FakeHost {
     return out;
   }
 
-  call(kind, id, fd, events) {
+  call(kind, id, fd, events, extra) {
+    if (kind === abi.CALL_CTL_ERROR) {
+      // The core removed handler id: the kernel refused its epoll_ctl.
+      this.ctlErrors.push({ fd, id, errno: events, op: extra });
+      this.io.delete(id);
+      return 0;
+    }
     const cb = kind === abi.CALL_IO ? this.io.get(id) : kind === abi.CALL_TIMER ? this.timers.get(id) : this.tasks.get(id);
     if (kind === abi.CALL_TASK) this.tasks.delete(id);
     if (!cb) return 0;
