@@ -13,6 +13,11 @@
 // Response headers go into the write ring; bodies are small cached files
 // (one writev with the headers) or sendfile(2) from the cached fd.
 //
+// `Expect: 100-continue` on a request whose body has not all arrived gets
+// `100 Continue` before the body is read (HS_BODY writes it, input paused,
+// then reads on); a request rejected without reading its body (405, 413,
+// 417, framing errors) gets its final status alone.
+//
 // Timeouts: the idle timeout while waiting for a request, reading a body or
 // writing; the header timeout from the first byte of a request head until it
 // is complete, never extended by trickling bytes (the slow-loris defence).
@@ -25,7 +30,7 @@ import {
 import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL, ringTake, ringGive } from "../reactor/pool";
 import {
-  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit,
+  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit, outAppend,
   connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
   C_RPOS, CONN_SIZE, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
   CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
@@ -40,6 +45,7 @@ import {
   REQ_IF_MODIFIED_SINCE_LEN, REQ_IF_MATCH_OFF, REQ_IF_MATCH_LEN, REQ_IF_UNMODIFIED_SINCE_OFF,
   REQ_IF_UNMODIFIED_SINCE_LEN, REQ_RANGE_OFF, REQ_RANGE_LEN, REQ_IF_RANGE_OFF, REQ_IF_RANGE_LEN,
   METHOD_GET, METHOD_HEAD, RF_CONN_CLOSE, RF_CONN_KEEPALIVE, RF_CHUNKED, RF_HAS_CONTENT_LENGTH,
+  RF_EXPECT_CONTINUE, RF_EXPECT_OTHER,
   resetRequest, parseRequest, CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone,
 } from "../http/parser";
 import { normalizePath, pathFlags, PATHF_TRAILING_SLASH, PATHF_DOTFILE } from "../http/path";
@@ -81,6 +87,7 @@ const H_END = C_PROTO_AREA + 88;         // first byte past the HTTP fields
 const HX_CLOSE = 1;      // close after this response
 const HX_STARTED = 2;    // the head timer is running for this request
 const HX_CHUNKED = 4;
+const HX_CONTINUE = 8;   // Expect: 100-continue, and no 100 sent yet
 
 let idleMs: f64 = 0;
 let headerMs: f64 = 0;
@@ -137,7 +144,8 @@ export function httpRun(fd: i32): void {
   if (load<i32>(c + C_INFLIGHT) != 0) return;
   const st = load<i32>(c + C_STATE);
   const f = load<i32>(c + 4 /* C_FLAGS */);
-  if (st == HS_WRITE) {
+  // Writing a response, or the 100 Continue of a body being read.
+  if (st == HS_WRITE || (st == HS_BODY && outPending(fd))) {
     if (f & CF_WRITABLE || !(f & CF_OUT_ARMED)) outStep(fd);
     return;
   }
@@ -232,7 +240,11 @@ export function httpComplete(fd: i32, op: i32, res: i32): void {
     store<f64>(c + H_SENT, load<f64>(c + H_SENT) + <f64>res);
     setDeadline(fd, idleMs); // progress: the idle clock restarts
   }
-  if (r == OUT_DONE) { responseDone(fd); return; }
+  if (r == OUT_DONE) {
+    if (load<i32>(c + C_STATE) == HS_BODY) { continueBody(fd); return; }
+    responseDone(fd);
+    return;
+  }
   if (r == OUT_MORE) enqueue(fd);
 }
 
@@ -311,7 +323,7 @@ function process(fd: i32): void {
   store<i32>(c + H_BODY_DONE, 0);
   // Keep-alive (RFC 9112 §9.3): 1.1 unless "close"; 1.0 only if asked.
   const rf = load<i32>(req + REQ_FLAGS);
-  let hx = load<i32>(c + H_FLAGS) & ~(HX_CLOSE | HX_CHUNKED);
+  let hx = load<i32>(c + H_FLAGS) & ~(HX_CLOSE | HX_CHUNKED | HX_CONTINUE);
   const v10 = load<i32>(req + REQ_VERSION) == 10;
   if (rf & RF_CONN_CLOSE || (v10 && !(rf & RF_CONN_KEEPALIVE)) || draining) hx |= HX_CLOSE;
   const method = load<i32>(req + REQ_METHOD);
@@ -322,6 +334,11 @@ function process(fd: i32): void {
     errorResponse(fd, 405);
     return;
   }
+  // An expectation we cannot meet: 417, body unread (RFC 9110 §10.1.1).
+  // 100-continue is honoured in HTTP/1.1 only: a 1.0 client may not know
+  // 1xx responses, and §10.1.1 says to ignore it there.
+  if (rf & RF_EXPECT_OTHER) { store<i32>(c + H_FLAGS, hx); errorResponse(fd, 417); return; }
+  if (rf & RF_EXPECT_CONTINUE && !v10) hx |= HX_CONTINUE;
   // A body on GET/HEAD is unusual but legal: read and discard it first, so
   // the next pipelined request parses from the right place.
   if (rf & RF_CHUNKED) {
@@ -373,6 +390,8 @@ function discardBody(fd: i32): void {
     store<i32>(c + C_RLEN, len - used);
   }
   if (!done) {
+    // The client may be waiting for our word before it sends the rest.
+    if (load<i32>(c + H_FLAGS) & HX_CONTINUE) { sendContinue(fd); return; }
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }
@@ -380,6 +399,30 @@ function discardBody(fd: i32): void {
   resetRequest(req);
   parseRequest(b + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
   serve(fd);
+}
+
+/**
+ * `Expect: 100-continue` and the body has not all arrived (and nothing about
+ * the head made us refuse it): tell the client to send it. Input stays
+ * paused until the interim response is flushed (an LT loop would otherwise
+ * spin on input we do not read); continueBody() then reads on. A client
+ * that sent the body anyway, or some of it, gets the 100 all the same, which
+ * RFC 9110 §15.2 requires it to tolerate.
+ */
+function sendContinue(fd: i32): void {
+  const c = conn(fd);
+  store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) & ~HX_CONTINUE);
+  if (!outAppend(fd, lit100, lit100Len)) { connClose(fd); return; }
+  setFlag(fd, CF_READ_PAUSED);
+  // Nothing is in flight here (we come from a read completion or the end of
+  // the previous response); if something were, httpRun writes it later.
+  if (load<i32>(c + C_INFLIGHT) == 0) outStep(fd);
+}
+
+/** The 100 Continue is flushed: read the body. */
+function continueBody(fd: i32): void {
+  clearFlag(fd, CF_READ_PAUSED);
+  if (flags(fd) & CF_READABLE) enqueue(fd);
 }
 
 // ---- serving ------------------------------------------------------------
@@ -811,7 +854,8 @@ let litAllow: usize = 0; let litAllowLen: i32 = 0;
 let litTextPlain: usize = 0; let litTextPlainLen: i32 = 0;
 let litTextHtml: usize = 0; let litTextHtmlLen: i32 = 0;
 let litLocation: usize = 0; let litLocationLen: i32 = 0;
-const STATUS_CODES: i32 = 20;
+let lit100: usize = 0; let lit100Len: i32 = 0;
+const STATUS_CODES: i32 = 24;
 let statusTable: usize = 0; // [code i32, line ptr i32, line len i32, reason ptr i32, reason len i32] * STATUS_CODES
 
 function lit(s: string): usize {
@@ -850,6 +894,7 @@ function initStatic(): void {
   litTextPlain = lit("Content-Type: text/plain; charset=utf-8\r\n"); litTextPlainLen = 41;
   litTextHtml = lit("Content-Type: text/html; charset=utf-8\r\n"); litTextHtmlLen = 40;
   litLocation = lit("Location: "); litLocationLen = 10;
+  lit100 = lit("HTTP/1.1 100 Continue\r\n\r\n"); lit100Len = 25;
   let i = 0;
   addStatus(i++, 200, "OK");
   addStatus(i++, 206, "Partial Content");
@@ -864,12 +909,14 @@ function initStatic(): void {
   addStatus(i++, 413, "Content Too Large");
   addStatus(i++, 414, "URI Too Long");
   addStatus(i++, 416, "Range Not Satisfiable");
+  addStatus(i++, 417, "Expectation Failed");
   addStatus(i++, 431, "Request Header Fields Too Large");
   addStatus(i++, 500, "Internal Server Error");
   addStatus(i++, 501, "Not Implemented");
   addStatus(i++, 503, "Service Unavailable");
   addStatus(i++, 505, "HTTP Version Not Supported");
   while (i < STATUS_CODES) addStatus(i++, 500, "Internal Server Error");
+  if (staticsUsed > 4096) abort("static header text overflows its area");
 }
 
 function statusEntry(code: i32): usize {
@@ -877,7 +924,7 @@ function statusEntry(code: i32): usize {
     const e = statusTable + <usize>i * 20;
     if (load<i32>(e) == code) return e;
   }
-  return statusTable + <usize>14 * 20; // 500
+  return statusEntry(500);
 }
 
 function statusLine(p: usize, code: i32): usize {
