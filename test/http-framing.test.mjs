@@ -6,7 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { connect } from "node:net";
-import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns, parseMultipart } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, startInProcess } from "./lib/http-server.mjs";
 
 const A = "file a\n", B = "file b, longer\n", C = "file c, longest of the three\n";
@@ -272,6 +272,21 @@ both("the body after a 100 is read in pieces; a 404 is the answer after it, and 
   const r1 = await conn.response(), r2 = await conn.response();
   conn.close();
   assert.equal([r1.status, r2.status, r2.body.toString()], [404, 200, A]);
+});
+
+// ---- several ranges in both modes ---------------------------------------------
+
+both("multipart/byteranges of a sendfile and a memory body, pipelined: exact parts, then the next response", async () => {
+  const { responses: [big, small, after], conn } = await exchange(port,
+    get("/big.bin", { headers: ["Range: bytes=100000-100009,0-4,-3"] }) + get("/a.txt", { headers: ["Range: bytes=0-0,2-"] }) + get("/c.txt"),
+    { methods: ["GET", "GET", "GET"] });
+  conn.close();
+  const parts = (r) => parseMultipart(r).parts.map((p) => [p.first, p.last, p.data.toString("latin1")]);
+  const bigText = BIG.toString("latin1");
+  const n = BIG.length;
+  assert.equal(parts(big), [[0, 4, bigText.slice(0, 5)], [100000, 100009, bigText.slice(100000, 100010)], [n - 3, n - 1, bigText.slice(n - 3)]]);
+  assert.equal(parts(small), [[0, 0, A.slice(0, 1)], [2, A.length - 1, A.slice(2)]]);
+  assert.is(after.body.toString(), C);
 });
 
 // ---- keep-alive and Connection ---------------------------------------------
