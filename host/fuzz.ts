@@ -39,6 +39,7 @@ export const INVARIANTS: Record<number, string> = {
   5: "write ring over the limit or over its own size",
   6: "run-queue cycle or queued flag out of sync",
   7: "receive buffers held != connections holding one",
+  8: "ring-pool bytes held != write rings + response buffers + cached bodies",
 };
 
 class Rng {

@@ -13,7 +13,7 @@ export class RecordingError extends Error {}
 
 const INVARIANT_NAMES: Record<number, string> = {
   1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
-  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held",
+  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held", 8: "ring-pool bytes held",
 };
 
 export interface ReplaySummary {

@@ -573,6 +573,12 @@ function releaseMultipart(fd: i32): void {
   if (mp != 0) { ringGive(mp, MP_CLASS); store<i32>(c + H_MULTI, 0); }
 }
 
+/** Ring-pool bytes the connection's response holds besides its write ring (invariant check). */
+export function httpHeldBytes(fd: i32): i32 {
+  const c = conn(fd);
+  return (load<i32>(c + H_LIST_BUF) != 0 ? 4096 << LIST_CLASS : 0) + (load<i32>(c + H_MULTI) != 0 ? 4096 << MP_CLASS : 0);
+}
+
 /** The close hook: whatever buffer a response in progress holds goes back. */
 function releaseBuffers(fd: i32): void {
   releaseListing(fd);
