@@ -503,6 +503,29 @@ test("multipart responses on one keep-alive connection: pipelined, in order, fre
   assert.is(new Set(boundaries).size, 3, `a boundary per response: ${boundaries}`);
 });
 
+test("hundreds of multipart and Expect requests: linear memory and held buffers stay where they were", async () => {
+  const batch = [
+    get("/t.txt", { headers: ["Range: bytes=0-1,5-6,-2"] }),
+    get("/large.bin", { headers: ["Range: bytes=0-99,60000-60099"] }),
+    get("/t.txt", { headers: ["Expect: 100-continue", "Content-Length: 4"] }) + "body",
+    get("/large.bin", { headers: [`Range: bytes=${Array.from({ length: 16 }, (_, i) => `${3 * i}-${3 * i}`).join(",")}`] }),
+  ].join("").repeat(10);
+  const round = async () => {
+    const { responses, conn } = await exchange(port, batch, { methods: Array(40).fill("GET") });
+    conn.close();
+    assert.ok(responses.every((r) => r.status === 206 || r.status === 200));
+  };
+  for (let i = 0; i < 3; i++) await round();   // warm the pools
+  await sleep(50);                             // the closed connections are gone
+  const before = srv.server.stats();
+  for (let i = 0; i < 15; i++) await round();
+  await sleep(50);
+  const after = srv.server.stats();
+  assert.is(after.memoryBytes, before.memoryBytes, "no allocation per request");
+  assert.is(after.writeBufferBytes, before.writeBufferBytes, "every multipart buffer and ring given back");
+  assert.is(after.liveConnections, before.liveConnections);
+});
+
 // ---- changes on disk ---------------------------------------------------------------------------
 
 /**
