@@ -18,7 +18,8 @@
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
 // queue), along with the simulated kernel's own rules (no request on a closed
-// fd, no double close, echo output equals echo input). A trap, a broken
+// fd, no double close, echo output equals echo input, every multipart/byteranges
+// response exact: host/fuzz-byteranges.ts). A trap, a broken
 // invariant or a livelock stops the run: the iteration's recording is saved
 // in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
 //
@@ -28,6 +29,7 @@ import { join } from "node:path";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "./core.ts";
 import { Recorder, MemorySink, sha256File } from "./record.ts";
+import { checkByteranges, fileByte } from "./fuzz-byteranges.ts";
 
 export const INVARIANTS: Record<number, string> = {
   1: "timer heap broken (order, index map or counts)",
@@ -37,6 +39,7 @@ export const INVARIANTS: Record<number, string> = {
   5: "write ring over the limit or over its own size",
   6: "run-queue cycle or queued flag out of sync",
   7: "receive buffers held != connections holding one",
+  8: "ring-pool bytes held != write rings + response buffers + cached bodies",
 };
 
 class Rng {
@@ -62,12 +65,16 @@ interface SimSocket {
   peerClosed: boolean;
   written: number;
   echoed: number[];       // echo: bytes written back, checked against input
+  out?: Buffer[];         // HTTP: the bytes written, while under OUT_RECORD_MAX (checkByteranges)
+  outBytes?: number;
   inKernel: boolean;
   mask: number;
   gen: number;
 }
 
 const enc = new TextEncoder();
+/** Bytes of a connection's output kept for checking; past that it goes unchecked. */
+const OUT_RECORD_MAX = 512 * 1024;
 const REQUESTS = [
   "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
   "GET /index.html HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n",
@@ -84,6 +91,17 @@ const REQUESTS = [
   "GET /" + "a".repeat(9000) + " HTTP/1.1\r\nHost: a\r\n\r\n",
   "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
   "GET /big.bin HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+  // several ranges: multipart/byteranges (memory or sendfile body, whichever size the file gets),
+  // coalesced, partly unsatisfiable, or too many (whole file)
+  "GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=0-9,20-29,-5\r\n\r\n",
+  "GET /index.html HTTP/1.1\r\nHost: a\r\nRange: bytes=5-,0-0,2-3,3-4,999999-\r\n\r\n",
+  "GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=" + Array.from({ length: 17 }, (_, i) => `${2 * i}-${2 * i}`).join(",") + "\r\n\r\n",
+  "GET /big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=1-1,39990-\r\nIf-Range: \"x\"\r\n\r\n",
+  // Expect: 100-continue (the 100 goes out when the body is split from the head), other expectations
+  "GET /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+  "GET /big.bin HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+  "POST /z HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+  "GET / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n",
 ];
 
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; log?: (s: string) => void }
@@ -207,6 +225,7 @@ class Iteration {
       this.drain(this.x.runTimers(), "runTimers (final)");
       this.drain(this.x.runDeferred(), "runDeferred (final)");
     }
+    for (const [fd, s] of this.fds) this.checkOutput(fd, s);
     // With timeouts on, two minutes of silence leave no connection behind.
     const timeoutsOn = this.shutdown || (this.config.idleTimeoutMs > 0 && (this.proto === abi.PROTO_ECHO || this.config.headerTimeoutMs > 0));
     const live = this.core.ctlI32(abi.STAT_LIVE_CONNS);
@@ -216,6 +235,19 @@ class Iteration {
         .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, 0)} flags ${x.debugConnI32(fd, 4)} timer ${x.debugConnI32(fd, 44)} deadline ${x.debugConnF64(fd, 48)} inflight ${x.debugConnI32(fd, 56)}`);
       this.fail(`${live} connection(s) still open after every timeout expired (now ${this.time}): ${alive.slice(0, 4).join("; ")}`);
     }
+  }
+
+  /** May n more written bytes be kept for checkOutput? Up to OUT_RECORD_MAX per connection. */
+  private keep(s: SimSocket, n: number): boolean {
+    s.outBytes! += n;
+    if (s.outBytes! > OUT_RECORD_MAX) s.out = undefined;
+    return s.out !== undefined;
+  }
+
+  private checkOutput(fd: number, s: SimSocket): void {
+    if (!s.out) return;
+    const why = checkByteranges(Buffer.concat(s.out));
+    if (why) this.fail(`fd ${fd}: ${why}`);
   }
 
   private setTime(): void { this.core.setTime(this.time, this.time + 1.7e12); }
@@ -357,7 +389,8 @@ class Iteration {
         if (!this.pending.length) return -abi.EAGAIN;
         const nfd = this.lowestFreeFd();
         if (nfd < 0) return -abi.EMFILE;
-        this.fds.set(nfd, { kind: "conn", input: this.pending.shift()!, pos: 0, peerClosed: r.chance(0.3), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+        this.fds.set(nfd, { kind: "conn", input: this.pending.shift()!, pos: 0, peerClosed: r.chance(0.3), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0,
+          ...(this.proto === abi.PROTO_HTTP ? { out: [], outBytes: 0 } : {}) });
         return nfd;
       }
       case abi.OP_READ: {
@@ -396,6 +429,10 @@ class Iteration {
           if (head !== "HTTP/1.1 ") this.fail(`HTTP response on fd ${fd} starts with ${JSON.stringify(head)}`);
           this.requests++;
         }
+        if (s.out) {
+          let left = take;
+          for (const [p, l] of segs) { const k = Math.min(l, left); if (k > 0 && this.keep(s, k)) s.out!.push(Buffer.from(c.u8.subarray(p, p + k))); left -= k; }
+        }
         s.written += take;
         return take;
       }
@@ -407,14 +444,23 @@ class Iteration {
         if (take === 0 && a[2] > 0) return -abi.EAGAIN;
         c.refresh();
         const dv = new DataView(c.u8.buffer);
+        const offset = Number(dv.getBigInt64(a[1], true));
+        const s = this.fds.get(fd)!;
+        if (s.out && take > 0 && this.keep(s, take)) {
+          const b = Buffer.allocUnsafe(take);
+          for (let k = 0; k < take; k++) b[k] = fileByte(offset + k);
+          s.out.push(b);
+        }
         dv.setBigInt64(a[1], dv.getBigInt64(a[1], true) + BigInt(take), true);
         this.rec.mem(c.u8, a[1], 8);
         return take;
       }
-      case abi.OP_CLOSE:
-        this.sock(fd, "close");
+      case abi.OP_CLOSE: {
+        const s = this.sock(fd, "close");
+        this.checkOutput(fd, s);
         this.fds.delete(fd);
         return 0;
+      }
       case abi.OP_SHUTDOWN:
         this.sock(fd, "shutdown");
         return 0;
@@ -423,7 +469,7 @@ class Iteration {
         this.sock(fd, "pread");
         const k = r.chance(0.9) ? a[1] : r.int(a[1] + 1);
         c.refresh();
-        for (let i = 0; i < k; i++) c.u8[a[0] + i] = 65 + (i % 26);
+        for (let i = 0; i < k; i++) c.u8[a[0] + i] = fileByte(a[2] + i);
         this.rec.mem(c.u8, a[0], k);
         return k;
       }

@@ -12,7 +12,7 @@ export { RecordingError };
 
 const INVARIANT_NAMES: Record<number, string> = {
   1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
-  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held",
+  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held", 8: "ring-pool bytes held",
 };
 
 const SQE_FIELDS = ["op", "fd", "a0", "a1", "a2", "a3"];

@@ -428,6 +428,39 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
   assert.equal(h.logs.slice(1).map((l) => l.text), ["accept: resumed"], "one line when accepting works again");
 });
 
+// ---- HTTP: a 100 Continue that meets a full socket ------------------------------
+
+test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on EPOLLOUT alone, reads nothing meanwhile, then the body and the answer", () => {
+  const h = new FakeHost({ config: { protocol: abi.PROTO_HTTP, mode: "lt", idleTimeoutMs: 30_000 } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  const fd = 10;
+  h.queueAccept(LISTENER, fd);
+  h.room(fd, 0);                                     // the send buffer is full: the 100 gets EAGAIN
+  h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  assert.is(h.output(fd).length, 0, "nothing went out yet");
+  assert.is(h.epoll.get(fd).events, EPOLLOUT, "EPOLLOUT only: unread input must not wake an LT loop");
+
+  // The client sends its body anyway (after its own timeout); level-triggered
+  // readiness for it must not make the core read while the 100 waits.
+  h.feed(fd, "hello");
+  let from = h.log.length;
+  h.tick([{ fd, events: EPOLLIN }]);
+  h.tick([{ fd, events: EPOLLIN }]);
+  assert.is(h.ops(abi.OP_READ, { fd, from }).length, 0, "no read while the 100 is pending");
+
+  h.room(fd, Infinity);
+  from = h.log.length;
+  h.tick([{ fd, events: EPOLLOUT }]);
+  const out = h.output(fd).toString("latin1");
+  assert.ok(out.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"), JSON.stringify(out.slice(0, 60)));
+  assert.ok(out.endsWith("\r\n\r\n404 Not Found\n"), "the final answer follows, after the body was read");
+  assert.ok(h.ops(abi.OP_READ, { fd, from }).length >= 1, "the body was read after the 100");
+  assert.is(h.epoll.get(fd).events, EPOLLIN | EPOLLRDHUP, "back to reading for the next request");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1, "kept alive");
+  assert.is(h.stat(STAT_WBUF_BYTES), 0);
+});
+
 // ---- traps -------------------------------------------------------------------
 
 test("a trap while serving one connection is contained: it is closed, the others complete", () => {

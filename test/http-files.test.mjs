@@ -5,11 +5,11 @@
 // about once a second). The server runs in this process on an ephemeral port.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { writeFileSync, renameSync, unlinkSync, statSync, utimesSync, mkdirSync, symlinkSync } from "node:fs";
+import { writeFileSync, readFileSync, renameSync, unlinkSync, statSync, utimesSync, mkdirSync, symlinkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns, parseMultipart } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, startInProcess } from "./lib/http-server.mjs";
 
 const TEXT = "0123456789abcdefghijklmnopqrstuvwxyz\n";          // 37 bytes, kept in memory
@@ -481,6 +481,134 @@ test("pipelined ranges of a sendfile body come back in order, each with its own 
   assert.ok(responses[0].body.equals(LARGE.subarray(0, 100)));
   assert.ok(responses[1].body.equals(LARGE.subarray(50000, 50100)));
   assert.ok(responses[2].body.equals(LARGE.subarray(LARGE.length - 100)));
+});
+
+// ---- several ranges: multipart/byteranges ------------------------------------------------------
+// Each part is checked against the file as read from disk here, not against
+// what the server was given.
+
+/** The parts as [first, last] pairs, after checking each part's bytes and type against the file. */
+function checkParts(res, file, type) {
+  const disk = readFileSync(join(root, file));
+  assert.is(res.status, 206);
+  assert.is(res.headers["content-range"], undefined, "no Content-Range in the head of a multipart response");
+  assert.is(res.headers["content-length"], String(res.body.length), "Content-Length is the body's exact length");
+  const { boundary, parts } = parseMultipart(res);
+  assert.ok(/^[0-9a-f]{16}$/.test(boundary), `boundary ${boundary}`);
+  for (const p of parts) {
+    assert.is(p.size, disk.length, "Content-Range names the file's size");
+    assert.is(p.type, type, "each part has the file's Content-Type");
+    assert.ok(p.data.equals(disk.subarray(p.first, p.last + 1)), `part ${p.first}-${p.last}: the file's bytes`);
+  }
+  return parts.map((p) => [p.first, p.last]);
+}
+
+const TXT_TYPE = "text/plain; charset=utf-8", BIN_TYPE = "application/octet-stream";
+
+for (const [name, path, file, type] of [["memory body", "/t.txt", "t.txt", TXT_TYPE], ["sendfile body", "/large.bin", "large.bin", BIN_TYPE]]) {
+  const size = statSync(join(root, file)).size;
+  test(`several ranges (${name}): 206 multipart/byteranges, parts in ascending order with the file's bytes`, async () => {
+    const res = await getWith(path, [`Range: bytes=20-29,0-9,-5`]);
+    assert.equal(checkParts(res, file, type), [[0, 9], [20, 29], [size - 5, size - 1]]);
+    // the rest of the head is the single-range head's, Content-Type aside
+    const one = await getWith(path, ["Range: bytes=0-9"]);
+    const names = (r) => r.rawHeaders.map(([n]) => n).filter((n) => n !== "Content-Range");
+    assert.equal(names(res), names(one));
+    assert.is(res.headers.etag, one.headers.etag);
+  });
+  test(`overlapping and adjacent ranges are coalesced; unsatisfiable ones dropped (${name})`, async () => {
+    const res = await getWith(path, [`Range: bytes=0-9,5-14,15-16,30-,-3,${size}-,${size + 5}-${size + 9}`]);
+    assert.equal(checkParts(res, file, type), [[0, 16], [30, size - 1]]);
+  });
+  test(`ranges that coalesce into one get a plain 206 (${name})`, async () => {
+    const res = await getWith(path, ["Range: bytes=2-5,0-3,4-9,9-9"]);
+    assert.is(res.status, 206);
+    assert.is(res.headers["content-type"], type);
+    assert.is(res.headers["content-range"], `bytes 0-9/${size}`);
+    assert.ok(res.body.equals(readFileSync(join(root, file)).subarray(0, 10)));
+  });
+  test(`several ranges, none satisfiable: 416 with Content-Range: bytes */size (${name})`, async () => {
+    const res = await getWith(path, [`Range: bytes=${size}-,${size + 10}-${size + 20},-0`]);
+    assert.is(res.status, 416);
+    assert.is(res.headers["content-range"], `bytes */${size}`);
+    assert.is(res.body.length, 0);
+  });
+  test(`16 ranges are served as 16 parts; 17 get the whole file (200) (${name})`, async () => {
+    const spec = (n) => Array.from({ length: n }, (_, i) => `${2 * i}-${2 * i}`).join(",");
+    const sixteen = await getWith(path, [`Range: bytes=${spec(16)}`]);
+    assert.equal(checkParts(sixteen, file, type), Array.from({ length: 16 }, (_, i) => [2 * i, 2 * i]));
+    const more = await getWith(path, [`Range: bytes=${spec(17)}`]);
+    assert.is(more.status, 200);
+    assert.is(more.headers["content-length"], String(size));
+    assert.ok(more.body.equals(readFileSync(join(root, file))));
+  });
+}
+
+test("several ranges with If-Range: the current ETag allows them, another gets the whole file", async () => {
+  const { headers: { etag, "last-modified": lm } } = await fetchOne(port, "/large.bin");
+  const fresh = await getWith("/large.bin", ["Range: bytes=0-0,-1", `If-Range: ${etag}`]);
+  assert.equal(checkParts(fresh, "large.bin", BIN_TYPE), [[0, 0], [LARGE.length - 1, LARGE.length - 1]]);
+  const byDate = await getWith("/large.bin", ["Range: bytes=0-0,-1", `If-Range: ${lm}`]);
+  assert.is(byDate.status, 206);
+  const stale = await getWith("/large.bin", ["Range: bytes=0-0,-1", 'If-Range: "old"']);
+  assert.is(stale.status, 200);
+  assert.ok(stale.body.equals(readFileSync(join(root, "large.bin"))));
+});
+
+test("HEAD with several ranges: Range is ignored (RFC 9110 §14.2), the GET head, no body", async () => {
+  for (const path of ["/t.txt", "/large.bin"]) {
+    // On one connection: a body after HEAD would break the next parse.
+    const range = "Range: bytes=0-1,5-6";
+    const { responses: [h, g, plain], conn } = await exchange(port,
+      get(path, { method: "HEAD", headers: [range] }) + get(path, { headers: [range] }) + get(path), { methods: ["HEAD", "GET", "GET"] });
+    conn.close();
+    assert.is(h.status, 200, path);
+    assert.is(h.body.length, 0);
+    const strip = (r) => r.rawHeaders.filter(([n]) => n !== "Date");
+    assert.equal(strip(h), strip(plain), `${path}: HEAD's head is the plain GET's`);
+    assert.is(g.status, 206, `${path}: the GET after it is parsed and answered`);
+  }
+});
+
+test("multipart responses on one keep-alive connection: pipelined, in order, fresh boundaries", async () => {
+  const reqs = [
+    get("/large.bin", { headers: ["Range: bytes=0-99,50000-50099,-100"] }),
+    get("/t.txt", { headers: ["Range: bytes=0-0,36-36"] }),
+    get("/t.txt"),
+    get("/large.bin", { headers: ["Range: bytes=1-1,3-3"] }),
+  ];
+  const { responses: [a, b, c, d], conn } = await exchange(port, reqs.join(""), { methods: ["GET", "GET", "GET", "GET"] });
+  assert.ok(await conn.staysOpen(100), "kept alive");
+  conn.close();
+  assert.equal(checkParts(a, "large.bin", BIN_TYPE), [[0, 99], [50000, 50099], [LARGE.length - 100, LARGE.length - 1]]);
+  assert.equal(checkParts(b, "t.txt", TXT_TYPE), [[0, 0], [36, 36]]);
+  assert.is(c.body.toString(), TEXT);
+  assert.equal(checkParts(d, "large.bin", BIN_TYPE), [[1, 1], [3, 3]]);
+  const boundaries = [a, b, d].map((r) => parseMultipart(r).boundary);
+  assert.is(new Set(boundaries).size, 3, `a boundary per response: ${boundaries}`);
+});
+
+test("hundreds of multipart and Expect requests: linear memory and held buffers stay where they were", async () => {
+  const batch = [
+    get("/t.txt", { headers: ["Range: bytes=0-1,5-6,-2"] }),
+    get("/large.bin", { headers: ["Range: bytes=0-99,60000-60099"] }),
+    get("/t.txt", { headers: ["Expect: 100-continue", "Content-Length: 4"] }) + "body",
+    get("/large.bin", { headers: [`Range: bytes=${Array.from({ length: 16 }, (_, i) => `${3 * i}-${3 * i}`).join(",")}`] }),
+  ].join("").repeat(10);
+  const round = async () => {
+    const { responses, conn } = await exchange(port, batch, { methods: Array(40).fill("GET") });
+    conn.close();
+    assert.ok(responses.every((r) => r.status === 206 || r.status === 200));
+  };
+  for (let i = 0; i < 3; i++) await round();   // warm the pools
+  await sleep(50);                             // the closed connections are gone
+  const before = srv.server.stats();
+  for (let i = 0; i < 15; i++) await round();
+  await sleep(50);
+  const after = srv.server.stats();
+  assert.is(after.memoryBytes, before.memoryBytes, "no allocation per request");
+  assert.is(after.writeBufferBytes, before.writeBufferBytes, "every multipart buffer and ring given back");
+  assert.is(after.liveConnections, before.liveConnections);
 });
 
 // ---- changes on disk ---------------------------------------------------------------------------

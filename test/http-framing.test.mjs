@@ -6,7 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { connect } from "node:net";
-import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { HttpConn, exchange, fetchOne, get, headerCount, sleep, closeAllConns, parseMultipart } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, startInProcess } from "./lib/http-server.mjs";
 
 const A = "file a\n", B = "file b, longer\n", C = "file c, longest of the three\n";
@@ -167,6 +167,126 @@ both("a chunked body split at every byte (one chunked request per split) is disc
     conn.close();
     assert.equal([r1.body.toString(), r2.body.toString()], [A, B], `split at body byte ${at - headLen}`);
   }
+});
+
+// ---- Expect: 100-continue (RFC 9110 §10.1.1) -----------------------------------
+
+const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/** Reads exactly the bytes of a bare 100 Continue off the connection. */
+async function expectContinue(conn) {
+  const res = await conn.response();
+  assert.is(res.status, 100, `a 100 first, got ${res.status}`);
+  assert.is(res.head + "\r\n\r\n", CONTINUE, "the interim response is a bare status line");
+}
+
+both("Expect: 100-continue: the 100 comes before the body is sent, then the answer; the next request is served", async () => {
+  const conn = await HttpConn.open(port);
+  await conn.write(get("/a.txt", { headers: ["Expect: 100-continue", "Content-Length: 10"] }));
+  await expectContinue(conn);               // the client sent no body byte yet
+  await conn.write("0123456789" + get("/b.txt"));
+  const r1 = await conn.response(), r2 = await conn.response();
+  assert.ok(await conn.staysOpen(100), "kept alive, nothing more");
+  conn.close();
+  assert.equal([r1.status, r1.body.toString(), r2.status, r2.body.toString()], [200, A, 200, B]);
+});
+
+both("Expect: 100-continue with a chunked body, and on a HEAD of a sendfile body", async () => {
+  const conn = await HttpConn.open(port);
+  await conn.write(get("/a.txt", { headers: ["Transfer-Encoding: chunked", "Expect: 100-Continue"] }));
+  await expectContinue(conn);
+  await conn.write("3\r\nabc\r\n0\r\n\r\n");
+  assert.is((await conn.response()).body.toString(), A);
+  await conn.write(get("/big.bin", { method: "HEAD", headers: ["Expect: 100-continue", "Content-Length: 2"] }));
+  await expectContinue(conn);
+  await conn.write("xy");
+  const h = await conn.response({ method: "HEAD" });
+  conn.close();
+  assert.equal([h.status, h.headers["content-length"], h.body.length], [200, String(BIG.length), 0]);
+});
+
+both("Expect: 100-continue with the body already sent, or with no body: no 100", async () => {
+  // The whole body came with the head: answered at once, the 100 left out
+  // (RFC 9110 §10.1.1 lets a server omit it once it has the content).
+  const { responses, conn } = await exchange(port,
+    get("/a.txt", { headers: ["Expect: 100-continue", "Content-Length: 3"] }) + "abc" +
+    get("/b.txt", { headers: ["Expect: 100-continue", "Content-Length: 0"] }) +
+    get("/c.txt", { headers: ["Expect: 100-continue"] }), { methods: ["GET", "GET", "GET"] });
+  assert.ok(await conn.staysOpen(100), "nothing more: no stray 100");
+  conn.close();
+  assert.equal(responses.map((r) => [r.status, r.body.toString()]), [[200, A], [200, B], [200, C]]);
+});
+
+both("HTTP/1.0 with Expect: 100-continue gets no 100 (the expectation is ignored), then its answer", async () => {
+  const conn = await HttpConn.open(port);
+  await conn.write(get("/a.txt", { version: "1.0", host: null, headers: ["Connection: keep-alive", "Expect: 100-continue", "Content-Length: 4"] }));
+  assert.ok(await conn.staysOpen(200), "no interim response for a 1.0 client");
+  await conn.write("abcd");
+  const res = await conn.response();
+  conn.close();
+  assert.equal([res.status, res.body.toString(), res.headers.connection], [200, A, "keep-alive"]);
+});
+
+both("a request refused without reading its body gets its final status, no 100 (405, 413, 400)", async () => {
+  const cases = [
+    ["POST", `POST /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n`, 405],
+    ["PUT chunked", `PUT /a.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n`, 405],
+    ["body over the limit", get("/a.txt", { headers: ["Expect: 100-continue", "Content-Length: 2000000"] }), 413],
+    ["CL and TE", get("/a.txt", { headers: ["Expect: 100-continue", "Content-Length: 5", "Transfer-Encoding: chunked"] }), 400],
+  ];
+  for (const [name, head, status] of cases) {
+    const { responses: [res], conn } = await exchange(port, head);
+    const end = await conn.closedByServer();
+    conn.close();
+    assert.is(res.status, status, name);
+    assert.is(res.headers.connection, "close", `${name}: closes`);
+    assert.is(end.extra.length, 0, `${name}: nothing after the final response`);
+  }
+});
+
+both("an expectation other than 100-continue: 417 Expectation Failed, the connection closes", async () => {
+  for (const expect of ["foo", "100-continue, foo", "100-continue;x=1"]) {
+    const { responses: [res], conn } = await exchange(port, get("/a.txt", { headers: [`Expect: ${expect}`, "Content-Length: 3"] }) + "abc" + get("/b.txt"));
+    const end = await conn.closedByServer();
+    conn.close();
+    assert.is(res.status, 417, expect);
+    assert.is(res.reason, "Expectation Failed");
+    assert.is(res.body.toString(), "417 Expectation Failed\n");
+    assert.is(res.headers.connection, "close");
+    assert.is(end.extra.length, 0, `${expect}: the pipelined GET is not answered`);
+  }
+  // an empty Expect expects nothing
+  const ok = await fetchOne(port, "/a.txt", { headers: ["Expect:"] });
+  assert.is(ok.status, 200);
+});
+
+both("the body after a 100 is read in pieces; a 404 is the answer after it, and the connection stays", async () => {
+  const conn = await HttpConn.open(port);
+  await conn.write(get("/missing.txt", { headers: ["Expect: 100-continue", "Content-Length: 6"] }));
+  await expectContinue(conn);
+  await conn.write("ab");
+  await sleep(20);
+  await conn.write("cd");
+  await sleep(20);
+  await conn.write("ef" + get("/a.txt"));
+  const r1 = await conn.response(), r2 = await conn.response();
+  conn.close();
+  assert.equal([r1.status, r2.status, r2.body.toString()], [404, 200, A]);
+});
+
+// ---- several ranges in both modes ---------------------------------------------
+
+both("multipart/byteranges of a sendfile and a memory body, pipelined: exact parts, then the next response", async () => {
+  const { responses: [big, small, after], conn } = await exchange(port,
+    get("/big.bin", { headers: ["Range: bytes=100000-100009,0-4,-3"] }) + get("/a.txt", { headers: ["Range: bytes=0-0,2-"] }) + get("/c.txt"),
+    { methods: ["GET", "GET", "GET"] });
+  conn.close();
+  const parts = (r) => parseMultipart(r).parts.map((p) => [p.first, p.last, p.data.toString("latin1")]);
+  const bigText = BIG.toString("latin1");
+  const n = BIG.length;
+  assert.equal(parts(big), [[0, 4, bigText.slice(0, 5)], [100000, 100009, bigText.slice(100000, 100010)], [n - 3, n - 1, bigText.slice(n - 3)]]);
+  assert.equal(parts(small), [[0, 0, A.slice(0, 1)], [2, A.length - 1, A.slice(2)]]);
+  assert.is(after.body.toString(), C);
 });
 
 // ---- keep-alive and Connection ---------------------------------------------

@@ -2,7 +2,9 @@
 // timeout is not extended by trickling bytes (slow-loris), idle keep-alive
 // connections are closed, a slow reader of a large file still gets every
 // byte (sendfile resumed on EPOLLOUT, in both epoll modes), and a reader that
-// stops reading altogether is let go at the idle timeout.
+// stops reading altogether is let go at the idle timeout. A multipart
+// byteranges body read slowly goes through the same EAGAIN/EPOLLOUT path,
+// part header and range after part header and range.
 //
 // Timeouts are asserted with wide bounds: the close must come after the
 // configured time has plausibly passed and well before anything else (a
@@ -11,7 +13,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { createHash, randomBytes } from "node:crypto";
 import { connect } from "node:net";
-import { HttpConn, get, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { HttpConn, get, sleep, closeAllConns, parseResponse, parseMultipart } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, spawnServer } from "./lib/http-server.mjs";
 
 const BIG = randomBytes(8 * 1024 * 1024);
@@ -206,6 +208,46 @@ test("a range of the 8 MiB file read slowly: the right bytes from the right offs
   assert.is(r.length, BIG.length - from);
   assert.is(r.sha, want);
 });
+
+for (const mode of ["et", "lt"]) {
+  test(`several ranges of the 8 MiB file read slowly: every part exact (multipart/byteranges), --mode ${mode}`, async () => {
+    const s = await serve("--mode", mode, "--idle-timeout", "10000");
+    const ranges = [[5_000_000, 6_999_999], [0, 999_999], [BIG.length - 300_000, BIG.length - 1], [2_000_000, 2_000_000]];
+    const res = await new Promise((resolve, reject) => {
+      const sock = connect({ host: "127.0.0.1", port: s.port });
+      const chunks = [];
+      let got = 0, need = -1;               // the whole response's length, once its head is in
+      const timer = setTimeout(() => { sock.destroy(); reject(new Error(`multipart: ${got} of ${need} bytes after 30 s`)); }, 30000);
+      sock.on("connect", () => {
+        sock.write(get("/big.bin", { headers: [`Range: bytes=${ranges.map(([a, b]) => `${a}-${b}`).join(",")}`] }));
+        pausedThenSlow(800, 5, 20)(sock);
+      });
+      sock.on("data", (d) => {
+        chunks.push(d);
+        got += d.length;
+        if (need < 0) {
+          const all = Buffer.concat(chunks);
+          const end = all.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          need = end + 4 + Number(/\r\ncontent-length: *(\d+)/i.exec(all.subarray(0, end).toString("latin1"))?.[1]);
+        }
+        if (got < need) return;
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(parseResponse(Buffer.concat(chunks)).response);
+      });
+      sock.on("error", (e) => { clearTimeout(timer); reject(e); });
+    });
+    assert.is(res.status, 206);
+    const { parts } = parseMultipart(res);
+    const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+    assert.equal(parts.map((p) => [p.first, p.last]), sorted);
+    for (const p of parts) {
+      const want = createHash("sha256").update(BIG.subarray(p.first, p.last + 1)).digest("hex");
+      assert.is(createHash("sha256").update(p.data).digest("hex"), want, `part ${p.first}-${p.last}`);
+    }
+  });
+}
 
 test("a reader that stops reading is disconnected at the idle timeout; others are served meanwhile", async () => {
   const s = await serve("--idle-timeout", "1000");

@@ -515,9 +515,13 @@ const RANGE_NONE = k("RANGE_NONE");
 const RANGE_OK = k("RANGE_OK");
 const RANGE_UNSATISFIABLE = k("RANGE_UNSATISFIABLE");
 
+// One range: [start, end]; several: [[start, end], ...] in the order served.
 function range(value, size) {
   const r = x.parseRange(IN, c.put(IN, value), size);
-  return r === RANGE_OK ? [x.rangeStart(), x.rangeEnd()] : r;
+  if (r !== RANGE_OK) return r;
+  const n = x.rangeCount();
+  if (n === 1) return [x.rangeStart(), x.rangeEnd()];
+  return Array.from({ length: n }, (_, i) => [x.rangeStartAt(i), x.rangeEndAt(i)]);
 }
 
 const rangeCases = [
@@ -551,10 +555,9 @@ const rangeCases = [
   // ignored -> 200 with the whole file
   ["bytes=-5", 0, RANGE_NONE],                   // names no byte of an empty file
   ["bytes=5-2", 1000, RANGE_NONE],               // last < first: invalid
-  ["bytes=0-1,5-6", 1000, RANGE_NONE],           // several ranges: full 200
-  ["bytes=0-1, 5-6", 1000, RANGE_NONE],
-  ["bytes=0-1,0-1", 1000, RANGE_NONE],
-  ["bytes=-1,-2", 1000, RANGE_NONE],
+  ["bytes=0-1,5-2", 1000, RANGE_NONE],           // one invalid spec voids the set
+  ["bytes=0-1,x", 1000, RANGE_NONE],
+  ["bytes=0-1,,5-", 1000, [[0, 1], [5, 999]]],    // empty elements between specs
   ["items=0-1", 1000, RANGE_NONE],
   ["bytes 0-1", 1000, RANGE_NONE],
   ["bytes:0-1", 1000, RANGE_NONE],
@@ -574,6 +577,55 @@ const rangeCases = [
   ["bytes=0-1;x", 1000, RANGE_NONE],
   ["", 1000, RANGE_NONE],
 ];
+
+// Several ranges: unsatisfiable ones dropped, sorted, overlapping or
+// adjacent ones coalesced (RFC 9110 §14.2 lets a server do each).
+const multiCases = [
+  ["bytes=0-1,5-6", 1000, [[0, 1], [5, 6]]],
+  ["bytes=0-1, 5-6", 1000, [[0, 1], [5, 6]]],
+  ["bytes=5-6,0-1", 1000, [[0, 1], [5, 6]]],      // served in ascending order
+  ["bytes=0-1,0-1", 1000, [0, 1]],                // duplicates: one part, a plain 206
+  ["bytes=-1,-2", 1000, [998, 999]],              // suffixes: the longer covers the shorter
+  ["bytes=0-4,5-9", 1000, [0, 9]],                // adjacent
+  ["bytes=0-5,3-9", 1000, [0, 9]],                // overlapping
+  ["bytes=3-9,0-5", 1000, [0, 9]],
+  ["bytes=0-4,6-9", 1000, [[0, 4], [6, 9]]],      // a one-byte gap stays a gap
+  ["bytes=10-20,0-100", 1000, [0, 100]],          // contained
+  ["bytes=0-0,-1,500-600,550-", 1000, [[0, 0], [500, 999]]],
+  ["bytes=-500,0-600", 1000, [0, 999]],
+  ["bytes=0-0,2000-3000", 1000, [0, 0]],          // the unsatisfiable one is dropped
+  ["bytes=2000-,5-6,-0,0-1", 1000, [[0, 1], [5, 6]]],
+  ["bytes=990-5000,0-1", 1000, [[0, 1], [990, 999]]], // clamped to the file
+  ["bytes=1000-,2000-", 1000, RANGE_UNSATISFIABLE],
+  ["bytes=-0,1000-", 1000, RANGE_UNSATISFIABLE],
+  ["bytes=0-,1-", 0, RANGE_UNSATISFIABLE],
+  ["bytes=0-,-5", 0, RANGE_NONE],                 // a suffix of an empty file: the (empty) whole
+];
+
+const disjoint = (n, from = 0) => Array.from({ length: n }, (_, i) => `${from + 2 * i}-${from + 2 * i}`).join(",");
+
+test("parseRange: several ranges are resolved, sorted and coalesced", () => {
+  for (const [value, size, want] of multiCases) {
+    assert.equal(range(value, size), want, `${JSON.stringify(value)} size ${size}`);
+  }
+  const parts = k("RANGE_PARTS_MAX"), specs = k("RANGE_SPECS_MAX");
+  assert.is(parts, 16);
+  assert.is(specs, 200);
+  // up to RANGE_PARTS_MAX parts after coalescing; one more: the whole file
+  assert.equal(range(`bytes=${disjoint(parts)}`, 1000), Array.from({ length: parts }, (_, i) => [2 * i, 2 * i]));
+  assert.is(range(`bytes=${disjoint(parts + 1)}`, 1000), RANGE_NONE);
+  // the limit counts parts after coalescing: 40 specs that merge into 2 are fine
+  assert.equal(range(`bytes=${disjoint(20)},${disjoint(20)},0-38,500-`, 1000), [[0, 38], [500, 999]]);
+  assert.equal(range(`bytes=${disjoint(parts + 1)},0-`, 1000), [0, 999]);
+  // RANGE_SPECS_MAX specs are looked at, however they end; more: the whole file
+  const same = (n) => Array.from({ length: n }, () => "0-0").join(",");
+  assert.equal(range(`bytes=${same(specs)}`, 1000), [0, 0]);
+  assert.is(range(`bytes=${same(specs + 1)}`, 1000), RANGE_NONE);
+  // a fresh parse forgets the previous one
+  assert.equal(range("bytes=0-1,5-6", 1000), [[0, 1], [5, 6]]);
+  assert.is(range("bytes=5-", 3), RANGE_UNSATISFIABLE);
+  assert.equal(range("bytes=1-1", 3), [1, 1]);
+});
 
 test("parseRange: single byte ranges", () => {
   assert.is(RANGE_NONE, 0);
@@ -630,6 +682,7 @@ test("no call grows memory", () => {
     parse("Sunday, 06-Nov-94 08:49:37 GMT");
     evaluate(GET, { inm: `"x", ${ETAG}`, ims: LM });
     range("bytes=0-99", 1000);
+    range("bytes=500-,0-9,5-20", 1000);
   }
   assert.is(x.memory.buffer.byteLength, before);
 });

@@ -292,6 +292,41 @@ test("Connection: token lists, several headers, unknown tokens ignored", () => {
   assert.is(u.flags & (K("RF_CONN_CLOSE") | K("RF_CONN_KEEPALIVE")), 0);
 });
 
+test("Expect: 100-continue and other expectations; lists and repeated lines accumulate", () => {
+  const CONT = K("RF_EXPECT_CONTINUE"), OTHER = K("RF_EXPECT_OTHER");
+  const cases = [
+    [["Expect: 100-continue"], CONT],
+    [["expect: 100-CONTINUE"], CONT],
+    [["Expect: \t 100-continue  "], CONT],
+    [["Expect: 100-continue", "Expect: 100-continue"], CONT],
+    [["Expect: 100-continue,"], CONT],
+    [["Expect: , 100-continue ,,"], CONT],
+    [["Expect:"], 0],                                   // an empty list expects nothing
+    [["Expect:  , ,"], 0],
+    [["Expect: foo"], OTHER],
+    [["Expect: 100-continue, foo"], CONT | OTHER],
+    [["Expect: 100-continue", "Expect: bar=1"], CONT | OTHER],
+    [["Expect: 100-continue;x=1"], OTHER],              // 100-continue takes no parameters
+    [["Expect: 100-continue=1"], OTHER],
+    [["Expect: 100-continuee"], OTHER],
+    [["Expect: 100-contin"], OTHER],
+    [["Expect: 100 continue"], OTHER],
+    [["Expect: 200-continue"], OTHER],
+    [["Expects: foo", "X-Expect: foo", "Expec: foo"], 0], // names that only resemble it
+  ];
+  for (const [lines, want] of cases) {
+    const r = parse(get11(...lines));
+    assert.ok(r.ret > 0, JSON.stringify(lines));
+    assert.is(r.flags & (CONT | OTHER), want, JSON.stringify(lines));
+  }
+  assert.is(CONT & OTHER, 0);
+  // every split gives the same flags
+  const whole = get11("Expect: 100-continue, x");
+  for (let at = 1; at < whole.length; at++) {
+    assert.is(parsePieces(whole, [at]).flags & (CONT | OTHER), CONT | OTHER, `split at ${at}`);
+  }
+});
+
 test("HTTP/1.0: keep-alive, no Host needed", () => {
   const r = parse(req("HEAD /x HTTP/1.0", "Connection: Keep-Alive"));
   assert.is(r.ret > 0, true);

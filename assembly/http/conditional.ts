@@ -182,27 +182,52 @@ export function evaluatePreconditions(
 
 // ---- ranges -------------------------------------------------------------------
 //
-// Only a single `bytes=` range is served. A server MAY ignore Range
-// altogether (§14.2), so everything we do not handle gets the full 200:
-// no header, a unit other than bytes, a syntax error, and also several
-// ranges, which would need a multipart/byteranges body; answering those
-// with the whole representation is allowed and is what clients expect
-// from a simple static server. The server applies Range to GET only.
+// A `bytes=` range set is resolved against the file's size, the way nginx
+// and Apache do (RFC 9110 §14.1.2, §14.2 allow each step):
+//   - a range-spec past the end (or "-0") is unsatisfiable and dropped;
+//   - the rest are sorted by first byte and coalesced where they overlap or
+//     touch, so no byte is sent twice and the response is never larger than
+//     the file plus the part headers (the "Apache Killer" shape, thousands
+//     of overlapping ranges, costs nothing);
+//   - none left -> 416; one -> a plain 206; 2..RANGE_PARTS_MAX -> a
+//     multipart/byteranges 206; more -> the whole file (200).
+// Everything else we do not handle gets the full 200 as well (the server
+// MAY ignore Range): no header, a unit other than bytes, any syntax error,
+// an invalid spec (last < first), more than RANGE_SPECS_MAX specs. Parts go
+// out in ascending order rather than in the order asked (§14.6 says SHOULD
+// keep the order, but allows coalescing regardless of it, and coalescing is
+// only complete on sorted ranges; clients match parts by Content-Range).
+// The server applies Range to GET only (§14.2: "GET is the only method for
+// which range handling is defined").
 
 /** Ignore the Range header: answer 200 with the whole file. */
 export const RANGE_NONE: i32 = 0;
-/** One satisfiable range: 206 with rangeStart()..rangeEnd(). */
+/** Satisfiable: 206 with rangeCount() ranges, rangeStartAt(i)..rangeEndAt(i). */
 export const RANGE_OK: i32 = 1;
 // Not satisfiable: 416 with `Content-Range: bytes */size`.
 export const RANGE_UNSATISFIABLE: i32 = 2;
 
-let rangeFirst: f64 = 0;
-let rangeLast: f64 = -1;
+/** Most parts a multipart/byteranges response carries (after coalescing). */
+export const RANGE_PARTS_MAX: i32 = 16;
+/** Most range-specs looked at (Apache's MaxRanges default); more: whole file. */
+export const RANGE_SPECS_MAX: i32 = 200;
 
-/** First byte of the range found by the last parseRange() == RANGE_OK. */
-export function rangeStart(): f64 { return rangeFirst; }
-/** Last byte (inclusive) of that range, at most size - 1. */
-export function rangeEnd(): f64 { return rangeLast; }
+// The resolved ranges: [first f64, last f64] per entry, sorted and
+// coalesced once parseRange() returns RANGE_OK. One request is parsed at a
+// time, so one static table serves every connection.
+const rangeTable: usize = memory.data(RANGE_SPECS_MAX * 16, 8);
+let rangeN: i32 = 0;
+
+/** Number of ranges found by the last parseRange() == RANGE_OK. */
+export function rangeCount(): i32 { return rangeN; }
+/** First byte of range i (0 <= i < rangeCount()). */
+export function rangeStartAt(i: i32): f64 { return load<f64>(rangeTable + <usize>i * 16); }
+/** Last byte (inclusive) of range i, at most size - 1. */
+export function rangeEndAt(i: i32): f64 { return load<f64>(rangeTable + <usize>i * 16, 8); }
+/** First byte of the first range. */
+export function rangeStart(): f64 { return rangeStartAt(0); }
+/** Last byte of the first range. */
+export function rangeEnd(): f64 { return rangeEndAt(0); }
 
 // Positions saturate: anything above 1e15 (exact in an f64) becomes 1e16,
 // larger than any file, so a 40-digit position is simply "beyond the end".
@@ -227,6 +252,7 @@ function scanDigits(p: usize, end: usize): usize {
 export function parseRange(src: usize, len: i32, size: f64): i32 {
   let p = src;
   let end = src + <usize>max(len, 0);
+  rangeN = 0;
   while (p < end && isOws(load<u8>(p))) p++;
   while (end > p && isOws(load<u8>(end - 1))) end--;
   // "bytes=": range units are case-insensitive (§14.1).
@@ -236,15 +262,16 @@ export function parseRange(src: usize, len: i32, size: f64): i32 {
       (load<u8>(p + 4) | 0x20) != 0x73 || load<u8>(p + 5) != 0x3d) return RANGE_NONE;
   p += 6;
 
-  // range-set = 1#range-spec; we keep the one spec and give up at a second.
-  let count = 0;
-  let suffix = false;
-  let first: f64 = 0;
-  let last: f64 = -1;                  // -1: no last-pos
+  // range-set = 1#range-spec
+  let specs = 0;
+  let emptySuffix = false;             // a suffix-range on an empty file
   while (true) {
     while (p < end && (isOws(load<u8>(p)) || load<u8>(p) == COMMA)) p++;
     if (p >= end) break;
-    if (++count > 1) return RANGE_NONE;
+    if (++specs > RANGE_SPECS_MAX) return RANGE_NONE;
+    let suffix = false;
+    let first: f64 = 0;
+    let last: f64 = -1;                // -1: no last-pos
     if (load<u8>(p) == DASH) {         // suffix-range: "-" suffix-length
       let q = scanDigits(p + 1, end);
       if (q == p + 1) return RANGE_NONE;
@@ -263,23 +290,64 @@ export function parseRange(src: usize, len: i32, size: f64): i32 {
     }
     while (p < end && isOws(load<u8>(p))) p++;
     if (p < end && load<u8>(p) != COMMA) return RANGE_NONE;
-  }
-  if (count == 0) return RANGE_NONE;
 
-  if (suffix) {
-    // The last `first` bytes. "-0" asks for nothing: unsatisfiable. On an
-    // empty file a suffix is satisfiable in principle but names no byte,
-    // so we serve the (empty) whole instead.
-    if (first == 0) return RANGE_UNSATISFIABLE;
-    if (size <= 0) return RANGE_NONE;
-    rangeFirst = first >= size ? 0 : size - first;
-    rangeLast = size - 1;
-    return RANGE_OK;
+    if (suffix) {
+      // The last `first` bytes. "-0" asks for nothing: unsatisfiable. On an
+      // empty file a suffix is satisfiable in principle but names no byte.
+      if (first == 0) continue;
+      if (size <= 0) { emptySuffix = true; continue; }
+      addRange(first >= size ? 0 : size - first, size - 1);
+    } else {
+      if (first >= size) continue;
+      addRange(first, last < 0 || last >= size ? size - 1 : last);
+    }
   }
-  if (first >= size) return RANGE_UNSATISFIABLE;
-  rangeFirst = first;
-  rangeLast = last < 0 || last >= size ? size - 1 : last;
+  if (specs == 0) return RANGE_NONE;
+  // Nothing satisfiable: 416, except that a suffix on an empty file gets
+  // the (empty) whole instead, since there is no byte to put in a 206.
+  if (rangeN == 0) return emptySuffix ? RANGE_NONE : RANGE_UNSATISFIABLE;
+  coalesce();
+  if (rangeN > RANGE_PARTS_MAX) { rangeN = 0; return RANGE_NONE; }
   return RANGE_OK;
+}
+
+function addRange(first: f64, last: f64): void {
+  const e = rangeTable + <usize>rangeN * 16;
+  store<f64>(e, first);
+  store<f64>(e, last, 8);
+  rangeN++;
+}
+
+/** Sorts the table by first byte (insertion sort: at most RANGE_SPECS_MAX
+ *  entries, usually a handful) and merges overlapping or adjacent entries. */
+function coalesce(): void {
+  for (let i = 1; i < rangeN; i++) {
+    const a = load<f64>(rangeTable + <usize>i * 16);
+    const b = load<f64>(rangeTable + <usize>i * 16, 8);
+    let j = i - 1;
+    while (j >= 0 && load<f64>(rangeTable + <usize>j * 16) > a) {
+      v128.store(rangeTable + <usize>(j + 1) * 16, v128.load(rangeTable + <usize>j * 16));
+      j--;
+    }
+    store<f64>(rangeTable + <usize>(j + 1) * 16, a);
+    store<f64>(rangeTable + <usize>(j + 1) * 16, b, 8);
+  }
+  let n = 0;                           // entries kept so far
+  for (let i = 0; i < rangeN; i++) {
+    const a = load<f64>(rangeTable + <usize>i * 16);
+    const b = load<f64>(rangeTable + <usize>i * 16, 8);
+    if (n > 0) {
+      const prev = rangeTable + <usize>(n - 1) * 16;
+      if (a <= load<f64>(prev, 8) + 1) {           // overlaps or touches the previous one
+        if (b > load<f64>(prev, 8)) store<f64>(prev, b, 8);
+        continue;
+      }
+    }
+    store<f64>(rangeTable + <usize>n * 16, a);
+    store<f64>(rangeTable + <usize>n * 16, b, 8);
+    n++;
+  }
+  rangeN = n;
 }
 
 /** If-Range (§13.1.5): may the Range be honoured? True for an absent header

@@ -227,6 +227,9 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   return true;
 }
 
+/** Ring-pool bytes held by cached bodies (for the invariant check). */
+export function cachedBodyBytes(): i32 { return bodyBytes; }
+
 /** The small-file body read came back; the entry is ready either way. */
 export function bodyLoaded(i: i32, res: i32): void {
   const e = entry(i);

@@ -71,6 +71,7 @@ export const RF_CHUNKED = 4;           // Transfer-Encoding: chunked (the only c
 export const RF_HAS_CONTENT_LENGTH = 8;
 export const RF_EXPECT_CONTINUE = 16;  // Expect: 100-continue
 export const RF_HAS_HOST = 32;
+export const RF_EXPECT_OTHER = 64;     // Expect names something other than 100-continue (-> 417)
 
 // ---- byte constants -----------------------------------------------------
 const HT: u32 = 0x09;
@@ -407,10 +408,7 @@ export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, max
         break;
       }
       case 6: {
-        if ((lower64(name) & MASK6) == W_EXPECT && ve - vs == 12
-            && lower64(vs) == W_100_CONT && lower64(vs + 4) == W_CONTINUE) {
-          store<i32>(req, load<i32>(req, REQ_FLAGS) | RF_EXPECT_CONTINUE, REQ_FLAGS);
-        }
+        if ((lower64(name) & MASK6) == W_EXPECT) onExpect(req, vs, ve);
         break;
       }
       case 8: {
@@ -538,6 +536,30 @@ function onConnection(req: usize, p: usize, end: usize): void {
     const n = e - s;
     if (n == 5 && (lower64(s) & MASK5) == W_CLOSE) flags |= RF_CONN_CLOSE;
     else if (n == 10 && lower64(s) == W_KEEP_ALI && lower64(s + 2) == W_EP_ALIVE) flags |= RF_CONN_KEEPALIVE;
+  }
+  store<i32>(req, flags, REQ_FLAGS);
+}
+
+// Expect = #expectation (RFC 9110 10.1.1). The only one defined is
+// "100-continue" (case-insensitive, no parameters): RF_EXPECT_CONTINUE. Any
+// other non-empty member, including "100-continue" with parameters, sets
+// RF_EXPECT_OTHER, which the server answers with 417. Repeated Expect lines
+// are one list (RFC 9110 5.3), so their flags simply accumulate; empty
+// members are skipped (5.6.1). A comma inside a quoted parameter splits the
+// member in two, which still makes both "other": the outcome is the same.
+function onExpect(req: usize, p: usize, end: usize): void {
+  let flags = load<i32>(req, REQ_FLAGS);
+  while (p < end) {
+    const c = <u32>load<u8>(p);
+    if (c == COMMA || isOws(c)) { p++; continue; }
+    const s = p;
+    while (p < end && load<u8>(p) != COMMA) p++;
+    let e = p;
+    while (isOws(load<u8>(e - 1))) e--;
+    // The OR-lowercasing cannot confuse a byte here: the bytes it would map
+    // onto "1", "0" and "-" (0x11, 0x10, CR) never occur inside a value.
+    if (e - s == 12 && lower64(s) == W_100_CONT && lower64(s + 4) == W_CONTINUE) flags |= RF_EXPECT_CONTINUE;
+    else flags |= RF_EXPECT_OTHER;
   }
   store<i32>(req, flags, REQ_FLAGS);
 }

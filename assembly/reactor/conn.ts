@@ -368,8 +368,10 @@ export function outDone(fd: i32, res: i32): i32 {
     const left = load<f64>(c + C_BODY_LEFT) - <f64>n;
     store<f64>(c + C_BODY_LEFT, left);
     if (left <= 0) {
+      // The protocol may queue the next step of a body made of several
+      // (a multipart/byteranges part): the checks below then see it pending.
       store<i32>(c + C_BODY_KIND, BODY_NONE);
-      bodyFinished(fd);
+      bodyFinished(fd, true);
     }
   }
   if (!outPending(fd)) {
@@ -388,10 +390,16 @@ export function outBlocked(fd: i32): void {
   if (!(flags(fd) & CF_OUT_ARMED)) { setFlag(fd, CF_OUT_ARMED); kernelMask(fd, true); }
 }
 
-// Hook for the HTTP layer (file-cache reference release); set by http.ts.
-let bodyFinishedHook: (fd: i32) => void = (fd: i32): void => {};
-export function setBodyFinishedHook(f: (fd: i32) => void): void { bodyFinishedHook = f; }
-function bodyFinished(fd: i32): void { bodyFinishedHook(fd); }
+// Hook for the HTTP layer, set by http.ts: the body (C_BODY_*) is over,
+// `sent` in full, or abandoned because the connection closes. After a body
+// sent in full the hook may queue the next step of the same response (ring
+// bytes with outAppend and/or a new C_BODY_*), which outDone then writes
+// like any pending output; the ring is empty at that moment (it is written
+// before the body). Otherwise it releases what the body used (file-cache
+// reference, buffers).
+let bodyFinishedHook: (fd: i32, sent: bool) => void = (fd: i32, sent: bool): void => {};
+export function setBodyFinishedHook(f: (fd: i32, sent: bool) => void): void { bodyFinishedHook = f; }
+function bodyFinished(fd: i32, sent: bool): void { bodyFinishedHook(fd, sent); }
 
 // ---- close --------------------------------------------------------------
 
@@ -415,7 +423,7 @@ export function connClose(fd: i32): void {
   if (t != 0) timerCancel(t);
   if (load<i32>(c + C_BODY_KIND) != BODY_NONE) {
     store<i32>(c + C_BODY_KIND, BODY_NONE);
-    bodyFinished(fd);
+    bodyFinished(fd, false);
   }
   handlerRemove(fd, true);
   store<i32>(c + C_STATE, 0);

@@ -37,8 +37,8 @@ import {
 } from "../timers";
 import { readBufCap } from "./pool";
 import { echoInit, echoOpen, echoRun, echoComplete, echoDrain } from "../proto/echo";
-import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain } from "../proto/http";
-import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters } from "../http/filecache";
+import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain, httpHeldBytes } from "../proto/http";
+import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters, cachedBodyBytes } from "../http/filecache";
 
 // phases
 const PH_IDLE = 0;
@@ -447,11 +447,14 @@ export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto)
  *  5 write ring over the limit or over its own size
  *  6 a run-queue cycle or a queued flag out of sync
  *  7 receive buffers held != connections holding one
+ *  8 ring-pool bytes held != write rings + response buffers (listing,
+ *    multipart) + cached file bodies: a buffer leaked or given back twice
  * Never on the hot path.
  */
 export function checkInvariants(): i32 {
   if (!timersCheck()) return 1;
   let held = 0;
+  let ringBytes = cachedBodyBytes();   // ring-pool bytes accounted for
   for (let fd = 0; fd < maxFds; fd++) {
     const kind = slotKind(fd);
     const hf = slotFlags(fd);
@@ -470,8 +473,11 @@ export function checkInvariants(): i32 {
     if (wlen < 0 || wlen > writeBufMax) return 5;
     if (ring != 0 && wlen > (4096 << load<i32>(c + 32))) return 5;
     if (ring == 0 && wlen != 0) return 5;
+    if (ring != 0) ringBytes += 4096 << load<i32>(c + 32);
+    if (load<i32>(c + C_PROTO) == PROTO_HTTP) ringBytes += httpHeldBytes(fd);
   }
   if (held != readHeld) return 7;
+  if (ringBytes != ringBytesHeld) return 8;
   if (!runQueueSane()) return 6;
   return 0;
 }

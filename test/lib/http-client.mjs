@@ -193,3 +193,50 @@ export async function fetchOne(port, path, opts = {}) {
 
 /** Sleeps ms (for pacing writes; never for asserting timings). */
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Parses a multipart/byteranges response (RFC 9110 §14.6) strictly: the
+ * head's Content-Type names the boundary; the body is, per part, CRLF
+ * "--" boundary CRLF, header lines, CRLF, then exactly the bytes its
+ * Content-Range names; then CRLF "--" boundary "--" CRLF and nothing else.
+ * Throws on any deviation. Returns { boundary, parts: [{ type, first,
+ * last, size, data }] }.
+ */
+export function parseMultipart(res) {
+  const m = /^multipart\/byteranges; boundary=([0-9A-Za-z'()+_,.\/:=?-]{1,70})$/.exec(res.headers["content-type"] ?? "");
+  if (!m) throw new Error(`not multipart/byteranges: Content-Type ${JSON.stringify(res.headers["content-type"])}`);
+  const boundary = m[1];
+  const body = res.body;
+  const delim = Buffer.from(`\r\n--${boundary}`, "latin1");
+  const parts = [];
+  let at = 0;
+  for (;;) {
+    if (!body.subarray(at, at + delim.length).equals(delim)) throw new Error(`no delimiter at body byte ${at}`);
+    at += delim.length;
+    const tail = body.subarray(at, at + 2).toString("latin1");
+    if (tail === "--") {
+      if (body.subarray(at + 2).toString("latin1") !== "\r\n") throw new Error("bytes after the closing delimiter, or no CRLF");
+      return { boundary, parts };
+    }
+    if (tail !== "\r\n") throw new Error(`delimiter at ${at} not followed by CRLF`);
+    at += 2;
+    const end = body.indexOf("\r\n\r\n", at - 2);
+    if (end < 0) throw new Error(`unterminated part header at ${at}`);
+    const headers = {};
+    if (end > at - 2) {
+      for (const line of body.subarray(at, end).toString("latin1").split("\r\n")) {
+        const c = line.indexOf(":");
+        if (c <= 0) throw new Error(`bad part header line ${JSON.stringify(line)}`);
+        headers[line.slice(0, c).toLowerCase()] = line.slice(c + 1).trim();
+      }
+    }
+    const r = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headers["content-range"] ?? "");
+    if (!r) throw new Error(`part without a valid Content-Range: ${JSON.stringify(headers)}`);
+    const first = Number(r[1]), last = Number(r[2]), size = Number(r[3]);
+    at = end + 4;
+    const data = body.subarray(at, at + last - first + 1);
+    if (data.length !== last - first + 1) throw new Error(`part ${first}-${last} cut short`);
+    at += data.length;
+    parts.push({ type: headers["content-type"], first, last, size, data: Buffer.from(data) });
+  }
+}
