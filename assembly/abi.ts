@@ -138,7 +138,8 @@ export const LOG_ACCESS = 3;
 //   +16 f64 mtimeMs
 //   +24 f64 ino
 //   +32 f64 dev
-//   +40 i32 reserved
+//   +40 i32 flags  FILE_HAS_* (regular files; only with CFG_PRECOMPRESSED, else 0)
+//   +44 i32 reserved
 export const FILE_SIZE = 48;
 export const FILE_KIND = 0;
 export const FILE_MIME_LEN = 4;
@@ -146,12 +147,18 @@ export const FILE_BYTES = 8;
 export const FILE_MTIME = 16;
 export const FILE_INO = 24;
 export const FILE_DEV = 32;
+export const FILE_FLAGS = 40;
 export const FILE_MIME = 48;            // MIME type text follows the record
 export const FILE_MIME_MAX = 80;
 export const FILE_RECORD_TOTAL = 128;   // FILE_SIZE + FILE_MIME_MAX, rounded
 export const FILE_REGULAR = 1;
 export const FILE_DIRECTORY = 2;
 export const FILE_OTHER = 3;            // exists, but neither: 403/404
+// FILE_FLAGS: precompressed sidecars next to a regular file X, found beneath
+// the root (openat2 RESOLVE_BENEATH) and regular themselves. Checked on every
+// open and re-check of X: a changed bit is a change of X.
+export const FILE_HAS_BR = 1;           // X.br
+export const FILE_HAS_GZIP = 2;         // X.gz
 
 // ---- epoll (Linux UAPI values) -------------------------------------------
 export const EPOLLIN = 0x001;
