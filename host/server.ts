@@ -33,7 +33,7 @@ export class Server {
       deferAccept: opts.protocol === "http" ? 1 : 0, sendBuffer: opts.sendBuffer,
     });
     try {
-      this.files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
+      this.files = opts.protocol === "http" ? new FileServer(opts.root ?? "public", { precompressed: opts.precompressed }) : null;
       this.reactor = new Reactor({ ...opts, maxFds, files: this.files ?? undefined });
     } catch (e) {
       libc.close(this.listener.fd);
