@@ -50,7 +50,7 @@ export const CFG_MAX_HEADER = 100;     // header-block limit (431)
 export const CFG_MAX_HEADERS = 104;    // header count limit (431)
 export const CFG_MAX_BODY = 108;       // request body limit (413)
 export const CFG_MAX_EVENTS = 112;     // epoll_wait maxevents
-export const CFG_ACCESS_LOG = 116;     // 1: emit OP_LOG access lines
+export const CFG_ACCESS_LOG = 116;     // ACCESS_LOG_*: emit OP_LOG access lines (LOG_ACCESS), in this format
 export const CFG_READ_BUF = 120;       // size of one receive buffer (bytes)
 export const CFG_LISTING = 124;        // 1: list directories that have no index.html
 // counters, written by the core (u32 unless noted); observability
@@ -69,9 +69,28 @@ export const STAT_RBUF_HELD = 172;     // receive buffers held by connections
 export const STAT_BYTES_IN = 176;      // f64
 export const STAT_BYTES_OUT = 184;     // f64
 export const STAT_TRAPS = 192;         // traps contained by recover()
+// HTTP response and logging options (fields taken from the top of the block down)
+export const STAT_LOG_DROPPED = 240;   // log lines dropped: the round's log area was full
+export const CFG_PRECOMPRESSED = 244;  // 1: serve X.br / X.gz sidecars to clients that accept them (FILE_FLAGS)
+export const CFG_CORS = 248;           // 1: CORS headers on every response, OPTIONS preflights get 204
+export const CFG_CACHE_CONTROL = 252;  // length of the Cache-Control value at CFGT_CACHE_CONTROL (0: no header)
 
 export const ABI_VERSION = 1;
 export const SCRATCH_SIZE = 4096;
+
+// ---- config text -----------------------------------------------------------
+// Text-valued settings. The export `configText()` returns the address of
+// CFG_TEXT_SIZE bytes (static, like the control block) where the host writes
+// them before init(); a CFG_* field above gives each one's length. The host
+// validates them (printable ASCII); the core copies them into its headers.
+export const CFG_TEXT_SIZE = 512;
+export const CFGT_CACHE_CONTROL = 0;    // Cache-Control value, at most CACHE_CONTROL_MAX bytes
+export const CACHE_CONTROL_MAX = 256;
+
+// CFG_ACCESS_LOG values
+export const ACCESS_LOG_OFF = 0;
+export const ACCESS_LOG_COMBINED = 1;   // nginx/Apache "combined"
+export const ACCESS_LOG_JSON = 2;       // one JSON object per line
 
 // modes and protocols
 export const MODE_LT = 0;
@@ -101,7 +120,9 @@ export const CQE_SIZE = 4;
 // ops; the comment gives a0..a3 and what the result means
 export const OP_NOP = 0;
 export const OP_CTL = 1;       // epoll_ctl(epfd, a0=EPOLL_CTL_*, fd, {events=a1, data=a2|a3<<32}) -> 0
-export const OP_ACCEPT = 2;    // accept4(fd, NULL, NULL, NONBLOCK|CLOEXEC) -> new fd
+export const OP_ACCEPT = 2;    // accept4(fd, mem+a0, mem+a0+SA_LEN, NONBLOCK|CLOEXEC) -> new fd; a0 = 0: NULL, NULL.
+                               // a0 is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
+                               // kernel the peer's sockaddr and its length (the recorder keeps all 32 bytes)
 export const OP_READ = 3;      // read(fd, mem+a0, a1) -> bytes
 export const OP_WRITE = 4;     // write(fd, mem+a0, a1) -> bytes
 export const OP_WRITEV = 5;    // writev(fd, mem+a0, a1): a0 = native iovecs, absolute addresses -> bytes
@@ -140,7 +161,8 @@ export const LOG_ACCESS = 3;
 //   +16 f64 mtimeMs
 //   +24 f64 ino
 //   +32 f64 dev
-//   +40 i32 reserved
+//   +40 i32 flags  FILE_HAS_* (regular files; only with CFG_PRECOMPRESSED, else 0)
+//   +44 i32 reserved
 export const FILE_SIZE = 48;
 export const FILE_KIND = 0;
 export const FILE_MIME_LEN = 4;
@@ -148,12 +170,36 @@ export const FILE_BYTES = 8;
 export const FILE_MTIME = 16;
 export const FILE_INO = 24;
 export const FILE_DEV = 32;
+export const FILE_FLAGS = 40;
 export const FILE_MIME = 48;            // MIME type text follows the record
 export const FILE_MIME_MAX = 80;
 export const FILE_RECORD_TOTAL = 128;   // FILE_SIZE + FILE_MIME_MAX, rounded
 export const FILE_REGULAR = 1;
 export const FILE_DIRECTORY = 2;
 export const FILE_OTHER = 3;            // exists, but neither: 403/404
+// FILE_FLAGS: precompressed sidecars next to a regular file X, found beneath
+// the root (openat2 RESOLVE_BENEATH) and regular themselves. Checked on every
+// open and re-check of X: a changed bit is a change of X.
+export const FILE_HAS_BR = 1;           // X.br
+export const FILE_HAS_GZIP = 2;         // X.gz
+
+// ---- accept address slot (OP_ACCEPT a0) ------------------------------------
+// Size 32 bytes: a struct sockaddr_in6 (28 bytes, big enough for sockaddr_in)
+// and the socklen_t accept4 reads and updates.
+//   +0  u16 family   AF_INET / AF_INET6
+//   +2  u16 port     network byte order
+//   +4  4 bytes      IPv4 address (sockaddr_in)
+//   +8  16 bytes     IPv6 address (sockaddr_in6; +4 is its flowinfo)
+//   +28 u32 length   capacity in, the address's length out
+export const ACCEPT_ADDR_SIZE = 32;
+export const SA_FAMILY = 0;
+export const SA_PORT = 2;
+export const SA_IN_ADDR = 4;
+export const SA_IN6_ADDR = 8;
+export const SA_LEN = 28;
+export const SA_CAPACITY = 28;          // what the core writes at SA_LEN
+export const AF_INET = 2;
+export const AF_INET6 = 10;
 
 // ---- epoll (Linux UAPI values) -------------------------------------------
 export const EPOLLIN = 0x001;

@@ -14,6 +14,7 @@ export * from "./http/parser";
 export * from "./http/path";
 export * from "./http/date";
 export * from "./http/conditional";
+export * from "./http/encoding";
 export * from "./timers";
 
 // ---- the reactor ----------------------------------------------------------

@@ -7,6 +7,7 @@ import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { ServerOptions } from "./server.ts";
+import { cacheControlProblem } from "./core.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
@@ -53,7 +54,11 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       ...common,
       mode: { ...common.mode, def: "et" },
       "header-timeout": { kind: "int", arg: "MS", help: "time allowed to send a complete header block (ms)", def: 60000 },
-      "access-log": { kind: "bool", help: "log one line per request to stderr" },
+      "access-log": { kind: "bool", help: "log one line per request to stdout (combined format unless --access-log-format)" },
+      "access-log-format": { kind: "string", arg: "FMT", help: "access log format: combined (nginx/Apache) or json", def: "combined" },
+      "cache-control": { kind: "string", arg: "VALUE", help: "Cache-Control of file responses and listings; none: no header", def: "no-cache" },
+      cors: { kind: "bool", help: "Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204" },
+      precompressed: { kind: "bool", help: "serve FILE.br / FILE.gz beside FILE to clients that accept br / gzip" },
       listing: { kind: "bool", help: "list directories that have no index.html: names, dates (UTC), sizes (off: 404)" },
       "max-request-line": { kind: "int", arg: "BYTES", help: "longest request line (bytes; longer: 414)", def: 8192 },
       "max-header-size": { kind: "int", arg: "BYTES", help: "largest header block (bytes; larger: 431)", def: 16384 },
@@ -166,6 +171,13 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       opts[name] = value;
     } else {
       if (value === "") throw bad(`--${name} needs a value`);
+      if (name === "access-log-format" && value !== "combined" && value !== "json") {
+        throw bad(`--access-log-format must be combined or json, got '${value}'`);
+      }
+      if (name === "cache-control" && value !== "none") {
+        const why = cacheControlProblem(value);
+        if (why) throw bad(`--cache-control ${JSON.stringify(value)} ${why}`);
+      }
       opts[name] = value;
     }
   }
@@ -284,6 +296,9 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     accessLog: Boolean(o["access-log"]),
     ...(cmd === "serve" ? {
       listing: Boolean(o.listing),
+      accessLogFormat: o["access-log-format"] as "combined" | "json",
+      cacheControl: o["cache-control"] === "none" ? null : String(o["cache-control"]),
+      cors: Boolean(o.cors), precompressed: Boolean(o.precompressed),
       maxLine: o["max-request-line"] as number, maxHeader: o["max-header-size"] as number,
       maxHeaders: o["max-headers"] as number, maxBody: o["max-body"] as number,
     } : {}),

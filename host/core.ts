@@ -28,10 +28,24 @@ export interface CoreConfig {
   maxHeaders: number;
   maxBody: number;
   maxEvents: number;
+  /** HTTP: one line per response through log("access", line); the CLI writes them to stdout. */
   accessLog: boolean;
+  /** "combined" (nginx/Apache) or "json" (one object per line). */
+  accessLogFormat: "combined" | "json";
   readBuf: number;
   /** HTTP: list directories that have no index.html. */
   listing: boolean;
+  /**
+   * HTTP: the Cache-Control value of file responses (200, 206, 304) and
+   * listings; null sends none. Default "no-cache": caches keep the file but
+   * revalidate it with the ETag/Last-Modified sent (cheap 304s), so nothing
+   * stale is served after a deploy.
+   */
+  cacheControl: string | null;
+  /** HTTP: Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204. */
+  cors: boolean;
+  /** HTTP: serve X.br / X.gz to clients that accept br / gzip, when they exist beside X. */
+  precompressed: boolean;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -46,8 +60,12 @@ export const defaultCoreConfig: CoreConfig = {
   maxBody: 1024 * 1024,
   maxEvents: 1024,
   accessLog: false,
+  accessLogFormat: "combined",
   readBuf: 32 * 1024,
   listing: false,
+  cacheControl: "no-cache",
+  cors: false,
+  precompressed: false,
 };
 
 /**
@@ -60,10 +78,23 @@ export interface CoreMemory { readonly buffer: ArrayBuffer | SharedArrayBuffer; 
 /** A compiled core (a WebAssembly.Module, from compileCore()). */
 export type CoreModule = object;
 
+/**
+ * Why a Cache-Control value cannot be sent, or null if it can: it goes into
+ * every file response as is, so it must be one line of printable ASCII.
+ */
+export function cacheControlProblem(v: string): string | null {
+  if (v.length === 0) return "is empty";
+  if (v.length > abi.CACHE_CONTROL_MAX) return `is longer than ${abi.CACHE_CONTROL_MAX} bytes`;
+  if (!/^[\x20-\x7e]*$/.test(v)) return "must be printable ASCII (no control characters, CR or LF)";
+  if (v.trim() !== v) return "has leading or trailing spaces";
+  return null;
+}
+
 /** The core's exports, as the host uses them. */
 export interface CoreExports {
   memory: CoreMemory;
   ctlAddress(): number;
+  configText(): number;
   init(): number;
   runTimers(): number;
   pollTimeout(): number;
@@ -144,9 +175,22 @@ export class Core {
     i[c + (abi.CFG_MAX_HEADERS >> 2)] = config.maxHeaders;
     i[c + (abi.CFG_MAX_BODY >> 2)] = config.maxBody;
     i[c + (abi.CFG_MAX_EVENTS >> 2)] = config.maxEvents;
-    i[c + (abi.CFG_ACCESS_LOG >> 2)] = config.accessLog ? 1 : 0;
+    if (config.accessLogFormat !== "combined" && config.accessLogFormat !== "json") {
+      throw new TypeError(`accessLogFormat must be "combined" or "json", got ${JSON.stringify(config.accessLogFormat)}`);
+    }
+    i[c + (abi.CFG_ACCESS_LOG >> 2)] = !config.accessLog ? abi.ACCESS_LOG_OFF
+      : config.accessLogFormat === "json" ? abi.ACCESS_LOG_JSON : abi.ACCESS_LOG_COMBINED;
     i[c + (abi.CFG_READ_BUF >> 2)] = config.readBuf;
     i[c + (abi.CFG_LISTING >> 2)] = config.listing ? 1 : 0;
+    i[c + (abi.CFG_CORS >> 2)] = config.cors ? 1 : 0;
+    i[c + (abi.CFG_PRECOMPRESSED >> 2)] = config.precompressed ? 1 : 0;
+    const cc = config.cacheControl;
+    if (cc !== null && cc !== undefined) {
+      const why = cacheControlProblem(cc);
+      if (why) throw new TypeError(`cacheControl ${JSON.stringify(cc)} ${why}`);
+      this.u8.set(Buffer.from(cc, "latin1"), this.x.configText() + abi.CFGT_CACHE_CONTROL);
+    }
+    i[c + (abi.CFG_CACHE_CONTROL >> 2)] = cc ? cc.length : 0;
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
@@ -199,6 +243,7 @@ export class Core {
       bytesIn: this.ctlF64(abi.STAT_BYTES_IN),
       bytesOut: this.ctlF64(abi.STAT_BYTES_OUT),
       trapsContained: this.ctlI32(abi.STAT_TRAPS),
+      logLinesDropped: this.ctlI32(abi.STAT_LOG_DROPPED),
       memoryBytes: this.x.memory.buffer.byteLength,
     };
   }

@@ -64,8 +64,21 @@ function buildMimeTable(): Map<string, string> {
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
 const STATX_SIZE = 256;
 
+export interface FileServerOptions {
+  /**
+   * Look for X.br and X.gz beside every regular file X opened or re-checked
+   * and report them in FILE_FLAGS (precompressed sidecars). Two to six
+   * more syscalls per file per check (once a second at most per hot file).
+   */
+  precompressed?: boolean;
+}
+
+const SIDECARS: [string, number][] = [[".br", abi.FILE_HAS_BR], [".gz", abi.FILE_HAS_GZIP]];
+
 export class FileServer implements FileOpener {
   readonly rootFd: number;
+  private readonly precompressed: boolean;
+  private readonly sidecarPath = Buffer.alloc(1100); // a cached path (< 1 KiB) + ".br" + NUL
   private readonly mime = buildMimeTable();
   private readonly how = Buffer.alloc(24);
   private readonly howPath = Buffer.alloc(24);
@@ -74,7 +87,8 @@ export class FileServer implements FileOpener {
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, options: FileServerOptions = {}) {
+    this.precompressed = options.precompressed === true;
     this.rootFd = check(`open ${root}`, libc.open(root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
     const resolve = BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
     // O_NONBLOCK: opening a FIFO someone left in the docroot must not block the loop.
@@ -116,11 +130,38 @@ export class FileServer implements FileOpener {
       mimeLen = bytes.length;
     }
     dv.setInt32(record + abi.FILE_MIME_LEN, mimeLen, true);
+    const flags = kind === abi.FILE_REGULAR && this.precompressed ? this.sidecars(core, pathPtr, pathLen) : 0;
+    dv.setInt32(record + abi.FILE_FLAGS, flags, true);
     if (statOnly || kind !== abi.FILE_REGULAR) {
       libc.close(fd);
       return 0;
     }
     return fd;
+  }
+
+  /**
+   * FILE_HAS_* bits for the sidecars of the file at pathPtr: X.br / X.gz that
+   * open beneath the root (the same fence as every file) and are regular
+   * files. Each costs an openat2(O_PATH), a statx and a close. A sidecar
+   * itself (X.br, X.gz) is not looked at: it is served as it is.
+   */
+  private sidecars(core: Core, pathPtr: number, pathLen: number): number {
+    if (pathLen + 4 > this.sidecarPath.length) return 0;
+    const path = this.sidecarPath;
+    path.set(core.u8.subarray(pathPtr, pathPtr + pathLen), 0);
+    const tail = path.toString("latin1", Math.max(0, pathLen - 3), pathLen);
+    if (tail === ".br" || tail === ".gz") return 0;
+    let flags = 0;
+    for (const [ext, bit] of SIDECARS) {
+      path.write(ext, pathLen, "latin1");
+      path[pathLen + 3] = 0;
+      const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "void *", path, "void *", this.howPath, "size_t", 24) as number;
+      if (fd < 0) continue;
+      if (libc.statxBuf(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, this.stx) >= 0
+          && (this.stx.readUInt16LE(28) & S_IFMT) === S_IFREG) flags |= bit;
+      libc.close(fd);
+    }
+    return flags;
   }
 
   /**

@@ -102,6 +102,13 @@ const REQUESTS = [
   "GET /big.bin HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
   "POST /z HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
   "GET / HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n",
+  "GET /app.js HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip, deflate, br;q=0.9\r\nUser-Agent: fuzz/1 \"x\"\r\n\r\n",
+  "GET /app.js HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br;q=0, gzip;q=0.5, *;q=0.1\r\nRange: bytes=0-9\r\n\r\n",
+  "HEAD /big.bin HTTP/1.1\r\nHost: a\r\nAccept-Encoding: *\r\nAccept-Encoding: gzip\r\nReferer: http://r/\xe9\r\n\r\n",
+  "OPTIONS /app.js HTTP/1.1\r\nHost: a\r\nOrigin: http://o\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: x-a, range\r\n\r\n",
+  "OPTIONS * HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+  "GET /app.js.gz HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip;q=1.000, br;q=1\r\nIf-None-Match: \"1-2\"\r\n\r\n",
+  "GET /app.js HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br\r\nRange: bytes=0-1,5-9\r\n\r\n",
 ];
 
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; log?: (s: string) => void }
@@ -141,7 +148,7 @@ class Iteration {
   private readonly rec: Recorder;
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
-  private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number }>();
+  private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number; flags: number }>();
   private readonly proto: number;
   private readonly config: CoreConfig;
   private time = 1_000_000;
@@ -164,6 +171,11 @@ class Iteration {
       maxEvents: r.pick([1, 4, 16, 64]),
       maxBody: r.pick([16, 1024, 1 << 20]),
       listing: r.chance(0.5),
+      accessLog: r.chance(0.5),
+      accessLogFormat: r.chance(0.5) ? "combined" : "json",
+      cacheControl: r.pick([null, "no-cache", "public, max-age=31536000, immutable"]),
+      cors: r.chance(0.5),
+      precompressed: r.chance(0.5),
     };
     this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
     this.rec = new Recorder(this.sink, {
@@ -389,6 +401,7 @@ class Iteration {
         if (!this.pending.length) return -abi.EAGAIN;
         const nfd = this.lowestFreeFd();
         if (nfd < 0) return -abi.EMFILE;
+        if (a[0] !== 0) this.peerAddress(a[0]);
         this.fds.set(nfd, { kind: "conn", input: this.pending.shift()!, pos: 0, peerClosed: r.chance(0.3), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0,
           ...(this.proto === abi.PROTO_HTTP ? { out: [], outBytes: 0 } : {}) });
         return nfd;
@@ -483,7 +496,19 @@ class Iteration {
         this.rec.mem(c.u8, a[0], k);
         return k;
       }
-      case abi.OP_LOG: return 0;
+      case abi.OP_LOG: {
+        if (a[2] !== abi.LOG_ACCESS) return 0;
+        // Access lines are ASCII and well-formed whatever the client sent.
+        c.refresh();
+        const line = Buffer.from(c.u8.subarray(a[0], a[0] + a[1])).toString("latin1");
+        if (!/^[\x20-\x7e]*$/.test(line)) this.fail(`access line with a byte outside printable ASCII: ${JSON.stringify(line)}`);
+        if (this.config.accessLogFormat === "json") {
+          try { JSON.parse(line); } catch { this.fail(`access line is not JSON: ${line}`); }
+        } else if (!/^\S+ - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "([^"]*)" \d{3} \d+ "([^"]*)" "([^"]*)"$/.test(line)) {
+          this.fail(`access line is not in the combined format: ${line}`);
+        }
+        return 0;
+      }
       case abi.OP_STOP:
         if (!this.shutdown) this.fail("OP_STOP without a shutdown");
         return 0;
@@ -500,9 +525,13 @@ class Iteration {
     let f = this.files.get(path);
     if (!f || r.chance(0.05)) {
       const roll = r.next();
-      f = roll < 0.6 ? { kind: abi.FILE_REGULAR, size: r.pick([0, 10, 1000, 40000, 5_000_000]), mtime: 1.6e12 + r.int(1e6) * 1000, ino: r.int(1e6) }
-        : roll < 0.75 ? { kind: abi.FILE_DIRECTORY, size: 4096, mtime: 1.6e12, ino: r.int(1e6) }
-        : { kind: -abi.ENOENT, size: 0, mtime: 0, ino: 0 };
+      // Sidecar bits (only with --precompressed, as the real host reports
+      // them) say nothing about whether X.br / X.gz open: the core must cope
+      // with a bit set and the sidecar gone, or the reverse.
+      const flags = this.config.precompressed ? r.int(4) : 0;
+      f = roll < 0.6 ? { kind: abi.FILE_REGULAR, size: r.pick([0, 10, 1000, 40000, 5_000_000]), mtime: 1.6e12 + r.int(1e6) * 1000, ino: r.int(1e6), flags }
+        : roll < 0.75 ? { kind: abi.FILE_DIRECTORY, size: 4096, mtime: 1.6e12, ino: r.int(1e6), flags: 0 }
+        : { kind: -abi.ENOENT, size: 0, mtime: 0, ino: 0, flags: 0 };
       this.files.set(path, f);
     }
     if (f.kind < 0) return f.kind;
@@ -512,6 +541,7 @@ class Iteration {
     dv.setFloat64(record + abi.FILE_MTIME, f.mtime, true);
     dv.setFloat64(record + abi.FILE_INO, f.ino, true);
     dv.setFloat64(record + abi.FILE_DEV, 1, true);
+    dv.setInt32(record + abi.FILE_FLAGS, f.flags, true);
     const mime = enc.encode("text/html; charset=utf-8");
     c.u8.set(mime, record + abi.FILE_MIME);
     dv.setInt32(record + abi.FILE_MIME_LEN, mime.length, true);
@@ -521,6 +551,26 @@ class Iteration {
     if (fd < 0) return -abi.EMFILE;
     this.fds.set(fd, { kind: "file", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
     return fd;
+  }
+
+  /** What accept4 writes into an address slot: IPv4, IPv6 (mapped or not) or a family the core does not know. */
+  private peerAddress(slot: number): void {
+    const r = this.rng;
+    const c = this.core;
+    c.refresh();
+    const dv = new DataView(c.u8.buffer);
+    c.u8.fill(0, slot, slot + abi.ACCEPT_ADDR_SIZE);
+    const roll = r.next();
+    const family = roll < 0.5 ? abi.AF_INET : roll < 0.9 ? abi.AF_INET6 : 1 /* AF_UNIX */;
+    dv.setUint16(slot + abi.SA_FAMILY, family, true);
+    dv.setUint16(slot + abi.SA_PORT, r.int(65536), false);
+    if (family === abi.AF_INET) for (let i = 0; i < 4; i++) c.u8[slot + abi.SA_IN_ADDR + i] = r.int(256);
+    else if (family === abi.AF_INET6) {
+      for (let i = 0; i < 16; i++) c.u8[slot + abi.SA_IN6_ADDR + i] = r.chance(0.5) ? 0 : r.int(256);
+      if (r.chance(0.3)) { c.u8.fill(0, slot + abi.SA_IN6_ADDR, slot + abi.SA_IN6_ADDR + 10); dv.setUint16(slot + abi.SA_IN6_ADDR + 10, 0xffff); }
+    }
+    dv.setUint32(slot + abi.SA_LEN, family === abi.AF_INET ? 16 : family === abi.AF_INET6 ? 28 : 2, true);
+    this.rec.mem(c.u8, slot, abi.ACCEPT_ADDR_SIZE);
   }
 
   /** A JS callback: does what application code may do from inside one. */

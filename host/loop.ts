@@ -26,7 +26,11 @@ export interface FileOpener {
 }
 
 export interface LoopOptions extends Partial<CoreConfig> {
-  /** Where log lines go; default: stderr, written synchronously. */
+  /**
+   * Where log lines go. Default: access lines (level "access") to stdout as
+   * they are, everything else to stderr as "level: line"; both written
+   * synchronously (a thread blocked in epoll_wait never flushes a stream).
+   */
   log?: (level: LogLevel, line: string) => void;
   files?: FileOpener;
   /**
@@ -84,6 +88,10 @@ export class Loop {
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
     this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
+    // Without a log function of the user's, access lines skip the JS
+    // strings: their bytes go from linear memory to a buffer, one write(2)
+    // to stdout per round.
+    this.accessOut = options.log ? null : new AccessWriter(1, (line) => this.log("error", line));
     this.files = options.files ?? null;
   }
 
@@ -102,6 +110,7 @@ export class Loop {
   }
   private wallOffset = 0;
   private wallSynced = -Infinity;
+  private readonly accessOut: AccessWriter | null;
 
   /** One turn of the loop. `maxWait` caps the poll timeout (attach mode polls with 0). */
   tick(maxWait = -1): void {
@@ -231,7 +240,7 @@ export class Loop {
         case abi.OP_WRITE: r = libc.write(fd, base + a0, a1); break;
         case abi.OP_SEND: r = libc.send(fd, base + a0, a1, a2); break;
         case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
-        case abi.OP_ACCEPT: r = libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
+        case abi.OP_ACCEPT: r = a0 ? libc.accept4(fd, base + a0, base + a0 + abi.SA_LEN, ACCEPT_FLAGS) : libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
         case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
         case abi.OP_CLOSE: r = libc.close(fd); break;
         case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + 5]); break;
@@ -240,7 +249,11 @@ export class Loop {
         case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + 5]); break;
         case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
         case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
-        case abi.OP_LOG: this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1))); r = 0; break;
+        case abi.OP_LOG:
+          if (a2 === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(core.u8, a0, a1);
+          else this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1)));
+          r = 0;
+          break;
         case abi.OP_STOP: this.finished = true; this.stop(); r = 0; break; // graceful shutdown finished
         default: r = 0;
       }
@@ -251,6 +264,7 @@ export class Loop {
       i32[cq + i] = r;
       if (this.recorder && r >= 0) this.recordMemory(op, a0, a1, a2, r);
     }
+    this.accessOut?.flush();
   }
 
   /** Recording: bytes a syscall wrote into linear memory. */
@@ -260,6 +274,7 @@ export class Loop {
     if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
     else if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
     else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
+    else if (op === abi.OP_ACCEPT && a0 !== 0) rec.mem(u8, a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
   }
 
   /** Recording: the results of a round, as the core will read them. */
@@ -413,5 +428,45 @@ export class Loop {
     this.detach();
     libc.close(this.epfd);
     this.recorder?.close();
+  }
+}
+
+/**
+ * Access lines for stdout: collected during a round, written with one
+ * write(2) at its end, synchronously. stdout may be a non-blocking pipe
+ * (shared with the parent): EAGAIN waits a millisecond and retries, so lines
+ * are delayed rather than lost. Another error (EPIPE: nobody reads) stops the
+ * access output, said once through `warn`.
+ */
+class AccessWriter {
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  private broken = false;
+  private readonly pause = new Int32Array(new SharedArrayBuffer(4));
+  constructor(private readonly fd: number, private readonly warn: (line: string) => void) {}
+
+  add(mem: Uint8Array, at: number, n: number): void {
+    if (this.broken) return;
+    if (this.used + n + 1 > this.buf.length) {
+      this.flush();
+      if (n + 1 > this.buf.length) this.buf = Buffer.allocUnsafe(n + 1);
+    }
+    this.buf.set(mem.subarray(at, at + n), this.used);
+    this.buf[this.used + n] = 0x0a;
+    this.used += n + 1;
+  }
+
+  flush(): void {
+    let off = 0;
+    while (off < this.used && !this.broken) {
+      try {
+        off += writeSync(this.fd, this.buf, off, this.used - off);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EAGAIN") { Atomics.wait(this.pause, 0, 0, 1); continue; }
+        this.broken = true;
+        this.warn(`access log: writing to fd ${this.fd} failed (${(e as NodeJS.ErrnoException).code ?? e}); access lines are no longer written`);
+      }
+    }
+    this.used = 0;
   }
 }

@@ -61,7 +61,7 @@ export class Server {
     });
     let files: FileServer | null = null;
     try {
-      files = opts.protocol === "http" ? new FileServer(opts.root ?? "public") : null;
+      files = opts.protocol === "http" ? new FileServer(opts.root ?? "public", { precompressed: opts.precompressed }) : null;
       this.reactor = new Reactor({ ...opts, maxFds, files: files ?? undefined });
     } catch (e) {
       for (const l of this.listeners) libc.close(l.fd);

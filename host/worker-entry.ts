@@ -3,7 +3,6 @@
 // signals and reaches the worker through a RemoteLoop (shared-memory queue +
 // eventfd), which wakes it even while it is blocked.
 import { parentPort, workerData } from "node:worker_threads";
-import { writeSync } from "node:fs";
 import { Server, type ServerOptions } from "./server.ts";
 import { SysError } from "./libc.ts";
 
@@ -18,10 +17,10 @@ const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 
 let server: Server;
 try {
+  // The loop's default log: access lines to stdout, the rest to stderr, synchronously.
   server = new Server({
     ...options,
     handleSignals: false, // the main thread owns signals
-    log: (level, line) => writeSync(2, `${level}: ${line}\n`),
   });
 } catch (e) {
   post({ type: "error", message: (e as Error).message, code: e instanceof SysError ? e.code : undefined });

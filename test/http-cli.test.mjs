@@ -41,7 +41,10 @@ test("the request limits are flags: --max-headers, --max-request-line, --max-bod
   }
 });
 
-test("--access-log: one line per response, with the request line, status and bytes", async () => {
+// Access lines go to stdout, after the listening line (combined format by default).
+const accessLines = (s) => s.stdout().split("\n").filter((l) => l && !l.startsWith("wasm-reactor "));
+
+test("--access-log: one combined-format line per response on stdout, with the request line, status and body bytes", async () => {
   const s = await spawnServer(["serve", "--root", root, "--port", "0", "--access-log"]);
   servers.push(s);
   const ok = await fetchOne(s.port, "/a.txt?x=1");
@@ -49,14 +52,15 @@ test("--access-log: one line per response, with the request line, status and byt
   assert.is(ok.status, 200);
   assert.is(missing.status, 404);
   const deadline = Date.now() + 5000;
-  const lines = () => s.stderr().split("\n").filter((l) => l.startsWith("access: "));
-  while (lines().length < 2 && Date.now() < deadline) await sleep(50);
-  const [l1, l2] = lines();
-  assert.match(l1 ?? "", /^access: fd=\d+ "GET \/a\.txt\?x=1 HTTP\/1\.1" 200 \d+$/, `first line: ${l1}`);
-  assert.match(l2 ?? "", /^access: fd=\d+ "GET \/missing HTTP\/1\.1" 404 \d+$/, `second line: ${l2}`);
-  // The byte count is what was sent: head + body.
-  const sent = Number(/ (\d+)$/.exec(l1)[1]);
-  assert.is(sent, Buffer.byteLength(ok.head) + 4 + ok.body.length, "bytes sent");
+  while (accessLines(s).length < 2 && Date.now() < deadline) await sleep(50);
+  const [l1, l2] = accessLines(s);
+  const stamp = String.raw`\[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
+  assert.match(l1 ?? "", new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET \/a\.txt\?x=1 HTTP\/1\.1" 200 \d+ "-" "-"$`), `first line: ${l1}`);
+  assert.match(l2 ?? "", new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET \/missing HTTP\/1\.1" 404 \d+ "-" "-"$`), `second line: ${l2}`);
+  // $body_bytes_sent: the body only, as the client received it.
+  assert.is(Number(/ (\d+) "-" "-"$/.exec(l1)[1]), ok.body.length, "body bytes of the 200");
+  assert.is(Number(/ (\d+) "-" "-"$/.exec(l2)[1]), missing.body.length, "body bytes of the 404");
+  assert.not.match(s.stderr(), /access/, "nothing on stderr");
   await s.stop();
 });
 
@@ -68,11 +72,10 @@ test("--access-log on one keep-alive connection: each line counts its own respon
   const { responses, conn } = await exchange(s.port, reqs, { methods: paths.map(() => "GET") });
   conn.close();
   const deadline = Date.now() + 5000;
-  const lines = () => s.stderr().split("\n").filter((l) => l.startsWith("access: "));
-  while (lines().length < paths.length && Date.now() < deadline) await sleep(50);
-  const logged = lines().map((l) => / (\d{3}) (\d+)$/.exec(l).slice(1).map(Number));
-  const sent = responses.map((r) => [r.status, Buffer.byteLength(r.head) + 4 + r.body.length]);
-  assert.equal(logged, sent, "[status, bytes] per line");
+  while (accessLines(s).length < paths.length && Date.now() < deadline) await sleep(50);
+  const logged = accessLines(s).map((l) => /" (\d{3}) (\d+) "/.exec(l).slice(1).map(Number));
+  const sent = responses.map((r) => [r.status, r.body.length]);
+  assert.equal(logged, sent, "[status, body bytes] per line");
   assert.equal(sent.map(([st]) => st), [200, 404, 416, 301, 200]);
   await s.stop();
 });
@@ -82,7 +85,8 @@ test("without --access-log nothing is logged per request", async () => {
   servers.push(s);
   await fetchOne(s.port, "/a.txt");
   await sleep(200);
-  assert.not.match(s.stderr(), /access:/);
+  assert.equal(accessLines(s), [], "stdout: the listening line only");
+  assert.not.match(s.stderr(), /GET/);
   await s.stop();
 });
 
@@ -130,6 +134,10 @@ test("bad flags exit 2 with one line naming the problem and where the help is", 
     [["serve", "public"], "wasm-reactor serve: unexpected argument 'public'", serveHelp],
     [["replay"], "wasm-reactor replay: missing FILE", "(see 'wasm-reactor replay --help')"],
     [["frobnicate"], "wasm-reactor: unknown command 'frobnicate'", "(see 'wasm-reactor --help')"],
+    [["serve", "--access-log-format", "xml"], "wasm-reactor serve: --access-log-format must be combined or json, got 'xml'", serveHelp],
+    [["serve", "--cache-control", "a\r\nSet-Cookie: x=1"], "wasm-reactor serve: --cache-control \"a\\r\\nSet-Cookie: x=1\" must be printable ASCII (no control characters, CR or LF)", serveHelp],
+    [["serve", "--cache-control", ""], "wasm-reactor serve: --cache-control needs a value", serveHelp],
+    [["serve", "--cache-control", "x".repeat(300)], `wasm-reactor serve: --cache-control "${"x".repeat(300)}" is longer than 256 bytes`, serveHelp],
   ];
   for (const [args, why, pointer] of cases) {
     const r = await runCli(args);
@@ -166,7 +174,8 @@ test("--help and -h print the help on stdout and exit 0, also after a bad flag; 
 test("serve --help: the flags with their defaults, the default root, what --host takes", async () => {
   const r = await runCli(["serve", "--help"]);
   assert.is(r.code, 0);
-  for (const flag of ["--root", "--port", "--host", "--mode", "--idle-timeout", "--header-timeout", "--access-log", "--listing"]) {
+  for (const flag of ["--root", "--port", "--host", "--mode", "--idle-timeout", "--header-timeout", "--access-log", "--listing",
+    "--access-log-format", "--cache-control", "--cors", "--precompressed"]) {
     assert.ok(r.stdout.includes(flag), flag);
   }
   const help = r.stdout.replace(/\n +/g, " "); // continuation lines joined

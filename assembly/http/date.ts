@@ -138,6 +138,71 @@ export function formatHttpDate(epochMs: f64, dst: usize): i32 {
   return HTTP_DATE_LEN;
 }
 
+/** Length of formatLogDate's text: `01/Dec/2026:19:57:17 +0000`. */
+export const LOG_DATE_LEN: i32 = 26;
+/** Length of formatIsoDate's text: `2026-12-01T19:57:17.123Z`. */
+export const ISO_DATE_LEN: i32 = 24;
+
+/** The common log format's time (nginx $time_local, always in UTC). */
+export function formatLogDate(epochMs: f64, dst: usize): i32 {
+  const secondOfDay = civilOf(epochMs);
+  put2(dst, civilDay);
+  store<u8>(dst + 2, 0x2f);                                       // '/'
+  copy3(dst + 3, MONTH_NAMES + <usize>((civilMonth - 1) * 3));
+  store<u8>(dst + 6, 0x2f);
+  put2(dst + 7, civilYear / 100);
+  put2(dst + 9, civilYear % 100);
+  store<u8>(dst + 11, 0x3a);
+  put2(dst + 12, secondOfDay / 3600);
+  store<u8>(dst + 14, 0x3a);
+  put2(dst + 15, secondOfDay / 60 % 60);
+  store<u8>(dst + 17, 0x3a);
+  put2(dst + 18, secondOfDay % 60);
+  store<u8>(dst + 20, 0x20);                                      // " +0000"
+  store<u8>(dst + 21, 0x2b);
+  store<u32>(dst + 22, 0x30303030);
+  return LOG_DATE_LEN;
+}
+
+/** ISO 8601 in UTC with milliseconds (what JSON logs and Date#toISOString use). */
+export function formatIsoDate(epochMs: f64, dst: usize): i32 {
+  const secondOfDay = civilOf(epochMs);
+  let ms = <i32>(clampMs(epochMs) - Math.floor(clampMs(epochMs) / 1000) * 1000);
+  put2(dst, civilYear / 100);
+  put2(dst + 2, civilYear % 100);
+  store<u8>(dst + 4, 0x2d);
+  put2(dst + 5, civilMonth);
+  store<u8>(dst + 7, 0x2d);
+  put2(dst + 8, civilDay);
+  store<u8>(dst + 10, 0x54);                                      // 'T'
+  put2(dst + 11, secondOfDay / 3600);
+  store<u8>(dst + 13, 0x3a);
+  put2(dst + 14, secondOfDay / 60 % 60);
+  store<u8>(dst + 16, 0x3a);
+  put2(dst + 17, secondOfDay % 60);
+  store<u8>(dst + 19, 0x2e);
+  store<u8>(dst + 20, <u8>(0x30 + ms / 100));
+  put2(dst + 21, ms % 100);
+  store<u8>(dst + 23, 0x5a);                                      // 'Z'
+  return ISO_DATE_LEN;
+}
+
+function clampMs(epochMs: f64): f64 {
+  let ms = epochMs;
+  if (isNaN(ms)) ms = 0;
+  if (ms < MIN_MS) ms = MIN_MS;
+  if (ms > MAX_MS) ms = MAX_MS;
+  return ms;
+}
+
+/** Sets civilYear/Month/Day for epochMs (clamped) and returns the second of the day. */
+function civilOf(epochMs: f64): i32 {
+  const ms = clampMs(epochMs);
+  const days = <i32>Math.floor(ms / MS_PER_DAY);
+  civilFromDays(days);
+  return <i32>Math.floor((ms - <f64>days * MS_PER_DAY) / 1000);
+}
+
 // ---- parsing ------------------------------------------------------------------
 
 // The two-digit year of an RFC 850 date needs to know "now" (RFC 9110: a year

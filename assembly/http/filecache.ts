@@ -13,7 +13,7 @@
 // its fd closed when the last response using it is done.
 import {
   OP_OPEN, OP_CLOSE, OP_PREAD, FILE_KIND, FILE_MIME_LEN, FILE_BYTES, FILE_MTIME, FILE_INO, FILE_MIME,
-  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL, FILE_MIME_MAX,
+  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL, FILE_MIME_MAX, FILE_FLAGS,
 } from "../abi";
 import { submit, now } from "../reactor/ctl";
 import { ringTake, ringGive, ringClassFor } from "../reactor/pool";
@@ -40,6 +40,8 @@ const E_NEXT = 76;        // hash chain (entry index + 1; 0 ends)
 const E_WAITERS = 80;     // first connection (fd + 1) waiting for this entry
 const E_USED = 84;        // clock bit for eviction
 const E_REVALIDATING = 88;
+const E_FLAGS = 92;         // u16 FILE_HAS_* (precompressed sidecars), as the last open or stat saw them
+const E_CT_END = 94;        // u16 end of the Content-Type line in the header block
 export const E_PATH = 96;   // path, NUL-terminated (PATH_MAX_CACHED bytes)
 const E_HDR = 1120;         // header block (HDR_MAX bytes)
 const E_RECORD = 1376;      // FILE record the host fills (FILE_RECORD_TOTAL bytes)
@@ -83,6 +85,9 @@ export function fileCacheInit(cap: i32): void {
 @inline export function entryEtag(i: i32): usize { return entry(i) + E_HDR + <usize>load<i32>(entry(i) + E_ETAG_OFF); }
 @inline export function entryEtagLen(i: i32): i32 { return load<i32>(entry(i) + E_ETAG_LEN); }
 @inline export function entryRecord(i: i32): usize { return entry(i) + E_RECORD; }
+@inline export function entryFlags(i: i32): i32 { return <i32>load<u16>(entry(i) + E_FLAGS); }
+/** Length of the header block's first line, `Content-Type: ...\r\n`. */
+@inline export function entryCtEnd(i: i32): i32 { return <i32>load<u16>(entry(i) + E_CT_END); }
 export function entryRef(i: i32): void { const e = entry(i); store<i32>(e + E_REFS, load<i32>(e + E_REFS) + 1); }
 
 export function entryUnref(i: i32): void {
@@ -188,9 +193,11 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   if (statOnly) {
     store<i32>(e + E_REVALIDATING, 0);
     const kind = res < 0 ? res : load<i32>(rec + FILE_KIND);
+    // A sidecar that appeared or went away (FILE_FLAGS) changes the file too:
+    // the entry's responses carry Vary and pick an encoding by those bits.
     const same = kind == load<i32>(e + E_KIND) && (res < 0 ||
       (load<f64>(rec + FILE_BYTES) == load<f64>(e + E_SIZE) && load<f64>(rec + FILE_MTIME) == load<f64>(e + E_MTIME)
-        && load<f64>(rec + FILE_INO) == load<f64>(e + E_INO)));
+        && load<f64>(rec + FILE_INO) == load<f64>(e + E_INO) && (load<i32>(rec + FILE_FLAGS) & 0xffff) == entryFlags(i)));
     if (same) { store<f64>(e + E_VALIDATED, now()); return true; }
     markStale(i);
     return true;
@@ -206,6 +213,7 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   store<f64>(e + E_SIZE, load<f64>(rec + FILE_BYTES));
   store<f64>(e + E_MTIME, load<f64>(rec + FILE_MTIME));
   store<f64>(e + E_INO, load<f64>(rec + FILE_INO));
+  store<u16>(e + E_FLAGS, <u16>(load<i32>(rec + FILE_FLAGS) & 0xffff));
   if (kind != FILE_REGULAR) {
     if (res > 0) submit(OP_CLOSE, res, 0, 0, 0, 0);
     store<i32>(e + E_STATE, FC_READY);
@@ -250,7 +258,11 @@ function dropBody(e: usize): void {
   store<i32>(e + E_BODY, 0);
 }
 
-/** Content-Type, Last-Modified, ETag and Accept-Ranges, formatted once per file. */
+/**
+ * Content-Type, Last-Modified, ETag and Accept-Ranges, formatted once per
+ * file. Content-Type comes first, so a precompressed sidecar's response can
+ * take the original's Content-Type line and the rest from the sidecar.
+ */
 function buildHeaders(i: i32): void {
   const e = entry(i);
   const rec = e + E_RECORD;
@@ -259,7 +271,9 @@ function buildHeaders(i: i32): void {
   const mimeLen = min(load<i32>(rec + FILE_MIME_LEN), FILE_MIME_MAX);
   if (mimeLen > 0) { memory.copy(p, rec + FILE_MIME, <usize>mimeLen); p += <usize>mimeLen; }
   else p = put(p, "application/octet-stream");
-  p = put(p, "\r\nLast-Modified: ");
+  p = put(p, "\r\n");
+  store<u16>(e + E_CT_END, <u16>(p - (e + E_HDR)));
+  p = put(p, "Last-Modified: ");
   p += <usize>formatHttpDate(load<f64>(e + E_MTIME), p);
   p = put(p, "\r\nETag: ");
   store<i32>(e + E_ETAG_OFF, <i32>(p - (e + E_HDR)));

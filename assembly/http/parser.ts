@@ -25,7 +25,7 @@
 // resetRequest() before each request. i32 fields unless noted. *_OFF are
 // offsets from `buf`; a header field that was absent has OFF == 0 (a value
 // can never start at 0), so an empty value is OFF != 0, LEN == 0.
-export const REQ_SIZE = 128;
+export const REQ_SIZE = 144;
 export const REQ_SCANNED = 0;          // bytes already scanned for the end of the head
 export const REQ_METHOD = 4;           // METHOD_*
 export const REQ_VERSION = 8;          // 10 or 11
@@ -52,7 +52,19 @@ export const REQ_IF_RANGE_LEN = 92;
 // phase-1 state, kept between calls
 export const REQ_LINE_START = 96;      // 2 when one leading empty line was skipped
 export const REQ_LINE_END = 100;       // offset just past the request line's CRLF; 0: not seen yet
-// 104..127 reserved
+// Fields only some features read (precompressed files, the access log, CORS).
+// A second line of one of them is not an error: the first line wins, except
+// for Accept-Encoding, whose lines together form one list: two of them leave
+// an empty value (identity), never a coding the client may have refused.
+export const REQ_ACCEPT_ENCODING_OFF = 104;
+export const REQ_ACCEPT_ENCODING_LEN = 108;
+export const REQ_USER_AGENT_OFF = 112;
+export const REQ_USER_AGENT_LEN = 116;
+export const REQ_REFERER_OFF = 120;
+export const REQ_REFERER_LEN = 124;
+export const REQ_ACR_HEADERS_OFF = 128;  // Access-Control-Request-Headers (CORS preflight)
+export const REQ_ACR_HEADERS_LEN = 132;
+// 136..143 reserved
 
 export const METHOD_OTHER = 0;         // never returned: an unknown method is answered 501
 export const METHOD_GET = 1;
@@ -124,6 +136,15 @@ const W_EP_ALIVE: u64 = 0x6576696C612D7065; // "ep-alive"  keep-alive +2
 const W_100_CONT: u64 = 0x746E6F632D303031; // "100-cont"  100-continue +0
 const W_CONTINUE: u64 = 0x65756E69746E6F63; // "continue"  100-continue +4
 const W_CHUNKED: u64 = 0x64656B6E756863;    // "chunked"
+const W_REFERER: u64 = 0x72657265666572;    // "referer"
+const W_USER_AGE: u64 = 0x6567612D72657375; // "user-age"  user-agent +0
+const W_ER_AGENT: u64 = 0x746E6567612D7265; // "er-agent"  user-agent +2
+const W_ACCEPT_E: u64 = 0x652D747065636361; // "accept-e"  accept-encoding +0
+// "encoding" (W_ENCODING) is accept-encoding +7
+const W_ACCESS_C: u64 = 0x632D737365636361; // "access-c"  access-control-request-headers +0
+const W_ONTROL_R: u64 = 0x722D6C6F72746E6F; // "ontrol-r"  +8
+const W_EQUEST_H: u64 = 0x682D747365757165; // "equest-h"  +16
+const W__HEADERS: u64 = 0x737265646165682D; // "-headers"  +22
 const MASK5: u64 = 0xFFFFFFFFFF;
 const MASK6: u64 = 0xFFFFFFFFFFFF;
 const MASK7: u64 = 0xFFFFFFFFFFFFFF;
@@ -259,6 +280,7 @@ export function resetRequest(req: usize): void {
   const z = i64x2.splat(0);
   v128.store(req, z, 0); v128.store(req, z, 16); v128.store(req, z, 32); v128.store(req, z, 48);
   v128.store(req, z, 64); v128.store(req, z, 80); v128.store(req, z, 96); v128.store(req, z, 112);
+  v128.store(req, z, 128);
 }
 
 export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, maxHeader: i32, maxHeaders: i32): i32 {
@@ -411,6 +433,10 @@ export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, max
         if ((lower64(name) & MASK6) == W_EXPECT) onExpect(req, vs, ve);
         break;
       }
+      case 7: {
+        if ((lower64(name) & MASK7) == W_REFERER) firstField(buf, req, REQ_REFERER_OFF, vs, ve);
+        break;
+      }
       case 8: {
         const w = lower64(name);
         if (w == W_IF_MATCH) r = setField(buf, req, REQ_IF_MATCH_OFF, vs, ve);
@@ -418,7 +444,9 @@ export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, max
         break;
       }
       case 10: {
-        if (lower64(name) == W_CONNECTI && lower64(name + 2) == W_NNECTION) onConnection(req, vs, ve);
+        const w = lower64(name);
+        if (w == W_CONNECTI && lower64(name + 2) == W_NNECTION) onConnection(req, vs, ve);
+        else if (w == W_USER_AGE && lower64(name + 2) == W_ER_AGENT) firstField(buf, req, REQ_USER_AGENT_OFF, vs, ve);
         break;
       }
       case 13: {
@@ -429,6 +457,10 @@ export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, max
       }
       case 14: {
         if (lower64(name) == W_CONTENT_ && lower64(name + 6) == W_T_LENGTH) r = onContentLength(req, vs, ve);
+        break;
+      }
+      case 15: {
+        if (lower64(name) == W_ACCEPT_E && lower64(name + 7) == W_ENCODING) onAcceptEncoding(buf, req, vs, ve);
         break;
       }
       case 17: {
@@ -444,6 +476,13 @@ export function parseRequest(buf: usize, len: i32, req: usize, maxLine: i32, max
       case 19: {
         if (lower64(name) == W_IF_UNMOD && lower64(name + 8) == W_IFIED_SI && lower64(name + 11) == W_ED_SINCE) {
           r = setField(buf, req, REQ_IF_UNMODIFIED_SINCE_OFF, vs, ve);
+        }
+        break;
+      }
+      case 30: {
+        if (lower64(name) == W_ACCESS_C && lower64(name + 8) == W_ONTROL_R && lower64(name + 16) == W_EQUEST_H
+            && lower64(name + 22) == W__HEADERS) {
+          firstField(buf, req, REQ_ACR_HEADERS_OFF, vs, ve);
         }
         break;
       }
@@ -507,6 +546,22 @@ function setField(buf: usize, req: usize, field: usize, vs: usize, ve: usize): i
   store<i32>(req + field, <i32>(vs - buf));
   store<i32>(req + field, <i32>(ve - vs), 4);
   return 0;
+}
+
+// Informational fields (User-Agent, Referer...): the first line wins.
+function firstField(buf: usize, req: usize, field: usize, vs: usize, ve: usize): void {
+  if (load<i32>(req + field) != 0) return;
+  store<i32>(req + field, <i32>(vs - buf));
+  store<i32>(req + field, <i32>(ve - vs), 4);
+}
+
+// Accept-Encoding is a list: a second line extends it. Rather than join
+// spans, two lines leave an empty value, which asks for identity: never a
+// coding one of the lines may have refused (q=0).
+function onAcceptEncoding(buf: usize, req: usize, vs: usize, ve: usize): void {
+  if (load<i32>(req + REQ_ACCEPT_ENCODING_OFF) != 0) { store<i32>(req + REQ_ACCEPT_ENCODING_LEN, 0); return; }
+  store<i32>(req + REQ_ACCEPT_ENCODING_OFF, <i32>(vs - buf));
+  store<i32>(req + REQ_ACCEPT_ENCODING_LEN, <i32>(ve - vs));
 }
 
 // RFC 9112 3.2: exactly one Host, and its value must be a valid authority

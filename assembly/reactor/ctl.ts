@@ -3,12 +3,14 @@
 import {
   CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, CTL_EVENT_STRIDE, CTL_EVENT_DATA,
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
-  CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OP, SQE_FD, SQE_A0, SQE_A1, SQE_A2, SQE_A3, CTL_MEM_BASE,
+  CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OP, SQE_FD, SQE_A0, SQE_A1, SQE_A2, SQE_A3, CTL_MEM_BASE, CFG_TEXT_SIZE,
 } from "../abi";
 
 // The control block lives in static memory so the host can find it before
 // init() (to write the config) through `ctl()`.
 export const ctl: usize = memory.data(CTL_SIZE, 16);
+// Text-valued config (abi.ts CFGT_*), static for the same reason.
+export const cfgText: usize = memory.data(CFG_TEXT_SIZE, 16);
 
 // Worst case number of SQEs one step of one connection, or one completion,
 // emits. The schedulers (connections, accepts, timers, modifications) admit

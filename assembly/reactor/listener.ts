@@ -8,10 +8,17 @@
 // that, after ACCEPT_RETRY_MS. A resume that runs straight into EMFILE again
 // pauses again quietly: one line when the shortage starts, one when an accept
 // succeeds again, however many retries lie between.
+//
+// Peer addresses (for the access log only): each accept of a batch gets its
+// own ACCEPT_ADDR slot (abi.ts), listener index * ACCEPT_BATCH + i, carved at
+// init (16 listeners x 32 accepts x 32 bytes = 16 KiB). A batch is issued
+// only when the previous one has completed, so no slot is in use twice. The
+// address moves to the peer table (peer.ts) when its accept succeeds.
 import {
   OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM,
-  STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW,
+  STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY,
 } from "../abi";
+import { peerSet } from "./peer";
 import { submit, sqRoom, roundRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
 import { H_LISTENER, H_CONN, maxFds, slot, slotGen, handlerRemove } from "./handlers";
 import {
@@ -25,6 +32,7 @@ const L_SERVES = C_PROTO_AREA;       // protocol of accepted connections
 const L_OUTSTANDING = C_PROTO_AREA + 4; // accepts in flight
 const L_CLEAN = C_PROTO_AREA + 8;    // accepts of this round that returned a connection
 const L_BATCH = C_PROTO_AREA + 12;   // accepts to issue next round (adaptive)
+const L_INDEX = C_PROTO_AREA + 16;   // position in `listeners`: which address slots are its own
 const L_STATE_OPEN = 1;
 
 const ACCEPT_BATCH: i32 = 32;
@@ -41,11 +49,13 @@ const listeners: usize = memory.data(MAX_LISTENERS * 4);
 let listenerCount = 0;
 let paused = false;
 let shortageLogged = false; // the pause line went out; no accept has succeeded since
+let acceptAddrs: usize = 0; // MAX_LISTENERS * ACCEPT_BATCH address slots; 0: no addresses asked for
 
 export function listenerAdd(fd: i32, proto: i32): i32 {
   if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS) return -1;
   connOpen(fd, H_LISTENER, PROTO_LISTENER, L_STATE_OPEN);
   cset(fd, L_SERVES, proto);
+  cset(fd, L_INDEX, listenerCount);
   store<i32>(listeners + <usize>(listenerCount++) * 4, fd);
   // There may already be connections waiting (ET would never report them).
   setFlag(fd, CF_READABLE);
@@ -60,14 +70,22 @@ export function listenerRun(fd: i32): void {
   // previous round returned a connection (bursts, C10K ramp-up).
   // runConns admitted this listener with at least SQ_FANOUT of round room,
   // so n >= 1: never re-enqueue without emitting (that would spin).
-  const n = max(1, min(max(1, cget(fd, L_BATCH)), roundRoom()));
-  for (let i = 0; i < n; i++) submit(OP_ACCEPT, fd, 0, 0, 0, 0);
+  const n = min(ACCEPT_BATCH, max(1, min(max(1, cget(fd, L_BATCH)), roundRoom())));
+  for (let i = 0; i < n; i++) {
+    let sa: usize = 0;
+    if (acceptAddrs != 0) {
+      sa = acceptAddrs + <usize>(cget(fd, L_INDEX) * ACCEPT_BATCH + i) * ACCEPT_ADDR_SIZE;
+      store<u16>(sa + SA_FAMILY, 0); // the kernel writes it on success
+      store<u32>(sa + SA_LEN, SA_CAPACITY);
+    }
+    submit(OP_ACCEPT, fd, <i32>sa, 0, 0, 0);
+  }
   cset(fd, L_OUTSTANDING, n);
   cset(fd, L_CLEAN, 0);
 }
 
-/** One accept4 came back. `res` is the new fd or -errno. */
-export function listenerAccepted(fd: i32, res: i32): void {
+/** One accept4 came back. `res` is the new fd or -errno; `sa` its address slot (0: none). */
+export function listenerAccepted(fd: i32, res: i32, sa: usize): void {
   const left = cget(fd, L_OUTSTANDING) - 1;
   cset(fd, L_OUTSTANDING, left);
   if (res >= 0) {
@@ -80,6 +98,7 @@ export function listenerAccepted(fd: i32, res: i32): void {
       cset(fd, L_CLEAN, cget(fd, L_CLEAN) + 1);
       if (shortageLogged) { shortageLogged = false; logLine(LOG_WARN, "accept: resumed"); }
       setCurrentFd(res);
+      if (sa != 0) peerSet(res, sa);
       openHook(res, cget(fd, L_SERVES));
     }
   } else if (res == -EAGAIN) {
@@ -160,7 +179,9 @@ export function listenersStop(): void {
   paused = false;
 }
 
-export function listenersInit(): void {
+/** `peers`: accepts ask for the peer's address (the access log wants it). */
+export function listenersInit(peers: bool): void {
   setFdReleasedHook(resumeOnClose);
+  if (peers) acceptAddrs = heap.alloc(<usize>(MAX_LISTENERS * ACCEPT_BATCH) * ACCEPT_ADDR_SIZE);
 }
 

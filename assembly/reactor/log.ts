@@ -1,13 +1,25 @@
-// Log lines the core asks the host to print (OP_LOG). Cold path only: text is
-// formatted into a per-round area that stays valid until the host has carried
-// out the round's requests.
-import { OP_LOG } from "../abi";
-import { submit, sqRoom } from "./ctl";
+// Log lines the core asks the host to print (OP_LOG). Text is formatted into
+// a per-round area that stays valid until the host has carried out the
+// round's requests. Warnings and errors are rare and short: 8 KiB. With the
+// access log on, every response of a round adds a line (typically 100-300
+// bytes, about 37 KiB at worst), so logInit() carves a 1 MiB area: room
+// for several thousand lines, more responses than one round completes in
+// practice. A line that does not fit is dropped whole and counted
+// (STAT_LOG_DROPPED), never cut.
+import { OP_LOG, STAT_LOG_DROPPED } from "../abi";
+import { submit, sqRoom, ctlAddI32 } from "./ctl";
 
-const LOG_AREA: i32 = 8192;
-const area: usize = memory.data(LOG_AREA);
+let LOG_AREA: i32 = 8192;
+let area: usize = memory.data(8192);
 let used: i32 = 0;
 let lineStart: i32 = 0;
+
+/** A larger area, for the access log (once, at init). */
+export function logInit(size: i32): void {
+  if (size <= LOG_AREA) return;
+  area = heap.alloc(<usize>size);
+  LOG_AREA = size;
+}
 
 /** A new round: the host has consumed every line of the previous one. */
 export function logRoundReset(): void { used = 0; lineStart = 0; }
@@ -31,7 +43,7 @@ export function logInt(v: i64): void {
   let tmp: u64 = <u64>v;
   let digits = 1;
   for (let t = tmp; t >= 10; t /= 10) digits++;
-  if (used + digits > LOG_AREA) return;
+  if (used + digits > LOG_AREA) { used = LOG_AREA; return; } // full: logEndWhole drops the line
   for (let i = digits - 1; i >= 0; i--) {
     store<u8>(area + <usize>(used + i), <u8>(48 + tmp % 10));
     tmp /= 10;
@@ -39,9 +51,30 @@ export function logInt(v: i64): void {
   used += digits;
 }
 
+/** Room for n raw bytes at the end of the line: their address, or 0 (the line is then full). */
+export function logReserve(n: i32): usize {
+  if (used + n > LOG_AREA) { used = LOG_AREA; return 0; }
+  return area + <usize>used;
+}
+/** Keeps n bytes written at the address logReserve returned. */
+export function logCommit(n: i32): void { used += n; }
+
 /** Emits the line formatted since logBegin(). Dropped if the SQ is full. */
 export function logEnd(level: i32): void {
   if (sqRoom() < 1) return;
+  submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, 0);
+}
+
+/**
+ * Like logEnd, for lines that must be whole (the access log): a line that ran
+ * into the end of the area is taken back and counted instead.
+ */
+export function logEndWhole(level: i32): void {
+  if (used >= LOG_AREA || sqRoom() < 1) {
+    used = lineStart;
+    ctlAddI32(STAT_LOG_DROPPED, 1);
+    return;
+  }
   submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, 0);
 }
 

@@ -12,10 +12,10 @@ import {
   OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3,
   CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
-  EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
+  EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR, CFG_ACCESS_LOG, SQE_A0,
 } from "../abi";
 import {
-  ctl, ctlInit, sqReset, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  ctl, cfgText, ctlInit, sqReset, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
   events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
@@ -70,6 +70,8 @@ let initialised = false;
 
 /** Address of the control block; the host writes the config there, then calls init(). */
 export function ctlAddress(): usize { return ctl; }
+/** Address of the config text area (abi.ts CFGT_*), written by the host before init(). */
+export function configText(): usize { return cfgText; }
 
 export function init(): usize {
   if (initialised) return ctl;
@@ -85,7 +87,7 @@ export function init(): usize {
   timersInit(timerCap);
   due = heap.alloc(<usize>timerCap * 4);
   tasksInit(65536);
-  listenersInit();
+  listenersInit(ctlI32(CFG_ACCESS_LOG) != 0); // the access log shows the peer's address
   setOpenHook(openConn);
   echoInit();
   httpInit();
@@ -307,7 +309,7 @@ function completeOne(i: i32): void {
     }
     return;
   }
-  if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res); return; }
+  if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res, <usize>sqeArg(i, SQE_A0)); return; }
   // The file cache owns its completions, whoever asked: an entry never stays
   // loading because the connection that started it went away.
   if (op == OP_OPEN) {

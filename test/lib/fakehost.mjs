@@ -119,7 +119,8 @@ export class FakeHost {
     i[at(abi.CTL_EVENT_DATA)] = 4;
     for (const [name, off] of Object.entries(CFG_FIELDS)) i[at(off)] = c[name];
     i[at(abi.CFG_MODE)] = c.mode === "et" || c.mode === abi.MODE_ET ? abi.MODE_ET : abi.MODE_LT;
-    i[at(abi.CFG_ACCESS_LOG)] = c.accessLog ? 1 : 0;
+    // true: combined; or an ACCESS_LOG_* value
+    i[at(abi.CFG_ACCESS_LOG)] = typeof c.accessLog === "number" ? c.accessLog : c.accessLog ? abi.ACCESS_LOG_COMBINED : 0;
     this.dv.setBigUint64(this.ctl + abi.CTL_MEM_BASE, memBase, true);
     this.setTime(time);
     this.x.init();
