@@ -250,6 +250,20 @@ test("--precompressed: ranges, HEAD and conditionals work on the sidecar", async
   assert.ok(other.body.equals(JS));
 });
 
+test("--precompressed: several ranges of a sidecar get the whole sidecar (200); identity still gets multipart", async () => {
+  const brFile = disk("app.js.br");
+  const whole = await ae(prePort, "/app.js", "br", ["Range: bytes=0-9,20-29"]);
+  assert.is(whole.status, 200);
+  assert.is(whole.headers["content-encoding"], "br");
+  assert.is(whole.headers["content-range"], undefined);
+  assert.ok(whole.body.equals(brFile));
+  const multi = await ae(prePort, "/app.js", null, ["Range: bytes=0-9,20-29"]);
+  assert.is(multi.status, 206);
+  assert.match(multi.headers["content-type"], /^multipart\/byteranges; boundary=/);
+  assert.is(multi.headers["content-encoding"], undefined);
+  assert.ok(multi.body.includes(JS.subarray(20, 30)));
+});
+
 test("--precompressed: a direct request for the sidecar serves it as itself", async () => {
   const r = await ae(prePort, "/app.js.gz", "gzip, br");
   assert.is(r.status, 200);
