@@ -578,17 +578,32 @@ function onHost(buf: usize, req: usize, vs: usize, ve: usize): i32 {
   return 0;
 }
 
+// The members of a comma list (RFC 9110 5.6.1), empty ones skipped:
+// `p = nextMember(p, end)` leaves the next member in [memberStart, memberEnd)
+// without its surrounding whitespace and returns where to go on; it returns
+// `end` with memberStart == memberEnd when there is none left.
+let memberStart: usize = 0;
+let memberEnd: usize = 0;
+function nextMember(p: usize, end: usize): usize {
+  while (p < end) {
+    const c = <u32>load<u8>(p);
+    if (c != COMMA && !isOws(c)) break;
+    p++;
+  }
+  memberStart = p;
+  while (p < end && load<u8>(p) != COMMA) p++;
+  let e = p;
+  while (e > memberStart && isOws(load<u8>(e - 1))) e--;
+  memberEnd = e;
+  return p;
+}
+
 // Connection is a comma list; unknown options (upgrade, te, ...) are ignored.
 function onConnection(req: usize, p: usize, end: usize): void {
   let flags = load<i32>(req, REQ_FLAGS);
   while (p < end) {
-    const c = <u32>load<u8>(p);
-    if (c == COMMA || isOws(c)) { p++; continue; }
-    const s = p;
-    while (p < end && load<u8>(p) != COMMA) p++;
-    let e = p;
-    while (isOws(load<u8>(e - 1))) e--;
-    const n = e - s;
+    p = nextMember(p, end);
+    const s = memberStart, n = memberEnd - memberStart;
     if (n == 5 && (lower64(s) & MASK5) == W_CLOSE) flags |= RF_CONN_CLOSE;
     else if (n == 10 && lower64(s) == W_KEEP_ALI && lower64(s + 2) == W_EP_ALIVE) flags |= RF_CONN_KEEPALIVE;
   }
@@ -605,12 +620,9 @@ function onConnection(req: usize, p: usize, end: usize): void {
 function onExpect(req: usize, p: usize, end: usize): void {
   let flags = load<i32>(req, REQ_FLAGS);
   while (p < end) {
-    const c = <u32>load<u8>(p);
-    if (c == COMMA || isOws(c)) { p++; continue; }
-    const s = p;
-    while (p < end && load<u8>(p) != COMMA) p++;
-    let e = p;
-    while (isOws(load<u8>(e - 1))) e--;
+    p = nextMember(p, end);
+    const s = memberStart, e = memberEnd;
+    if (s == e) break;
     // The OR-lowercasing cannot confuse a byte here: the bytes it would map
     // onto "1", "0" and "-" (0x11, 0x10, CR) never occur inside a value.
     if (e - s == 12 && lower64(s) == W_100_CONT && lower64(s + 4) == W_CONTINUE) flags |= RF_EXPECT_CONTINUE;

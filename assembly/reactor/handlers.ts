@@ -151,6 +151,22 @@ export function handlerModify(fd: i32, interest: i32): i32 {
 }
 
 /**
+ * Takes the handler in slot s (fd) out of the table: during a dispatch it
+ * becomes a zombie, so the rest of the batch skips it (its slot is freed when
+ * the batch ends); otherwise the slot is free at once.
+ */
+function retire(fd: i32, s: usize): void {
+  if (dispatching) {
+    store<u8>(s, HF_ZOMBIE, 1);
+    touch(fd);
+  } else {
+    store<u8>(s, H_NONE);
+    store<u8>(s, 0, 1);
+  }
+  store<i32>(s, 0, 4);
+}
+
+/**
  * Removes a handler. `closing`: the caller is about to close the fd, which
  * removes it from epoll by itself, so no EPOLL_CTL_DEL is needed.
  */
@@ -163,14 +179,7 @@ export function handlerRemove(fd: i32, closing: bool): i32 {
   if (closing) { purgeMods(fd); store<i32>(s, -1, 12); }
   if (load<u8>(s) == H_NONE || (load<u8>(s, 1) & HF_ZOMBIE)) return -ENOENT;
   if (!closing && !queueMod(fd, EPOLL_CTL_DEL, 0)) return -ENOMEM;
-  if (dispatching) {
-    store<u8>(s, HF_ZOMBIE, 1);
-    touch(fd);
-  } else {
-    store<u8>(s, H_NONE);
-    store<u8>(s, 0, 1);
-  }
-  store<i32>(s, 0, 4);
+  retire(fd, s);
   return 0;
 }
 
@@ -250,14 +259,7 @@ export function ctlFailed(fd: i32, op: i32, err: i32, gen: i32): i32 {
   // Still in epoll (a refused MOD, an ADD the kernel already had): take it
   // out, so it cannot wake the loop for a handler that is gone.
   if (load<i32>(s, 12) != -1) queueMod(fd, EPOLL_CTL_DEL, 0);
-  if (dispatching) {
-    store<u8>(s, HF_ZOMBIE, 1);
-    touch(fd);
-  } else {
-    store<u8>(s, H_NONE);
-    store<u8>(s, 0, 1);
-  }
-  store<i32>(s, 0, 4);
+  retire(fd, s);
   return id;
 }
 
