@@ -211,7 +211,7 @@ export class Loop {
         const fd = this.core.ctlI32(abi.CTL_CURRENT_FD);
         const r = x.recover();
         this.core.refresh();
-        this.log("error", `core trap (${(e as Error).message}) while serving fd ${fd}: connection closed, loop continues`);
+        this.logLine("error", `core trap (${(e as Error).message}) while serving fd ${fd}: connection closed, loop continues`);
         // r < 0: it trapped consuming completions; complete(n) resumes after
         // the one that trapped. Else r requests were emitted before the trap:
         // carry them out; complete(r) resumes the phase.
@@ -251,7 +251,7 @@ export class Loop {
         case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
         case abi.OP_LOG:
           if (a2 === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(core.u8, a0, a1);
-          else this.log(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1)));
+          else this.logLine(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1)));
           r = 0;
           break;
         case abi.OP_STOP: this.finished = true; this.stop(); r = 0; break; // graceful shutdown finished
@@ -302,12 +302,25 @@ export class Loop {
   private readonly ctlDataOff: number;
   private ctlView: DataView;
 
+  /**
+   * A log line to the user's `log`. If that throws, the line goes to stderr
+   * with the reason: an exception must not escape half-way through a round
+   * (the requests after it would never be carried out).
+   */
+  private logLine(level: LogLevel, line: string): void {
+    try {
+      this.log(level, line);
+    } catch (e) {
+      writeSync(2, `wasm-reactor: the log function threw (${(e as Error)?.message ?? e}); the line was: ${level}: ${line}\n`);
+    }
+  }
+
   private call(kind: number, id: number, fd: number, events: number, extra: number): number {
     try {
       this.onCall(kind, id, fd, events, extra);
       return 0;
     } catch (e) {
-      this.log("error", `callback threw: ${(e as Error)?.stack ?? e}`);
+      this.logLine("error", `callback threw: ${(e as Error)?.stack ?? e}`);
       return -1;
     }
   }
@@ -425,6 +438,9 @@ export class Loop {
   }
 
   close(): void {
+    // Inside a phase the core is half-way through a round whose requests
+    // point at this loop's fds: closing now would leave them to fail.
+    if (this.draining) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
     this.detach();
     libc.close(this.epfd);
     this.recorder?.close();

@@ -213,6 +213,58 @@ test("a refused register()/modify() applied at once throws SysError (EPERM, EBAD
   r.close();
 });
 
+test("register() of an fd closed without deregister() and reused: the new file is registered (MOD ENOENT -> ADD)", () => {
+  const { r, state, stop } = blockingReactor();
+  const [a, b] = socketpair();
+  own(b);
+  r.register(a, READABLE, () => {});
+  libc.close(a);                                   // behind the reactor's back
+  const [c, d] = pair();                           // c gets a's number back
+  assert.is(c, a, "the kernel reused the fd number");
+  const seen = [];
+  r.register(c, READABLE, (fd, ev) => { seen.push(bits(ev)); readFd(c); stop("read"); });
+  assert.ok(r.isRegistered(c));
+  writeFd(d, "x");
+  r.run();
+  r.close();
+  assert.is(state.reason, "read");
+  assert.equal(seen, ["R"]);
+});
+
+test("a log function that throws loses no request: the line goes to stderr and serving goes on", async () => {
+  const root = mkdtempSync(join(tmpdir(), "wr-logthrow-"));
+  writeFileSync(join(root, "a.txt"), "hello\n");
+  const server = new Server({ protocol: "http", root, port: 0, accessLog: true, handleSignals: false,
+    log: (level) => { if (level === "access") throw new Error("log sink failed"); } });
+  server.attach();
+  try {
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/a.txt`);
+      assert.is(res.status, 200);
+      assert.is(await res.text(), "hello\n");
+    }
+    assert.is(server.stats().requests, 3);
+  } finally {
+    server.stop(); server.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("close() from inside a loop callback throws (the round in progress still needs the loop); after run() it works", () => {
+  const { r, state, stop } = blockingReactor();
+  const [a] = pair();
+  let error = null;
+  r.register(a, WRITABLE, () => {
+    try { r.close(); } catch (e) { error = e; }
+    r.deregister(a);
+    stop("done");
+  });
+  r.run();
+  assert.is(state.reason, "done");
+  assert.ok(error instanceof Error && /inside a loop callback/.test(error.message), String(error));
+  r.close();
+});
+
 test("a refusal applied later, in a phase, goes to the registration's onError, else the Reactor's onError", () => {
   const errors = [];
   const { r, state, stop } = blockingReactor({ onError: (err, fd) => errors.push(`reactor ${err.code} ${fd}`) });

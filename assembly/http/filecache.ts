@@ -174,6 +174,9 @@ export function addWaiter(i: i32, fd: i32, linkAddr: usize): void {
   store<i32>(e + E_WAITERS, fd + 1);
 }
 
+/** Address of the entry's waiter-chain head (fd + 1 of the first waiter, 0 for none). */
+export function waitersAddr(i: i32): usize { return entry(i) + E_WAITERS; }
+
 /** Detaches and returns the waiter chain (fd + 1 of the first, 0 for none). */
 export function takeWaiters(i: i32): i32 {
   const e = entry(i);

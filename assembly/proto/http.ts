@@ -68,7 +68,7 @@ import {
   RANGE_PARTS_MAX,
 } from "../http/conditional";
 import {
-  fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, entryState, entryKind, entryFd,
+  fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, waitersAddr, entryState, entryKind, entryFd,
   entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef, entryUnref,
   entryForget, entryFlags, entryCtEnd,
   FC_LOADING, FC_READY, PATH_MAX_CACHED,
@@ -97,7 +97,7 @@ const H_LINE_START = C_PROTO_AREA + 76;  // i32 parser phase-1 state: leading em
 const H_LINE_END = C_PROTO_AREA + 80;    // i32 parser phase-1 state: end of the request line
 const H_LIST_BUF = C_PROTO_AREA + 84;    // i32 directory-listing buffer held by the response (0: none)
 const H_MULTI = C_PROTO_AREA + 88;       // i32 multipart/byteranges state held by the response (0: none)
-                                         // +92..+96: free
+const H_WAIT_ENTRY = C_PROTO_AREA + 92;  // i32 file-cache entry + 1 whose waiter chain holds this connection (0: none)
 const H_START = C_PROTO_AREA + 96;       // f64 loop time of the request head's first byte (access log)
 const H_UA = C_PROTO_AREA + 104;         // u16 offset in the head (0: none), u16 length: User-Agent (access log)
 const H_REFERER = C_PROTO_AREA + 108;    // u16 offset, u16 length: Referer (access log)
@@ -189,7 +189,10 @@ export function httpRun(fd: i32): void {
     if (f & CF_WRITABLE || !(f & CF_OUT_ARMED)) outStep(fd);
     return;
   }
-  if (st == HS_WAIT) { serve(fd); return; }
+  // Waiting for a file: only the entry's wake-up (httpWake) resumes it. An
+  // event meanwhile (pipelined bytes) must not serve() again: that would
+  // link it into a waiter chain a second time.
+  if (st == HS_WAIT) { if (load<i32>(c + H_WAIT_ENTRY) == 0) serve(fd); return; }
   if (f & CF_READABLE) startRead(fd);
 }
 
@@ -638,15 +641,44 @@ export function httpHeldBytes(fd: i32): i32 {
 }
 
 /** The close hook: whatever buffer a response in progress holds goes back. */
+/**
+ * Drops what a response holds: its file-cache reference, listing and
+ * multipart buffers. The end of a body and the close of the connection both
+ * come here, so nothing outlives the connection, whatever state it was in
+ * (a close or a trap between taking the entry and setting the body included);
+ * a connection closed while it waits for a file leaves the entry's waiters.
+ */
 function releaseBuffers(fd: i32): void {
+  const c = conn(fd);
+  const e = load<i32>(c + H_ENTRY) - 1;
+  if (e >= 0) { store<i32>(c + H_ENTRY, 0); entryUnref(e); }
   releaseListing(fd);
   releaseMultipart(fd);
+  unwait(fd);
 }
 
 function wait(fd: i32, e: i32): void {
   const c = conn(fd);
   store<i32>(c + C_STATE, HS_WAIT);
+  if (load<i32>(c + H_WAIT_ENTRY) != 0) return; // already linked (see httpRun)
+  store<i32>(c + H_WAIT_ENTRY, e + 1);
   addWaiter(e, fd, c + H_WAIT_NEXT);
+}
+
+/** Takes the connection out of the waiter chain it is linked into, if any. */
+function unwait(fd: i32): void {
+  const c = conn(fd);
+  const e = load<i32>(c + H_WAIT_ENTRY) - 1;
+  if (e < 0) return;
+  store<i32>(c + H_WAIT_ENTRY, 0);
+  let link = waitersAddr(e);
+  let w = load<i32>(link);
+  while (w != 0) {
+    if (w - 1 == fd) { store<i32>(link, load<i32>(c + H_WAIT_NEXT)); break; }
+    link = conn(w - 1) + H_WAIT_NEXT;
+    w = load<i32>(link);
+  }
+  store<i32>(c + H_WAIT_NEXT, 0);
 }
 
 /** The file-cache entry this connection waited for is ready: wake it and its peers. */
@@ -657,6 +689,7 @@ export function httpWake(chain: i32): void {
     const c = conn(fd);
     w = load<i32>(c + H_WAIT_NEXT);
     store<i32>(c + H_WAIT_NEXT, 0);
+    store<i32>(c + H_WAIT_ENTRY, 0);
     if (load<i32>(c + C_STATE) == HS_WAIT) enqueue(fd);
   }
 }
@@ -890,9 +923,6 @@ function nextPart(fd: i32): bool {
 function bodyFinished(fd: i32, sent: bool): void {
   // A multipart body goes on with its next part; the entry stays referenced.
   if (sent && nextPart(fd)) return;
-  const c = conn(fd);
-  const e = load<i32>(c + H_ENTRY) - 1;
-  if (e >= 0) { store<i32>(c + H_ENTRY, 0); entryUnref(e); }
   releaseBuffers(fd);
 }
 

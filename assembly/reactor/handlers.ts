@@ -254,6 +254,10 @@ export function ctlFailed(fd: i32, op: i32, err: i32, gen: i32): i32 {
   if (op == EPOLL_CTL_DEL) return -1;
   // Only the incarnation that asked: a handler registered since is not at fault.
   if (load<u8>(s) != H_JS || (load<u8>(s, 1) & HF_ZOMBIE) || <i32>load<u16>(s, 2) != gen) return -1;
+  // A MOD of an fd the kernel does not know: it was closed without
+  // deregister() and its number reused (register() on a registered fd is a
+  // MOD). Register the new file afresh, as libuv does.
+  if (op == EPOLL_CTL_MOD && err == ENOENT && queueMod(fd, EPOLL_CTL_ADD, epollMask(load<i32>(s, 4)))) return -1;
   const id = load<i32>(s, 8);
   purgeMods(fd);
   // Still in epoll (a refused MOD, an ADD the kernel already had): take it
