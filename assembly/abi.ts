@@ -221,6 +221,10 @@ export const REACTOR_HANGUP = 8;
 export const REACTOR_EDGE = 16;         // register(): edge-triggered
 
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
+// The one errno table: the core compares results with these, the host names
+// errors by them (host/libc.ts errnoName builds its name table from every
+// E* constant here except the EPOLL* ones, so a name is written once). Only
+// errno values may have an E name without the EPOLL prefix.
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
@@ -230,6 +234,7 @@ export const ENOMEM = 12;
 export const EACCES = 13;
 export const EFAULT = 14;
 export const EEXIST = 17;
+export const EXDEV = 18;
 export const ENOTDIR = 20;
 export const EISDIR = 21;
 export const EINVAL = 22;
@@ -237,11 +242,15 @@ export const ENFILE = 23;
 export const EMFILE = 24;
 export const EPIPE = 32;
 export const ENAMETOOLONG = 36;
+export const ENOSYS = 38;
 export const ELOOP = 40;
-export const EXDEV = 18;
-export const ENOBUFS = 105;
+export const EPROTO = 71;
+export const EAFNOSUPPORT = 97;
+export const EADDRINUSE = 98;
+export const EADDRNOTAVAIL = 99;
 export const ECONNABORTED = 103;
 export const ECONNRESET = 104;
+export const ENOBUFS = 105;
 export const ENOTCONN = 107;
 export const ETIMEDOUT = 110;
-export const EPROTO = 71;
+export const ECONNREFUSED = 111;

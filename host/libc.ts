@@ -7,6 +7,7 @@
 // `read`/`write` & co. are declared as returning `int` so results never come
 // back as BigInt.
 import { createRequire } from "node:module";
+import * as abi from "../assembly/abi.ts";
 
 const require = createRequire(import.meta.url);
 // koffi is CommonJS with a native addon; load it the CommonJS way.
@@ -105,15 +106,14 @@ export const SIG_SETMASK = 2;
 export const SIGINT = 2;
 export const SIGTERM = 15;
 export const RLIMIT_NOFILE = 7;
-export const EADDRINUSE = 98;
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT",
-  17: "EEXIST", 18: "EXDEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 32: "EPIPE",
-  36: "ENAMETOOLONG", 38: "ENOSYS", 40: "ELOOP", 71: "EPROTO", 97: "EAFNOSUPPORT", 98: "EADDRINUSE",
-  99: "EADDRNOTAVAIL", 103: "ECONNABORTED", 104: "ECONNRESET", 105: "ENOBUFS", 107: "ENOTCONN", 110: "ETIMEDOUT",
-  111: "ECONNREFUSED",
-};
+/**
+ * errno -> name, from the errno constants of assembly/abi.ts (every E* name
+ * there except EPOLL*): the numbers and names are written once, in abi.ts.
+ */
+const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(abi).filter(([k]) => /^E[A-Z0-9]+$/.test(k) && !k.startsWith("EPOLL")).map(([k, v]) => [v, k]),
+);
 
 /** `EADDRINUSE (Address already in use)`: an OS error keeps its errno name. */
 export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }
