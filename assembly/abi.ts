@@ -220,6 +220,20 @@ export const REACTOR_ERROR = 4;
 export const REACTOR_HANGUP = 8;
 export const REACTOR_EDGE = 16;         // register(): edge-triggered
 
+// ---- invariant codes -------------------------------------------------------
+// What the core's checkInvariants() returns (the fuzzer calls it after every
+// core call, `replay --check` too): INV_OK, or the first invariant broken.
+// host/abi-names.ts says what each means in words.
+export const INV_OK = 0;
+export const INV_TIMER_HEAP = 1;       // timer heap: order, index map or counts
+export const INV_ZOMBIE = 2;           // a handler slot both zombie and live outside a batch
+export const INV_CONN_HANDLER = 3;     // a built-in connection and its handler slot disagree
+export const INV_RBUF_BOUNDS = 4;      // receive-buffer offsets out of range
+export const INV_WRING_BOUNDS = 5;     // write ring over the limit or over its own size
+export const INV_RUN_QUEUE = 6;        // run-queue cycle, or a queued flag out of sync
+export const INV_RBUF_HELD = 7;        // receive buffers held != connections holding one
+export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + response buffers + cached bodies
+
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
 // The one errno table: the core compares results with these, the host names
 // errors by them (host/libc.ts errnoName builds its name table from every

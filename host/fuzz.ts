@@ -29,18 +29,8 @@ import { join } from "node:path";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "./core.ts";
 import { Recorder, MemorySink, sha256File } from "./record.ts";
+import { describeInvariant, OP_NAMES } from "./abi-names.ts";
 import { checkByteranges, fileByte } from "./fuzz-byteranges.ts";
-
-export const INVARIANTS: Record<number, string> = {
-  1: "timer heap broken (order, index map or counts)",
-  2: "a handler slot is both zombie and live outside a batch",
-  3: "a built-in connection and its handler slot disagree",
-  4: "receive-buffer offsets out of range",
-  5: "write ring over the limit or over its own size",
-  6: "run-queue cycle or queued flag out of sync",
-  7: "receive buffers held != connections holding one",
-  8: "ring-pool bytes held != write rings + response buffers + cached bodies",
-};
 
 class Rng {
   private s: number;
@@ -195,7 +185,7 @@ class Iteration {
 
   private check(where: string): void {
     const code = this.x.checkInvariants();
-    if (code !== 0) this.fail(`invariant ${code} after ${where}: ${INVARIANTS[code] ?? "?"}`);
+    if (code !== abi.INV_OK) this.fail(`${describeInvariant(code)} broken after ${where}`);
   }
 
   private lowestFreeFd(): number {
@@ -365,7 +355,7 @@ class Iteration {
       const e = sq + i * abi.SQE_SIZE;
       const op = dv.getInt32(e, true), fd = dv.getInt32(e + 4, true);
       const a = [dv.getInt32(e + 8, true), dv.getInt32(e + 12, true), dv.getInt32(e + 16, true), dv.getInt32(e + 20, true)];
-      const name = Object.entries(abi).find(([k, v]) => k.startsWith("OP_") && v === op)?.[0] ?? String(op);
+      const name = OP_NAMES[op] ?? String(op);
       if (this.trace.length >= 400) this.trace.shift();
       this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
       const res = this.exec(op, fd, a);

@@ -7,7 +7,7 @@
 // `read`/`write` & co. are declared as returning `int` so results never come
 // back as BigInt.
 import { createRequire } from "node:module";
-import * as abi from "../assembly/abi.ts";
+import { errnoName } from "./abi-names.ts";
 
 const require = createRequire(import.meta.url);
 // koffi is CommonJS with a native addon; load it the CommonJS way.
@@ -52,6 +52,8 @@ export const libc = {
   setrlimit: lib.func("int setrlimit(int, void *)"),
   strerror: lib.func("const char *strerror(int)"),
 };
+
+export { errnoName };
 
 /** errno of the libc call that just failed. Read it before anything else. */
 export const errno = (): number => koffi.errno();
@@ -107,16 +109,7 @@ export const SIGINT = 2;
 export const SIGTERM = 15;
 export const RLIMIT_NOFILE = 7;
 
-/**
- * errno -> name, from the errno constants of assembly/abi.ts (every E* name
- * there except EPOLL*): the numbers and names are written once, in abi.ts.
- */
-const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(abi).filter(([k]) => /^E[A-Z0-9]+$/.test(k) && !k.startsWith("EPOLL")).map(([k, v]) => [v, k]),
-);
-
 /** `EADDRINUSE (Address already in use)`: an OS error keeps its errno name. */
-export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }
 export function describeErrno(e: number): string { return `${errnoName(e)} (${libc.strerror(e)})`; }
 
 /** An OS error as a JS Error carrying `code` (the errno name), `errno` and, when one is concerned, `fd`. */

@@ -6,14 +6,10 @@ import { readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreExports } from "./core.ts";
 import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, sha256File } from "./record.ts";
+import { describeInvariant } from "./abi-names.ts";
 import { RecordingError, readHeader, frameAt, decodeCall, decodeRequest, describeRequest } from "./recording.ts";
 
 export { RecordingError };
-
-const INVARIANT_NAMES: Record<number, string> = {
-  1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
-  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held", 8: "ring-pool bytes held",
-};
 
 const SQE_FIELDS = ["op", "fd", "a0", "a1", "a2", "a3"];
 
@@ -144,8 +140,8 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
         }
         if (options.check) {
           const code = x.checkInvariants();
-          if (code !== 0) {
-            const inv = `invariant ${code} (${INVARIANT_NAMES[code] ?? "?"})`;
+          if (code !== abi.INV_OK) {
+            const inv = describeInvariant(code);
             return diverge("invariant", "invariants hold", `${inv} broken`, `${inv} broken after this call`);
           }
         }
