@@ -353,15 +353,15 @@ class Iteration {
     const sq = c.ctlI32(abi.CTL_SQ), cq = c.ctlI32(abi.CTL_CQ);
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
-      const op = dv.getInt32(e, true), fd = dv.getInt32(e + 4, true);
-      const a = [dv.getInt32(e + 8, true), dv.getInt32(e + 12, true), dv.getInt32(e + 16, true), dv.getInt32(e + 20, true)];
+      const op = dv.getInt32(e + abi.SQE_OP, true), fd = dv.getInt32(e + abi.SQE_FD, true);
+      const a = [abi.SQE_A0, abi.SQE_A1, abi.SQE_A2, abi.SQE_A3].map((o) => dv.getInt32(e + o, true));
       const name = OP_NAMES[op] ?? String(op);
       if (this.trace.length >= 400) this.trace.shift();
       this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
       const res = this.exec(op, fd, a);
       this.trace[this.trace.length - 1] += ` -> ${res}`;
       c.refresh();
-      new DataView(c.u8.buffer).setInt32(cq + i * 4, res, true);
+      new DataView(c.u8.buffer).setInt32(cq + i * abi.CQE_SIZE, res, true);
     }
   }
 

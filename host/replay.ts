@@ -11,7 +11,10 @@ import { RecordingError, readHeader, frameAt, decodeCall, decodeRequest, describ
 
 export { RecordingError };
 
-const SQE_FIELDS = ["op", "fd", "a0", "a1", "a2", "a3"];
+/** The SQE's fields by byte offset, to name the one a differing byte falls in. */
+const SQE_FIELDS: [number, string][] = [
+  [abi.SQE_OP, "op"], [abi.SQE_FD, "fd"], [abi.SQE_A0, "a0"], [abi.SQE_A1, "a1"], [abi.SQE_A2, "a2"], [abi.SQE_A3, "a3"],
+];
 
 export interface ReplayResult {
   /** Every return value and request matched the recording. Traps reproduced do not make it false: see `traps`. */
@@ -169,7 +172,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
           for (let k = 0; k < abi.SQE_SIZE; k++) {
             if (actual[o + k] === expected[o + k]) continue;
             const e = describeRequest(decodeRequest(expected, o)), a = describeRequest(decodeRequest(actual, o));
-            const field = SQE_FIELDS[k >> 2];
+            const field = SQE_FIELDS.find(([o]) => k >= o && k < o + 4)?.[1] ?? `byte ${k}`;
             return diverge("request", e, a, `request ${i} of ${last.result}: expected ${e}, got ${a} (byte ${k}: ${field})`,
               { request: i, requests: last.result, byteOffset: k, field });
           }
