@@ -153,6 +153,36 @@ export const LOG_WARN = 1;
 export const LOG_INFO = 2;
 export const LOG_ACCESS = 3;
 
+// ---- connection record (built-in protocols) --------------------------------
+// One per fd in the core's connection table (reactor/conn.ts), CONN_SIZE
+// bytes. The host never touches it; the fuzzer and the tests read fields
+// through the core's debugConnI32/debugConnF64(fd, C_*). Below is the part
+// every protocol shares; from C_PROTO_AREA on the bytes are the protocol's
+// own (proto/http.ts H_*, reactor/listener.ts).
+export const CONN_SIZE = 256;
+export const C_STATE = 0;      // i32 protocol state; 0 = free record
+export const C_FLAGS = 4;      // i32 CF_*
+export const C_PROTO = 8;      // i32 PROTO_* (or PROTO_LISTENER)
+export const C_NEXT = 12;      // i32 run-queue link (fd), -1 = end
+export const C_RBUF = 16;      // i32 held receive buffer, 0 = none
+export const C_RLEN = 20;      // i32 bytes in the receive buffer
+export const C_RPOS = 24;      // i32 first unprocessed byte in the receive buffer
+export const C_WRING = 28;     // i32 write ring, 0 = none
+export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
+export const C_WHEAD = 36;     // i32 ring read position
+export const C_WLEN = 40;      // i32 bytes in the ring
+export const C_TIMER = 44;     // i32 timer id, 0 = none
+export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
+export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
+export const C_IOV = 60;       // i32 bytes requested by the write in flight
+export const C_BODY_KIND = 64; // i32 BODY_*
+export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
+export const C_BODY_FD = 72;   // i32 file fd for sendfile
+export const C_BODY_LEFT = 80; // f64 body bytes still to send
+export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
+export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
+export const C_PROTO_AREA = 144; // 112 bytes the protocol may use: 144..255
+
 // ---- FILE record (OP_OPEN) -----------------------------------------------
 // Size 48 bytes, written by the host:
 //   +0  i32 kind   FILE_*

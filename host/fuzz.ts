@@ -233,8 +233,9 @@ class Iteration {
     const live = this.core.ctlI32(abi.STAT_LIVE_CONNS);
     if (timeoutsOn && live !== 0) {
       const x = this.x;
-      const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, 0) !== 0)
-        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, 0)} flags ${x.debugConnI32(fd, 4)} timer ${x.debugConnI32(fd, 44)} deadline ${x.debugConnF64(fd, 48)} inflight ${x.debugConnI32(fd, 56)}`);
+      const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, abi.C_STATE) !== 0)
+        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, abi.C_STATE)} flags ${x.debugConnI32(fd, abi.C_FLAGS)} timer ${x.debugConnI32(fd, abi.C_TIMER)}`
+          + ` deadline ${x.debugConnF64(fd, abi.C_DEADLINE)} inflight ${x.debugConnI32(fd, abi.C_INFLIGHT)}`);
       this.fail(`${live} connection(s) still open after every timeout expired (now ${this.time}): ${alive.slice(0, 4).join("; ")}`);
     }
   }

@@ -32,18 +32,19 @@
 // Accept-Encoding; every response for X then carries Vary); the access log.
 import {
   OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, FILE_REGULAR, FILE_DIRECTORY,
-  CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY,
-  CFG_ACCESS_LOG, CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN,
-  ENOENT, ENOTDIR, EACCES, EXDEV, ELOOP, ENAMETOOLONG, CFG_MAX_FDS, CFG_CORS, CFG_PRECOMPRESSED, CFG_CACHE_CONTROL,
-  CFGT_CACHE_CONTROL, CACHE_CONTROL_MAX, FILE_HAS_BR, FILE_HAS_GZIP,
+  CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY, CFG_ACCESS_LOG,
+  CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, ENOENT, ENOTDIR, EACCES,
+  EXDEV, ELOOP, ENAMETOOLONG, CFG_MAX_FDS, CFG_CORS, CFG_PRECOMPRESSED, CFG_CACHE_CONTROL, CFGT_CACHE_CONTROL,
+  CACHE_CONTROL_MAX, FILE_HAS_BR, FILE_HAS_GZIP, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, CONN_SIZE, C_DEADLINE,
+  C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now, cfgText } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL, ringTake, ringGive } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit, outAppend,
-  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
-  C_RPOS, CONN_SIZE, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
-  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
+  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE,
+  OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { timerAdd, timerRearm, timerIsLive, timerDeadline } from "../timers";
@@ -143,7 +144,7 @@ let dateBuf: usize = 0;       // "Date: ...\r\n", refreshed once per second
 let dateSecond: f64 = -1;
 
 export function httpInit(): void {
-  if (<usize>H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
+  if (H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
   if (MP_TEXT + (RANGE_PARTS_MAX + 1) * PART_HEAD_MAX > 4096 << MP_CLASS) abort("multipart layout overflows its buffer");
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
   headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
