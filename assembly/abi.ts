@@ -41,7 +41,7 @@ export const CTL_WALL = 64;            // f64: wall-clock time in ms since the e
 // config, written by the host before init (i32 unless noted)
 export const CFG_MAX_FDS = 72;         // size of the fd-indexed tables (RLIMIT_NOFILE)
 export const CFG_MODE = 76;            // MODE_LT or MODE_ET for the built-in protocols
-export const CFG_PROTOCOL = 80;        // PROTO_* served on listeners added with listen()
+                                       // 80: reserved (listen(fd, proto) names the protocol)
 export const CFG_IDLE_TIMEOUT = 84;    // ms; 0 = none
 export const CFG_HEADER_TIMEOUT = 88;  // ms; 0 = none
 export const CFG_WRITE_BUF_MAX = 92;   // bytes per connection (slow-reader limit)
@@ -92,10 +92,9 @@ export const ACCESS_LOG_OFF = 0;
 export const ACCESS_LOG_COMBINED = 1;   // nginx/Apache "combined"
 export const ACCESS_LOG_JSON = 2;       // one JSON object per line
 
-// modes and protocols
+// modes, and the protocols listen(fd, proto) serves
 export const MODE_LT = 0;
 export const MODE_ET = 1;
-export const PROTO_NONE = 0;
 export const PROTO_ECHO = 1;
 export const PROTO_HTTP = 2;
 
@@ -117,8 +116,8 @@ export const SQE_A3 = 20;
 // completion queue entry: one i32 per SQE (result >= 0, or -errno)
 export const CQE_SIZE = 4;
 
-// ops; the comment gives a0..a3 and what the result means
-export const OP_NOP = 0;
+// ops; the comment gives a0..a3 and what the result means. Op 0 is unused,
+// so an SQE of zeroed memory is never a valid request.
 export const OP_CTL = 1;       // epoll_ctl(epfd, a0=EPOLL_CTL_*, fd, {events=a1, data=a2|a3<<32}) -> 0
 export const OP_ACCEPT = 2;    // accept4(fd, mem+a0, mem+a0+SA_LEN, NONBLOCK|CLOEXEC) -> new fd; a0 = 0: NULL, NULL.
                                // a0 is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
@@ -155,8 +154,8 @@ export const LOG_ACCESS = 3;
 
 // ---- connection record (built-in protocols) --------------------------------
 // One per fd in the core's connection table (reactor/conn.ts), CONN_SIZE
-// bytes. The host never touches it; the fuzzer and the tests read fields
-// through the core's debugConnI32/debugConnF64(fd, C_*). Below is the part
+// bytes. The host never touches it; the fuzzer's reports read fields through
+// the core's debugConnI32/debugConnF64(fd, C_*). Below is the part
 // every protocol shares; from C_PROTO_AREA on the bytes are the protocol's
 // own (proto/http.ts H_*, reactor/listener.ts).
 export const CONN_SIZE = 256;
@@ -233,7 +232,6 @@ export const AF_INET6 = 10;
 
 // ---- epoll (Linux UAPI values) -------------------------------------------
 export const EPOLLIN = 0x001;
-export const EPOLLPRI = 0x002;
 export const EPOLLOUT = 0x004;
 export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;

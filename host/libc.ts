@@ -70,8 +70,7 @@ export function pollFd(fd: number, cb: (status: number, ev: { readable?: boolean
 }
 
 // ---- constants (Linux) ----------------------------------------------------
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export { AF_INET, AF_INET6 } from "../assembly/abi.ts";
 export const SOCK_STREAM = 1;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;

@@ -16,7 +16,9 @@ import {
 import type { Sink } from "./record.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
-const LEVELS: LogLevel[] = ["error", "warn", "info", "access"];
+const LEVELS: Record<number, LogLevel> = {
+  [abi.LOG_ERROR]: "error", [abi.LOG_WARN]: "warn", [abi.LOG_INFO]: "info", [abi.LOG_ACCESS]: "access",
+};
 
 /** Carries out OP_OPEN for the HTTP server (host/files.ts). */
 export interface FileOpener {

@@ -37,7 +37,6 @@ const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forev
 export const defaultConfig = {
   maxFds: 256,
   mode: "lt",               // "lt" | "et"
-  protocol: abi.PROTO_ECHO,
   idleTimeoutMs: 0,
   headerTimeoutMs: 0,
   writeBufMax: 256 * 1024,
@@ -51,7 +50,7 @@ export const defaultConfig = {
 };
 
 const CFG_FIELDS = {
-  maxFds: abi.CFG_MAX_FDS, protocol: abi.CFG_PROTOCOL, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
+  maxFds: abi.CFG_MAX_FDS, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
   headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
   maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
   maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF,
