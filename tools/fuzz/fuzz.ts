@@ -1,6 +1,8 @@
 // The fuzzer: the core, in-process and with no sockets, against a simulated
-// kernel that is as unkind as the real one may be. Each iteration is a fresh
-// core with random limits, driven through the same phases as host/loop.ts:
+// kernel that is as unkind as the real one may be. A development tool, not
+// part of the package (bundled to build/fuzz.js, outside dist/). Each
+// iteration is a fresh core with random limits, driven through the same
+// phases as host/loop.ts:
 //
 //  - clients arrive with HTTP requests (valid, pipelined, with bodies,
 //    chunked, malformed) or echo bytes, mutated (byte flips, truncation,
@@ -18,19 +20,19 @@
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
 // queue), along with the simulated kernel's own rules (no request on a closed
-// fd, no double close, echo output equals echo input, every multipart/byteranges
-// response exact: host/fuzz-byteranges.ts). A trap, a broken
+// fd, no double close, echo output equals echo input, every
+// multipart/byteranges response exact: byteranges.ts). A trap, a broken
 // invariant or a livelock stops the run: the iteration's recording is saved
 // in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
 //
 //   npm run fuzz -- --seconds 30 [--seed N] [--out DIR]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import * as abi from "../assembly/abi.ts";
-import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "./core.ts";
-import { Recorder, MemorySink, sha256File } from "./record.ts";
-import { describeInvariant, OP_NAMES } from "./abi-names.ts";
-import { checkByteranges, fileByte } from "./fuzz-byteranges.ts";
+import * as abi from "../../assembly/abi.ts";
+import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "../../host/core.ts";
+import { Recorder, MemorySink, sha256File } from "../../host/record.ts";
+import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
+import { checkByteranges, fileByte } from "./byteranges.ts";
 
 class Rng {
   private s: number;
