@@ -13,7 +13,7 @@ import {
 import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
 import {
-  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
+  conn, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
   connCloseSoon, connOverflow, setDeadline, etMode, connOpen, CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED,
   CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";

@@ -11,12 +11,12 @@
 // submission queue has room. Nothing here performs I/O: "run" means "emit the
 // next request".
 import {
-  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SHUTDOWN, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
+  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
   EPOLLET, EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
   C_TIMER, C_DEADLINE, C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
-import { submit, sqRoom, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
+import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
 import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";

@@ -9,16 +9,16 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN,
+  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_OPEN,
   OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE,
   CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS, STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS,
-  STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR,
+  STAT_LIVE_CONNS, PROTO_HTTP, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP,
   CFG_ACCESS_LOG, INV_OK, INV_TIMER_HEAP, INV_ZOMBIE, INV_CONN_HANDLER, INV_RBUF_BOUNDS, INV_WRING_BOUNDS,
   INV_RUN_QUEUE, INV_RBUF_HELD, INV_RING_BYTES, C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, C_RBUF, C_RLEN,
   C_RPOS, C_WRING, C_WCLS, C_WLEN,
 } from "../abi";
 import {
-  ctl, cfgText, ctlInit, sqReset, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  ctl, cfgText, ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
   events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
@@ -29,11 +29,11 @@ import {
 import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
-  CF_WRITABLE, CF_EOF, PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
+  CF_WRITABLE, PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
   CF_CLOSING,
 } from "./conn";
 import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
-import { logRoundReset, logBegin, logStr, logInt, logEnd } from "./log";
+import { logRoundReset } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
   timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
