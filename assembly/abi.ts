@@ -41,7 +41,7 @@ export const CTL_WALL = 64;            // f64: wall-clock time in ms since the e
 // config, written by the host before init (i32 unless noted)
 export const CFG_MAX_FDS = 72;         // size of the fd-indexed tables (RLIMIT_NOFILE)
 export const CFG_MODE = 76;            // MODE_LT or MODE_ET for the built-in protocols
-export const CFG_PROTOCOL = 80;        // PROTO_* served on listeners added with listen()
+                                       // 80: reserved (listen(fd, proto) names the protocol)
 export const CFG_IDLE_TIMEOUT = 84;    // ms; 0 = none
 export const CFG_HEADER_TIMEOUT = 88;  // ms; 0 = none
 export const CFG_WRITE_BUF_MAX = 92;   // bytes per connection (slow-reader limit)
@@ -92,10 +92,9 @@ export const ACCESS_LOG_OFF = 0;
 export const ACCESS_LOG_COMBINED = 1;   // nginx/Apache "combined"
 export const ACCESS_LOG_JSON = 2;       // one JSON object per line
 
-// modes and protocols
+// modes, and the protocols listen(fd, proto) serves
 export const MODE_LT = 0;
 export const MODE_ET = 1;
-export const PROTO_NONE = 0;
 export const PROTO_ECHO = 1;
 export const PROTO_HTTP = 2;
 
@@ -117,8 +116,8 @@ export const SQE_A3 = 20;
 // completion queue entry: one i32 per SQE (result >= 0, or -errno)
 export const CQE_SIZE = 4;
 
-// ops; the comment gives a0..a3 and what the result means
-export const OP_NOP = 0;
+// ops; the comment gives a0..a3 and what the result means. Op 0 is unused,
+// so an SQE of zeroed memory is never a valid request.
 export const OP_CTL = 1;       // epoll_ctl(epfd, a0=EPOLL_CTL_*, fd, {events=a1, data=a2|a3<<32}) -> 0
 export const OP_ACCEPT = 2;    // accept4(fd, mem+a0, mem+a0+SA_LEN, NONBLOCK|CLOEXEC) -> new fd; a0 = 0: NULL, NULL.
                                // a0 is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
@@ -152,6 +151,36 @@ export const LOG_ERROR = 0;
 export const LOG_WARN = 1;
 export const LOG_INFO = 2;
 export const LOG_ACCESS = 3;
+
+// ---- connection record (built-in protocols) --------------------------------
+// One per fd in the core's connection table (reactor/conn.ts), CONN_SIZE
+// bytes. The host never touches it; the fuzzer's reports read fields through
+// the core's debugConnI32/debugConnF64(fd, C_*). Below is the part
+// every protocol shares; from C_PROTO_AREA on the bytes are the protocol's
+// own (proto/http.ts H_*, reactor/listener.ts).
+export const CONN_SIZE = 256;
+export const C_STATE = 0;      // i32 protocol state; 0 = free record
+export const C_FLAGS = 4;      // i32 CF_*
+export const C_PROTO = 8;      // i32 PROTO_* (or PROTO_LISTENER)
+export const C_NEXT = 12;      // i32 run-queue link (fd), -1 = end
+export const C_RBUF = 16;      // i32 held receive buffer, 0 = none
+export const C_RLEN = 20;      // i32 bytes in the receive buffer
+export const C_RPOS = 24;      // i32 first unprocessed byte in the receive buffer
+export const C_WRING = 28;     // i32 write ring, 0 = none
+export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
+export const C_WHEAD = 36;     // i32 ring read position
+export const C_WLEN = 40;      // i32 bytes in the ring
+export const C_TIMER = 44;     // i32 timer id, 0 = none
+export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
+export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
+export const C_IOV = 60;       // i32 bytes requested by the write in flight
+export const C_BODY_KIND = 64; // i32 BODY_*
+export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
+export const C_BODY_FD = 72;   // i32 file fd for sendfile
+export const C_BODY_LEFT = 80; // f64 body bytes still to send
+export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
+export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
+export const C_PROTO_AREA = 144; // 112 bytes the protocol may use: 144..255
 
 // ---- FILE record (OP_OPEN) -----------------------------------------------
 // Size 48 bytes, written by the host:
@@ -203,7 +232,6 @@ export const AF_INET6 = 10;
 
 // ---- epoll (Linux UAPI values) -------------------------------------------
 export const EPOLLIN = 0x001;
-export const EPOLLPRI = 0x002;
 export const EPOLLOUT = 0x004;
 export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
@@ -220,7 +248,25 @@ export const REACTOR_ERROR = 4;
 export const REACTOR_HANGUP = 8;
 export const REACTOR_EDGE = 16;         // register(): edge-triggered
 
+// ---- invariant codes -------------------------------------------------------
+// What the core's checkInvariants() returns (the fuzzer calls it after every
+// core call, `replay --check` too): INV_OK, or the first invariant broken.
+// host/abi-names.ts says what each means in words.
+export const INV_OK = 0;
+export const INV_TIMER_HEAP = 1;       // timer heap: order, index map or counts
+export const INV_ZOMBIE = 2;           // a handler slot both zombie and live outside a batch
+export const INV_CONN_HANDLER = 3;     // a built-in connection and its handler slot disagree
+export const INV_RBUF_BOUNDS = 4;      // receive-buffer offsets out of range
+export const INV_WRING_BOUNDS = 5;     // write ring over the limit or over its own size
+export const INV_RUN_QUEUE = 6;        // run-queue cycle, or a queued flag out of sync
+export const INV_RBUF_HELD = 7;        // receive buffers held != connections holding one
+export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + response buffers + cached bodies
+
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
+// The one errno table: the core compares results with these, the host names
+// errors by them (host/libc.ts errnoName builds its name table from every
+// E* constant here except the EPOLL* ones, so a name is written once). Only
+// errno values may have an E name without the EPOLL prefix.
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
@@ -230,6 +276,7 @@ export const ENOMEM = 12;
 export const EACCES = 13;
 export const EFAULT = 14;
 export const EEXIST = 17;
+export const EXDEV = 18;
 export const ENOTDIR = 20;
 export const EISDIR = 21;
 export const EINVAL = 22;
@@ -237,11 +284,15 @@ export const ENFILE = 23;
 export const EMFILE = 24;
 export const EPIPE = 32;
 export const ENAMETOOLONG = 36;
+export const ENOSYS = 38;
 export const ELOOP = 40;
-export const EXDEV = 18;
-export const ENOBUFS = 105;
+export const EPROTO = 71;
+export const EAFNOSUPPORT = 97;
+export const EADDRINUSE = 98;
+export const EADDRNOTAVAIL = 99;
 export const ECONNABORTED = 103;
 export const ECONNRESET = 104;
+export const ENOBUFS = 105;
 export const ENOTCONN = 107;
 export const ETIMEDOUT = 110;
-export const EPROTO = 71;
+export const ECONNREFUSED = 111;

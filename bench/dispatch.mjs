@@ -36,6 +36,9 @@ const MSG = 64;                                    // bytes per READ
 const LISTEN_FD = 3;
 const FIRST_FD = 4;
 const NOW_MS = 1000;                               // loop time; never advances, no timer is due
+// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
+const SQE_WORDS = abi.SQE_SIZE >> 2;
+const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2, W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A3 = abi.SQE_A3 >> 2;
 
 
 /** One core instance with N built-in echo connections and a scripted kernel. */
@@ -92,18 +95,18 @@ class Bench {
     const i32 = this.i32, ops = this.ops, pending = this.pending;
     let q = this.ctlI32(abi.CTL_SQ) >> 2;
     const cq = this.ctlI32(abi.CTL_CQ) >> 2;
-    for (let i = 0; i < n; i++, q += 6) {
-      const op = i32[q], fd = i32[q + 1];
+    for (let i = 0; i < n; i++, q += SQE_WORDS) {
+      const op = i32[q + W_OP], fd = i32[q + W_FD];
       let r = 0;
       ops[op]++;
       if (op === abi.OP_READ) {
         if (pending[fd]) { pending[fd] = 0; r = MSG; } else r = -abi.EAGAIN;
       } else if (op === abi.OP_WRITE) {
-        r = i32[q + 3];
+        r = i32[q + W_A1];
       } else if (op === abi.OP_ACCEPT) {
         if (this.toAccept > 0) { this.toAccept--; r = this.nextFd++; } else r = -abi.EAGAIN;
       } else if (op === abi.OP_CTL) {
-        if (i32[q + 2] !== abi.EPOLL_CTL_DEL) this.gen[fd] = i32[q + 5];
+        if (i32[q + W_A0] !== abi.EPOLL_CTL_DEL) this.gen[fd] = i32[q + W_A3];
       } else if (op !== abi.OP_CLOSE) {
         throw new Error(`unexpected op ${op} on fd ${fd}`);
       }

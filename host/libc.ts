@@ -7,6 +7,7 @@
 // `read`/`write` & co. are declared as returning `int` so results never come
 // back as BigInt.
 import { createRequire } from "node:module";
+import { errnoName } from "./abi-names.ts";
 
 const require = createRequire(import.meta.url);
 // koffi is CommonJS with a native addon; load it the CommonJS way.
@@ -52,6 +53,8 @@ export const libc = {
   strerror: lib.func("const char *strerror(int)"),
 };
 
+export { errnoName };
+
 /** errno of the libc call that just failed. Read it before anything else. */
 export const errno = (): number => koffi.errno();
 
@@ -67,8 +70,7 @@ export function pollFd(fd: number, cb: (status: number, ev: { readable?: boolean
 }
 
 // ---- constants (Linux) ----------------------------------------------------
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+export { AF_INET, AF_INET6 } from "../assembly/abi.ts";
 export const SOCK_STREAM = 1;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
@@ -105,18 +107,8 @@ export const SIG_SETMASK = 2;
 export const SIGINT = 2;
 export const SIGTERM = 15;
 export const RLIMIT_NOFILE = 7;
-export const EADDRINUSE = 98;
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM", 2: "ENOENT", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES", 14: "EFAULT",
-  17: "EEXIST", 18: "EXDEV", 20: "ENOTDIR", 21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 32: "EPIPE",
-  36: "ENAMETOOLONG", 38: "ENOSYS", 40: "ELOOP", 71: "EPROTO", 97: "EAFNOSUPPORT", 98: "EADDRINUSE",
-  99: "EADDRNOTAVAIL", 103: "ECONNABORTED", 104: "ECONNRESET", 105: "ENOBUFS", 107: "ENOTCONN", 110: "ETIMEDOUT",
-  111: "ECONNREFUSED",
-};
 
 /** `EADDRINUSE (Address already in use)`: an OS error keeps its errno name. */
-export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }
 export function describeErrno(e: number): string { return `${errnoName(e)} (${libc.strerror(e)})`; }
 
 /** An OS error as a JS Error carrying `code` (the errno name), `errno` and, when one is concerned, `fd`. */

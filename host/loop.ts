@@ -16,7 +16,9 @@ import {
 import type { Sink } from "./record.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
-const LEVELS: LogLevel[] = ["error", "warn", "info", "access"];
+const LEVELS: Record<number, LogLevel> = {
+  [abi.LOG_ERROR]: "error", [abi.LOG_WARN]: "warn", [abi.LOG_INFO]: "info", [abi.LOG_ACCESS]: "access",
+};
 
 /** Carries out OP_OPEN for the HTTP server (host/files.ts). */
 export interface FileOpener {
@@ -51,7 +53,11 @@ export function defaultMaxFds(): number {
   return Math.max(64, Math.min(soft, 1 << 20));
 }
 
+// submit() reads the SQ through an Int32Array: SQE fields as word indices,
+// derived from abi.ts's byte offsets once, at load.
 const SQE_WORDS = abi.SQE_SIZE >> 2;
+const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2;
+const W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
 const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
 
 export class Loop {
@@ -233,7 +239,7 @@ export class Loop {
     let q = core.ctlI32(abi.CTL_SQ) >> 2;
     const cq = core.ctlI32(abi.CTL_CQ) >> 2;
     for (let i = 0; i < n; i++, q += SQE_WORDS) {
-      const op = i32[q], fd = i32[q + 1], a0 = i32[q + 2], a1 = i32[q + 3], a2 = i32[q + 4];
+      const op = i32[q + W_OP], fd = i32[q + W_FD], a0 = i32[q + W_A0], a1 = i32[q + W_A1], a2 = i32[q + W_A2];
       let r: number;
       switch (op) {
         case abi.OP_READ: r = libc.read(fd, base + a0, a1); break;
@@ -243,11 +249,11 @@ export class Loop {
         case abi.OP_ACCEPT: r = a0 ? libc.accept4(fd, base + a0, base + a0 + abi.SA_LEN, ACCEPT_FLAGS) : libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
         case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
         case abi.OP_CLOSE: r = libc.close(fd); break;
-        case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + 5]); break;
+        case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + W_A3]); break;
         case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
         case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
-        case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + 5]); break;
-        case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + 5]); break;
+        case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + W_A3]); break;
+        case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + W_A3]); break;
         case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
         case abi.OP_LOG:
           if (a2 === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(core.u8, a0, a1);

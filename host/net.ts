@@ -13,8 +13,8 @@ import { readFileSync } from "node:fs";
 import {
   libc, check, AF_INET, AF_INET6, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC, SOL_SOCKET, SO_REUSEADDR,
   SO_REUSEPORT, SO_SNDBUF, IPPROTO_TCP, TCP_NODELAY, TCP_DEFER_ACCEPT, IPPROTO_IPV6, IPV6_V6ONLY, SysError, errno,
-  EADDRINUSE,
 } from "./libc.ts";
+import { EADDRINUSE } from "../assembly/abi.ts";
 
 export interface ListenOptions {
   /** An IP address (IPv4, or IPv6 without brackets); default 127.0.0.1. Names: resolveHost() first. */

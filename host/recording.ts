@@ -9,6 +9,7 @@ import {
   MAGIC, FORMAT_VERSION, F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, RECORDED_EXPORTS, RETURNS_SQ,
   type RecordingHeader, type RecordedExport,
 } from "./record.ts";
+import { OP_NAMES } from "./abi-names.ts";
 
 /** A file that is not a usable recording: bad magic, truncated, corrupt, other build. */
 export class RecordingError extends Error {
@@ -66,10 +67,6 @@ export interface RecordedRequest {
 }
 
 export interface RecordedEvent { fd: number; events: number; gen: number }
-
-export const OP_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(abi).filter(([k]) => k.startsWith("OP_") && k !== "OP_COUNT").map(([k, v]) => [v as number, k.slice(3)]),
-);
 
 /** The header (after magic and version checks) and where the frames start. */
 export function readHeader(bytes: Uint8Array): { header: RecordingHeader; offset: number; version: number } {

@@ -6,16 +6,15 @@ import { readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreExports } from "./core.ts";
 import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, sha256File } from "./record.ts";
+import { describeInvariant } from "./abi-names.ts";
 import { RecordingError, readHeader, frameAt, decodeCall, decodeRequest, describeRequest } from "./recording.ts";
 
 export { RecordingError };
 
-const INVARIANT_NAMES: Record<number, string> = {
-  1: "timer heap", 2: "zombie outside a batch", 3: "connection/handler agreement", 4: "receive-buffer bounds",
-  5: "write-ring bounds", 6: "run queue", 7: "receive buffers held", 8: "ring-pool bytes held",
-};
-
-const SQE_FIELDS = ["op", "fd", "a0", "a1", "a2", "a3"];
+/** The SQE's fields by byte offset, to name the one a differing byte falls in. */
+const SQE_FIELDS: [number, string][] = [
+  [abi.SQE_OP, "op"], [abi.SQE_FD, "fd"], [abi.SQE_A0, "a0"], [abi.SQE_A1, "a1"], [abi.SQE_A2, "a2"], [abi.SQE_A3, "a3"],
+];
 
 export interface ReplayResult {
   /** Every return value and request matched the recording. Traps reproduced do not make it false: see `traps`. */
@@ -144,8 +143,8 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
         }
         if (options.check) {
           const code = x.checkInvariants();
-          if (code !== 0) {
-            const inv = `invariant ${code} (${INVARIANT_NAMES[code] ?? "?"})`;
+          if (code !== abi.INV_OK) {
+            const inv = describeInvariant(code);
             return diverge("invariant", "invariants hold", `${inv} broken`, `${inv} broken after this call`);
           }
         }
@@ -173,7 +172,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
           for (let k = 0; k < abi.SQE_SIZE; k++) {
             if (actual[o + k] === expected[o + k]) continue;
             const e = describeRequest(decodeRequest(expected, o)), a = describeRequest(decodeRequest(actual, o));
-            const field = SQE_FIELDS[k >> 2];
+            const field = SQE_FIELDS.find(([o]) => k >= o && k < o + 4)?.[1] ?? `byte ${k}`;
             return diverge("request", e, a, `request ${i} of ${last.result}: expected ${e}, got ${a} (byte ${k}: ${field})`,
               { request: i, requests: last.result, byteOffset: k, field });
           }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Builds the core (AssemblyScript -> build/core.wasm) and bundles the host
-// (esbuild -> dist/). `--if-needed` skips the work when every output is newer
-// than every source, so `npm start` is instant on a second run.
+// Builds the core (AssemblyScript -> build/core.wasm), bundles the host
+// (esbuild -> dist/, the package) and the fuzzer (tools/fuzz/ ->
+// build/fuzz.js, a development tool kept out of dist/ and so out of the
+// package). `--if-needed` skips the work when every output is newer than
+// every source, so `npm start` is instant on a second run.
 import { execFileSync } from "node:child_process";
 import { readdirSync, statSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -20,8 +22,10 @@ function newest(dir) {
 }
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
-const outputs = ["build/core.wasm", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts"];
-const sources = Math.max(newest("assembly"), newest("host"), mtime("asconfig.json"), mtime("package.json"));
+const outputs = [
+  "build/core.wasm", "build/fuzz.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts",
+];
+const sources = Math.max(newest("assembly"), newest("host"), newest("tools"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
 
 const bin = (name) => join(root, "node_modules", ".bin", name);
@@ -38,19 +42,23 @@ mkdirSync(join(root, "build"), { recursive: true });
 // layout (a renamed entry, a deleted module's .d.ts) reaches `npm pack`.
 rmSync(join(root, "dist"), { recursive: true, force: true });
 execFileSync(bin("asc"), ["assembly/index.ts", "--target", "release"], { cwd: root, stdio: "inherit" });
-execFileSync(
+const bundle = (entries, out) => execFileSync(
   bin("esbuild"),
-  ["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "host/fuzz.ts", "--bundle", "--platform=node", "--format=esm",
-   "--target=node20", "--outdir=dist", "--external:koffi", "--log-level=warning",
+  [...entries, "--bundle", "--platform=node", "--format=esm", "--target=node20", out, "--external:koffi", "--log-level=warning",
    "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
   { cwd: root, stdio: "inherit" },
 );
+bundle(["host/index.ts", "host/cli.ts", "host/worker-entry.ts"], "--outdir=dist");
+// build/ beside core.wasm: host/core.ts finds ../build/core.wasm from here too.
+bundle(["tools/fuzz/fuzz.ts"], "--outfile=build/fuzz.js");
 
 // Type declarations for the package entry (dist/types), with the sources'
 // ".ts" import specifiers (`from "./x.ts"` and `import("./x.ts")`) rewritten
 // to what a consumer resolves: "./x.js" finds x.d.ts under every
 // moduleResolution (bundler, node16, nodenext).
-execFileSync(bin("tsc"), ["-p", "tsconfig.json", "--noEmit", "false", "--declaration", "--emitDeclarationOnly",
+// tsconfig.build.json: the library's sources only (tsconfig.json also
+// type-checks tools/).
+execFileSync(bin("tsc"), ["-p", "tsconfig.build.json", "--noEmit", "false", "--declaration", "--emitDeclarationOnly",
   "--outDir", "dist/types"], { cwd: root, stdio: "inherit" });
 (function rewrite(dir) {
   for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {

@@ -19,7 +19,7 @@ const LISTENER = 3;
 
 /** A fake host serving echo on LISTENER, with the listener's first accept done. */
 function echoHost(config = {}) {
-  const h = new FakeHost({ config: { protocol: abi.PROTO_ECHO, ...config } });
+  const h = new FakeHost({ config });
   h.listen(LISTENER, abi.PROTO_ECHO);
   return h;
 }
@@ -431,7 +431,7 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
 // ---- HTTP: a 100 Continue that meets a full socket ------------------------------
 
 test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on EPOLLOUT alone, reads nothing meanwhile, then the body and the answer", () => {
-  const h = new FakeHost({ config: { protocol: abi.PROTO_HTTP, mode: "lt", idleTimeoutMs: 30_000 } });
+  const h = new FakeHost({ config: { mode: "lt", idleTimeoutMs: 30_000 } });
   h.listen(LISTENER, abi.PROTO_HTTP);
   const fd = 10;
   h.queueAccept(LISTENER, fd);

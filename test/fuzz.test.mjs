@@ -12,7 +12,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tmp = mkdtempSync(join(tmpdir(), "wr-fuzz-"));
 
 test("the fuzzer runs for its time and finds nothing", () => {
-  const r = spawnSync(process.execPath, [join(root, "dist/fuzz.js"), "--seconds", "4", "--seed", String(Date.now() % 1e9), "--out", tmp], { encoding: "utf8" });
+  const r = spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--seconds", "4", "--seed", String(Date.now() % 1e9), "--out", tmp], { encoding: "utf8" });
   assert.is(r.status, 0, r.stdout + r.stderr);
   const m = /ok, (\d+) iterations, (\d+) ticks, (\d+) responses/.exec(r.stdout);
   assert.ok(m, r.stdout);
@@ -21,7 +21,7 @@ test("the fuzzer runs for its time and finds nothing", () => {
 
 test("a failure (an injected trap) is saved as a reproducer that replays", () => {
   const out = join(tmp, "trap");
-  const r = spawnSync(process.execPath, [join(root, "dist/fuzz.js"), "--seconds", "0", "--seed", "7", "--inject-trap", "--out", out], { encoding: "utf8" });
+  const r = spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--seconds", "0", "--seed", "7", "--inject-trap", "--out", out], { encoding: "utf8" });
   assert.is(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /FAILED after 1 iterations: trap/);
   const rec = readdirSync(out).find((f) => f.endsWith(".rec"));
@@ -34,7 +34,7 @@ test("a failure (an injected trap) is saved as a reproducer that replays", () =>
 });
 
 test("bad fuzz arguments exit 2", () => {
-  assert.is(spawnSync(process.execPath, [join(root, "dist/fuzz.js"), "--bogus"]).status, 2);
+  assert.is(spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--bogus"]).status, 2);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -171,7 +171,7 @@ test("bare core: IPv6 addresses in RFC 5952 form, IPv4-mapped as ::ffff:a.b.c.d,
     [1 /* AF_UNIX */, Buffer.alloc(0), "-"],
   ];
   for (const [family, addr, want] of cases) {
-    const h = new FakeHost({ config: { protocol: abi.PROTO_HTTP, accessLog: true } });
+    const h = new FakeHost({ config: { accessLog: true } });
     h.listen(3, abi.PROTO_HTTP);
     let accepted = false;
     h.answer(abi.OP_ACCEPT, (sqe, host) => {

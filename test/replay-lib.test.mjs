@@ -130,7 +130,7 @@ test("replay(): a divergence names batch, call, request, byte and field, with ex
 test("a recording that reproduces a trap: replay() is ok with the trap listed; the CLI says so and exits 1", () => {
   const out = join(tmp, "trap");
   // The fuzzer's injected trap: debugTrapFd(4), so the core traps when it next runs fd 4.
-  const fz = spawnSync(process.execPath, [join(root, "dist/fuzz.js"), "--seconds", "0", "--seed", "7", "--inject-trap", "--out", out], { encoding: "utf8" });
+  const fz = spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--seconds", "0", "--seed", "7", "--inject-trap", "--out", out], { encoding: "utf8" });
   assert.is(fz.status, 1, fz.stdout + fz.stderr);
   const file = join(out, readdirSync(out).find((f) => f.endsWith(".rec")));
   const s = replay(readFileSync(file));

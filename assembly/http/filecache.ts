@@ -13,7 +13,7 @@
 // its fd closed when the last response using it is done.
 import {
   OP_OPEN, OP_CLOSE, OP_PREAD, FILE_KIND, FILE_MIME_LEN, FILE_BYTES, FILE_MTIME, FILE_INO, FILE_MIME,
-  FILE_REGULAR, FILE_DIRECTORY, FILE_RECORD_TOTAL, FILE_MIME_MAX, FILE_FLAGS,
+  FILE_REGULAR, FILE_MIME_MAX, FILE_FLAGS,
 } from "../abi";
 import { submit, now } from "../reactor/ctl";
 import { ringTake, ringGive, ringClassFor } from "../reactor/pool";

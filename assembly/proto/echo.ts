@@ -7,14 +7,15 @@
 // the ring until CFG_WRITE_BUF_MAX, and is then disconnected; other clients
 // are not affected. Idle connections close after CFG_IDLE_TIMEOUT.
 import {
-  OP_READ, OP_WRITE, EAGAIN, STAT_BYTES_IN, STAT_BYTES_OUT, CFG_IDLE_TIMEOUT, PROTO_ECHO,
+  OP_READ, OP_WRITE, EAGAIN, STAT_BYTES_IN, STAT_BYTES_OUT, CFG_IDLE_TIMEOUT, PROTO_ECHO, C_INFLIGHT, C_RBUF, C_RLEN,
+  C_IOV,
 } from "../abi";
 import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
 import {
-  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked,
-  connClose, connCloseSoon, connOverflow, setDeadline, etMode, connOpen, C_INFLIGHT, C_RBUF, C_RLEN, C_IOV,
-  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
+  conn, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
+  connCloseSoon, connOverflow, setDeadline, etMode, connOpen, CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED,
+  CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 

@@ -31,27 +31,26 @@
 // OPTIONS preflight); precompressed sidecars (X.br / X.gz, chosen by
 // Accept-Encoding; every response for X then carries Vary); the access log.
 import {
-  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, FILE_REGULAR, FILE_DIRECTORY,
-  CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY,
-  CFG_ACCESS_LOG, CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN,
-  ENOENT, ENOTDIR, EACCES, EXDEV, ELOOP, ENAMETOOLONG, CFG_MAX_FDS, CFG_CORS, CFG_PRECOMPRESSED, CFG_CACHE_CONTROL,
-  CFGT_CACHE_CONTROL, CACHE_CONTROL_MAX, FILE_HAS_BR, FILE_HAS_GZIP,
+  OP_READ, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, FILE_REGULAR, FILE_DIRECTORY,
+  CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS, CFG_MAX_BODY, CFG_ACCESS_LOG,
+  CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, ENOENT, EACCES,
+  ENAMETOOLONG, CFG_MAX_FDS, CFG_CORS, CFG_PRECOMPRESSED, CFG_CACHE_CONTROL, CFGT_CACHE_CONTROL,
+  CACHE_CONTROL_MAX, FILE_HAS_BR, FILE_HAS_GZIP, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, CONN_SIZE,
+  C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now, cfgText } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL, ringTake, ringGive } from "../reactor/pool";
 import {
-  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit, outAppend,
-  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN,
-  C_RPOS, CONN_SIZE, C_DEADLINE, C_TIMER, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
-  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_NONE, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE, OUT_MORE,
+  conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit, outAppend,
+  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE,
+  OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
-import { timerAdd, timerRearm, timerIsLive, timerDeadline } from "../timers";
 import { accessLogInit, accessLine } from "../http/accesslog";
 import { chooseEncoding, ENC_IDENTITY, ENC_BR } from "../http/encoding";
 import {
   REQ_SIZE, REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH,
-  REQ_HEADER_END,
   REQ_TARGET_OFF, REQ_TARGET_LEN, REQ_IF_NONE_MATCH_OFF, REQ_IF_NONE_MATCH_LEN, REQ_IF_MODIFIED_SINCE_OFF,
   REQ_IF_MODIFIED_SINCE_LEN, REQ_IF_MATCH_OFF, REQ_IF_MATCH_LEN, REQ_IF_UNMODIFIED_SINCE_OFF,
   REQ_IF_UNMODIFIED_SINCE_LEN, REQ_RANGE_OFF, REQ_RANGE_LEN, REQ_IF_RANGE_OFF, REQ_IF_RANGE_LEN,
@@ -59,7 +58,7 @@ import {
   REQ_USER_AGENT_OFF, REQ_USER_AGENT_LEN, REQ_REFERER_OFF, REQ_REFERER_LEN,
   METHOD_GET, METHOD_HEAD, METHOD_OPTIONS, RF_CONN_CLOSE, RF_CONN_KEEPALIVE, RF_CHUNKED, RF_HAS_CONTENT_LENGTH,
   RF_EXPECT_CONTINUE, RF_EXPECT_OTHER,
-  resetRequest, parseRequest, CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone,
+  resetRequest, parseRequest, resetChunked, decodeChunked, chunkedDone,
 } from "../http/parser";
 import { normalizePath, pathFlags, PATHF_TRAILING_SLASH, PATHF_DOTFILE } from "../http/path";
 import { formatHttpDate, parseHttpDate } from "../http/date";
@@ -71,7 +70,7 @@ import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, waitersAddr, entryState, entryKind, entryFd,
   entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef, entryUnref,
   entryForget, entryFlags, entryCtEnd,
-  FC_LOADING, FC_READY, PATH_MAX_CACHED,
+  FC_LOADING, PATH_MAX_CACHED,
 } from "../http/filecache";
 
 // states (C_STATE)
@@ -143,7 +142,7 @@ let dateBuf: usize = 0;       // "Date: ...\r\n", refreshed once per second
 let dateSecond: f64 = -1;
 
 export function httpInit(): void {
-  if (<usize>H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
+  if (H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
   if (MP_TEXT + (RANGE_PARTS_MAX + 1) * PART_HEAD_MAX > 4096 << MP_CLASS) abort("multipart layout overflows its buffer");
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
   headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);

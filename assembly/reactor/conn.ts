@@ -1,6 +1,6 @@
 // Connections of the built-in protocols (listeners, echo, HTTP).
 //
-// Records are fd-indexed, CONN_SIZE = 256 bytes each (offsets below); the
+// Records are fd-indexed, CONN_SIZE = 256 bytes each (layout: abi.ts); the
 // table is carved once at init. An idle keep-alive connection owns nothing
 // else: receive buffers and write rings come from pools only while there is
 // unprocessed input or pending output (see pool.ts).
@@ -11,39 +11,15 @@
 // submission queue has room. Nothing here performs I/O: "run" means "emit the
 // next request".
 import {
-  OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SHUTDOWN, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET,
-  EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
-  CFG_WRITE_BUF_MAX, MODE_ET,
+  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
+  EPOLLET, EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
+  CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
+  C_TIMER, C_DEADLINE, C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
-import { submit, sqRoom, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
+import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
 import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";
-
-export const CONN_SIZE: usize = 256;
-// -- generic part
-export const C_STATE = 0;      // i32 protocol state; 0 = free record
-export const C_FLAGS = 4;      // i32 CF_*
-export const C_PROTO = 8;      // i32 PROTO_* (or PROTO_LISTENER)
-export const C_NEXT = 12;      // i32 run-queue link (fd), -1 = end
-export const C_RBUF = 16;      // i32 held receive buffer, 0 = none
-export const C_RLEN = 20;      // i32 bytes in the receive buffer
-export const C_RPOS = 24;      // i32 first unprocessed byte in the receive buffer
-export const C_WRING = 28;     // i32 write ring, 0 = none
-export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
-export const C_WHEAD = 36;     // i32 ring read position
-export const C_WLEN = 40;      // i32 bytes in the ring
-export const C_TIMER = 44;     // i32 timer id, 0 = none
-export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
-export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
-export const C_IOV = 60;       // i32 bytes requested by the write in flight
-export const C_BODY_KIND = 64; // i32 BODY_*
-export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
-export const C_BODY_FD = 72;   // i32 file fd for sendfile
-export const C_BODY_LEFT = 80; // f64 body bytes still to send
-export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
-export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
-export const C_PROTO_AREA = 144; // 112 bytes the protocol may use: 144..255
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN

@@ -15,18 +15,18 @@
 // only when the previous one has completed, so no slot is in use twice. The
 // address moves to the peer table (peer.ts) when its accept succeeds.
 import {
-  OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM,
-  STAT_ACCEPTED, STAT_ACCEPT_PAUSED, LOG_WARN, LOG_ERROR, CTL_NOW, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY,
+  OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM, STAT_ACCEPTED,
+  STAT_ACCEPT_PAUSED, LOG_WARN, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY, C_PROTO_AREA, C_STATE,
 } from "../abi";
 import { peerSet } from "./peer";
-import { submit, sqRoom, roundRoom, ctlAddI32, ctlSetI32, ctlI32, now, setCurrentFd } from "./ctl";
-import { H_LISTENER, H_CONN, maxFds, slot, slotGen, handlerRemove } from "./handlers";
+import { submit, sqRoom, roundRoom, ctlAddI32, ctlSetI32, now, setCurrentFd } from "./ctl";
+import { H_LISTENER, maxFds, slot, slotGen, handlerRemove } from "./handlers";
 import {
-  conn, connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, C_PROTO_AREA,
-  C_INFLIGHT, PROTO_LISTENER, setFdReleasedHook, C_STATE,
+  connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, PROTO_LISTENER,
+  setFdReleasedHook,
 } from "./conn";
-import { logBegin, logStr, logInt, logEnd, logLine } from "./log";
-import { timerAdd, timerIsLive } from "../timers";
+import { logBegin, logStr, logEnd, logLine } from "./log";
+import { timerAdd } from "../timers";
 
 const L_SERVES = C_PROTO_AREA;       // protocol of accepted connections
 const L_OUTSTANDING = C_PROTO_AREA + 4; // accepts in flight

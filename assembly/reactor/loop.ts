@@ -9,13 +9,16 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_CALL, OP_OPEN, OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3,
-  CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS,
-  STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS, STAT_LIVE_CONNS, PROTO_ECHO, PROTO_HTTP, EINVAL, ENOMEM,
-  EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, LOG_ERROR, CFG_ACCESS_LOG, SQE_A0,
+  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_OPEN,
+  OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE,
+  CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS, STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS,
+  STAT_LIVE_CONNS, PROTO_HTTP, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP,
+  CFG_ACCESS_LOG, INV_OK, INV_TIMER_HEAP, INV_ZOMBIE, INV_CONN_HANDLER, INV_RBUF_BOUNDS, INV_WRING_BOUNDS,
+  INV_RUN_QUEUE, INV_RBUF_HELD, INV_RING_BYTES, C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, C_RBUF, C_RLEN,
+  C_RPOS, C_WRING, C_WCLS, C_WLEN,
 } from "../abi";
 import {
-  ctl, cfgText, ctlInit, sqReset, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  ctl, cfgText, ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
   events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
@@ -25,12 +28,12 @@ import {
 } from "./handlers";
 import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
-  connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CF_READABLE, CF_WRITABLE, CF_EOF,
-  PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon, CF_CLOSING,
+  connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
+  CF_WRITABLE, PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
+  CF_CLOSING,
 } from "./conn";
 import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
-import { logRoundReset, logBegin, logStr, logInt, logEnd } from "./log";
+import { logRoundReset } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
   timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
@@ -440,48 +443,40 @@ export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto)
 // ---- invariants (fuzzer, replay --check) ---------------------------------
 
 /**
- * Checks the core's structural invariants; returns 0 when they hold, else a
- * code naming the first that does not (see INV_* in the host's fuzz.ts):
- *  1 timer heap broken (order, index map, counts)
- *  2 a handler slot both zombie and live outside a batch
- *  3 a built-in connection without its handler slot, or a slot without it
- *  4 receive buffer offsets out of range
- *  5 write ring over the limit or over its own size
- *  6 a run-queue cycle or a queued flag out of sync
- *  7 receive buffers held != connections holding one
- *  8 ring-pool bytes held != write rings + response buffers (listing,
- *    multipart) + cached file bodies: a buffer leaked or given back twice
- * Never on the hot path.
+ * Checks the core's structural invariants; returns INV_OK when they hold,
+ * else the INV_* code (abi.ts) of the first that does not. INV_RING_BYTES
+ * counts write rings, response buffers (listing, multipart) and cached file
+ * bodies: a buffer leaked or given back twice. Never on the hot path.
  */
 export function checkInvariants(): i32 {
-  if (!timersCheck()) return 1;
+  if (!timersCheck()) return INV_TIMER_HEAP;
   let held = 0;
   let ringBytes = cachedBodyBytes();   // ring-pool bytes accounted for
   for (let fd = 0; fd < maxFds; fd++) {
     const kind = slotKind(fd);
     const hf = slotFlags(fd);
-    if (!dispatching && (hf & 1 /* HF_ZOMBIE */) != 0) return 2;
+    if (!dispatching && (hf & 1 /* HF_ZOMBIE */) != 0) return INV_ZOMBIE;
     const c = conn(fd);
     const live = load<i32>(c + C_STATE) != 0;
-    if ((hf & 1) == 0 && live != (kind == H_CONN || kind == H_LISTENER)) return 3;
+    if ((hf & 1) == 0 && live != (kind == H_CONN || kind == H_LISTENER)) return INV_CONN_HANDLER;
     if (!live) continue;
-    const rb = load<i32>(c + 16 /* C_RBUF */);
-    const rlen = load<i32>(c + 20), rpos = load<i32>(c + 24);
+    const rb = load<i32>(c + C_RBUF);
+    const rlen = load<i32>(c + C_RLEN), rpos = load<i32>(c + C_RPOS);
     if (rb != 0) {
       held++;
-      if (rpos < 0 || rpos > rlen || rlen > readBufCap(<usize>rb)) return 4;
-    } else if (rlen != 0 || rpos != 0) return 4;
-    const ring = load<i32>(c + 28), wlen = load<i32>(c + 40);
-    if (wlen < 0 || wlen > writeBufMax) return 5;
-    if (ring != 0 && wlen > (4096 << load<i32>(c + 32))) return 5;
-    if (ring == 0 && wlen != 0) return 5;
-    if (ring != 0) ringBytes += 4096 << load<i32>(c + 32);
+      if (rpos < 0 || rpos > rlen || rlen > readBufCap(<usize>rb)) return INV_RBUF_BOUNDS;
+    } else if (rlen != 0 || rpos != 0) return INV_RBUF_BOUNDS;
+    const ring = load<i32>(c + C_WRING), wlen = load<i32>(c + C_WLEN);
+    if (wlen < 0 || wlen > writeBufMax) return INV_WRING_BOUNDS;
+    if (ring != 0 && wlen > (4096 << load<i32>(c + C_WCLS))) return INV_WRING_BOUNDS;
+    if (ring == 0 && wlen != 0) return INV_WRING_BOUNDS;
+    if (ring != 0) ringBytes += 4096 << load<i32>(c + C_WCLS);
     if (load<i32>(c + C_PROTO) == PROTO_HTTP) ringBytes += httpHeldBytes(fd);
   }
-  if (held != readHeld) return 7;
-  if (ringBytes != ringBytesHeld) return 8;
-  if (!runQueueSane()) return 6;
-  return 0;
+  if (held != readHeld) return INV_RBUF_HELD;
+  if (ringBytes != ringBytesHeld) return INV_RING_BYTES;
+  if (!runQueueSane()) return INV_RUN_QUEUE;
+  return INV_OK;
 }
 
 /** Reads an i32 field of a connection record (tests and the fuzzer's reports). */

@@ -26,6 +26,10 @@ import { loadCore } from "./core.mjs";
 import abi, { opName } from "./abi.mjs";
 
 const SQE_WORDS = abi.SQE_SIZE >> 2;
+// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
+const W = {
+  op: abi.SQE_OP >> 2, fd: abi.SQE_FD >> 2, a0: abi.SQE_A0 >> 2, a1: abi.SQE_A1 >> 2, a2: abi.SQE_A2 >> 2, a3: abi.SQE_A3 >> 2,
+};
 const CALL_FAILED = -1;       // what host/loop.ts answers when a callback throws
 const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forever
 
@@ -33,7 +37,6 @@ const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forev
 export const defaultConfig = {
   maxFds: 256,
   mode: "lt",               // "lt" | "et"
-  protocol: abi.PROTO_ECHO,
   idleTimeoutMs: 0,
   headerTimeoutMs: 0,
   writeBufMax: 256 * 1024,
@@ -47,7 +50,7 @@ export const defaultConfig = {
 };
 
 const CFG_FIELDS = {
-  maxFds: abi.CFG_MAX_FDS, protocol: abi.CFG_PROTOCOL, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
+  maxFds: abi.CFG_MAX_FDS, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
   headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
   maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
   maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF,
@@ -231,7 +234,9 @@ export class FakeHost {
     for (let k = 0; k < n; k++) {
       const w = (sq >> 2) + k * SQE_WORDS;
       const i32 = this.i32; // a JS call may have grown memory: fresh view per entry
-      const sqe = { op: i32[w], fd: i32[w + 1], a0: i32[w + 2], a1: i32[w + 3], a2: i32[w + 4], a3: i32[w + 5] };
+      const sqe = {
+        op: i32[w + W.op], fd: i32[w + W.fd], a0: i32[w + W.a0], a1: i32[w + W.a1], a2: i32[w + W.a2], a3: i32[w + W.a3],
+      };
       const res = this.respond(sqe) | 0;
       this.i32[(cq >> 2) + k] = res;
       if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res });

@@ -1,6 +1,8 @@
 // The fuzzer: the core, in-process and with no sockets, against a simulated
-// kernel that is as unkind as the real one may be. Each iteration is a fresh
-// core with random limits, driven through the same phases as host/loop.ts:
+// kernel that is as unkind as the real one may be. A development tool, not
+// part of the package (bundled to build/fuzz.js, outside dist/). Each
+// iteration is a fresh core with random limits, driven through the same
+// phases as host/loop.ts:
 //
 //  - clients arrive with HTTP requests (valid, pipelined, with bodies,
 //    chunked, malformed) or echo bytes, mutated (byte flips, truncation,
@@ -18,29 +20,19 @@
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
 // queue), along with the simulated kernel's own rules (no request on a closed
-// fd, no double close, echo output equals echo input, every multipart/byteranges
-// response exact: host/fuzz-byteranges.ts). A trap, a broken
+// fd, no double close, echo output equals echo input, every
+// multipart/byteranges response exact: byteranges.ts). A trap, a broken
 // invariant or a livelock stops the run: the iteration's recording is saved
 // in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
 //
 //   npm run fuzz -- --seconds 30 [--seed N] [--out DIR]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import * as abi from "../assembly/abi.ts";
-import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "./core.ts";
-import { Recorder, MemorySink, sha256File } from "./record.ts";
-import { checkByteranges, fileByte } from "./fuzz-byteranges.ts";
-
-export const INVARIANTS: Record<number, string> = {
-  1: "timer heap broken (order, index map or counts)",
-  2: "a handler slot is both zombie and live outside a batch",
-  3: "a built-in connection and its handler slot disagree",
-  4: "receive-buffer offsets out of range",
-  5: "write ring over the limit or over its own size",
-  6: "run-queue cycle or queued flag out of sync",
-  7: "receive buffers held != connections holding one",
-  8: "ring-pool bytes held != write rings + response buffers + cached bodies",
-};
+import * as abi from "../../assembly/abi.ts";
+import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "../../host/core.ts";
+import { Recorder, MemorySink, sha256File } from "../../host/record.ts";
+import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
+import { checkByteranges, fileByte } from "./byteranges.ts";
 
 class Rng {
   private s: number;
@@ -195,7 +187,7 @@ class Iteration {
 
   private check(where: string): void {
     const code = this.x.checkInvariants();
-    if (code !== 0) this.fail(`invariant ${code} after ${where}: ${INVARIANTS[code] ?? "?"}`);
+    if (code !== abi.INV_OK) this.fail(`${describeInvariant(code)} broken after ${where}`);
   }
 
   private lowestFreeFd(): number {
@@ -243,8 +235,9 @@ class Iteration {
     const live = this.core.ctlI32(abi.STAT_LIVE_CONNS);
     if (timeoutsOn && live !== 0) {
       const x = this.x;
-      const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, 0) !== 0)
-        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, 0)} flags ${x.debugConnI32(fd, 4)} timer ${x.debugConnI32(fd, 44)} deadline ${x.debugConnF64(fd, 48)} inflight ${x.debugConnI32(fd, 56)}`);
+      const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, abi.C_STATE) !== 0)
+        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, abi.C_STATE)} flags ${x.debugConnI32(fd, abi.C_FLAGS)} timer ${x.debugConnI32(fd, abi.C_TIMER)}`
+          + ` deadline ${x.debugConnF64(fd, abi.C_DEADLINE)} inflight ${x.debugConnI32(fd, abi.C_INFLIGHT)}`);
       this.fail(`${live} connection(s) still open after every timeout expired (now ${this.time}): ${alive.slice(0, 4).join("; ")}`);
     }
   }
@@ -363,15 +356,15 @@ class Iteration {
     const sq = c.ctlI32(abi.CTL_SQ), cq = c.ctlI32(abi.CTL_CQ);
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
-      const op = dv.getInt32(e, true), fd = dv.getInt32(e + 4, true);
-      const a = [dv.getInt32(e + 8, true), dv.getInt32(e + 12, true), dv.getInt32(e + 16, true), dv.getInt32(e + 20, true)];
-      const name = Object.entries(abi).find(([k, v]) => k.startsWith("OP_") && v === op)?.[0] ?? String(op);
+      const op = dv.getInt32(e + abi.SQE_OP, true), fd = dv.getInt32(e + abi.SQE_FD, true);
+      const a = [abi.SQE_A0, abi.SQE_A1, abi.SQE_A2, abi.SQE_A3].map((o) => dv.getInt32(e + o, true));
+      const name = OP_NAMES[op] ?? String(op);
       if (this.trace.length >= 400) this.trace.shift();
       this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
       const res = this.exec(op, fd, a);
       this.trace[this.trace.length - 1] += ` -> ${res}`;
       c.refresh();
-      new DataView(c.u8.buffer).setInt32(cq + i * 4, res, true);
+      new DataView(c.u8.buffer).setInt32(cq + i * abi.CQE_SIZE, res, true);
     }
   }
 

@@ -1,4 +1,4 @@
-// A fuzzer check (host/fuzz.ts): every multipart/byteranges response in
+// A fuzzer check (fuzz.ts): every multipart/byteranges response in
 // what the core wrote to one connection is well formed, exactly as long as
 // its Content-Length, and carries the file's bytes at each part's
 // Content-Range. The simulated kernel's files hold a known byte at every
