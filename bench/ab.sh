@@ -7,6 +7,10 @@
 #
 #   ./bench/ab.sh 4947b43 HEAD                    # 1 KiB at 50 and 1000 connections
 #   ROUNDS=5 CASES=50x1k FLAGS="--access-log" ./bench/ab.sh main HEAD
+#   ./bench/ab.sh --help                          # this text
+#
+# (No --smoke: a run builds two worktrees, which is minutes, not seconds; the
+# test suite checks its syntax and this help.)
 #
 # Environment [defaults]: ROUNDS [3], DURATION seconds per run [8], CASES
 # [50x1k,1000x1k], FLAGS extra serve flags for both [none], SERVER_CPU /
@@ -15,8 +19,12 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-A=${1:?usage: bench/ab.sh REV_A REV_B}
-B=${2:?usage: bench/ab.sh REV_A REV_B}
+case ${1:-} in
+  -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+esac
+if (( $# != 2 )); then echo "usage: bench/ab.sh REV_A REV_B (--help for more)" >&2; exit 2; fi
+A=$1
+B=$2
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 CASES=${CASES:-50x1k,1000x1k}

@@ -1,15 +1,26 @@
 // Micro-benchmark of event dispatch inside the core (assembly/reactor/loop.ts)
 // with no OS at all: the core is loaded from build/core.wasm, built-in echo
-// connections are opened by scripting completions (a listener, OP_ACCEPT
-// answered with made-up fds), and each tick a batch of fake EPOLLIN events
-// is written into the event area the way epoll_wait would write them.
+// connections are opened through the fake host of the tests, and each tick a
+// batch of fake EPOLLIN events is written into the event area the way
+// epoll_wait would write them.
 //
 //   node bench/dispatch.mjs          (uses build/core.wasm, or $CORE_WASM;
 //                                     RUNS=7 OPS=2000000 to change the effort)
+//   node bench/dispatch.mjs --smoke  (one run of one batch per row: checks
+//                                     that it runs; the figures mean nothing)
 //
-// A small "kernel" in JS carries out the core's requests: READ returns 64
-// bytes once per event and -EAGAIN after that, WRITE takes everything, CTL
-// and CLOSE succeed. It never touches the bytes; echo does not look at them.
+// The pump is test/lib/fakehost.mjs's, not a copy (a copy of it drifted once
+// and this benchmark stopped running). Connections are opened with its socket
+// and accept model: N in the listener's backlog, the listener reported
+// readable every tick until accept4 says EAGAIN, as level-triggered epoll
+// would (the core accepts in adaptive batches, assembly/reactor/listener.ts,
+// so that takes several ticks). Events are encoded by FakeHost.events() once
+// per batch and copied back in before each dispatch.
+//
+// In the timed loops a lean kernel that allocates nothing per request
+// answers READ (64 bytes once per event, -EAGAIN after that) and WRITE
+// (everything); CTL and CLOSE go to the fake host's own model. It never
+// touches the bytes; echo does not look at them.
 //
 // Per event, after one warm-up run, median of RUNS runs (min..max shown):
 //   stale drop   dispatch(n) of events whose generation is stale: the floor
@@ -23,122 +34,113 @@
 //                that fills the buffer is followed by another READ, which
 //                gets -EAGAIN), then runDeferred. "core" counts only
 //                time inside wasm calls (plus one clock read per call);
-//                "total" adds the JS kernel (writing events, CQ results).
+//                "total" adds the JS kernel and the pump (writing events,
+//                CQ results).
 //   SQE/event    requests the core emitted per event in the round trip, to
 //                show nothing unexpected (an OP_CTL here would be a bug).
+import { FakeHost } from "../test/lib/fakehost.mjs";
 import { loadCore } from "../test/lib/core.mjs";
 import abi from "../test/lib/abi.mjs";
 import { prng } from "../test/lib/prng.mjs";
 
-const RUNS = Number(process.env.RUNS || 7);
-const OPS = Number(process.env.OPS || 2_000_000); // events per run
+const args = process.argv.slice(2);
+for (const a of args) if (a !== "--smoke") { console.error(`dispatch.mjs: unknown argument ${a} (only --smoke)`); process.exit(2); }
+const SMOKE = args.includes("--smoke");
+const RUNS = SMOKE ? 1 : Number(process.env.RUNS || 7);
+const OPS = SMOKE ? 1 : Number(process.env.OPS || 2_000_000); // events per run (at least one batch)
+const FIXED_CALLS = SMOKE ? 10_000 : 5_000_000;
 const MSG = 64;                                    // bytes per READ
 const LISTEN_FD = 3;
 const FIRST_FD = 4;
 const NOW_MS = 1000;                               // loop time; never advances, no timer is due
 // SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
 const SQE_WORDS = abi.SQE_SIZE >> 2;
-const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2, W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A3 = abi.SQE_A3 >> 2;
-
+const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2, W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
 
 /** One core instance with N built-in echo connections and a scripted kernel. */
-class Bench {
+class Bench extends FakeHost {
   constructor({ mode, conns, maxFds, idleMs, maxEvents }) {
-    this.core = loadCore();
-    const x = (this.x = this.core.x);
-    this.ctl = x.ctlAddress();
-    this.refresh();
-    const i32 = this.i32;
-    const c = this.ctl >> 2;
-    i32[c + (abi.CTL_EVENT_STRIDE >> 2)] = 12; // x86-64 packed struct epoll_event
-    i32[c + (abi.CTL_EVENT_DATA >> 2)] = 4;
-    i32[c + (abi.CFG_MAX_FDS >> 2)] = maxFds;
-    i32[c + (abi.CFG_MODE >> 2)] = mode === "et" ? abi.MODE_ET : abi.MODE_LT;
-    i32[c + (abi.CFG_IDLE_TIMEOUT >> 2)] = idleMs;
-    i32[c + (abi.CFG_MAX_EVENTS >> 2)] = maxEvents;
-    this.f64[(this.ctl + abi.CTL_NOW) >> 3] = NOW_MS;
-    this.f64[(this.ctl + abi.CTL_WALL) >> 3] = Date.now();
-    x.init();
-    this.refresh();
-    this.events = this.ctlI32(abi.CTL_EVENTS);
-    this.stride = this.ctlI32(abi.CTL_EVENT_STRIDE);
-
-    // kernel state, fd-indexed
-    this.gen = new Int32Array(maxFds);      // generation the core put in epoll's data (OP_CTL a3)
+    super({ config: { maxFds, mode, idleTimeoutMs: idleMs, maxEvents, protocol: abi.PROTO_ECHO }, time: NOW_MS });
+    this.keepLog = false;
+    this.fast = false;                      // true: the lean kernel below answers READ and WRITE
+    this.timeCore = false;                  // true: time spent in wasm calls adds to coreMs
+    this.coreMs = 0;
     this.pending = new Uint8Array(maxFds);  // 1: a READ returns MSG bytes, then -EAGAIN
     this.ops = new Float64Array(abi.OP_COUNT);
-    this.toAccept = conns;
-    this.nextFd = FIRST_FD;
 
-    if (x.listen(LISTEN_FD, abi.PROTO_ECHO) < 0) throw new Error("listen failed");
-    this.pump(x.flush());
-    if (this.ctlI32(abi.STAT_LIVE_CONNS) !== conns) {
-      throw new Error(`expected ${conns} connections, core has ${this.ctlI32(abi.STAT_LIVE_CONNS)}`);
-    }
+    // Open the connections the way a kernel would offer them: N in the
+    // listener's backlog, the listener readable (LT: reported every tick)
+    // until accept4 says EAGAIN.
+    this.listen(LISTEN_FD, abi.PROTO_ECHO);
     this.fds = Int32Array.from({ length: conns }, (_, i) => FIRST_FD + i);
+    this.queueAccept(LISTEN_FD, ...this.fds);
+    for (let ticks = 0; this.stat(abi.STAT_LIVE_CONNS) < conns; ticks++) {
+      if (ticks > conns) throw new Error(`expected ${conns} connections, core has ${this.stat(abi.STAT_LIVE_CONNS)} after ${ticks} ticks`);
+      this.tick([{ fd: LISTEN_FD, events: abi.EPOLLIN }]);
+    }
+    if (this.traps.length) throw new Error(`core trapped while connecting: ${this.traps[0].message}`);
+    this.events0 = this.ctlI32(abi.CTL_EVENTS);
+    this.refresh();
+    this.fast = true;
   }
 
   refresh() {
     const buf = this.x.memory.buffer;
     if (buf === this.buffer) return;
     this.buffer = buf;
-    this.i32 = new Int32Array(buf);
-    this.f64 = new Float64Array(buf);
-    this.u8 = new Uint8Array(buf);
+    this.fastI32 = new Int32Array(buf);
+    this.fastU8 = new Uint8Array(buf);
   }
 
-  ctlI32(off) { return this.i32[(this.ctl + off) >> 2]; }
-
-  /** The kernel: carries out SQ[0..n) and writes CQ[0..n). */
+  /** The lean kernel: carries out SQ[0..n) and writes CQ[0..n). */
   carryOut(n) {
+    if (!this.fast) return super.carryOut(n);
+    if (this.phase === "timers" || this.phase === "deferred") throw new Error(`phase ${this.phase} emitted ${n} requests`);
     this.refresh();
-    const i32 = this.i32, ops = this.ops, pending = this.pending;
+    const i32 = this.fastI32, ops = this.ops, pending = this.pending;
     let q = this.ctlI32(abi.CTL_SQ) >> 2;
     const cq = this.ctlI32(abi.CTL_CQ) >> 2;
     for (let i = 0; i < n; i++, q += SQE_WORDS) {
       const op = i32[q + W_OP], fd = i32[q + W_FD];
-      let r = 0;
+      let r;
       ops[op]++;
       if (op === abi.OP_READ) {
         if (pending[fd]) { pending[fd] = 0; r = MSG; } else r = -abi.EAGAIN;
       } else if (op === abi.OP_WRITE) {
-        r = i32[q + W_A1];
-      } else if (op === abi.OP_ACCEPT) {
-        if (this.toAccept > 0) { this.toAccept--; r = this.nextFd++; } else r = -abi.EAGAIN;
-      } else if (op === abi.OP_CTL) {
-        if (i32[q + W_A0] !== abi.EPOLL_CTL_DEL) this.gen[fd] = i32[q + W_A3];
-      } else if (op !== abi.OP_CLOSE) {
+        r = i32[q + W_A1]; // the length
+      } else if (op === abi.OP_CTL || op === abi.OP_CLOSE) {
+        r = this.respond({ op, fd, a0: i32[q + W_A0], a1: i32[q + W_A1], a2: i32[q + W_A2], a3: i32[q + W_A3] });
+        this.refresh();
+      } else {
         throw new Error(`unexpected op ${op} on fd ${fd}`);
       }
-      i32[cq + i] = r;
+      this.fastI32[cq + i] = r;
     }
   }
 
-  pump(n) {
-    while (n > 0) {
-      this.carryOut(n);
-      n = this.x.complete(n);
-    }
+  /** FakeHost's pump calls every core function through guard(): time them there. */
+  guard(call) {
+    if (!this.timeCore) return super.guard(call);
+    const t0 = performance.now();
+    try { return super.guard(call); } finally { this.coreMs += performance.now() - t0; }
   }
 
   /** K batches of `size` distinct fds in random order, as epoll_wait would write them. */
   makeBatches(size, k, rand, stale = false) {
     const batches = [];
     const fds = this.fds.slice();
+    const stride = this.ctlI32(abi.CTL_EVENT_STRIDE);
     for (let b = 0; b < k; b++) {
       // partial Fisher-Yates: the first `size` entries become a random subset
       for (let i = 0; i < size; i++) {
         const j = i + Math.floor(rand() * (fds.length - i));
         const t = fds[i]; fds[i] = fds[j]; fds[j] = t;
       }
-      const bytes = new Uint8Array(size * this.stride);
-      const dv = new DataView(bytes.buffer);
-      for (let i = 0; i < size; i++) {
-        const fd = fds[i];
-        dv.setUint32(i * this.stride, abi.EPOLLIN, true);
-        dv.setInt32(i * this.stride + 4, fd, true);
-        dv.setInt32(i * this.stride + 8, stale ? (this.gen[fd] + 1) & 0xffff : this.gen[fd], true);
-      }
+      const items = Array.from(fds.subarray(0, size), (fd) =>
+        ({ fd, events: abi.EPOLLIN, gen: stale ? (this.lastGen.get(fd) + 1) & 0xffff : undefined }));
+      // FakeHost writes the records; keep a copy to put back before each dispatch
+      this.events(items);
+      const bytes = this.u8.slice(this.events0, this.events0 + size * stride);
       batches.push({ bytes, fds: fds.slice(0, size) });
     }
     return batches;
@@ -146,7 +148,8 @@ class Bench {
 
   /** "epoll_wait": writes a batch into the event area and marks its fds readable. */
   deliver(batch) {
-    this.u8.set(batch.bytes, this.events);
+    this.refresh();
+    this.fastU8.set(batch.bytes, this.events0);
     const pending = this.pending, fds = batch.fds;
     for (let i = 0; i < fds.length; i++) pending[fds[i]] = 1;
   }
@@ -157,12 +160,15 @@ class Bench {
     let coreMs = 0;
     for (let done = 0, b = 0; done < ops; done += size, b++) {
       const batch = batches[b % batches.length];
-      this.u8.set(batch.bytes, this.events); // nothing pending: the reads get EAGAIN
-      const t0 = performance.now();
-      const n = x.dispatch(size);
-      coreMs += performance.now() - t0;
-      this.pump(n);
-      this.pump(x.runDeferred());
+      this.refresh();
+      this.fastU8.set(batch.bytes, this.events0); // nothing pending: the reads get EAGAIN
+      this.drain("dispatch", () => {
+        const t0 = performance.now();
+        const n = x.dispatch(size);
+        coreMs += performance.now() - t0;
+        return n;
+      });
+      this.runDeferred();
     }
     return coreMs;
   }
@@ -170,31 +176,19 @@ class Bench {
   /** Whole ticks. Returns [core ms, total ms]. */
   runTicks(batches, ops) {
     const x = this.x, size = batches[0].fds.length;
-    let coreMs = 0;
+    this.coreMs = 0;
+    this.timeCore = true;
     const start = performance.now();
     for (let done = 0, b = 0; done < ops; done += size, b++) {
       const batch = batches[b % batches.length];
-      let t0 = performance.now();
-      let n = x.runTimers();
-      x.pollTimeout();
-      coreMs += performance.now() - t0;
-      if (n > 0) throw new Error("a timer fired");
+      this.runTimers();
+      this.guard(() => x.pollTimeout());
       this.deliver(batch);
-      t0 = performance.now();
-      n = x.dispatch(size);
-      coreMs += performance.now() - t0;
-      while (n > 0) {
-        this.carryOut(n);
-        t0 = performance.now();
-        n = x.complete(n);
-        coreMs += performance.now() - t0;
-      }
-      t0 = performance.now();
-      n = x.runDeferred();
-      coreMs += performance.now() - t0;
-      if (n > 0) throw new Error("runDeferred emitted requests");
+      this.drain("dispatch", () => x.dispatch(size));
+      this.runDeferred();
     }
-    return [coreMs, performance.now() - start];
+    this.timeCore = false;
+    return [this.coreMs, performance.now() - start];
   }
 }
 
@@ -239,13 +233,14 @@ function runOnce(p, r) {
 
 function check(p) {
   if (p.bench.x.memory.buffer.byteLength !== p.memBefore) throw new Error("memory grew on the hot path");
-  if (p.bench.ctlI32(abi.STAT_LIVE_CONNS) !== p.cfg.conns) throw new Error("connections were lost");
+  if (p.bench.stat(abi.STAT_LIVE_CONNS) !== p.cfg.conns) throw new Error("connections were lost");
+  if (p.bench.traps.length) throw new Error(`the core trapped: ${p.bench.traps[0].message}`);
 }
 
 /** The clock read and an empty wasm call: the fixed costs inside each "core" interval. */
 function fixedCosts() {
   const { x } = loadCore();
-  const N = 5_000_000;
+  const N = FIXED_CALLS;
   let t0 = performance.now();
   let sink = 0;
   for (let i = 0; i < N; i++) sink += performance.now();
@@ -275,7 +270,7 @@ const prepared = configs.map(prepare);
 for (let r = -1; r < RUNS; r++) for (const p of prepared) runOnce(p, r);
 prepared.forEach(check);
 const rows = prepared.map((p) => ({ ...p.cfg, ...p.stats, sqePerEvent: p.sqePerEvent, opMix: p.opMix }));
-console.log(`event dispatch, ns per event, median of ${RUNS} runs x ${OPS.toLocaleString("en")} events (min..max) (node ${process.version})`);
+console.log(`event dispatch, ns per event, median of ${RUNS} runs x ${SMOKE ? "one batch" : `${OPS.toLocaleString("en")} events`} (min..max) (node ${process.version})`);
 console.log(`fixed costs: performance.now() ${fixed.clock.toFixed(1)} ns, empty wasm call ${fixed.call.toFixed(1)} ns (one clock read per core call is inside "core")`);
 console.log("| mode | conns | batch | idle timeout | stale drop | dispatch | round trip, core | round trip, total | SQE/event |");
 console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");

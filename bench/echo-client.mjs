@@ -3,7 +3,7 @@
 // sends the next. Used by bench/echo.mjs; runs on its own too:
 //
 //   node bench/echo-client.mjs --port P [--conns 50] [--duration 5] [--warmup 1]
-//                              [--size 64] [--server-pid PID] [--json]
+//                              [--size 64] [--server-pid PID] [--drain 1] [--json]
 //
 // Only the window after the warm-up is measured: messages/s, latency
 // percentiles, errors, the client's own CPU (it may be the bottleneck: a
@@ -13,7 +13,7 @@
 //
 // Errors: failed connects, socket errors, unexpected closes, echoes whose
 // bytes differ from what was sent, and connections still waiting for an echo
-// after the window plus one second (stalled).
+// --drain seconds after the window (stalled).
 //
 // With --cpus 0,1 it also reports how busy those CPUs were over the window
 // (all processes, /proc/stat): on a shared machine, what is busy beyond the
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     "server-pid": { type: "string" },
     cpus: { type: "string" }, // e.g. "0,1": report how busy these CPUs were (all processes)
+    drain: { type: "string", default: "1" }, // s to wait for the echoes in flight after the window
     json: { type: "boolean", default: false },
   },
 });
@@ -171,7 +172,7 @@ const serverCpu = serverUser + serverSys;
 
 // Let the echoes in flight come back, then count whoever is still waiting.
 stopping = true;
-await sleep(1000);
+await sleep(Number(values.drain) * 1000);
 const stalled = conns.filter((c) => c.waiting).length;
 for (let i = 0; i < stalled; i++) error("stalled");
 for (const c of conns) c.socket.destroy();

@@ -68,12 +68,13 @@ async function worker() {
 }
 await Promise.all(Array.from({ length: Math.min(batch, total) }, worker));
 holding = true;
-process.stdout.write(`ready open=${sockets.length} failed=${failed}\n`);
 
 function finish() {
   const stillOpen = sockets.filter((s) => !s.destroyed).length;
   process.stdout.write(`exit still_open=${stillOpen} closed_by_server=${closedByServer}\n`);
   process.exit(0);
 }
+// Before the ready line: whoever reads it may signal at once.
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, finish);
+process.stdout.write(`ready open=${sockets.length} failed=${failed}\n`);
 setInterval(() => {}, 1 << 30); // hold the loop open until signalled

@@ -5,14 +5,20 @@
 #
 #   node scripts/build.mjs && ./bench/http.sh    # full run: ~8 min on quiet cores
 #   DURATION=5 CASES=50x1k,1000x1k IDLE_CONNS=0 ./bench/http.sh  # quick look
+#   ./bench/http.sh --smoke    # seconds: et only, 5 connections for 1 s, 5 idle
+#                              # connections, no warm-up, quiet wait, retries or
+#                              # sysctl changes; prints, writes nothing. Checks
+#                              # that the benchmark runs; the figures mean nothing.
+#   ./bench/http.sh --help     # this text
 #
 # Environment (defaults in brackets):
 #   DURATION    seconds per measured wrk run [10]
-#   WARMUP      seconds of 50-connection load before each measurement [2]
+#   WARMUP      seconds of 50-connection load before each measurement, 0 = none [2]
 #   CASES       CONNSxFILE list, FILE is 1k or 64k; empty = none
 #               [50x1k,1000x1k,10000x1k,50x64k]
 #   SERVERS     any of et,lt,node,nginx,h2o [all five]
 #   IDLE_CONNS  idle keep-alive connections for the memory figure, 0 = skip [10000]
+#   IDLE_SETTLE seconds between the idle connections being ready and reading RSS [2]
 #   WRK_TIMEOUT wrk's per-request timeout in seconds [2]
 #   QUIET_WAIT  seconds to wait for both cores to go idle before a run [30]
 #   MAX_OTHER / RETRIES  a run during which other processes took more than
@@ -45,11 +51,21 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
+SMOKE=0
+case ${1:-} in
+  "") ;;
+  --smoke)
+    SMOKE=1
+    DURATION=1 WARMUP=0 CASES=5x1k SERVERS=et IDLE_CONNS=5 IDLE_SETTLE=0.2 QUIET_WAIT=0 RETRIES=0 RESULTS= CHART= ;;
+  -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+  *) echo "bench/http.sh: unknown argument '$1' (--smoke, --help; the knobs are environment variables)" >&2; exit 2 ;;
+esac
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CASES=${CASES-50x1k,1000x1k,10000x1k,50x64k}
 SERVERS=${SERVERS:-et,lt,node,nginx,h2o}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_SETTLE=${IDLE_SETTLE:-2}
 WRK_TIMEOUT=${WRK_TIMEOUT:-2}
 QUIET_WAIT=${QUIET_WAIT:-30}
 MAX_OTHER=${MAX_OTHER:-10}
@@ -60,6 +76,7 @@ RESULTS=${RESULTS-$HERE/RESULTS.md}
 CHART=${CHART-${RESULTS:+$(dirname "$RESULTS")/chart.svg}}
 COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS IDLE_CONNS=$IDLE_CONNS"
 COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER RETRIES=$RETRIES ./bench/http.sh"
+(( SMOKE )) && COMMAND="./bench/http.sh --smoke"
 
 log() { printf '[http.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -153,7 +170,9 @@ raise_sysctl() { # name minimum
     sysctl_changes+=("$1 = $cur (unchanged)")
   fi
 }
-if [[ $(id -u) == 0 ]]; then
+if (( SMOKE )); then
+  sysctl_changes+=("none (--smoke)")
+elif [[ $(id -u) == 0 ]]; then
   raise_sysctl net.core.somaxconn 65535
   raise_sysctl net.ipv4.tcp_max_syn_backlog 65535
   read -r lo hi < <(sysctl -n net.ipv4.ip_local_port_range)
@@ -262,6 +281,10 @@ run_wrk() { # conns seconds path out
   CPID=""
 }
 
+warm_up() { # path out
+  if (( WARMUP > 0 )); then run_wrk 50 "$WARMUP" "$1" "$2"; fi
+}
+
 # Busy ticks of one CPU: user+nice+system+steal from /proc/stat. Interrupt
 # and softirq time are left out: loopback traffic puts the server's own
 # packet handling there, and it is not someone else's load.
@@ -274,6 +297,7 @@ cpu_busy() {
 # during the run is measured and reported as "other".)
 quiet_wait() {
   local i a0 b0 a1 b1
+  (( QUIET_WAIT > 0 )) || return 0
   for ((i = 0; i < QUIET_WAIT * 2; i++)); do
     a0=$(cpu_busy "$SERVER_CPU"); b0=$(cpu_busy "$CLIENT_CPU")
     sleep 0.5
@@ -297,7 +321,7 @@ measure() {
   local t0 t1 c0 c1 k0 k1 d0 d1 other other_client wrk_ticks alive line rps kv
   PORT=$(free_port)
   start_server "$s" "$PORT"
-  run_wrk 50 "$WARMUP" "$file" "$TMP/out/$s.$kase.warmup"
+  warm_up "$file" "$TMP/out/$s.$kase.warmup"
   quiet_wait
   t0=$(cpu_ticks); c0=$(cpu_busy "$SERVER_CPU"); k0=$(cpu_busy "$CLIENT_CPU"); d0=$(listen_drops)
   run_wrk "$conns" "$DURATION" "$file" "$out"
@@ -350,7 +374,7 @@ if (( IDLE_CONNS > 0 )); then
   for s in "${servers[@]}"; do
     PORT=$(free_port)
     start_server "$s" "$PORT"
-    run_wrk 50 "$WARMUP" /1k.bin "$TMP/out/$s.idle.warmup"
+    warm_up /1k.bin "$TMP/out/$s.idle.warmup"
     quiet_wait
     before=$(rss_kb); wasm_before=""
     [[ $s == et || $s == lt ]] && wasm_before=$(wasm_rss_kb "$SPID")
@@ -358,7 +382,7 @@ if (( IDLE_CONNS > 0 )); then
     taskset -c "$CLIENT_CPU" node "$HERE/http-idle.mjs" --port "$PORT" --conns "$IDLE_CONNS" >"$out" 2>&1 &
     CPID=$!
     for _ in $(seq 1200); do grep -q '^ready' "$out" && break; kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
-    sleep 2
+    sleep "$IDLE_SETTLE"
     after=$(rss_kb); wasm_after=""
     [[ $s == et || $s == lt ]] && wasm_after=$(wasm_rss_kb "$SPID")
     kill -TERM "$CPID" 2>/dev/null || true

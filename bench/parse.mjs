@@ -4,7 +4,10 @@
 //
 //   node bench/parse.mjs --parser wasm|node|llhttp-wasm --corpus 703|min|browser
 //        [--pipelined [--copies 16]] [--seconds S [--warmup W] | --iterations N]
-//        [--json]
+//        [--json] [--smoke]
+//
+// --smoke: --seconds 0.02 --warmup 0 (checks that a parser loads and parses
+// the corpus; the figures mean nothing).
 //
 // One *pass* parses the corpus buffer once: one request, or with --pipelined
 // `copies` requests back to back in one buffer. --seconds S (default 2) runs
@@ -213,8 +216,10 @@ function main() {
       warmup: { type: "string", default: "1" },
       iterations: { type: "string" },
       json: { type: "boolean", default: false },
+      smoke: { type: "boolean", default: false },
     },
   });
+  if (o.smoke && o.iterations === undefined) { o.seconds ??= "0.02"; o.warmup = "0"; }
   const make = PARSERS[o.parser];
   if (!make) throw new Error(`--parser must be one of ${Object.keys(PARSERS).join(", ")}`);
   if (!CORPORA.includes(o.corpus)) throw new Error(`--corpus must be one of ${CORPORA.join(", ")}`);

@@ -5,6 +5,10 @@
 #   bench/parse.sh            full run, ~7 min; writes the "## Parser
 #                             (bench/parse.sh)" section of bench/RESULTS.md
 #   bench/parse.sh --no-write same, prints the section only
+#   bench/parse.sh --smoke    a few seconds: one round of the in-process cases
+#                             of corpus 703 at 0.02 s each, no calibration, no
+#                             hyperfine; prints the section, writes nothing.
+#                             Checks that the pipeline runs; figures mean nothing.
 #
 # Knobs (environment): ROUNDS=3 in-process rounds, SECONDS_EACH=2 per
 # in-process case after WARMUP=1 s untimed, HF_SECONDS=1 target length of a
@@ -29,9 +33,17 @@ WARMUP=${WARMUP:-1}
 HF_SECONDS=${HF_SECONDS:-1}
 HF_RUNS=${HF_RUNS:-5}
 WRITE=1
-[ "${1:-}" = "--no-write" ] && WRITE=0
+SMOKE=0
+case "${1:-}" in
+  "") ;;
+  --no-write) WRITE=0 ;;
+  --smoke) WRITE=0; SMOKE=1; ROUNDS=1; SECONDS_EACH=0.02; WARMUP=0 ;;
+  *) echo "bench/parse.sh: unknown argument '$1' (--no-write, --smoke)" >&2; exit 2 ;;
+esac
 
-command -v hyperfine >/dev/null || { echo "hyperfine not found (apt-get install -y hyperfine)" >&2; exit 1; }
+if [ "$SMOKE" = 0 ]; then
+  command -v hyperfine >/dev/null || { echo "hyperfine not found (apt-get install -y hyperfine)" >&2; exit 1; }
+fi
 [ -f build/core.wasm ] || node scripts/build.mjs
 [ -f node_modules/undici/lib/llhttp/llhttp_simd-wasm.js ] || { echo "undici missing: npm install" >&2; exit 1; }
 
@@ -39,10 +51,11 @@ OUT=$(mktemp -d /tmp/parse-bench.XXXXXX)
 # Measure one fixed build even if build/ is rewritten during the run.
 cp build/core.wasm "$OUT/core.wasm"
 export CORE_WASM="$OUT/core.wasm"
-echo "results in $OUT"
+if [ "$SMOKE" = 1 ]; then trap 'rm -rf "$OUT"' EXIT; else echo "results in $OUT"; fi
 
 PARSERS=(wasm llhttp-wasm node)
 CORPORA=(703 min browser)
+[ "$SMOKE" = 1 ] && CORPORA=(703)
 MODES=(single pipelined)
 flag() { [ "$1" = pipelined ] && echo --pipelined || true; }
 bench() { node bench/parse.mjs "$@"; }
@@ -54,16 +67,17 @@ bench() { node bench/parse.mjs "$@"; }
   echo "\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\","
   echo "\"cores\": $(nproc),"
   echo "\"node\": \"$(node --version)\","
-  echo "\"hyperfine\": \"$(hyperfine --version)\","
+  echo "\"hyperfine\": \"$(if [ "$SMOKE" = 1 ]; then echo "hyperfine not run (--smoke)"; else hyperfine --version; fi)\","
   echo "\"commit\": \"$(git rev-parse --short HEAD)\","
   echo "\"coreSha256\": \"$(sha256sum "$CORE_WASM" | cut -c1-16)\","
   echo "\"loadBefore\": \"$(cut -d' ' -f1-3 /proc/loadavg)\""
   echo "}"
 } > "$OUT/meta.json"
 
-echo "== calibration (0.5 s each after ${WARMUP} s warm-up)"
 : > "$OUT/calibration.tsv"
-for c in "${CORPORA[@]}"; do for m in "${MODES[@]}"; do for p in "${PARSERS[@]}"; do
+# The calibration only sizes the hyperfine runs, which --smoke skips.
+[ "$SMOKE" = 1 ] || echo "== calibration (0.5 s each after ${WARMUP} s warm-up)"
+[ "$SMOKE" = 1 ] || for c in "${CORPORA[@]}"; do for m in "${MODES[@]}"; do for p in "${PARSERS[@]}"; do
   j=$(bench --parser "$p" --corpus "$c" $(flag "$m") --seconds 0.5 --warmup "$WARMUP" --json)
   passes=$(node -e 'const r=JSON.parse(process.argv[1]); console.log(Math.max(1, Math.round(r.reqPerSec * process.argv[2] / r.copies)))' "$j" "$HF_SECONDS")
   printf '%s\t%s\t%s\t%s\n' "$p" "$c" "$m" "$passes" >> "$OUT/calibration.tsv"
@@ -88,19 +102,23 @@ for r in $(seq "$ROUNDS"); do
   done; done; done
 done
 
-echo "== hyperfine: start-up (--iterations 0)"
-args=()
-for p in "${PARSERS[@]}"; do args+=(-n "$p" "node bench/parse.mjs --parser $p --corpus 703 --iterations 0"); done
-hyperfine -N --style basic --warmup 1 --runs $((HF_RUNS * 2)) --export-json "$OUT/hf-startup.json" "${args[@]}"
-
-for c in "${CORPORA[@]}"; do for m in "${MODES[@]}"; do
-  echo "== hyperfine: corpus $c, $m"
+if [ "$SMOKE" = 1 ]; then
+  echo "== hyperfine: skipped (--smoke)"
+else
+  echo "== hyperfine: start-up (--iterations 0)"
   args=()
-  for p in "${PARSERS[@]}"; do
-    args+=(-n "$p" "node bench/parse.mjs --parser $p --corpus $c $(flag "$m") --iterations $(passes "$p" "$c" "$m")")
-  done
-  hyperfine -N --style basic --warmup 1 --runs "$HF_RUNS" --export-json "$OUT/hf-$c-$m.json" "${args[@]}"
-done; done
+  for p in "${PARSERS[@]}"; do args+=(-n "$p" "node bench/parse.mjs --parser $p --corpus 703 --iterations 0"); done
+  hyperfine -N --style basic --warmup 1 --runs $((HF_RUNS * 2)) --export-json "$OUT/hf-startup.json" "${args[@]}"
+
+  for c in "${CORPORA[@]}"; do for m in "${MODES[@]}"; do
+    echo "== hyperfine: corpus $c, $m"
+    args=()
+    for p in "${PARSERS[@]}"; do
+      args+=(-n "$p" "node bench/parse.mjs --parser $p --corpus $c $(flag "$m") --iterations $(passes "$p" "$c" "$m")")
+    done
+    hyperfine -N --style basic --warmup 1 --runs "$HF_RUNS" --export-json "$OUT/hf-$c-$m.json" "${args[@]}"
+  done; done
+fi
 
 node -e 'const fs = require("fs"); const f = process.argv[1]; const m = JSON.parse(fs.readFileSync(f));
   m.loadAfter = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
