@@ -15,15 +15,15 @@
 //     F_CALL  u8 export, f64 args...       (a call into the core)
 //     F_RET   f64 value                    (what it returned)
 //     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count)
-//     F_OUT   n * (u32 len | len bytes)    (right after every F_SQ: the out-bytes of each of
-//                                            its n requests, in order; see outParts below)
+//     F_OUT   u8 cut, n * (u32 len | len bytes)
+//                                          (once per F_SQ, before the next F_CALL or F_END: the
+//                                           out-bytes of each of its n requests, in order)
 //     F_MEM   u32 address, bytes           (the host wrote these bytes into linear memory)
 //     F_TRAP  (nothing)                    (the call trapped; recover() follows)
 //     F_END   (nothing)                    (the recording was closed cleanly)
 //
 // Out-bytes (F_OUT, version 2): what a request hands the kernel or the host
-// beyond its 24-byte record, taken when the core returns (before the host
-// carries anything out), laid end to end per request:
+// beyond its 24-byte record, laid end to end per request:
 //   OP_WRITE, OP_SEND  the a1 bytes at a0
 //   OP_WRITEV          a1 entries of {u32 offset in linear memory, u32 length}
 //                      (the native iovecs at a0, absolute addresses made
@@ -35,6 +35,14 @@
 //   OP_LOG             the text: a1 bytes at a0
 //   anything else      nothing (OP_READ/OP_PREAD/OP_ACCEPT hand out buffers
 //                      the host fills; what it wrote is an F_MEM input)
+// The iovec table, offset, paths and text are taken when the core returns
+// the round (the host then overwrites some: the kernel moves the offset, a
+// listing replaces its path). Write data (buffer, segments) is taken when
+// F_OUT is written, just before complete(n) hands the round's results back
+// (after their F_MEM): cut = 1 and the data is cut to what the kernel took
+// (its result; none on an error), so a write retried after EAGAIN is not
+// stored twice: its rest is compared when the core retries it. A round
+// still open at the next other call or at close() is written whole, cut = 0.
 // A pointer or length outside linear memory yields the part that lies inside
 // (a core bug, but replay then compares the same thing).
 // Version 1 (no F_OUT) is still read: its replay compares requests and
@@ -42,7 +50,8 @@
 //
 // Order, as host/loop.ts writes it: the time and the memory the host wrote
 // (event batch, bytes read, results of the last round) come before the call
-// that consumes them; F_RET and F_SQ follow their call. host/recording.ts
+// that consumes them; F_RET and F_SQ follow their call, F_OUT comes after
+// the round's results (F_MEM), before the complete(n) call. host/recording.ts
 // reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
@@ -267,6 +276,9 @@ export class Recorder {
   /** The round's out-bytes plans, from the last F_SQ until its F_OUT is written. */
   private plans: OutPart[][] | null = null;
 
+  /** A round's F_OUT is still to be written. */
+  get outPending(): boolean { return this.plans !== null; }
+
   /** Plans the out-bytes of the n requests at `addr` (F_OUT follows, see flushOut). */
   planOut(mem: Uint8Array, addr: number, n: number, memBase: number): void {
     this.plans = [];
@@ -338,7 +350,7 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
     if (typeof fn !== "function") return;
     wrapped[name] = (...args: number[]) => {
       // The last round's out-bytes: cut to its results if this call hands them back.
-      rec.flushOut(mem(), name === "complete" ? cqAddr() : null);
+      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? cqAddr() : null);
       rec.call(index, args.map(Number));
       let r: number;
       try {
