@@ -77,6 +77,9 @@ export type OutField = "buffer" | "iovec" | "segment" | "offset" | "path" | "tex
 function u32(mem: Uint8Array, o: number): number {
   return (mem[o] | (mem[o + 1] << 8) | (mem[o + 2] << 16) | (mem[o + 3] << 24)) >>> 0;
 }
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff; b[o + 1] = (v >>> 8) & 0xff; b[o + 2] = (v >>> 16) & 0xff; b[o + 3] = (v >>> 24) & 0xff;
+}
 /** A u64 as a Number (exact below 2^53: addresses and lengths are). */
 function u64(mem: Uint8Array, o: number): number { return u32(mem, o) + u32(mem, o + 4) * 2 ** 32; }
 /** `len` bytes at `addr`, cut to what lies inside `mem`. */
@@ -223,6 +226,7 @@ export async function record(scenario: (opts: { record: MemorySink }) => unknown
 
 export class Recorder {
   private readonly scratch = Buffer.alloc(64);
+  private readonly head = this.scratch.subarray(0, 5);
   private closed = false;
 
   constructor(private readonly sink: Sink, header: RecordingHeader) {
@@ -244,7 +248,7 @@ export class Recorder {
     const h = this.scratch;
     h.writeUInt8(type, 0);
     h.writeUInt32LE(payload.length, 1);
-    this.sink.write(h.subarray(0, 5));
+    this.sink.write(this.head);
     if (payload.length) this.sink.write(payload);
   }
 
@@ -294,25 +298,31 @@ export class Recorder {
     const plans = this.plans;
     if (!plans || this.closed) return;
     this.plans = null;
-    const n = plans.length;
-    const lens = Buffer.alloc(1 + 4 * n);
-    lens.writeUInt8(cq === null ? 0 : 1, 0);
-    const parts: Uint8Array[] = [lens.subarray(0, 1)];
-    let total = 1;
-    for (let i = 0; i < n; i++) {
-      let len = 0;
-      parts.push(lens.subarray(1 + 4 * i, 5 + 4 * i));
+    // The frame is built in one reused buffer and written once: no
+    // allocation per round, one copy into the sink (which copies anyway).
+    let buf = this.outBuf, o = 0;
+    const room = (k: number) => {
+      if (o + k <= buf.length) return;
+      const grown = new Uint8Array(Math.max(2 * buf.length, o + k));
+      grown.set(buf.subarray(0, o));
+      buf = this.outBuf = grown;
+    };
+    room(6);
+    buf[0] = F_OUT; // the payload length at 1..4 once known
+    buf[5] = cq === null ? 0 : 1;
+    o = 6;
+    for (let i = 0; i < plans.length; i++) {
+      room(4);
+      const at = o;
+      o += 4; // the entry's length, once known
       const took = cq === null ? Infinity : u32(mem, cq + i * abi.CQE_SIZE) | 0;
-      outBytes(plans[i], mem, took, (_p, b) => { if (b.length) { parts.push(b); len += b.length; } });
-      lens.writeUInt32LE(len, 1 + 4 * i);
-      total += 4 + len;
+      outBytes(plans[i], mem, took, (_p, b) => { room(b.length); buf.set(b, o); o += b.length; });
+      writeU32(buf, at, o - at - 4);
     }
-    const h = this.scratch;
-    h.writeUInt8(F_OUT, 0);
-    h.writeUInt32LE(total, 1);
-    this.sink.write(h.subarray(0, 5));
-    for (const p of parts) this.sink.write(p);
+    writeU32(buf, 1, o - 5);
+    this.sink.write(buf.subarray(0, o));
   }
+  private outBuf = new Uint8Array(1 << 16);
 
   mem(mem: Uint8Array, addr: number, len: number): void {
     if (len <= 0) return;

@@ -259,6 +259,9 @@ function compareOut(plan: OutPart[], mem: Uint8Array, took: number, expected: Ui
   outBytes(plan, mem, took, ({ field, segment }, b) => {
     if (found) return;
     lastPart = { field, segment, bytes: b, start: o };
+    // Equal parts (nearly all) in one native compare; the byte loop only finds where.
+    const e = expected.subarray(o, o + b.length);
+    if (e.length === b.length && Buffer.compare(e, b) === 0) { o += b.length; return; }
     for (let k = 0; k < b.length; k++) {
       if (o + k < expected.length && expected[o + k] === b[k]) continue;
       found = locate(field, segment, b, k, expected, o, mem);
