@@ -197,7 +197,7 @@ export class Core {
     this.x.init();
     this.refresh();
     if (this.recorder) {
-      this.x = recordExports(this.x, this.recorder, () => { this.refresh(); return this.u8; }, () => this.ctlI32(abi.CTL_SQ));
+      this.x = recordExports(this.x, this.recorder, () => { this.refresh(); return this.u8; }, () => this.ctlI32(abi.CTL_SQ), () => this.base, () => this.ctlI32(abi.CTL_CQ));
     }
   }
 

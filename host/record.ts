@@ -4,9 +4,10 @@
 // bytes written into its memory by the host (event batches, bytes read,
 // file records, results) and the same time values, it emits the same
 // requests. So a recording is exactly that stream, in order, plus the
-// core's outputs (return values and submission queues) to check against.
+// core's outputs (return values, submission queues and the bytes each
+// request points at) to check against.
 //
-// File format (little-endian), version 1:
+// File format (little-endian), version 2:
 //   header:  "WRREPLAY" (8 bytes) | u32 version | u32 n | n bytes of JSON:
 //            { coreSha256, config, time: [mono, wall], arch, created, argv }
 //   frames:  u8 type | u32 payload length | payload
@@ -14,13 +15,43 @@
 //     F_CALL  u8 export, f64 args...       (a call into the core)
 //     F_RET   f64 value                    (what it returned)
 //     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count)
+//     F_OUT   u8 cut, n * (u32 len | len bytes)
+//                                          (once per F_SQ, before the next F_CALL or F_END: the
+//                                           out-bytes of each of its n requests, in order)
 //     F_MEM   u32 address, bytes           (the host wrote these bytes into linear memory)
 //     F_TRAP  (nothing)                    (the call trapped; recover() follows)
 //     F_END   (nothing)                    (the recording was closed cleanly)
 //
+// Out-bytes (F_OUT, version 2): what a request hands the kernel or the host
+// beyond its 24-byte record, laid end to end per request:
+//   OP_WRITE, OP_SEND  the a1 bytes at a0
+//   OP_WRITEV          a1 entries of {u32 offset in linear memory, u32 length}
+//                      (the native iovecs at a0, absolute addresses made
+//                      relative with CTL_MEM_BASE, so they compare across
+//                      runs), then the bytes of every segment, in order
+//   OP_SENDFILE        the 8-byte file offset at a1, as it was before the call
+//   OP_OPEN            the path: a1 bytes at a0
+//   OP_LIST            the path: a2 bytes at a0
+//   OP_LOG             the text: a1 bytes at a0
+//   anything else      nothing (OP_READ/OP_PREAD/OP_ACCEPT hand out buffers
+//                      the host fills; what it wrote is an F_MEM input)
+// The iovec table, offset, paths and text are taken when the core returns
+// the round (the host then overwrites some: the kernel moves the offset, a
+// listing replaces its path). Write data (buffer, segments) is taken when
+// F_OUT is written, just before complete(n) hands the round's results back
+// (after their F_MEM): cut = 1 and the data is cut to what the kernel took
+// (its result; none on an error), so a write retried after EAGAIN is not
+// stored twice: its rest is compared when the core retries it. A round
+// still open at the next other call or at close() is written whole, cut = 0.
+// A pointer or length outside linear memory yields the part that lies inside
+// (a core bug, but replay then compares the same thing).
+// Version 1 (no F_OUT) is still read: its replay compares requests and
+// results only, and says so (ReplayResult.bytesCompared false).
+//
 // Order, as host/loop.ts writes it: the time and the memory the host wrote
 // (event batch, bytes read, results of the last round) come before the call
-// that consumes them; F_RET and F_SQ follow their call. host/recording.ts
+// that consumes them; F_RET and F_SQ follow their call, F_OUT comes after
+// the round's results (F_MEM), before the complete(n) call. host/recording.ts
 // reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
@@ -28,8 +59,97 @@ import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
 
 export const MAGIC = "WRREPLAY";
-export const FORMAT_VERSION = 1;
-export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, F_TRAP = 7;
+export const FORMAT_VERSION = 2;
+/** Versions this build reads: 1 has no out-bytes (F_OUT). */
+export const READ_VERSIONS = [1, 2];
+export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, F_TRAP = 7, F_OUT = 8;
+
+/** Native iovec: u64 base, u64 length (x86-64 and arm64). */
+const IOVEC_SIZE = 16;
+/** Linux IOV_MAX: a larger count is a core bug; the recorder keeps this many. */
+const IOV_MAX = 1024;
+/** One iovec entry in the out-bytes: u32 offset, u32 length. */
+export const OUT_IOVEC_SIZE = 8;
+
+/** What a part of a request's out-bytes is (Divergence.field). */
+export type OutField = "buffer" | "iovec" | "segment" | "offset" | "path" | "text";
+
+function u32(mem: Uint8Array, o: number): number {
+  return (mem[o] | (mem[o + 1] << 8) | (mem[o + 2] << 16) | (mem[o + 3] << 24)) >>> 0;
+}
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff; b[o + 1] = (v >>> 8) & 0xff; b[o + 2] = (v >>> 16) & 0xff; b[o + 3] = (v >>> 24) & 0xff;
+}
+/** A u64 as a Number (exact below 2^53: addresses and lengths are). */
+function u64(mem: Uint8Array, o: number): number { return u32(mem, o) + u32(mem, o + 4) * 2 ** 32; }
+/** `len` bytes at `addr`, cut to what lies inside `mem`. */
+function span(mem: Uint8Array, addr: number, len: number): Uint8Array {
+  if (!(addr >= 0) || !(len > 0) || addr >= mem.length) return mem.subarray(0, 0);
+  return mem.subarray(addr, Math.min(mem.length, addr + len));
+}
+
+/**
+ * One part of a request's out-bytes, planned when the core emits it. Small
+ * parts (iovec table, sendfile offset, path, log text) are copied then: the
+ * host overwrites some of them (the kernel updates the offset, a listing
+ * replaces its path). Write data is read when the F_OUT frame is written,
+ * cut to what the kernel took; the host never writes into it.
+ */
+export interface OutPart { field: OutField; segment: number; copy: Uint8Array | null; addr: number; len: number }
+
+function part(field: OutField, segment: number, mem: Uint8Array, addr: number, len: number, copy: boolean): OutPart {
+  const b = span(mem, addr, len);
+  return { field, segment, copy: copy ? new Uint8Array(b) : null, addr, len };
+}
+
+/**
+ * The plan of the out-bytes of the request at `sqe` in `mem` (format
+ * above). `memBase` is the absolute address of linear memory (CTL_MEM_BASE)
+ * the core built its iovecs with. The recorder and replay share it, so both
+ * sides are cut the same way.
+ */
+export function outPlan(mem: Uint8Array, sqe: number, memBase: number): OutPart[] {
+  const op = u32(mem, sqe + abi.SQE_OP) | 0;
+  const a0 = u32(mem, sqe + abi.SQE_A0) | 0, a1 = u32(mem, sqe + abi.SQE_A1) | 0;
+  switch (op) {
+    case abi.OP_WRITE: case abi.OP_SEND: return [part("buffer", 0, mem, a0, a1, false)];
+    case abi.OP_SENDFILE: return [part("offset", 0, mem, a1, 8, true)];
+    case abi.OP_OPEN: return [part("path", 0, mem, a0, a1, true)];
+    case abi.OP_LIST: return [part("path", 0, mem, a0, u32(mem, sqe + abi.SQE_A2) | 0, true)];
+    case abi.OP_LOG: return [part("text", 0, mem, a0, a1, true)];
+    case abi.OP_WRITEV: {
+      const n = Math.max(0, Math.min(a1, IOV_MAX));
+      const table = Buffer.alloc(n * OUT_IOVEC_SIZE);
+      const parts: OutPart[] = [{ field: "iovec", segment: 0, copy: table, addr: -1, len: table.length }];
+      for (let i = 0; i < n; i++) {
+        const v = a0 + i * IOVEC_SIZE;
+        let off = -1, len = 0;
+        if (v >= 0 && v + IOVEC_SIZE <= mem.length) { off = u64(mem, v) - memBase; len = u64(mem, v + 8); }
+        const inside = off >= 0 && off <= 0xffffffff;
+        table.writeUInt32LE(inside ? off : 0xffffffff, i * OUT_IOVEC_SIZE);
+        table.writeUInt32LE(Math.min(len, 0xffffffff), i * OUT_IOVEC_SIZE + 4);
+        parts.push({ field: "segment", segment: i, copy: null, addr: inside ? off : -1, len: inside ? len : 0 });
+      }
+      return parts;
+    }
+    default: return [];
+  }
+}
+
+/**
+ * The bytes of a plan, part by part: `emit(part, bytes)`. Write data (copy
+ * null) is read from `mem` now and cut to `took` bytes in all (what the
+ * kernel accepted; a negative result: none; Infinity: all of it).
+ */
+export function outBytes(plan: OutPart[], mem: Uint8Array, took: number, emit: (p: OutPart, bytes: Uint8Array) => void): void {
+  let left = took < 0 ? 0 : took;
+  for (const p of plan) {
+    if (p.copy) { emit(p, p.copy); continue; }
+    const b = span(mem, p.addr, Math.min(p.len, left));
+    left -= b.length;
+    emit(p, b);
+  }
+}
 
 /** Exports whose calls are recorded, by index (the index is what the file stores). */
 export const RECORDED_EXPORTS = [
@@ -106,6 +226,7 @@ export async function record(scenario: (opts: { record: MemorySink }) => unknown
 
 export class Recorder {
   private readonly scratch = Buffer.alloc(64);
+  private readonly head = this.scratch.subarray(0, 5);
   private closed = false;
 
   constructor(private readonly sink: Sink, header: RecordingHeader) {
@@ -127,7 +248,7 @@ export class Recorder {
     const h = this.scratch;
     h.writeUInt8(type, 0);
     h.writeUInt32LE(payload.length, 1);
-    this.sink.write(h.subarray(0, 5));
+    this.sink.write(this.head);
     if (payload.length) this.sink.write(payload);
   }
 
@@ -139,6 +260,7 @@ export class Recorder {
   }
 
   call(index: number, args: number[]): void {
+    if (this.plans) throw new Error("Recorder: a call into the core before the last round's out-bytes were written (flushOut)");
     const b = Buffer.alloc(1 + 8 * args.length);
     b.writeUInt8(index, 0);
     args.forEach((a, i) => b.writeDoubleLE(a, 1 + 8 * i));
@@ -155,6 +277,53 @@ export class Recorder {
 
   sq(mem: Uint8Array, addr: number, n: number): void { this.frame(F_SQ, mem.subarray(addr, addr + n * abi.SQE_SIZE)); }
 
+  /** The round's out-bytes plans, from the last F_SQ until its F_OUT is written. */
+  private plans: OutPart[][] | null = null;
+
+  /** A round's F_OUT is still to be written. */
+  get outPending(): boolean { return this.plans !== null; }
+
+  /** Plans the out-bytes of the n requests at `addr` (F_OUT follows, see flushOut). */
+  planOut(mem: Uint8Array, addr: number, n: number, memBase: number): void {
+    this.plans = [];
+    for (let i = 0; i < n; i++) this.plans.push(outPlan(mem, addr + i * abi.SQE_SIZE, memBase));
+  }
+
+  /**
+   * Writes the pending F_OUT, piece by piece (no copy of the data). `cq`:
+   * the round's results are there (complete(n) is being called), so write
+   * data is cut to what the kernel took; null: all of it.
+   */
+  flushOut(mem: Uint8Array, cq: number | null): void {
+    const plans = this.plans;
+    if (!plans || this.closed) return;
+    this.plans = null;
+    // The frame is built in one reused buffer and written once: no
+    // allocation per round, one copy into the sink (which copies anyway).
+    let buf = this.outBuf, o = 0;
+    const room = (k: number) => {
+      if (o + k <= buf.length) return;
+      const grown = new Uint8Array(Math.max(2 * buf.length, o + k));
+      grown.set(buf.subarray(0, o));
+      buf = this.outBuf = grown;
+    };
+    room(6);
+    buf[0] = F_OUT; // the payload length at 1..4 once known
+    buf[5] = cq === null ? 0 : 1;
+    o = 6;
+    for (let i = 0; i < plans.length; i++) {
+      room(4);
+      const at = o;
+      o += 4; // the entry's length, once known
+      const took = cq === null ? Infinity : u32(mem, cq + i * abi.CQE_SIZE) | 0;
+      outBytes(plans[i], mem, took, (_p, b) => { room(b.length); buf.set(b, o); o += b.length; });
+      writeU32(buf, at, o - at - 4);
+    }
+    writeU32(buf, 1, o - 5);
+    this.sink.write(buf.subarray(0, o));
+  }
+  private outBuf = new Uint8Array(1 << 16);
+
   mem(mem: Uint8Array, addr: number, len: number): void {
     if (len <= 0) return;
     const b = Buffer.alloc(4 + len);
@@ -163,8 +332,13 @@ export class Recorder {
     this.frame(F_MEM, b);
   }
 
+  /** The core's memory, for a round still pending at close() (set by recordExports). */
+  memory: (() => Uint8Array) | null = null;
+
   close(): void {
     if (this.closed) return;
+    if (this.plans && this.memory) this.flushOut(this.memory(), null);
+    this.plans = null;
     this.frame(F_END, new Uint8Array(0));
     this.closed = true;
     this.sink.close();
@@ -173,16 +347,20 @@ export class Recorder {
 
 /**
  * Wraps the core's exports so every recorded call, its result and (for the
- * calls that return a round) the submission queue go to the recorder.
- * `mem()` gives the current memory bytes and `sqAddr()` the current SQ.
+ * calls that return a round) the submission queue and its out-bytes go to
+ * the recorder. `mem()` gives the current memory bytes, `sqAddr()` the
+ * current SQ and `memBase()` the absolute address of linear memory.
  */
-export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, sqAddr: () => number): CoreExports {
+export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, sqAddr: () => number, memBase: () => number, cqAddr: () => number): CoreExports {
   // The exports object is frozen: copy it, then replace the recorded calls.
   const wrapped: Record<string, unknown> = { ...(x as unknown as Record<string, unknown>) };
+  rec.memory = mem;
   RECORDED_EXPORTS.forEach((name, index) => {
     const fn = (x as unknown as Record<string, (...a: number[]) => number>)[name];
     if (typeof fn !== "function") return;
     wrapped[name] = (...args: number[]) => {
+      // The last round's out-bytes: cut to its results if this call hands them back.
+      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? cqAddr() : null);
       rec.call(index, args.map(Number));
       let r: number;
       try {
@@ -193,7 +371,11 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
       }
       const v = typeof r === "number" ? r : r ? 1 : 0;
       rec.ret(v);
-      if (RETURNS_SQ.has(name) && v > 0) rec.sq(mem(), sqAddr(), v);
+      if (RETURNS_SQ.has(name) && v > 0) {
+        const m = mem(), sq = sqAddr();
+        rec.sq(m, sq, v);
+        rec.planOut(m, sq, v, memBase());
+      }
       return r;
     };
   });

@@ -6,7 +6,7 @@
 // (which requests, in which batch) rather than only replay it.
 import * as abi from "../assembly/abi.ts";
 import {
-  MAGIC, FORMAT_VERSION, F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, RECORDED_EXPORTS, RETURNS_SQ,
+  MAGIC, FORMAT_VERSION, READ_VERSIONS, F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, F_OUT, RECORDED_EXPORTS, RETURNS_SQ,
   type RecordingHeader, type RecordedExport,
 } from "./record.ts";
 import { OP_NAMES } from "./abi-names.ts";
@@ -64,6 +64,12 @@ export interface RecordedRequest {
   args: [number, number, number, number];
   /** What the host answered (>= 0, or -errno); absent if the recording ends first. */
   result?: number;
+  /**
+   * The bytes it pointed at when emitted (format 2; format in host/record.ts:
+   * write/send buffer, iovec table and segments, path, log text, sendfile
+   * offset); empty for ops that hand out nothing, absent in format 1.
+   */
+  out?: Uint8Array;
 }
 
 export interface RecordedEvent { fd: number; events: number; gen: number }
@@ -75,7 +81,7 @@ export function readHeader(bytes: Uint8Array): { header: RecordingHeader; offset
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = dv.getUint32(8, true);
-  if (version !== FORMAT_VERSION) throw new RecordingError(`recording format version ${version}; this build reads version ${FORMAT_VERSION}`);
+  if (!READ_VERSIONS.includes(version)) throw new RecordingError(`recording format version ${version}; this build reads versions ${READ_VERSIONS.join(" and ")} (writes ${FORMAT_VERSION})`);
   const n = dv.getUint32(12, true);
   if (16 + n > bytes.length) throw new RecordingError("recording truncated inside its header");
   let header: RecordingHeader;
@@ -111,6 +117,26 @@ export function decodeCall(dv: DataView, f: Frame): { name: RecordedExport; args
   const args: number[] = [];
   for (let o = f.body + 1; o < f.body + f.len; o += 8) args.push(dv.getFloat64(o, true));
   return { name, args };
+}
+
+/**
+ * An F_OUT frame: its flag (1: write data cut to the round's results) and
+ * exactly `n` entries (u32 length, bytes) filling it, else RecordingError.
+ */
+export function decodeOut(bytes: Uint8Array, dv: DataView, f: Frame, n: number): { cut: boolean; out: Uint8Array[] } {
+  const out: Uint8Array[] = [];
+  if (f.len < 1 || dv.getUint8(f.body) > 1) throw new RecordingError(`corrupt out-bytes frame at byte ${f.pos}: bad flag`);
+  let o = f.body + 1;
+  const end = f.body + f.len;
+  for (let i = 0; i < n; i++) {
+    if (o + 4 > end) throw new RecordingError(`corrupt out-bytes frame at byte ${f.pos}: ends inside the length of request ${i} of ${n}`);
+    const len = dv.getUint32(o, true);
+    if (o + 4 + len > end) throw new RecordingError(`corrupt out-bytes frame at byte ${f.pos}: request ${i} of ${n} needs ${len} bytes, ${end - o - 4} left`);
+    out.push(bytes.subarray(o + 4, o + 4 + len));
+    o += 4 + len;
+  }
+  if (o !== end) throw new RecordingError(`corrupt out-bytes frame at byte ${f.pos}: ${end - o} bytes after its ${n} requests`);
+  return { cut: dv.getUint8(f.body) === 1, out };
 }
 
 /** One SQE, decoded. */
@@ -205,6 +231,11 @@ export function readRecording(bytes: Uint8Array): Recording {
         if (!last || last.result === null || f.len !== last.result * abi.SQE_SIZE) throw new RecordingError(`corrupt submission frame at byte ${f.pos}`);
         for (let o = 0; o < f.len; o += abi.SQE_SIZE) last.requests.push(decodeRequest(bytes, f.body + o));
         round = last.requests;
+        break;
+      }
+      case F_OUT: {
+        if (version < 2 || !last || !last.requests.length || last.requests[0].out) throw new RecordingError(`corrupt recording: out-bytes frame at byte ${f.pos} follows no submission frame`);
+        decodeOut(bytes, dv, f, last.requests.length).out.forEach((b, i) => { last!.requests[i].out = b; });
         break;
       }
       case F_END:

@@ -1,13 +1,14 @@
 // Deterministic replay: a fresh core, no OS, fed a recording's inputs in
-// order; every return value and every submission queue it emits must match
-// the recording byte for byte. See host/record.ts for the format and
-// host/recording.ts for reading one without running it.
+// order; every return value, every submission queue it emits and (format 2)
+// every byte those requests point at must match the recording byte for byte.
+// See host/record.ts for the format and host/recording.ts for reading one
+// without running it.
 import { readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreExports } from "./core.ts";
-import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, sha256File } from "./record.ts";
+import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, F_OUT, OUT_IOVEC_SIZE, outPlan, outBytes, sha256File, type OutField, type OutPart } from "./record.ts";
 import { describeInvariant } from "./abi-names.ts";
-import { RecordingError, readHeader, frameAt, decodeCall, decodeRequest, describeRequest } from "./recording.ts";
+import { RecordingError, readHeader, frameAt, decodeCall, decodeOut, decodeRequest, describeRequest } from "./recording.ts";
 
 export { RecordingError };
 
@@ -25,6 +26,13 @@ export interface ReplayResult {
   requests: number;
   /** Bytes fed into linear memory. */
   bytes: number;
+  /**
+   * The bytes the requests point at were compared too (format 2). False for
+   * a format 1 recording: only requests and results were compared.
+   */
+  bytesCompared: boolean;
+  /** Out-bytes compared (write/send buffers, iovecs and segments, paths, log text). */
+  outBytes: number;
   frames: number;
   /** Traps the recorded run had, reproduced at the same call. Each is a core bug. */
   traps: ReplayTrap[];
@@ -48,18 +56,35 @@ export interface ReplayTrap {
 }
 
 export interface Divergence {
-  /** result: a different return value; request: a different request; trap: one side trapped; invariant: --check. */
-  kind: "result" | "request" | "trap" | "invariant";
+  /**
+   * result: a different return value; request: a different request record;
+   * bytes: a different byte among those a request points at; trap: one side
+   * trapped; invariant: --check.
+   */
+  kind: "result" | "request" | "bytes" | "trap" | "invariant";
   batch: number;
   /** 1-based call number, and the call. */
   call: number;
   callName: string | null;
   args: number[];
-  /** kind "request": which request of how many, and the first differing byte within it (and its field). */
+  /**
+   * kinds "request" and "bytes": which request (0-based) of how many, and the
+   * first differing byte. "request": byteOffset in the 24-byte record, field
+   * op/fd/a0..a3. "bytes": field buffer (write/send), iovec (writev's table:
+   * segment = entry, byteOffset 0-3 its offset, 4-7 its length), segment
+   * (writev: segment = which), offset (sendfile), path (open/list) or text
+   * (log); byteOffset within it; address where that byte lies in linear memory.
+   */
   request?: number;
   requests?: number;
   byteOffset?: number;
   field?: string;
+  segment?: number;
+  address?: number;
+  /** kind "bytes": the differing byte on each side, -1 past the end of the data. */
+  expectedByte?: number;
+  actualByte?: number;
+  /** kind "bytes": the byte in hex with a printable excerpt around it, the byte in [brackets]. */
   expected: string;
   actual: string;
   /** Frame number and its byte offset in the recording. */
@@ -83,7 +108,7 @@ export interface ReplayOptions {
  * returns ok: false with a description at the first divergence.
  */
 export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayResult {
-  const { header, offset } = readHeader(bytes);
+  const { header, offset, version } = readHeader(bytes);
   const wasmPath = options.wasmPath ?? corePath;
   const sha = sha256File(wasmPath);
   if (sha !== header.coreSha256 && !options.force) {
@@ -95,8 +120,11 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
   const core = new Core(config, compileCore(wasmPath), { addressOf: () => 0, time: header.time });
   const x = core.x as unknown as Record<string, (...a: number[]) => number>;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const s: ReplayResult = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, frames: 0, traps: [] };
+  const s: ReplayResult = { ok: true, batches: 0, events: 0, calls: 0, requests: 0, bytes: 0, bytesCompared: version >= 2, outBytes: 0, frames: 0, traps: [] };
   let pos = offset;
+  // Format 2: the out-bytes plans of the last F_SQ's requests, made from the
+  // replayed core's memory when it returned; its F_OUT comes before the next call.
+  let plans: OutPart[][] | null = null;
   let last: { name: string; args: number[]; result: number | null; trap: string | null; fd: number } | null = null;
   const callText = () => (last ? `${last.name}(${last.args.join(", ")})` : "none");
   const where = () => `batch ${s.batches}, call ${s.calls} (${callText()}), frame ${s.frames} at byte ${pos}`;
@@ -113,6 +141,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
     if (!f) throw new RecordingError(`recording truncated: no end frame after ${s.frames} frames (${where()})`);
     const { type, body, len } = f;
     s.frames++;
+    if (plans && type !== F_OUT && type !== F_MEM && type !== F_TIME) throw new RecordingError(`corrupt recording: the submission frame before byte ${pos} has no out-bytes frame`);
     switch (type) {
       case F_TIME:
         if (len !== 16) throw new RecordingError(`corrupt time frame at byte ${pos}`);
@@ -178,6 +207,29 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
           }
         }
         s.requests += last.result;
+        if (s.bytesCompared) plans = Array.from({ length: last.result }, (_, i) => outPlan(core.u8, sq + i * abi.SQE_SIZE, core.base));
+        break;
+      }
+      case F_OUT: {
+        if (!plans || !last) throw new RecordingError(`corrupt recording: out-bytes frame at byte ${pos} follows no submission frame`);
+        const round = plans;
+        plans = null;
+        const n = round.length;
+        const { cut, out: expected } = decodeOut(bytes, dv, f, n);
+        core.refresh();
+        const sq = core.ctlI32(abi.CTL_SQ), cq = core.ctlI32(abi.CTL_CQ);
+        for (let i = 0; i < n; i++) {
+          // Cut: the recorded results are in the CQ now (an F_MEM before this frame).
+          const took = cut ? core.i32[(cq >> 2) + i] : Infinity;
+          const d = compareOut(round[i], core.u8, took, expected[i]);
+          s.outBytes += expected[i].length;
+          if (!d) continue;
+          const req = describeRequest(decodeRequest(core.u8, sq + i * abi.SQE_SIZE));
+          const at = d.field === "iovec" ? `iovec ${d.segment} ${d.byteOffset < 4 ? "offset" : "length"} (byte ${d.byteOffset})`
+            : d.field === "segment" ? `segment ${d.segment}, byte ${d.byteOffset}` : `${d.field}, byte ${d.byteOffset}`;
+          return diverge("bytes", d.expected, d.actual, `request ${i} of ${n} ${req}: ${at}: expected ${d.expected}, got ${d.actual}`,
+            { request: i, requests: n, ...d });
+        }
         break;
       }
       case F_END:
@@ -188,6 +240,67 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
     }
     pos = body + len;
   }
+}
+
+interface OutDiff {
+  field: OutField; segment: number; byteOffset: number; address?: number;
+  expectedByte: number; actualByte: number; expected: string; actual: string;
+}
+
+/**
+ * The replayed core's out-bytes for the request at `sqe`, against the
+ * recorded ones: the first differing byte, located by part, or null. A
+ * length difference differs at the first byte past the shorter side.
+ */
+function compareOut(plan: OutPart[], mem: Uint8Array, took: number, expected: Uint8Array): OutDiff | null {
+  let o = 0; // offset in the request's out-bytes
+  let found: OutDiff | null = null;
+  let lastPart: { field: OutField; segment: number; bytes: Uint8Array; start: number } | null = null;
+  outBytes(plan, mem, took, ({ field, segment }, b) => {
+    if (found) return;
+    lastPart = { field, segment, bytes: b, start: o };
+    // Equal parts (nearly all) in one native compare; the byte loop only finds where.
+    const e = expected.subarray(o, o + b.length);
+    if (e.length === b.length && Buffer.compare(e, b) === 0) { o += b.length; return; }
+    for (let k = 0; k < b.length; k++) {
+      if (o + k < expected.length && expected[o + k] === b[k]) continue;
+      found = locate(field, segment, b, k, expected, o, mem);
+      return;
+    }
+    o += b.length;
+  });
+  if (found) return found;
+  if (o === expected.length) return null;
+  // The recording has more bytes than the replayed request points at.
+  const p = lastPart as { field: OutField; segment: number; bytes: Uint8Array; start: number } | null;
+  return p ? locate(p.field, p.segment, p.bytes, o - p.start, expected, p.start, mem)
+    : { field: "buffer", segment: 0, byteOffset: 0, expectedByte: expected[0], actualByte: -1, expected: byteText(expected, 0), actual: "no bytes (this op hands out none)" };
+}
+
+function locate(field: OutField, segment: number, b: Uint8Array, k: number, expected: Uint8Array, start: number, mem: Uint8Array): OutDiff {
+  const exp = expected.subarray(start, start + Math.max(b.length, k + 1) + 16);
+  let seg = segment, off = k;
+  if (field === "iovec") { seg = Math.floor(k / OUT_IOVEC_SIZE); off = k % OUT_IOVEC_SIZE; }
+  const d: OutDiff = {
+    field, segment: seg, byteOffset: off,
+    expectedByte: k < exp.length ? exp[k] : -1, actualByte: k < b.length ? b[k] : -1,
+    expected: byteText(exp, k), actual: byteText(b, k),
+  };
+  // b is a view into linear memory, except writev's table (a copy).
+  if (field !== "iovec" && b.buffer === mem.buffer && k < b.length) d.address = b.byteOffset - mem.byteOffset + k;
+  return d;
+}
+
+/** `0x32 in "HTTP/1.1 [2]00 OK\r\n"`: the byte in hex, up to 16 bytes either side, printable. */
+function byteText(b: Uint8Array, k: number): string {
+  if (k >= b.length) return `end of data (${b.length} bytes)`;
+  const from = Math.max(0, k - 16), to = Math.min(b.length, k + 17);
+  const esc = (c: number) => c === 0x0d ? "\\r" : c === 0x0a ? "\\n" : c === 0x09 ? "\\t" : c === 0x22 || c === 0x5c ? "\\" + String.fromCharCode(c)
+    : c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`;
+  let t = from > 0 ? "..." : "";
+  for (let i = from; i < to; i++) t += i === k ? `[${esc(b[i])}]` : esc(b[i]);
+  if (to < b.length) t += "...";
+  return `0x${b[k].toString(16).padStart(2, "0")} in "${t}"`;
 }
 
 /** Where replayCommand writes (process.stdout / process.stderr by default). */
@@ -229,7 +342,8 @@ export function replayCommand(file: string, force: boolean, check = false, out: 
       "a trap is a bug in the core: the recording reproduces it\n");
     return 1;
   }
-  out.write(`replay ok: ${summary}\n`);
+  out.write(`replay ok: ${summary}${s.bytesCompared ? `, ${s.outBytes} out-bytes compared` : ""}\n`);
+  if (!s.bytesCompared) out.write("(format 1 recording: requests and results compared, not the bytes they point at; re-record to compare those)\n");
   return 0;
 }
 

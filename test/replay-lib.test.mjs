@@ -30,7 +30,7 @@ test("readRecording: the header, and every call with its inputs, requests and th
   const bytes = readFileSync(join(FIXTURES, "pipelined.rec"));
   const rec = readRecording(bytes);
   assert.ok(rec.complete);
-  assert.is(rec.version, 1);
+  assert.is(rec.version, 2);
   assert.match(rec.header.coreSha256, /^[0-9a-f]{64}$/);
   assert.type(rec.header.config.maxFds, "number");
   assert.ok(Array.isArray(rec.header.argv) && typeof rec.header.arch === "string" && rec.header.time.length === 2);
@@ -49,6 +49,13 @@ test("readRecording: the header, and every call with its inputs, requests and th
   rec.calls.forEach((c, i) => assert.is(c.index, i + 1));
   assert.ok(rec.calls.every((c, i) => i === 0 || (c.batch >= rec.calls[i - 1].batch && c.time[0] >= rec.calls[i - 1].time[0])));
   assert.ok(rec.calls.filter((c) => c.name === "complete").every((c) => c.result !== null));
+  // Format 2: every request carries the bytes it pointed at: the paths opened, the responses written.
+  const all = rec.calls.flatMap((c) => c.requests);
+  assert.ok(all.every((r) => r.out instanceof Uint8Array));
+  const text = (op) => all.filter((r) => r.op === op).map((r) => Buffer.from(r.out).toString("latin1"));
+  assert.equal(text("OPEN"), ["a.txt", "b.txt", "c.txt"]);
+  assert.equal(text("WRITEV").map((t) => t.slice(2 * 8, 2 * 8 + 15)), ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]);
+  assert.ok(all.filter((r) => r.op === "READ" || r.op === "CTL" || r.op === "CLOSE").every((r) => r.out.length === 0));
 });
 
 test("readRecording: a recording cut short reads as incomplete; bytes that are not one throw RecordingError", () => {

@@ -2,12 +2,13 @@
 // what happens to recordings that are truncated, corrupt or from another build.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
-import { replay, RecordingError } from "../dist/index.js";
+import http from "node:http";
+import { replay, record, RecordingError, Server, abi } from "../dist/index.js";
 import { FIXTURES, recordAll, recordFdReuse } from "./fixtures/record.mjs";
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "wasm-reactor.js");
@@ -128,6 +129,184 @@ test("replay CLI: 0 with a summary, 1 on divergence, 2 for an unusable file", ()
   const none = spawnSync(process.execPath, [cli, "replay", join(tmp, "missing.rec")], { encoding: "utf8" });
   assert.is(none.status, 2);
   assert.is(spawnSync(process.execPath, [cli, "replay"]).status, 2);
+});
+
+// ---- out-bytes (format 2): what each request points at --------------------
+
+/**
+ * Every F_OUT frame (type 8), parsed by the format documented in
+ * host/record.ts, not by the code under test: its byte offset, the batch
+ * and call it belongs to (dispatch() is export #2), and per request of the
+ * round before it the op and where its out-bytes lie in the file.
+ */
+function outFrames(b) {
+  let p = 16 + b.readUInt32LE(12), calls = 0, batches = 0, ops = [];
+  const found = [];
+  while (p < b.length) {
+    const t = b[p], l = b.readUInt32LE(p + 1), body = p + 5;
+    if (t === 2) { calls++; if (b[body] === 2) batches++; }
+    if (t === 4) { ops = []; for (let i = 0; i < l; i += 24) ops.push(b.readInt32LE(body + i)); }
+    if (t === 8) {
+      const entries = [];
+      let o = body + 1;
+      for (const op of ops) { const n = b.readUInt32LE(o); entries.push({ op, start: o + 4, len: n }); o += 4 + n; }
+      found.push({ pos: p, len: l, batch: batches, call: calls, requests: ops.length, entries });
+    }
+    p = body + l;
+  }
+  return found;
+}
+
+/** The n-th (0-based) request with opcode `op` that has out-bytes: its frame and request index. */
+function nthOut(b, op, n = 0) {
+  for (const f of outFrames(b)) {
+    for (let i = 0; i < f.entries.length; i++) {
+      if (f.entries[i].op === op && f.entries[i].len > 0 && n-- === 0) return { f, i, e: f.entries[i] };
+    }
+  }
+  throw new Error(`no request with op ${op} #${n} in the recording`);
+}
+
+/** Flips `mask` in the recorded out-byte at `at` and checks that replay names exactly that byte. */
+function expectByteDivergence(orig, { f, i }, at, mask, want, options = {}) {
+  const bytes = Buffer.from(orig);
+  const was = bytes[at];
+  bytes[at] ^= mask;
+  const s = replay(bytes, options);
+  assert.not.ok(s.ok, "a changed out-byte must diverge");
+  const d = s.divergence;
+  assert.is(d.kind, "bytes", d.message);
+  assert.is(d.batch, f.batch);
+  assert.is(d.call, f.call);
+  assert.is(d.request, i);
+  assert.is(d.requests, f.requests);
+  assert.is(d.fileOffset, f.pos);
+  assert.is(d.expectedByte, was ^ mask);
+  assert.is(d.actualByte, was);
+  for (const [k, v] of Object.entries(want)) assert.is(d[k], v, `${k}: ${d.message}`);
+  return d;
+}
+
+test("out-bytes: a flipped byte of a writev response (body, header, iovec table) or of a path is found where it is", () => {
+  const rec = readFileSync(join(FIXTURES, "pipelined.rec"));
+  const w = nthOut(rec, abi.OP_WRITEV);
+  // writev's out-bytes: 2 entries of {u32 offset, u32 length}, the head segment, the body segment.
+  const headLen = rec.readUInt32LE(w.e.start + 4);
+  const body = w.e.start + 16 + headLen;
+  assert.is(rec.subarray(body, body + 6).toString(), "alpha\n", "the body of /a.txt, as test/fixtures/record.mjs writes it");
+  expectByteDivergence(rec, w, body + 1, 0x20, { field: "segment", segment: 1, byteOffset: 1 }, { force: true });
+  const d = expectByteDivergence(rec, w, w.e.start + 16 + 9, 0x01, { field: "segment", segment: 0, byteOffset: 9 }, { force: true });
+  assert.is(d.expected, '0x33 in "HTTP/1.1 [3]00 OK\\r\\nServer: w..."');
+  assert.is(d.actual, '0x32 in "HTTP/1.1 [2]00 OK\\r\\nServer: w..."');
+  assert.match(d.message, /request \d+ of \d+ \{WRITEV fd=\d+ .*\}: segment 0, byte 9: expected 0x33 in .*, got 0x32 in /);
+  assert.ok(d.address > 0);
+  expectByteDivergence(rec, w, w.e.start + 8 + 4, 0x01, { field: "iovec", segment: 1, byteOffset: 4 }, { force: true });
+  const o = nthOut(rec, abi.OP_OPEN);
+  assert.is(rec.subarray(o.e.start, o.e.start + o.e.len).toString(), "a.txt");
+  expectByteDivergence(rec, o, o.e.start + 2, 0x01, { field: "path", byteOffset: 2 }, { force: true });
+});
+
+/** A live HTTP run that uses every op with out-bytes: writev, send + sendfile, a listing, 404, access log lines. */
+async function recordHttp() {
+  const root = join(tmp, "www");
+  mkdirSync(join(root, "dir"), { recursive: true });
+  writeFileSync(join(root, "small.txt"), "hello, bytes\n");
+  writeFileSync(join(root, "big.bin"), Buffer.alloc(3 << 20, 7)); // large: send(head, MSG_MORE) + sendfile
+  writeFileSync(join(root, "dir", "x.txt"), "x");
+  const get = (port, path) => new Promise((resolve, reject) => {
+    http.get({ port, host: "127.0.0.1", path, agent: false }, (r) => { r.resume(); r.on("end", () => resolve(r.statusCode)); }).on("error", reject);
+  });
+  return record(async (opts) => {
+    const server = new Server({ protocol: "http", root, port: 0, handleSignals: false, maxFds: 256, listing: true, accessLog: true, log: () => {}, ...opts });
+    server.attach();
+    try {
+      for (const [p, status] of [["/small.txt", 200], ["/big.bin", 200], ["/dir/", 200], ["/missing", 404]]) assert.is(await get(server.port, p), status);
+    } finally {
+      server.stop();
+      server.close();
+    }
+  });
+}
+
+test("out-bytes: a flipped byte of a log line, a send head, a sendfile offset or a listing path is found where it is", async () => {
+  const rec = Buffer.from(await recordHttp());
+  assert.ok(replay(rec).ok);
+  const log = nthOut(rec, abi.OP_LOG);
+  assert.match(rec.subarray(log.e.start, log.e.start + log.e.len).toString(), /^127\.0\.0\.1 - - \[.*\] "GET \/small\.txt HTTP\/1\.1" 200 13 /);
+  expectByteDivergence(rec, log, log.e.start + 20, 0x01, { field: "text", byteOffset: 20 });
+  const send = nthOut(rec, abi.OP_SEND);
+  assert.is(rec.subarray(send.e.start, send.e.start + 15).toString(), "HTTP/1.1 200 OK");
+  expectByteDivergence(rec, send, send.e.start + 5, 0x01, { field: "buffer", byteOffset: 5 });
+  // The second sendfile starts where the first ended: offset 1 MiB (byte 2 = 0x10), as it was before the call.
+  const sf = nthOut(rec, abi.OP_SENDFILE, 1);
+  assert.is(sf.e.len, 8);
+  assert.ok(rec.readBigUInt64LE(sf.e.start) > 0n);
+  expectByteDivergence(rec, sf, sf.e.start + 2, 0x01, { field: "offset", byteOffset: 2 });
+  const list = nthOut(rec, abi.OP_LIST);
+  assert.is(rec.subarray(list.e.start, list.e.start + list.e.len).toString(), "dir");
+  expectByteDivergence(rec, list, list.e.start, 0x01, { field: "path", byteOffset: 0 });
+});
+
+test("out-bytes: a recording with more bytes than the request points at diverges past the end", () => {
+  const rec = readFileSync(join(FIXTURES, "idle-close.rec"));
+  const w = nthOut(rec, abi.OP_WRITE);
+  // One more byte in that request's entry (entry and frame lengths grown to match).
+  const end = w.e.start + w.e.len;
+  const grown = Buffer.concat([rec.subarray(0, end), Buffer.from("!"), rec.subarray(end)]);
+  grown.writeUInt32LE(w.f.len + 1, w.f.pos + 1);
+  grown.writeUInt32LE(w.e.len + 1, w.e.start - 4);
+  const d = replay(grown, { force: true }).divergence;
+  assert.is(d?.kind, "bytes");
+  assert.is(d.request, w.i);
+  assert.is(d.byteOffset, w.e.len);
+  assert.is(d.expectedByte, 0x21);
+  assert.is(d.actualByte, -1);
+  assert.match(d.actual, /end of data/);
+});
+
+test("out-bytes: a corrupt, missing or truncated out-bytes frame is a RecordingError (CLI: exit 2)", () => {
+  const rec = readFileSync(join(FIXTURES, "pipelined.rec"));
+  const w = nthOut(rec, abi.OP_WRITEV);
+  const long = Buffer.from(rec);
+  long.writeUInt32LE(w.e.len + 1000, w.e.start - 4); // an entry longer than its frame
+  assert.throws(() => replay(long, { force: true }), (e) => e instanceof RecordingError && /corrupt out-bytes frame at byte \d+: request \d+ of \d+ needs/.test(e.message));
+  const flag = Buffer.from(rec);
+  flag[w.f.pos + 5] = 9;
+  assert.throws(() => replay(flag, { force: true }), (e) => e instanceof RecordingError && /corrupt out-bytes frame .*bad flag/.test(e.message));
+  const missing = Buffer.concat([rec.subarray(0, w.f.pos), rec.subarray(w.f.pos + 5 + w.f.len)]);
+  assert.throws(() => replay(missing, { force: true }), (e) => e instanceof RecordingError && /has no out-bytes frame/.test(e.message));
+  assert.throws(() => replay(rec.subarray(0, w.e.start + 2), { force: true }), (e) => e instanceof RecordingError && /truncated/.test(e.message));
+  const file = join(tmp, "bad-out.rec");
+  writeFileSync(file, long);
+  const r = spawnSync(process.execPath, [cli, "replay", file, "--force"], { encoding: "utf8" });
+  assert.is(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^wasm-reactor replay: .*bad-out\.rec: corrupt out-bytes frame/);
+});
+
+test("a format 1 recording (no out-bytes) still replays, comparing requests only, and says so", () => {
+  // Format 1 is format 2 without the F_OUT frames.
+  const rec = readFileSync(join(FIXTURES, "pipelined.rec"));
+  const parts = [Buffer.from(rec.subarray(0, 16 + rec.readUInt32LE(12)))];
+  parts[0].writeUInt32LE(1, 8);
+  let p = parts[0].length;
+  for (const f of outFrames(rec)) { parts.push(rec.subarray(p, f.pos)); p = f.pos + 5 + f.len; }
+  parts.push(rec.subarray(p));
+  const v1 = Buffer.concat(parts);
+  const s = replay(v1, { force: true });
+  assert.ok(s.ok, s.divergence?.message);
+  assert.is(s.bytesCompared, false);
+  assert.is(s.outBytes, 0);
+  assert.is(s.requests, replay(rec, { force: true }).requests);
+  const file = join(tmp, "v1.rec");
+  writeFileSync(file, v1);
+  const r = spawnSync(process.execPath, [cli, "replay", file, "--force"], { encoding: "utf8" });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^replay ok: .*\n\(format 1 recording: requests and results compared, not the bytes they point at; re-record to compare those\)\n$/);
+  const v2 = spawnSync(process.execPath, [cli, "replay", join(FIXTURES, "pipelined.rec"), "--force"], { encoding: "utf8" });
+  assert.match(v2.stdout, /^replay ok: .*, \d+ out-bytes compared\n$/);
+  const v3 = Buffer.from(rec);
+  v3.writeUInt32LE(3, 8);
+  assert.throws(() => replay(v3, { force: true }), /format version 3; this build reads versions 1 and 2/);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
