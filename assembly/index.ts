@@ -15,7 +15,7 @@ export * from "./http/path";
 export * from "./http/date";
 export * from "./http/conditional";
 export * from "./http/encoding";
-export * from "./timers";
+export * from "./reactor/timers";
 
 // ---- the reactor ----------------------------------------------------------
 export * from "./reactor/loop";

@@ -19,7 +19,8 @@ import {
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
-import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";
+import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "./timers";
+import { TimerKind } from "./timerkind";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN
@@ -140,8 +141,6 @@ export function runQueueSane(): bool {
 // fires at the old time, sees the later deadline and re-arms itself. So the
 // heap sees one operation per timeout period, not one per request.
 
-export const TK_CONN: i32 = 1;
-
 export function setDeadline(fd: i32, ms: f64): void {
   const c = conn(fd);
   if (ms <= 0) { store<f64>(c + C_DEADLINE, 0); return; }
@@ -154,7 +153,7 @@ export function setDeadline(fd: i32, ms: f64): void {
     if (timerDeadline(t) > d) timerRearm(t, d);
     return;
   }
-  const id = timerAdd(d, 0, TK_CONN, fd);
+  const id = timerAdd(d, 0, TimerKind.CONN, fd);
   store<i32>(c + C_TIMER, id > 0 ? id : 0);
 }
 

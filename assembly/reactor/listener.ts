@@ -26,7 +26,8 @@ import {
   setFdReleasedHook,
 } from "./conn";
 import { logBegin, logStr, logEnd, logLine } from "./log";
-import { timerAdd } from "../timers";
+import { timerAdd } from "./timers";
+import { TimerKind } from "./timerkind";
 
 const L_SERVES = C_PROTO_AREA;       // protocol of accepted connections
 const L_OUTSTANDING = C_PROTO_AREA + 4; // accepts in flight
@@ -37,7 +38,6 @@ const L_STATE_OPEN = 1;
 
 const ACCEPT_BATCH: i32 = 32;
 export const ACCEPT_RETRY_MS: f64 = 1000;
-export const TK_ACCEPT_RESUME: i32 = 2;
 
 // The connection opener of each protocol; set by the protocols at init.
 let openHook: (fd: i32, proto: i32) => void = (fd: i32, proto: i32): void => {};
@@ -137,7 +137,7 @@ function pause(err: i32): void {
     store<i32>(slot(lfd), 0, 12);
     submit(OP_CTL, lfd, EPOLL_CTL_MOD, 0, lfd, <i32>slotGen(lfd));
   }
-  timerAdd(now() + ACCEPT_RETRY_MS, 0, TK_ACCEPT_RESUME, 0);
+  timerAdd(now() + ACCEPT_RETRY_MS, 0, TimerKind.ACCEPT_RESUME, 0);
 }
 
 function resumeOnClose(): void { listenersResume(false); }
@@ -148,7 +148,7 @@ export function listenersResume(fromTimer: bool = false): void {
   if (sqRoom() < listenerCount + 4) {
     // No room this round: the next close retries, and so does a new timer
     // (the one that fired is gone, and no close may ever come).
-    if (fromTimer) timerAdd(now() + 10, 0, TK_ACCEPT_RESUME, 0);
+    if (fromTimer) timerAdd(now() + 10, 0, TimerKind.ACCEPT_RESUME, 0);
     return;
   }
   paused = false;

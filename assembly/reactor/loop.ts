@@ -29,15 +29,16 @@ import {
 import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
-  CF_WRITABLE, PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
+  CF_WRITABLE, PROTO_LISTENER, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
   CF_CLOSING,
 } from "./conn";
-import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
+import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, setOpenHook } from "./listener";
 import { logRoundReset } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
   timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
-} from "../timers";
+} from "./timers";
+import { TimerKind } from "./timerkind";
 import { readBufCap } from "./pool";
 import { echoInit, echoOpen, echoRun, echoComplete, echoDrain } from "../proto/echo";
 import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain, httpHeldBytes } from "../proto/http";
@@ -54,7 +55,6 @@ let phase = PH_IDLE;
 // timers phase: the due timers are collected first, then fired, so a
 // repeating timer fires at most once per tick and a late one catches up one
 // interval per tick instead of starving I/O.
-const TK_JS: i32 = 3;
 let due: usize = 0;
 let dueLen: i32 = 0;
 let dueNext: i32 = 0;
@@ -201,7 +201,7 @@ function fireTimers(): bool {
     const id = load<i32>(due + <usize>(dueNext++) * 4);
     if (!timerIsLive(id)) continue; // cancelled by an earlier callback
     const kind = timerKind(id);
-    if (kind == TK_JS) {
+    if (kind == TimerKind.JS) {
       const interval = timerInterval(id);
       // Drift-free: the next expiry is counted from this one, not from now.
       // Re-armed before the call so the callback may cancel it.
@@ -209,12 +209,12 @@ function fireTimers(): bool {
       else timerFree(id);
       submit(OP_CALL, -1, CALL_TIMER, id, 0, 0);
       return false;
-    } else if (kind == TK_CONN) {
+    } else if (kind == TimerKind.CONN) {
       connTimer(id, timerOwner(id));
-    } else if (kind == TK_ACCEPT_RESUME) {
+    } else if (kind == TimerKind.ACCEPT_RESUME) {
       timerFree(id);
       listenersResume(true);
-    } else if (kind == TK_SHUTDOWN) {
+    } else if (kind == TimerKind.SHUTDOWN) {
       timerFree(id);
       closeAllConns(); // the grace period is over
     } else {
@@ -234,7 +234,7 @@ function connTimer(id: i32, fd: i32): void {
   store<i32>(c + C_TIMER, 0);
   if (load<i32>(c + C_INFLIGHT) != 0) {
     // Cannot happen between ticks; if it does, keep a timer rather than none.
-    const t = timerAdd(now() + 1000, 0, TK_CONN, fd);
+    const t = timerAdd(now() + 1000, 0, TimerKind.CONN, fd);
     store<i32>(c + C_TIMER, t > 0 ? t : 0);
     return;
   }
@@ -427,11 +427,11 @@ export function deregister(fd: i32, closing: bool): i32 {
 }
 /** A JS timer; returns its id (> 0) or -ENOMEM. */
 export function timerStart(ms: f64, repeatMs: f64): i32 {
-  const id = timerAdd(now() + (ms > 0 ? ms : 0), repeatMs > 0 ? repeatMs : 0, TK_JS, 0);
+  const id = timerAdd(now() + (ms > 0 ? ms : 0), repeatMs > 0 ? repeatMs : 0, TimerKind.JS, 0);
   return id > 0 ? id : -ENOMEM;
 }
 export function timerStop(id: i32): bool {
-  if (!timerIsLive(id) || timerKind(id) != TK_JS) return false;
+  if (!timerIsLive(id) || timerKind(id) != TimerKind.JS) return false;
   return timerCancel(id);
 }
 export function defer(id: i32): bool { return taskPush(id); }
@@ -486,7 +486,6 @@ export function debugConnF64(fd: i32, off: i32): f64 { return validFd(fd) ? load
 
 // ---- graceful shutdown -----------------------------------------------------
 
-const TK_SHUTDOWN: i32 = 4;
 let stopSent = false;
 
 /**
@@ -506,7 +505,7 @@ export function beginShutdown(graceMs: f64): i32 {
       if (cget(fd, C_PROTO) == PROTO_HTTP) httpDrain(fd); else echoDrain(fd);
     }
     setCurrentFd(-1);
-    timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TK_SHUTDOWN, 0);
+    timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TimerKind.SHUTDOWN, 0);
   }
   return ctlI32(STAT_LIVE_CONNS);
 }
