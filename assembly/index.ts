@@ -18,4 +18,17 @@ export * from "./http/encoding";
 export * from "./reactor/timers";
 
 // ---- the reactor ----------------------------------------------------------
-export * from "./reactor/loop";
+export {
+  ctlAddress, configText, runTimers, pollTimeout, dispatch, runDeferred, flush, complete, recover, debugTrapFd,
+  register, modify, deregister, timerStart, timerStop, defer, listen, checkInvariants, debugConnI32, debugConnF64,
+  beginShutdown, closeAll,
+} from "./reactor/loop";
+import { ctl } from "./reactor/ctl";
+import { reactorInit } from "./reactor/loop";
+import { protocolsInit } from "./protocols";
+
+/** Sets the core up from the config the host wrote (ctlAddress()); returns the control block's address. */
+export function init(): usize {
+  if (reactorInit()) protocolsInit();
+  return ctl;
+}

@@ -36,17 +36,18 @@ import {
   CFG_LISTING, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, STAT_BYTES_IN, ENOENT, EACCES,
   ENAMETOOLONG, CFG_MAX_FDS, CFG_CORS, CFG_PRECOMPRESSED, CFG_CACHE_CONTROL, CFGT_CACHE_CONTROL,
   CACHE_CONTROL_MAX, FILE_HAS_BR, FILE_HAS_GZIP, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, CONN_SIZE,
-  C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA,
+  C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_PROTO_AREA, OP_OPEN, OP_PREAD, SQE_A2, SQE_A3,
 } from "../abi";
-import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now, cfgText } from "../reactor/ctl";
+import { submit, ctlI32, ctlAddI32, ctlAddF64, wallNow, now, cfgText, sqeArg } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL, ringTake, ringGive } from "../reactor/pool";
 import {
   conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outReserve, outCommit, outAppend,
-  connClose, connCloseSoon, setCloseHook, setDeadline, clearDeadline, connOpen, draining, setBodyFinishedHook,
+  connClose, connCloseSoon, setDeadline, clearDeadline, connOpen, draining,
   CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, BODY_MEMORY, BODY_FILE, OUT_FAILED, OUT_DONE,
   OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
+import { Protocol, protocolOwnsOp } from "../reactor/protocol";
 import { accessLogInit, accessLine } from "../http/accesslog";
 import { chooseEncoding, ENC_IDENTITY, ENC_BR } from "../http/encoding";
 import {
@@ -69,7 +70,7 @@ import {
 import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, waitersAddr, entryState, entryKind, entryFd,
   entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef, entryUnref,
-  entryForget, entryFlags, entryCtEnd,
+  entryForget, entryFlags, entryCtEnd, entryOfRecord, openCompleted, bodyLoaded, takeWaiters, cachedBodyBytes,
   FC_LOADING, PATH_MAX_CACHED,
 } from "../http/filecache";
 
@@ -141,7 +142,7 @@ const PATH_CAP: i32 = 4096;
 let dateBuf: usize = 0;       // "Date: ...\r\n", refreshed once per second
 let dateSecond: f64 = -1;
 
-export function httpInit(): void {
+function httpInit(): void {
   if (H_END > CONN_SIZE) abort("HTTP fields overflow the connection record");
   if (MP_TEXT + (RANGE_PARTS_MAX + 1) * PART_HEAD_MAX > 4096 << MP_CLASS) abort("multipart layout overflows its buffer");
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
@@ -164,8 +165,41 @@ export function httpInit(): void {
   dateBuf = heap.alloc(64);
   fileCacheInit(2048);
   initStatic();
-  setBodyFinishedHook(bodyFinished);
-  setCloseHook(releaseBuffers); // no response buffer outlives its connection
+}
+
+/** Reads the config and returns HTTP's hooks (registered in assembly/protocols.ts). */
+export function httpProtocol(): Protocol {
+  httpInit();
+  const p = new Protocol();
+  p.open = httpOpen;
+  p.run = httpRun;
+  p.complete = httpComplete;
+  p.timeout = httpTimeout;
+  p.drain = httpDrain;
+  p.close = releaseBuffers; // no response buffer outlives its connection
+  p.bodyFinished = bodyFinished;
+  p.service = httpService;
+  p.connBytes = httpHeldBytes;
+  p.sharedBytes = cachedBodyBytes;
+  protocolOwnsOp(PROTO_HTTP, OP_OPEN);
+  protocolOwnsOp(PROTO_HTTP, OP_PREAD);
+  return p;
+}
+
+/**
+ * The file cache owns its completions (OP_OPEN, OP_PREAD of an entry's
+ * body), whoever asked: an entry never stays loading because the connection
+ * that started it went away. The connections waiting for the entry wake.
+ */
+function httpService(i: i32, op: i32, fd: i32, res: i32): void {
+  if (op == OP_OPEN) {
+    const e = entryOfRecord(<usize>sqeArg(i, SQE_A2));
+    if (openCompleted(e, res, sqeArg(i, SQE_A3) == 1)) httpWake(takeWaiters(e));
+  } else {
+    const e = sqeArg(i, SQE_A3);
+    bodyLoaded(e, res);
+    httpWake(takeWaiters(e));
+  }
 }
 
 export function httpOpen(fd: i32): void {
@@ -681,7 +715,7 @@ function unwait(fd: i32): void {
 }
 
 /** The file-cache entry this connection waited for is ready: wake it and its peers. */
-export function httpWake(chain: i32): void {
+function httpWake(chain: i32): void {
   let w = chain;
   while (w != 0) {
     const fd = w - 1;

@@ -9,10 +9,10 @@
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
 import {
-  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_OPEN,
-  OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE,
+  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL,
+  OP_SHUTDOWN, SQE_A0, SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE,
   CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS, STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS,
-  STAT_LIVE_CONNS, PROTO_HTTP, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP,
+  STAT_LIVE_CONNS, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP,
   CFG_ACCESS_LOG, INV_OK, INV_TIMER_HEAP, INV_ZOMBIE, INV_CONN_HANDLER, INV_RBUF_BOUNDS, INV_WRING_BOUNDS,
   INV_RUN_QUEUE, INV_RBUF_HELD, INV_RING_BYTES, C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, C_RBUF, C_RLEN,
   C_RPOS, C_WRING, C_WCLS, C_WLEN,
@@ -32,7 +32,7 @@ import {
   CF_WRITABLE, PROTO_LISTENER, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
   CF_CLOSING,
 } from "./conn";
-import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, setOpenHook } from "./listener";
+import { listenerAdd, listenerAccepted, listenersInit, listenersResume, listenersStop } from "./listener";
 import { logRoundReset } from "./log";
 import {
   timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
@@ -40,9 +40,9 @@ import {
 } from "./timers";
 import { TimerKind } from "./timerkind";
 import { readBufCap } from "./pool";
-import { echoInit, echoOpen, echoRun, echoComplete, echoDrain } from "../proto/echo";
-import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain, httpHeldBytes } from "../proto/http";
-import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters, cachedBodyBytes } from "../http/filecache";
+import {
+  opOwner, protocolsSharedBytes, protoRun, protoComplete, protoTimeout, protoDrain, protoService, protoConnBytes,
+} from "./protocol";
 
 // phases
 const PH_IDLE = 0;
@@ -76,8 +76,12 @@ export function ctlAddress(): usize { return ctl; }
 /** Address of the config text area (abi.ts CFGT_*), written by the host before init(). */
 export function configText(): usize { return cfgText; }
 
-export function init(): usize {
-  if (initialised) return ctl;
+/**
+ * Sets the reactor up from the config; false if it already was. The
+ * protocols register after it (index.ts init()).
+ */
+export function reactorInit(): bool {
+  if (initialised) return false;
   initialised = true;
   ctlInit();
   const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
@@ -91,15 +95,7 @@ export function init(): usize {
   due = heap.alloc(<usize>timerCap * 4);
   tasksInit(65536);
   listenersInit(ctlI32(CFG_ACCESS_LOG) != 0); // the access log shows the peer's address
-  setOpenHook(openConn);
-  echoInit();
-  httpInit();
-  return ctl;
-}
-
-function openConn(fd: i32, proto: i32): void {
-  if (proto == PROTO_HTTP) httpOpen(fd);
-  else echoOpen(fd);
+  return true;
 }
 
 // ---- phases -------------------------------------------------------------
@@ -240,7 +236,7 @@ function connTimer(id: i32, fd: i32): void {
   }
   setCurrentFd(fd);
   ctlAddI32(STAT_TIMEOUTS, 1);
-  if (cget(fd, C_PROTO) == PROTO_HTTP) httpTimeout(fd); else connClose(fd);
+  protoTimeout(cget(fd, C_PROTO), fd);
 }
 
 /** Hands events to handlers; false if it yielded for a JS call. */
@@ -280,10 +276,7 @@ function runConns(): bool {
       if (load<i32>(conn(fd) + C_INFLIGHT) == 0) connClose(fd); // else: after its completion
       continue;
     }
-    const proto = cget(fd, C_PROTO);
-    if (proto == PROTO_LISTENER) listenerRun(fd);
-    else if (proto == PROTO_HTTP) httpRun(fd);
-    else echoRun(fd);
+    protoRun(cget(fd, C_PROTO), fd); // listeners too: PROTO_LISTENER
   }
   return runQueueEmpty();
 }
@@ -313,26 +306,14 @@ function completeOne(i: i32): void {
     return;
   }
   if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res, <usize>sqeArg(i, SQE_A0)); return; }
-  // The file cache owns its completions, whoever asked: an entry never stays
-  // loading because the connection that started it went away.
-  if (op == OP_OPEN) {
-    const e = entryOfRecord(<usize>sqeArg(i, SQE_A2));
-    if (openCompleted(e, res, sqeArg(i, SQE_A3) == 1)) httpWake(takeWaiters(e));
-    return;
-  }
-  if (op == OP_PREAD) {
-    const e = sqeArg(i, SQE_A3);
-    bodyLoaded(e, res);
-    httpWake(takeWaiters(e));
-    return;
-  }
+  // A host service a protocol owns goes to it whoever asked (protocol.ts).
+  const owner = opOwner(op);
+  if (owner != 0) { protoService(owner, i, op, fd, res); return; }
   if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
     setCurrentFd(fd);
-    const proto = cget(fd, C_PROTO);
-    if (proto == PROTO_HTTP) httpComplete(fd, op, res);
-    else if (op != OP_SHUTDOWN) echoComplete(fd, op, res);
+    protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
   // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
 }
@@ -451,7 +432,7 @@ export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto)
 export function checkInvariants(): i32 {
   if (!timersCheck()) return INV_TIMER_HEAP;
   let held = 0;
-  let ringBytes = cachedBodyBytes();   // ring-pool bytes accounted for
+  let ringBytes = protocolsSharedBytes(); // ring-pool bytes accounted for
   for (let fd = 0; fd < maxFds; fd++) {
     const kind = slotKind(fd);
     const hf = slotFlags(fd);
@@ -471,7 +452,7 @@ export function checkInvariants(): i32 {
     if (ring != 0 && wlen > (4096 << load<i32>(c + C_WCLS))) return INV_WRING_BOUNDS;
     if (ring == 0 && wlen != 0) return INV_WRING_BOUNDS;
     if (ring != 0) ringBytes += 4096 << load<i32>(c + C_WCLS);
-    if (load<i32>(c + C_PROTO) == PROTO_HTTP) ringBytes += httpHeldBytes(fd);
+    ringBytes += protoConnBytes(load<i32>(c + C_PROTO), fd);
   }
   if (held != readHeld) return INV_RBUF_HELD;
   if (ringBytes != ringBytesHeld) return INV_RING_BYTES;
@@ -502,7 +483,7 @@ export function beginShutdown(graceMs: f64): i32 {
     for (let fd = 0; fd < maxFds; fd++) {
       if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
       setCurrentFd(fd);
-      if (cget(fd, C_PROTO) == PROTO_HTTP) httpDrain(fd); else echoDrain(fd);
+      protoDrain(cget(fd, C_PROTO), fd);
     }
     setCurrentFd(-1);
     timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TimerKind.SHUTDOWN, 0);
