@@ -18,11 +18,11 @@ export * from "./http/encoding";
 export * from "./reactor/timers";
 
 // ---- the reactor ----------------------------------------------------------
-export {
-  ctlAddress, configText, runTimers, pollTimeout, dispatch, runDeferred, flush, complete, recover, debugTrapFd,
-  register, modify, deregister, timerStart, timerStop, defer, listen, checkInvariants, debugConnI32, debugConnF64,
-  beginShutdown, closeAll,
-} from "./reactor/loop";
+export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete } from "./reactor/loop";
+export { recover, debugTrapFd } from "./reactor/recovery";
+export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
+export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
+export { beginShutdown, closeAll } from "./reactor/shutdown";
 import { ctl } from "./reactor/ctl";
 import { reactorInit } from "./reactor/loop";
 import { protocolsInit } from "./protocols";
