@@ -15,7 +15,20 @@ export * from "./http/path";
 export * from "./http/date";
 export * from "./http/conditional";
 export * from "./http/encoding";
-export * from "./timers";
+export * from "./reactor/timers";
 
 // ---- the reactor ----------------------------------------------------------
-export * from "./reactor/loop";
+export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete } from "./reactor/loop";
+export { recover, debugTrapFd } from "./reactor/recovery";
+export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
+export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
+export { beginShutdown, closeAll } from "./reactor/shutdown";
+import { ctl } from "./reactor/ctl";
+import { reactorInit } from "./reactor/loop";
+import { protocolsInit } from "./protocols";
+
+/** Sets the core up from the config the host wrote (ctlAddress()); returns the control block's address. */
+export function init(): usize {
+  if (reactorInit()) protocolsInit();
+  return ctl;
+}

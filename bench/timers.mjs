@@ -1,4 +1,4 @@
-// Micro-benchmark of the timer heap (assembly/timers.ts) with 100,000 live
+// Micro-benchmark of the timer heap (assembly/reactor/timers.ts) with 100,000 live
 // timers, called from JS the way the host calls it, so every number includes
 // the JS -> wasm call cost (see the "empty call" row).
 //

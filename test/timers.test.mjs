@@ -1,4 +1,4 @@
-// Timer heap (assembly/timers.ts): ordering, FIFO ties, O(log n) cancel from
+// Timer heap (assembly/reactor/timers.ts): ordering, FIFO ties, O(log n) cancel from
 // anywhere, stale-id rejection, the poll timeout, and a seeded random
 // sequence checked against a plain JS model with timersCheck() after every op.
 import { test } from "uvu";

@@ -7,7 +7,7 @@
 // the ring until CFG_WRITE_BUF_MAX, and is then disconnected; other clients
 // are not affected. Idle connections close after CFG_IDLE_TIMEOUT.
 import {
-  OP_READ, OP_WRITE, EAGAIN, STAT_BYTES_IN, STAT_BYTES_OUT, CFG_IDLE_TIMEOUT, PROTO_ECHO, C_INFLIGHT, C_RBUF, C_RLEN,
+  OP_READ, OP_WRITE, OP_SHUTDOWN, EAGAIN, STAT_BYTES_IN, STAT_BYTES_OUT, CFG_IDLE_TIMEOUT, PROTO_ECHO, C_INFLIGHT, C_RBUF, C_RLEN,
   C_IOV,
 } from "../abi";
 import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
@@ -18,14 +18,23 @@ import {
   CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
+import { Protocol } from "../reactor/protocol";
 
 const ES_OPEN = 1;
 const OP_DIRECT_WRITE = 100; // a write straight from the receive buffer
 
 let idleMs: f64 = 0;
 
-export function echoInit(): void {
+/** Reads the config and returns echo's hooks (registered in assembly/protocols.ts). */
+export function echoProtocol(): Protocol {
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
+  const p = new Protocol();
+  p.open = echoOpen;
+  p.run = echoRun;
+  p.complete = echoComplete;
+  p.timeout = connClose; // idle: close without a word
+  p.drain = echoDrain;
+  return p;
 }
 
 export function echoOpen(fd: i32): void {
@@ -55,6 +64,7 @@ export function echoRun(fd: i32): void {
 }
 
 export function echoComplete(fd: i32, op: i32, res: i32): void {
+  if (op == OP_SHUTDOWN) return; // echo never shuts a socket down
   const c = conn(fd);
   const inflight = load<i32>(c + C_INFLIGHT);
   if (inflight == OP_READ) {

@@ -19,7 +19,9 @@ import {
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
-import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "../timers";
+import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "./timers";
+import { TimerKind } from "./timerkind";
+import { protoClose, protoBodyFinished } from "./protocol";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN
@@ -140,8 +142,6 @@ export function runQueueSane(): bool {
 // fires at the old time, sees the later deadline and re-arms itself. So the
 // heap sees one operation per timeout period, not one per request.
 
-export const TK_CONN: i32 = 1;
-
 export function setDeadline(fd: i32, ms: f64): void {
   const c = conn(fd);
   if (ms <= 0) { store<f64>(c + C_DEADLINE, 0); return; }
@@ -154,7 +154,7 @@ export function setDeadline(fd: i32, ms: f64): void {
     if (timerDeadline(t) > d) timerRearm(t, d);
     return;
   }
-  const id = timerAdd(d, 0, TK_CONN, fd);
+  const id = timerAdd(d, 0, TimerKind.CONN, fd);
   store<i32>(c + C_TIMER, id > 0 ? id : 0);
 }
 
@@ -366,21 +366,16 @@ export function outBlocked(fd: i32): void {
   if (!(flags(fd) & CF_OUT_ARMED)) { setFlag(fd, CF_OUT_ARMED); kernelMask(fd, true); }
 }
 
-// Hook for the HTTP layer, set by http.ts: the body (C_BODY_*) is over,
-// `sent` in full, or abandoned because the connection closes. After a body
-// sent in full the hook may queue the next step of the same response (ring
-// bytes with outAppend and/or a new C_BODY_*), which outDone then writes
-// like any pending output; the ring is empty at that moment (it is written
-// before the body). Otherwise it releases what the body used (file-cache
-// reference, buffers).
-let bodyFinishedHook: (fd: i32, sent: bool) => void = (fd: i32, sent: bool): void => {};
-export function setBodyFinishedHook(f: (fd: i32, sent: bool) => void): void { bodyFinishedHook = f; }
-function bodyFinished(fd: i32, sent: bool): void { bodyFinishedHook(fd, sent); }
+// The protocol's bodyFinished hook: the body (C_BODY_*) is over, `sent` in
+// full, or abandoned because the connection closes. After a body sent in
+// full the hook may queue the next step of the same response (ring bytes
+// with outAppend and/or a new C_BODY_*), which outDone then writes like any
+// pending output; the ring is empty at that moment (it is written before the
+// body). Otherwise it releases what the body used (file-cache reference,
+// buffers).
+function bodyFinished(fd: i32, sent: bool): void { protoBodyFinished(cget(fd, C_PROTO), fd, sent); }
 
 // ---- close --------------------------------------------------------------
-
-let closeHook: (fd: i32) => void = (fd: i32): void => {};
-export function setCloseHook(f: (fd: i32) => void): void { closeHook = f; }
 
 /**
  * Closes a connection now: releases its buffers, timer and handler slot and
@@ -390,7 +385,7 @@ export function connClose(fd: i32): void {
   const c = conn(fd);
   if (load<i32>(c + C_STATE) == 0) return;
   setCurrentFd(fd);
-  closeHook(fd);
+  protoClose(load<i32>(c + C_PROTO), fd); // what the protocol holds goes back first
   const rb = <usize>load<i32>(c + C_RBUF);
   if (rb != 0) readBufGive(rb);
   const ring = <usize>load<i32>(c + C_WRING);

@@ -26,7 +26,9 @@ import {
   setFdReleasedHook,
 } from "./conn";
 import { logBegin, logStr, logEnd, logLine } from "./log";
-import { timerAdd } from "../timers";
+import { timerAdd } from "./timers";
+import { Protocol, protocolRegister, protocolKnown, protoOpen } from "./protocol";
+import { TimerKind } from "./timerkind";
 
 const L_SERVES = C_PROTO_AREA;       // protocol of accepted connections
 const L_OUTSTANDING = C_PROTO_AREA + 4; // accepts in flight
@@ -37,11 +39,6 @@ const L_STATE_OPEN = 1;
 
 const ACCEPT_BATCH: i32 = 32;
 export const ACCEPT_RETRY_MS: f64 = 1000;
-export const TK_ACCEPT_RESUME: i32 = 2;
-
-// The connection opener of each protocol; set by the protocols at init.
-let openHook: (fd: i32, proto: i32) => void = (fd: i32, proto: i32): void => {};
-export function setOpenHook(f: (fd: i32, proto: i32) => void): void { openHook = f; }
 
 // Listeners are few: keep their fds in a small list for pause/resume.
 const MAX_LISTENERS = 16;
@@ -52,7 +49,7 @@ let shortageLogged = false; // the pause line went out; no accept has succeeded 
 let acceptAddrs: usize = 0; // MAX_LISTENERS * ACCEPT_BATCH address slots; 0: no addresses asked for
 
 export function listenerAdd(fd: i32, proto: i32): i32 {
-  if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS) return -1;
+  if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS || proto == PROTO_LISTENER || !protocolKnown(proto)) return -1;
   connOpen(fd, H_LISTENER, PROTO_LISTENER, L_STATE_OPEN);
   cset(fd, L_SERVES, proto);
   cset(fd, L_INDEX, listenerCount);
@@ -99,7 +96,7 @@ export function listenerAccepted(fd: i32, res: i32, sa: usize): void {
       if (shortageLogged) { shortageLogged = false; logLine(LOG_WARN, "accept: resumed"); }
       setCurrentFd(res);
       if (sa != 0) peerSet(res, sa);
-      openHook(res, cget(fd, L_SERVES));
+      protoOpen(cget(fd, L_SERVES), res);
     }
   } else if (res == -EAGAIN) {
     clearFlag(fd, CF_READABLE);
@@ -137,7 +134,7 @@ function pause(err: i32): void {
     store<i32>(slot(lfd), 0, 12);
     submit(OP_CTL, lfd, EPOLL_CTL_MOD, 0, lfd, <i32>slotGen(lfd));
   }
-  timerAdd(now() + ACCEPT_RETRY_MS, 0, TK_ACCEPT_RESUME, 0);
+  timerAdd(now() + ACCEPT_RETRY_MS, 0, TimerKind.ACCEPT_RESUME, 0);
 }
 
 function resumeOnClose(): void { listenersResume(false); }
@@ -148,7 +145,7 @@ export function listenersResume(fromTimer: bool = false): void {
   if (sqRoom() < listenerCount + 4) {
     // No room this round: the next close retries, and so does a new timer
     // (the one that fired is gone, and no close may ever come).
-    if (fromTimer) timerAdd(now() + 10, 0, TK_ACCEPT_RESUME, 0);
+    if (fromTimer) timerAdd(now() + 10, 0, TimerKind.ACCEPT_RESUME, 0);
     return;
   }
   paused = false;
@@ -182,6 +179,11 @@ export function listenersStop(): void {
 /** `peers`: accepts ask for the peer's address (the access log wants it). */
 export function listenersInit(peers: bool): void {
   setFdReleasedHook(resumeOnClose);
+  // Listeners are connections of the reactor's own protocol: the run queue
+  // runs them like any other (they hold nothing else, and never time out).
+  const p = new Protocol();
+  p.run = listenerRun;
+  protocolRegister(PROTO_LISTENER, p);
   if (peers) acceptAddrs = heap.alloc(<usize>(MAX_LISTENERS * ACCEPT_BATCH) * ACCEPT_ADDR_SIZE);
 }
 

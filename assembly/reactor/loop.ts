@@ -1,47 +1,57 @@
-// The loop, core side. The host's tick (host/loop.ts) reads:
+// The loop, core side: the phases of one tick. The host's tick (host/loop.ts)
+// reads like libuv's uv_run:
 //
-//   runTimers() -> poll(pollTimeout()) -> dispatch(n) -> runDeferred()
+//   runTimers()           1. timers: fire those due at loop time; run queue
+//   poll(pollTimeout())   2. poll: wait for events (0 ms when work is waiting)
+//   dispatch(n)           3. dispatch: JS handlers are called, built-in
+//                            connections flagged and queued; at the end of the
+//                            batch, deferred modifications; run queue
+//   runDeferred()         4. deferred modifications; run queue
+//                         5. deferred tasks (JS)
 //
-// and after each of those calls it carries out the returned number of
+// The run queue (runQueue) is the pass that closes phases 1, 3 and 4: every
+// connection that an event, a completion or a timer made ready emits its
+// next request, through its protocol's run hook (protocol.ts).
+//
+// After each of those calls the host carries out the returned number of
 // submissions and hands their results to complete(n), until a call returns 0.
 // So every phase below is resumable: it emits a round of requests, returns,
 // and continues from where it stopped when complete() is called. A phase
 // yields early after every JS call (OP_CALL), because JS code may change the
 // handler table, timers and tasks, and the core must look again afterwards.
+//
+// Beside the phases: recovery.ts (after a trap), api.ts (the JS-facing API),
+// shutdown.ts (graceful shutdown), invariants.ts (structural checks).
 import {
-  OP_STOP, OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_OPEN,
-  OP_SHUTDOWN, OP_PREAD, SQE_A0, SQE_A2, SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE,
-  CFG_READ_BUF, CTL_CURRENT_FD, STAT_TIMERS, STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TRAPS, STAT_TIMEOUTS,
-  STAT_LIVE_CONNS, PROTO_HTTP, EINVAL, ENOMEM, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP,
-  CFG_ACCESS_LOG, INV_OK, INV_TIMER_HEAP, INV_ZOMBIE, INV_CONN_HANDLER, INV_RBUF_BOUNDS, INV_WRING_BOUNDS,
-  INV_RUN_QUEUE, INV_RBUF_HELD, INV_RING_BYTES, C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, C_RBUF, C_RLEN,
-  C_RPOS, C_WRING, C_WCLS, C_WLEN,
+  OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN, SQE_A0,
+  SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
+  STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, CFG_ACCESS_LOG,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER,
 } from "../abi";
 import {
-  ctl, cfgText, ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, sqRoom, now,
+  ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, now,
   events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
 import {
-  handlersInit, handlerAdd, handlerModify, handlerRemove, flushMods, endBatch, setDispatching, ctlFailed,
-  slotAccepts, slotKind, slotId, slotFlags, reactorEvents, H_JS, H_LISTENER, H_CONN, maxFds, validFd, dispatching,
+  handlersInit, flushMods, endBatch, setDispatching, ctlFailed, slotAccepts, slotKind, slotId, reactorEvents, H_JS,
+  H_CONN, validFd,
 } from "./handlers";
-import { tasksInit, taskPush, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
+import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
-  CF_WRITABLE, PROTO_LISTENER, TK_CONN, writeBufMax, runQueueSane, draining, setDraining, connCloseSoon,
-  CF_CLOSING,
+  CF_WRITABLE, CF_CLOSING,
 } from "./conn";
-import { listenerAdd, listenerRun, listenerAccepted, listenersInit, listenersResume, listenersStop, TK_ACCEPT_RESUME, setOpenHook } from "./listener";
+import { listenerAccepted, listenersInit, listenersResume } from "./listener";
 import { logRoundReset } from "./log";
 import {
-  timersInit, timerAdd, timerCancel, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval,
-  timerDeadline, timerIsLive, timerCount, timerPollTimeout, timersCheck,
-} from "../timers";
-import { readBufCap } from "./pool";
-import { echoInit, echoOpen, echoRun, echoComplete, echoDrain } from "../proto/echo";
-import { httpInit, httpOpen, httpRun, httpComplete, httpTimeout, httpWake, httpDrain, httpHeldBytes } from "../proto/http";
-import { entryOfRecord, openCompleted, bodyLoaded, takeWaiters, cachedBodyBytes } from "../http/filecache";
+  timersInit, timerAdd, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval, timerDeadline,
+  timerIsLive, timerCount, timerPollTimeout,
+} from "./timers";
+import { TimerKind } from "./timerkind";
+import { opOwner, protoRun, protoComplete, protoTimeout, protoService } from "./protocol";
+import { doomedLen, isDoomed, closeDoomed, trapFd, roundStarted, setInCompletions, trapNow } from "./recovery";
+import { shutdownDone, closeAllConns } from "./shutdown";
 
 // phases
 const PH_IDLE = 0;
@@ -54,7 +64,6 @@ let phase = PH_IDLE;
 // timers phase: the due timers are collected first, then fired, so a
 // repeating timer fires at most once per tick and a late one catches up one
 // interval per tick instead of starving I/O.
-const TK_JS: i32 = 3;
 let due: usize = 0;
 let dueLen: i32 = 0;
 let dueNext: i32 = 0;
@@ -71,13 +80,12 @@ let cqNext: i32 = 0;
 
 let initialised = false;
 
-/** Address of the control block; the host writes the config there, then calls init(). */
-export function ctlAddress(): usize { return ctl; }
-/** Address of the config text area (abi.ts CFGT_*), written by the host before init(). */
-export function configText(): usize { return cfgText; }
-
-export function init(): usize {
-  if (initialised) return ctl;
+/**
+ * Sets the reactor up from the config; false if it already was. The
+ * protocols register after it (index.ts init()).
+ */
+export function reactorInit(): bool {
+  if (initialised) return false;
   initialised = true;
   ctlInit();
   const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
@@ -91,15 +99,7 @@ export function init(): usize {
   due = heap.alloc(<usize>timerCap * 4);
   tasksInit(65536);
   listenersInit(ctlI32(CFG_ACCESS_LOG) != 0); // the access log shows the peer's address
-  setOpenHook(openConn);
-  echoInit();
-  httpInit();
-  return ctl;
-}
-
-function openConn(fd: i32, proto: i32): void {
-  if (proto == PROTO_HTTP) httpOpen(fd);
-  else echoOpen(fd);
+  return true;
 }
 
 // ---- phases -------------------------------------------------------------
@@ -145,13 +145,13 @@ export function flush(): i32 {
 
 /** The host carried out SQ[0..n) and wrote CQ[0..n). */
 export function complete(n: i32): i32 {
-  if (cqNext == 0) { sqSwap(n); logRoundReset(); roundNo++; }
-  inCompletions = true;
+  if (cqNext == 0) { sqSwap(n); logRoundReset(); roundStarted(); }
+  setInCompletions(true);
   for (let i = cqNext; i < n; i++) {
     cqNext = i + 1;
     completeOne(i);
   }
-  inCompletions = false;
+  setInCompletions(false);
   cqNext = 0;
   return advance();
 }
@@ -169,24 +169,20 @@ function advance(): i32 {
     // every JS call, the phase goes on only once it has run.
     ctlErrorCalled = false;
   } else if (phase == PH_TIMERS) {
-    if (fireTimers()) runConns();
+    if (fireTimers()) runQueue();
   } else if (phase == PH_DISPATCH) {
     if (ingestEvents()) {
       // End of the batch: zombies die, pending handlers go live, the kernel
       // learns every change made during the batch.
       endBatch();
-      if (flushMods()) runConns();
+      if (flushMods()) runQueue();
     }
   } else if (phase == PH_DEFERRED) {
-    if (flushMods() && runConns()) runTasks();
+    if (flushMods() && runQueue()) runTasks();
   } else if (phase == PH_FLUSH) {
-    if (flushMods()) runConns();
+    if (flushMods()) runQueue();
   }
-  // Graceful shutdown: the last connection is gone, tell the host.
-  if (draining && !stopSent && ctlI32(STAT_LIVE_CONNS) == 0 && sqRoom() > 0) {
-    stopSent = true;
-    submit(OP_STOP, -1, 0, 0, 0, 0);
-  }
+  shutdownDone();
   if (sqLen == 0) phase = PH_IDLE;
   setCurrentFd(-1);
   publishStats();
@@ -201,7 +197,7 @@ function fireTimers(): bool {
     const id = load<i32>(due + <usize>(dueNext++) * 4);
     if (!timerIsLive(id)) continue; // cancelled by an earlier callback
     const kind = timerKind(id);
-    if (kind == TK_JS) {
+    if (kind == TimerKind.JS) {
       const interval = timerInterval(id);
       // Drift-free: the next expiry is counted from this one, not from now.
       // Re-armed before the call so the callback may cancel it.
@@ -209,12 +205,12 @@ function fireTimers(): bool {
       else timerFree(id);
       submit(OP_CALL, -1, CALL_TIMER, id, 0, 0);
       return false;
-    } else if (kind == TK_CONN) {
+    } else if (kind == TimerKind.CONN) {
       connTimer(id, timerOwner(id));
-    } else if (kind == TK_ACCEPT_RESUME) {
+    } else if (kind == TimerKind.ACCEPT_RESUME) {
       timerFree(id);
       listenersResume(true);
-    } else if (kind == TK_SHUTDOWN) {
+    } else if (kind == TimerKind.SHUTDOWN) {
       timerFree(id);
       closeAllConns(); // the grace period is over
     } else {
@@ -234,13 +230,13 @@ function connTimer(id: i32, fd: i32): void {
   store<i32>(c + C_TIMER, 0);
   if (load<i32>(c + C_INFLIGHT) != 0) {
     // Cannot happen between ticks; if it does, keep a timer rather than none.
-    const t = timerAdd(now() + 1000, 0, TK_CONN, fd);
+    const t = timerAdd(now() + 1000, 0, TimerKind.CONN, fd);
     store<i32>(c + C_TIMER, t > 0 ? t : 0);
     return;
   }
   setCurrentFd(fd);
   ctlAddI32(STAT_TIMEOUTS, 1);
-  if (cget(fd, C_PROTO) == PROTO_HTTP) httpTimeout(fd); else connClose(fd);
+  protoTimeout(cget(fd, C_PROTO), fd);
 }
 
 /** Hands events to handlers; false if it yielded for a JS call. */
@@ -267,23 +263,25 @@ function ingestEvents(): bool {
   return true;
 }
 
-/** Runs queued connections while the SQ has room; true when the queue is empty. */
-function runConns(): bool {
+/**
+ * The run-queue pass, which ends every phase: connections that events,
+ * completions or timers made ready emit their next request, in queue order,
+ * while the round has room (SQ_FANOUT each). True when the queue is empty;
+ * else the phase resumes the pass in its next round.
+ */
+function runQueue(): bool {
   while (roomForOne()) {
     const fd = dequeue();
     if (fd < 0) return true;
     if (cget(fd, C_STATE) == 0) continue;
     setCurrentFd(fd);
-    if (fd == trapFd) { trapFd = -1; unreachable(); }
+    if (fd == trapFd) trapNow();
     if (doomedLen > 0 && isDoomed(fd)) continue; // its state is suspect: it only gets closed
     if (flags(fd) & CF_CLOSING) {
       if (load<i32>(conn(fd) + C_INFLIGHT) == 0) connClose(fd); // else: after its completion
       continue;
     }
-    const proto = cget(fd, C_PROTO);
-    if (proto == PROTO_LISTENER) listenerRun(fd);
-    else if (proto == PROTO_HTTP) httpRun(fd);
-    else echoRun(fd);
+    protoRun(cget(fd, C_PROTO), fd); // listeners too: PROTO_LISTENER
   }
   return runQueueEmpty();
 }
@@ -313,26 +311,14 @@ function completeOne(i: i32): void {
     return;
   }
   if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res, <usize>sqeArg(i, SQE_A0)); return; }
-  // The file cache owns its completions, whoever asked: an entry never stays
-  // loading because the connection that started it went away.
-  if (op == OP_OPEN) {
-    const e = entryOfRecord(<usize>sqeArg(i, SQE_A2));
-    if (openCompleted(e, res, sqeArg(i, SQE_A3) == 1)) httpWake(takeWaiters(e));
-    return;
-  }
-  if (op == OP_PREAD) {
-    const e = sqeArg(i, SQE_A3);
-    bodyLoaded(e, res);
-    httpWake(takeWaiters(e));
-    return;
-  }
+  // A host service a protocol owns goes to it whoever asked (protocol.ts).
+  const owner = opOwner(op);
+  if (owner != 0) { protoService(owner, i, op, fd, res); return; }
   if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
     setCurrentFd(fd);
-    const proto = cget(fd, C_PROTO);
-    if (proto == PROTO_HTTP) httpComplete(fd, op, res);
-    else if (op != OP_SHUTDOWN) echoComplete(fd, op, res);
+    protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
   // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
 }
@@ -345,186 +331,4 @@ function publishStats(): void {
   ctlSetI32(STAT_TIMERS, timerCount());
   ctlSetI32(STAT_WBUF_BYTES, ringBytesHeld);
   ctlSetI32(STAT_RBUF_HELD, readHeld);
-}
-
-// ---- after a trap -------------------------------------------------------
-// A trap (a bug, or an abort) leaves the core mid-way through one connection.
-// That connection is doomed: its completions are ignored and it is closed at
-// the start of the next round. Everything else carries on.
-
-// Doomed connections: {fd, round of the trap}, 8 bytes each.
-const doomed: usize = memory.data(64 * 8);
-let doomedLen = 0;
-let roundNo = 0; // rounds carried out (complete() calls that start a round)
-let inCompletions = false;
-let trapFd = -1;
-
-/**
- * Called by the host after a trap escaped a core call. Returns -1 if the trap
- * happened while consuming completions (call complete(n) again: it resumes
- * after the one that trapped), else the number of requests emitted so far in
- * this round (carry them out and call complete() as usual; the phase resumes).
- */
-export function recover(): i32 {
-  ctlAddI32(STAT_TRAPS, 1);
-  const fd = ctlI32(CTL_CURRENT_FD);
-  setCurrentFd(-1);
-  if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < 64) {
-    const e = doomed + <usize>(doomedLen++) * 8;
-    store<i32>(e, fd);
-    store<i32>(e, roundNo, 4);
-  }
-  if (inCompletions) { inCompletions = false; return -1; }
-  return sqLen;
-}
-
-function isDoomed(fd: i32): bool {
-  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 8) == fd) return true;
-  return false;
-}
-
-/**
- * Closes doomed connections once every request they may have emitted before
- * the trap has been carried out (two rounds later): closing releases their
- * buffers, and a read still pending into a released buffer would corrupt the
- * pool. The close goes through the run queue (it respects the round's room).
- */
-function closeDoomed(): void {
-  let kept = 0;
-  for (let i = 0; i < doomedLen; i++) {
-    const e = doomed + <usize>i * 8;
-    const fd = load<i32>(e);
-    if (roundNo < load<i32>(e, 4) + 2) {
-      const k = doomed + <usize>(kept++) * 8;
-      store<i32>(k, fd);
-      store<i32>(k, load<i32>(e, 4), 4);
-      continue;
-    }
-    if (cget(fd, C_STATE) != 0) {
-      store<i32>(conn(fd) + C_INFLIGHT, 0);
-      connCloseSoon(fd);
-    }
-  }
-  doomedLen = kept;
-}
-
-/** Fault injection for tests and the fuzzer: trap once when fd is next run. */
-export function debugTrapFd(fd: i32): void { trapFd = fd; }
-
-// ---- the JS-facing reactor API -----------------------------------------
-// Handlers, timers and tasks whose callbacks live in JS, keyed by id.
-
-export function register(fd: i32, interest: i32, id: i32): i32 { return handlerAdd(fd, H_JS, id, interest); }
-export function modify(fd: i32, interest: i32): i32 {
-  if (validFd(fd) && slotKind(fd) != H_JS) return -EINVAL;
-  return handlerModify(fd, interest);
-}
-export function deregister(fd: i32, closing: bool): i32 {
-  // Built-in handlers are not JS's to remove; anything else goes through, so
-  // that `closing` always purges queued changes for the fd.
-  if (validFd(fd) && (slotKind(fd) == H_CONN || slotKind(fd) == H_LISTENER)) return -EINVAL;
-  return handlerRemove(fd, closing);
-}
-/** A JS timer; returns its id (> 0) or -ENOMEM. */
-export function timerStart(ms: f64, repeatMs: f64): i32 {
-  const id = timerAdd(now() + (ms > 0 ? ms : 0), repeatMs > 0 ? repeatMs : 0, TK_JS, 0);
-  return id > 0 ? id : -ENOMEM;
-}
-export function timerStop(id: i32): bool {
-  if (!timerIsLive(id) || timerKind(id) != TK_JS) return false;
-  return timerCancel(id);
-}
-export function defer(id: i32): bool { return taskPush(id); }
-
-/** A listening socket of a built-in protocol (PROTO_ECHO, PROTO_HTTP). */
-export function listen(fd: i32, proto: i32): i32 { return listenerAdd(fd, proto); }
-
-
-// ---- invariants (fuzzer, replay --check) ---------------------------------
-
-/**
- * Checks the core's structural invariants; returns INV_OK when they hold,
- * else the INV_* code (abi.ts) of the first that does not. INV_RING_BYTES
- * counts write rings, response buffers (listing, multipart) and cached file
- * bodies: a buffer leaked or given back twice. Never on the hot path.
- */
-export function checkInvariants(): i32 {
-  if (!timersCheck()) return INV_TIMER_HEAP;
-  let held = 0;
-  let ringBytes = cachedBodyBytes();   // ring-pool bytes accounted for
-  for (let fd = 0; fd < maxFds; fd++) {
-    const kind = slotKind(fd);
-    const hf = slotFlags(fd);
-    if (!dispatching && (hf & 1 /* HF_ZOMBIE */) != 0) return INV_ZOMBIE;
-    const c = conn(fd);
-    const live = load<i32>(c + C_STATE) != 0;
-    if ((hf & 1) == 0 && live != (kind == H_CONN || kind == H_LISTENER)) return INV_CONN_HANDLER;
-    if (!live) continue;
-    const rb = load<i32>(c + C_RBUF);
-    const rlen = load<i32>(c + C_RLEN), rpos = load<i32>(c + C_RPOS);
-    if (rb != 0) {
-      held++;
-      if (rpos < 0 || rpos > rlen || rlen > readBufCap(<usize>rb)) return INV_RBUF_BOUNDS;
-    } else if (rlen != 0 || rpos != 0) return INV_RBUF_BOUNDS;
-    const ring = load<i32>(c + C_WRING), wlen = load<i32>(c + C_WLEN);
-    if (wlen < 0 || wlen > writeBufMax) return INV_WRING_BOUNDS;
-    if (ring != 0 && wlen > (4096 << load<i32>(c + C_WCLS))) return INV_WRING_BOUNDS;
-    if (ring == 0 && wlen != 0) return INV_WRING_BOUNDS;
-    if (ring != 0) ringBytes += 4096 << load<i32>(c + C_WCLS);
-    if (load<i32>(c + C_PROTO) == PROTO_HTTP) ringBytes += httpHeldBytes(fd);
-  }
-  if (held != readHeld) return INV_RBUF_HELD;
-  if (ringBytes != ringBytesHeld) return INV_RING_BYTES;
-  if (!runQueueSane()) return INV_RUN_QUEUE;
-  return INV_OK;
-}
-
-/** Reads an i32 field of a connection record (tests and the fuzzer's reports). */
-export function debugConnI32(fd: i32, off: i32): i32 { return validFd(fd) ? load<i32>(conn(fd) + <usize>off) : 0; }
-/** Reads an f64 field of a connection record. */
-export function debugConnF64(fd: i32, off: i32): f64 { return validFd(fd) ? load<f64>(conn(fd) + <usize>off) : 0; }
-
-// ---- graceful shutdown -----------------------------------------------------
-
-const TK_SHUTDOWN: i32 = 4;
-let stopSent = false;
-
-/**
- * Starts a graceful shutdown (nginx's "graceful quit"): stop accepting, close
- * idle connections now, let requests in progress finish (HTTP answers them
- * with `Connection: close`), and after `graceMs` close whatever is left. When
- * no connection remains the core emits OP_STOP and the host ends the loop.
- * Returns the number of connections still open.
- */
-export function beginShutdown(graceMs: f64): i32 {
-  if (!draining) {
-    setDraining();
-    listenersStop();
-    for (let fd = 0; fd < maxFds; fd++) {
-      if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
-      setCurrentFd(fd);
-      if (cget(fd, C_PROTO) == PROTO_HTTP) httpDrain(fd); else echoDrain(fd);
-    }
-    setCurrentFd(-1);
-    timerAdd(now() + (graceMs > 0 ? graceMs : 0), 0, TK_SHUTDOWN, 0);
-  }
-  return ctlI32(STAT_LIVE_CONNS);
-}
-
-/**
- * Closes every connection now (the host is closing the loop: nothing may
- * stay open behind it). The closes go out with the next flush(). Returns
- * how many connections there were.
- */
-export function closeAll(): i32 {
-  const n = ctlI32(STAT_LIVE_CONNS);
-  closeAllConns();
-  return n;
-}
-
-function closeAllConns(): void {
-  for (let fd = 0; fd < maxFds; fd++) {
-    if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
-    connCloseSoon(fd);
-  }
 }

@@ -1,0 +1,12 @@
+// The built-in protocols. Each registers its hooks (reactor/protocol.ts) at
+// init under its PROTO_* id (abi.ts, the id a listener serves): adding a
+// protocol is one line here.
+import { PROTO_ECHO, PROTO_HTTP } from "./abi";
+import { protocolRegister } from "./reactor/protocol";
+import { echoProtocol } from "./proto/echo";
+import { httpProtocol } from "./proto/http";
+
+export function protocolsInit(): void {
+  protocolRegister(PROTO_ECHO, echoProtocol());
+  protocolRegister(PROTO_HTTP, httpProtocol());
+}

@@ -1,0 +1,141 @@
+// The protocol table: what the reactor calls for a connection of each
+// protocol. reactor/ knows protocols only through this table (it imports
+// nothing from proto/ or http/); the protocols register themselves at init
+// (assembly/protocols.ts, one line each) and their hooks are their own.
+//
+// A hook is a first-class function, called through call_indirect (see the
+// table below) where there used to be an if-chain on C_PROTO.
+//
+// Hooks (fd: the connection; the reactor has set CTL_CURRENT_FD to it):
+//   open(fd)               a listener of the protocol accepted fd: open the record (connOpen)
+//   run(fd)                its turn in the run queue: emit its next request, if any
+//   complete(fd, op, res)  one of its requests (READ/WRITE/WRITEV/SENDFILE/SEND/SHUTDOWN/LIST) completed
+//   timeout(fd)            its deadline passed (nothing in flight)
+//   drain(fd)              a graceful shutdown began: close when idle
+//   close(fd)              connClose: give back what the protocol holds beyond the record
+//   bodyFinished(fd, sent) the output body (C_BODY_*) is over: sent in full, or abandoned
+//                          because the connection closes (see conn.ts outDone)
+//   service(i, op, fd, res) a host service the protocol owns completed (SQ index i, so the
+//                          hook can read the request's arguments): owned ops are routed to
+//                          the protocol whatever connection asked, even one gone since
+//   connBytes(fd)          ring-pool bytes the connection holds besides its write ring
+//   sharedBytes()          ring-pool bytes the protocol holds for no connection (caches)
+// The last two feed checkInvariants only.
+import { OP_COUNT } from "../abi";
+
+export type ConnHook = (fd: i32) => void;
+export type CompleteHook = (fd: i32, op: i32, res: i32) => void;
+export type BodyHook = (fd: i32, sent: bool) => void;
+export type ServiceHook = (i: i32, op: i32, fd: i32, res: i32) => void;
+export type BytesHook = (fd: i32) => i32;
+export type SharedBytesHook = () => i32;
+
+function noConn(fd: i32): void {}
+function noComplete(fd: i32, op: i32, res: i32): void {}
+function noBody(fd: i32, sent: bool): void {}
+function noService(i: i32, op: i32, fd: i32, res: i32): void {}
+function noBytes(fd: i32): i32 { return 0; }
+function noSharedBytes(): i32 { return 0; }
+
+/** A protocol's hooks; a hook left unset does nothing. */
+@final export class Protocol {
+  open: ConnHook = noConn;
+  run: ConnHook = noConn;
+  complete: CompleteHook = noComplete;
+  timeout: ConnHook = noConn;
+  drain: ConnHook = noConn;
+  close: ConnHook = noConn;
+  bodyFinished: BodyHook = noBody;
+  service: ServiceHook = noService;
+  connBytes: BytesHook = noBytes;
+  sharedBytes: SharedBytesHook = noSharedBytes;
+}
+
+// The table proper: one row per protocol id (C_PROTO: PROTO_* of abi.ts, and
+// the reactor's own PROTO_LISTENER of conn.ts, hence 128 rows), one u32 per
+// hook holding the hook's index in the wasm function table. A call is one
+// load and a call_indirect: the Protocol record is read only at
+// registration (going through it costs two more dependent loads per call).
+const MAX_PROTOCOLS = 128;
+const HOOK_OPEN = 0;
+const HOOK_RUN = 1;
+const HOOK_COMPLETE = 2;
+const HOOK_TIMEOUT = 3;
+const HOOK_DRAIN = 4;
+const HOOK_CLOSE = 5;
+const HOOK_BODY_FINISHED = 6;
+const HOOK_SERVICE = 7;
+const HOOK_CONN_BYTES = 8;
+const HOOK_SHARED_BYTES = 9;
+const HOOKS = 10;
+const ROW_SIZE: usize = HOOKS * 4;
+const table: usize = memory.data(MAX_PROTOCOLS * HOOKS * 4);
+const known: usize = memory.data(MAX_PROTOCOLS);
+// Owner protocol of each host-service op (0: none; the op is the reactor's
+// or a connection's).
+const owners: usize = memory.data(OP_COUNT * 4);
+
+/** The function-table index of a hook (a function reference is a pointer to its index). */
+@inline function fnIndex<T>(f: T): u32 { return load<u32>(changetype<usize>(f)); }
+
+/** Registers protocol `id`; false if the id is out of range or taken. */
+export function protocolRegister(id: i32, p: Protocol): bool {
+  if (id <= 0 || id >= MAX_PROTOCOLS || load<u8>(known + <usize>id) != 0) return false;
+  const r = table + <usize>id * ROW_SIZE;
+  store<u32>(r + HOOK_OPEN * 4, fnIndex(p.open));
+  store<u32>(r + HOOK_RUN * 4, fnIndex(p.run));
+  store<u32>(r + HOOK_COMPLETE * 4, fnIndex(p.complete));
+  store<u32>(r + HOOK_TIMEOUT * 4, fnIndex(p.timeout));
+  store<u32>(r + HOOK_DRAIN * 4, fnIndex(p.drain));
+  store<u32>(r + HOOK_CLOSE * 4, fnIndex(p.close));
+  store<u32>(r + HOOK_BODY_FINISHED * 4, fnIndex(p.bodyFinished));
+  store<u32>(r + HOOK_SERVICE * 4, fnIndex(p.service));
+  store<u32>(r + HOOK_CONN_BYTES * 4, fnIndex(p.connBytes));
+  store<u32>(r + HOOK_SHARED_BYTES * 4, fnIndex(p.sharedBytes));
+  store<u8>(known + <usize>id, 1);
+  return true;
+}
+
+/** Routes every completion of host-service `op` to protocol `id`'s service hook. */
+export function protocolOwnsOp(id: i32, op: i32): void {
+  if (op > 0 && op < OP_COUNT) store<i32>(owners + (<usize>op << 2), id);
+}
+
+export function protocolKnown(id: i32): bool {
+  return id > 0 && id < MAX_PROTOCOLS && load<u8>(known + <usize>id) != 0;
+}
+
+/** The protocol that owns host-service op `op`, or 0. */
+@inline export function opOwner(op: i32): i32 {
+  return op > 0 && op < OP_COUNT ? load<i32>(owners + (<usize>op << 2)) : 0;
+}
+
+// The calls. `proto` must be registered (C_PROTO of a live connection is):
+// an unregistered row holds index 0, which is no function (a trap).
+@inline function hook(proto: i32, h: i32): u32 {
+  return load<u32>(table + <usize>(proto & (MAX_PROTOCOLS - 1)) * ROW_SIZE + <usize>(h * 4));
+}
+@inline export function protoOpen(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_OPEN), fd); }
+@inline export function protoRun(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_RUN), fd); }
+@inline export function protoComplete(proto: i32, fd: i32, op: i32, res: i32): void {
+  call_indirect<void>(hook(proto, HOOK_COMPLETE), fd, op, res);
+}
+@inline export function protoTimeout(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_TIMEOUT), fd); }
+@inline export function protoDrain(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_DRAIN), fd); }
+@inline export function protoClose(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_CLOSE), fd); }
+@inline export function protoBodyFinished(proto: i32, fd: i32, sent: bool): void {
+  call_indirect<void>(hook(proto, HOOK_BODY_FINISHED), fd, sent);
+}
+@inline export function protoService(proto: i32, i: i32, op: i32, fd: i32, res: i32): void {
+  call_indirect<void>(hook(proto, HOOK_SERVICE), i, op, fd, res);
+}
+@inline export function protoConnBytes(proto: i32, fd: i32): i32 { return call_indirect<i32>(hook(proto, HOOK_CONN_BYTES), fd); }
+
+/** Ring-pool bytes all protocols hold for no connection (invariant check only). */
+export function protocolsSharedBytes(): i32 {
+  let n = 0;
+  for (let id = 1; id < MAX_PROTOCOLS; id++) {
+    if (load<u8>(known + <usize>id) != 0) n += call_indirect<i32>(hook(id, HOOK_SHARED_BYTES));
+  }
+  return n;
+}

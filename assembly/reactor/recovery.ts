@@ -1,0 +1,77 @@
+// Trap recovery: what the core does after a trap (a bug, or an abort) escaped
+// one of its calls (the host calls recover(), loop.ts resumes the phase).
+import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT } from "../abi";
+import { ctlI32, ctlAddI32, sqLen, setCurrentFd } from "./ctl";
+import { validFd } from "./handlers";
+import { conn, cget, PROTO_LISTENER, connCloseSoon } from "./conn";
+
+// ---- after a trap -------------------------------------------------------
+// A trap (a bug, or an abort) leaves the core mid-way through one connection.
+// That connection is doomed: its completions are ignored and it is closed at
+// the start of the next round. Everything else carries on.
+
+// Doomed connections: {fd, round of the trap}, 8 bytes each.
+const doomed: usize = memory.data(64 * 8);
+export let doomedLen = 0;
+let roundNo = 0; // rounds carried out (complete() calls that start a round)
+let inCompletions = false;
+export let trapFd = -1;
+
+/**
+ * Called by the host after a trap escaped a core call. Returns -1 if the trap
+ * happened while consuming completions (call complete(n) again: it resumes
+ * after the one that trapped), else the number of requests emitted so far in
+ * this round (carry them out and call complete() as usual; the phase resumes).
+ */
+export function recover(): i32 {
+  ctlAddI32(STAT_TRAPS, 1);
+  const fd = ctlI32(CTL_CURRENT_FD);
+  setCurrentFd(-1);
+  if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < 64) {
+    const e = doomed + <usize>(doomedLen++) * 8;
+    store<i32>(e, fd);
+    store<i32>(e, roundNo, 4);
+  }
+  if (inCompletions) { inCompletions = false; return -1; }
+  return sqLen;
+}
+
+export function isDoomed(fd: i32): bool {
+  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 8) == fd) return true;
+  return false;
+}
+
+/**
+ * Closes doomed connections once every request they may have emitted before
+ * the trap has been carried out (two rounds later): closing releases their
+ * buffers, and a read still pending into a released buffer would corrupt the
+ * pool. The close goes through the run queue (it respects the round's room).
+ */
+export function closeDoomed(): void {
+  let kept = 0;
+  for (let i = 0; i < doomedLen; i++) {
+    const e = doomed + <usize>i * 8;
+    const fd = load<i32>(e);
+    if (roundNo < load<i32>(e, 4) + 2) {
+      const k = doomed + <usize>(kept++) * 8;
+      store<i32>(k, fd);
+      store<i32>(k, load<i32>(e, 4), 4);
+      continue;
+    }
+    if (cget(fd, C_STATE) != 0) {
+      store<i32>(conn(fd) + C_INFLIGHT, 0);
+      connCloseSoon(fd);
+    }
+  }
+  doomedLen = kept;
+}
+
+/** Fault injection for tests and the fuzzer: trap once when fd is next run. */
+export function debugTrapFd(fd: i32): void { trapFd = fd; }
+
+/** A round starts (complete() with a fresh CQ): the doomed count their rounds by it. */
+export function roundStarted(): void { roundNo++; }
+/** complete() is consuming completions (a trap there resumes after the one that trapped). */
+export function setInCompletions(on: bool): void { inCompletions = on; }
+/** debugTrapFd's trap, when its connection runs. */
+export function trapNow(): void { trapFd = -1; unreachable(); }
