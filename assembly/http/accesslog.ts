@@ -197,7 +197,13 @@ const HEX_UPPER = memory.data<u8>([0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x3
   return j - i;
 }
 
-function escapeNginx(p: usize, s: usize, n: i32): usize {
+// Field escaping. Both styles copy runs of clean bytes 16 at a time
+// (cleanRun) and escape the rest one byte at a time: nginx's \xHH, or JSON's
+// \" \\ \u00HH. At most FIELD_MAX input bytes are written.
+const STYLE_NGINX = 0;
+const STYLE_JSON = 1;
+
+function escapeField(p: usize, s: usize, n: i32, style: i32): usize {
   const k = min(n, FIELD_MAX);
   let i = 0;
   while (i < k) {
@@ -205,34 +211,26 @@ function escapeNginx(p: usize, s: usize, n: i32): usize {
     p += <usize>run; i += run;
     if (i >= k) break;
     const c = <u32>load<u8>(s + <usize>(i++));
-    store<u8>(p, 0x5c); store<u8>(p + 1, 0x78);                 // "\x"
-    store<u8>(p + 2, load<u8>(HEX_UPPER + (c >> 4)));
-    store<u8>(p + 3, load<u8>(HEX_UPPER + (c & 15)));
-    p += 4;
+    if (style == STYLE_JSON && (c == 0x22 || c == 0x5c)) {
+      store<u8>(p, 0x5c); store<u8>(p + 1, <u8>c); p += 2;
+      continue;
+    }
+    if (style == STYLE_JSON) p = text(p, T_U00);
+    else { store<u8>(p, 0x5c); store<u8>(p + 1, 0x78); p += 2; } // "\x"
+    store<u8>(p, load<u8>(HEX_UPPER + (c >> 4)));
+    store<u8>(p + 1, load<u8>(HEX_UPPER + (c & 15)));
+    p += 2;
   }
   return p;
 }
+
+@inline function escapeNginx(p: usize, s: usize, n: i32): usize { return escapeField(p, s, n, STYLE_NGINX); }
 
 /** A JSON string of n bytes at s, or null when !present. */
 function jsonStr(p: usize, s: usize, n: i32, present: bool): usize {
   if (!present) return text(p, T_NULL);
   store<u8>(p++, 0x22);
-  const k = min(n, FIELD_MAX);
-  let i = 0;
-  while (i < k) {
-    const run = cleanRun(p, s, i, k);
-    p += <usize>run; i += run;
-    if (i >= k) break;
-    const c = <u32>load<u8>(s + <usize>(i++));
-    if (c == 0x22 || c == 0x5c) {
-      store<u8>(p, 0x5c); store<u8>(p + 1, <u8>c); p += 2;
-    } else {
-      p = text(p, T_U00);
-      store<u8>(p, load<u8>(HEX_UPPER + (c >> 4)));
-      store<u8>(p + 1, load<u8>(HEX_UPPER + (c & 15)));
-      p += 2;
-    }
-  }
+  p = escapeField(p, s, n, STYLE_JSON);
   store<u8>(p++, 0x22);
   return p;
 }

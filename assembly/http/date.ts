@@ -126,11 +126,7 @@ export function formatHttpDate(epochMs: f64, dst: usize): i32 {
   put2(dst + 12, civilYear / 100);
   put2(dst + 14, civilYear % 100);
   store<u8>(dst + 16, 0x20);
-  put2(dst + 17, secondOfDay / 3600);
-  store<u8>(dst + 19, 0x3a);                                      // ':'
-  put2(dst + 20, secondOfDay / 60 % 60);
-  store<u8>(dst + 22, 0x3a);
-  put2(dst + 23, secondOfDay % 60);
+  putClock(dst + 17, secondOfDay);
   store<u8>(dst + 25, 0x20);
   store<u8>(dst + 26, 0x47);                                      // "GMT"
   store<u8>(dst + 27, 0x4d);
@@ -153,11 +149,7 @@ export function formatLogDate(epochMs: f64, dst: usize): i32 {
   put2(dst + 7, civilYear / 100);
   put2(dst + 9, civilYear % 100);
   store<u8>(dst + 11, 0x3a);
-  put2(dst + 12, secondOfDay / 3600);
-  store<u8>(dst + 14, 0x3a);
-  put2(dst + 15, secondOfDay / 60 % 60);
-  store<u8>(dst + 17, 0x3a);
-  put2(dst + 18, secondOfDay % 60);
+  putClock(dst + 12, secondOfDay);
   store<u8>(dst + 20, 0x20);                                      // " +0000"
   store<u8>(dst + 21, 0x2b);
   store<u32>(dst + 22, 0x30303030);
@@ -175,16 +167,21 @@ export function formatIsoDate(epochMs: f64, dst: usize): i32 {
   store<u8>(dst + 7, 0x2d);
   put2(dst + 8, civilDay);
   store<u8>(dst + 10, 0x54);                                      // 'T'
-  put2(dst + 11, secondOfDay / 3600);
-  store<u8>(dst + 13, 0x3a);
-  put2(dst + 14, secondOfDay / 60 % 60);
-  store<u8>(dst + 16, 0x3a);
-  put2(dst + 17, secondOfDay % 60);
+  putClock(dst + 11, secondOfDay);
   store<u8>(dst + 19, 0x2e);
   store<u8>(dst + 20, <u8>(0x30 + ms / 100));
   put2(dst + 21, ms % 100);
   store<u8>(dst + 23, 0x5a);                                      // 'Z'
   return ISO_DATE_LEN;
+}
+
+/** `HH:MM:SS` (8 bytes) for a second of the day. */
+function putClock(dst: usize, secondOfDay: i32): void {
+  put2(dst, secondOfDay / 3600);
+  store<u8>(dst + 2, 0x3a);                                       // ':'
+  put2(dst + 3, secondOfDay / 60 % 60);
+  store<u8>(dst + 5, 0x3a);
+  put2(dst + 6, secondOfDay % 60);
 }
 
 function clampMs(epochMs: f64): f64 {
