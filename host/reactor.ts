@@ -175,6 +175,9 @@ export class Reactor {
 
   /** Stops watching fd. Pass `closing: true` if you close it right after (saves a syscall). */
   deregister(fd: number, closing = false): void {
+    // The caller is about to close fd: a backend that keeps its own fd set
+    // (poll) must forget it now, or the number's next owner would meet EEXIST.
+    if (closing) this.loop.backend.closed(fd);
     this.fail("deregister", this.loop.core.x.deregister(fd, closing ? 1 : 0), fd);
     const id = this.fdIds.get(fd);
     if (id !== undefined) { this.fdIds.delete(fd); this.releaseId(id); }
