@@ -13,6 +13,7 @@ import { Core, CoreAbort, type CoreConfig, defaultCoreConfig, corePath } from ".
 import { Recorder, FileSink, sha256File } from "./record.ts";
 import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC, describeErrno, raiseFdLimit } from "./libc.ts";
 import { createBackend, backendName, defaultBackendName, type Backend, type BackendName } from "./backend/index.ts";
+import { EpollBackend } from "./backend/epoll.ts";
 import type { Sink } from "./record.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
@@ -68,6 +69,8 @@ const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
 export class Loop {
   readonly core: Core;
   readonly backend: Backend;
+  /** The epoll fd with the epoll backend (kept for code that watched it), else -1. */
+  get epfd(): number { return this.backend instanceof EpollBackend ? this.backend.epfd : -1; }
   readonly maxEvents: number;
   readonly recorder: Recorder | null;
   /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */

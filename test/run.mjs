@@ -22,6 +22,10 @@ const files = readdirSync(here)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 const PER_FILE_MS = 120_000;
+// Files run one at a time, or TEST_JOBS at once (2 cores: 2 halves the
+// wall time of the two-backend run; timing-sensitive files may then be
+// slower, never wrong: no test asserts on time).
+const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || 1);
 const BACKENDS = process.env.WASM_REACTOR_BACKEND ? [process.env.WASM_REACTOR_BACKEND] : ["epoll", "poll"];
 // Once is enough: the bare core with a fake host (core, shutdown, timers,
 // http-units*), the fuzzer's simulated kernel, pure code (abi, parser, chart,
@@ -39,19 +43,22 @@ let passed = 0, failed = 0, skipped = 0;
 const broken = [];
 const per = Object.fromEntries(BACKENDS.map((b) => [b, { passed: 0, failed: 0, files: 0 }]));
 
-function runFile(file, backend) {
+function runFile(file, backend, label) {
   return new Promise((resolve) => {
     const env = { ...process.env, WASM_REACTOR_BACKEND: backend };
     const child = spawn(process.execPath, [join(here, file)], { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
-    let out = "";
-    child.stdout.on("data", (d) => { out += d; process.stdout.write(d); });
-    child.stderr.on("data", (d) => { process.stderr.write(d); });
+    let out = "", err = "";
+    // One job at a time: output as it comes. Several: each file's output
+    // whole, once it is done, so files do not interleave.
+    child.stdout.on("data", (d) => { out += d; if (JOBS === 1) process.stdout.write(d); });
+    child.stderr.on("data", (d) => { err += d; if (JOBS === 1) process.stderr.write(d); });
     const timer = setTimeout(() => {
       process.stderr.write(`\n${file}: still running after ${PER_FILE_MS / 1000}s; killed\n`);
       try { process.kill(-child.pid, "SIGKILL"); } catch {}
     }, PER_FILE_MS);
     child.on("close", (code) => {
       clearTimeout(timer);
+      if (JOBS > 1) { process.stdout.write(`\n# ${label}\n${out}`); if (err) process.stderr.write(err); }
       // Kill anything the file left behind in its process group.
       try { process.kill(-child.pid, "SIGKILL"); } catch {}
       const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
@@ -70,14 +77,16 @@ function runFile(file, backend) {
 }
 
 const t0 = Date.now();
-let runs = 0;
-for (const f of files) {
-  for (const backend of ONCE.has(f) ? BACKENDS.slice(0, 1) : BACKENDS) {
-    process.stdout.write(`\n# ${f}${ONCE.has(f) ? "" : ` [${backend}]`}\n`);
-    await runFile(f, backend);
-    runs++;
+const jobs = files.flatMap((f) => (ONCE.has(f) ? BACKENDS.slice(0, 1) : BACKENDS).map((backend) => ({ f, backend })));
+const runs = jobs.length;
+async function lane() {
+  for (let j = jobs.shift(); j; j = jobs.shift()) {
+    const label = `${j.f}${ONCE.has(j.f) ? "" : ` [${j.backend}]`}`;
+    if (JOBS === 1) process.stdout.write(`\n# ${label}\n`);
+    await runFile(j.f, j.backend, label);
   }
 }
+await Promise.all(Array.from({ length: JOBS }, lane));
 process.stdout.write(`\n${files.length} files (${runs} runs) in ${((Date.now() - t0) / 1000).toFixed(1)}s${broken.length ? `; failing: ${broken.join(", ")}` : ""}\n`);
 if (BACKENDS.length > 1) {
   // ONCE files count under the first backend.
