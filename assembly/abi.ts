@@ -11,9 +11,10 @@
 //                         Holds the addresses of the areas below, the config
 //                         the host writes before init, the loop time and the
 //                         counters.
-//   event area            `epoll_wait` writes `struct epoll_event` here
-//                         directly; stride and data offset come from the host
-//                         (x86-64: packed, 12 bytes, data at +4).
+//   event area            neutral event records {bits, fd, generation}
+//                         (EVENT_SIZE each), written by the host's event
+//                         backend (host/backend/): EV_* bits, never a
+//                         kernel's own mask.
 //   submission queue (SQ) the core's syscall requests, SQE_SIZE each.
 //   completion queue (CQ) one i32 per SQE, same index: result >= 0, or -errno.
 //
@@ -27,8 +28,7 @@ export const CTL_SIZE = 256;
 export const CTL_VERSION = 0;          // ABI_VERSION, written by the core
 export const CTL_EVENTS = 4;           // address of the event area
 export const CTL_EVENTS_CAP = 8;       // capacity, in events (maxevents)
-export const CTL_EVENT_STRIDE = 12;    // host writes before init: sizeof(struct epoll_event)
-export const CTL_EVENT_DATA = 16;      // host writes before init: offsetof(data)
+                                       // 12, 16: reserved (were the epoll_event layout)
 export const CTL_SQ = 20;              // address of the submission queue
 export const CTL_SQ_CAP = 24;          // capacity, in entries
 export const CTL_CQ = 28;              // address of the completion queue
@@ -49,7 +49,7 @@ export const CFG_MAX_LINE = 96;        // request-line limit (414)
 export const CFG_MAX_HEADER = 100;     // header-block limit (431)
 export const CFG_MAX_HEADERS = 104;    // header count limit (431)
 export const CFG_MAX_BODY = 108;       // request body limit (413)
-export const CFG_MAX_EVENTS = 112;     // epoll_wait maxevents
+export const CFG_MAX_EVENTS = 112;     // events per backend wait (maxevents)
 export const CFG_ACCESS_LOG = 116;     // ACCESS_LOG_*: emit OP_LOG access lines (LOG_ACCESS), in this format
 export const CFG_READ_BUF = 120;       // size of one receive buffer (bytes)
 export const CFG_LISTING = 124;        // 1: list directories that have no index.html
@@ -75,7 +75,7 @@ export const CFG_PRECOMPRESSED = 244;  // 1: serve X.br / X.gz sidecars to clien
 export const CFG_CORS = 248;           // 1: CORS headers on every response, OPTIONS preflights get 204
 export const CFG_CACHE_CONTROL = 252;  // length of the Cache-Control value at CFGT_CACHE_CONTROL (0: no header)
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;          // 2: neutral events and interest (EV_*), no epoll layout
 export const SCRATCH_SIZE = 4096;
 
 // ---- config text -----------------------------------------------------------
@@ -118,7 +118,9 @@ export const CQE_SIZE = 4;
 
 // ops; the comment gives a0..a3 and what the result means. Op 0 is unused,
 // so an SQE of zeroed memory is never a valid request.
-export const OP_CTL = 1;       // epoll_ctl(epfd, a0=EPOLL_CTL_*, fd, {events=a1, data=a2|a3<<32}) -> 0
+export const OP_CTL = 1;       // set interest: backend.setInterest(fd, a0=INTEREST_*, a1=EV_* bits, a2=generation) -> 0
+                               // or -errno (every backend: EEXIST on ADD of a watched fd, ENOENT on MOD/DEL of
+                               // an unwatched one, as epoll_ctl). Carried out by the event backend, synchronously.
 export const OP_ACCEPT = 2;    // accept4(fd, mem+a0, mem+a0+SA_LEN, NONBLOCK|CLOEXEC) -> new fd; a0 = 0: NULL, NULL.
                                // a0 is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
                                // kernel the peer's sockaddr and its length (the recorder keeps all 32 bytes)
@@ -144,8 +146,8 @@ export const MSG_MORE = 0x8000;
 export const CALL_IO = 1;      // a1 = handler id, a2 = REACTOR_* events, fd
 export const CALL_TIMER = 2;   // a1 = timer id
 export const CALL_TASK = 3;    // a1 = task id
-export const CALL_CTL_ERROR = 4; // the kernel refused an epoll_ctl for JS handler a1 on fd: a2 = errno
-                               // (positive), a3 = EPOLL_CTL_ADD/MOD. The core removed that handler.
+export const CALL_CTL_ERROR = 4; // the backend refused an interest change for JS handler a1 on fd: a2 = errno
+                               // (positive), a3 = INTEREST_ADD/MOD. The core removed that handler.
 
 export const LOG_ERROR = 0;
 export const LOG_WARN = 1;
@@ -230,23 +232,41 @@ export const SA_CAPACITY = 28;          // what the core writes at SA_LEN
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 
-// ---- epoll (Linux UAPI values) -------------------------------------------
-export const EPOLLIN = 0x001;
-export const EPOLLOUT = 0x004;
-export const EPOLLERR = 0x008;
-export const EPOLLHUP = 0x010;
-export const EPOLLRDHUP = 0x2000;
-export const EPOLLET = 1 << 31;
-export const EPOLL_CTL_ADD = 1;
-export const EPOLL_CTL_DEL = 2;
-export const EPOLL_CTL_MOD = 3;
+// ---- events and interest (the core-host contract; no kernel's values) ------
+// THE bit set: the core asks for interest in these bits (OP_CTL a1) and reads
+// them in event records; JS callbacks see them too (host/reactor.ts exports
+// them as READABLE, WRITABLE, ...). A backend (host/backend/*.ts) translates
+// them to and from its kernel's (epoll, poll, kqueue) and nothing else.
+export const EV_READABLE = 1;           // input, a pending accept, or the peer's FIN (read returns 0)
+export const EV_WRITABLE = 2;
+export const EV_ERROR = 4;              // always reported, never asked for
+export const EV_HANGUP = 8;             // peer hung up (either direction); always reported
+export const EV_EDGE = 16;              // interest only: edge-triggered (report a bit once per new readiness)
+// JS-facing names of the same bits (kept: the library API has always used them)
+export const REACTOR_READABLE = EV_READABLE;
+export const REACTOR_WRITABLE = EV_WRITABLE;
+export const REACTOR_ERROR = EV_ERROR;
+export const REACTOR_HANGUP = EV_HANGUP;
+export const REACTOR_EDGE = EV_EDGE;
 
-// reactor-level event bits (what JS callbacks see; seed 003 M3)
-export const REACTOR_READABLE = 1;
-export const REACTOR_WRITABLE = 2;
-export const REACTOR_ERROR = 4;
-export const REACTOR_HANGUP = 8;
-export const REACTOR_EDGE = 16;         // register(): edge-triggered
+// OP_CTL a0: what to do with the fd's interest (same numbers as epoll's, so a
+// packed epoll backend passes them through; no other code relies on that)
+export const INTEREST_ADD = 1;
+export const INTEREST_DEL = 2;
+export const INTEREST_MOD = 3;
+
+// ---- event record ----------------------------------------------------------
+// Size 12 bytes, 4-aligned:
+//   +0  i32 bits        EV_* (never EV_EDGE)
+//   +4  i32 fd
+//   +8  i32 generation  the slot generation the interest request carried (a2)
+// Chosen so that epoll on x86-64 writes its packed struct epoll_event
+// (events u32 at +0, data u64 = fd | gen << 32 at +4) straight into the
+// area and the backend rewrites only the bits word.
+export const EVENT_SIZE = 12;
+export const EVENT_BITS = 0;
+export const EVENT_FD = 4;
+export const EVENT_GEN = 8;
 
 // ---- invariant codes -------------------------------------------------------
 // What the core's checkInvariants() returns (the fuzzer calls it after every
@@ -265,8 +285,8 @@ export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + 
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
 // The one errno table: the core compares results with these, the host names
 // errors by them (host/libc.ts errnoName builds its name table from every
-// E* constant here except the EPOLL* ones, so a name is written once). Only
-// errno values may have an E name without the EPOLL prefix.
+// E* constant here except the EV_/EVENT_ ones, so a name is written once).
+// Only errno values may have an E name without an underscore.
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;

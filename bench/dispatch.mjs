@@ -1,7 +1,7 @@
 // Micro-benchmark of event dispatch inside the core (assembly/reactor/loop.ts)
 // with no OS at all: the core is loaded from build/core.wasm, built-in echo
 // connections are opened through the fake host of the tests, and each tick a
-// batch of fake EPOLLIN events is written into the event area the way
+// batch of fake READABLE events is written into the event area the way
 // epoll_wait would write them.
 //
 //   node bench/dispatch.mjs          (uses build/core.wasm, or $CORE_WASM;
@@ -76,7 +76,7 @@ class Bench extends FakeHost {
     this.queueAccept(LISTEN_FD, ...this.fds);
     for (let ticks = 0; this.stat(abi.STAT_LIVE_CONNS) < conns; ticks++) {
       if (ticks > conns) throw new Error(`expected ${conns} connections, core has ${this.stat(abi.STAT_LIVE_CONNS)} after ${ticks} ticks`);
-      this.tick([{ fd: LISTEN_FD, events: abi.EPOLLIN }]);
+      this.tick([{ fd: LISTEN_FD, events: abi.EV_READABLE }]);
     }
     if (this.traps.length) throw new Error(`core trapped while connecting: ${this.traps[0].message}`);
     this.events0 = this.ctlI32(abi.CTL_EVENTS);
@@ -129,7 +129,7 @@ class Bench extends FakeHost {
   makeBatches(size, k, rand, stale = false) {
     const batches = [];
     const fds = this.fds.slice();
-    const stride = this.ctlI32(abi.CTL_EVENT_STRIDE);
+    const stride = abi.EVENT_SIZE;
     for (let b = 0; b < k; b++) {
       // partial Fisher-Yates: the first `size` entries become a random subset
       for (let i = 0; i < size; i++) {
@@ -137,7 +137,7 @@ class Bench extends FakeHost {
         const t = fds[i]; fds[i] = fds[j]; fds[j] = t;
       }
       const items = Array.from(fds.subarray(0, size), (fd) =>
-        ({ fd, events: abi.EPOLLIN, gen: stale ? (this.lastGen.get(fd) + 1) & 0xffff : undefined }));
+        ({ fd, events: abi.EV_READABLE, gen: stale ? (this.lastGen.get(fd) + 1) & 0xffff : undefined }));
       // FakeHost writes the records; keep a copy to put back before each dispatch
       this.events(items);
       const bytes = this.u8.slice(this.events0, this.events0 + size * stride);

@@ -25,7 +25,8 @@ const { values } = parseArgs({
 
 const HEADING = "## HTTP (bench/http)";
 const LABEL = {
-  et: "wasm-reactor et", lt: "wasm-reactor lt", node: "node:http", nginx: "nginx", h2o: "h2o",
+  et: "wasm-reactor et", lt: "wasm-reactor lt", "et-poll": "wasm-reactor et (poll)", "lt-poll": "wasm-reactor lt (poll)",
+  node: "node:http", nginx: "nginx", h2o: "h2o",
 };
 
 function tsv(file) {

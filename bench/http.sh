@@ -5,7 +5,8 @@
 #
 #   node scripts/build.mjs && ./bench/http.sh    # full run: ~8 min on quiet cores
 #   DURATION=5 CASES=50x1k,1000x1k IDLE_CONNS=0 ./bench/http.sh  # quick look
-#   ./bench/http.sh --smoke    # seconds: et only, 5 connections for 1 s, 5 idle
+#   BACKENDS=epoll,poll SERVERS=et CASES=50x1k,1000x1k,10000x1k ./bench/http.sh  # poll beside epoll
+#   ./bench/http.sh --smoke    # seconds: et only (on epoll and poll), 5 connections for 1 s, 5 idle
 #                              # connections, no warm-up, quiet wait, retries or
 #                              # sysctl changes; prints, writes nothing. Checks
 #                              # that the benchmark runs; the figures mean nothing.
@@ -17,6 +18,9 @@
 #   CASES       CONNSxFILE list, FILE is 1k or 64k; empty = none
 #               [50x1k,1000x1k,10000x1k,50x64k]
 #   SERVERS     any of et,lt,node,nginx,h2o [all five]
+#   BACKENDS    event backends for the wasm-reactor servers (et, lt): any of
+#               epoll,poll; each one is a server of its own in the tables
+#               ("et" on epoll, "et-poll" on poll) [epoll]
 #   IDLE_CONNS  idle keep-alive connections for the memory figure, 0 = skip [10000]
 #   IDLE_SETTLE seconds between the idle connections being ready and reading RSS [2]
 #   WRK_TIMEOUT wrk's per-request timeout in seconds [2]
@@ -56,7 +60,7 @@ case ${1:-} in
   "") ;;
   --smoke)
     SMOKE=1
-    DURATION=1 WARMUP=0 CASES=5x1k SERVERS=et IDLE_CONNS=5 IDLE_SETTLE=0.2 QUIET_WAIT=0 RETRIES=0 RESULTS= CHART= ;;
+    DURATION=1 WARMUP=0 CASES=5x1k SERVERS=et BACKENDS=epoll,poll IDLE_CONNS=5 IDLE_SETTLE=0.2 QUIET_WAIT=0 RETRIES=0 RESULTS= CHART= ;;
   -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
   *) echo "bench/http.sh: unknown argument '$1' (--smoke, --help; the knobs are environment variables)" >&2; exit 2 ;;
 esac
@@ -64,6 +68,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CASES=${CASES-50x1k,1000x1k,10000x1k,50x64k}
 SERVERS=${SERVERS:-et,lt,node,nginx,h2o}
+BACKENDS=${BACKENDS:-epoll}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SETTLE=${IDLE_SETTLE:-2}
 WRK_TIMEOUT=${WRK_TIMEOUT:-2}
@@ -74,7 +79,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 RESULTS=${RESULTS-$HERE/RESULTS.md}
 CHART=${CHART-${RESULTS:+$(dirname "$RESULTS")/chart.svg}}
-COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS IDLE_CONNS=$IDLE_CONNS"
+COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS BACKENDS=$BACKENDS IDLE_CONNS=$IDLE_CONNS"
 COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER RETRIES=$RETRIES ./bench/http.sh"
 (( SMOKE )) && COMMAND="./bench/http.sh --smoke"
 
@@ -90,7 +95,16 @@ NOTES=()
 servers=()
 for s in ${SERVERS//,/ }; do
   case $s in
-    et|lt|node) servers+=("$s") ;;
+    et|lt)
+      # one server per backend: "et" is et on epoll (the name the tables have always used), "et-poll" on poll
+      for b in ${BACKENDS//,/ }; do
+        case $b in
+          epoll) servers+=("$s") ;;
+          poll) servers+=("$s-$b") ;;
+          *) die "unknown backend '$b' (epoll, poll)" ;;
+        esac
+      done ;;
+    node) servers+=("$s") ;;
     nginx|h2o)
       if command -v "$s" >/dev/null; then servers+=("$s")
       else log "$s is not installed: skipped"; NOTES+=("$s was not installed and was skipped."); fi ;;
@@ -198,9 +212,10 @@ free_port() {
 start_server() {
   local name=$1 port=$2 out=$TMP/out/$1.server.log
   case $name in
-    et|lt)
+    et|lt|et-*|lt-*)
+      local backend=${name#*-}; [[ $backend == "$name" ]] && backend=epoll
       taskset -c "$SERVER_CPU" node "$SNAP/bin/wasm-reactor.js" serve --root "$ROOT" --port "$port" \
-        --mode "$name" --idle-timeout 0 >"$out" 2>&1 & ;;
+        --mode "${name%%-*}" --backend "$backend" --idle-timeout 0 >"$out" 2>&1 & ;;
     node)
       taskset -c "$SERVER_CPU" node "$HERE/http-node.mjs" --root "$ROOT" --port "$port" >"$out" 2>&1 & ;;
     nginx)
@@ -377,14 +392,14 @@ if (( IDLE_CONNS > 0 )); then
     warm_up /1k.bin "$TMP/out/$s.idle.warmup"
     quiet_wait
     before=$(rss_kb); wasm_before=""
-    [[ $s == et || $s == lt ]] && wasm_before=$(wasm_rss_kb "$SPID")
+    [[ $s == et* || $s == lt* ]] && wasm_before=$(wasm_rss_kb "$SPID")
     out=$TMP/out/$s.idle.client
     taskset -c "$CLIENT_CPU" node "$HERE/http-idle.mjs" --port "$PORT" --conns "$IDLE_CONNS" >"$out" 2>&1 &
     CPID=$!
     for _ in $(seq 1200); do grep -q '^ready' "$out" && break; kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
     sleep "$IDLE_SETTLE"
     after=$(rss_kb); wasm_after=""
-    [[ $s == et || $s == lt ]] && wasm_after=$(wasm_rss_kb "$SPID")
+    [[ $s == et* || $s == lt* ]] && wasm_after=$(wasm_rss_kb "$SPID")
     kill -TERM "$CPID" 2>/dev/null || true
     wait "$CPID" 2>/dev/null || true
     CPID=""

@@ -13,8 +13,8 @@ function named(pick: (k: string) => boolean, name: (k: string) => string = (k) =
 /** op -> its name without "OP_": 4 -> "WRITE". */
 export const OP_NAMES = named((k) => k.startsWith("OP_") && k !== "OP_COUNT", (k) => k.slice(3));
 
-/** errno -> name: every E* constant of abi.ts except the EPOLL* ones is an errno. */
-const ERRNO_NAMES = named((k) => /^E[A-Z0-9]+$/.test(k) && !k.startsWith("EPOLL"));
+/** errno -> name: every E* constant of abi.ts without an underscore (EV_*, EVENT_* are not) is an errno. */
+const ERRNO_NAMES = named((k) => /^E[A-Z0-9]+$/.test(k));
 
 /** `EADDRINUSE`; `errno 7` for a number abi.ts does not name. */
 export function errnoName(e: number): string { return ERRNO_NAMES[e] ?? `errno ${e}`; }

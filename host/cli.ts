@@ -11,6 +11,7 @@ import { cacheControlProblem } from "./core.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
+import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage } from "./worker-entry.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
@@ -31,9 +32,15 @@ const common: Record<string, Flag> = {
       "(localhost: 127.0.0.1, and ::1 where the resolver lists it), :: on every IPv4 and IPv6 address (dual-stack), " +
       "0.0.0.0 on every IPv4 address",
   },
-  mode: { kind: "mode", help: "epoll mode: lt (level-triggered) or et (edge-triggered)" },
+  mode: { kind: "mode", help: "event mode: lt (level-triggered) or et (edge-triggered)" },
+  backend: {
+    kind: "string", arg: BACKEND_NAMES.join("|"),
+    help: "event backend: epoll (Linux), or poll (poll(2), the portable fallback: no fd limit, but each wait costs " +
+      "O(watched fds)); the default comes from WASM_REACTOR_BACKEND if set",
+    def: "epoll",
+  },
   "idle-timeout": { kind: "int", arg: "MS", help: "close connections idle this long (ms); 0 = never", def: 30000 },
-  "max-events": { kind: "int", help: "events per epoll_wait", def: 1024 },
+  "max-events": { kind: "int", help: "events per backend wait (epoll_wait maxevents)", def: 1024 },
   "write-buf-max": { kind: "int", arg: "BYTES", help: "per-connection write buffer limit (bytes)", def: 262144, defText: "262144 = 256 KiB" },
   workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
   record: { kind: "string", arg: "FILE", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
@@ -101,12 +108,17 @@ function usage(cmd?: string): string {
     ].join("\n");
   }
   const pos = commands[cmd].positional ? ` ${commands[cmd].positional}` : "";
-  const lines = [`usage: wasm-reactor ${cmd} [flags]${pos}`, "", ...wrap("", commands[cmd].summary.split(" ")), "", "flags:"];
+  const lines = [`usage: wasm-reactor ${cmd} [flags]${pos}`, "", ...wrap("", commands[cmd].summary.split(" ")), ""];
+  // The backend a run would use (the help must print even if WASM_REACTOR_BACKEND is bad: parsing says why).
+  let backend = "epoll";
+  try { backend = cliDefaultBackend(); } catch { /* reported when the command line is parsed */ }
+  if (commands[cmd].flags.backend) lines.push(`Event backend: ${backend} (--backend ${BACKEND_NAMES.join("|")})`, "");
+  lines.push("flags:");
   // --help last, after the command's own flags.
   const flags = Object.entries(commands[cmd].flags).sort(([a], [b]) => Number(a === "help") - Number(b === "help"));
   for (const [name, f] of flags) {
     const arg = f.kind === "bool" ? "" : f.kind === "mode" ? " lt|et" : ` ${f.arg ?? (f.kind === "int" ? "N" : "VALUE")}`;
-    const shown = f.kind === "bool" ? undefined : f.defText ?? f.def;
+    const shown = f.kind === "bool" ? undefined : name === "backend" ? backend : f.defText ?? f.def;
     const words = f.help.split(" ");
     if (shown !== undefined) words.push(`[default: ${shown}]`); // one word: never split across lines
     lines.push(...wrap(`  --${(name + arg).padEnd(24)} `, words));
@@ -137,6 +149,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   const bad = (why: string) => new UsageError(why, cmd);
   const opts: Record<string, string | number | boolean> = {};
   for (const [n, f] of Object.entries(spec.flags)) if (f.def !== undefined) opts[n] = f.def;
+  if (spec.flags.backend) opts.backend = cliDefaultBackend();
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (!a.startsWith("--") || a === "--") {
@@ -145,6 +158,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
     }
     let [name, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     const f = spec.flags[name];
+    if (!f && cmd === "replay" && name === "backend") {
+      throw bad("--backend does not apply: a replay feeds the recorded events to the core with no OS, so no event backend runs");
+    }
     if (!f) throw bad(`unknown flag --${name}`);
     if (f.kind === "bool") {
       if (value !== undefined) throw bad(`--${name} takes no value`);
@@ -171,6 +187,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       opts[name] = value;
     } else {
       if (value === "") throw bad(`--${name} needs a value`);
+      if (name === "backend" && !(BACKEND_NAMES as readonly string[]).includes(value)) {
+        throw bad(`--backend must be ${BACKEND_NAMES.join(" or ")}, got '${value}'`);
+      }
       if (name === "access-log-format" && value !== "combined" && value !== "json") {
         throw bad(`--access-log-format must be combined or json, got '${value}'`);
       }
@@ -224,7 +243,19 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * Each reactor blocks in epoll_wait inside its own worker_thread; this
+ * The backend when --backend is not given: WASM_REACTOR_BACKEND, as the
+ * library's default; an unknown value there is a bad command line too.
+ */
+function cliDefaultBackend(): string {
+  try {
+    return defaultBackendName();
+  } catch {
+    throw new UsageError(`WASM_REACTOR_BACKEND must be ${BACKEND_NAMES.join(" or ")}, got '${process.env.WASM_REACTOR_BACKEND}'`);
+  }
+}
+
+/**
+ * Each reactor blocks in its backend's wait inside its own worker_thread; this
  * thread keeps Node's event loop for SIGINT/SIGTERM (a blocked main thread
  * cannot own them reliably: Node's other threads leave them unblocked) and
  * stops the workers through their RemoteLoop, which wakes a blocked loop.
@@ -271,7 +302,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     return 1;
   }
   const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, pid ${process.pid})\n`);
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, pid ${process.pid})\n`);
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
@@ -289,6 +320,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     protocol: cmd === "serve" ? "http" : "echo",
     port: o.port as number,
     mode: o.mode as "lt" | "et",
+    backend: o.backend as "epoll" | "poll",
     idleTimeoutMs: o["idle-timeout"] as number,
     headerTimeoutMs: (o["header-timeout"] as number) ?? 60000,
     maxEvents: o["max-events"] as number,

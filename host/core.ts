@@ -159,12 +159,6 @@ export class Core {
     this.refresh();
     const c = this.ctl >> 2;
     const i = this.i32;
-    i[c + (abi.CTL_EVENT_STRIDE >> 2)] = 12; // x86-64: packed struct epoll_event
-    i[c + (abi.CTL_EVENT_DATA >> 2)] = 4;
-    if (process.arch === "arm64") {
-      i[c + (abi.CTL_EVENT_STRIDE >> 2)] = 16;
-      i[c + (abi.CTL_EVENT_DATA >> 2)] = 8;
-    }
     i[c + (abi.CFG_MAX_FDS >> 2)] = config.maxFds;
     i[c + (abi.CFG_MODE >> 2)] = config.mode === "et" ? abi.MODE_ET : abi.MODE_LT;
     i[c + (abi.CFG_IDLE_TIMEOUT >> 2)] = config.idleTimeoutMs;

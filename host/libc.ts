@@ -19,6 +19,8 @@ export const libc = {
   epoll_create1: lib.func("int epoll_create1(int)"),
   epoll_ctl: lib.func("int epoll_ctl(int, int, int, intptr)"),
   epoll_wait: lib.func("int epoll_wait(int, intptr, int, int)"),
+  poll: lib.func("int poll(intptr, unsigned long, int)"),
+  fcntl: lib.func("int fcntl(int, int, int)"),
   socket: lib.func("int socket(int, int, int)"),
   setsockopt: lib.func("int setsockopt(int, int, int, void *, uint32)"),
   getsockopt: lib.func("int getsockopt(int, int, int, _Out_ void *, _Inout_ uint32 *)"),
@@ -61,11 +63,14 @@ export const errno = (): number => koffi.errno();
 /** Absolute address of an ArrayBuffer's first byte (WebAssembly memory). */
 export const addressOf = (buf: ArrayBuffer): number => Number(koffi.address(buf));
 
-/** `koffi.node.poll`: watch an fd from the calling thread's own libuv loop. */
-export function pollFd(fd: number, cb: (status: number, ev: { readable?: boolean }) => void): { stop(): void; close?(): void } {
+/** A libuv poll handle (koffi.node.poll). */
+export interface PollHandle { start(opts: { readable?: boolean; writable?: boolean }, cb: () => void): void; stop(): void; close?(): void }
+
+/** `koffi.node.poll`: watch an fd from the calling thread's own libuv loop (readable, unless told otherwise). */
+export function pollFd(fd: number, cb: () => void, opts: { readable?: boolean; writable?: boolean } = { readable: true }): PollHandle {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const k = koffi as any;
-  const handle = k.node.poll(fd, { readable: true }, cb);
+  const handle = k.node.poll(fd, opts, cb);
   return handle;
 }
 
@@ -86,6 +91,7 @@ export const TCP_DEFER_ACCEPT = 9;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 export const EPOLL_CLOEXEC = 0o2000000;
+export const F_GETFD = 1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const SFD_CLOEXEC = 0o2000000;

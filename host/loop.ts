@@ -1,6 +1,7 @@
-// The pump: the host half of the loop. It owns the epoll fd, carries out the
-// core's syscall requests and hands results back. It makes no decisions; the
-// core decides what to read, write, accept, close and when.
+// The pump: the host half of the loop. It owns the event backend (epoll or
+// poll, host/backend/), carries out the core's syscall requests and hands
+// results back. It makes no decisions; the core decides what to read, write,
+// accept, close and when.
 //
 // One tick (see `tick()`): timers -> poll -> dispatch -> deferred
 // modifications and tasks. After each core call, `drain()` carries out the
@@ -10,9 +11,9 @@ import { writeSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
 import { Recorder, FileSink, sha256File } from "./record.ts";
-import {
-  libc, errno, check, EPOLL_CLOEXEC, SOCK_NONBLOCK, SOCK_CLOEXEC, pollFd, describeErrno, raiseFdLimit,
-} from "./libc.ts";
+import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC, describeErrno, raiseFdLimit } from "./libc.ts";
+import { createBackend, backendName, defaultBackendName, type Backend, type BackendName } from "./backend/index.ts";
+import { EpollBackend } from "./backend/epoll.ts";
 import type { Sink } from "./record.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
@@ -31,7 +32,7 @@ export interface LoopOptions extends Partial<CoreConfig> {
   /**
    * Where log lines go. Default: access lines (level "access") to stdout as
    * they are, everything else to stderr as "level: line"; both written
-   * synchronously (a thread blocked in epoll_wait never flushes a stream).
+   * synchronously (a thread blocked in the backend's wait never flushes a stream).
    */
   log?: (level: LogLevel, line: string) => void;
   files?: FileOpener;
@@ -40,6 +41,11 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * file, or into a Sink such as a MemorySink (one recording per sink).
    */
   record?: string | Sink;
+  /**
+   * The event backend: "epoll" (default) or "poll". Default: the
+   * WASM_REACTOR_BACKEND environment variable if set, else "epoll".
+   */
+  backend?: BackendName;
 }
 
 /**
@@ -62,7 +68,9 @@ const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
 
 export class Loop {
   readonly core: Core;
-  readonly epfd: number;
+  readonly backend: Backend;
+  /** The epoll fd with the epoll backend (kept for code that watched it), else -1. */
+  get epfd(): number { return this.backend instanceof EpollBackend ? this.backend.epfd : -1; }
   readonly maxEvents: number;
   readonly recorder: Recorder | null;
   /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */
@@ -71,26 +79,26 @@ export class Loop {
   files: FileOpener | null;
   private running = false;
   private stopRequested = false;
-  private attached: { stop(): void; close?(): void } | null = null;
+  private attached = false;
   private attachTimer: NodeJS.Timeout | null = null;
   private readonly decoder = new TextDecoder();
 
   constructor(options: LoopOptions = {}) {
     const config = { ...defaultCoreConfig, ...options };
+    // Validated before anything is opened: a bad name throws and leaks nothing.
+    const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
     this.recorder = sink ? new Recorder(sink, {
       coreSha256: sha256File(corePath),
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
-      time, arch: process.arch, created: new Date().toISOString(), argv: process.argv.slice(2),
+      time, arch: process.arch, backend, created: new Date().toISOString(), argv: process.argv.slice(2),
     }) : null;
     this.core = new Core(config, undefined, { recorder: this.recorder, time });
     this.maxEvents = config.maxEvents;
-    this.epfd = check("epoll_create1", libc.epoll_create1(EPOLL_CLOEXEC));
-    this.ctlScratch = this.core.ctlI32(abi.CTL_SCRATCH);
-    this.ctlDataOff = this.core.ctlI32(abi.CTL_EVENT_DATA);
-    this.ctlView = new DataView(this.core.u8.buffer);
+    this.backend = createBackend(backend);
+    this.wouldBlock = this.backend.wouldBlock ? this.backend.wouldBlock.bind(this.backend) : null;
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
     this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
@@ -132,7 +140,7 @@ export class Loop {
     this.clock();
     if (this.recorder && n > 0) {
       const c = this.core;
-      this.recorder.mem(c.u8, c.ctlI32(abi.CTL_EVENTS), n * c.ctlI32(abi.CTL_EVENT_STRIDE));
+      this.recorder.mem(c.u8, c.ctlI32(abi.CTL_EVENTS), n * abi.EVENT_SIZE);
     }
     this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
     this.drain(() => x.runDeferred());                          // 4. deferred mods, 5. deferred tasks
@@ -143,8 +151,8 @@ export class Loop {
    * Throws `e` out of the current tick once the tick is over (never in the
    * middle of a phase, which would leave the core's round half done): out of
    * run(), or, for an attached loop, as an uncaught exception from Node's
-   * event loop. Used for errors nobody handles (a refused epoll_ctl with no
-   * onError). Outside any phase it throws at once.
+   * event loop. Used for errors nobody handles (a refused interest change
+   * with no onError). Outside any phase it throws at once.
    */
   raise(e: unknown): void {
     if (!this.draining) throw e;
@@ -173,15 +181,14 @@ export class Loop {
     this.throwRaised();
   }
 
-  /** epoll_wait straight into the core's event area; EINTR retried. */
+  /** The backend's wait, into the core's event area; EINTR retried. */
   private poll(timeout: number): number {
     const core = this.core;
-    const events = core.base + core.ctlI32(abi.CTL_EVENTS);
+    const events = core.ctlI32(abi.CTL_EVENTS);
     for (;;) {
-      const n = libc.epoll_wait(this.epfd, events, this.maxEvents, timeout);
+      const n = this.backend.wait(core, events, this.maxEvents, timeout);
       if (n >= 0) return n;
-      const e = errno();
-      if (e !== abi.EINTR) throw new Error(`epoll_wait: ${describeErrno(e)}`);
+      if (n !== -abi.EINTR) throw new Error(`${this.backend.name} wait: ${describeErrno(-n)}`);
       core.refresh();
     }
   }
@@ -248,8 +255,8 @@ export class Loop {
         case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
         case abi.OP_ACCEPT: r = a0 ? libc.accept4(fd, base + a0, base + a0 + abi.SA_LEN, ACCEPT_FLAGS) : libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
         case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
-        case abi.OP_CLOSE: r = libc.close(fd); break;
-        case abi.OP_CTL: r = this.ctl(fd, a0, a1, a2, i32[q + W_A3]); break;
+        case abi.OP_CLOSE: this.backend.closed(fd); r = libc.close(fd); break;
+        case abi.OP_CTL: r = this.backend.setInterest(fd, a0, a1, a2); break;
         case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
         case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
         case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + W_A3]); break;
@@ -264,7 +271,9 @@ export class Loop {
         default: r = 0;
       }
       // Results are >= 0 or -errno, read at once (koffi keeps the last call's).
-      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN && op !== abi.OP_LIST) r = -errno();
+      // (OP_CTL: the backend answers -errno itself.)
+      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN && op !== abi.OP_LIST && op !== abi.OP_CTL) r = -errno();
+      if (this.wouldBlock) this.edge(op, fd, a0, a1, a2, r);
       // A JS call or an open may have grown memory: views must follow.
       if (op === abi.OP_CALL || op === abi.OP_OPEN || op === abi.OP_LIST) { core.refresh(); i32 = core.i32; }
       i32[cq + i] = r;
@@ -291,22 +300,32 @@ export class Loop {
     this.recorder.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
   }
 
-  private ctl(fd: number, op: number, events: number, dataLo: number, dataHi: number): number {
-    const core = this.core;
-    const ev = this.ctlScratch;
-    const dataOff = this.ctlDataOff;
-    // data may be unaligned for Int32Array (x86-64 packs it at +4): a DataView,
-    // re-made only when memory grew.
-    if (this.ctlView.buffer !== core.u8.buffer) this.ctlView = new DataView(core.u8.buffer);
-    const dv = this.ctlView;
-    dv.setInt32(ev, events, true);
-    dv.setInt32(ev + dataOff, dataLo, true);
-    dv.setInt32(ev + dataOff + 4, dataHi, true);
-    return libc.epoll_ctl(this.epfd, op, fd, core.base + ev);
+  /**
+   * Edge emulation (backends without kernel edges, host/backend/poll.ts):
+   * tells the backend which operations met EAGAIN or fell short, so that a
+   * new edge may be reported; a JS callback on fd re-arms it for whatever
+   * the callback did (the pump cannot see its reads and writes).
+   */
+  private edge(op: number, fd: number, a0: number, a1: number, a2: number, r: number): void {
+    const wb = this.wouldBlock!;
+    switch (op) {
+      case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < a1)) wb(fd, abi.EV_READABLE); break;
+      case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
+      case abi.OP_WRITE: case abi.OP_SEND: if (r === -abi.EAGAIN || (r >= 0 && r < a1)) wb(fd, abi.EV_WRITABLE); break;
+      case abi.OP_SENDFILE: if (r === -abi.EAGAIN || (r >= 0 && r < a2)) wb(fd, abi.EV_WRITABLE); break;
+      case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < this.iovBytes(a0, a1))) wb(fd, abi.EV_WRITABLE); break;
+      case abi.OP_CALL: if (a0 === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;
+    }
   }
-  private readonly ctlScratch: number;
-  private readonly ctlDataOff: number;
-  private ctlView: DataView;
+  private readonly wouldBlock: ((fd: number, bits: number) => void) | null;
+
+  /** Bytes a writev's iovecs (native, 16 bytes each, at a0 in linear memory) ask for. */
+  private iovBytes(at: number, count: number): number {
+    const i32 = this.core.i32;
+    let sum = 0;
+    for (let k = 0; k < count; k++) sum += i32[(at + 16 * k + 8) >> 2];
+    return sum;
+  }
 
   /**
    * A log line to the user's `log`. If that throws, the line goes to stderr
@@ -378,33 +397,31 @@ export class Loop {
     for (const w of waiters) w();
   }
 
-  get isRunning(): boolean { return this.running || this.attached !== null; }
+  get isRunning(): boolean { return this.running || this.attached; }
 
   /**
-   * Runs the loop inside this thread's Node event loop: libuv watches the
-   * epoll fd, and each time it is readable (or the core's next timer is due)
-   * one tick runs with a zero poll timeout. Node's own timers, promises and
-   * sockets keep working beside it.
+   * Runs the loop inside this thread's Node event loop: libuv watches what
+   * the backend hands it (epoll: its one fd; poll: each watched fd), and each
+   * time that is ready (or the core's next timer is due) one tick runs with a
+   * zero poll timeout. Node's own timers, promises and sockets keep working
+   * beside it.
    */
   attach(): void {
     if (this.attached || this.finished) return;
     if (this.running) throw new Error("attach(): the loop is already running in blocking mode");
     this.stopRequested = false;
-    const handle = pollFd(this.epfd, () => {
+    this.backend.attach(() => {
       try { this.attachedTick(); } catch (e) { this.log("error", `tick failed: ${(e as Error)?.stack ?? e}`); }
     });
-    this.attached = handle;
+    this.attached = true;
     this.flush();
     this.attachedTick();
   }
 
   detach(): void {
     if (!this.attached) return;
-    // close(), not just stop(): a stopped handle still owns the fd number in
-    // libuv, and the next epoll fd to get that number would never be watched.
-    this.attached.stop();
-    this.attached.close?.();
-    this.attached = null;
+    this.backend.detach();
+    this.attached = false;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
     this.stopped();
   }
@@ -431,7 +448,7 @@ export class Loop {
    * Attached: schedules the next tick for the core's next timer, or at once
    * when work is queued. Keep ticking without yielding only while work is
    * queued in the core (bounded, so Node's loop gets its turn); otherwise
-   * sleep until the next timer or until libuv reports the epoll fd readable.
+   * sleep until the next timer or until libuv reports the backend ready.
    * The Reactor calls it when JS outside the loop added a timer or a task.
    */
   rearm(): void {
@@ -448,7 +465,7 @@ export class Loop {
     // point at this loop's fds: closing now would leave them to fail.
     if (this.draining) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
     this.detach();
-    libc.close(this.epfd);
+    this.backend.close();
     this.recorder?.close();
   }
 }

@@ -50,6 +50,12 @@ export interface ReactorOptions extends LoopOptions {
   onError?: ErrorCallback;
 }
 
+/** The call a refused interest change names: epoll's own (epoll_ctl(EPOLL_CTL_ADD, fd 5)), else neutral. */
+function describeInterest(backend: string, op: number, fd: number): string {
+  const verb = op === abi.INTEREST_ADD ? "ADD" : op === abi.INTEREST_MOD ? "MOD" : `op ${op}`;
+  return backend === "epoll" ? `epoll_ctl(EPOLL_CTL_${verb}, fd ${fd})` : `${backend} interest ${verb.toLowerCase()} (fd ${fd})`;
+}
+
 /** Used by EventWatcher (same module) to hand an error to the Reactor's routing. */
 const routeError = Symbol("routeError");
 
@@ -89,10 +95,9 @@ export class Reactor {
     };
   }
 
-  /** The kernel refused handler id's epoll_ctl (errno e, epoll op); the core removed the handler. */
+  /** The backend refused handler id's interest change (errno e, INTEREST_* op); the core removed the handler. */
   private refused(id: number, fd: number, e: number, op: number): void {
-    const name = op === abi.EPOLL_CTL_ADD ? "EPOLL_CTL_ADD" : op === abi.EPOLL_CTL_MOD ? "EPOLL_CTL_MOD" : `op ${op}`;
-    const err = new SysError(`epoll_ctl(${name}, fd ${fd})`, e, fd);
+    const err = new SysError(describeInterest(this.loop.backend.name, op, fd), e, fd);
     const handler = this.errs[id];
     if (this.fdIds.get(fd) === id) this.fdIds.delete(fd);
     this.releaseId(id);
@@ -170,6 +175,9 @@ export class Reactor {
 
   /** Stops watching fd. Pass `closing: true` if you close it right after (saves a syscall). */
   deregister(fd: number, closing = false): void {
+    // The caller is about to close fd: a backend that keeps its own fd set
+    // (poll) must forget it now, or the number's next owner would meet EEXIST.
+    if (closing) this.loop.backend.closed(fd);
     this.fail("deregister", this.loop.core.x.deregister(fd, closing ? 1 : 0), fd);
     const id = this.fdIds.get(fd);
     if (id !== undefined) { this.fdIds.delete(fd); this.releaseId(id); }

@@ -166,6 +166,8 @@ export interface RecordingHeader {
   config: CoreConfig;
   time: [number, number];
   arch: string;
+  /** The event backend the recording was made with (absent before it was noted; a replay has none). */
+  backend?: string;
   created: string;
   argv: string[];
 }

@@ -42,7 +42,7 @@ export interface RecordedCall {
   trapped: boolean;
   /** The requests it emitted (for the calls that return a round), with results once carried out. */
   requests: RecordedRequest[];
-  /** dispatch(n): the batch of epoll events it was handed. */
+  /** dispatch(n): the batch of event records (EV_* bits) it was handed. */
   events?: RecordedEvent[];
   /** Byte offset of the call's frame in the recording. */
   offset: number;
@@ -151,10 +151,6 @@ export function describeRequest(r: RecordedRequest): string {
   return `{${r.op} fd=${r.fd} a0=${r.args[0]} a1=${r.args[1]} a2=${r.args[2]} a3=${r.args[3]}}`;
 }
 
-/** struct epoll_event as the recording's machine laid it out (host/core.ts). */
-function eventLayout(arch: string): { stride: number; data: number } {
-  return arch === "arm64" ? { stride: 16, data: 8 } : { stride: 12, data: 4 };
-}
 
 /**
  * Parses a recording. Throws RecordingError for bytes that are not one (bad
@@ -164,7 +160,6 @@ function eventLayout(arch: string): { stride: number; data: number } {
 export function readRecording(bytes: Uint8Array): Recording {
   const { header, offset, version } = readHeader(bytes);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const layout = eventLayout(header.arch);
   const calls: RecordedCall[] = [];
   let time: [number, number] = [header.time?.[0] ?? 0, header.time?.[1] ?? 0];
   let writes: MemoryWrite[] = [];
@@ -203,13 +198,13 @@ export function readRecording(bytes: Uint8Array): Recording {
         }
         if (name === "dispatch") {
           const n = args[0];
-          const area = [...writes].reverse().find((w) => w.bytes.length === n * layout.stride);
+          const area = [...writes].reverse().find((w) => w.bytes.length === n * abi.EVENT_SIZE);
           if (area || n === 0) {
             const v = area ? new DataView(area.bytes.buffer, area.bytes.byteOffset, area.bytes.byteLength) : null;
             call.events = Array.from({ length: n }, (_, i) => ({
-              events: v!.getUint32(i * layout.stride, true),
-              fd: v!.getInt32(i * layout.stride + layout.data, true),
-              gen: v!.getInt32(i * layout.stride + layout.data + 4, true),
+              events: v!.getInt32(i * abi.EVENT_SIZE + abi.EVENT_BITS, true),
+              fd: v!.getInt32(i * abi.EVENT_SIZE + abi.EVENT_FD, true),
+              gen: v!.getInt32(i * abi.EVENT_SIZE + abi.EVENT_GEN, true),
             }));
           }
         }

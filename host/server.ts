@@ -6,6 +6,7 @@
 // (`localhost`) is resolved first with resolveHost() and its addresses passed
 // as `hosts`; the core accepts on every listener (one `listen(fd, proto)`
 // each) into one set of connections.
+import { backendName } from "./backend/types.ts";
 import { isIP } from "node:net";
 import * as abi from "../assembly/abi.ts";
 import { Reactor, type ReactorOptions } from "./reactor.ts";
@@ -45,6 +46,8 @@ export class Server {
     if (opts.protocol !== "http" && opts.protocol !== "echo") {
       throw new TypeError(`Server: protocol must be "http" or "echo", got ${JSON.stringify(opts.protocol)}`);
     }
+    // Before any socket is opened: a bad name leaks nothing.
+    if (opts.backend !== undefined) backendName(opts.backend, "Server: backend");
     const { hard } = raiseFdLimit();
     // fd-indexed tables cover every fd this process may open.
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);

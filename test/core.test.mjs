@@ -7,10 +7,9 @@ import { FakeHost } from "./lib/fakehost.mjs";
 import abi from "./lib/abi.mjs";
 
 const {
-  EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET, EAGAIN, EMFILE,
-  REACTOR_READABLE: READABLE, REACTOR_WRITABLE: WRITABLE,
+  EV_READABLE: READABLE, EV_WRITABLE: WRITABLE, EV_HANGUP: HANGUP, EV_EDGE: EDGE, EAGAIN, EMFILE,
   OP_CTL, OP_CALL, OP_WRITE, OP_WRITEV, OP_ACCEPT, OP_CLOSE, OP_LOG,
-  EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, CALL_TASK,
+  INTEREST_ADD, INTEREST_MOD, INTEREST_DEL, CALL_TASK,
   STAT_OVERFLOWS, STAT_LIVE_CONNS, STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_ACCEPT_PAUSED, STAT_TRAPS,
   STAT_ACCEPTED, STAT_CLOSED,
 } = abi;
@@ -27,7 +26,7 @@ function echoHost(config = {}) {
 /** The peer connects: the listener becomes readable and accept4 returns fd. */
 function connect(h, fd) {
   h.queueAccept(LISTENER, fd);
-  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.ok(h.epoll.has(fd), `fd ${fd} was accepted and added to epoll`);
 }
 
@@ -49,17 +48,17 @@ test("fd reuse inside one batch: neither the old nor the new fd-9 handler sees t
   });
 
   const from = h.log.length;
-  h.tick([{ fd: 7, events: EPOLLIN }, { fd: 9, events: EPOLLIN }]);
+  h.tick([{ fd: 7, events: READABLE }, { fd: 9, events: READABLE }]);
   assert.equal(seen, ["7"], "the fd-9 event of the batch reached nobody");
 
   // After the batch the kernel learns about the new registration, with a new generation.
   const add = ctls(h, 9, from);
   assert.is(add.length, 1, "one OP_CTL for fd 9");
-  assert.is(add[0].a0, EPOLL_CTL_ADD);
-  assert.is.not(add[0].a3, oldGen, "the new registration carries a new generation");
+  assert.is(add[0].a0, INTEREST_ADD);
+  assert.is.not(add[0].a2, oldGen, "the new registration carries a new generation");
   assert.equal(h.epollViolations, []);
 
-  h.tick([{ fd: 9, events: EPOLLIN }]);
+  h.tick([{ fd: 9, events: READABLE }]);
   assert.equal(seen, ["7", `new 9 (${READABLE})`], "the next batch goes to the new handler");
 });
 
@@ -73,12 +72,12 @@ test("fd reuse inside one batch, deregistered without closing: DEL then ADD, aft
     h.register(9, READABLE | WRITABLE, () => seen.push("new 9"));
   });
   const from = h.log.length;
-  h.tick([{ fd: 7, events: EPOLLIN }, { fd: 9, events: EPOLLIN | EPOLLOUT }]);
+  h.tick([{ fd: 7, events: READABLE }, { fd: 9, events: READABLE | WRITABLE }]);
   assert.equal(seen, ["7"]);
-  assert.equal(ctls(h, 9, from).map((e) => e.a0), [EPOLL_CTL_DEL, EPOLL_CTL_ADD]);
-  assert.is(ctls(h, 9, from)[1].a1, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
+  assert.equal(ctls(h, 9, from).map((e) => e.a0), [INTEREST_DEL, INTEREST_ADD]);
+  assert.is(ctls(h, 9, from)[1].a1, READABLE | WRITABLE);
   assert.equal(h.epollViolations, []);
-  h.tick([{ fd: 9, events: EPOLLOUT }]);
+  h.tick([{ fd: 9, events: WRITABLE }]);
   assert.equal(seen, ["7", "new 9"]);
 });
 
@@ -93,11 +92,11 @@ test("an event carrying a stale generation is dropped", () => {
   const gen = h.lastGen.get(9);
   assert.is.not(gen, oldGen);
 
-  h.tick([{ fd: 9, events: EPOLLIN, gen: oldGen }]);
+  h.tick([{ fd: 9, events: READABLE, gen: oldGen }]);
   assert.equal(seen, [], "an event queued for the earlier owner of fd 9 reaches nobody");
-  h.tick([{ fd: 9, events: EPOLLIN, gen }]);
+  h.tick([{ fd: 9, events: READABLE, gen }]);
   assert.equal(seen, ["second"]);
-  h.tick([{ fd: 9, events: EPOLLIN, gen: gen + 1 }]);
+  h.tick([{ fd: 9, events: READABLE, gen: gen + 1 }]);
   assert.equal(seen, ["second"], "a generation from the future is dropped too");
 });
 
@@ -106,9 +105,9 @@ test("a handler deregistered earlier in the batch is not called; one registered 
   const seen = [];
   h.register(5, READABLE, () => { seen.push(5); h.deregister(6); h.register(8, READABLE, () => seen.push(8)); });
   h.register(6, READABLE, () => seen.push(6));
-  h.tick([{ fd: 5, events: EPOLLIN }, { fd: 6, events: EPOLLIN }, { fd: 8, events: EPOLLIN, gen: 1 }]);
+  h.tick([{ fd: 5, events: READABLE }, { fd: 6, events: READABLE }, { fd: 8, events: READABLE, gen: 1 }]);
   assert.equal(seen, [5]);
-  h.tick([{ fd: 6, events: EPOLLIN, gen: 1 }, { fd: 8, events: EPOLLIN }]);
+  h.tick([{ fd: 6, events: READABLE, gen: 1 }, { fd: 8, events: READABLE }]);
   assert.equal(seen, [5, 8]);
 });
 
@@ -119,7 +118,7 @@ test("OP_CTL for modify/deregister during a batch is emitted only after the batc
   h.register(6, READABLE, (fd, ev) => seen.push(`6:${ev}`));
   h.register(8, READABLE, () => seen.push(8));
   const from = h.log.length;
-  h.tick([{ fd: 5, events: EPOLLIN }, { fd: 6, events: EPOLLIN }, { fd: 8, events: EPOLLIN }]);
+  h.tick([{ fd: 5, events: READABLE }, { fd: 6, events: READABLE }, { fd: 8, events: READABLE }]);
   assert.equal(seen, [5, `6:${READABLE}`], "a modified handler still gets its event; a removed one does not");
 
   const batch = h.log.slice(from).filter((e) => e.phase === "dispatch");
@@ -127,23 +126,23 @@ test("OP_CTL for modify/deregister during a batch is emitted only after the batc
   const firstCtl = batch.map((e) => e.op).indexOf(OP_CTL);
   assert.ok(firstCtl > lastCall, `OP_CTLs (first at ${firstCtl}) follow the last callback (at ${lastCall})`);
   assert.equal(batch.filter((e) => e.op === OP_CTL).map((e) => [e.fd, e.a0, e.a1]), [
-    [6, EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP | EPOLLOUT],
-    [8, EPOLL_CTL_DEL, 0],
+    [6, INTEREST_MOD, READABLE | WRITABLE],
+    [8, INTEREST_DEL, 0],
   ]);
 
   // Outside a phase the change goes to the kernel at once.
   const before = h.log.length;
   h.modify(6, READABLE);
-  assert.equal(ctls(h, 6, before).map((e) => [e.phase, e.a0, e.a1]), [["flush", EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP]]);
+  assert.equal(ctls(h, 6, before).map((e) => [e.phase, e.a0, e.a1]), [["flush", INTEREST_MOD, READABLE]]);
   assert.equal(h.epollViolations, []);
 });
 
-test("EDGE interest sets EPOLLET; events reach callbacks as REACTOR_* bits", () => {
+test("EDGE interest reaches the backend as asked; event bits reach callbacks unchanged", () => {
   const h = new FakeHost();
   const seen = [];
   h.register(4, READABLE | WRITABLE | abi.REACTOR_EDGE, (fd, ev) => seen.push(ev));
-  assert.is(h.epoll.get(4).events, EPOLLIN | EPOLLRDHUP | EPOLLOUT | EPOLLET);
-  h.tick([{ fd: 4, events: EPOLLIN | EPOLLOUT }, { fd: 4, events: abi.EPOLLHUP | abi.EPOLLERR }]);
+  assert.is(h.epoll.get(4).events, READABLE | WRITABLE | EDGE);
+  h.tick([{ fd: 4, events: READABLE | WRITABLE }, { fd: 4, events: abi.EV_HANGUP | abi.EV_ERROR }]);
   assert.equal(seen, [READABLE | WRITABLE, abi.REACTOR_HANGUP | abi.REACTOR_ERROR]);
 });
 
@@ -157,7 +156,7 @@ test("tasks deferred by events 1 and 3 run after event 3's callback, in order; a
   h.register(3, READABLE, () => { seen.push("io 3"); h.defer(() => seen.push("task B")); });
 
   h.runTimers();
-  h.dispatch([{ fd: 1, events: EPOLLIN }, { fd: 2, events: EPOLLIN }, { fd: 3, events: EPOLLIN }]);
+  h.dispatch([{ fd: 1, events: READABLE }, { fd: 2, events: READABLE }, { fd: 3, events: READABLE }]);
   assert.equal(seen, ["io 1", "io 2", "io 3"], "no task runs during dispatch");
   h.runDeferred();
   assert.equal(seen, ["io 1", "io 2", "io 3", "task A", "task B"], "task C (deferred by a task) waits");
@@ -180,7 +179,7 @@ test("a timer cancelled inside an I/O callback never fires", () => {
   h.setTime(5);
   h.runTimers();                               // not due yet
   h.setTime(20);                               // the poll slept past the deadline...
-  h.dispatch([{ fd: 4, events: EPOLLIN }]);    // ...and an I/O callback cancels both
+  h.dispatch([{ fd: 4, events: READABLE }]);    // ...and an I/O callback cancels both
   h.runDeferred();
   assert.equal(cancelled, [true, true]);
   for (let now = 20; now <= 100; now += 10) { h.setTime(now); h.tick(); }
@@ -242,51 +241,51 @@ test("one-shot timers fire once, in deadline order, FIFO among equals", () => {
   assert.is(h.pollTimeout(), -1);
 });
 
-// ---- the echo protocol: EPOLLOUT only when needed ---------------------------
+// ---- the echo protocol: WRITABLE only when needed ---------------------------
 
 for (const mode of ["lt", "et"]) {
-  test(`echo (${mode}): direct writes need no epoll_ctl; a partial write arms EPOLLOUT, draining disarms it`, () => {
+  test(`echo (${mode}): direct writes need no interest change; a partial write arms WRITABLE, draining disarms it`, () => {
     const h = echoHost({ mode });
-    const et = mode === "et" ? EPOLLET : 0;
+    const et = mode === "et" ? EDGE : 0;
     connect(h, 10);
-    assert.is(h.epoll.get(10).events, EPOLLIN | EPOLLRDHUP | et);
+    assert.is(h.epoll.get(10).events, READABLE | et);
 
-    // Round trips whose writes complete at once: no epoll_ctl at all.
+    // Round trips whose writes complete at once: no interest change at all.
     let from = h.log.length;
     for (const word of ["hello ", "echo ", "world "]) {
       h.feed(10, word);
-      h.tick([{ fd: 10, events: EPOLLIN }]);
+      h.tick([{ fd: 10, events: READABLE }]);
     }
     assert.is(h.output(10).toString(), "hello echo world ");
     assert.equal(ctls(h, 10, from), [], "no OP_CTL while writes complete directly");
 
-    // The socket takes 3 of 9 bytes: the rest waits for EPOLLOUT.
+    // The socket takes 3 of 9 bytes: the rest waits for WRITABLE.
     h.room(10, 3);
     h.feed(10, "partial!\n");
     from = h.log.length;
-    h.tick([{ fd: 10, events: EPOLLIN }]);
-    assert.equal(ctls(h, 10, from).map((e) => [e.a0, e.a1]), [[EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP | EPOLLOUT | et]]);
+    h.tick([{ fd: 10, events: READABLE }]);
+    assert.equal(ctls(h, 10, from).map((e) => [e.a0, e.a1]), [[INTEREST_MOD, READABLE | WRITABLE | et]]);
     assert.ok(h.stat(STAT_WBUF_BYTES) > 0, "the rest is held in a write ring");
 
-    // A spurious wakeup while blocked: no write before EPOLLOUT, no epoll_ctl.
+    // A spurious wakeup while blocked: no write before WRITABLE, no interest change.
     from = h.log.length;
-    h.tick([{ fd: 10, events: EPOLLIN }]);
+    h.tick([{ fd: 10, events: READABLE }]);
     assert.equal(ctls(h, 10, from), [], "already armed");
     assert.equal(h.ops(OP_WRITE, { fd: 10, from }).concat(h.ops(OP_WRITEV, { fd: 10, from })), [],
-      "no write is attempted before EPOLLOUT");
+      "no write is attempted before WRITABLE");
 
     h.room(10, Infinity);
     from = h.log.length;
-    h.tick([{ fd: 10, events: EPOLLOUT }]);
+    h.tick([{ fd: 10, events: WRITABLE }]);
     assert.is(h.output(10).toString(), "hello echo world partial!\n");
-    assert.equal(ctls(h, 10, from).map((e) => [e.a0, e.a1]), [[EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP | et]], "disarmed once drained");
+    assert.equal(ctls(h, 10, from).map((e) => [e.a0, e.a1]), [[INTEREST_MOD, READABLE | et]], "disarmed once drained");
     assert.is(h.stat(STAT_WBUF_BYTES), 0, "the ring went back to its pool");
     assert.is(h.stat(STAT_RBUF_HELD), 0, "no receive buffer held by an idle connection");
 
-    // Back to direct writes, no epoll_ctl.
+    // Back to direct writes, no interest change.
     from = h.log.length;
     h.feed(10, "again");
-    h.tick([{ fd: 10, events: EPOLLIN }]);
+    h.tick([{ fd: 10, events: READABLE }]);
     assert.ok(h.output(10).toString().endsWith("again"));
     assert.equal(ctls(h, 10, from), []);
     assert.equal(h.epollViolations, []);
@@ -299,15 +298,15 @@ for (const mode of ["lt", "et"]) {
     connect(h, 10);
     h.room(10, 3);
     h.feed(10, "first;");
-    h.tick([{ fd: 10, events: EPOLLIN }]);             // 3 bytes out, 3 into the ring
+    h.tick([{ fd: 10, events: READABLE }]);             // 3 bytes out, 3 into the ring
     const sent = ["first;"];
     for (const word of ["second;", "third;", Buffer.alloc(5000, 0x7a).toString()]) {
       h.feed(10, word);                                // read while the ring is not empty
-      h.tick([{ fd: 10, events: EPOLLIN }]);
+      h.tick([{ fd: 10, events: READABLE }]);
       sent.push(word);
     }
     h.room(10, Infinity);
-    for (let i = 0; i < 3; i++) h.tick([{ fd: 10, events: EPOLLOUT }]);
+    for (let i = 0; i < 3; i++) h.tick([{ fd: 10, events: WRITABLE }]);
     const want = sent.join("");
     const got = h.output(10).toString("latin1");
     const at = [...want].findIndex((ch, i) => got[i] !== ch);
@@ -321,10 +320,10 @@ test("echo: the peer closing is answered with close(2) once output is flushed", 
   connect(h, 10);
   h.room(10, 2);
   h.feed(10, "bye!").peerEof(10);
-  h.tick([{ fd: 10, events: EPOLLIN | EPOLLRDHUP }]);
+  h.tick([{ fd: 10, events: READABLE | HANGUP }]);
   assert.equal(h.ops(OP_CLOSE, { fd: 10 }), [], "not while output is pending");
   h.room(10, Infinity);
-  h.tick([{ fd: 10, events: EPOLLOUT | EPOLLIN | EPOLLRDHUP }]);
+  h.tick([{ fd: 10, events: WRITABLE | READABLE | HANGUP }]);
   assert.is(h.output(10).toString(), "bye!");
   assert.is(h.ops(OP_CLOSE, { fd: 10 }).length, 1);
   assert.is(h.stat(STAT_LIVE_CONNS), 0);
@@ -340,7 +339,7 @@ test("echo: the write-buffer limit closes a connection that never drains", () =>
   let ticks = 0;
   while (!h.socket(10).closed && ticks < 50) {
     h.feed(10, chunk);
-    h.tick([{ fd: 10, events: EPOLLIN | EPOLLOUT }]);
+    h.tick([{ fd: 10, events: READABLE | WRITABLE }]);
     ticks++;
   }
   assert.ok(h.socket(10).closed, "closed at the limit");
@@ -352,7 +351,7 @@ test("echo: the write-buffer limit closes a connection that never drains", () =>
 
   // The other connection is unaffected.
   h.feed(11, "still here");
-  h.tick([{ fd: 11, events: EPOLLIN }]);
+  h.tick([{ fd: 11, events: READABLE }]);
   assert.is(h.output(11).toString(), "still here");
   assert.is(h.stat(STAT_LIVE_CONNS), 1);
 });
@@ -364,9 +363,9 @@ test("accept EMFILE pauses accepting (mask 0, one log line) and resumes when a c
   connect(h, 10);
   h.queueAccept(LISTENER, 11, -EMFILE); // one accept batch per readiness event in LT: 11, then the shortage
   let from = h.log.length;
-  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.is(h.stat(STAT_ACCEPT_PAUSED), 1);
-  assert.equal(ctls(h, LISTENER, from).map((e) => [e.a0, e.a1]), [[EPOLL_CTL_MOD, 0]], "listener interest set to nothing");
+  assert.equal(ctls(h, LISTENER, from).map((e) => [e.a0, e.a1]), [[INTEREST_MOD, 0]], "listener interest set to nothing");
   assert.is(h.epoll.get(LISTENER).events, 0);
   const warn = h.logs.filter((l) => /EMFILE/.test(l.text));
   assert.is(warn.length, 1, `one log line: ${JSON.stringify(h.logs)}`);
@@ -375,7 +374,7 @@ test("accept EMFILE pauses accepting (mask 0, one log line) and resumes when a c
   // Level-triggered epoll would keep reporting the listener; while paused the
   // core issues no accept for it (and the real kernel reports nothing: mask 0).
   from = h.log.length;
-  for (let i = 0; i < 5; i++) h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  for (let i = 0; i < 5; i++) h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.equal(h.ops(OP_ACCEPT, { from }), [], "no accept while paused");
   assert.is(h.logs.filter((l) => /EMFILE/.test(l.text)).length, 1, "still one line");
 
@@ -383,12 +382,12 @@ test("accept EMFILE pauses accepting (mask 0, one log line) and resumes when a c
   h.queueAccept(LISTENER, 12);
   h.peerEof(10);
   from = h.log.length;
-  h.tick([{ fd: 10, events: EPOLLIN | EPOLLRDHUP }]);
+  h.tick([{ fd: 10, events: READABLE | HANGUP }]);
   assert.is(h.stat(STAT_ACCEPT_PAUSED), 0);
-  assert.ok(ctls(h, LISTENER, from).some((e) => e.a0 === EPOLL_CTL_MOD && (e.a1 & EPOLLIN)), "listener re-armed");
+  assert.ok(ctls(h, LISTENER, from).some((e) => e.a0 === INTEREST_MOD && (e.a1 & READABLE)), "listener re-armed");
   assert.ok(h.ops(OP_ACCEPT, { from }).some((e) => e.res === 12), "accepted the waiting connection");
   h.feed(12, "served");
-  h.tick([{ fd: 12, events: EPOLLIN }]);
+  h.tick([{ fd: 12, events: READABLE }]);
   assert.is(h.output(12).toString(), "served");
   assert.equal(h.epollViolations, []);
 
@@ -403,7 +402,7 @@ test("accept EMFILE pauses accepting (mask 0, one log line) and resumes when a c
 test("accept EMFILE with nothing to close: retried every second, quietly, until an accept succeeds", () => {
   const h = echoHost();
   h.queueAccept(LISTENER, -EMFILE);
-  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.is(h.stat(STAT_ACCEPT_PAUSED), 1);
   assert.ok(h.pollTimeout() > 0 && h.pollTimeout() <= 1000, `poll wakes for the retry (${h.pollTimeout()})`);
 
@@ -415,7 +414,7 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
     h.tick();
     assert.ok(h.ops(OP_ACCEPT, { from }).some((e) => e.res === -EMFILE), `retry ${k} tried to accept`);
     assert.is(h.stat(STAT_ACCEPT_PAUSED), 1, `retry ${k} paused again`);
-    h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+    h.tick([{ fd: LISTENER, events: READABLE }]);
   }
   assert.equal(h.logs.map((l) => l.text), ["accept: out of file descriptors (EMFILE); pausing accepts until a connection closes"]);
 
@@ -430,33 +429,33 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
 
 // ---- HTTP: a 100 Continue that meets a full socket ------------------------------
 
-test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on EPOLLOUT alone, reads nothing meanwhile, then the body and the answer", () => {
+test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on WRITABLE alone, reads nothing meanwhile, then the body and the answer", () => {
   const h = new FakeHost({ config: { mode: "lt", idleTimeoutMs: 30_000 } });
   h.listen(LISTENER, abi.PROTO_HTTP);
   const fd = 10;
   h.queueAccept(LISTENER, fd);
   h.room(fd, 0);                                     // the send buffer is full: the 100 gets EAGAIN
   h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
-  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.is(h.output(fd).length, 0, "nothing went out yet");
-  assert.is(h.epoll.get(fd).events, EPOLLOUT, "EPOLLOUT only: unread input must not wake an LT loop");
+  assert.is(h.epoll.get(fd).events, WRITABLE, "WRITABLE only: unread input must not wake an LT loop");
 
   // The client sends its body anyway (after its own timeout); level-triggered
   // readiness for it must not make the core read while the 100 waits.
   h.feed(fd, "hello");
   let from = h.log.length;
-  h.tick([{ fd, events: EPOLLIN }]);
-  h.tick([{ fd, events: EPOLLIN }]);
+  h.tick([{ fd, events: READABLE }]);
+  h.tick([{ fd, events: READABLE }]);
   assert.is(h.ops(abi.OP_READ, { fd, from }).length, 0, "no read while the 100 is pending");
 
   h.room(fd, Infinity);
   from = h.log.length;
-  h.tick([{ fd, events: EPOLLOUT }]);
+  h.tick([{ fd, events: WRITABLE }]);
   const out = h.output(fd).toString("latin1");
   assert.ok(out.startsWith("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"), JSON.stringify(out.slice(0, 60)));
   assert.ok(out.endsWith("\r\n\r\n404 Not Found\n"), "the final answer follows, after the body was read");
   assert.ok(h.ops(abi.OP_READ, { fd, from }).length >= 1, "the body was read after the 100");
-  assert.is(h.epoll.get(fd).events, EPOLLIN | EPOLLRDHUP, "back to reading for the next request");
+  assert.is(h.epoll.get(fd).events, READABLE, "back to reading for the next request");
   assert.is(h.stat(STAT_LIVE_CONNS), 1, "kept alive");
   assert.is(h.stat(STAT_WBUF_BYTES), 0);
 });
@@ -470,7 +469,7 @@ test("a trap while serving one connection is contained: it is closed, the others
   connect(h, 12);
   h.x.debugTrapFd(11);
   h.feed(10, "ten").feed(11, "eleven").feed(12, "twelve");
-  h.tick([{ fd: 10, events: EPOLLIN }, { fd: 11, events: EPOLLIN }, { fd: 12, events: EPOLLIN }]);
+  h.tick([{ fd: 10, events: READABLE }, { fd: 11, events: READABLE }, { fd: 12, events: READABLE }]);
   assert.is(h.traps.length, 1);
   assert.is(h.traps[0].fd, 11, "the trap is pinned to fd 11");
   assert.is(h.stat(STAT_TRAPS), 1);
@@ -482,7 +481,7 @@ test("a trap while serving one connection is contained: it is closed, the others
   // The loop carries on: more traffic, a new connection.
   connect(h, 13);
   h.feed(10, "+").feed(13, "thirteen");
-  h.tick([{ fd: 10, events: EPOLLIN }, { fd: 13, events: EPOLLIN }]);
+  h.tick([{ fd: 10, events: READABLE }, { fd: 13, events: READABLE }]);
   assert.is(h.output(10).toString(), "ten+");
   assert.is(h.output(13).toString(), "thirteen");
   assert.is(h.stat(STAT_LIVE_CONNS), 3);
@@ -500,13 +499,13 @@ test("linear memory does not grow over many thousands of echo round trips", () =
     h.setTime((t += 5));
     h.feed(fd, payload);
     if (i % 7 === 0) h.room(fd, 50); // now and then a partial write through the ring
-    h.tick([{ fd, events: EPOLLIN }]);
-    if (i % 7 === 0) { h.room(fd, Infinity); h.tick([{ fd, events: EPOLLOUT }]); }
+    h.tick([{ fd, events: READABLE }]);
+    if (i % 7 === 0) { h.room(fd, Infinity); h.tick([{ fd, events: WRITABLE }]); }
     const out = h.takeOutput(fd);
     if (out.length !== payload.length) throw new Error(`round trip ${i}: echoed ${out.length} bytes`);
     if (i % 500 === 499) { // and now and then a new connection
       h.peerEof(fd);
-      h.tick([{ fd, events: EPOLLIN | EPOLLRDHUP }]);
+      h.tick([{ fd, events: READABLE | HANGUP }]);
       connect(h, ++fd > 40 ? (fd = 10) : fd);
     }
   };

@@ -186,7 +186,7 @@ test("bare core: IPv6 addresses in RFC 5952 form, IPv4-mapped as ::ffff:a.b.c.d,
       return 10;
     });
     h.feed(10, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-    h.tick([{ fd: 3, events: abi.EPOLLIN }]);
+    h.tick([{ fd: 3, events: abi.EV_READABLE }]);
     const lines = h.logs.filter((l) => l.level === abi.LOG_ACCESS).map((l) => l.text);
     assert.is(lines.length, 1, `${want}: ${JSON.stringify(h.logs)}`);
     assert.is(lines[0].split(" ")[0], want);

@@ -42,7 +42,7 @@ test("readRecording: the header, and every call with its inputs, requests and th
   const reads = rec.calls.flatMap((c) => c.requests.filter((r) => r.op === "READ" && r.result > 0).map((r) => bytesRead(rec, c, r)));
   assert.ok(reads.some((t) => t && t.includes("GET /a.txt") && t.includes("GET /c.txt")), `reads: ${JSON.stringify(reads)}`);
   // Each READ went to an fd that some dispatch() batch had reported readable first.
-  const readable = new Set(rec.calls.flatMap((c) => (c.events ?? []).filter((e) => e.events & abi.EPOLLIN).map((e) => e.fd)));
+  const readable = new Set(rec.calls.flatMap((c) => (c.events ?? []).filter((e) => e.events & abi.EV_READABLE).map((e) => e.fd)));
   const readFds = new Set(rec.calls.flatMap((c) => c.requests.filter((r) => r.op === "READ").map((r) => r.fd)));
   for (const fd of readFds) assert.ok(readable.has(fd), `fd ${fd} read without a readiness event`);
   // Calls are numbered, batched and timed in order.

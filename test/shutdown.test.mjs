@@ -30,7 +30,7 @@ test("core: shutdown closes thousands of idle connections through the run queue,
   h.listen(3, abi.PROTO_ECHO);
   const N = 3000;
   for (let fd = 10; fd < 10 + N; fd++) h.queueAccept(3, fd);
-  for (let i = 0; i < 400 && h.stat(abi.STAT_LIVE_CONNS) < N; i++) h.tick([{ fd: 3, events: abi.EPOLLIN }]);
+  for (let i = 0; i < 400 && h.stat(abi.STAT_LIVE_CONNS) < N; i++) h.tick([{ fd: 3, events: abi.EV_READABLE }]);
   assert.is(h.stat(abi.STAT_LIVE_CONNS), N);
   const from = h.log.length;
   assert.is(h.x.beginShutdown(1000), N);
@@ -38,12 +38,12 @@ test("core: shutdown closes thousands of idle connections through the run queue,
   assert.is(h.stat(abi.STAT_LIVE_CONNS), 0, "every idle connection closed");
   assert.is(h.ops(abi.OP_CLOSE, { from }).length, N);
   assert.ok(biggest <= sqCap, `a round of ${biggest} requests, capacity ${sqCap}`);
-  assert.equal(h.ops(abi.OP_CTL, { fd: 3, from }).map((e) => e.a0), [abi.EPOLL_CTL_DEL], "the listener leaves epoll");
+  assert.equal(h.ops(abi.OP_CTL, { fd: 3, from }).map((e) => e.a0), [abi.INTEREST_DEL], "the listener leaves epoll");
   assert.is(h.ops(abi.OP_STOP, { from }).length, 1, "the core tells the host it is done");
   assert.is(h.x.checkInvariants(), abi.INV_OK);
   // A connection that reaches accept() now is refused, not served.
   h.queueAccept(3, 5000);
-  h.tick([{ fd: 3, events: abi.EPOLLIN }]);
+  h.tick([{ fd: 3, events: abi.EV_READABLE }]);
   assert.is(h.stat(abi.STAT_LIVE_CONNS), 0);
 });
 
@@ -51,28 +51,28 @@ test("core: a connection with output owed is flushed before it closes; the grace
   const h = new FakeHost({ config: { protocol: abi.PROTO_ECHO } });
   h.listen(3, abi.PROTO_ECHO);
   h.queueAccept(3, 10, 11);
-  h.tick([{ fd: 3, events: abi.EPOLLIN }]);
+  h.tick([{ fd: 3, events: abi.EV_READABLE }]);
   // fd 10 owes 5 bytes its peer is not reading; fd 11 owes nothing.
   h.socket(10).room = 0;
   h.socket(10).input.push(Buffer.from("hello"));
-  h.tick([{ fd: 10, events: abi.EPOLLIN }]);
+  h.tick([{ fd: 10, events: abi.EV_READABLE }]);
   assert.ok(h.stat(abi.STAT_WBUF_BYTES) > 0, "output is buffered");
   h.setTime(100);
   h.x.beginShutdown(500);
   h.flush();
   assert.is(h.stat(abi.STAT_LIVE_CONNS), 1, "the idle one closed, the one owing bytes stays");
   h.socket(10).room = Infinity;
-  h.tick([{ fd: 10, events: abi.EPOLLOUT }]);
+  h.tick([{ fd: 10, events: abi.EV_WRITABLE }]);
   assert.is(Buffer.concat(h.socket(10).output).toString(), "hello");
   assert.is(h.stat(abi.STAT_LIVE_CONNS), 0, "closed once flushed");
 
   const g = new FakeHost({ config: { protocol: abi.PROTO_ECHO } });
   g.listen(3, abi.PROTO_ECHO);
   g.queueAccept(3, 10);
-  g.tick([{ fd: 3, events: abi.EPOLLIN }]);
+  g.tick([{ fd: 3, events: abi.EV_READABLE }]);
   g.socket(10).room = 0;
   g.socket(10).input.push(Buffer.from("stuck"));
-  g.tick([{ fd: 10, events: abi.EPOLLIN }]);
+  g.tick([{ fd: 10, events: abi.EV_READABLE }]);
   g.x.beginShutdown(500);
   g.flush();
   assert.is(g.stat(abi.STAT_LIVE_CONNS), 1);

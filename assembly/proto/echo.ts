@@ -3,7 +3,7 @@
 // LT mode does one read per readiness event; ET mode reads until EAGAIN.
 // A read's bytes go straight back to the socket from the receive buffer; what
 // the kernel does not take is copied into the connection's write ring and
-// EPOLLOUT is armed. A client that stops reading while it keeps sending grows
+// WRITABLE is armed. A client that stops reading while it keeps sending grows
 // the ring until CFG_WRITE_BUF_MAX, and is then disconnected; other clients
 // are not affected. Idle connections close after CFG_IDLE_TIMEOUT.
 import {
@@ -97,7 +97,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); if (outPending(fd)) enqueue(fd); return; }
     if (res == 0) {
       // Peer finished sending: flush what we owe, then close. Nothing more
-      // to read, so a blocked flush waits on EPOLLOUT alone (no LT spin on the FIN).
+      // to read, so a blocked flush waits on WRITABLE alone (no LT spin on the FIN).
       setFlag(fd, CF_EOF | CF_READ_PAUSED);
       if (outPending(fd)) enqueue(fd); else connClose(fd);
       return;
@@ -113,7 +113,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     const written = res < 0 ? 0 : res;
     if (written > 0) ctlAddF64(STAT_BYTES_OUT, <f64>written);
     if (written < n) {
-      // The kernel took part of it: the rest waits in the ring for EPOLLOUT.
+      // The kernel took part of it: the rest waits in the ring for WRITABLE.
       const ok = outAppend(fd, b + <usize>written, n - written);
       releaseReadBuf(fd, b);
       if (!ok) { connOverflow(fd); return; }

@@ -186,7 +186,7 @@ export function httpComplete(fd: i32, op: i32, res: i32): void {
   if (res == 0 && load<i32>(c + C_INFLIGHT) == OP_SENDFILE) {
     // sendfile met the end of the file before the Content-Length already
     // sent: the file shrank under us (edited in place). The response cannot
-    // be completed, and waiting for EPOLLOUT would only repeat this (a busy
+    // be completed, and waiting for WRITABLE would only repeat this (a busy
     // loop in LT mode, a stall until the idle timeout in ET). Close, and
     // forget the entry so the next request reopens the file.
     store<i32>(c + C_INFLIGHT, 0);
@@ -394,7 +394,7 @@ export function startWrite(fd: i32): void {
   const c = conn(fd);
   store<i32>(c + C_STATE, HS_WRITE);
   // No reading until this response is flushed (pipelined input waits in the
-  // socket): if the write blocks, EPOLLOUT is armed without EPOLLIN.
+  // socket): if the write blocks, WRITABLE is armed without READABLE.
   setFlag(fd, CF_READ_PAUSED);
   setDeadline(fd, idleMs);
   if (load<i32>(c + C_INFLIGHT) == 0) {

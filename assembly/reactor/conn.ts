@@ -11,22 +11,22 @@
 // submission queue has room. Nothing here performs I/O: "run" means "emit the
 // next request".
 import {
-  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
-  EPOLLET, EPOLL_CTL_ADD, EPOLL_CTL_MOD, OP_CTL, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
+  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
+  EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
   C_TIMER, C_DEADLINE, C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
-import { handlerInstall, handlerRemove, slot, slotGen } from "./handlers";
+import { handlerInstall, handlerRemove, setInterest } from "./handlers";
 import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "./timers";
 import { TimerKind } from "./timerkind";
 import { protoClose, protoBodyFinished } from "./protocol";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
-export const CF_WRITABLE: i32 = 2;      // EPOLLOUT seen since the last EAGAIN
+export const CF_WRITABLE: i32 = 2;      // WRITABLE seen since the last EAGAIN
 export const CF_QUEUED: i32 = 4;        // in the run queue
-export const CF_OUT_ARMED: i32 = 8;     // EPOLLOUT is in the kernel's interest set
+export const CF_OUT_ARMED: i32 = 8;     // WRITABLE is in the backend's interest set
 export const CF_EOF: i32 = 16;          // peer finished sending (read returned 0 / RDHUP)
 export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
@@ -61,14 +61,14 @@ export function connsInit(maxFds: i32, mode: i32): void {
 @inline export function setFlag(fd: i32, f: i32): void { const c = conn(fd); store<i32>(c + C_FLAGS, load<i32>(c + C_FLAGS) | f); }
 @inline export function clearFlag(fd: i32, f: i32): void { const c = conn(fd); store<i32>(c + C_FLAGS, load<i32>(c + C_FLAGS) & ~f); }
 
-/** The epoll mask a connection wants given its output state. */
+/** The interest (EV_* bits) a connection wants given its output state. */
 @inline function connMask(fd: i32, out: bool): i32 {
   // Waiting to write while the protocol reads nothing (a response blocked on
-  // EPOLLOUT, output owed after the peer's FIN): leave EPOLLIN/RDHUP out, or
-  // level-triggered epoll reports the unread input (or the FIN) on every
-  // poll and the loop spins. The MOD that arms EPOLLOUT costs nothing extra.
-  let m = out && (flags(fd) & CF_READ_PAUSED) ? EPOLLOUT : EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0);
-  if (etMode) m |= EPOLLET;
+  // WRITABLE, output owed after the peer's FIN): leave READABLE out, or a
+  // level-triggered backend reports the unread input (or the FIN) on every
+  // poll and the loop spins. The MOD that arms WRITABLE costs nothing extra.
+  let m = out && (flags(fd) & CF_READ_PAUSED) ? EV_WRITABLE : EV_READABLE | (out ? EV_WRITABLE : 0);
+  if (etMode) m |= EV_EDGE;
   return m;
 }
 
@@ -89,14 +89,9 @@ export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
   if (proto != PROTO_LISTENER) ctlAddI32(STAT_LIVE_CONNS, 1);
 }
 
-/** Emits an epoll_ctl MOD for the connection's mask (arming or disarming EPOLLOUT). */
+/** Sets the connection's interest (arming or disarming WRITABLE), if it changed. */
 function kernelMask(fd: i32, out: bool): void {
-  const s = slot(fd);
-  const mask = connMask(fd, out);
-  if (load<i32>(s, 12) == mask) return;
-  const op = load<i32>(s, 12) == -1 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  store<i32>(s, mask, 12);
-  submit(OP_CTL, fd, op, mask, fd, <i32>slotGen(fd));
+  setInterest(fd, connMask(fd, out));
 }
 
 // ---- run queue ----------------------------------------------------------
@@ -318,10 +313,10 @@ export function outStep(fd: i32): void {
 
 export const OUT_DONE = 0;     // everything pending was written
 export const OUT_MORE = 1;     // progress; more to write now
-export const OUT_BLOCKED = 2;  // the socket is full: EPOLLOUT armed, wait
+export const OUT_BLOCKED = 2;  // the socket is full: WRITABLE armed, wait
 export const OUT_FAILED = 3;   // EPIPE, ECONNRESET...: close
 
-/** Accounts for a write completion; arms or disarms EPOLLOUT as needed. */
+/** Accounts for a write completion; arms or disarms WRITABLE as needed. */
 export function outDone(fd: i32, res: i32): i32 {
   const c = conn(fd);
   const op = load<i32>(c + C_INFLIGHT);
@@ -354,13 +349,13 @@ export function outDone(fd: i32, res: i32): i32 {
     if (flags(fd) & CF_OUT_ARMED) { clearFlag(fd, CF_OUT_ARMED); kernelMask(fd, false); }
     return OUT_DONE;
   }
-  // A short write means the socket buffer is full: wait for EPOLLOUT rather
+  // A short write means the socket buffer is full: wait for WRITABLE rather
   // than spin into EAGAIN. (sendfile is chunked, so a full chunk is not short.)
   if (res < load<i32>(c + C_IOV)) { outBlocked(fd); return OUT_BLOCKED; }
   return OUT_MORE;
 }
 
-/** The socket took less than offered: arm EPOLLOUT (once) and wait. */
+/** The socket took less than offered: arm WRITABLE (once) and wait. */
 export function outBlocked(fd: i32): void {
   clearFlag(fd, CF_WRITABLE);
   if (!(flags(fd) & CF_OUT_ARMED)) { setFlag(fd, CF_OUT_ARMED); kernelMask(fd, true); }

@@ -1,7 +1,7 @@
 // The control block and the submission queue: the core's only way to ask for
 // anything. See assembly/abi.ts for the layout; this file is its core side.
 import {
-  CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, CTL_EVENT_STRIDE, CTL_EVENT_DATA,
+  CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, EVENT_SIZE,
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
   CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OP, SQE_FD, SQE_A0, SQE_A1, SQE_A2, SQE_A3, CTL_MEM_BASE, CFG_TEXT_SIZE,
 } from "../abi";
@@ -34,8 +34,6 @@ export let sqCap: i32 = 0;
 export let sqLen: i32 = 0;
 export let events: usize = 0;
 export let eventsCap: i32 = 0;
-export let eventStride: i32 = 12;
-export let eventData: i32 = 4;
 
 export function ctlI32(off: i32): i32 { return load<i32>(ctl + <usize>off); }
 export function ctlSetI32(off: i32, v: i32): void { store<i32>(ctl + <usize>off, v); }
@@ -51,14 +49,10 @@ export function memBase(): u64 { return load<u64>(ctl + CTL_MEM_BASE); }
 
 export function ctlInit(): void {
   store<i32>(ctl + CTL_VERSION, ABI_VERSION);
-  let stride = ctlI32(CTL_EVENT_STRIDE);
-  if (stride <= 0) { stride = 12; ctlSetI32(CTL_EVENT_STRIDE, 12); ctlSetI32(CTL_EVENT_DATA, 4); }
-  eventStride = stride;
-  eventData = ctlI32(CTL_EVENT_DATA);
   let maxEvents = ctlI32(CFG_MAX_EVENTS);
   if (maxEvents <= 0) { maxEvents = 1024; ctlSetI32(CFG_MAX_EVENTS, maxEvents); }
   eventsCap = maxEvents;
-  events = heap.alloc(<usize>(maxEvents * stride + 16));
+  events = heap.alloc(<usize>(maxEvents * EVENT_SIZE + 16));
   // Room for every event to fan out, plus the deferred-mod flush.
   sqCap = maxEvents * SQ_FANOUT + 256;
   sq = heap.alloc(<usize>(sqCap * SQE_SIZE));

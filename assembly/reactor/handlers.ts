@@ -2,12 +2,16 @@
 //
 //   +0  u8  kind      H_* (who handles events on this fd)
 //   +1  u8  flags     HF_*
-//   +2  u16 gen       incarnation; goes into epoll's data field with the fd,
-//                     so an event queued for an earlier owner of a reused fd
-//                     number can be recognised and dropped
-//   +4  i32 interest  REACTOR_* bits the handler asked for
+//   +2  u16 gen       incarnation; goes into every interest request with the
+//                     fd and comes back in its events, so an event queued
+//                     for an earlier owner of a reused fd number can be
+//                     recognised and dropped
+//   +4  i32 interest  EV_* bits the handler asked for
 //   +8  i32 id        JS handler id (H_JS) or protocol (H_LISTENER)
-//   +12 i32 kernel    epoll mask last sent to the kernel (-1: not in epoll)
+//   +12 i32 kernel    EV_* interest last sent to the backend (-1: not watched)
+//
+// Every interest request (OP_CTL) leaves the core through emitInterest()
+// below: the one place that knows the request's arguments.
 //
 // Zombie guard (seed 003, M3). While a batch of events is being dispatched,
 // a deregister marks the slot HF_ZOMBIE at once (later events of the batch
@@ -19,8 +23,7 @@
 // register it again -> the old handler never fires, the new one never sees
 // the stale event.
 import {
-  OP_CTL, EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLET,
-  EPOLLERR, EPOLLHUP, REACTOR_READABLE, REACTOR_WRITABLE, REACTOR_EDGE, REACTOR_ERROR, REACTOR_HANGUP,
+  OP_CTL, INTEREST_ADD, INTEREST_MOD, INTEREST_DEL, EV_READABLE, EV_WRITABLE, EV_EDGE, EV_ERROR, EV_HANGUP,
   EBADF, EEXIST, ENOENT, ENOMEM,
 } from "../abi";
 import { submit, roundRoom } from "./ctl";
@@ -73,23 +76,35 @@ function touch(fd: i32): void {
 @inline export function slotId(fd: i32): i32 { return load<i32>(slot(fd), 8); }
 @inline export function validFd(fd: i32): bool { return fd >= 0 && fd < maxFds; }
 
-/** Reactor bits -> epoll mask. */
-export function epollMask(interest: i32): i32 {
-  let m = 0;
-  if (interest & REACTOR_READABLE) m |= EPOLLIN | EPOLLRDHUP;
-  if (interest & REACTOR_WRITABLE) m |= EPOLLOUT;
-  if (interest & REACTOR_EDGE) m |= EPOLLET;
-  return m;
+/** What a handler's requested bits become as interest: the bits it may ask for. */
+@inline export function interestBits(interest: i32): i32 {
+  return interest & (EV_READABLE | EV_WRITABLE | EV_EDGE);
 }
 
-/** epoll bits -> reactor bits, as JS callbacks see them. */
-export function reactorEvents(ev: i32): i32 {
-  let r = 0;
-  if (ev & EPOLLIN) r |= REACTOR_READABLE;
-  if (ev & EPOLLOUT) r |= REACTOR_WRITABLE;
-  if (ev & EPOLLERR) r |= REACTOR_ERROR;
-  if (ev & (EPOLLHUP | EPOLLRDHUP)) r |= REACTOR_HANGUP;
-  return r;
+/** Event bits as JS callbacks see them (EDGE is interest only). */
+@inline export function reactorEvents(ev: i32): i32 {
+  return ev & (EV_READABLE | EV_WRITABLE | EV_ERROR | EV_HANGUP);
+}
+
+/** The interest last sent to the backend for fd, -1 if it is not watched. */
+@inline export function slotKernel(fd: i32): i32 { return load<i32>(slot(fd), 12); }
+
+/**
+ * The one emitter of interest requests: OP_CTL(fd, op, bits, generation).
+ * Notes what the backend will hold (the retry logic of flushMods and
+ * ctlFailed relies on it), so every caller goes through here.
+ */
+export function emitInterest(fd: i32, op: i32, bits: i32): void {
+  const s = slot(fd);
+  store<i32>(s, op == INTEREST_DEL ? -1 : bits, 12);
+  submit(OP_CTL, fd, op, bits, <i32>load<u16>(s, 2), 0);
+}
+
+/** Sets fd's interest to `bits`: ADD if unwatched, MOD if different, nothing if the same. */
+export function setInterest(fd: i32, bits: i32): void {
+  const k = slotKernel(fd);
+  if (k == bits) return;
+  emitInterest(fd, k == -1 ? INTEREST_ADD : INTEREST_MOD, bits);
 }
 
 function queueMod(fd: i32, op: i32, mask: i32): bool {
@@ -103,7 +118,7 @@ function queueMod(fd: i32, op: i32, mask: i32): bool {
 }
 
 /**
- * Installs a handler. `interest` is in REACTOR_* bits. Returns 0 or -errno.
+ * Installs a handler. `interest` is in EV_* bits. Returns 0 or -errno.
  * The kernel registration is queued; the slot is live at once, except that
  * during dispatch it is HF_PENDING until the batch is over.
  */
@@ -112,7 +127,7 @@ export function handlerAdd(fd: i32, kind: u8, id: i32, interest: i32): i32 {
   const s = slot(fd);
   const k = load<u8>(s);
   if (k != H_NONE && !(load<u8>(s, 1) & HF_ZOMBIE)) return -EEXIST;
-  if (!queueMod(fd, EPOLL_CTL_ADD, epollMask(interest))) return -ENOMEM;
+  if (!queueMod(fd, INTEREST_ADD, interestBits(interest))) return -ENOMEM;
   store<u8>(s, kind);
   store<u8>(s, dispatching ? HF_PENDING : 0, 1);
   if (dispatching) touch(fd);
@@ -123,29 +138,27 @@ export function handlerAdd(fd: i32, kind: u8, id: i32, interest: i32): i32 {
 }
 
 /**
- * Installs a built-in handler and emits its EPOLL_CTL_ADD now, bypassing the
+ * Installs a built-in handler and emits its INTEREST_ADD now, bypassing the
  * queue: built-in connections are opened from completions, never while a
  * batch is being handed out, so there is nothing to defer. `mask` is the
- * exact epoll mask.
+ * exact interest (EV_* bits).
  */
 export function handlerInstall(fd: i32, kind: u8, id: i32, mask: i32): void {
   const s = slot(fd);
   store<u8>(s, kind);
   store<u8>(s, 0, 1);
-  const gen = load<u16>(s, 2) + 1;
-  store<u16>(s, gen, 2);
-  store<i32>(s, REACTOR_READABLE, 4);
+  store<u16>(s, load<u16>(s, 2) + 1, 2);
+  store<i32>(s, EV_READABLE, 4);
   store<i32>(s, id, 8);
-  const op = load<i32>(s, 12) == -1 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-  store<i32>(s, mask, 12);
-  submit(OP_CTL, fd, op, mask, fd, <i32>gen);
+  // Always emitted, even for the same bits: the generation changed.
+  emitInterest(fd, slotKernel(fd) == -1 ? INTEREST_ADD : INTEREST_MOD, mask);
 }
 
 export function handlerModify(fd: i32, interest: i32): i32 {
   if (!validFd(fd)) return -EBADF;
   const s = slot(fd);
   if (load<u8>(s) == H_NONE || (load<u8>(s, 1) & HF_ZOMBIE)) return -ENOENT;
-  if (!queueMod(fd, EPOLL_CTL_MOD, epollMask(interest))) return -ENOMEM;
+  if (!queueMod(fd, INTEREST_MOD, interestBits(interest))) return -ENOMEM;
   store<i32>(s, interest, 4);
   return 0;
 }
@@ -168,7 +181,8 @@ function retire(fd: i32, s: usize): void {
 
 /**
  * Removes a handler. `closing`: the caller is about to close the fd, which
- * removes it from epoll by itself, so no EPOLL_CTL_DEL is needed.
+ * removes it from the backend (the pump tells it: Backend.closed), so no
+ * INTEREST_DEL is needed.
  */
 export function handlerRemove(fd: i32, closing: bool): i32 {
   if (!validFd(fd)) return -EBADF;
@@ -178,7 +192,7 @@ export function handlerRemove(fd: i32, closing: bool): i32 {
   // reach whatever gets that number next.
   if (closing) { purgeMods(fd); store<i32>(s, -1, 12); }
   if (load<u8>(s) == H_NONE || (load<u8>(s, 1) & HF_ZOMBIE)) return -ENOENT;
-  if (!closing && !queueMod(fd, EPOLL_CTL_DEL, 0)) return -ENOMEM;
+  if (!closing && !queueMod(fd, INTEREST_DEL, 0)) return -ENOMEM;
   retire(fd, s);
   return 0;
 }
@@ -205,17 +219,15 @@ export function flushMods(): bool {
     modHead = (modHead + 1) % modCap;
     modLen--;
     if (fd < 0) continue; // purged
-    const s = slot(fd);
     let kop = op;
-    const inKernel = load<i32>(s, 12) != -1;
-    // Keep the kernel's view consistent with what we believe it holds: a MOD
-    // of an fd that is not in epoll becomes an ADD, an ADD of one that is
+    const inKernel = slotKernel(fd) != -1;
+    // Keep the backend's view consistent with what we believe it holds: a MOD
+    // of an fd that is not watched becomes an ADD, an ADD of one that is
     // becomes a MOD, a DEL of one that is not is dropped.
-    if (op == EPOLL_CTL_MOD && !inKernel) kop = EPOLL_CTL_ADD;
-    else if (op == EPOLL_CTL_ADD && inKernel) kop = EPOLL_CTL_MOD;
-    else if (op == EPOLL_CTL_DEL && !inKernel) continue;
-    store<i32>(s, kop == EPOLL_CTL_DEL ? -1 : mask, 12);
-    submit(OP_CTL, fd, kop, mask, fd, <i32>load<u16>(s, 2));
+    if (op == INTEREST_MOD && !inKernel) kop = INTEREST_ADD;
+    else if (op == INTEREST_ADD && inKernel) kop = INTEREST_MOD;
+    else if (op == INTEREST_DEL && !inKernel) continue;
+    emitInterest(fd, kop, mask);
   }
   return modLen == 0;
 }
@@ -237,32 +249,32 @@ export function endBatch(): void {
 }
 
 /**
- * Called when the kernel refused an OP_CTL (`gen`: the slot generation the
+ * Called when the backend refused an OP_CTL (`gen`: the slot generation the
  * request carried): our view of the fd is wrong. If the refused change was a
  * JS handler's ADD or MOD (register/modify), that handler is removed, since
  * what it asked for is not in effect, and its id is returned so that JS can
  * be told (CALL_CTL_ERROR); else -1. A refused DEL reports nothing: the fd
- * is out of epoll either way (ENOENT: it was not there; EBADF: closing it
+ * is unwatched either way (ENOENT: it was not there; EBADF: closing it
  * took it out).
  */
 export function ctlFailed(fd: i32, op: i32, err: i32, gen: i32): i32 {
   if (!validFd(fd)) return -1;
   const s = slot(fd);
-  // Not (or no longer) in epoll: ENOENT, EBADF, or a refused ADD (EPERM for
+  // Not (or no longer) watched: ENOENT, EBADF, or a refused ADD (EPERM for
   // a regular file, ...) unless the kernel already had it (EEXIST).
-  if (err == ENOENT || err == EBADF || (op == EPOLL_CTL_ADD && err != EEXIST)) store<i32>(s, -1, 12);
-  if (op == EPOLL_CTL_DEL) return -1;
+  if (err == ENOENT || err == EBADF || (op == INTEREST_ADD && err != EEXIST)) store<i32>(s, -1, 12);
+  if (op == INTEREST_DEL) return -1;
   // Only the incarnation that asked: a handler registered since is not at fault.
   if (load<u8>(s) != H_JS || (load<u8>(s, 1) & HF_ZOMBIE) || <i32>load<u16>(s, 2) != gen) return -1;
   // A MOD of an fd the kernel does not know: it was closed without
   // deregister() and its number reused (register() on a registered fd is a
   // MOD). Register the new file afresh, as libuv does.
-  if (op == EPOLL_CTL_MOD && err == ENOENT && queueMod(fd, EPOLL_CTL_ADD, epollMask(load<i32>(s, 4)))) return -1;
+  if (op == INTEREST_MOD && err == ENOENT && queueMod(fd, INTEREST_ADD, interestBits(load<i32>(s, 4)))) return -1;
   const id = load<i32>(s, 8);
   purgeMods(fd);
-  // Still in epoll (a refused MOD, an ADD the kernel already had): take it
+  // Still watched (a refused MOD, an ADD the kernel already had): take it
   // out, so it cannot wake the loop for a handler that is gone.
-  if (load<i32>(s, 12) != -1) queueMod(fd, EPOLL_CTL_DEL, 0);
+  if (slotKernel(fd) != -1) queueMod(fd, INTEREST_DEL, 0);
   retire(fd, s);
   return id;
 }

@@ -2,8 +2,8 @@
 // listens (setup is configuration, not policy); the core decides when to
 // accept, how many at a time, and what to do when fds run out.
 //
-// EMFILE/ENFILE: accepting is paused (the listener's epoll interest is set to
-// nothing, so level-triggered epoll does not spin on the pending connection),
+// EMFILE/ENFILE: accepting is paused (the listener's interest is set to
+// nothing, so a level-triggered backend does not spin on the pending connection),
 // logged once, and resumed when one of our connections closes or, failing
 // that, after ACCEPT_RETRY_MS. A resume that runs straight into EMFILE again
 // pauses again quietly: one line when the shortage starts, one when an accept
@@ -15,12 +15,12 @@
 // only when the previous one has completed, so no slot is in use twice. The
 // address moves to the peer table (peer.ts) when its accept succeeds.
 import {
-  OP_ACCEPT, OP_CLOSE, OP_CTL, EPOLL_CTL_MOD, EPOLLIN, EPOLLET, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM, STAT_ACCEPTED,
+  OP_ACCEPT, OP_CLOSE, INTEREST_MOD, EV_READABLE, EV_EDGE, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM, STAT_ACCEPTED,
   STAT_ACCEPT_PAUSED, LOG_WARN, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY, C_PROTO_AREA, C_STATE,
 } from "../abi";
 import { peerSet } from "./peer";
 import { submit, sqRoom, roundRoom, ctlAddI32, ctlSetI32, now, setCurrentFd } from "./ctl";
-import { H_LISTENER, maxFds, slot, slotGen, handlerRemove } from "./handlers";
+import { H_LISTENER, maxFds, handlerRemove, emitInterest } from "./handlers";
 import {
   connOpen, cget, cset, enqueue, setFlag, clearFlag, flags, etMode, CF_READABLE, PROTO_LISTENER,
   setFdReleasedHook,
@@ -131,8 +131,7 @@ function pause(err: i32): void {
   }
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
-    store<i32>(slot(lfd), 0, 12);
-    submit(OP_CTL, lfd, EPOLL_CTL_MOD, 0, lfd, <i32>slotGen(lfd));
+    emitInterest(lfd, INTEREST_MOD, 0);
   }
   timerAdd(now() + ACCEPT_RETRY_MS, 0, TimerKind.ACCEPT_RESUME, 0);
 }
@@ -153,16 +152,14 @@ export function listenersResume(fromTimer: bool = false): void {
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
     if (cget(lfd, C_STATE) == 0) continue; // stopped (shutting down)
-    const mask = etMode ? EPOLLIN | EPOLLET : EPOLLIN;
-    store<i32>(slot(lfd), mask, 12);
-    submit(OP_CTL, lfd, EPOLL_CTL_MOD, mask, lfd, <i32>slotGen(lfd));
+    emitInterest(lfd, INTEREST_MOD, etMode ? EV_READABLE | EV_EDGE : EV_READABLE);
     setFlag(lfd, CF_READABLE);
     enqueue(lfd);
   }
 }
 
 /**
- * Graceful shutdown: stop accepting. The listeners leave epoll and the core;
+ * Graceful shutdown: stop accepting. The listeners leave the backend and the core;
  * their fds stay open (the host owns and closes them), so a client connecting
  * now waits in the backlog until the host closes the socket, then gets a reset.
  */

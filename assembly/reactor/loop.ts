@@ -24,13 +24,14 @@
 // shutdown.ts (graceful shutdown), invariants.ts (structural checks).
 import {
   OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN, SQE_A0,
-  SQE_A3, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
-  STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, CFG_ACCESS_LOG,
+  SQE_A2, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
+  STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
+  EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
   C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER,
 } from "../abi";
 import {
   ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, now,
-  events, eventStride, eventData, setCurrentFd, SQ_FANOUT,
+  events, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
 import {
@@ -114,13 +115,13 @@ export function runTimers(): i32 {
   return advance();
 }
 
-/** The epoll_wait timeout: 0 when work is waiting, else until the next timer. */
+/** The backend wait's timeout: 0 when work is waiting, else until the next timer. */
 export function pollTimeout(): i32 {
   if (!runQueueEmpty() || tasksPending() > 0) return 0;
   return timerPollTimeout(now());
 }
 
-/** Phase 3: the host's epoll_wait wrote `n` events into the event area. */
+/** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
   phase = PH_DISPATCH;
   evCount = n;
@@ -165,7 +166,7 @@ export function complete(n: i32): i32 {
 function advance(): i32 {
   if (doomedLen > 0) closeDoomed();
   if (ctlErrorCalled && sqLen > 0) {
-    // A completion of this round called JS (a refused epoll_ctl): like after
+    // A completion of this round called JS (a refused interest change): like after
     // every JS call, the phase goes on only once it has run.
     ctlErrorCalled = false;
   } else if (phase == PH_TIMERS) {
@@ -242,11 +243,11 @@ function connTimer(id: i32, fd: i32): void {
 /** Hands events to handlers; false if it yielded for a JS call. */
 function ingestEvents(): bool {
   while (evNext < evCount) {
-    const e = events + <usize>(evNext * eventStride);
+    const e = events + <usize>(evNext * EVENT_SIZE);
     evNext++;
-    const ev = load<i32>(e);
-    const fd = load<i32>(e + <usize>eventData);
-    const gen = load<i32>(e + <usize>eventData + 4);
+    const ev = load<i32>(e, EVENT_BITS);
+    const fd = load<i32>(e, EVENT_FD);
+    const gen = load<i32>(e, EVENT_GEN);
     if (!validFd(fd) || !slotAccepts(fd, gen)) continue; // stale: zombie, pending or reused fd
     const kind = slotKind(fd);
     if (kind == H_JS) {
@@ -255,8 +256,10 @@ function ingestEvents(): bool {
     }
     // Built-in handlers: note readiness, run after the batch.
     let f = 0;
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= CF_READABLE;
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) f |= CF_WRITABLE;
+    // A hang-up or an error is news for both directions: the next read or
+    // write returns 0 or the error (a spurious attempt only meets EAGAIN).
+    if (ev & (EV_READABLE | EV_HANGUP | EV_ERROR)) f |= CF_READABLE;
+    if (ev & (EV_WRITABLE | EV_HANGUP | EV_ERROR)) f |= CF_WRITABLE;
     setFlag(fd, f);
     enqueue(fd);
   }
@@ -298,15 +301,15 @@ function completeOne(i: i32): void {
   const res = cqeResult(i);
   if (op == OP_CTL) {
     if (res < 0) {
-      const id = ctlFailed(fd, sqeArg(i, SQE_A0), -res, sqeArg(i, SQE_A3));
+      const id = ctlFailed(fd, sqeArg(i, SQE_A0), -res, sqeArg(i, SQE_A2));
       if (id >= 0) {
         // Tell JS (its handler is gone). The completion's follow-up budget
         // (SQ_FANOUT) has room for this one request.
         submit(OP_CALL, fd, CALL_CTL_ERROR, id, -res, sqeArg(i, SQE_A0));
         ctlErrorCalled = true;
       }
-      // A built-in connection the kernel would not take is useless.
-      if (validFd(fd) && slotKind(fd) == H_CONN && sqeArg(i, 8) != 2) { setCurrentFd(fd); connClose(fd); }
+      // A built-in connection the backend would not take is useless.
+      if (validFd(fd) && slotKind(fd) == H_CONN && sqeArg(i, SQE_A0) != INTEREST_DEL) { setCurrentFd(fd); connClose(fd); }
     }
     return;
   }

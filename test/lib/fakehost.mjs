@@ -4,10 +4,10 @@
 //
 //   - Time is whatever the test says (`setTime`); nothing reads a clock.
 //   - Event batches are whatever the test says (`dispatch([{fd, events}])`),
-//     written into the event area exactly as epoll_wait would write them:
-//     packed 12-byte records, u32 events at +0, u64 data at +4 whose low half
-//     is the fd and high half the slot generation the core last sent for that
-//     fd in an OP_CTL (a3). Pass `gen` to forge a stale event.
+//     written into the event area as a backend's wait() writes them: event
+//     records (abi.ts EVENT_*, through test/lib/abi.mjs writeEvents) with EV_*
+//     bits, the fd and the slot generation the core last sent for that fd in
+//     an OP_CTL (a2). Pass `gen` to forge a stale event.
 //   - Every submission is answered by a script: per op, or per op and fd, a
 //     constant, a queue of results, or a function. Without a script a small
 //     socket model answers (READ: queued input or -EAGAIN; WRITE: as many
@@ -23,7 +23,7 @@
 // Deterministic: no clock, no randomness, no I/O. The same calls produce the
 // same log, which is what replaying a recorded session needs.
 import { loadCore } from "./core.mjs";
-import abi, { opName } from "./abi.mjs";
+import abi, { opName, writeEvents } from "./abi.mjs";
 
 const SQE_WORDS = abi.SQE_SIZE >> 2;
 // SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
@@ -97,11 +97,11 @@ export class FakeHost {
     this.ctlErrors = [];
     /** Errors thrown by JS callbacks (answered -1, as host/loop.ts does). */
     this.callErrors = [];
-    /** The fake epoll set: fd -> {events, gen}; what the kernel would hold. */
+    /** The fake interest set: fd -> {events (EV_* bits), gen}; what a backend would hold. */
     this.epoll = new Map();
-    /** OP_CTLs a real kernel would have refused (ADD of a member, MOD/DEL of a stranger). */
+    /** OP_CTLs a real backend would have refused (ADD of a member, MOD/DEL of a stranger). */
     this.epollViolations = [];
-    /** fd -> the generation in the data of the last OP_CTL for it (a3). */
+    /** fd -> the generation of the last OP_CTL for it (a2). */
     this.lastGen = new Map();
 
     this.sockets = new Map();
@@ -118,8 +118,6 @@ export class FakeHost {
     const c = this.config;
     const i = this.i32;
     const at = (off) => (this.ctl + off) >> 2;
-    i[at(abi.CTL_EVENT_STRIDE)] = 12; // x86-64 layout, whatever this machine is
-    i[at(abi.CTL_EVENT_DATA)] = 4;
     for (const [name, off] of Object.entries(CFG_FIELDS)) i[at(off)] = c[name];
     i[at(abi.CFG_MODE)] = c.mode === "et" || c.mode === abi.MODE_ET ? abi.MODE_ET : abi.MODE_LT;
     // true: combined; or an ACCESS_LOG_* value
@@ -150,23 +148,14 @@ export class FakeHost {
   }
 
   /**
-   * Writes a batch into the event area as epoll_wait would; returns its size.
-   * Each item: {fd, events (EPOLL* bits), gen?}; gen defaults to the
+   * Writes a batch into the event area as a backend's wait() would; returns
+   * its size. Each item: {fd, events (EV_* bits), gen?}; gen defaults to the
    * generation the core last put in an OP_CTL for that fd.
    */
   events(batch) {
-    const base = this.ctlI32(abi.CTL_EVENTS);
-    const stride = this.ctlI32(abi.CTL_EVENT_STRIDE);
-    const data = this.ctlI32(abi.CTL_EVENT_DATA);
     if (batch.length > this.ctlI32(abi.CTL_EVENTS_CAP)) throw new RangeError(`batch of ${batch.length} exceeds maxevents`);
-    const dv = this.dv;
-    batch.forEach(({ fd, events, gen }, k) => {
-      const e = base + k * stride;
-      dv.setUint32(e, events >>> 0, true);
-      dv.setInt32(e + data, fd, true);
-      dv.setInt32(e + data + 4, gen ?? this.lastGen.get(fd) ?? 0, true);
-    });
-    return batch.length;
+    return writeEvents(this.dv, this.ctlI32(abi.CTL_EVENTS),
+      batch.map(({ fd, events, gen }) => ({ fd, events, gen: gen ?? this.lastGen.get(fd) ?? 0 })));
   }
 
   // ---- phases (what host/loop.ts's tick() calls) ----------------------------
@@ -179,7 +168,7 @@ export class FakeHost {
   /** Applies changes made outside a phase; a no-op inside one (the phase applies them). */
   flush() { if (!this.draining) this.drain("flush", () => this.x.flush()); }
 
-  /** One tick with `batch` standing in for epoll_wait's result. */
+  /** One tick with `batch` standing in for the backend wait's result. */
   tick(batch = []) {
     this.runTimers();
     this.dispatch(batch);
@@ -297,15 +286,15 @@ export class FakeHost {
     }
   }
 
-  /** Keeps the fake epoll set, and notes what a real kernel would have refused. */
-  trackCtl({ fd, a0: op, a1: events, a3: gen }, res) {
+  /** Keeps the fake interest set, and notes what a real backend would have refused. */
+  trackCtl({ fd, a0: op, a1: events, a2: gen }, res) {
     this.lastGen.set(fd, gen);
     if (res < 0) return;
     const member = this.epoll.has(fd);
-    if ((op === abi.EPOLL_CTL_ADD && member) || (op !== abi.EPOLL_CTL_ADD && !member)) {
+    if ((op === abi.INTEREST_ADD && member) || (op !== abi.INTEREST_ADD && !member)) {
       this.epollViolations.push({ fd, op, events, member });
     }
-    if (op === abi.EPOLL_CTL_DEL) this.epoll.delete(fd);
+    if (op === abi.INTEREST_DEL) this.epoll.delete(fd);
     else this.epoll.set(fd, { events, gen });
   }
 

@@ -9,7 +9,7 @@
 //    duplicated segments) and delivered in random splits;
 //  - writes are partial or EAGAIN at random; sendfile likewise;
 //  - errno injection: ECONNRESET on reads and writes, EMFILE and
-//    ECONNABORTED on accept, failed epoll_ctl;
+//    ECONNABORTED on accept, failed interest changes;
 //  - event batches carry duplicated, reordered and stale events (events for
 //    fds closed and reused earlier in the batch, older generations);
 //  - JS handlers registered through the Reactor API call register,
@@ -26,6 +26,7 @@
 // in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
 //
 //   npm run fuzz -- --seconds 30 [--seed N] [--out DIR]
+import { writeEvent } from "./events.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as abi from "../../assembly/abi.ts";
@@ -312,26 +313,20 @@ class Iteration {
     for (const [fd, s] of this.fds) {
       if (!s.inKernel || s.kind === "file") continue;
       let ev = 0;
-      if (s.kind === "listener" && this.pending.length > 0) ev |= abi.EPOLLIN;
-      if (s.kind === "conn" && (s.pos < s.input.length || s.peerClosed) && r.chance(0.8)) ev |= abi.EPOLLIN | (s.peerClosed ? abi.EPOLLRDHUP : 0);
-      if (s.kind === "conn" && (s.mask & abi.EPOLLOUT) && r.chance(0.7)) ev |= abi.EPOLLOUT;
-      if (s.kind === "js" && r.chance(0.5)) ev |= abi.EPOLLIN;
-      if (s.kind === "conn" && r.chance(0.01)) ev |= abi.EPOLLHUP | abi.EPOLLERR;
+      if (s.kind === "listener" && this.pending.length > 0) ev |= abi.EV_READABLE;
+      if (s.kind === "conn" && (s.pos < s.input.length || s.peerClosed) && r.chance(0.8)) ev |= abi.EV_READABLE | (s.peerClosed ? abi.EV_HANGUP : 0);
+      if (s.kind === "conn" && (s.mask & abi.EV_WRITABLE) && r.chance(0.7)) ev |= abi.EV_WRITABLE;
+      if (s.kind === "js" && r.chance(0.5)) ev |= abi.EV_READABLE;
+      if (s.kind === "conn" && r.chance(0.01)) ev |= abi.EV_HANGUP | abi.EV_ERROR;
       if (ev) evs.push({ fd, ev, gen: s.gen });
     }
     // duplicated, stale and reordered events
     if (evs.length && r.chance(0.2)) evs.push({ ...r.pick(evs) });
-    if (r.chance(0.2)) evs.push({ fd: 4 + r.int(this.config.maxFds - 4), ev: abi.EPOLLIN, gen: r.int(3) });
+    if (r.chance(0.2)) evs.push({ fd: 4 + r.int(this.config.maxFds - 4), ev: abi.EV_READABLE, gen: r.int(3) });
     for (let i = evs.length - 1; i > 0; i--) { const j = r.int(i + 1); [evs[i], evs[j]] = [evs[j], evs[i]]; }
     const n = Math.min(evs.length, cap);
-    const stride = c.ctlI32(abi.CTL_EVENT_STRIDE), off = c.ctlI32(abi.CTL_EVENT_DATA);
-    for (let i = 0; i < n; i++) {
-      const e = base + i * stride;
-      dv.setUint32(e, evs[i].ev >>> 0, true);
-      dv.setInt32(e + off, evs[i].fd, true);
-      dv.setInt32(e + off + 4, evs[i].gen, true);
-    }
-    if (n > 0) this.rec.mem(c.u8, base, n * stride);
+    for (let i = 0; i < n; i++) writeEvent(dv, base, i, evs[i].ev, evs[i].fd, evs[i].gen);
+    if (n > 0) this.rec.mem(c.u8, base, n * abi.EVENT_SIZE);
     return n;
   }
 
@@ -379,12 +374,12 @@ class Iteration {
     const c = this.core;
     switch (op) {
       case abi.OP_CTL: {
-        const s = this.sock(fd, "epoll_ctl");
+        const s = this.sock(fd, "set interest");
         if (r.chance(0.005)) return -abi.ENOMEM;
-        if (a[0] === abi.EPOLL_CTL_DEL) { if (!s.inKernel) return -abi.ENOENT; s.inKernel = false; return 0; }
-        if (a[0] === abi.EPOLL_CTL_ADD && s.inKernel) return -abi.EEXIST;
-        if (a[0] === abi.EPOLL_CTL_MOD && !s.inKernel) return -abi.ENOENT;
-        s.inKernel = true; s.mask = a[1]; s.gen = a[3];
+        if (a[0] === abi.INTEREST_DEL) { if (!s.inKernel) return -abi.ENOENT; s.inKernel = false; return 0; }
+        if (a[0] === abi.INTEREST_ADD && s.inKernel) return -abi.EEXIST;
+        if (a[0] === abi.INTEREST_MOD && !s.inKernel) return -abi.ENOENT;
+        s.inKernel = true; s.mask = a[1]; s.gen = a[2];
         return 0;
       }
       case abi.OP_ACCEPT: {
