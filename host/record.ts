@@ -48,15 +48,18 @@
 // Version 1 (no F_OUT) is still read: its replay compares requests and
 // results only, and says so (ReplayResult.bytesCompared false).
 //
-// Order, as host/loop.ts writes it: the time and the memory the host wrote
-// (event batch, bytes read, results of the last round) come before the call
-// that consumes them; F_RET and F_SQ follow their call, F_OUT comes after
-// the round's results (F_MEM), before the complete(n) call. host/recording.ts
+// Order, as recordCore() below writes it for every host that drives the
+// core through the pump (host/loop.ts, the fuzzer): the time and the memory
+// the host wrote (event batch, bytes read, results of the last round) come
+// before the call that consumes them; F_RET and F_SQ follow their call,
+// F_OUT comes after the round's results (F_MEM), before the complete(n)
+// call. host/recording.ts
 // reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
+import type { Executor } from "./executor.ts";
 
 export const MAGIC = "WRREPLAY";
 export const FORMAT_VERSION = 2;
@@ -345,13 +348,67 @@ export class Recorder {
   }
 }
 
+/** The core as the recorder sees it (host/core.ts Core fits; record.ts needs nothing else of it). */
+export interface RecordableCore {
+  x: CoreExports;
+  onTime: ((mono: number, wall: number) => void) | null;
+  readonly u8: Uint8Array;
+  /** Absolute address of linear memory (CTL_MEM_BASE). */
+  readonly base: number;
+  refresh(): void;
+  ctlI32(off: number): number;
+}
+
+/**
+ * Recording, as one decorator on the pump's seam: from now on every input
+ * the core gets (time, event batches, the memory and results each round's
+ * requests produced) and every output (calls' results, submission queues,
+ * out-bytes) goes to `rec`. Wraps the core's exports and its clock hook,
+ * and returns `executor` wrapped: the executor the pump must use.
+ */
+export function recordCore(core: RecordableCore, rec: Recorder, executor: Executor): Executor {
+  const mem = () => { core.refresh(); return core.u8; };
+  core.x = recordExports(core.x, rec, mem, (off) => core.ctlI32(off), () => core.base);
+  core.onTime = (mono, wall) => rec.time(mono, wall);
+  return recordingExecutor(executor, rec, mem);
+}
+
+/**
+ * An executor that records what `inner` wrote into linear memory for each
+ * request (the bytes a read or a listing produced, a FILE record, the
+ * kernel's sendfile offset, a peer's address) and then the round's results.
+ */
+export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uint8Array): Executor {
+  return {
+    submit(sq: number, cq: number, n: number): void {
+      inner.submit(sq, cq, n);
+      const u8 = mem();
+      const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+      for (let i = 0; i < n; i++) {
+        const e = sq + i * abi.SQE_SIZE;
+        const op = dv.getInt32(e + abi.SQE_OP, true);
+        const a0 = dv.getInt32(e + abi.SQE_A0, true), a1 = dv.getInt32(e + abi.SQE_A1, true);
+        const r = dv.getInt32(cq + i * abi.CQE_SIZE, true);
+        // A FILE record whatever the result: a host may fill it and then fail (EMFILE).
+        if (op === abi.OP_OPEN) rec.mem(u8, dv.getInt32(e + abi.SQE_A2, true), abi.FILE_RECORD_TOTAL);
+        if (r < 0) continue;
+        if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
+        else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
+        else if (op === abi.OP_ACCEPT && a0 !== 0) rec.mem(u8, a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
+      }
+      if (n > 0) rec.mem(u8, cq, n * abi.CQE_SIZE);
+    },
+  };
+}
+
 /**
  * Wraps the core's exports so every recorded call, its result and (for the
  * calls that return a round) the submission queue and its out-bytes go to
- * the recorder. `mem()` gives the current memory bytes, `sqAddr()` the
- * current SQ and `memBase()` the absolute address of linear memory.
+ * the recorder; dispatch(n) records the n events it is handed first.
+ * `mem()` gives the current memory bytes, `ctl(off)` a control-block field
+ * and `memBase()` the absolute address of linear memory.
  */
-export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, sqAddr: () => number, memBase: () => number, cqAddr: () => number): CoreExports {
+export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, ctl: (off: number) => number, memBase: () => number): CoreExports {
   // The exports object is frozen: copy it, then replace the recorded calls.
   const wrapped: Record<string, unknown> = { ...(x as unknown as Record<string, unknown>) };
   rec.memory = mem;
@@ -360,7 +417,9 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
     if (typeof fn !== "function") return;
     wrapped[name] = (...args: number[]) => {
       // The last round's out-bytes: cut to its results if this call hands them back.
-      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? cqAddr() : null);
+      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? ctl(abi.CTL_CQ) : null);
+      // The event batch the backend wrote: an input, before the call that reads it.
+      if (name === "dispatch" && args[0] > 0) rec.mem(mem(), ctl(abi.CTL_EVENTS), args[0] * ctl(abi.CTL_EVENT_STRIDE));
       rec.call(index, args.map(Number));
       let r: number;
       try {
@@ -372,7 +431,7 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
       const v = typeof r === "number" ? r : r ? 1 : 0;
       rec.ret(v);
       if (RETURNS_SQ.has(name) && v > 0) {
-        const m = mem(), sq = sqAddr();
+        const m = mem(), sq = ctl(abi.CTL_SQ);
         rec.sq(m, sq, v);
         rec.planOut(m, sq, v, memBase());
       }

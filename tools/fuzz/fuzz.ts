@@ -30,7 +30,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as abi from "../../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "../../host/core.ts";
-import { Recorder, MemorySink, sha256File } from "../../host/record.ts";
+import { Recorder, MemorySink, sha256File, recordCore } from "../../host/record.ts";
+import { Pump, LivelockError } from "../../host/pump.ts";
 import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
 import { checkByteranges, fileByte } from "./byteranges.ts";
 
@@ -117,7 +118,7 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     try {
       it.run();
     } catch (e) {
-      const message = e instanceof FuzzFailure ? e.message
+      const message = e instanceof FuzzFailure || e instanceof LivelockError ? e.message
         : e instanceof WebAssembly.RuntimeError || e instanceof CoreAbort ? `trap: ${(e as Error).message}` : `host error: ${(e as Error)?.stack ?? e}`;
       mkdirSync(opts.outDir, { recursive: true });
       const file = join(opts.outDir, `seed-${seed}.rec`);
@@ -138,6 +139,7 @@ class Iteration {
   private readonly rng: Rng;
   private readonly sink = new MemorySink();
   private readonly rec: Recorder;
+  private readonly pump: Pump;
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
   private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number; flags: number }>();
@@ -174,7 +176,8 @@ class Iteration {
       coreSha256: sha, config: this.config, time: [this.time, this.time], arch: process.arch,
       created: new Date().toISOString(), argv: ["fuzz", `--seed=${seed}`],
     });
-    this.core = new Core(this.config, module, { recorder: this.rec, addressOf: () => 0, time: [this.time, this.time] });
+    this.core = new Core(this.config, module, { addressOf: () => 0, time: [this.time, this.time] });
+    this.pump = this.makePump();
     this.x = this.core.x as unknown as Record<string, (...a: number[]) => number>;
   }
 
@@ -200,11 +203,11 @@ class Iteration {
     // listener on fd 3
     this.fds.set(3, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
     this.x.listen(3, this.proto);
-    this.drain(this.x.flush(), "flush");
+    this.pump.flush();
     // a few JS handlers on fds the simulated kernel owns
     const js = r.int(3);
     for (let i = 0; i < js; i++) this.registerJs();
-    this.drain(this.x.flush(), "flush");
+    this.pump.flush();
     const ticks = 20 + r.int(60);
     for (let t = 0; t < ticks; t++) {
       this.steps++;
@@ -213,11 +216,7 @@ class Iteration {
       for (let i = 0; i < arrivals; i++) this.pending.push(this.clientInput());
       if (this.injectTrap && t === 3) this.x.debugTrapFd(4);
       if (!this.shutdown && r.chance(0.01)) { this.shutdown = true; this.x.beginShutdown(r.int(3000)); }
-      this.advanceTime();
-      this.drain(this.x.runTimers(), "runTimers");
-      const n = this.buildBatch();
-      this.drain(this.x.dispatch(n), "dispatch");
-      this.drain(this.x.runDeferred(), "runDeferred");
+      this.pump.tick(this.tickSource);
     }
     // No more arrivals; let every timeout fire (twice: a connection accepted
     // when a paused listener resumes starts its own idle clock): the core
@@ -226,8 +225,8 @@ class Iteration {
     for (let round = 0; round < 2; round++) {
       this.time += 120_000;
       this.setTime();
-      this.drain(this.x.runTimers(), "runTimers (final)");
-      this.drain(this.x.runDeferred(), "runDeferred (final)");
+      this.pump.run("timers (final)", () => this.x.runTimers());
+      this.pump.run("deferred (final)", () => this.x.runDeferred());
     }
     for (const [fd, s] of this.fds) this.checkOutput(fd, s);
     // With timeouts on, two minutes of silence leave no connection behind.
@@ -262,6 +261,16 @@ class Iteration {
     this.time += r.chance(0.7) ? r.int(5) : r.chance(0.8) ? r.int(200) : r.int(40_000);
     this.setTime();
   }
+
+  /**
+   * The tick's inputs: time moves on before the timers (not again after the
+   * poll: the simulated kernel does not sleep) and the poll is a random
+   * batch (buildBatch).
+   */
+  private readonly tickSource = {
+    clock: (afterPoll: boolean) => { if (!afterPoll) this.advanceTime(); },
+    poll: () => this.buildBatch(),
+  };
 
   private clientInput(): Uint8Array {
     const r = this.rng;
@@ -331,29 +340,28 @@ class Iteration {
       dv.setInt32(e + off, evs[i].fd, true);
       dv.setInt32(e + off + 4, evs[i].gen, true);
     }
-    if (n > 0) this.rec.mem(c.u8, base, n * stride);
     return n;
   }
 
-  /** Carries out rounds until the phase is over, checking invariants after each call. */
-  private drain(n: number, where: string): void {
-    this.check(where);
-    let rounds = 0;
-    while (n > 0) {
-      if (++rounds > 10_000) this.fail(`livelock: ${where} still asking for work after 10000 rounds`);
-      this.submit(n);
-      const c = this.core;
-      this.rec.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
-      n = this.x.complete(n);
-      this.check(`complete() in ${where}`);
-    }
+  /**
+   * The shared pump with the simulated kernel as its executor (recorded):
+   * the invariants are checked after every call into the core, a trap is a
+   * failure (not contained), a phase that never ends is a livelock.
+   */
+  private makePump(): Pump {
+    const executor = recordCore(this.core, this.rec, { submit: (sq, cq, n) => this.submit(sq, cq, n) });
+    return new Pump(this.core, executor, {
+      afterCall: (phase) => this.check(phase),
+      onTrap: (e) => { throw e; },
+      maxRounds: 10_000,
+    });
   }
 
-  private submit(n: number): void {
+  /** The simulated kernel's executor: SQ[0..n) in order, results into CQ. */
+  private submit(sq: number, cq: number, n: number): void {
     const c = this.core;
     c.refresh();
     const dv = new DataView(c.u8.buffer);
-    const sq = c.ctlI32(abi.CTL_SQ), cq = c.ctlI32(abi.CTL_CQ);
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
       const op = dv.getInt32(e + abi.SQE_OP, true), fd = dv.getInt32(e + abi.SQE_FD, true);
@@ -407,7 +415,6 @@ class Iteration {
         const k = Math.min(a[1], left, r.chance(0.5) ? left : 1 + r.int(left));
         c.refresh();
         c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
-        this.rec.mem(c.u8, a[0], k);
         s.pos += k;
         return k;
       }
@@ -458,7 +465,6 @@ class Iteration {
           s.out.push(b);
         }
         dv.setBigInt64(a[1], dv.getBigInt64(a[1], true) + BigInt(take), true);
-        this.rec.mem(c.u8, a[1], 8);
         return take;
       }
       case abi.OP_CLOSE: {
@@ -476,7 +482,6 @@ class Iteration {
         const k = r.chance(0.9) ? a[1] : r.int(a[1] + 1);
         c.refresh();
         for (let i = 0; i < k; i++) c.u8[a[0] + i] = fileByte(a[2] + i);
-        this.rec.mem(c.u8, a[0], k);
         return k;
       }
       case abi.OP_CALL: return this.jsCall(a[0], fd);
@@ -486,7 +491,6 @@ class Iteration {
         const k = Math.min(a[1], r.int(5000));
         c.refresh();
         c.u8.fill(60, a[0], a[0] + k);
-        this.rec.mem(c.u8, a[0], k);
         return k;
       }
       case abi.OP_LOG: {
@@ -538,7 +542,6 @@ class Iteration {
     const mime = enc.encode("text/html; charset=utf-8");
     c.u8.set(mime, record + abi.FILE_MIME);
     dv.setInt32(record + abi.FILE_MIME_LEN, mime.length, true);
-    this.rec.mem(c.u8, record, abi.FILE_RECORD_TOTAL);
     if (statOnly || f.kind !== abi.FILE_REGULAR) return 0;
     const fd = this.lowestFreeFd();
     if (fd < 0) return -abi.EMFILE;
@@ -563,7 +566,6 @@ class Iteration {
       if (r.chance(0.3)) { c.u8.fill(0, slot + abi.SA_IN6_ADDR, slot + abi.SA_IN6_ADDR + 10); dv.setUint16(slot + abi.SA_IN6_ADDR + 10, 0xffff); }
     }
     dv.setUint32(slot + abi.SA_LEN, family === abi.AF_INET ? 16 : family === abi.AF_INET6 ? 28 : 2, true);
-    this.rec.mem(c.u8, slot, abi.ACCEPT_ADDR_SIZE);
   }
 
   /** A JS callback: does what application code may do from inside one. */

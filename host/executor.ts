@@ -1,0 +1,65 @@
+// The Executor: what carries the core's requests out. Contract first (the
+// pump, host/pump.ts, relies on exactly this and nothing more).
+//
+// The core emits a round of n requests into the submission queue (SQ, n
+// records of abi.SQE_SIZE bytes at `sq`); the executor carries out every one
+// of them and writes each result into the completion queue (CQ, one
+// abi.CQE_SIZE entry per request at `cq`, same index): a result >= 0, or
+// -errno. The pump then hands the round back with complete(n).
+//
+//  - Order: requests are carried out in SQ order. A later request of the
+//    round may depend on an earlier one (a write after a read into the same
+//    buffer, a close after the last write).
+//  - Completion: today every request completes inside submit(): the round is
+//    over when submit() returns. (Tagged completions that may arrive in a
+//    later tick, for io_uring and thread pools, will add a reap() here.)
+//  - Host services (OP_CALL, OP_LOG, OP_STOP, OP_OPEN, OP_LIST) are not
+//    kernel calls: every executor completes them synchronously, inside
+//    submit(), whatever it does with kernel I/O. So are interest changes
+//    (OP_CTL): they go to the event backend, which answers 0 or -errno at
+//    once.
+//  - Memory: the SQ and CQ addresses are offsets into the core's linear
+//    memory, valid for this call only (the queues are double-buffered). A host
+//    service may run JS that grows memory: an executor re-reads its views
+//    after one.
+//  - Errors: a failed request is a result (-errno), never an exception. An
+//    exception out of submit() is a host bug and ends the phase (the pump
+//    does not contain it).
+//
+// Executors: host/libc.ts's koffi calls (LibcExecutor, host/executor-libc.ts),
+// the tests' scripted kernel (test/lib/fakehost.mjs), the fuzzer's hostile
+// kernel (tools/fuzz/fuzz.ts) and the dispatch benchmark's lean one
+// (bench/dispatch.mjs). Recording is a decorator around any of them
+// (host/record.ts recordingExecutor).
+export interface Executor {
+  /** Carries out SQ[0..n) at `sq`, writing CQ[0..n) at `cq` (linear-memory offsets). */
+  submit(sq: number, cq: number, n: number): void;
+}
+
+/**
+ * Host services: the requests that are not kernel calls. The Loop supplies
+ * them to the libc executor; results follow the executor contract.
+ */
+export interface Services {
+  /** OP_CALL: a JS callback (CALL_* kind); 0, or -1 if it threw. */
+  call(kind: number, id: number, fd: number, events: number, extra: number): number;
+  /** OP_LOG: `len` bytes of text at `ptr` with level LOG_*. */
+  log(level: number, ptr: number, len: number): void;
+  /** OP_STOP: the graceful shutdown finished. */
+  stop(): void;
+  /** OP_OPEN: open (or stat only) the path at pathPtr beneath the root, fill the FILE record -> fd or -errno. */
+  open(pathPtr: number, pathLen: number, record: number, statOnly: boolean): number;
+  /** OP_LIST: the HTML listing of the directory whose path is at buf, written into buf -> length or -errno. */
+  list(buf: number, cap: number, pathLen: number): number;
+  /** The round is over (buffered output, such as access lines, goes out now). */
+  roundDone(): void;
+}
+
+/**
+ * The interest half of the event backend, as the executor sees it: one
+ * call, answered synchronously with 0 or -errno. Its arguments are OP_CTL's
+ * (fd, then a0..a3); their meaning belongs to the backend.
+ */
+export interface InterestBackend {
+  setInterest(fd: number, a0: number, a1: number, a2: number, a3: number): number;
+}
