@@ -1,6 +1,8 @@
 // An in-memory host for the bare core: build/core.wasm with no OS at all.
 //
-// It plays the part of host/loop.ts (the pump) and of the kernel behind it:
+// It plays the part of host/loop.ts and of the kernel behind it. The pump
+// is the host's own (host/pump.ts, bundled to build/pump.js): this file is
+// only its executor (`carryOut`, a scripted kernel) and its inputs:
 //
 //   - Time is whatever the test says (`setTime`); nothing reads a clock.
 //   - Event batches are whatever the test says (`dispatch([{fd, events}])`),
@@ -24,6 +26,7 @@
 // same log, which is what replaying a recorded session needs.
 import { loadCore } from "./core.mjs";
 import abi, { opName } from "./abi.mjs";
+import { Pump } from "../../build/pump.js";
 
 const SQE_WORDS = abi.SQE_SIZE >> 2;
 // SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
@@ -112,8 +115,11 @@ export class FakeHost {
     this.tasks = new Map();    // task id -> cb()
     this.nextHandlerId = 1;
     this.nextTaskId = 1;
-    this.phase = "idle";
-    this.draining = false;
+    // The shared pump; the executor is carryOut() (a subclass may replace it).
+    this.pump = new Pump(this, { submit: (sq, cq, n) => this.carryOut(n, sq, cq) }, {
+      onTrap: (e, fd) => this.traps.push({ message: e.message, fd }),
+      maxRounds: MAX_ROUNDS,
+    });
 
     const c = this.config;
     const i = this.i32;
@@ -186,22 +192,17 @@ export class FakeHost {
     this.runDeferred();
   }
 
-  /** Calls a phase, carries out its rounds until it returns 0 (host/loop.ts drain()). */
+  /** The phase running, "idle" between phases (the pump's). */
+  get phase() { return this.pump.phase; }
+  get draining() { return this.pump.inPhase; }
+
+  /**
+   * Calls a phase, carries out its rounds until it returns 0 (Pump.run; a
+   * trap is contained and noted in `traps`), then rethrows what a JS
+   * callback threw.
+   */
   drain(phase, start) {
-    if (this.draining) throw new Error(`drain(${phase}) inside drain(${this.phase})`);
-    this.draining = true;
-    this.phase = phase;
-    try {
-      let n = this.guard(start);
-      for (let rounds = 0; n > 0; rounds++) {
-        if (rounds > MAX_ROUNDS) throw new Error(`phase ${phase}: still emitting after ${MAX_ROUNDS} rounds`);
-        this.carryOut(n);
-        n = this.guard(() => this.x.complete(n));
-      }
-    } finally {
-      this.draining = false;
-      this.phase = "idle";
-    }
+    this.pump.run(phase, start);
     if (this.rethrow && this.callErrors.length) {
       const e = this.callErrors.shift();
       this.callErrors.length = 0;
@@ -209,28 +210,8 @@ export class FakeHost {
     }
   }
 
-  /** A trap is contained the way host/loop.ts does it: recover(), then resume. */
-  guard(call) {
-    for (;;) {
-      try {
-        return call();
-      } catch (e) {
-        const trap = e instanceof WebAssembly.RuntimeError || /^core abort/.test(e?.message ?? "");
-        if (!trap) throw e;
-        this.traps.push({ message: e.message, fd: this.ctlI32(abi.CTL_CURRENT_FD) });
-        const r = this.x.recover();
-        if (r >= 0) {
-          this.carryOut(r);
-          call = () => this.x.complete(r);
-        }
-      }
-    }
-  }
-
-  /** Carries out SQ[0..n) and writes CQ[0..n). SQ and CQ are re-read: they are double-buffered. */
-  carryOut(n) {
-    const sq = this.ctlI32(abi.CTL_SQ);
-    const cq = this.ctlI32(abi.CTL_CQ);
+  /** The executor: carries out SQ[0..n) at sq and writes CQ[0..n) at cq (default: the current queues). */
+  carryOut(n, sq = this.ctlI32(abi.CTL_SQ), cq = this.ctlI32(abi.CTL_CQ)) {
     for (let k = 0; k < n; k++) {
       const w = (sq >> 2) + k * SQE_WORDS;
       const i32 = this.i32; // a JS call may have grown memory: fresh view per entry
