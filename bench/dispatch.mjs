@@ -43,6 +43,7 @@ import { FakeHost } from "../test/lib/fakehost.mjs";
 import { loadCore } from "../test/lib/core.mjs";
 import abi from "../test/lib/abi.mjs";
 import { prng } from "../test/lib/prng.mjs";
+import { decodeSqe } from "../build/sqe.js";
 
 const args = process.argv.slice(2);
 for (const a of args) if (a !== "--smoke") { console.error(`dispatch.mjs: unknown argument ${a} (only --smoke)`); process.exit(2); }
@@ -54,9 +55,9 @@ const MSG = 64;                                    // bytes per READ
 const LISTEN_FD = 3;
 const FIRST_FD = 4;
 const NOW_MS = 1000;                               // loop time; never advances, no timer is due
-// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2, W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
+// SQE/CQE fields as word indices into the i32 view (abi.SQE_*, CQE_* are byte offsets).
+const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
+const W_FD = abi.SQE_FD >> 2, W_LEN = abi.SQE_LEN >> 2, W_TAG = abi.SQE_USER_DATA >> 2, C_RES = abi.CQE_RES >> 2;
 
 /** One core instance with N built-in echo connections and a scripted kernel. */
 class Bench extends FakeHost {
@@ -98,23 +99,26 @@ class Bench extends FakeHost {
     if (this.phase === "timers" || this.phase === "deferred") throw new Error(`phase ${this.phase} emitted ${n} requests`);
     this.refresh();
     const i32 = this.fastI32, ops = this.ops, pending = this.pending;
-    let q = sq >> 2;
-    const cq = cqAt >> 2;
-    for (let i = 0; i < n; i++, q += SQE_WORDS) {
-      const op = i32[q + W_OP], fd = i32[q + W_FD];
+    let q = sq >> 2, c = cqAt >> 2;
+    for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
+      const op = i32[q] & 0xff, fd = i32[q + W_FD];
       let r;
       ops[op]++;
       if (op === abi.OP_READ) {
         if (pending[fd]) { pending[fd] = 0; r = MSG; } else r = -abi.EAGAIN;
       } else if (op === abi.OP_WRITE) {
-        r = i32[q + W_A1]; // the length
+        r = i32[q + W_LEN]; // the length
       } else if (op === abi.OP_CTL || op === abi.OP_CLOSE) {
-        r = this.respond({ op, fd, a0: i32[q + W_A0], a1: i32[q + W_A1], a2: i32[q + W_A2], a3: i32[q + W_A3] });
+        r = this.respond(decodeSqe(i32, q << 2));
         this.refresh();
       } else {
         throw new Error(`unexpected op ${op} on fd ${fd}`);
       }
-      this.fastI32[cq + i] = r;
+      const out = this.fastI32; // the completion: the request's tag and its result
+      out[c] = out[q + W_TAG];
+      out[c + 1] = out[q + W_TAG + 1];
+      out[c + C_RES] = r;
+      out[c + 3] = 0;
     }
   }
 

@@ -238,6 +238,7 @@ export class Core {
       bytesIn: this.ctlF64(abi.STAT_BYTES_IN),
       bytesOut: this.ctlF64(abi.STAT_BYTES_OUT),
       trapsContained: this.ctlI32(abi.STAT_TRAPS),
+      staleCompletions: this.ctlI32(abi.STAT_STALE_CQES),
       logLinesDropped: this.ctlI32(abi.STAT_LOG_DROPPED),
       memoryBytes: this.x.memory.buffer.byteLength,
     };

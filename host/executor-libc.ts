@@ -11,10 +11,12 @@ import type { Core } from "./core.ts";
 import type { Executor, InterestBackend, Services } from "./executor.ts";
 import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC } from "./libc.ts";
 
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2;
-const W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
-const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
+const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
+const W_FD = abi.SQE_FD >> 2, W_OFF = abi.SQE_OFF >> 2, W_ADDR = abi.SQE_ADDR >> 2, W_LEN = abi.SQE_LEN >> 2;
+const W_FLAGS = abi.SQE_OP_FLAGS >> 2, W_TAG = abi.SQE_USER_DATA >> 2, W_SPLICE = abi.SQE_SPLICE_FD_IN >> 2;
+const C_RES = abi.CQE_RES >> 2;
+// The core writes accept4's flags into every OP_ACCEPT (abi.ts): they must be these.
+if (abi.ACCEPT_FLAGS !== (SOCK_NONBLOCK | SOCK_CLOEXEC)) throw new Error("abi.ACCEPT_FLAGS is not SOCK_NONBLOCK | SOCK_CLOEXEC");
 
 export class LibcExecutor implements Executor {
   constructor(private readonly core: Core, private readonly services: Services, private readonly backend: InterestBackend) {}
@@ -25,38 +27,41 @@ export class LibcExecutor implements Executor {
     core.refresh();
     let i32 = core.i32;
     const base = core.base;
-    let q = sq >> 2;
-    const c = cq >> 2;
-    for (let i = 0; i < n; i++, q += SQE_WORDS) {
-      const op = i32[q + W_OP], fd = i32[q + W_FD], a0 = i32[q + W_A0], a1 = i32[q + W_A1], a2 = i32[q + W_A2];
+    let q = sq >> 2, c = cq >> 2;
+    for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
+      // Addresses are linear-memory offsets below 2^31 (abi.ts): the low word of addr/off is enough.
+      const op = i32[q] & 0xff, fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
       let r: number;
       switch (op) {
-        case abi.OP_READ: r = libc.read(fd, base + a0, a1); break;
-        case abi.OP_WRITE: r = libc.write(fd, base + a0, a1); break;
-        case abi.OP_SEND: r = libc.send(fd, base + a0, a1, a2); break;
-        case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
-        case abi.OP_ACCEPT: r = a0 ? libc.accept4(fd, base + a0, base + a0 + abi.SA_LEN, ACCEPT_FLAGS) : libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
-        case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
+        case abi.OP_READ: r = libc.read(fd, base + addr, len); break;
+        case abi.OP_WRITE: r = libc.write(fd, base + addr, len); break;
+        case abi.OP_SEND: r = libc.send(fd, base + addr, len, i32[q + W_FLAGS]); break;
+        case abi.OP_WRITEV: r = libc.writev(fd, base + addr, len); break;
+        case abi.OP_ACCEPT: r = addr ? libc.accept4(fd, base + addr, base + i32[q + W_OFF], i32[q + W_FLAGS]) : libc.accept4(fd, 0, 0, i32[q + W_FLAGS]); break;
+        case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
         case abi.OP_CLOSE: r = libc.close(fd); break;
-        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
-        case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
-        // Answered by the backend and the services themselves: 0 / >= 0 or -errno.
-        case abi.OP_CTL: i32[c + i] = this.backend.setInterest(fd, a0, a1, a2, i32[q + W_A3]); continue;
-        case abi.OP_LOG: services.log(a2, a0, a1); i32[c + i] = 0; continue;
-        case abi.OP_STOP: services.stop(); i32[c + i] = 0; continue;
-        case abi.OP_CALL: r = services.call(a0, a1, fd, a2, i32[q + W_A3]); break;
-        case abi.OP_OPEN: r = services.open(a0, a1, a2, i32[q + W_A3] === 1); break;
-        case abi.OP_LIST: r = services.list(a0, a1, a2); break;
-        default: i32[c + i] = 0; continue;
+        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
+        case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
+        // Answered by the backend and the services themselves: >= 0 or -errno.
+        case abi.OP_CTL: r = this.backend.setInterest(fd, len, i32[q + W_FLAGS], i32[q + W_OFF], i32[q + W_OFF + 1]); break;
+        case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len); r = 0; break;
+        case abi.OP_STOP: services.stop(); r = 0; break;
+        case abi.OP_CALL: r = services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]); break;
+        case abi.OP_OPEN: r = services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1); break;
+        case abi.OP_LIST: r = services.list(addr, len, i32[q + W_FLAGS]); break;
+        default: r = 0;
       }
-      if (op === abi.OP_CALL || op === abi.OP_OPEN || op === abi.OP_LIST) {
-        // JS ran (a callback, the file server): memory may have grown, views must follow.
+      if (op >= abi.OP_CALL) {
+        // JS ran (a callback, the file server, a log function): memory may have grown, views must follow.
         core.refresh();
         i32 = core.i32;
-      } else if (r < 0) {
+      } else if (r < 0 && op !== abi.OP_CTL) {
         r = -errno(); // read at once: koffi keeps the last call's
       }
-      i32[c + i] = r;
+      i32[c] = i32[q + W_TAG]; // the completion: the request's tag, its result
+      i32[c + 1] = i32[q + W_TAG + 1];
+      i32[c + C_RES] = r;
+      i32[c + 3] = 0;
     }
     services.roundDone();
   }

@@ -2,17 +2,24 @@
 // pump, host/pump.ts, relies on exactly this and nothing more).
 //
 // The core emits a round of n requests into the submission queue (SQ, n
-// records of abi.SQE_SIZE bytes at `sq`); the executor carries out every one
-// of them and writes each result into the completion queue (CQ, one
-// abi.CQE_SIZE entry per request at `cq`, same index): a result >= 0, or
-// -errno. The pump then hands the round back with complete(n).
+// io_uring-shaped records of abi.SQE_SIZE bytes at `sq`, each with a tag in
+// SQE_USER_DATA); the executor carries out every one of them and writes a
+// completion for each into the completion queue (CQ, abi.CQE_SIZE entries
+// at `cq`): the request's tag, copied, and its result (>= 0, or -errno).
+// submit() returns how many completions it wrote (none returned: n); the
+// pump hands them back with complete(k).
 //
 //  - Order: requests are carried out in SQ order. A later request of the
 //    round may depend on an earlier one (a write after a read into the same
 //    buffer, a close after the last write).
-//  - Completion: today every request completes inside submit(): the round is
-//    over when submit() returns. (Tagged completions that may arrive in a
-//    later tick, for io_uring and thread pools, will add a reap() here.)
+//  - Completions may be written in any order: the core routes each by its
+//    tag, not by its position. A completion whose tag is stale (a duplicate,
+//    or one for a request already completed) is ignored and counted
+//    (STAT_STALE_CQES). Today every request still completes inside the
+//    submit() of its round; completions arriving in a later tick (io_uring,
+//    thread pools) will add a reap() here, and need the core audit listed
+//    in the README (buffers and fds held while their op is in flight).
+//    A recorded round (host/record.ts) must complete in full in its submit().
 //  - Host services (OP_CALL, OP_LOG, OP_STOP, OP_OPEN, OP_LIST) are not
 //    kernel calls: every executor completes them synchronously, inside
 //    submit(), whatever it does with kernel I/O. So are interest changes
@@ -32,8 +39,8 @@
 // (bench/dispatch.mjs). Recording is a decorator around any of them
 // (host/record.ts recordingExecutor).
 export interface Executor {
-  /** Carries out SQ[0..n) at `sq`, writing CQ[0..n) at `cq` (linear-memory offsets). */
-  submit(sq: number, cq: number, n: number): void;
+  /** Carries out SQ[0..n) at `sq`, writing completions at `cq` (linear-memory offsets); returns how many (default n). */
+  submit(sq: number, cq: number, n: number): number | void;
 }
 
 /**

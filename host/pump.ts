@@ -131,8 +131,7 @@ export class Pump {
       let n = this.guard(start);
       for (let rounds = 1; n > 0; rounds++) {
         if (rounds > this.maxRounds) throw new LivelockError(`livelock: ${phase} still asking for work after ${this.maxRounds} rounds`);
-        this.round(n);
-        const k = n;
+        const k = this.round(n);
         n = this.guard(() => x.complete(k));
       }
     } finally {
@@ -140,9 +139,13 @@ export class Pump {
     }
   }
 
-  /** Carries out SQ[0..n) through the executor (the queues are double-buffered: re-read each round). */
-  private round(n: number): void {
-    this.executor.submit(this.core.ctlI32(abi.CTL_SQ), this.core.ctlI32(abi.CTL_CQ), n);
+  /**
+   * Carries out SQ[0..n) through the executor (the queues are
+   * double-buffered: re-read each round); returns the completions written.
+   */
+  private round(n: number): number {
+    const k = this.executor.submit(this.core.ctlI32(abi.CTL_SQ), this.core.ctlI32(abi.CTL_CQ), n);
+    return typeof k === "number" ? k : n;
   }
 
   /**
@@ -165,8 +168,8 @@ export class Pump {
         const emitted = x.recover();
         this.afterCall?.(this.phase);
         if (emitted >= 0) {
-          this.round(emitted);
-          call = () => x.complete(emitted);
+          const k = this.round(emitted);
+          call = () => x.complete(k);
         }
         continue;
       }

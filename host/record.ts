@@ -7,14 +7,15 @@
 // core's outputs (return values, submission queues and the bytes each
 // request points at) to check against.
 //
-// File format (little-endian), version 2:
+// File format (little-endian), version 3:
 //   header:  "WRREPLAY" (8 bytes) | u32 version | u32 n | n bytes of JSON:
 //            { coreSha256, config, time: [mono, wall], arch, created, argv }
 //   frames:  u8 type | u32 payload length | payload
 //     F_TIME  f64 mono, f64 wall           (setTime)
 //     F_CALL  u8 export, f64 args...       (a call into the core)
 //     F_RET   f64 value                    (what it returned)
-//     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count)
+//     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count:
+//                                           64-byte io_uring-shaped SQEs, tags included)
 //     F_OUT   u8 cut, n * (u32 len | len bytes)
 //                                          (once per F_SQ, before the next F_CALL or F_END: the
 //                                           out-bytes of each of its n requests, in order)
@@ -22,8 +23,9 @@
 //     F_TRAP  (nothing)                    (the call trapped; recover() follows)
 //     F_END   (nothing)                    (the recording was closed cleanly)
 //
-// Out-bytes (F_OUT, version 2): what a request hands the kernel or the host
-// beyond its 24-byte record, laid end to end per request:
+// Out-bytes (F_OUT): what a request hands the kernel or the host beyond
+// its SQE, laid end to end per request (the arguments a0..a3 as
+// host/sqe.ts decodes them):
 //   OP_WRITE, OP_SEND  the a1 bytes at a0
 //   OP_WRITEV          a1 entries of {u32 offset in linear memory, u32 length}
 //                      (the native iovecs at a0, absolute addresses made
@@ -45,8 +47,10 @@
 // still open at the next other call or at close() is written whole, cut = 0.
 // A pointer or length outside linear memory yields the part that lies inside
 // (a core bug, but replay then compares the same thing).
-// Version 1 (no F_OUT) is still read: its replay compares requests and
-// results only, and says so (ReplayResult.bytesCompared false).
+// A request's result is the CQE with its tag (completions may be in any
+// order); a recorded round completes in full in the same complete() call.
+// Versions 1 and 2 (24-byte requests, 4-byte results, before tags) are
+// refused with their version named: this core emits other requests.
 //
 // Order, as recordCore() below writes it for every host that drives the
 // core through the pump (host/loop.ts, the fuzzer): the time and the memory
@@ -60,11 +64,16 @@ import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
 import type { Executor } from "./executor.ts";
+import { decodeSqe, resultsByTag } from "./sqe.ts";
 
 export const MAGIC = "WRREPLAY";
-export const FORMAT_VERSION = 2;
-/** Versions this build reads: 1 has no out-bytes (F_OUT). */
-export const READ_VERSIONS = [1, 2];
+export const FORMAT_VERSION = 3;
+/**
+ * Versions this build reads. 3: io_uring-shaped 64-byte SQEs with tags,
+ * 16-byte CQEs. 1 and 2 (24-byte requests, 4-byte results) are refused:
+ * their requests are not what this core emits, so they cannot replay.
+ */
+export const READ_VERSIONS = [3];
 export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, F_TRAP = 7, F_OUT = 8;
 
 /** Native iovec: u64 base, u64 length (x86-64 and arm64). */
@@ -82,6 +91,13 @@ function u32(mem: Uint8Array, o: number): number {
 }
 function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o] = v & 0xff; b[o + 1] = (v >>> 8) & 0xff; b[o + 2] = (v >>> 16) & 0xff; b[o + 3] = (v >>> 24) & 0xff;
+}
+/** An Int32Array over the whole buffer of `mem` (the core's memory), made once per buffer. */
+const i32Views = new WeakMap<ArrayBufferLike, Int32Array>();
+function i32Of(mem: Uint8Array): Int32Array {
+  let v = i32Views.get(mem.buffer);
+  if (!v) i32Views.set(mem.buffer, (v = new Int32Array(mem.buffer, 0, mem.buffer.byteLength >> 2)));
+  return v;
 }
 /** A u64 as a Number (exact below 2^53: addresses and lengths are). */
 function u64(mem: Uint8Array, o: number): number { return u32(mem, o) + u32(mem, o + 4) * 2 ** 32; }
@@ -112,13 +128,12 @@ function part(field: OutField, segment: number, mem: Uint8Array, addr: number, l
  * sides are cut the same way.
  */
 export function outPlan(mem: Uint8Array, sqe: number, memBase: number): OutPart[] {
-  const op = u32(mem, sqe + abi.SQE_OP) | 0;
-  const a0 = u32(mem, sqe + abi.SQE_A0) | 0, a1 = u32(mem, sqe + abi.SQE_A1) | 0;
+  const { op, a0, a1, a2 } = decodeSqe(i32Of(mem), sqe);
   switch (op) {
     case abi.OP_WRITE: case abi.OP_SEND: return [part("buffer", 0, mem, a0, a1, false)];
     case abi.OP_SENDFILE: return [part("offset", 0, mem, a1, 8, true)];
     case abi.OP_OPEN: return [part("path", 0, mem, a0, a1, true)];
-    case abi.OP_LIST: return [part("path", 0, mem, a0, u32(mem, sqe + abi.SQE_A2) | 0, true)];
+    case abi.OP_LIST: return [part("path", 0, mem, a0, a2, true)];
     case abi.OP_LOG: return [part("text", 0, mem, a0, a1, true)];
     case abi.OP_WRITEV: {
       const n = Math.max(0, Math.min(a1, IOV_MAX));
@@ -283,12 +298,16 @@ export class Recorder {
   /** The round's out-bytes plans, from the last F_SQ until its F_OUT is written. */
   private plans: OutPart[][] | null = null;
 
+  /** Where the planned round's requests are (their tags find their results). */
+  private plannedSq = 0;
+
   /** A round's F_OUT is still to be written. */
   get outPending(): boolean { return this.plans !== null; }
 
   /** Plans the out-bytes of the n requests at `addr` (F_OUT follows, see flushOut). */
   planOut(mem: Uint8Array, addr: number, n: number, memBase: number): void {
     this.plans = [];
+    this.plannedSq = addr;
     for (let i = 0; i < n; i++) this.plans.push(outPlan(mem, addr + i * abi.SQE_SIZE, memBase));
   }
 
@@ -314,11 +333,12 @@ export class Recorder {
     buf[0] = F_OUT; // the payload length at 1..4 once known
     buf[5] = cq === null ? 0 : 1;
     o = 6;
+    const results = cq === null ? null : resultsByTag(i32Of(mem), this.plannedSq, plans.length, cq, plans.length);
     for (let i = 0; i < plans.length; i++) {
       room(4);
       const at = o;
       o += 4; // the entry's length, once known
-      const took = cq === null ? Infinity : u32(mem, cq + i * abi.CQE_SIZE) | 0;
+      const took = results === null ? Infinity : results[i];
       outBytes(plans[i], mem, took, (_p, b) => { room(b.length); buf.set(b, o); o += b.length; });
       writeU32(buf, at, o - at - 4);
     }
@@ -380,23 +400,26 @@ export function recordCore(core: RecordableCore, rec: Recorder, executor: Execut
  */
 export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uint8Array): Executor {
   return {
-    submit(sq: number, cq: number, n: number): void {
-      inner.submit(sq, cq, n);
+    submit(sq: number, cq: number, n: number): number {
+      const k0 = inner.submit(sq, cq, n);
+      const k = typeof k0 === "number" ? k0 : n;
+      // Replay hands complete(n) the recorded CQ: a round must complete in it.
+      if (k !== n) throw new Error(`recording: the executor wrote ${k} completions for a round of ${n}; a recorded round completes in full`);
       const u8 = mem();
-      const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+      const i32 = i32Of(u8);
+      const results = resultsByTag(i32, sq, n, cq, k); // any order
       for (let i = 0; i < n; i++) {
-        const e = sq + i * abi.SQE_SIZE;
-        const op = dv.getInt32(e + abi.SQE_OP, true);
-        const a0 = dv.getInt32(e + abi.SQE_A0, true), a1 = dv.getInt32(e + abi.SQE_A1, true);
-        const r = dv.getInt32(cq + i * abi.CQE_SIZE, true);
+        const { op, a0, a1, a2 } = decodeSqe(i32, sq + i * abi.SQE_SIZE);
+        const r = results[i];
         // A FILE record whatever the result: a host may fill it and then fail (EMFILE).
-        if (op === abi.OP_OPEN) rec.mem(u8, dv.getInt32(e + abi.SQE_A2, true), abi.FILE_RECORD_TOTAL);
+        if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
         if (r < 0) continue;
         if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
         else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
         else if (op === abi.OP_ACCEPT && a0 !== 0) rec.mem(u8, a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
       }
       if (n > 0) rec.mem(u8, cq, n * abi.CQE_SIZE);
+      return n;
     },
   };
 }

@@ -23,7 +23,7 @@ function newest(dir) {
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
 const outputs = [
-  "build/core.wasm", "build/fuzz.js", "build/pump.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts",
+  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts",
 ];
 const sources = Math.max(newest("assembly"), newest("host"), newest("tools"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
@@ -54,6 +54,7 @@ bundle(["tools/fuzz/fuzz.ts"], "--outfile=build/fuzz.js");
 // The pump alone (no koffi, no OS), for the plain-JS fake host of the tests
 // and the dispatch benchmark: the same source host/loop.ts runs on.
 bundle(["host/pump.ts"], "--outfile=build/pump.js");
+bundle(["host/sqe.ts"], "--outfile=build/sqe.js");
 
 // Type declarations for the package entry (dist/types), with the sources'
 // ".ts" import specifiers (`from "./x.ts"` and `import("./x.ts")`) rewritten

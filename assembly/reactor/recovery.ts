@@ -1,7 +1,7 @@
 // Trap recovery: what the core does after a trap (a bug, or an abort) escaped
 // one of its calls (the host calls recover(), loop.ts resumes the phase).
 import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT } from "../abi";
-import { ctlI32, ctlAddI32, sqLen, setCurrentFd } from "./ctl";
+import { ctlI32, ctlAddI32, handOut, setCurrentFd } from "./ctl";
 import { validFd } from "./handlers";
 import { conn, cget, PROTO_LISTENER, connCloseSoon } from "./conn";
 
@@ -33,7 +33,7 @@ export function recover(): i32 {
     store<i32>(e, roundNo, 4);
   }
   if (inCompletions) { inCompletions = false; return -1; }
-  return sqLen;
+  return handOut();
 }
 
 export function isDoomed(fd: i32): bool {

@@ -27,12 +27,8 @@
 import { loadCore } from "./core.mjs";
 import abi, { opName } from "./abi.mjs";
 import { Pump } from "../../build/pump.js";
+import { decodeSqe, writeCqe } from "../../build/sqe.js";
 
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
-const W = {
-  op: abi.SQE_OP >> 2, fd: abi.SQE_FD >> 2, a0: abi.SQE_A0 >> 2, a1: abi.SQE_A1 >> 2, a2: abi.SQE_A2 >> 2, a3: abi.SQE_A3 >> 2,
-};
 const CALL_FAILED = -1;       // what host/loop.ts answers when a callback throws
 const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forever
 
@@ -116,7 +112,7 @@ export class FakeHost {
     this.nextHandlerId = 1;
     this.nextTaskId = 1;
     // The shared pump; the executor is carryOut() (a subclass may replace it).
-    this.pump = new Pump(this, { submit: (sq, cq, n) => this.carryOut(n, sq, cq) }, {
+    this.pump = new Pump(this, { submit: (sq, cq, n) => this.carryOut(n, sq, cq) ?? n }, {
       onTrap: (e, fd) => this.traps.push({ message: e.message, fd }),
       maxRounds: MAX_ROUNDS,
     });
@@ -210,17 +206,20 @@ export class FakeHost {
     }
   }
 
-  /** The executor: carries out SQ[0..n) at sq and writes CQ[0..n) at cq (default: the current queues). */
+  /**
+   * The executor: carries out SQ[0..n) at sq and writes CQ[0..n) at cq
+   * (default: the current queues), in order. A subclass may write them in
+   * another order, or more of them, and return how many.
+   */
   carryOut(n, sq = this.ctlI32(abi.CTL_SQ), cq = this.ctlI32(abi.CTL_CQ)) {
     for (let k = 0; k < n; k++) {
-      const w = (sq >> 2) + k * SQE_WORDS;
-      const i32 = this.i32; // a JS call may have grown memory: fresh view per entry
-      const sqe = {
-        op: i32[w + W.op], fd: i32[w + W.fd], a0: i32[w + W.a0], a1: i32[w + W.a1], a2: i32[w + W.a2], a3: i32[w + W.a3],
-      };
+      const at = sq + k * abi.SQE_SIZE;
+      // {op, fd, a0..a3} as abi.ts documents them (host/sqe.ts), and the tag.
+      // A JS call may grow memory: a fresh view per entry.
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, at);
       const res = this.respond(sqe) | 0;
-      this.i32[(cq >> 2) + k] = res;
-      if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res });
+      writeCqe(this.i32, cq, k, at, res);
+      if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res, tag, gen });
     }
   }
 

@@ -32,6 +32,7 @@ import * as abi from "../../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "../../host/core.ts";
 import { Recorder, MemorySink, sha256File, recordCore } from "../../host/record.ts";
 import { Pump, LivelockError } from "../../host/pump.ts";
+import { decodeSqe, writeCqe } from "../../host/sqe.ts";
 import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
 import { checkByteranges, fileByte } from "./byteranges.ts";
 
@@ -140,6 +141,7 @@ class Iteration {
   private readonly sink = new MemorySink();
   private readonly rec: Recorder;
   private readonly pump: Pump;
+  private readonly reorder: Rng | null;
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
   private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number; flags: number }>();
@@ -154,6 +156,12 @@ class Iteration {
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean) {
     this.rng = new Rng(seed);
+    // Every other iteration writes each round's completions in a shuffled
+    // order (the core routes them by tag); its own generator, so the
+    // kernel's choices for a seed stay what they were. (Not the iteration
+    // with an injected trap, a test of the failure path: in order, its trap
+    // lands where that test expects.)
+    this.reorder = seed % 2 === 1 && !injectTrap ? new Rng(seed ^ 0x5bd1e995) : null;
     const r = this.rng;
     this.config = {
       ...defaultCoreConfig,
@@ -361,18 +369,31 @@ class Iteration {
   private submit(sq: number, cq: number, n: number): void {
     const c = this.core;
     c.refresh();
-    const dv = new DataView(c.u8.buffer);
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
-      const op = dv.getInt32(e + abi.SQE_OP, true), fd = dv.getInt32(e + abi.SQE_FD, true);
-      const a = [abi.SQE_A0, abi.SQE_A1, abi.SQE_A2, abi.SQE_A3].map((o) => dv.getInt32(e + o, true));
+      const { op, fd, a0, a1, a2, a3 } = decodeSqe(c.i32, e);
+      const a = [a0, a1, a2, a3];
       const name = OP_NAMES[op] ?? String(op);
       if (this.trace.length >= 400) this.trace.shift();
       this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
       const res = this.exec(op, fd, a);
       this.trace[this.trace.length - 1] += ` -> ${res}`;
       c.refresh();
-      new DataView(c.u8.buffer).setInt32(cq + i * abi.CQE_SIZE, res, true);
+      writeCqe(c.i32, cq, i, e, res);
+    }
+    if (this.reorder) this.shuffleCompletions(cq, n, this.reorder);
+  }
+
+  /** Permutes the round's n completions in the CQ (Fisher-Yates). */
+  private shuffleCompletions(cq: number, n: number, r: Rng): void {
+    const u8 = this.core.u8, size = abi.CQE_SIZE, tmp = new Uint8Array(size);
+    for (let i = n - 1; i > 0; i--) {
+      const j = r.int(i + 1);
+      if (j === i) continue;
+      const a = cq + i * size, b = cq + j * size;
+      tmp.set(u8.subarray(a, a + size));
+      u8.copyWithin(a, b, b + size);
+      u8.set(tmp, b);
     }
   }
 
