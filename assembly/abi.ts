@@ -35,7 +35,7 @@ export const CTL_SQ_CAP = 24;          // capacity, in entries
 export const CTL_CQ = 28;              // address of the completion queue
 export const CTL_SCRATCH = 32;         // address of a host scratch area (SCRATCH_SIZE bytes)
 export const CTL_CURRENT_FD = 36;      // fd the core is working on (-1: none); read after a trap
-                                       // 40: reserved
+export const CTL_CQ_ROOM = 40;         // completions the core takes in one reaped(k) call (it writes this)
 export const CTL_MEM_BASE = 48;        // u64: absolute address of linear memory (host writes; for iovecs)
 export const CTL_NOW = 56;             // f64: monotonic loop time in ms (host writes each tick)
 export const CTL_WALL = 64;            // f64: wall-clock time in ms since the epoch (host writes)

@@ -102,6 +102,8 @@ export interface CoreExports {
   runDeferred(): number;
   flush(): number;
   complete(n: number): number;
+  /** The completion phase: k completions of earlier rounds are in the CQ (at most CTL_CQ_ROOM). */
+  reaped(k: number): number;
   recover(): number;
   register(fd: number, interest: number, id: number): number;
   modify(fd: number, interest: number): number;

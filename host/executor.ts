@@ -15,10 +15,14 @@
 //  - Completions may be written in any order: the core routes each by its
 //    tag, not by its position. A completion whose tag is stale (a duplicate,
 //    or one for a request already completed) is ignored and counted
-//    (STAT_STALE_CQES). Today every request still completes inside the
-//    submit() of its round; completions arriving in a later tick (io_uring,
-//    thread pools) will add a reap() here, and need the core audit listed
-//    in the README (buffers and fds held while their op is in flight).
+//    (STAT_STALE_CQES).
+//  - Later: an executor may keep a kernel I/O request of a connection
+//    (READ, WRITE, WRITEV, SEND, SENDFILE, SHUTDOWN) in flight past the
+//    round (submit() then returns fewer completions) and hand its completion
+//    back in a later tick through reap(). The core keeps that connection's
+//    buffers and fd until it has completed. Not yet audited for a later
+//    completion, so completed in their round: ACCEPT (address slots are
+//    reused per batch), PREAD (the file cache), CLOSE.
 //    A recorded round (host/record.ts) must complete in full in its submit().
 //  - Host services (OP_CALL, OP_LOG, OP_STOP, OP_OPEN, OP_LIST) are not
 //    kernel calls: every executor completes them synchronously, inside
@@ -41,6 +45,12 @@
 export interface Executor {
   /** Carries out SQ[0..n) at `sq`, writing completions at `cq` (linear-memory offsets); returns how many (default n). */
   submit(sq: number, cq: number, n: number): number | void;
+  /**
+   * The completion phase (Pump.tick, after the poll): writes at most `max`
+   * completions of requests kept in flight from earlier rounds at `cq`, in
+   * any order; returns how many. Absent: every request completes in its round.
+   */
+  reap?(cq: number, max: number): number;
 }
 
 /**

@@ -25,6 +25,8 @@ export interface PumpExports {
   runDeferred(): number;
   flush(): number;
   complete(n: number): number;
+  /** Optional: only executors with reap() need it (a core without it cannot take later completions). */
+  reaped?(k: number): number;
   recover(): number;
 }
 
@@ -97,9 +99,11 @@ export class Pump {
    *   1. timers that are due           runTimers()
    *   2. poll for I/O, no longer than   pollTimeout() -> source.poll()
    *      the next timer (capped by `maxWait` >= 0; 0 when `mustNotBlock`)
-   *   3. dispatch the batch             dispatch(n): ready connections run
-   *   4. deferred modifications,        runDeferred()
-   *   5. deferred tasks
+   *   3. completions of requests        executor.reap() -> reaped(k)
+   *      kept in flight (io_uring...)
+   *   4. dispatch the batch             dispatch(n): ready connections run
+   *   5. deferred modifications,        runDeferred()
+   *   6. deferred tasks
    */
   tick(source: TickSource, maxWait = -1, mustNotBlock?: () => boolean): void {
     const x = this.core.x;
@@ -111,8 +115,19 @@ export class Pump {
     if (mustNotBlock && mustNotBlock()) timeout = 0;
     const n = source.poll(timeout);
     source.clock(true);
+    if (this.executor.reap) this.reap();
     this.run("dispatch", () => x.dispatch(n));
     this.run("deferred", () => x.runDeferred());
+  }
+
+  /** The completion phase: what the executor completed since its requests' rounds. */
+  reap(): void {
+    const reap = this.executor.reap;
+    if (!reap) return;
+    this.run("completions", () => {
+      const k = reap.call(this.executor, this.core.ctlI32(abi.CTL_CQ), this.core.ctlI32(abi.CTL_CQ_ROOM));
+      return k > 0 ? this.core.x.reaped!(k) : 0;
+    });
   }
 
   /** Applies what JS changed outside a phase (a register() before run(), ...). */

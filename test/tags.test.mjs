@@ -3,7 +3,10 @@
 // routes a completion by its tag, not by its position in the CQ. An executor
 // that writes a round's completions in a shuffled order (seeded) must give
 // the same bytes to every peer as the in-order one; a duplicate or forged
-// tag is ignored and counted (STAT_STALE_CQES).
+// tag is ignored and counted (STAT_STALE_CQES). An executor that keeps a
+// connection's I/O requests in flight and completes them in a later tick
+// (the completion phase, reap) gives the same bytes too, and a close waits
+// for the request in flight.
 //
 // The expectations are independent of the core: echo gives back what was
 // sent; the HTTP responses are parsed and checked against the file the
@@ -13,6 +16,7 @@ import * as assert from "uvu/assert";
 import { FakeHost } from "./lib/fakehost.mjs";
 import abi from "./lib/abi.mjs";
 import { prng } from "./lib/prng.mjs";
+import { decodeSqe } from "../build/sqe.js";
 
 const LISTENER = 3;
 const FIRST = 10, CONNS = 12;
@@ -39,6 +43,57 @@ class ShuffledHost extends FakeHost {
     if (entries.some((e, i) => !e.equals(u8.subarray(cq + i * size, cq + (i + 1) * size)))) this.shuffledRounds++;
     entries.forEach((e, i) => u8.set(e, cq + i * size));
     return k;
+  }
+}
+
+/**
+ * Keeps a connection's I/O requests (seeded: about half) in flight past
+ * their round and completes them in a later tick, in shuffled order. The
+ * kernel's work (bytes read into the buffer, bytes taken from it) happens
+ * when the request completes, not when it was submitted: a buffer the core
+ * freed or reused meanwhile shows in the bytes.
+ */
+const HOLDABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN]);
+class LaterHost extends FakeHost {
+  constructor(seed, options) {
+    super(options);
+    this.rand = prng(seed);
+    this.held = [];           // {sqe, tag, gen}
+    this.holding = true;      // false: new requests complete in their round (the final drain)
+    this.heldTotal = 0;
+    this.reapedTotal = 0;
+  }
+
+  carryOut(n, sq, cq) {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
+      if (this.holding && HOLDABLE.has(sqe.op) && this.rand() < 0.5) {
+        this.held.push({ sqe, tag, gen });
+        this.heldTotal++;
+        continue;
+      }
+      this.finish(cq, k++, sqe, tag, gen);
+    }
+    return k;
+  }
+
+  reapInto(cq, max) {
+    // Some of what is held (not always all: completions straggle over ticks), shuffled.
+    const take = [];
+    for (let i = this.held.length - 1; i >= 0 && take.length < max; i--) {
+      if (this.rand() < 0.6) take.push(...this.held.splice(i, 1));
+    }
+    take.forEach((h, k) => this.finish(cq, k, h.sqe, h.tag, h.gen));
+    this.reapedTotal += take.length;
+    return take.length;
+  }
+
+  /** Carries the request out now and writes its completion at CQ[k]. */
+  finish(cq, k, sqe, tag, gen) {
+    const res = this.respond(sqe) | 0;
+    this.i32.set([tag, gen, res, 0], (cq >> 2) + k * (abi.CQE_SIZE >> 2));
+    if (this.keepLog) this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
   }
 }
 
@@ -93,8 +148,13 @@ function drive(h, proto, inputs, seed) {
     h.tick(batch);
     if (tick > 40 && left.every((b) => b.length === 0) && rand() < 0.1) break;
   }
-  // Drain: unlimited room, a few more ticks of readiness.
-  for (let t = 0; t < 20; t++) { fds.forEach((fd) => h.room(fd, Infinity)); h.tick(fds.map((fd) => ({ fd, events: abi.EPOLLIN | abi.EPOLLOUT }))); }
+  // Drain: unlimited room, a few more ticks of readiness (and of completions held).
+  h.holding = false;
+  for (let t = 0; t < 20 || (h.held?.length ?? 0) > 0; t++) {
+    if (t > 2000) throw new Error(`requests still held: ${h.held.length}`);
+    fds.forEach((fd) => h.room(fd, Infinity));
+    h.tick(fds.map((fd) => ({ fd, events: abi.EPOLLIN | abi.EPOLLOUT })));
+  }
   assert.equal(h.traps, [], "no trap");
   return fds.map((fd) => h.output(fd));
 }
@@ -118,20 +178,24 @@ function parseResponses(buf, methods) {
   return out;
 }
 
-for (const seed of [1, 2, 3]) {
-  test(`echo (seed ${seed}): completions in shuffled order give every peer back exactly what it sent`, () => {
+const KINDS = [
+  ["in shuffled order", ShuffledHost, (h) => h.shuffledRounds > 10],
+  ["in a later tick", LaterHost, (h) => h.heldTotal > 20 && h.reapedTotal === h.heldTotal],
+];
+for (const [how, Host, exercised] of KINDS) for (const seed of [1, 2, 3]) {
+  test(`echo (seed ${seed}): completions ${how} give every peer back exactly what it sent`, () => {
     const rand = prng(100 + seed);
     const inputs = Array.from({ length: CONNS }, () => Buffer.from(Array.from({ length: 200 + Math.floor(rand() * 2000) }, () => Math.floor(rand() * 256))));
-    const shuffled = new ShuffledHost(seed, { config: { mode: seed % 2 ? "et" : "lt" } });
+    const shuffled = new Host(seed, { config: { mode: seed % 2 ? "et" : "lt" } });
     const got = drive(shuffled, abi.PROTO_ECHO, inputs, seed);
-    assert.ok(shuffled.shuffledRounds > 10, `rounds really were shuffled (${shuffled.shuffledRounds})`);
+    assert.ok(exercised(shuffled), "the executor really reordered / held completions");
     got.forEach((b, i) => assert.ok(b.equals(inputs[i]), `fd ${FIRST + i}: ${b.length} bytes back of ${inputs[i].length}`));
     const inOrder = drive(new FakeHost({ config: { mode: seed % 2 ? "et" : "lt" } }), abi.PROTO_ECHO, inputs, seed);
     inOrder.forEach((b, i) => assert.ok(b.equals(got[i]), `fd ${FIRST + i}: same bytes as in order`));
     assert.is(shuffled.stat(abi.STAT_STALE_CQES), 0);
   });
 
-  test(`HTTP (seed ${seed}): completions in shuffled order give the same parsed responses as in order`, () => {
+  test(`HTTP (seed ${seed}): completions ${how} give the same parsed responses as in order`, () => {
     const rand = prng(200 + seed);
     const kinds = [
       ["GET", `GET /${FILE_PATH} HTTP/1.1\r\nHost: a\r\n\r\n`, 200],
@@ -141,9 +205,9 @@ for (const seed of [1, 2, 3]) {
     ];
     const plans = Array.from({ length: CONNS }, () => Array.from({ length: 2 + Math.floor(rand() * 4) }, () => kinds[Math.floor(rand() * kinds.length)]));
     const inputs = plans.map((p) => Buffer.from(p.map(([, text]) => text).join(""), "latin1"));
-    const shuffled = new ShuffledHost(seed, { config: { mode: seed % 2 ? "et" : "lt" } });
+    const shuffled = new Host(seed, { config: { mode: seed % 2 ? "et" : "lt" } });
     const got = drive(shuffled, abi.PROTO_HTTP, inputs, seed);
-    assert.ok(shuffled.shuffledRounds > 10, `rounds really were shuffled (${shuffled.shuffledRounds})`);
+    assert.ok(exercised(shuffled), "the executor really reordered / held completions");
     const inOrder = drive(new FakeHost({ config: { mode: seed % 2 ? "et" : "lt" } }), abi.PROTO_HTTP, inputs, seed);
     got.forEach((b, i) => {
       const fd = FIRST + i, methods = plans[i].map(([m]) => m);
@@ -214,6 +278,60 @@ test("every request carries a distinct live tag; a tag is reused only after its 
     seen.set(e.tag, e.gen);
   }
   assert.ok(seen.size >= 2 && seen.size < h.log.length, "slots are recycled");
+});
+
+test("a close waits for the request in flight: the buffer stays the connection's, close(2) comes after the completion", () => {
+  class Holding extends FakeHost {
+    carryOut(n, sq, cq) {
+      let k = 0;
+      for (let i = 0; i < n; i++) {
+        const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
+        if (this.holdFd === sqe.fd && sqe.op === abi.OP_READ) { this.held.push({ sqe, tag, gen }); this.holdFd = -1; continue; }
+        const res = this.respond(sqe) | 0;
+        this.i32.set([tag, gen, res, 0], (cq >> 2) + k++ * 4);
+        this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
+      }
+      return k;
+    }
+    reapInto(cq, max) {
+      if (!this.release) return 0;
+      const take = this.held.splice(0, max);
+      take.forEach(({ sqe, tag, gen }, k) => {
+        const res = this.respond(sqe) | 0;
+        this.i32.set([tag, gen, res, 0], (cq >> 2) + k * 4);
+        this.log.push({ phase: this.phase, ...sqe, res, tag, gen, late: true });
+      });
+      return take.length;
+    }
+  }
+  const h = new Holding({ config: { idleTimeoutMs: 100 } });
+  h.held = [];
+  h.holdFd = 10;
+  h.release = false;
+  h.listen(LISTENER, abi.PROTO_ECHO);
+  h.queueAccept(LISTENER, 10);
+  h.tick([{ fd: LISTENER, events: abi.EPOLLIN }]);
+  h.feed(10, "late");
+  h.tick([{ fd: 10, events: abi.EPOLLIN }]);
+  assert.is(h.held.length, 1, "fd 10's READ is in flight");
+  const buf = h.held[0].sqe.a0;
+  // The idle timeout passes and everything is closed: fd 10 must wait for its READ.
+  h.setTime(10_000);
+  h.tick([]);
+  h.x.closeAll();
+  h.flush();
+  h.queueAccept(LISTENER, 11);
+  h.feed(11, "other");
+  h.tick([{ fd: LISTENER, events: abi.EPOLLIN }, { fd: 11, events: abi.EPOLLIN }]);
+  assert.is(h.ops(abi.OP_CLOSE, { fd: 10 }).length, 0, "not closed while its READ is in flight");
+  assert.ok(h.log.every((e) => e.fd === 10 || !(e.op === abi.OP_READ && e.a0 === buf)), "its buffer is not given to anyone else");
+  h.release = true;
+  h.tick([]);
+  h.tick([]);
+  const late = h.log.findIndex((e) => e.late);
+  const close = h.log.findIndex((e) => e.op === abi.OP_CLOSE && e.fd === 10);
+  assert.ok(late >= 0 && close > late, `close(10) at ${close}, after the READ completed at ${late}`);
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
 test.run();

@@ -52,6 +52,15 @@ export function inflightTake(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i3
   return i;
 }
 
+/** Is a request on fd in flight? (A scan: for the rare doomed connection, recovery.ts.) */
+export function inflightHasFd(fd: i32): bool {
+  for (let i = 0; i < unused; i++) {
+    const e = entry(i);
+    if ((load<i32>(e) & 1) != 0 && load<i32>(e, 8) == fd) return true;
+  }
+  return false;
+}
+
 /** The generation of entry i (the tag's hi word). */
 @inline export function inflightGen(i: i32): i32 { return load<i32>(entry(i)); }
 

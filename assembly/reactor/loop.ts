@@ -25,7 +25,7 @@
 import {
   OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, CFG_ACCESS_LOG,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CTL_CQ_ROOM,
 } from "../abi";
 import {
   ctlInit, roundDone, handOut, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, cqeTag, cqeGen, cqeResult, now,
@@ -59,6 +59,7 @@ const PH_TIMERS = 1;
 const PH_DISPATCH = 2;
 const PH_DEFERRED = 3;
 const PH_FLUSH = 4;
+const PH_REAP = 5;
 let phase = PH_IDLE;
 
 // timers phase: the due timers are collected first, then fired, so a
@@ -144,6 +145,18 @@ export function flush(): i32 {
 }
 
 /**
+ * The completion phase: the host wrote k completions of requests handed out
+ * in earlier rounds (an executor that completes later: io_uring, a thread
+ * pool) into CQ[0..k), at most CTL_CQ_ROOM. They are routed like any other;
+ * the connections they make ready run. Returns the first round, as a phase.
+ */
+export function reaped(k: i32): i32 {
+  if (phase != PH_IDLE || k <= 0) return 0;
+  phase = PH_REAP;
+  return complete(k);
+}
+
+/**
  * The host carried out the round it was handed and wrote n completions,
  * CQ[0..n), in any order: each goes to the owner of its tag's request.
  */
@@ -182,7 +195,7 @@ function advance(): i32 {
     }
   } else if (phase == PH_DEFERRED) {
     if (flushMods() && runQueue()) runTasks();
-  } else if (phase == PH_FLUSH) {
+  } else if (phase == PH_FLUSH || phase == PH_REAP) {
     if (flushMods()) runQueue();
   }
   shutdownDone();
@@ -343,6 +356,9 @@ function completeOne(res: i32): void {
 let ctlErrorCalled = false;
 
 function publishStats(): void {
+  // Each completion may emit SQ_FANOUT requests: room for that many.
+  const room = roundRoom();
+  ctlSetI32(CTL_CQ_ROOM, room > 0 ? room : 0);
   ctlSetI32(STAT_TIMERS, timerCount());
   ctlSetI32(STAT_WBUF_BYTES, ringBytesHeld);
   ctlSetI32(STAT_RBUF_HELD, readHeld);

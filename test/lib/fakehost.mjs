@@ -112,7 +112,11 @@ export class FakeHost {
     this.nextHandlerId = 1;
     this.nextTaskId = 1;
     // The shared pump; the executor is carryOut() (a subclass may replace it).
-    this.pump = new Pump(this, { submit: (sq, cq, n) => this.carryOut(n, sq, cq) ?? n }, {
+    const executor = { submit: (sq, cq, n) => this.carryOut(n, sq, cq) ?? n };
+    // A subclass that keeps requests in flight past their round hands their
+    // completions back with reapInto(cq, max) -> count (the completion phase).
+    if (typeof this.reapInto === "function") executor.reap = (cq, max) => this.reapInto(cq, max);
+    this.pump = new Pump(this, executor, {
       onTrap: (e, fd) => this.traps.push({ message: e.message, fd }),
       maxRounds: MAX_ROUNDS,
     });
@@ -181,9 +185,13 @@ export class FakeHost {
   /** Applies changes made outside a phase; a no-op inside one (the phase applies them). */
   flush() { if (!this.draining) this.drain("flush", () => this.x.flush()); }
 
-  /** One tick with `batch` standing in for epoll_wait's result. */
+  /** The completion phase (only with reapInto): completions of requests kept in flight. */
+  reap() { this.pump.reap(); this.rethrowCallErrors(); }
+
+  /** One tick with `batch` standing in for epoll_wait's result (the phases of Pump.tick). */
   tick(batch = []) {
     this.runTimers();
+    if (this.pump.executor.reap) this.reap();
     this.dispatch(batch);
     this.runDeferred();
   }
@@ -199,6 +207,10 @@ export class FakeHost {
    */
   drain(phase, start) {
     this.pump.run(phase, start);
+    this.rethrowCallErrors();
+  }
+
+  rethrowCallErrors() {
     if (this.rethrow && this.callErrors.length) {
       const e = this.callErrors.shift();
       this.callErrors.length = 0;
