@@ -23,7 +23,9 @@
 //    buffers and fd until it has completed. Not yet audited for a later
 //    completion, so completed in their round: ACCEPT (address slots are
 //    reused per batch), PREAD (the file cache), CLOSE.
-//    A recorded round (host/record.ts) must complete in full in its submit().
+//    Recording (host/record.ts) follows requests kept in flight by tag;
+//    their write data is not compared on replay (only what they read).
+
 //  - Host services (OP_CALL, OP_LOG, OP_STOP, OP_OPEN, OP_LIST) are not
 //    kernel calls: every executor completes them synchronously, inside
 //    submit(), whatever it does with kernel I/O. So are interest changes

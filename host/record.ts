@@ -48,7 +48,8 @@
 // A pointer or length outside linear memory yields the part that lies inside
 // (a core bug, but replay then compares the same thing).
 // A request's result is the CQE with its tag (completions may be in any
-// order); a recorded round completes in full in the same complete() call.
+// order, and in a later tick: the reaped(k) call, its CQEs an F_MEM
+// before it; the bytes a late READ wrote are recorded then).
 // Versions 1 and 2 (24-byte requests, 4-byte results, before tags) are
 // refused with their version named: this core emits other requests.
 //
@@ -64,7 +65,7 @@ import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
 import type { Executor } from "./executor.ts";
-import { decodeSqe, resultsByTag } from "./sqe.ts";
+import { decodeSqe, resultsByTag, type Request } from "./sqe.ts";
 
 export const MAGIC = "WRREPLAY";
 export const FORMAT_VERSION = 3;
@@ -333,6 +334,11 @@ export class Recorder {
     buf[0] = F_OUT; // the payload length at 1..4 once known
     buf[5] = cq === null ? 0 : 1;
     o = 6;
+    // Found by tag among the n entries of the CQ (a request kept in flight
+    // past the round has none: cut to nothing; its bytes are taken later by
+    // the kernel and not compared). Entries past the completions written
+    // hold older tags only, and replay reads the same bytes (every CQ write
+    // is an F_MEM).
     const results = cq === null ? null : resultsByTag(i32Of(mem), this.plannedSq, plans.length, cq, plans.length);
     for (let i = 0; i < plans.length; i++) {
       room(4);
@@ -396,33 +402,57 @@ export function recordCore(core: RecordableCore, rec: Recorder, executor: Execut
 /**
  * An executor that records what `inner` wrote into linear memory for each
  * request (the bytes a read or a listing produced, a FILE record, the
- * kernel's sendfile offset, a peer's address) and then the round's results.
+ * kernel's sendfile offset, a peer's address) and then the completions it
+ * wrote. A request `inner` keeps in flight past its round is remembered by
+ * tag and recorded when reap() hands its completion back.
  */
 export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uint8Array): Executor {
-  return {
+  const held = new Map<string, Request>();
+  const key = (tag: number, gen: number) => `${tag}/${gen}`;
+  const wrote = (u8: Uint8Array, r: Request, res: number) => {
+    // A FILE record whatever the result: a host may fill it and then fail (EMFILE).
+    if (r.op === abi.OP_OPEN) rec.mem(u8, r.a2, abi.FILE_RECORD_TOTAL);
+    if (res < 0) return;
+    if ((r.op === abi.OP_READ || r.op === abi.OP_PREAD || r.op === abi.OP_LIST) && res > 0) rec.mem(u8, r.a0, res);
+    else if (r.op === abi.OP_SENDFILE) rec.mem(u8, r.a1, 8);
+    else if (r.op === abi.OP_ACCEPT && r.a0 !== 0) rec.mem(u8, r.a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
+  };
+  const executor: Executor = {
     submit(sq: number, cq: number, n: number): number {
       const k0 = inner.submit(sq, cq, n);
       const k = typeof k0 === "number" ? k0 : n;
-      // Replay hands complete(n) the recorded CQ: a round must complete in it.
-      if (k !== n) throw new Error(`recording: the executor wrote ${k} completions for a round of ${n}; a recorded round completes in full`);
       const u8 = mem();
       const i32 = i32Of(u8);
-      const results = resultsByTag(i32, sq, n, cq, k); // any order
+      const results = resultsByTag(i32, sq, n, cq, k, MISSING); // any order
       for (let i = 0; i < n; i++) {
-        const { op, a0, a1, a2 } = decodeSqe(i32, sq + i * abi.SQE_SIZE);
-        const r = results[i];
-        // A FILE record whatever the result: a host may fill it and then fail (EMFILE).
-        if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
-        if (r < 0) continue;
-        if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
-        else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
-        else if (op === abi.OP_ACCEPT && a0 !== 0) rec.mem(u8, a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
+        const r = decodeSqe(i32, sq + i * abi.SQE_SIZE);
+        if (results[i] === MISSING) held.set(key(r.tag, r.gen), r); // completes in a later tick
+        else wrote(u8, r, results[i]);
       }
-      if (n > 0) rec.mem(u8, cq, n * abi.CQE_SIZE);
-      return n;
+      if (k > 0) rec.mem(u8, cq, k * abi.CQE_SIZE);
+      return k;
     },
   };
+  if (inner.reap) {
+    const reap = inner.reap.bind(inner);
+    executor.reap = (cq: number, max: number): number => {
+      const k = reap(cq, max);
+      const u8 = mem();
+      const i32 = i32Of(u8);
+      for (let j = 0; j < k; j++) {
+        const c = (cq + j * abi.CQE_SIZE) >> 2;
+        const id = key(i32[c + (abi.CQE_USER_DATA >> 2)], i32[c + (abi.CQE_USER_DATA >> 2) + 1]);
+        const r = held.get(id);
+        if (r) { held.delete(id); wrote(u8, r, i32[c + (abi.CQE_RES >> 2)]); }
+      }
+      if (k > 0) rec.mem(u8, cq, k * abi.CQE_SIZE);
+      return k;
+    };
+  }
+  return executor;
 }
+/** resultsByTag's mark for a request with no completion in its round. */
+const MISSING = -0x80000000;
 
 /**
  * Wraps the core's exports so every recorded call, its result and (for the

@@ -14,6 +14,10 @@
 //    fds closed and reused earlier in the batch, older generations);
 //  - JS handlers registered through the Reactor API call register,
 //    deregister, modify, defer and timers from inside their callbacks;
+//  - completions come back shuffled within their round (odd seeds), and in
+//    half of those a connection's I/O requests stay in flight and complete
+//    in a later tick (the pump's completion phase), so a buffer or fd
+//    released while its request is in flight is caught;
 //  - time jumps forward so timeouts and timers fire;
 //  - a graceful shutdown starts at a random moment.
 //
@@ -33,6 +37,7 @@ import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreCon
 import { Recorder, MemorySink, sha256File, recordCore } from "../../host/record.ts";
 import { Pump, LivelockError } from "../../host/pump.ts";
 import { decodeSqe, writeCqe } from "../../host/sqe.ts";
+import type { Executor } from "../../host/executor.ts";
 import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
 import { checkByteranges, fileByte } from "./byteranges.ts";
 
@@ -51,6 +56,9 @@ class Rng {
 }
 
 class FuzzFailure extends Error {}
+
+/** What delay mode keeps in flight past its round: a connection's I/O (see host/executor.ts). */
+const DELAYABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN]);
 
 interface SimSocket {
   kind: "listener" | "conn" | "file" | "js";
@@ -142,6 +150,10 @@ class Iteration {
   private readonly rec: Recorder;
   private readonly pump: Pump;
   private readonly reorder: Rng | null;
+  private readonly delay: boolean;
+  /** Requests kept in flight (delay mode): carried out when reaped. */
+  private held: { op: number; fd: number; a: number[]; tag: number; gen: number }[] = [];
+  private holding = true;
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
   private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number; flags: number }>();
@@ -162,6 +174,9 @@ class Iteration {
     // with an injected trap, a test of the failure path: in order, its trap
     // lands where that test expects.)
     this.reorder = seed % 2 === 1 && !injectTrap ? new Rng(seed ^ 0x5bd1e995) : null;
+    // Half of those also keep connections' I/O requests in flight and
+    // complete them in a later tick (the completion phase, Pump.reap).
+    this.delay = this.reorder !== null && ((seed >>> 1) & 1) === 1;
     const r = this.rng;
     this.config = {
       ...defaultCoreConfig,
@@ -230,7 +245,10 @@ class Iteration {
     // when a paused listener resumes starts its own idle clock): the core
     // must end with no connection stuck.
     this.pending.length = 0;
-    for (let round = 0; round < 2; round++) {
+    this.holding = false;
+    for (let round = 0; round < 2 || this.held.length > 0; round++) {
+      if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
+      this.pump.reap();
       this.time += 120_000;
       this.setTime();
       this.pump.run("timers (final)", () => this.x.runTimers());
@@ -357,7 +375,9 @@ class Iteration {
    * failure (not contained), a phase that never ends is a livelock.
    */
   private makePump(): Pump {
-    const executor = recordCore(this.core, this.rec, { submit: (sq, cq, n) => this.submit(sq, cq, n) });
+    const kernel: Executor = { submit: (sq, cq, n) => this.submit(sq, cq, n) };
+    if (this.delay) kernel.reap = (cq, max) => this.reap(cq, max);
+    const executor = recordCore(this.core, this.rec, kernel);
     return new Pump(this.core, executor, {
       afterCall: (phase) => this.check(phase),
       onTrap: (e) => { throw e; },
@@ -366,22 +386,48 @@ class Iteration {
   }
 
   /** The simulated kernel's executor: SQ[0..n) in order, results into CQ. */
-  private submit(sq: number, cq: number, n: number): void {
+  private submit(sq: number, cq: number, n: number): number {
     const c = this.core;
     c.refresh();
+    let k = 0;
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
-      const { op, fd, a0, a1, a2, a3 } = decodeSqe(c.i32, e);
+      const { op, fd, a0, a1, a2, a3, tag, gen } = decodeSqe(c.i32, e);
       const a = [a0, a1, a2, a3];
-      const name = OP_NAMES[op] ?? String(op);
-      if (this.trace.length >= 400) this.trace.shift();
-      this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
-      const res = this.exec(op, fd, a);
-      this.trace[this.trace.length - 1] += ` -> ${res}`;
+      if (this.delay && this.holding && DELAYABLE.has(op) && this.fds.get(fd)?.kind === "conn" && this.reorder!.chance(0.3)) {
+        this.held.push({ op, fd, a, tag, gen });
+        continue;
+      }
+      const res = this.carry(op, fd, a, "");
       c.refresh();
-      writeCqe(c.i32, cq, i, e, res);
+      writeCqe(c.i32, cq, k++, e, res);
     }
-    if (this.reorder) this.shuffleCompletions(cq, n, this.reorder);
+    if (this.reorder) this.shuffleCompletions(cq, k, this.reorder);
+    return k;
+  }
+
+  /** One request carried out, traced. */
+  private carry(op: number, fd: number, a: number[], note: string): number {
+    if (this.trace.length >= 400) this.trace.shift();
+    this.trace.push(`t${this.steps} ${note}${OP_NAMES[op] ?? String(op)} fd=${fd} ${a.join(" ")}`);
+    const res = this.exec(op, fd, a);
+    this.trace[this.trace.length - 1] += ` -> ${res}`;
+    return res;
+  }
+
+  /** Delay mode's completion phase: some of the requests kept in flight, carried out now, in random order. */
+  private reap(cq: number, max: number): number {
+    const r = this.reorder!;
+    let k = 0;
+    for (let i = this.held.length - 1; i >= 0 && k < max; i--) {
+      if (this.holding && !r.chance(0.5)) continue;
+      const [h] = this.held.splice(i, 1);
+      const res = this.carry(h.op, h.fd, h.a, "late ");
+      const c = this.core;
+      c.refresh();
+      c.i32.set([h.tag, h.gen, res, 0], (cq + k++ * abi.CQE_SIZE) >> 2);
+    }
+    return k;
   }
 
   /** Permutes the round's n completions in the CQ (Fisher-Yates). */
