@@ -264,6 +264,37 @@ test("a duplicate completion, a freed slot's tag and an unknown slot are ignored
   assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
+test("the SQE and CQE are io_uring's: field offsets and op numbers of liburing's io_uring.h, bytes as the core writes them", () => {
+  // struct io_uring_sqe / io_uring_cqe, enum io_uring_op (liburing src/include/liburing/io_uring.h)
+  const sqe = { SQE_SIZE: 64, SQE_OPCODE: 0, SQE_FLAGS: 1, SQE_IOPRIO: 2, SQE_FD: 4, SQE_OFF: 8, SQE_ADDR: 16, SQE_LEN: 24,
+    SQE_OP_FLAGS: 28, SQE_USER_DATA: 32, SQE_BUF_INDEX: 40, SQE_PERSONALITY: 42, SQE_SPLICE_FD_IN: 44, SQE_ADDR3: 48,
+    CQE_SIZE: 16, CQE_USER_DATA: 0, CQE_RES: 8, CQE_FLAGS: 12 };
+  for (const [k, v] of Object.entries(sqe)) assert.is(abi[k], v, k);
+  const ops = { OP_WRITEV: 2, OP_ACCEPT: 13, OP_CLOSE: 19, OP_PREAD: 22 /* READ */, OP_WRITE: 23, OP_SEND: 26, OP_READ: 27 /* RECV */, OP_SHUTDOWN: 34 };
+  for (const [k, v] of Object.entries(ops)) assert.is(abi[k], v, k);
+  for (const k of ["OP_SENDFILE", "OP_CTL", "OP_CALL", "OP_OPEN", "OP_LOG", "OP_STOP", "OP_LIST"]) assert.ok(abi[k] >= 0x80 && abi[k] < 0x100, `${k} outside io_uring's range`);
+  // The raw bytes of what the core emits (not decoded by host/sqe.ts).
+  class Raw extends FakeHost {
+    carryOut(n, sq, cq) { for (let i = 0; i < n; i++) this.raw.push(Buffer.from(this.u8.subarray(sq + i * 64, sq + i * 64 + 64))); return super.carryOut(n, sq, cq); }
+  }
+  const h = new Raw({ config: { readBuf: 16384, accessLog: true } });
+  h.raw = [];
+  h.listen(LISTENER, abi.PROTO_ECHO);
+  h.queueAccept(LISTENER, 10);
+  h.feed(10, "x");
+  h.tick([{ fd: LISTENER, events: abi.EPOLLIN }]);
+  h.tick([{ fd: 10, events: abi.EPOLLIN }]);
+  const accept = h.raw.find((b) => b[0] === 13), read = h.raw.find((b) => b[0] === 27);
+  assert.ok(accept && read, "an ACCEPT and a READ were emitted");
+  assert.is(accept.readInt32LE(4), LISTENER);
+  assert.is(accept.readUInt32LE(28), 0x80800, "accept_flags: SOCK_NONBLOCK | SOCK_CLOEXEC");
+  assert.is(Number(accept.readBigUInt64LE(8)), Number(accept.readBigUInt64LE(16)) + 28, "off = addr2: the socklen_t after the sockaddr");
+  assert.is(read.readInt32LE(4), 10);
+  assert.is(read.readUInt32LE(24), 16384, "len: the receive buffer");
+  assert.ok(read.readUInt32LE(36) % 2 === 1, "user_data: slot, then an odd generation");
+  assert.ok(read.subarray(40).every((b) => b === 0) && read[1] === 0 && read.readUInt16LE(2) === 0, "flags, ioprio, buf_index.. pad: 0");
+});
+
 test("every request carries a distinct live tag; a tag is reused only after its completion, with a new generation", () => {
   const h = new FakeHost({});
   h.listen(LISTENER, abi.PROTO_ECHO);
