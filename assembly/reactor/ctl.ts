@@ -4,7 +4,7 @@ import {
   CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, CTL_EVENT_STRIDE, CTL_EVENT_DATA,
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
   CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
-  SQE_BUF_INDEX, SQE_SPLICE_FD_IN, SQE_ADDR3, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
+  SQE_SPLICE_FD_IN, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
   OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS,
 } from "../abi";
 import { inflightInit, inflightTake, inflightGen } from "./inflight";
@@ -68,6 +68,9 @@ export function ctlInit(): void {
   cq = heap.alloc(<usize>(sqCap * CQE_SIZE));
   sqAlt = heap.alloc(<usize>(sqCap * SQE_SIZE));
   cqAlt = heap.alloc(<usize>(sqCap * CQE_SIZE));
+  // SQE fields the core never sets (buf_index, personality, addr3, pad) stay 0.
+  memory.fill(sq, 0, <usize>(sqCap * SQE_SIZE));
+  memory.fill(sqAlt, 0, <usize>(sqCap * SQE_SIZE));
   store<i32>(ctl + CTL_EVENTS, <i32>events);
   store<i32>(ctl + CTL_EVENTS_CAP, maxEvents);
   store<i32>(ctl + CTL_SQ, <i32>sq);
@@ -143,10 +146,9 @@ export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): vo
   store<i32>(e, flags, SQE_OP_FLAGS);
   store<i32>(e, tag, SQE_USER_DATA);
   store<i32>(e, inflightGen(tag), SQE_USER_DATA + 4);
-  store<u32>(e, 0, SQE_BUF_INDEX); // buf_index, personality
   store<i32>(e, spliceIn, SQE_SPLICE_FD_IN);
-  store<i64>(e, 0, SQE_ADDR3);
-  store<i64>(e, 0, SQE_ADDR3 + 8);
+  // buf_index, personality, addr3 and the pad are never written: the queues
+  // are zeroed once at init (ctlInit), and sqSwap copies whole records.
   sqLen++;
 }
 
