@@ -16,11 +16,12 @@
 //                         backend (host/backend/): EV_* bits, never a
 //                         kernel's own mask.
 //   submission queue (SQ) the core's syscall requests, SQE_SIZE each.
-//   completion queue (CQ) one i32 per SQE, same index: result >= 0, or -errno.
+//   completion queue (CQ) CQE_SIZE each: a request's tag and its result (>= 0, or -errno).
 //
 // The pump: the host calls a phase function, which returns n = number of
-// SQEs; it carries out SQ[0..n) in order, writes CQ[0..n), and calls
-// `complete(n)`, which returns the next n. n == 0 means the phase is done.
+// SQEs; it carries out SQ[0..n) in order, writes CQ[0..n) (each with the
+// tag of its request), and calls `complete(n)`, which returns the next n.
+// n == 0 means the phase is done.
 
 // ---- control block -------------------------------------------------------
 // Size CTL_SIZE bytes. Offsets of i32 fields unless noted.
@@ -34,7 +35,7 @@ export const CTL_SQ_CAP = 24;          // capacity, in entries
 export const CTL_CQ = 28;              // address of the completion queue
 export const CTL_SCRATCH = 32;         // address of a host scratch area (SCRATCH_SIZE bytes)
 export const CTL_CURRENT_FD = 36;      // fd the core is working on (-1: none); read after a trap
-                                       // 40: reserved
+export const CTL_CQ_ROOM = 40;         // completions the core takes in one reaped(k) call (it writes this)
 export const CTL_MEM_BASE = 48;        // u64: absolute address of linear memory (host writes; for iovecs)
 export const CTL_NOW = 56;             // f64: monotonic loop time in ms (host writes each tick)
 export const CTL_WALL = 64;            // f64: wall-clock time in ms since the epoch (host writes)
@@ -69,13 +70,14 @@ export const STAT_RBUF_HELD = 172;     // receive buffers held by connections
 export const STAT_BYTES_IN = 176;      // f64
 export const STAT_BYTES_OUT = 184;     // f64
 export const STAT_TRAPS = 192;         // traps contained by recover()
+export const STAT_STALE_CQES = 196;    // completions ignored: their tag was stale, unknown or a duplicate
 // HTTP response and logging options (fields taken from the top of the block down)
 export const STAT_LOG_DROPPED = 240;   // log lines dropped: the round's log area was full
 export const CFG_PRECOMPRESSED = 244;  // 1: serve X.br / X.gz sidecars to clients that accept them (FILE_FLAGS)
 export const CFG_CORS = 248;           // 1: CORS headers on every response, OPTIONS preflights get 204
 export const CFG_CACHE_CONTROL = 252;  // length of the Cache-Control value at CFGT_CACHE_CONTROL (0: no header)
 
-export const ABI_VERSION = 2;          // 2: neutral events and interest (EV_*), no epoll layout
+export const ABI_VERSION = 3;          // 2: neutral events and interest (EV_*); 3: tagged io_uring-shaped SQE/CQE
 export const SCRATCH_SIZE = 4096;
 
 // ---- config text -----------------------------------------------------------
@@ -98,48 +100,88 @@ export const MODE_ET = 1;
 export const PROTO_ECHO = 1;
 export const PROTO_HTTP = 2;
 
-// ---- submission queue entry (SQE) ----------------------------------------
-// Size 24 bytes:
-//   +0  i32 op       OP_*
+// ---- submission queue entry (SQE): io_uring's layout ----------------------
+// Size 64 bytes, field for field `struct io_uring_sqe` (liburing
+// io_uring.h), so an io_uring executor can pass kernel ops through:
+//   +0  u8  opcode        OP_*
+//   +1  u8  flags         (IOSQE_*; 0 today)
+//   +2  u16 ioprio        (0)
 //   +4  i32 fd
-//   +8  i32 a0       meaning per op, below
-//   +12 i32 a1
-//   +16 i32 a2
-//   +20 i32 a3
-export const SQE_SIZE = 24;
-export const SQE_OP = 0;
-export const SQE_FD = 4;
-export const SQE_A0 = 8;
-export const SQE_A1 = 12;
-export const SQE_A2 = 16;
-export const SQE_A3 = 20;
-// completion queue entry: one i32 per SQE (result >= 0, or -errno)
-export const CQE_SIZE = 4;
+//   +8  u64 off           file offset (-1: the fd's position; sockets ignore it) / addr2
+//   +16 u64 addr          buffer, iovec array, sockaddr, path (see below)
+//   +24 u32 len           bytes, iovec count, shutdown's how
+//   +28 u32 op_flags      msg_flags (send), accept_flags (accept), ...
+//   +32 u64 user_data     the tag: the completion carries it back (CQE_USER_DATA)
+//   +40 u16 buf_index     (0)
+//   +42 u16 personality   (0)
+//   +44 i32 splice_fd_in  sendfile's input fd
+//   +48 u64 addr3         (0)
+//   +56 8 bytes pad
+// Addresses (off/addr) are offsets into linear memory, not absolute
+// addresses: memory.grow may give linear memory a new base between the
+// core writing a request and the host carrying it out (a JS call in the same
+// round), so only the executor, at the moment it issues the call, adds the
+// base (an io_uring executor adds it while copying into its ring; a 64-byte
+// copy and one add). It also keeps recordings free of addresses that change
+// from run to run. Native iovecs (OP_WRITEV's array) hold absolute
+// addresses, as the kernel reads them itself.
+// Kernel ops use IORING_OP_* numbers; what io_uring lacks (sendfile) and
+// what is not a kernel op (interest changes, for the event backend; host
+// services) use codes from 0x80 up, outside io_uring's range.
+export const SQE_SIZE = 64;
+export const SQE_OPCODE = 0;    // u8
+export const SQE_FLAGS = 1;     // u8
+export const SQE_IOPRIO = 2;    // u16
+export const SQE_FD = 4;        // i32
+export const SQE_OFF = 8;       // u64
+export const SQE_ADDR = 16;     // u64
+export const SQE_LEN = 24;      // u32
+export const SQE_OP_FLAGS = 28; // u32
+export const SQE_USER_DATA = 32; // u64: lo word = in-flight slot, hi word = its generation
+export const SQE_BUF_INDEX = 40; // u16
+export const SQE_PERSONALITY = 42; // u16
+export const SQE_SPLICE_FD_IN = 44; // i32
+export const SQE_ADDR3 = 48;    // u64
+// ---- completion queue entry (CQE): io_uring's layout -----------------------
+// Size 16 bytes, `struct io_uring_cqe`: the tag of the request it completes
+// and its result (>= 0, or -errno). complete(n) takes n of them, in any
+// order; the core routes each by its tag.
+export const CQE_SIZE = 16;
+export const CQE_USER_DATA = 0; // u64, copied from SQE_USER_DATA
+export const CQE_RES = 8;       // i32
+export const CQE_FLAGS = 12;    // u32 (0)
 
-// ops; the comment gives a0..a3 and what the result means. Op 0 is unused,
-// so an SQE of zeroed memory is never a valid request.
-export const OP_CTL = 1;       // set interest: backend.setInterest(fd, a0=INTEREST_*, a1=EV_* bits, a2=generation) -> 0
-                               // or -errno (every backend: EEXIST on ADD of a watched fd, ENOENT on MOD/DEL of
-                               // an unwatched one, as epoll_ctl). Carried out by the event backend, synchronously.
-export const OP_ACCEPT = 2;    // accept4(fd, mem+a0, mem+a0+SA_LEN, NONBLOCK|CLOEXEC) -> new fd; a0 = 0: NULL, NULL.
-                               // a0 is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
+// ops, with their fields (io_uring's where io_uring has the op). Op 0
+// (IORING_OP_NOP) is unused, so an SQE of zeroed memory is never a request.
+export const OP_WRITEV = 2;    // IORING_OP_WRITEV: writev(fd, addr = native iovecs (absolute addresses), len = count) -> bytes
+export const OP_ACCEPT = 13;   // IORING_OP_ACCEPT: accept4(fd, addr, off = addr + SA_LEN, op_flags) -> new fd; addr 0: NULL, NULL.
+                               // addr is an ACCEPT_ADDR slot: the core writes the capacity at +SA_LEN, the
                                // kernel the peer's sockaddr and its length (the recorder keeps all 32 bytes)
-export const OP_READ = 3;      // read(fd, mem+a0, a1) -> bytes
-export const OP_WRITE = 4;     // write(fd, mem+a0, a1) -> bytes
-export const OP_WRITEV = 5;    // writev(fd, mem+a0, a1): a0 = native iovecs, absolute addresses -> bytes
-export const OP_SENDFILE = 6;  // sendfile(fd, a0=in fd, mem+a1 (i64 offset, kernel-updated), a2) -> bytes
-export const OP_CLOSE = 7;     // close(fd) -> 0
-export const OP_SHUTDOWN = 8;  // shutdown(fd, a0) -> 0
-export const OP_CALL = 9;      // call JS: a0 = CALL_*, a1 = id, a2 = events, a3 per CALL_* -> 0 (or -1 if it threw)
-export const OP_OPEN = 10;     // open file a0 (NUL-terminated path, relative to the docroot), len a1,
-                               // fill FILE record at a2 -> fd (or -errno). a3 = 1: stat only, no open
-export const OP_LOG = 11;      // log a1 bytes at a0 with level a2 (LOG_*) -> 0
-export const OP_STOP = 12;     // stop the loop (shutdown finished) -> 0
-export const OP_PREAD = 13;    // pread(fd, mem+a0, a1, offset a2) -> bytes; a3 is the core's (file-cache entry)
-export const OP_SEND = 14;     // send(fd, mem+a0, a1, flags a2) -> bytes (a head with MSG_MORE before sendfile)
-export const OP_LIST = 15;     // list directory: mem+a0 holds its NUL-terminated path (length a2, relative to the
-                               // docroot); the host writes an HTML listing there, at most a1 bytes -> length
-export const OP_COUNT = 16;
+export const OP_CLOSE = 19;    // IORING_OP_CLOSE: close(fd) -> 0
+export const OP_PREAD = 22;    // IORING_OP_READ: pread(fd, addr, len, off) -> bytes (files)
+export const OP_WRITE = 23;    // IORING_OP_WRITE: write(fd, addr, len), off = -1 -> bytes
+export const OP_SEND = 26;     // IORING_OP_SEND: send(fd, addr, len, op_flags = msg_flags) -> bytes (a head with MSG_MORE before sendfile)
+export const OP_READ = 27;     // IORING_OP_RECV: recv(fd, addr, len, 0), a read of a socket -> bytes
+export const OP_SHUTDOWN = 34; // IORING_OP_SHUTDOWN: shutdown(fd, len = how) -> 0
+export const OP_SENDFILE = 0x80; // not in io_uring: sendfile(fd, splice_fd_in, addr = i64 offset (kernel-updated), len) -> bytes
+export const OP_CTL = 0x81;    // set interest, for the event backend: backend.setInterest(fd, len = INTEREST_*,
+                               // op_flags = EV_* bits, off = the slot's generation) -> 0 or -errno (every backend:
+                               // EEXIST on ADD of a watched fd, ENOENT on MOD/DEL of an unwatched one, as
+                               // epoll_ctl). Carried out by the backend, synchronously, in every executor.
+// Host services (not kernel calls: completed synchronously by every executor).
+// Their four arguments a0..a3 (reactor/ctl.ts submit()) are addr, len,
+// op_flags and off, in that order; so are READ's, WRITE's, SEND's, WRITEV's.
+export const OP_CALL = 0x90;   // call JS: addr = CALL_*, len = id, op_flags = events, off = per CALL_* -> 0 (or -1 if it threw)
+export const OP_OPEN = 0x91;   // open file addr (NUL-terminated path, relative to the docroot), len = its length,
+                               // fill FILE record at op_flags -> fd (or -errno). off = 1: stat only, no open
+export const OP_LOG = 0x92;    // log len bytes at addr with level op_flags (LOG_*) -> 0
+export const OP_STOP = 0x93;   // stop the loop (shutdown finished) -> 0
+export const OP_LIST = 0x94;   // list directory: addr holds its NUL-terminated path (length op_flags, relative to the
+                               // docroot); the host writes an HTML listing there, at most len bytes -> length
+/** Bound of the op codes (tables indexed by op). */
+export const OP_COUNT = 0x95;
+// accept_flags: SOCK_NONBLOCK | SOCK_CLOEXEC (Linux values), in every OP_ACCEPT
+export const ACCEPT_FLAGS = 0x80800;
 
 export const MSG_MORE = 0x8000;
 

@@ -9,8 +9,9 @@
 //   node bench/dispatch.mjs --smoke  (one run of one batch per row: checks
 //                                     that it runs; the figures mean nothing)
 //
-// The pump is test/lib/fakehost.mjs's, not a copy (a copy of it drifted once
-// and this benchmark stopped running). Connections are opened with its socket
+// The pump is the host's own (host/pump.ts, through test/lib/fakehost.mjs),
+// not a copy (a copy of it drifted once and this benchmark stopped running):
+// this file only supplies its executor (the lean kernel below). Connections are opened with its socket
 // and accept model: N in the listener's backlog, the listener reported
 // readable every tick until accept4 says EAGAIN, as level-triggered epoll
 // would (the core accepts in adaptive batches, assembly/reactor/listener.ts,
@@ -42,6 +43,7 @@ import { FakeHost } from "../test/lib/fakehost.mjs";
 import { loadCore } from "../test/lib/core.mjs";
 import abi from "../test/lib/abi.mjs";
 import { prng } from "../test/lib/prng.mjs";
+import { decodeSqe } from "../build/sqe.js";
 
 const args = process.argv.slice(2);
 for (const a of args) if (a !== "--smoke") { console.error(`dispatch.mjs: unknown argument ${a} (only --smoke)`); process.exit(2); }
@@ -53,9 +55,9 @@ const MSG = 64;                                    // bytes per READ
 const LISTEN_FD = 3;
 const FIRST_FD = 4;
 const NOW_MS = 1000;                               // loop time; never advances, no timer is due
-// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2, W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
+// SQE/CQE fields as word indices into the i32 view (abi.SQE_*, CQE_* are byte offsets).
+const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
+const W_FD = abi.SQE_FD >> 2, W_LEN = abi.SQE_LEN >> 2, W_TAG = abi.SQE_USER_DATA >> 2, C_RES = abi.CQE_RES >> 2;
 
 /** One core instance with N built-in echo connections and a scripted kernel. */
 class Bench extends FakeHost {
@@ -63,7 +65,6 @@ class Bench extends FakeHost {
     super({ config: { maxFds, mode, idleTimeoutMs: idleMs, maxEvents, protocol: abi.PROTO_ECHO }, time: NOW_MS });
     this.keepLog = false;
     this.fast = false;                      // true: the lean kernel below answers READ and WRITE
-    this.timeCore = false;                  // true: time spent in wasm calls adds to coreMs
     this.coreMs = 0;
     this.pending = new Uint8Array(maxFds);  // 1: a READ returns MSG bytes, then -EAGAIN
     this.ops = new Float64Array(abi.OP_COUNT);
@@ -92,37 +93,50 @@ class Bench extends FakeHost {
     this.fastU8 = new Uint8Array(buf);
   }
 
-  /** The lean kernel: carries out SQ[0..n) and writes CQ[0..n). */
-  carryOut(n) {
-    if (!this.fast) return super.carryOut(n);
+  /** The lean kernel, the pump's executor: carries out SQ[0..n) and writes CQ[0..n). */
+  carryOut(n, sq, cqAt) {
+    if (!this.fast) return super.carryOut(n, sq, cqAt);
     if (this.phase === "timers" || this.phase === "deferred") throw new Error(`phase ${this.phase} emitted ${n} requests`);
     this.refresh();
     const i32 = this.fastI32, ops = this.ops, pending = this.pending;
-    let q = this.ctlI32(abi.CTL_SQ) >> 2;
-    const cq = this.ctlI32(abi.CTL_CQ) >> 2;
-    for (let i = 0; i < n; i++, q += SQE_WORDS) {
-      const op = i32[q + W_OP], fd = i32[q + W_FD];
+    let q = sq >> 2, c = cqAt >> 2;
+    for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
+      const op = i32[q] & 0xff, fd = i32[q + W_FD];
       let r;
       ops[op]++;
       if (op === abi.OP_READ) {
         if (pending[fd]) { pending[fd] = 0; r = MSG; } else r = -abi.EAGAIN;
       } else if (op === abi.OP_WRITE) {
-        r = i32[q + W_A1]; // the length
+        r = i32[q + W_LEN]; // the length
       } else if (op === abi.OP_CTL || op === abi.OP_CLOSE) {
-        r = this.respond({ op, fd, a0: i32[q + W_A0], a1: i32[q + W_A1], a2: i32[q + W_A2], a3: i32[q + W_A3] });
+        r = this.respond(decodeSqe(i32, q << 2));
         this.refresh();
       } else {
         throw new Error(`unexpected op ${op} on fd ${fd}`);
       }
-      this.fastI32[cq + i] = r;
+      const out = this.fastI32; // the completion: the request's tag and its result
+      out[c] = out[q + W_TAG];
+      out[c + 1] = out[q + W_TAG + 1];
+      out[c + C_RES] = r;
+      out[c + 3] = 0;
     }
   }
 
-  /** FakeHost's pump calls every core function through guard(): time them there. */
-  guard(call) {
-    if (!this.timeCore) return super.guard(call);
-    const t0 = performance.now();
-    try { return super.guard(call); } finally { this.coreMs += performance.now() - t0; }
+  /**
+   * The core's exports with the calls of a tick timed (into coreMs): the
+   * pump reads `this.x` at the start of each phase, so runTicks() swaps
+   * this in for its timed loop.
+   */
+  timedExports() {
+    const x = this.x, timed = { ...x };
+    for (const name of ["runTimers", "pollTimeout", "dispatch", "runDeferred", "complete", "recover"]) {
+      const fn = x[name];
+      timed[name] = (...a) => {
+        const t0 = performance.now();
+        try { return fn(...a); } finally { this.coreMs += performance.now() - t0; }
+      };
+    }
+    return timed;
   }
 
   /** K batches of `size` distinct fds in random order, as epoll_wait would write them. */
@@ -175,19 +189,15 @@ class Bench extends FakeHost {
 
   /** Whole ticks. Returns [core ms, total ms]. */
   runTicks(batches, ops) {
-    const x = this.x, size = batches[0].fds.length;
+    const size = batches[0].fds.length;
     this.coreMs = 0;
-    this.timeCore = true;
+    const plain = this.x;
+    this.x = this.timed ??= this.timedExports();
+    let b = 0;
+    const source = { clock() {}, poll: () => { this.deliver(batches[b++ % batches.length]); return size; } };
     const start = performance.now();
-    for (let done = 0, b = 0; done < ops; done += size, b++) {
-      const batch = batches[b % batches.length];
-      this.runTimers();
-      this.guard(() => x.pollTimeout());
-      this.deliver(batch);
-      this.drain("dispatch", () => x.dispatch(size));
-      this.runDeferred();
-    }
-    this.timeCore = false;
+    for (let done = 0; done < ops; done += size) this.pump.tick(source);
+    this.x = plain;
     return [this.coreMs, performance.now() - start];
   }
 }

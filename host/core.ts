@@ -6,11 +6,11 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
 import { addressOf } from "./libc.ts";
-import { Recorder, recordExports } from "./record.ts";
+import { CoreAbort } from "./pump.ts";
+
+export { CoreAbort };
 
 export interface CoreOptions {
-  /** Records every input for replay (host/record.ts). */
-  recorder?: Recorder | null;
   /** Absolute address of linear memory; replay and fuzzing pass () => 0 (no OS). */
   addressOf?: (buf: ArrayBuffer) => number;
   /** Loop time before init (replay passes the recorded one). */
@@ -102,6 +102,8 @@ export interface CoreExports {
   runDeferred(): number;
   flush(): number;
   complete(n: number): number;
+  /** The completion phase: k completions of earlier rounds are in the CQ (at most CTL_CQ_ROOM). */
+  reaped(k: number): number;
   recover(): number;
   register(fd: number, interest: number, id: number): number;
   modify(fd: number, interest: number): number;
@@ -122,17 +124,16 @@ let compiled: CoreModule | null = null;
 /** Where the built core lives (build/core.wasm beside host/ and dist/). */
 export const corePath = fileURLToPath(new URL("../build/core.wasm", import.meta.url));
 
-/** Thrown by the core's abort() (out of memory in the stub runtime). */
-export class CoreAbort extends Error {}
-
 export function compileCore(path = corePath): CoreModule {
   if (!compiled) compiled = new WebAssembly.Module(readFileSync(path));
   return compiled;
 }
 
 export class Core {
+  /** The exports; a recorder replaces them with recording wrappers (host/record.ts recordCore). */
   x: CoreExports;
-  readonly recorder: Recorder | null;
+  /** Called by setTime() with the new times (the recorder's hook: no import of it here). */
+  onTime: ((mono: number, wall: number) => void) | null = null;
   private readonly addressOf: (buf: ArrayBuffer) => number;
   readonly ctl: number;
   /** Absolute address of linear memory. */
@@ -143,7 +144,6 @@ export class Core {
   private buffer: ArrayBuffer | null = null;
 
   constructor(config: CoreConfig, module: CoreModule = compileCore(), options: CoreOptions = {}) {
-    this.recorder = options.recorder ?? null;
     this.addressOf = options.addressOf ?? addressOf;
     const instance = new WebAssembly.Instance(module, {
       env: {
@@ -190,9 +190,6 @@ export class Core {
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
     this.x.init();
     this.refresh();
-    if (this.recorder) {
-      this.x = recordExports(this.x, this.recorder, () => { this.refresh(); return this.u8; }, () => this.ctlI32(abi.CTL_SQ), () => this.base, () => this.ctlI32(abi.CTL_CQ));
-    }
   }
 
   /** Re-creates the views (and the base address) if memory grew. Cheap when it did not. */
@@ -209,7 +206,7 @@ export class Core {
 
   /** Loop time: monotonic ms for timers, wall-clock ms for Date headers. */
   setTime(mono: number, wall: number): void {
-    this.recorder?.time(mono, wall);
+    this.onTime?.(mono, wall);
     this.refresh(); // the last core call may have grown memory; a detached view drops writes
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
@@ -237,6 +234,7 @@ export class Core {
       bytesIn: this.ctlF64(abi.STAT_BYTES_IN),
       bytesOut: this.ctlF64(abi.STAT_BYTES_OUT),
       trapsContained: this.ctlI32(abi.STAT_TRAPS),
+      staleCompletions: this.ctlI32(abi.STAT_STALE_CQES),
       logLinesDropped: this.ctlI32(abi.STAT_LOG_DROPPED),
       memoryBytes: this.x.memory.buffer.byteLength,
     };

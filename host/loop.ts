@@ -1,20 +1,19 @@
-// The pump: the host half of the loop. It owns the event backend (epoll or
-// poll, host/backend/), carries out the core's syscall requests and hands
-// results back. It makes no decisions; the core decides what to read, write,
-// accept, close and when.
-//
-// One tick (see `tick()`): timers -> poll -> dispatch -> deferred
-// modifications and tasks. After each core call, `drain()` carries out the
-// returned requests and feeds their results to `complete()` until the core
-// has nothing more to ask for in that phase.
+// The host loop: the OS half of the loop. It owns the event backend (epoll
+// or poll, host/backend/), the clock and the host services (JS callbacks, log
+// lines, files); the pump (host/pump.ts) runs the tick's phases and the libc
+// executor (host/executor-libc.ts) carries the core's requests out. It makes
+// no decisions; the core decides what to read, write, accept, close and when.
 import { writeSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
-import { Core, CoreAbort, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
-import { Recorder, FileSink, sha256File } from "./record.ts";
-import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC, describeErrno, raiseFdLimit } from "./libc.ts";
+import { Core, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
+import { Recorder, FileSink, sha256File, recordCore } from "./record.ts";
+import { describeErrno, raiseFdLimit } from "./libc.ts";
 import { createBackend, backendName, defaultBackendName, type Backend, type BackendName } from "./backend/index.ts";
 import { EpollBackend } from "./backend/epoll.ts";
 import type { Sink } from "./record.ts";
+import { Pump, type TickSource } from "./pump.ts";
+import type { Executor, Services } from "./executor.ts";
+import { LibcExecutor } from "./executor-libc.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
 const LEVELS: Record<number, LogLevel> = {
@@ -59,13 +58,6 @@ export function defaultMaxFds(): number {
   return Math.max(64, Math.min(soft, 1 << 20));
 }
 
-// submit() reads the SQ through an Int32Array: SQE fields as word indices,
-// derived from abi.ts's byte offsets once, at load.
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-const W_OP = abi.SQE_OP >> 2, W_FD = abi.SQE_FD >> 2;
-const W_A0 = abi.SQE_A0 >> 2, W_A1 = abi.SQE_A1 >> 2, W_A2 = abi.SQE_A2 >> 2, W_A3 = abi.SQE_A3 >> 2;
-const ACCEPT_FLAGS = SOCK_NONBLOCK | SOCK_CLOEXEC;
-
 export class Loop {
   readonly core: Core;
   readonly backend: Backend;
@@ -95,10 +87,14 @@ export class Loop {
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
       time, arch: process.arch, backend, created: new Date().toISOString(), argv: process.argv.slice(2),
     }) : null;
-    this.core = new Core(config, undefined, { recorder: this.recorder, time });
+    this.core = new Core(config, undefined, { time });
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
-    this.wouldBlock = this.backend.wouldBlock ? this.backend.wouldBlock.bind(this.backend) : null;
+    let executor: Executor = new LibcExecutor(this.core, this.services(), this.backend);
+    if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
+    this.pump = new Pump(this.core, executor, {
+      onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
+    });
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
     this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
@@ -126,26 +122,16 @@ export class Loop {
   private wallSynced = -Infinity;
   private readonly accessOut: AccessWriter | null;
 
-  /** One turn of the loop. `maxWait` caps the poll timeout (attach mode polls with 0). */
+  /** One turn of the loop (the phases: Pump.tick). `maxWait` caps the poll timeout (attach mode polls with 0). */
   tick(maxWait = -1): void {
-    const x = this.core.x;
-    this.clock();
-    this.drain(() => x.runTimers());                            // 1. timers that are due
-    let timeout = x.pollTimeout();                              // 2. poll, no longer than
-    if (maxWait >= 0 && (timeout < 0 || timeout > maxWait)) timeout = maxWait; //    the next timer
     // A timer callback called stop() (or raised an error): finish this tick
     // without sleeping, or run() would only return once the poll times out.
-    if (this.stopRequested || this.raised.length) timeout = 0;
-    const n = this.poll(timeout);
-    this.clock();
-    if (this.recorder && n > 0) {
-      const c = this.core;
-      this.recorder.mem(c.u8, c.ctlI32(abi.CTL_EVENTS), n * abi.EVENT_SIZE);
-    }
-    this.drain(() => x.dispatch(n));                            // 3. hand the batch to the core
-    this.drain(() => x.runDeferred());                          // 4. deferred mods, 5. deferred tasks
+    this.pump.tick(this.source, maxWait, this.mustNotBlock);
     this.throwRaised();
   }
+  private readonly pump: Pump;
+  private readonly source: TickSource = { clock: () => this.clock(), poll: (timeout) => this.poll(timeout) };
+  private readonly mustNotBlock = () => this.stopRequested || this.raised.length > 0;
 
   /**
    * Throws `e` out of the current tick once the tick is over (never in the
@@ -155,7 +141,7 @@ export class Loop {
    * with no onError). Outside any phase it throws at once.
    */
   raise(e: unknown): void {
-    if (!this.draining) throw e;
+    if (!this.pump.inPhase) throw e;
     this.raised.push(e);
   }
   private raised: unknown[] = [];
@@ -171,13 +157,13 @@ export class Loop {
   }
 
   /** True while a phase runs (inside any callback the core calls). */
-  get inPhase(): boolean { return this.draining; }
+  get inPhase(): boolean { return this.pump.inPhase; }
 
   /** Carries out what JS changed outside a phase (register() before run(), ...). */
   flush(): void {
-    if (this.draining) return; // inside a phase: the phase applies it
+    if (this.pump.inPhase) return; // inside a phase: the phase applies it
     this.clock();
-    this.drain(() => this.core.x.flush());
+    this.pump.flush();
     this.throwRaised();
   }
 
@@ -193,139 +179,22 @@ export class Loop {
     }
   }
 
-  /**
-   * Calls a core phase function, then carries out its requests and hands
-   * back their results until the phase is over. A trap inside the core is
-   * contained to the connection it was working on (see recover()).
-   */
-  private drain(start: () => number): void {
-    const x = this.core.x;
-    this.draining = true;
-    try {
-      let n = this.guard(start);
-      while (n > 0) {
-        this.submit(n);
-        this.recordResults(n);
-        n = this.guard(() => x.complete(n));
-      }
-    } finally {
-      this.draining = false;
-    }
-  }
-  private draining = false;
-
-  private guard(call: () => number): number {
-    const x = this.core.x;
-    for (;;) {
-      try {
-        return call();
-      } catch (e) {
-        if (!(e instanceof WebAssembly.RuntimeError) && !(e instanceof CoreAbort)) throw e;
-        const fd = this.core.ctlI32(abi.CTL_CURRENT_FD);
-        const r = x.recover();
-        this.core.refresh();
-        this.logLine("error", `core trap (${(e as Error).message}) while serving fd ${fd}: connection closed, loop continues`);
-        // r < 0: it trapped consuming completions; complete(n) resumes after
-        // the one that trapped. Else r requests were emitted before the trap:
-        // carry them out; complete(r) resumes the phase.
-        if (r >= 0) {
-          this.submit(r);
-          this.recordResults(r);
-          call = () => x.complete(r);
-        }
-      }
-    }
+  /** The host services the executor hands OP_CALL, OP_LOG, OP_STOP, OP_OPEN and OP_LIST to. */
+  private services(): Services {
+    return {
+      call: (kind, id, fd, events, extra) => this.call(kind, id, fd, events, extra),
+      log: (level, ptr, len) => {
+        const u8 = this.core.u8;
+        if (level === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(u8, ptr, len);
+        else this.logLine(LEVELS[level] ?? "info", this.decoder.decode(u8.subarray(ptr, ptr + len)));
+      },
+      stop: () => { this.finished = true; this.stop(); }, // graceful shutdown finished
+      open: (pathPtr, pathLen, record, statOnly) => this.files ? this.files.open(this.core, pathPtr, pathLen, record, statOnly) : -abi.ENOENT,
+      list: (buf, cap, pathLen) => this.files ? this.files.list(this.core, buf, cap, pathLen) : -abi.ENOENT,
+      roundDone: () => this.accessOut?.flush(),
+    };
   }
 
-  /** Carries out SQ[0..n): one syscall (or JS call) per entry, results into CQ. */
-  private submit(n: number): void {
-    const core = this.core;
-    core.refresh();
-    let i32 = core.i32;
-    const base = core.base;
-    let q = core.ctlI32(abi.CTL_SQ) >> 2;
-    const cq = core.ctlI32(abi.CTL_CQ) >> 2;
-    for (let i = 0; i < n; i++, q += SQE_WORDS) {
-      const op = i32[q + W_OP], fd = i32[q + W_FD], a0 = i32[q + W_A0], a1 = i32[q + W_A1], a2 = i32[q + W_A2];
-      let r: number;
-      switch (op) {
-        case abi.OP_READ: r = libc.read(fd, base + a0, a1); break;
-        case abi.OP_WRITE: r = libc.write(fd, base + a0, a1); break;
-        case abi.OP_SEND: r = libc.send(fd, base + a0, a1, a2); break;
-        case abi.OP_WRITEV: r = libc.writev(fd, base + a0, a1); break;
-        case abi.OP_ACCEPT: r = a0 ? libc.accept4(fd, base + a0, base + a0 + abi.SA_LEN, ACCEPT_FLAGS) : libc.accept4(fd, 0, 0, ACCEPT_FLAGS); break;
-        case abi.OP_SENDFILE: r = libc.sendfile(fd, a0, base + a1, a2); break;
-        case abi.OP_CLOSE: this.backend.closed(fd); r = libc.close(fd); break;
-        case abi.OP_CTL: r = this.backend.setInterest(fd, a0, a1, a2); break;
-        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, a0); break;
-        case abi.OP_PREAD: r = libc.pread(fd, base + a0, a1, a2); break;
-        case abi.OP_CALL: r = this.call(a0, a1, fd, a2, i32[q + W_A3]); break;
-        case abi.OP_OPEN: r = this.open(a0, a1, a2, i32[q + W_A3]); break;
-        case abi.OP_LIST: r = this.files ? this.files.list(core, a0, a1, a2) : -abi.ENOENT; break;
-        case abi.OP_LOG:
-          if (a2 === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(core.u8, a0, a1);
-          else this.logLine(LEVELS[a2] ?? "info", this.decoder.decode(core.u8.subarray(a0, a0 + a1)));
-          r = 0;
-          break;
-        case abi.OP_STOP: this.finished = true; this.stop(); r = 0; break; // graceful shutdown finished
-        default: r = 0;
-      }
-      // Results are >= 0 or -errno, read at once (koffi keeps the last call's).
-      // (OP_CTL: the backend answers -errno itself.)
-      if (r < 0 && op !== abi.OP_CALL && op !== abi.OP_OPEN && op !== abi.OP_LIST && op !== abi.OP_CTL) r = -errno();
-      if (this.wouldBlock) this.edge(op, fd, a0, a1, a2, r);
-      // A JS call or an open may have grown memory: views must follow.
-      if (op === abi.OP_CALL || op === abi.OP_OPEN || op === abi.OP_LIST) { core.refresh(); i32 = core.i32; }
-      i32[cq + i] = r;
-      if (this.recorder && r >= 0) this.recordMemory(op, a0, a1, a2, r);
-    }
-    this.accessOut?.flush();
-  }
-
-  /** Recording: bytes a syscall wrote into linear memory. */
-  private recordMemory(op: number, a0: number, a1: number, a2: number, r: number): void {
-    const rec = this.recorder!;
-    const u8 = this.core.u8;
-    if ((op === abi.OP_READ || op === abi.OP_PREAD || op === abi.OP_LIST) && r > 0) rec.mem(u8, a0, r);
-    else if (op === abi.OP_OPEN) rec.mem(u8, a2, abi.FILE_RECORD_TOTAL);
-    else if (op === abi.OP_SENDFILE) rec.mem(u8, a1, 8);
-    else if (op === abi.OP_ACCEPT && a0 !== 0) rec.mem(u8, a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
-  }
-
-  /** Recording: the results of a round, as the core will read them. */
-  private recordResults(n: number): void {
-    if (!this.recorder || n <= 0) return;
-    const c = this.core;
-    c.refresh();
-    this.recorder.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
-  }
-
-  /**
-   * Edge emulation (backends without kernel edges, host/backend/poll.ts):
-   * tells the backend which operations met EAGAIN or fell short, so that a
-   * new edge may be reported; a JS callback on fd re-arms it for whatever
-   * the callback did (the pump cannot see its reads and writes).
-   */
-  private edge(op: number, fd: number, a0: number, a1: number, a2: number, r: number): void {
-    const wb = this.wouldBlock!;
-    switch (op) {
-      case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < a1)) wb(fd, abi.EV_READABLE); break;
-      case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
-      case abi.OP_WRITE: case abi.OP_SEND: if (r === -abi.EAGAIN || (r >= 0 && r < a1)) wb(fd, abi.EV_WRITABLE); break;
-      case abi.OP_SENDFILE: if (r === -abi.EAGAIN || (r >= 0 && r < a2)) wb(fd, abi.EV_WRITABLE); break;
-      case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < this.iovBytes(a0, a1))) wb(fd, abi.EV_WRITABLE); break;
-      case abi.OP_CALL: if (a0 === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;
-    }
-  }
-  private readonly wouldBlock: ((fd: number, bits: number) => void) | null;
-
-  /** Bytes a writev's iovecs (native, 16 bytes each, at a0 in linear memory) ask for. */
-  private iovBytes(at: number, count: number): number {
-    const i32 = this.core.i32;
-    let sum = 0;
-    for (let k = 0; k < count; k++) sum += i32[(at + 16 * k + 8) >> 2];
-    return sum;
-  }
 
   /**
    * A log line to the user's `log`. If that throws, the line goes to stderr
@@ -348,11 +217,6 @@ export class Loop {
       this.logLine("error", `callback threw: ${(e as Error)?.stack ?? e}`);
       return -1;
     }
-  }
-
-  private open(pathPtr: number, pathLen: number, record: number, statOnly: number): number {
-    if (!this.files) return -abi.ENOENT;
-    return this.files.open(this.core, pathPtr, pathLen, record, statOnly === 1);
   }
 
   // ---- ways to run ------------------------------------------------------
@@ -452,7 +316,7 @@ export class Loop {
    * The Reactor calls it when JS outside the loop added a timer or a task.
    */
   rearm(): void {
-    if (!this.attached || this.draining) return;
+    if (!this.attached || this.pump.inPhase) return;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
     const t = this.core.x.pollTimeout();
     if (t >= 0) {
@@ -463,7 +327,7 @@ export class Loop {
   close(): void {
     // Inside a phase the core is half-way through a round whose requests
     // point at this loop's fds: closing now would leave them to fail.
-    if (this.draining) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
+    if (this.pump.inPhase) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
     this.detach();
     this.backend.close();
     this.recorder?.close();

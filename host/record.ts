@@ -7,14 +7,15 @@
 // core's outputs (return values, submission queues and the bytes each
 // request points at) to check against.
 //
-// File format (little-endian), version 2:
+// File format (little-endian), version 3:
 //   header:  "WRREPLAY" (8 bytes) | u32 version | u32 n | n bytes of JSON:
 //            { coreSha256, config, time: [mono, wall], arch, created, argv }
 //   frames:  u8 type | u32 payload length | payload
 //     F_TIME  f64 mono, f64 wall           (setTime)
 //     F_CALL  u8 export, f64 args...       (a call into the core)
 //     F_RET   f64 value                    (what it returned)
-//     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count)
+//     F_SQ    n * SQE_SIZE bytes           (the requests it emitted, when it returns a count:
+//                                           64-byte io_uring-shaped SQEs, tags included)
 //     F_OUT   u8 cut, n * (u32 len | len bytes)
 //                                          (once per F_SQ, before the next F_CALL or F_END: the
 //                                           out-bytes of each of its n requests, in order)
@@ -22,8 +23,9 @@
 //     F_TRAP  (nothing)                    (the call trapped; recover() follows)
 //     F_END   (nothing)                    (the recording was closed cleanly)
 //
-// Out-bytes (F_OUT, version 2): what a request hands the kernel or the host
-// beyond its 24-byte record, laid end to end per request:
+// Out-bytes (F_OUT): what a request hands the kernel or the host beyond
+// its SQE, laid end to end per request (the arguments a0..a3 as
+// host/sqe.ts decodes them):
 //   OP_WRITE, OP_SEND  the a1 bytes at a0
 //   OP_WRITEV          a1 entries of {u32 offset in linear memory, u32 length}
 //                      (the native iovecs at a0, absolute addresses made
@@ -45,23 +47,34 @@
 // still open at the next other call or at close() is written whole, cut = 0.
 // A pointer or length outside linear memory yields the part that lies inside
 // (a core bug, but replay then compares the same thing).
-// Version 1 (no F_OUT) is still read: its replay compares requests and
-// results only, and says so (ReplayResult.bytesCompared false).
+// A request's result is the CQE with its tag (completions may be in any
+// order, and in a later tick: the reaped(k) call, its CQEs an F_MEM
+// before it; the bytes a late READ wrote are recorded then).
+// Versions 1 and 2 (24-byte requests, 4-byte results, before tags) are
+// refused with their version named: this core emits other requests.
 //
-// Order, as host/loop.ts writes it: the time and the memory the host wrote
-// (event batch, bytes read, results of the last round) come before the call
-// that consumes them; F_RET and F_SQ follow their call, F_OUT comes after
-// the round's results (F_MEM), before the complete(n) call. host/recording.ts
+// Order, as recordCore() below writes it for every host that drives the
+// core through the pump (host/loop.ts, the fuzzer): the time and the memory
+// the host wrote (event batch, bytes read, results of the last round) come
+// before the call that consumes them; F_RET and F_SQ follow their call,
+// F_OUT comes after the round's results (F_MEM), before the complete(n)
+// call. host/recording.ts
 // reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
+import type { Executor } from "./executor.ts";
+import { decodeSqe, resultsByTag, type Request } from "./sqe.ts";
 
 export const MAGIC = "WRREPLAY";
-export const FORMAT_VERSION = 2;
-/** Versions this build reads: 1 has no out-bytes (F_OUT). */
-export const READ_VERSIONS = [1, 2];
+export const FORMAT_VERSION = 3;
+/**
+ * Versions this build reads. 3: io_uring-shaped 64-byte SQEs with tags,
+ * 16-byte CQEs. 1 and 2 (24-byte requests, 4-byte results) are refused:
+ * their requests are not what this core emits, so they cannot replay.
+ */
+export const READ_VERSIONS = [3];
 export const F_TIME = 1, F_CALL = 2, F_RET = 3, F_SQ = 4, F_MEM = 5, F_END = 6, F_TRAP = 7, F_OUT = 8;
 
 /** Native iovec: u64 base, u64 length (x86-64 and arm64). */
@@ -79,6 +92,13 @@ function u32(mem: Uint8Array, o: number): number {
 }
 function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o] = v & 0xff; b[o + 1] = (v >>> 8) & 0xff; b[o + 2] = (v >>> 16) & 0xff; b[o + 3] = (v >>> 24) & 0xff;
+}
+/** An Int32Array over the whole buffer of `mem` (the core's memory), made once per buffer. */
+const i32Views = new WeakMap<ArrayBufferLike, Int32Array>();
+function i32Of(mem: Uint8Array): Int32Array {
+  let v = i32Views.get(mem.buffer);
+  if (!v) i32Views.set(mem.buffer, (v = new Int32Array(mem.buffer, 0, mem.buffer.byteLength >> 2)));
+  return v;
 }
 /** A u64 as a Number (exact below 2^53: addresses and lengths are). */
 function u64(mem: Uint8Array, o: number): number { return u32(mem, o) + u32(mem, o + 4) * 2 ** 32; }
@@ -109,13 +129,12 @@ function part(field: OutField, segment: number, mem: Uint8Array, addr: number, l
  * sides are cut the same way.
  */
 export function outPlan(mem: Uint8Array, sqe: number, memBase: number): OutPart[] {
-  const op = u32(mem, sqe + abi.SQE_OP) | 0;
-  const a0 = u32(mem, sqe + abi.SQE_A0) | 0, a1 = u32(mem, sqe + abi.SQE_A1) | 0;
+  const { op, a0, a1, a2 } = decodeSqe(i32Of(mem), sqe);
   switch (op) {
     case abi.OP_WRITE: case abi.OP_SEND: return [part("buffer", 0, mem, a0, a1, false)];
     case abi.OP_SENDFILE: return [part("offset", 0, mem, a1, 8, true)];
     case abi.OP_OPEN: return [part("path", 0, mem, a0, a1, true)];
-    case abi.OP_LIST: return [part("path", 0, mem, a0, u32(mem, sqe + abi.SQE_A2) | 0, true)];
+    case abi.OP_LIST: return [part("path", 0, mem, a0, a2, true)];
     case abi.OP_LOG: return [part("text", 0, mem, a0, a1, true)];
     case abi.OP_WRITEV: {
       const n = Math.max(0, Math.min(a1, IOV_MAX));
@@ -155,11 +174,11 @@ export function outBytes(plan: OutPart[], mem: Uint8Array, took: number, emit: (
 export const RECORDED_EXPORTS = [
   "runTimers", "pollTimeout", "dispatch", "runDeferred", "flush", "complete", "recover",
   "register", "modify", "deregister", "timerStart", "timerStop", "defer", "listen", "debugTrapFd", "beginShutdown",
-  "closeAll", // append only: the index is what the file stores
+  "closeAll", "reaped", // append only: the index is what the file stores
 ] as const;
 export type RecordedExport = (typeof RECORDED_EXPORTS)[number];
 /** Exports that return a number of submissions to carry out. */
-export const RETURNS_SQ = new Set<RecordedExport>(["runTimers", "dispatch", "runDeferred", "flush", "complete", "recover"]);
+export const RETURNS_SQ = new Set<RecordedExport>(["runTimers", "dispatch", "runDeferred", "flush", "complete", "recover", "reaped"]);
 
 export interface RecordingHeader {
   coreSha256: string;
@@ -282,12 +301,16 @@ export class Recorder {
   /** The round's out-bytes plans, from the last F_SQ until its F_OUT is written. */
   private plans: OutPart[][] | null = null;
 
+  /** Where the planned round's requests are (their tags find their results). */
+  private plannedSq = 0;
+
   /** A round's F_OUT is still to be written. */
   get outPending(): boolean { return this.plans !== null; }
 
   /** Plans the out-bytes of the n requests at `addr` (F_OUT follows, see flushOut). */
   planOut(mem: Uint8Array, addr: number, n: number, memBase: number): void {
     this.plans = [];
+    this.plannedSq = addr;
     for (let i = 0; i < n; i++) this.plans.push(outPlan(mem, addr + i * abi.SQE_SIZE, memBase));
   }
 
@@ -313,11 +336,17 @@ export class Recorder {
     buf[0] = F_OUT; // the payload length at 1..4 once known
     buf[5] = cq === null ? 0 : 1;
     o = 6;
+    // Found by tag among the n entries of the CQ (a request kept in flight
+    // past the round has none: cut to nothing; its bytes are taken later by
+    // the kernel and not compared). Entries past the completions written
+    // hold older tags only, and replay reads the same bytes (every CQ write
+    // is an F_MEM).
+    const results = cq === null ? null : resultsByTag(i32Of(mem), this.plannedSq, plans.length, cq, plans.length);
     for (let i = 0; i < plans.length; i++) {
       room(4);
       const at = o;
       o += 4; // the entry's length, once known
-      const took = cq === null ? Infinity : u32(mem, cq + i * abi.CQE_SIZE) | 0;
+      const took = results === null ? Infinity : results[i];
       outBytes(plans[i], mem, took, (_p, b) => { room(b.length); buf.set(b, o); o += b.length; });
       writeU32(buf, at, o - at - 4);
     }
@@ -347,13 +376,94 @@ export class Recorder {
   }
 }
 
+/** The core as the recorder sees it (host/core.ts Core fits; record.ts needs nothing else of it). */
+export interface RecordableCore {
+  x: CoreExports;
+  onTime: ((mono: number, wall: number) => void) | null;
+  readonly u8: Uint8Array;
+  /** Absolute address of linear memory (CTL_MEM_BASE). */
+  readonly base: number;
+  refresh(): void;
+  ctlI32(off: number): number;
+}
+
+/**
+ * Recording, as one decorator on the pump's seam: from now on every input
+ * the core gets (time, event batches, the memory and results each round's
+ * requests produced) and every output (calls' results, submission queues,
+ * out-bytes) goes to `rec`. Wraps the core's exports and its clock hook,
+ * and returns `executor` wrapped: the executor the pump must use.
+ */
+export function recordCore(core: RecordableCore, rec: Recorder, executor: Executor): Executor {
+  const mem = () => { core.refresh(); return core.u8; };
+  core.x = recordExports(core.x, rec, mem, (off) => core.ctlI32(off), () => core.base);
+  core.onTime = (mono, wall) => rec.time(mono, wall);
+  return recordingExecutor(executor, rec, mem);
+}
+
+/**
+ * An executor that records what `inner` wrote into linear memory for each
+ * request (the bytes a read or a listing produced, a FILE record, the
+ * kernel's sendfile offset, a peer's address) and then the completions it
+ * wrote. A request `inner` keeps in flight past its round is remembered by
+ * tag and recorded when reap() hands its completion back.
+ */
+export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uint8Array): Executor {
+  const held = new Map<string, Request>();
+  const key = (tag: number, gen: number) => `${tag}/${gen}`;
+  const wrote = (u8: Uint8Array, r: Request, res: number) => {
+    // A FILE record whatever the result: a host may fill it and then fail (EMFILE).
+    if (r.op === abi.OP_OPEN) rec.mem(u8, r.a2, abi.FILE_RECORD_TOTAL);
+    if (res < 0) return;
+    if ((r.op === abi.OP_READ || r.op === abi.OP_PREAD || r.op === abi.OP_LIST) && res > 0) rec.mem(u8, r.a0, res);
+    else if (r.op === abi.OP_SENDFILE) rec.mem(u8, r.a1, 8);
+    else if (r.op === abi.OP_ACCEPT && r.a0 !== 0) rec.mem(u8, r.a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
+  };
+  const executor: Executor = {
+    submit(sq: number, cq: number, n: number): number {
+      const k0 = inner.submit(sq, cq, n);
+      const k = typeof k0 === "number" ? k0 : n;
+      const u8 = mem();
+      const i32 = i32Of(u8);
+      const results = resultsByTag(i32, sq, n, cq, k, MISSING); // any order
+      for (let i = 0; i < n; i++) {
+        const r = decodeSqe(i32, sq + i * abi.SQE_SIZE);
+        if (results[i] === MISSING) held.set(key(r.tag, r.gen), r); // completes in a later tick
+        else wrote(u8, r, results[i]);
+      }
+      if (k > 0) rec.mem(u8, cq, k * abi.CQE_SIZE);
+      return k;
+    },
+  };
+  if (inner.reap) {
+    const reap = inner.reap.bind(inner);
+    executor.reap = (cq: number, max: number): number => {
+      const k = reap(cq, max);
+      const u8 = mem();
+      const i32 = i32Of(u8);
+      for (let j = 0; j < k; j++) {
+        const c = (cq + j * abi.CQE_SIZE) >> 2;
+        const id = key(i32[c + (abi.CQE_USER_DATA >> 2)], i32[c + (abi.CQE_USER_DATA >> 2) + 1]);
+        const r = held.get(id);
+        if (r) { held.delete(id); wrote(u8, r, i32[c + (abi.CQE_RES >> 2)]); }
+      }
+      if (k > 0) rec.mem(u8, cq, k * abi.CQE_SIZE);
+      return k;
+    };
+  }
+  return executor;
+}
+/** resultsByTag's mark for a request with no completion in its round. */
+const MISSING = -0x80000000;
+
 /**
  * Wraps the core's exports so every recorded call, its result and (for the
  * calls that return a round) the submission queue and its out-bytes go to
- * the recorder. `mem()` gives the current memory bytes, `sqAddr()` the
- * current SQ and `memBase()` the absolute address of linear memory.
+ * the recorder; dispatch(n) records the n events it is handed first.
+ * `mem()` gives the current memory bytes, `ctl(off)` a control-block field
+ * and `memBase()` the absolute address of linear memory.
  */
-export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, sqAddr: () => number, memBase: () => number, cqAddr: () => number): CoreExports {
+export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Array, ctl: (off: number) => number, memBase: () => number): CoreExports {
   // The exports object is frozen: copy it, then replace the recorded calls.
   const wrapped: Record<string, unknown> = { ...(x as unknown as Record<string, unknown>) };
   rec.memory = mem;
@@ -362,7 +472,9 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
     if (typeof fn !== "function") return;
     wrapped[name] = (...args: number[]) => {
       // The last round's out-bytes: cut to its results if this call hands them back.
-      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? cqAddr() : null);
+      if (rec.outPending) rec.flushOut(mem(), name === "complete" ? ctl(abi.CTL_CQ) : null);
+      // The event batch the backend wrote: an input, before the call that reads it.
+      if (name === "dispatch" && args[0] > 0) rec.mem(mem(), ctl(abi.CTL_EVENTS), args[0] * abi.EVENT_SIZE);
       rec.call(index, args.map(Number));
       let r: number;
       try {
@@ -374,7 +486,7 @@ export function recordExports(x: CoreExports, rec: Recorder, mem: () => Uint8Arr
       const v = typeof r === "number" ? r : r ? 1 : 0;
       rec.ret(v);
       if (RETURNS_SQ.has(name) && v > 0) {
-        const m = mem(), sq = sqAddr();
+        const m = mem(), sq = ctl(abi.CTL_SQ);
         rec.sq(m, sq, v);
         rec.planOut(m, sq, v, memBase());
       }

@@ -10,6 +10,7 @@ import {
   type RecordingHeader, type RecordedExport,
 } from "./record.ts";
 import { OP_NAMES } from "./abi-names.ts";
+import { decodeSqe } from "./sqe.ts";
 
 /** A file that is not a usable recording: bad magic, truncated, corrupt, other build. */
 export class RecordingError extends Error {
@@ -62,6 +63,8 @@ export interface RecordedRequest {
   fd: number;
   /** a0..a3; their meaning per op is documented in assembly/abi.ts. */
   args: [number, number, number, number];
+  /** Its tag (SQE_USER_DATA): in-flight slot and generation; its completion carries the same. */
+  tag: [number, number];
   /** What the host answered (>= 0, or -errno); absent if the recording ends first. */
   result?: number;
   /**
@@ -139,12 +142,11 @@ export function decodeOut(bytes: Uint8Array, dv: DataView, f: Frame, n: number):
   return { cut: dv.getUint8(f.body) === 1, out };
 }
 
-/** One SQE, decoded. */
+/** One SQE, decoded (its arguments as the core's a0..a3: host/sqe.ts). */
 export function decodeRequest(b: Uint8Array, off: number): RecordedRequest {
-  const v = new DataView(b.buffer, b.byteOffset + off, abi.SQE_SIZE);
-  const f = (o: number) => v.getInt32(o, true);
-  const opcode = f(abi.SQE_OP);
-  return { op: OP_NAMES[opcode] ?? String(opcode), opcode, fd: f(abi.SQE_FD), args: [f(abi.SQE_A0), f(abi.SQE_A1), f(abi.SQE_A2), f(abi.SQE_A3)] };
+  // A copy (aligned, and a Buffer's slice would not copy).
+  const r = decodeSqe(new Int32Array(new Uint8Array(b.subarray(off, off + abi.SQE_SIZE)).buffer), 0);
+  return { op: OP_NAMES[r.op] ?? String(r.op), opcode: r.op, fd: r.fd, args: [r.a0, r.a1, r.a2, r.a3], tag: [r.tag, r.gen] };
 }
 
 export function describeRequest(r: RecordedRequest): string {
@@ -193,7 +195,13 @@ export function readRecording(bytes: Uint8Array): Recording {
           const cq = [...writes].reverse().find((w) => w.bytes.length === round.length * abi.CQE_SIZE);
           if (cq) {
             const v = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, cq.bytes.byteLength);
-            round.forEach((r, i) => { r.result = v.getInt32(i * abi.CQE_SIZE, true); });
+            // Matched by tag: completions may be in any order.
+            const res = new Map<string, number>();
+            for (let i = 0; i < round.length; i++) {
+              const o = i * abi.CQE_SIZE + abi.CQE_USER_DATA;
+              res.set(`${v.getInt32(o, true)}/${v.getInt32(o + 4, true)}`, v.getInt32(i * abi.CQE_SIZE + abi.CQE_RES, true));
+            }
+            round.forEach((r) => { r.result = res.get(`${r.tag[0]}/${r.tag[1]}`); });
           }
         }
         if (name === "dispatch") {

@@ -8,13 +8,17 @@ import * as abi from "../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreExports } from "./core.ts";
 import { F_TIME, F_CALL, F_RET, F_SQ, F_MEM, F_END, F_TRAP, F_OUT, OUT_IOVEC_SIZE, outPlan, outBytes, sha256File, type OutField, type OutPart } from "./record.ts";
 import { describeInvariant } from "./abi-names.ts";
+import { resultsByTag } from "./sqe.ts";
 import { RecordingError, readHeader, frameAt, decodeCall, decodeOut, decodeRequest, describeRequest } from "./recording.ts";
 
 export { RecordingError };
 
-/** The SQE's fields by byte offset, to name the one a differing byte falls in. */
-const SQE_FIELDS: [number, string][] = [
-  [abi.SQE_OP, "op"], [abi.SQE_FD, "fd"], [abi.SQE_A0, "a0"], [abi.SQE_A1, "a1"], [abi.SQE_A2, "a2"], [abi.SQE_A3, "a3"],
+/** The SQE's fields by byte offset and size, to name the one a differing byte falls in. */
+const SQE_FIELDS: [number, number, string][] = [
+  [abi.SQE_OPCODE, 1, "opcode"], [abi.SQE_FLAGS, 1, "flags"], [abi.SQE_IOPRIO, 2, "ioprio"], [abi.SQE_FD, 4, "fd"],
+  [abi.SQE_OFF, 8, "off"], [abi.SQE_ADDR, 8, "addr"], [abi.SQE_LEN, 4, "len"], [abi.SQE_OP_FLAGS, 4, "op_flags"],
+  [abi.SQE_USER_DATA, 8, "user_data"], [abi.SQE_BUF_INDEX, 2, "buf_index"], [abi.SQE_PERSONALITY, 2, "personality"],
+  [abi.SQE_SPLICE_FD_IN, 4, "splice_fd_in"], [abi.SQE_ADDR3, 8, "addr3"], [abi.SQE_ADDR3 + 8, 8, "pad"],
 ];
 
 export interface ReplayResult {
@@ -201,7 +205,7 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
           for (let k = 0; k < abi.SQE_SIZE; k++) {
             if (actual[o + k] === expected[o + k]) continue;
             const e = describeRequest(decodeRequest(expected, o)), a = describeRequest(decodeRequest(actual, o));
-            const field = SQE_FIELDS.find(([o]) => k >= o && k < o + 4)?.[1] ?? `byte ${k}`;
+            const field = SQE_FIELDS.find(([o, size]) => k >= o && k < o + size)?.[2] ?? `byte ${k}`;
             return diverge("request", e, a, `request ${i} of ${last.result}: expected ${e}, got ${a} (byte ${k}: ${field})`,
               { request: i, requests: last.result, byteOffset: k, field });
           }
@@ -218,9 +222,10 @@ export function replay(bytes: Uint8Array, options: ReplayOptions = {}): ReplayRe
         const { cut, out: expected } = decodeOut(bytes, dv, f, n);
         core.refresh();
         const sq = core.ctlI32(abi.CTL_SQ), cq = core.ctlI32(abi.CTL_CQ);
+        // Cut: the recorded results are in the CQ now (an F_MEM before this frame), found by tag.
+        const results = cut ? resultsByTag(core.i32, sq, n, cq, n) : null;
         for (let i = 0; i < n; i++) {
-          // Cut: the recorded results are in the CQ now (an F_MEM before this frame).
-          const took = cut ? core.i32[(cq >> 2) + i] : Infinity;
+          const took = results ? results[i] : Infinity;
           const d = compareOut(round[i], core.u8, took, expected[i]);
           s.outBytes += expected[i].length;
           if (!d) continue;

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Builds the core (AssemblyScript -> build/core.wasm), bundles the host
-// (esbuild -> dist/, the package) and the fuzzer (tools/fuzz/ ->
+// (esbuild -> dist/, the package), the fuzzer (tools/fuzz/ ->
 // build/fuzz.js, a development tool kept out of dist/ and so out of the
-// package). `--if-needed` skips the work when every output is newer than
+// package) and the pump alone (build/pump.js, for test/lib/fakehost.mjs). `--if-needed` skips the work when every output is newer than
 // every source, so `npm start` is instant on a second run.
 import { execFileSync } from "node:child_process";
 import { readdirSync, statSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -23,7 +23,7 @@ function newest(dir) {
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
 const outputs = [
-  "build/core.wasm", "build/fuzz.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts",
+  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/types/host/index.d.ts",
 ];
 const sources = Math.max(newest("assembly"), newest("host"), newest("tools"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
@@ -51,6 +51,10 @@ const bundle = (entries, out) => execFileSync(
 bundle(["host/index.ts", "host/cli.ts", "host/worker-entry.ts"], "--outdir=dist");
 // build/ beside core.wasm: host/core.ts finds ../build/core.wasm from here too.
 bundle(["tools/fuzz/fuzz.ts"], "--outfile=build/fuzz.js");
+// The pump alone (no koffi, no OS), for the plain-JS fake host of the tests
+// and the dispatch benchmark: the same source host/loop.ts runs on.
+bundle(["host/pump.ts"], "--outfile=build/pump.js");
+bundle(["host/sqe.ts"], "--outfile=build/sqe.js");
 
 // Type declarations for the package entry (dist/types), with the sources'
 // ".ts" import specifiers (`from "./x.ts"` and `import("./x.ts")`) rewritten

@@ -30,7 +30,7 @@ test("readRecording: the header, and every call with its inputs, requests and th
   const bytes = readFileSync(join(FIXTURES, "pipelined.rec"));
   const rec = readRecording(bytes);
   assert.ok(rec.complete);
-  assert.is(rec.version, 2);
+  assert.is(rec.version, 3);
   assert.match(rec.header.coreSha256, /^[0-9a-f]{64}$/);
   assert.type(rec.header.config.maxFds, "number");
   assert.ok(Array.isArray(rec.header.argv) && typeof rec.header.arch === "string" && rec.header.time.length === 2);

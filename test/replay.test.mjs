@@ -34,9 +34,10 @@ test("the slow-reader fixture really went through EAGAIN: WRITABLE armed, then d
   let p = 16 + b.readUInt32LE(12), arm = 0, disarm = 0;
   while (p < b.length) {
     const t = b[p], l = b.readUInt32LE(p + 1), body = p + 5;
-    if (t === 4) for (let i = 0; i < l; i += 24) {
-      if (b.readInt32LE(body + i) === 1 /* OP_CTL */ && b.readInt32LE(body + i + 8) === 3 /* MOD */) {
-        if (b.readInt32LE(body + i + 12) & 2 /* EV_WRITABLE */) arm++; else disarm++;
+    // 64-byte SQEs (io_uring's layout): opcode u8 +0, len +24 (OP_CTL: INTEREST_*), op_flags +28 (its EV_* bits)
+    if (t === 4) for (let i = 0; i < l; i += 64) {
+      if (b[body + i] === 0x81 /* OP_CTL */ && b.readInt32LE(body + i + 24) === 3 /* INTEREST_MOD */) {
+        if (b.readInt32LE(body + i + 28) & 2 /* EV_WRITABLE */) arm++; else disarm++;
       }
     }
     p = body + l;
@@ -145,7 +146,7 @@ function outFrames(b) {
   while (p < b.length) {
     const t = b[p], l = b.readUInt32LE(p + 1), body = p + 5;
     if (t === 2) { calls++; if (b[body] === 2) batches++; }
-    if (t === 4) { ops = []; for (let i = 0; i < l; i += 24) ops.push(b.readInt32LE(body + i)); }
+    if (t === 4) { ops = []; for (let i = 0; i < l; i += 64) ops.push(b[body + i]); } // 64-byte SQEs, opcode u8 at +0
     if (t === 8) {
       const entries = [];
       let o = body + 1;
@@ -283,30 +284,20 @@ test("out-bytes: a corrupt, missing or truncated out-bytes frame is a RecordingE
   assert.match(r.stderr, /^wasm-reactor replay: .*bad-out\.rec: corrupt out-bytes frame/);
 });
 
-test("a format 1 recording (no out-bytes) still replays, comparing requests only, and says so", () => {
-  // Format 1 is format 2 without the F_OUT frames.
+test("recordings of formats 1 and 2 (before tagged, io_uring-shaped requests) are refused, naming the version", () => {
   const rec = readFileSync(join(FIXTURES, "pipelined.rec"));
-  const parts = [Buffer.from(rec.subarray(0, 16 + rec.readUInt32LE(12)))];
-  parts[0].writeUInt32LE(1, 8);
-  let p = parts[0].length;
-  for (const f of outFrames(rec)) { parts.push(rec.subarray(p, f.pos)); p = f.pos + 5 + f.len; }
-  parts.push(rec.subarray(p));
-  const v1 = Buffer.concat(parts);
-  const s = replay(v1, { force: true });
-  assert.ok(s.ok, s.divergence?.message);
-  assert.is(s.bytesCompared, false);
-  assert.is(s.outBytes, 0);
-  assert.is(s.requests, replay(rec, { force: true }).requests);
-  const file = join(tmp, "v1.rec");
-  writeFileSync(file, v1);
-  const r = spawnSync(process.execPath, [cli, "replay", file, "--force"], { encoding: "utf8" });
-  assert.is(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^replay ok: .*\n\(format 1 recording: requests and results compared, not the bytes they point at; re-record to compare those\)\n$/);
-  const v2 = spawnSync(process.execPath, [cli, "replay", join(FIXTURES, "pipelined.rec"), "--force"], { encoding: "utf8" });
-  assert.match(v2.stdout, /^replay ok: .*, \d+ out-bytes compared\n$/);
-  const v3 = Buffer.from(rec);
-  v3.writeUInt32LE(3, 8);
-  assert.throws(() => replay(v3, { force: true }), /format version 3; this build reads versions 1 and 2/);
+  for (const version of [1, 2, 4]) {
+    const old = Buffer.from(rec);
+    old.writeUInt32LE(version, 8);
+    assert.throws(() => replay(old, { force: true }), new RegExp(`format version ${version}; this build reads versions 3`));
+    const file = join(tmp, `v${version}.rec`);
+    writeFileSync(file, old);
+    const r = spawnSync(process.execPath, [cli, "replay", file, "--force"], { encoding: "utf8" });
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`format version ${version}`));
+  }
+  const v3 = spawnSync(process.execPath, [cli, "replay", join(FIXTURES, "pipelined.rec"), "--force"], { encoding: "utf8" });
+  assert.match(v3.stdout, /^replay ok: .*, \d+ out-bytes compared\n$/);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

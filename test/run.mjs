@@ -29,7 +29,7 @@ const BACKENDS = process.env.WASM_REACTOR_BACKEND ? [process.env.WASM_REACTOR_BA
 // streams each file's output as it comes.
 const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && BACKENDS.length > 1 ? 2 : 1));
 // Once is enough: the bare core with a fake host (core, shutdown, timers,
-// http-units*), the fuzzer's simulated kernel, pure code (abi, parser, chart,
+// http-units*, tags), the fuzzer's simulated kernel, pure code (abi, parser, chart,
 // sources), the package's contents, the docs' examples (the same library
 // calls the suite makes on both backends), the benchmark smoke runs (which
 // choose their backends themselves: bench/http.sh BACKENDS), and the backend
@@ -37,7 +37,7 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 const ONCE = new Set([
   "abi.test.mjs", "backend.test.mjs", "bench-smoke.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
   "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "package.test.mjs", "parser.test.mjs",
-  "shutdown.test.mjs", "sources.test.mjs", "timers.test.mjs",
+  "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs",
 ]);
 
 let passed = 0, failed = 0, skipped = 0;

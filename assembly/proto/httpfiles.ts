@@ -8,9 +8,10 @@
 // exported back and forth.)
 import {
   FILE_REGULAR, FILE_DIRECTORY, OP_LIST, ENOENT, EACCES, ENAMETOOLONG, FILE_HAS_BR, FILE_HAS_GZIP, C_STATE,
-  C_INFLIGHT, C_RBUF, C_RPOS, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, OP_OPEN, SQE_A2, SQE_A3,
+  C_INFLIGHT, C_RBUF, C_RPOS, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, OP_OPEN,
 } from "../abi";
-import { submit, wallNow, sqeArg } from "../reactor/ctl";
+import { submit, wallNow } from "../reactor/ctl";
+import { doneA2, doneA3 } from "../reactor/inflight";
 import { ringTake, ringGive } from "../reactor/pool";
 import { conn, enqueue, outReserve, outCommit, outAppend, connClose, BODY_MEMORY, BODY_FILE } from "../reactor/conn";
 import { chooseEncoding, ENC_IDENTITY, ENC_BR } from "../http/encoding";
@@ -71,12 +72,12 @@ export function filesInit(): void {
  * body), whoever asked: an entry never stays loading because the connection
  * that started it went away. The connections waiting for the entry wake.
  */
-export function httpService(i: i32, op: i32, fd: i32, res: i32): void {
+export function httpService(op: i32, fd: i32, res: i32): void {
   if (op == OP_OPEN) {
-    const e = entryOfRecord(<usize>sqeArg(i, SQE_A2));
-    if (openCompleted(e, res, sqeArg(i, SQE_A3) == 1)) httpWake(takeWaiters(e));
+    const e = entryOfRecord(<usize>doneA2);
+    if (openCompleted(e, res, doneA3 == 1)) httpWake(takeWaiters(e));
   } else {
-    const e = sqeArg(i, SQE_A3);
+    const e = doneA3;
     bodyLoaded(e, res);
     httpWake(takeWaiters(e));
   }

@@ -3,8 +3,11 @@
 import {
   CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, EVENT_SIZE,
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
-  CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OP, SQE_FD, SQE_A0, SQE_A1, SQE_A2, SQE_A3, CTL_MEM_BASE, CFG_TEXT_SIZE,
+  CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
+  SQE_SPLICE_FD_IN, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
+  OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS,
 } from "../abi";
+import { inflightInit, inflightTake, inflightGen } from "./inflight";
 
 // The control block lives in static memory so the host can find it before
 // init() (to write the config) through `ctl()`.
@@ -59,6 +62,9 @@ export function ctlInit(): void {
   cq = heap.alloc(<usize>(sqCap * CQE_SIZE));
   sqAlt = heap.alloc(<usize>(sqCap * SQE_SIZE));
   cqAlt = heap.alloc(<usize>(sqCap * CQE_SIZE));
+  // SQE fields the core never sets (buf_index, personality, addr3, pad) stay 0.
+  memory.fill(sq, 0, <usize>(sqCap * SQE_SIZE));
+  memory.fill(sqAlt, 0, <usize>(sqCap * SQE_SIZE));
   store<i32>(ctl + CTL_EVENTS, <i32>events);
   store<i32>(ctl + CTL_EVENTS_CAP, maxEvents);
   store<i32>(ctl + CTL_SQ, <i32>sq);
@@ -66,7 +72,19 @@ export function ctlInit(): void {
   store<i32>(ctl + CTL_CQ, <i32>cq);
   store<i32>(ctl + CTL_SCRATCH, <i32>heap.alloc(SCRATCH_SIZE));
   store<i32>(ctl + CTL_CURRENT_FD, -1);
+  // Requests in flight: at most this round's and the next one's (both
+  // queues full), since every round completes before the next is carried out.
+  inflightInit(sqCap * 2 + 16);
 }
+
+// The size of the round the core last handed out (a phase call's, or
+// recover()'s, return value): what complete() swaps out, however many
+// completions come back with it.
+let roundLen: i32 = 0;
+/** Hands the queued requests out as the round: returns their number. */
+export function handOut(): i32 { roundLen = sqLen; return sqLen; }
+/** The host carried the round out: swap it out of the SQ. */
+export function roundDone(): void { sqSwap(roundLen); roundLen = 0; }
 
 @inline export function sqRoom(): i32 { return sqCap - sqLen; }
 /** Room left for scheduled work in this round (see SQ_FANOUT). */
@@ -74,9 +92,11 @@ export function ctlInit(): void {
 @inline export function sqReset(): void { sqLen = 0; }
 
 /**
- * The host carried out SQ[0..n): make those the round to complete and start
- * a fresh SQ in the other pair. Entries past n (emitted by a JS call while
- * the round was being carried out) move to the fresh SQ.
+ * The host carried out SQ[0..n) (n: what the core last returned, whatever
+ * the number of completions handed back): start a fresh SQ in the other
+ * pair; the completions are read from the CQ the host just wrote. Entries
+ * past n (emitted by a JS call while the round was being carried out) move
+ * to the fresh SQ.
  */
 export function sqSwap(n: i32): void {
   doneSq = sq;
@@ -92,26 +112,44 @@ export function sqSwap(n: i32): void {
   store<i32>(ctl + CTL_CQ, <i32>cq);
 }
 
-/** Appends one syscall request. Schedulers check roundRoom() first. */
+/**
+ * Appends one request, as an io_uring-shaped SQE (abi.ts gives each op's
+ * fields), tagged with a fresh in-flight entry that keeps (op, fd, a0..a3)
+ * for its completion. Schedulers check roundRoom() first.
+ */
 export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): void {
   // Never overwrite what lies past the queue: a contained trap (the host's
   // recover()) is the worst that may happen.
   if (sqLen >= sqCap) abort("submission queue full");
+  const tag = inflightTake(op, fd, a0, a1, a2, a3);
   const e = sq + <usize>(sqLen * SQE_SIZE);
-  store<i32>(e, op, SQE_OP);
+  // The general rule (WRITE, READ, SEND, WRITEV, CLOSE, host services):
+  // a0 -> addr, a1 -> len, a2 -> op_flags, a3 -> off; io_uring's own meaning
+  // of the fields decides for the others.
+  let off: i64 = <i64>a3, addr: i32 = a0, len: i32 = a1, flags: i32 = a2, spliceIn: i32 = 0;
+  if (op == OP_PREAD) { off = <i64>a2; flags = 0; }
+  else if (op == OP_ACCEPT) { off = a0 != 0 ? <i64>(a0 + SA_LEN) : 0; flags = ACCEPT_FLAGS; len = 0; }
+  else if (op == OP_SENDFILE) { spliceIn = a0; addr = a1; len = a2; flags = 0; off = 0; }
+  else if (op == OP_SHUTDOWN) { len = a0; addr = 0; }
+  else if (op == OP_CTL) { len = a0; flags = a1; off = <i64><u32>a2; addr = 0; } // INTEREST_*, EV_*, generation
+  store<u32>(e, <u32>op & 0xff, SQE_OPCODE); // flags, ioprio: 0
   store<i32>(e, fd, SQE_FD);
-  store<i32>(e, a0, SQE_A0);
-  store<i32>(e, a1, SQE_A1);
-  store<i32>(e, a2, SQE_A2);
-  store<i32>(e, a3, SQE_A3);
+  store<i64>(e, off, SQE_OFF);
+  store<i64>(e, <i64><u32>addr, SQE_ADDR);
+  store<i32>(e, len, SQE_LEN);
+  store<i32>(e, flags, SQE_OP_FLAGS);
+  store<i32>(e, tag, SQE_USER_DATA);
+  store<i32>(e, inflightGen(tag), SQE_USER_DATA + 4);
+  store<i32>(e, spliceIn, SQE_SPLICE_FD_IN);
+  // buf_index, personality, addr3 and the pad are never written: the queues
+  // are zeroed once at init (ctlInit), and sqSwap copies whole records.
   sqLen++;
 }
 
-// Accessors for the round being completed.
-@inline export function sqeOp(i: i32): i32 { return load<i32>(doneSq + <usize>(i * SQE_SIZE), SQE_OP); }
-@inline export function sqeFd(i: i32): i32 { return load<i32>(doneSq + <usize>(i * SQE_SIZE), SQE_FD); }
-@inline export function sqeArg(i: i32, off: i32): i32 { return load<i32>(doneSq + <usize>(i * SQE_SIZE + off)); }
-@inline export function cqeResult(i: i32): i32 { return load<i32>(doneCq + <usize>(i * CQE_SIZE)); }
+// The completions of the round being completed: tag and result.
+@inline export function cqeTag(i: i32): i32 { return load<i32>(doneCq + <usize>(i * CQE_SIZE), CQE_USER_DATA); }
+@inline export function cqeGen(i: i32): i32 { return load<i32>(doneCq + <usize>(i * CQE_SIZE), CQE_USER_DATA + 4); }
+@inline export function cqeResult(i: i32): i32 { return load<i32>(doneCq + <usize>(i * CQE_SIZE), CQE_RES); }
 
 /** Marks which fd the core is working on, so a trap can be pinned to it. */
 @inline export function setCurrentFd(fd: i32): void { store<i32>(ctl + CTL_CURRENT_FD, fd); }

@@ -23,14 +23,14 @@
 // Beside the phases: recovery.ts (after a trap), api.ts (the JS-facing API),
 // shutdown.ts (graceful shutdown), invariants.ts (structural checks).
 import {
-  OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN, SQE_A0,
-  SQE_A2, CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
+  OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN,
+  CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
   EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CTL_CQ_ROOM,
 } from "../abi";
 import {
-  ctlInit, sqSwap, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, sqeOp, sqeFd, sqeArg, cqeResult, now,
+  ctlInit, roundDone, handOut, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, cqeTag, cqeGen, cqeResult, now,
   events, setCurrentFd, SQ_FANOUT,
 } from "./ctl";
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
@@ -40,7 +40,7 @@ import {
 } from "./handlers";
 import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
-  connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
+  connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, connCloseSoon, CF_READABLE,
   CF_WRITABLE, CF_CLOSING,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
@@ -53,6 +53,7 @@ import { TimerKind } from "./timerkind";
 import { opOwner, protoRun, protoComplete, protoTimeout, protoService } from "./protocol";
 import { doomedLen, isDoomed, closeDoomed, trapFd, roundStarted, setInCompletions, trapNow } from "./recovery";
 import { shutdownDone, closeAllConns } from "./shutdown";
+import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
 
 // phases
 const PH_IDLE = 0;
@@ -60,6 +61,7 @@ const PH_TIMERS = 1;
 const PH_DISPATCH = 2;
 const PH_DEFERRED = 3;
 const PH_FLUSH = 4;
+const PH_REAP = 5;
 let phase = PH_IDLE;
 
 // timers phase: the due timers are collected first, then fired, so a
@@ -144,13 +146,28 @@ export function flush(): i32 {
   return advance();
 }
 
-/** The host carried out SQ[0..n) and wrote CQ[0..n). */
+/**
+ * The completion phase: the host wrote k completions of requests handed out
+ * in earlier rounds (an executor that completes later: io_uring, a thread
+ * pool) into CQ[0..k), at most CTL_CQ_ROOM. They are routed like any other;
+ * the connections they make ready run. Returns the first round, as a phase.
+ */
+export function reaped(k: i32): i32 {
+  if (phase != PH_IDLE || k <= 0) return 0;
+  phase = PH_REAP;
+  return complete(k);
+}
+
+/**
+ * The host carried out the round it was handed and wrote n completions,
+ * CQ[0..n), in any order: each goes to the owner of its tag's request.
+ */
 export function complete(n: i32): i32 {
-  if (cqNext == 0) { sqSwap(n); logRoundReset(); roundStarted(); }
+  if (cqNext == 0) { roundDone(); logRoundReset(); roundStarted(); }
   setInCompletions(true);
   for (let i = cqNext; i < n; i++) {
     cqNext = i + 1;
-    completeOne(i);
+    if (inflightFinish(cqeTag(i), cqeGen(i))) completeOne(cqeResult(i));
   }
   setInCompletions(false);
   cqNext = 0;
@@ -180,14 +197,14 @@ function advance(): i32 {
     }
   } else if (phase == PH_DEFERRED) {
     if (flushMods() && runQueue()) runTasks();
-  } else if (phase == PH_FLUSH) {
+  } else if (phase == PH_FLUSH || phase == PH_REAP) {
     if (flushMods()) runQueue();
   }
   shutdownDone();
   if (sqLen == 0) phase = PH_IDLE;
   setCurrentFd(-1);
   publishStats();
-  return sqLen;
+  return handOut();
 }
 
 /** Fires collected timers; false if it yielded (a JS call or a full SQ). */
@@ -295,31 +312,43 @@ function runTasks(): void {
   if (id >= 0) submit(OP_CALL, -1, CALL_TASK, id, 0, 0);
 }
 
-function completeOne(i: i32): void {
-  const op = sqeOp(i);
-  const fd = sqeFd(i);
-  const res = cqeResult(i);
+/** The completion of the request in done* (inflight.ts), with its result. */
+function completeOne(res: i32): void {
+  const op = doneOp;
+  const fd = doneFd;
+  const a0 = doneA0;
   if (op == OP_CTL) {
     if (res < 0) {
-      const id = ctlFailed(fd, sqeArg(i, SQE_A0), -res, sqeArg(i, SQE_A2));
+      const id = ctlFailed(fd, a0, -res, doneA2);
       if (id >= 0) {
         // Tell JS (its handler is gone). The completion's follow-up budget
         // (SQ_FANOUT) has room for this one request.
-        submit(OP_CALL, fd, CALL_CTL_ERROR, id, -res, sqeArg(i, SQE_A0));
+        submit(OP_CALL, fd, CALL_CTL_ERROR, id, -res, a0);
         ctlErrorCalled = true;
       }
-      // A built-in connection the backend would not take is useless.
-      if (validFd(fd) && slotKind(fd) == H_CONN && sqeArg(i, SQE_A0) != INTEREST_DEL) { setCurrentFd(fd); connClose(fd); }
+      // A built-in connection the backend would not take is useless. If an op
+      // of it is in flight (completions come in any order), its buffers stay
+      // until that op completes: closed then, through the run queue.
+      if (validFd(fd) && slotKind(fd) == H_CONN && a0 != INTEREST_DEL) {
+        setCurrentFd(fd);
+        if (load<i32>(conn(fd) + C_INFLIGHT) != 0) connCloseSoon(fd); else connClose(fd);
+      }
     }
     return;
   }
-  if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res, <usize>sqeArg(i, SQE_A0)); return; }
+  if (op == OP_ACCEPT) { setCurrentFd(fd); listenerAccepted(fd, res, <usize>a0); return; }
   // A host service a protocol owns goes to it whoever asked (protocol.ts).
   const owner = opOwner(op);
-  if (owner != 0) { protoService(owner, i, op, fd, res); return; }
+  if (owner != 0) { protoService(owner, op, fd, res); return; }
   if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
+    if (flags(fd) & CF_CLOSING) {
+      // Closing: it only waited for this op (runQueue), whose result no longer matters.
+      store<i32>(conn(fd) + C_INFLIGHT, 0);
+      enqueue(fd);
+      return;
+    }
     setCurrentFd(fd);
     protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
@@ -331,6 +360,9 @@ function completeOne(i: i32): void {
 let ctlErrorCalled = false;
 
 function publishStats(): void {
+  // Each completion may emit SQ_FANOUT requests: room for that many.
+  const room = roundRoom();
+  ctlSetI32(CTL_CQ_ROOM, room > 0 ? room : 0);
   ctlSetI32(STAT_TIMERS, timerCount());
   ctlSetI32(STAT_WBUF_BYTES, ringBytesHeld);
   ctlSetI32(STAT_RBUF_HELD, readHeld);

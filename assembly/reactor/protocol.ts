@@ -15,8 +15,8 @@
 //   close(fd)              connClose: give back what the protocol holds beyond the record
 //   bodyFinished(fd, sent) the output body (C_BODY_*) is over: sent in full, or abandoned
 //                          because the connection closes (see conn.ts outDone)
-//   service(i, op, fd, res) a host service the protocol owns completed (SQ index i, so the
-//                          hook can read the request's arguments): owned ops are routed to
+//   service(op, fd, res)   a host service the protocol owns completed (the request's
+//                          arguments are inflight.ts done*): owned ops are routed to
 //                          the protocol whatever connection asked, even one gone since
 //   connBytes(fd)          ring-pool bytes the connection holds besides its write ring
 //   sharedBytes()          ring-pool bytes the protocol holds for no connection (caches)
@@ -26,14 +26,14 @@ import { OP_COUNT } from "../abi";
 export type ConnHook = (fd: i32) => void;
 export type CompleteHook = (fd: i32, op: i32, res: i32) => void;
 export type BodyHook = (fd: i32, sent: bool) => void;
-export type ServiceHook = (i: i32, op: i32, fd: i32, res: i32) => void;
+export type ServiceHook = (op: i32, fd: i32, res: i32) => void;
 export type BytesHook = (fd: i32) => i32;
 export type SharedBytesHook = () => i32;
 
 function noConn(fd: i32): void {}
 function noComplete(fd: i32, op: i32, res: i32): void {}
 function noBody(fd: i32, sent: bool): void {}
-function noService(i: i32, op: i32, fd: i32, res: i32): void {}
+function noService(op: i32, fd: i32, res: i32): void {}
 function noBytes(fd: i32): i32 { return 0; }
 function noSharedBytes(): i32 { return 0; }
 
@@ -126,8 +126,8 @@ export function protocolKnown(id: i32): bool {
 @inline export function protoBodyFinished(proto: i32, fd: i32, sent: bool): void {
   call_indirect<void>(hook(proto, HOOK_BODY_FINISHED), fd, sent);
 }
-@inline export function protoService(proto: i32, i: i32, op: i32, fd: i32, res: i32): void {
-  call_indirect<void>(hook(proto, HOOK_SERVICE), i, op, fd, res);
+@inline export function protoService(proto: i32, op: i32, fd: i32, res: i32): void {
+  call_indirect<void>(hook(proto, HOOK_SERVICE), op, fd, res);
 }
 @inline export function protoConnBytes(proto: i32, fd: i32): i32 { return call_indirect<i32>(hook(proto, HOOK_CONN_BYTES), fd); }
 

@@ -1,9 +1,10 @@
 // Trap recovery: what the core does after a trap (a bug, or an abort) escaped
 // one of its calls (the host calls recover(), loop.ts resumes the phase).
 import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT } from "../abi";
-import { ctlI32, ctlAddI32, sqLen, setCurrentFd } from "./ctl";
+import { ctlI32, ctlAddI32, handOut, setCurrentFd } from "./ctl";
 import { validFd } from "./handlers";
 import { conn, cget, PROTO_LISTENER, connCloseSoon } from "./conn";
+import { inflightHasFd } from "./inflight";
 
 // ---- after a trap -------------------------------------------------------
 // A trap (a bug, or an abort) leaves the core mid-way through one connection.
@@ -33,7 +34,7 @@ export function recover(): i32 {
     store<i32>(e, roundNo, 4);
   }
   if (inCompletions) { inCompletions = false; return -1; }
-  return sqLen;
+  return handOut();
 }
 
 export function isDoomed(fd: i32): bool {
@@ -42,17 +43,20 @@ export function isDoomed(fd: i32): bool {
 }
 
 /**
- * Closes doomed connections once every request they may have emitted before
- * the trap has been carried out (two rounds later): closing releases their
- * buffers, and a read still pending into a released buffer would corrupt the
- * pool. The close goes through the run queue (it respects the round's room).
+ * Closes doomed connections once every request they emitted before the trap
+ * has completed: two rounds later (a request emitted but not yet noted in
+ * C_INFLIGHT when the trap hit is carried out by then) and once no request
+ * on the fd is in the in-flight table (a completion may come in a later
+ * tick). Closing releases their buffers, and a read still pending into a
+ * released buffer would corrupt the pool. The close goes through the run
+ * queue (it respects the round's room).
  */
 export function closeDoomed(): void {
   let kept = 0;
   for (let i = 0; i < doomedLen; i++) {
     const e = doomed + <usize>i * 8;
     const fd = load<i32>(e);
-    if (roundNo < load<i32>(e, 4) + 2) {
+    if (roundNo < load<i32>(e, 4) + 2 || inflightHasFd(fd)) {
       const k = doomed + <usize>(kept++) * 8;
       store<i32>(k, fd);
       store<i32>(k, load<i32>(e, 4), 4);

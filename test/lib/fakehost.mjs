@@ -1,6 +1,8 @@
 // An in-memory host for the bare core: build/core.wasm with no OS at all.
 //
-// It plays the part of host/loop.ts (the pump) and of the kernel behind it:
+// It plays the part of host/loop.ts and of the kernel behind it. The pump
+// is the host's own (host/pump.ts, bundled to build/pump.js): this file is
+// only its executor (`carryOut`, a scripted kernel) and its inputs:
 //
 //   - Time is whatever the test says (`setTime`); nothing reads a clock.
 //   - Event batches are whatever the test says (`dispatch([{fd, events}])`),
@@ -24,12 +26,9 @@
 // same log, which is what replaying a recorded session needs.
 import { loadCore } from "./core.mjs";
 import abi, { opName, writeEvents } from "./abi.mjs";
+import { Pump } from "../../build/pump.js";
+import { decodeSqe, writeCqe } from "../../build/sqe.js";
 
-const SQE_WORDS = abi.SQE_SIZE >> 2;
-// SQE fields as word indices into the i32 view (abi.SQE_* are byte offsets).
-const W = {
-  op: abi.SQE_OP >> 2, fd: abi.SQE_FD >> 2, a0: abi.SQE_A0 >> 2, a1: abi.SQE_A1 >> 2, a2: abi.SQE_A2 >> 2, a3: abi.SQE_A3 >> 2,
-};
 const CALL_FAILED = -1;       // what host/loop.ts answers when a callback throws
 const MAX_ROUNDS = 1_000_000; // per phase; more means the core is looping forever
 
@@ -112,8 +111,15 @@ export class FakeHost {
     this.tasks = new Map();    // task id -> cb()
     this.nextHandlerId = 1;
     this.nextTaskId = 1;
-    this.phase = "idle";
-    this.draining = false;
+    // The shared pump; the executor is carryOut() (a subclass may replace it).
+    const executor = { submit: (sq, cq, n) => this.carryOut(n, sq, cq) ?? n };
+    // A subclass that keeps requests in flight past their round hands their
+    // completions back with reapInto(cq, max) -> count (the completion phase).
+    if (typeof this.reapInto === "function") executor.reap = (cq, max) => this.reapInto(cq, max);
+    this.pump = new Pump(this, executor, {
+      onTrap: (e, fd) => this.traps.push({ message: e.message, fd }),
+      maxRounds: MAX_ROUNDS,
+    });
 
     const c = this.config;
     const i = this.i32;
@@ -168,29 +174,32 @@ export class FakeHost {
   /** Applies changes made outside a phase; a no-op inside one (the phase applies them). */
   flush() { if (!this.draining) this.drain("flush", () => this.x.flush()); }
 
-  /** One tick with `batch` standing in for the backend wait's result. */
+  /** The completion phase (only with reapInto): completions of requests kept in flight. */
+  reap() { this.pump.reap(); this.rethrowCallErrors(); }
+
+  /** One tick with `batch` standing in for the backend wait's result (the phases of Pump.tick). */
   tick(batch = []) {
     this.runTimers();
+    if (this.pump.executor.reap) this.reap();
     this.dispatch(batch);
     this.runDeferred();
   }
 
-  /** Calls a phase, carries out its rounds until it returns 0 (host/loop.ts drain()). */
+  /** The phase running, "idle" between phases (the pump's). */
+  get phase() { return this.pump.phase; }
+  get draining() { return this.pump.inPhase; }
+
+  /**
+   * Calls a phase, carries out its rounds until it returns 0 (Pump.run; a
+   * trap is contained and noted in `traps`), then rethrows what a JS
+   * callback threw.
+   */
   drain(phase, start) {
-    if (this.draining) throw new Error(`drain(${phase}) inside drain(${this.phase})`);
-    this.draining = true;
-    this.phase = phase;
-    try {
-      let n = this.guard(start);
-      for (let rounds = 0; n > 0; rounds++) {
-        if (rounds > MAX_ROUNDS) throw new Error(`phase ${phase}: still emitting after ${MAX_ROUNDS} rounds`);
-        this.carryOut(n);
-        n = this.guard(() => this.x.complete(n));
-      }
-    } finally {
-      this.draining = false;
-      this.phase = "idle";
-    }
+    this.pump.run(phase, start);
+    this.rethrowCallErrors();
+  }
+
+  rethrowCallErrors() {
     if (this.rethrow && this.callErrors.length) {
       const e = this.callErrors.shift();
       this.callErrors.length = 0;
@@ -198,37 +207,20 @@ export class FakeHost {
     }
   }
 
-  /** A trap is contained the way host/loop.ts does it: recover(), then resume. */
-  guard(call) {
-    for (;;) {
-      try {
-        return call();
-      } catch (e) {
-        const trap = e instanceof WebAssembly.RuntimeError || /^core abort/.test(e?.message ?? "");
-        if (!trap) throw e;
-        this.traps.push({ message: e.message, fd: this.ctlI32(abi.CTL_CURRENT_FD) });
-        const r = this.x.recover();
-        if (r >= 0) {
-          this.carryOut(r);
-          call = () => this.x.complete(r);
-        }
-      }
-    }
-  }
-
-  /** Carries out SQ[0..n) and writes CQ[0..n). SQ and CQ are re-read: they are double-buffered. */
-  carryOut(n) {
-    const sq = this.ctlI32(abi.CTL_SQ);
-    const cq = this.ctlI32(abi.CTL_CQ);
+  /**
+   * The executor: carries out SQ[0..n) at sq and writes CQ[0..n) at cq
+   * (default: the current queues), in order. A subclass may write them in
+   * another order, or more of them, and return how many.
+   */
+  carryOut(n, sq = this.ctlI32(abi.CTL_SQ), cq = this.ctlI32(abi.CTL_CQ)) {
     for (let k = 0; k < n; k++) {
-      const w = (sq >> 2) + k * SQE_WORDS;
-      const i32 = this.i32; // a JS call may have grown memory: fresh view per entry
-      const sqe = {
-        op: i32[w + W.op], fd: i32[w + W.fd], a0: i32[w + W.a0], a1: i32[w + W.a1], a2: i32[w + W.a2], a3: i32[w + W.a3],
-      };
+      const at = sq + k * abi.SQE_SIZE;
+      // {op, fd, a0..a3} as abi.ts documents them (host/sqe.ts), and the tag.
+      // A JS call may grow memory: a fresh view per entry.
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, at);
       const res = this.respond(sqe) | 0;
-      this.i32[(cq >> 2) + k] = res;
-      if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res });
+      writeCqe(this.i32, cq, k, at, res);
+      if (this.keepLog) this.log.push({ phase: this.phase, name: opName(sqe.op), ...sqe, res, tag, gen });
     }
   }
 

@@ -14,6 +14,10 @@
 //    fds closed and reused earlier in the batch, older generations);
 //  - JS handlers registered through the Reactor API call register,
 //    deregister, modify, defer and timers from inside their callbacks;
+//  - completions come back shuffled within their round (odd seeds), and in
+//    half of those a connection's I/O requests stay in flight and complete
+//    in a later tick (the pump's completion phase), so a buffer or fd
+//    released while its request is in flight is caught;
 //  - time jumps forward so timeouts and timers fire;
 //  - a graceful shutdown starts at a random moment.
 //
@@ -31,7 +35,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as abi from "../../assembly/abi.ts";
 import { Core, CoreAbort, compileCore, corePath, defaultCoreConfig, type CoreConfig } from "../../host/core.ts";
-import { Recorder, MemorySink, sha256File } from "../../host/record.ts";
+import { Recorder, MemorySink, sha256File, recordCore } from "../../host/record.ts";
+import { Pump, LivelockError } from "../../host/pump.ts";
+import { decodeSqe, writeCqe } from "../../host/sqe.ts";
+import type { Executor } from "../../host/executor.ts";
 import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
 import { checkByteranges, fileByte } from "./byteranges.ts";
 
@@ -50,6 +57,9 @@ class Rng {
 }
 
 class FuzzFailure extends Error {}
+
+/** What delay mode keeps in flight past its round: a connection's I/O (see host/executor.ts). */
+const DELAYABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN]);
 
 interface SimSocket {
   kind: "listener" | "conn" | "file" | "js";
@@ -118,7 +128,7 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     try {
       it.run();
     } catch (e) {
-      const message = e instanceof FuzzFailure ? e.message
+      const message = e instanceof FuzzFailure || e instanceof LivelockError ? e.message
         : e instanceof WebAssembly.RuntimeError || e instanceof CoreAbort ? `trap: ${(e as Error).message}` : `host error: ${(e as Error)?.stack ?? e}`;
       mkdirSync(opts.outDir, { recursive: true });
       const file = join(opts.outDir, `seed-${seed}.rec`);
@@ -139,6 +149,12 @@ class Iteration {
   private readonly rng: Rng;
   private readonly sink = new MemorySink();
   private readonly rec: Recorder;
+  private readonly pump: Pump;
+  private readonly reorder: Rng | null;
+  private readonly delay: boolean;
+  /** Requests kept in flight (delay mode): carried out when reaped. */
+  private held: { op: number; fd: number; a: number[]; tag: number; gen: number }[] = [];
+  private holding = true;
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
   private readonly files = new Map<string, { kind: number; size: number; mtime: number; ino: number; flags: number }>();
@@ -153,6 +169,15 @@ class Iteration {
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean) {
     this.rng = new Rng(seed);
+    // Every other iteration writes each round's completions in a shuffled
+    // order (the core routes them by tag); its own generator, so the
+    // kernel's choices for a seed stay what they were. (Not the iteration
+    // with an injected trap, a test of the failure path: in order, its trap
+    // lands where that test expects.)
+    this.reorder = seed % 2 === 1 && !injectTrap ? new Rng(seed ^ 0x5bd1e995) : null;
+    // Half of those also keep connections' I/O requests in flight and
+    // complete them in a later tick (the completion phase, Pump.reap).
+    this.delay = this.reorder !== null && ((seed >>> 1) & 1) === 1;
     const r = this.rng;
     this.config = {
       ...defaultCoreConfig,
@@ -175,7 +200,8 @@ class Iteration {
       coreSha256: sha, config: this.config, time: [this.time, this.time], arch: process.arch,
       created: new Date().toISOString(), argv: ["fuzz", `--seed=${seed}`],
     });
-    this.core = new Core(this.config, module, { recorder: this.rec, addressOf: () => 0, time: [this.time, this.time] });
+    this.core = new Core(this.config, module, { addressOf: () => 0, time: [this.time, this.time] });
+    this.pump = this.makePump();
     this.x = this.core.x as unknown as Record<string, (...a: number[]) => number>;
   }
 
@@ -201,11 +227,11 @@ class Iteration {
     // listener on fd 3
     this.fds.set(3, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
     this.x.listen(3, this.proto);
-    this.drain(this.x.flush(), "flush");
+    this.pump.flush();
     // a few JS handlers on fds the simulated kernel owns
     const js = r.int(3);
     for (let i = 0; i < js; i++) this.registerJs();
-    this.drain(this.x.flush(), "flush");
+    this.pump.flush();
     const ticks = 20 + r.int(60);
     for (let t = 0; t < ticks; t++) {
       this.steps++;
@@ -214,21 +240,20 @@ class Iteration {
       for (let i = 0; i < arrivals; i++) this.pending.push(this.clientInput());
       if (this.injectTrap && t === 3) this.x.debugTrapFd(4);
       if (!this.shutdown && r.chance(0.01)) { this.shutdown = true; this.x.beginShutdown(r.int(3000)); }
-      this.advanceTime();
-      this.drain(this.x.runTimers(), "runTimers");
-      const n = this.buildBatch();
-      this.drain(this.x.dispatch(n), "dispatch");
-      this.drain(this.x.runDeferred(), "runDeferred");
+      this.pump.tick(this.tickSource);
     }
     // No more arrivals; let every timeout fire (twice: a connection accepted
     // when a paused listener resumes starts its own idle clock): the core
     // must end with no connection stuck.
     this.pending.length = 0;
-    for (let round = 0; round < 2; round++) {
+    this.holding = false;
+    for (let round = 0; round < 2 || this.held.length > 0; round++) {
+      if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
+      this.pump.reap();
       this.time += 120_000;
       this.setTime();
-      this.drain(this.x.runTimers(), "runTimers (final)");
-      this.drain(this.x.runDeferred(), "runDeferred (final)");
+      this.pump.run("timers (final)", () => this.x.runTimers());
+      this.pump.run("deferred (final)", () => this.x.runDeferred());
     }
     for (const [fd, s] of this.fds) this.checkOutput(fd, s);
     // With timeouts on, two minutes of silence leave no connection behind.
@@ -263,6 +288,16 @@ class Iteration {
     this.time += r.chance(0.7) ? r.int(5) : r.chance(0.8) ? r.int(200) : r.int(40_000);
     this.setTime();
   }
+
+  /**
+   * The tick's inputs: time moves on before the timers (not again after the
+   * poll: the simulated kernel does not sleep) and the poll is a random
+   * batch (buildBatch).
+   */
+  private readonly tickSource = {
+    clock: (afterPoll: boolean) => { if (!afterPoll) this.advanceTime(); },
+    poll: () => this.buildBatch(),
+  };
 
   private clientInput(): Uint8Array {
     const r = this.rng;
@@ -326,40 +361,80 @@ class Iteration {
     for (let i = evs.length - 1; i > 0; i--) { const j = r.int(i + 1); [evs[i], evs[j]] = [evs[j], evs[i]]; }
     const n = Math.min(evs.length, cap);
     for (let i = 0; i < n; i++) writeEvent(dv, base, i, evs[i].ev, evs[i].fd, evs[i].gen);
-    if (n > 0) this.rec.mem(c.u8, base, n * abi.EVENT_SIZE);
     return n;
   }
 
-  /** Carries out rounds until the phase is over, checking invariants after each call. */
-  private drain(n: number, where: string): void {
-    this.check(where);
-    let rounds = 0;
-    while (n > 0) {
-      if (++rounds > 10_000) this.fail(`livelock: ${where} still asking for work after 10000 rounds`);
-      this.submit(n);
-      const c = this.core;
-      this.rec.mem(c.u8, c.ctlI32(abi.CTL_CQ), n * abi.CQE_SIZE);
-      n = this.x.complete(n);
-      this.check(`complete() in ${where}`);
-    }
+  /**
+   * The shared pump with the simulated kernel as its executor (recorded):
+   * the invariants are checked after every call into the core, a trap is a
+   * failure (not contained), a phase that never ends is a livelock.
+   */
+  private makePump(): Pump {
+    const kernel: Executor = { submit: (sq, cq, n) => this.submit(sq, cq, n) };
+    if (this.delay) kernel.reap = (cq, max) => this.reap(cq, max);
+    const executor = recordCore(this.core, this.rec, kernel);
+    return new Pump(this.core, executor, {
+      afterCall: (phase) => this.check(phase),
+      onTrap: (e) => { throw e; },
+      maxRounds: 10_000,
+    });
   }
 
-  private submit(n: number): void {
+  /** The simulated kernel's executor: SQ[0..n) in order, results into CQ. */
+  private submit(sq: number, cq: number, n: number): number {
     const c = this.core;
     c.refresh();
-    const dv = new DataView(c.u8.buffer);
-    const sq = c.ctlI32(abi.CTL_SQ), cq = c.ctlI32(abi.CTL_CQ);
+    let k = 0;
     for (let i = 0; i < n; i++) {
       const e = sq + i * abi.SQE_SIZE;
-      const op = dv.getInt32(e + abi.SQE_OP, true), fd = dv.getInt32(e + abi.SQE_FD, true);
-      const a = [abi.SQE_A0, abi.SQE_A1, abi.SQE_A2, abi.SQE_A3].map((o) => dv.getInt32(e + o, true));
-      const name = OP_NAMES[op] ?? String(op);
-      if (this.trace.length >= 400) this.trace.shift();
-      this.trace.push(`t${this.steps} ${name} fd=${fd} ${a.join(" ")}`);
-      const res = this.exec(op, fd, a);
-      this.trace[this.trace.length - 1] += ` -> ${res}`;
+      const { op, fd, a0, a1, a2, a3, tag, gen } = decodeSqe(c.i32, e);
+      const a = [a0, a1, a2, a3];
+      if (this.delay && this.holding && DELAYABLE.has(op) && this.fds.get(fd)?.kind === "conn" && this.reorder!.chance(0.3)) {
+        this.held.push({ op, fd, a, tag, gen });
+        continue;
+      }
+      const res = this.carry(op, fd, a, "");
       c.refresh();
-      new DataView(c.u8.buffer).setInt32(cq + i * abi.CQE_SIZE, res, true);
+      writeCqe(c.i32, cq, k++, e, res);
+    }
+    if (this.reorder) this.shuffleCompletions(cq, k, this.reorder);
+    return k;
+  }
+
+  /** One request carried out, traced. */
+  private carry(op: number, fd: number, a: number[], note: string): number {
+    if (this.trace.length >= 400) this.trace.shift();
+    this.trace.push(`t${this.steps} ${note}${OP_NAMES[op] ?? String(op)} fd=${fd} ${a.join(" ")}`);
+    const res = this.exec(op, fd, a);
+    this.trace[this.trace.length - 1] += ` -> ${res}`;
+    return res;
+  }
+
+  /** Delay mode's completion phase: some of the requests kept in flight, carried out now, in random order. */
+  private reap(cq: number, max: number): number {
+    const r = this.reorder!;
+    let k = 0;
+    for (let i = this.held.length - 1; i >= 0 && k < max; i--) {
+      if (this.holding && !r.chance(0.5)) continue;
+      const [h] = this.held.splice(i, 1);
+      const res = this.carry(h.op, h.fd, h.a, "late ");
+      const c = this.core;
+      c.refresh();
+      c.i32.set([h.tag, h.gen, res, 0], (cq + k++ * abi.CQE_SIZE) >> 2);
+    }
+    return k;
+  }
+
+  /** Permutes the round's n completions in the CQ (Fisher-Yates). */
+  private shuffleCompletions(cq: number, n: number, r: Rng): void {
+    const u8 = this.core.u8, size = abi.CQE_SIZE, tmp = new Uint8Array(size);
+    for (let i = n - 1; i > 0; i--) {
+      const j = r.int(i + 1);
+      if (j === i) continue;
+      const a = cq + i * size, b = cq + j * size;
+      tmp.set(u8.subarray(a, a + size));
+      u8.copyWithin(a, b, b + size);
+      u8.set(tmp, b);
     }
   }
 
@@ -402,7 +477,6 @@ class Iteration {
         const k = Math.min(a[1], left, r.chance(0.5) ? left : 1 + r.int(left));
         c.refresh();
         c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
-        this.rec.mem(c.u8, a[0], k);
         s.pos += k;
         return k;
       }
@@ -453,7 +527,6 @@ class Iteration {
           s.out.push(b);
         }
         dv.setBigInt64(a[1], dv.getBigInt64(a[1], true) + BigInt(take), true);
-        this.rec.mem(c.u8, a[1], 8);
         return take;
       }
       case abi.OP_CLOSE: {
@@ -471,7 +544,6 @@ class Iteration {
         const k = r.chance(0.9) ? a[1] : r.int(a[1] + 1);
         c.refresh();
         for (let i = 0; i < k; i++) c.u8[a[0] + i] = fileByte(a[2] + i);
-        this.rec.mem(c.u8, a[0], k);
         return k;
       }
       case abi.OP_CALL: return this.jsCall(a[0], fd);
@@ -481,7 +553,6 @@ class Iteration {
         const k = Math.min(a[1], r.int(5000));
         c.refresh();
         c.u8.fill(60, a[0], a[0] + k);
-        this.rec.mem(c.u8, a[0], k);
         return k;
       }
       case abi.OP_LOG: {
@@ -533,7 +604,6 @@ class Iteration {
     const mime = enc.encode("text/html; charset=utf-8");
     c.u8.set(mime, record + abi.FILE_MIME);
     dv.setInt32(record + abi.FILE_MIME_LEN, mime.length, true);
-    this.rec.mem(c.u8, record, abi.FILE_RECORD_TOTAL);
     if (statOnly || f.kind !== abi.FILE_REGULAR) return 0;
     const fd = this.lowestFreeFd();
     if (fd < 0) return -abi.EMFILE;
@@ -558,7 +628,6 @@ class Iteration {
       if (r.chance(0.3)) { c.u8.fill(0, slot + abi.SA_IN6_ADDR, slot + abi.SA_IN6_ADDR + 10); dv.setUint16(slot + abi.SA_IN6_ADDR + 10, 0xffff); }
     }
     dv.setUint32(slot + abi.SA_LEN, family === abi.AF_INET ? 16 : family === abi.AF_INET6 ? 28 : 2, true);
-    this.rec.mem(c.u8, slot, abi.ACCEPT_ADDR_SIZE);
   }
 
   /** A JS callback: does what application code may do from inside one. */

@@ -1,0 +1,98 @@
+// The libc executor: carries the core's requests out with one koffi call
+// each (host/libc.ts), in SQ order, synchronously (see the contract in
+// host/executor.ts). Host services go to the Services the Loop supplies;
+// interest changes go to the event backend, at one call site.
+//
+// The hot path: SQE fields are read through the core's Int32Array as word
+// indices (derived from abi.ts's byte offsets once, at load), results are
+// written the same way; nothing is allocated per request.
+import * as abi from "../assembly/abi.ts";
+import type { Core } from "./core.ts";
+import type { Executor, InterestBackend, Services } from "./executor.ts";
+import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC } from "./libc.ts";
+
+const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
+const W_FD = abi.SQE_FD >> 2, W_OFF = abi.SQE_OFF >> 2, W_ADDR = abi.SQE_ADDR >> 2, W_LEN = abi.SQE_LEN >> 2;
+const W_FLAGS = abi.SQE_OP_FLAGS >> 2, W_TAG = abi.SQE_USER_DATA >> 2, W_SPLICE = abi.SQE_SPLICE_FD_IN >> 2;
+const C_RES = abi.CQE_RES >> 2;
+// The core writes accept4's flags into every OP_ACCEPT (abi.ts): they must be these.
+if (abi.ACCEPT_FLAGS !== (SOCK_NONBLOCK | SOCK_CLOEXEC)) throw new Error("abi.ACCEPT_FLAGS is not SOCK_NONBLOCK | SOCK_CLOEXEC");
+
+export class LibcExecutor implements Executor {
+  private readonly wouldBlock: ((fd: number, bits: number) => void) | null;
+  constructor(private readonly core: Core, private readonly services: Services, private readonly backend: InterestBackend) {
+    this.wouldBlock = backend.wouldBlock ? backend.wouldBlock.bind(backend) : null;
+  }
+
+  submit(sq: number, cq: number, n: number): void {
+    const core = this.core;
+    const services = this.services;
+    core.refresh();
+    let i32 = core.i32;
+    const base = core.base;
+    let q = sq >> 2, c = cq >> 2;
+    for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
+      // Addresses are linear-memory offsets below 2^31 (abi.ts): the low word of addr/off is enough.
+      const op = i32[q] & 0xff, fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
+      let r: number;
+      switch (op) {
+        case abi.OP_READ: r = libc.read(fd, base + addr, len); break;
+        case abi.OP_WRITE: r = libc.write(fd, base + addr, len); break;
+        case abi.OP_SEND: r = libc.send(fd, base + addr, len, i32[q + W_FLAGS]); break;
+        case abi.OP_WRITEV: r = libc.writev(fd, base + addr, len); break;
+        case abi.OP_ACCEPT: r = addr ? libc.accept4(fd, base + addr, base + i32[q + W_OFF], i32[q + W_FLAGS]) : libc.accept4(fd, 0, 0, i32[q + W_FLAGS]); break;
+        case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
+        case abi.OP_CLOSE: this.backend.closed(fd); r = libc.close(fd); break;
+        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
+        case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
+        // Answered by the backend and the services themselves: >= 0 or -errno.
+        case abi.OP_CTL: r = this.backend.setInterest(fd, len, i32[q + W_FLAGS], i32[q + W_OFF]); break;
+        case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len); r = 0; break;
+        case abi.OP_STOP: services.stop(); r = 0; break;
+        case abi.OP_CALL: r = services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]); break;
+        case abi.OP_OPEN: r = services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1); break;
+        case abi.OP_LIST: r = services.list(addr, len, i32[q + W_FLAGS]); break;
+        default: r = 0;
+      }
+      if (op >= abi.OP_CALL) {
+        // JS ran (a callback, the file server, a log function): memory may have grown, views must follow.
+        core.refresh();
+        i32 = core.i32;
+      } else if (r < 0 && op !== abi.OP_CTL) {
+        r = -errno(); // read at once: koffi keeps the last call's
+      }
+      if (this.wouldBlock) this.edge(op, fd, addr, len, r, i32);
+      i32[c] = i32[q + W_TAG]; // the completion: the request's tag, its result
+      i32[c + 1] = i32[q + W_TAG + 1];
+      i32[c + C_RES] = r;
+      i32[c + 3] = 0;
+    }
+    services.roundDone();
+  }
+
+  /**
+   * Edge emulation (backends without kernel edges, host/backend/poll.ts):
+   * tells the backend which operations met EAGAIN or fell short, so that a
+   * new edge may be reported; a JS callback on fd re-arms it for whatever
+   * the callback did (the executor cannot see its reads and writes).
+   */
+  private edge(op: number, fd: number, addr: number, len: number, r: number, i32: Int32Array): void {
+    const wb = this.wouldBlock!;
+    switch (op) {
+      case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < len)) wb(fd, abi.EV_READABLE); break;
+      case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
+      case abi.OP_WRITE: case abi.OP_SEND: case abi.OP_SENDFILE:
+        if (r === -abi.EAGAIN || (r >= 0 && r < len)) wb(fd, abi.EV_WRITABLE);
+        break;
+      case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < iovBytes(i32, addr, len))) wb(fd, abi.EV_WRITABLE); break;
+      case abi.OP_CALL: if (addr === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;
+    }
+  }
+}
+
+/** Bytes a writev's native iovecs (16 bytes each, at `at` in linear memory) ask for. */
+function iovBytes(i32: Int32Array, at: number, count: number): number {
+  let sum = 0;
+  for (let k = 0; k < count; k++) sum += i32[(at + 16 * k + 8) >> 2];
+  return sum;
+}
