@@ -428,6 +428,39 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
   assert.equal(h.logs.slice(1).map((l) => l.text), ["accept: resumed"], "one line when accepting works again");
 });
 
+// ---- HTTP, ET: the peer's FIN is reported once -----------------------------------
+
+test("HTTP, ET: a request and the client's FIN in one event: answered, then the EOF is read and the connection closed", () => {
+  // Found by the fuzzer's edge-only delivery: the core took the short read of
+  // the request for "drained" and waited for an edge that a FIN already
+  // reported never raises again, holding the connection until the idle timeout.
+  const h = new FakeHost({ config: { mode: "et", idleTimeoutMs: 30_000 } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  const fd = 10;
+  connect(h, fd);
+  const from = h.log.length;
+  h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n").peerEof(fd);
+  h.tick([{ fd, events: EPOLLIN | EPOLLRDHUP }]);
+  assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
+  const reads = h.ops(abi.OP_READ, { fd, from });
+  assert.is(reads[reads.length - 1].res, 0, "read on to the EOF");
+  assert.is(h.ops(OP_CLOSE, { fd, from }).length, 1, "closed at once, not at the idle timeout");
+  assert.is(h.stat(STAT_LIVE_CONNS), 0);
+});
+
+test("HTTP, ET: a short read without a FIN still counts as drained (no extra read)", () => {
+  const h = new FakeHost({ config: { mode: "et", idleTimeoutMs: 30_000 } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  const fd = 10;
+  connect(h, fd);
+  const from = h.log.length;
+  h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+  h.tick([{ fd, events: EPOLLIN }]);
+  assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
+  assert.is(h.ops(abi.OP_READ, { fd, from }).length, 1, "one read: the next bytes raise a new edge");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1, "kept alive");
+});
+
 // ---- HTTP: a 100 Continue that meets a full socket ------------------------------
 
 test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on EPOLLOUT alone, reads nothing meanwhile, then the body and the answer", () => {

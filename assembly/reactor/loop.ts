@@ -40,7 +40,7 @@ import {
 import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, CF_READABLE,
-  CF_WRITABLE, CF_CLOSING,
+  CF_WRITABLE, CF_CLOSING, CF_HUP,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
 import { logRoundReset } from "./log";
@@ -256,6 +256,9 @@ function ingestEvents(): bool {
     // Built-in handlers: note readiness, run after the batch.
     let f = 0;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= CF_READABLE;
+    // The FIN is reported once (ET): remembered, so a protocol that takes a
+    // short read for "drained" still reads on to the EOF.
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= CF_HUP;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) f |= CF_WRITABLE;
     setFlag(fd, f);
     enqueue(fd);
