@@ -68,6 +68,7 @@ interface SimSocket {
   // that reached the socket so far, edges not yet reported (ET), a full send
   // buffer, and what the oracle needs to know about the connection's life.
   arrived?: number;
+  eof?: boolean;       // the peer's FIN reached the socket (after all its bytes, some ticks later)
   rdEdge?: boolean;
   wrEdge?: boolean;
   wblocked?: boolean;
@@ -83,6 +84,7 @@ interface Life {
   faulted: boolean;    // the fuzzer injected an error on it (reset, HUP/ERR, failed epoll_ctl)
   trapped: boolean;    // the core trapped while serving it
   draining: boolean;   // a graceful shutdown began while it was open
+  timedOut: boolean;   // closed while timers ran (idle, header, linger timeouts)
   fd: number;
   hist: string[];      // the last requests on it, for the failure message
 }
@@ -136,13 +138,13 @@ const REQUESTS = [
  */
 export type Plant = "wrong-length" | "short-reads";
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; traps?: boolean; plant?: Plant; log?: (s: string) => void }
-export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; reproducer?: string; message?: string; seed?: number }
+export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; reproducer?: string; message?: string; seed?: number }
 
 export function fuzz(opts: FuzzOptions): FuzzResult {
   const module = compileCore();
   const sha = sha256File(corePath);
   const deadline = Date.now() + opts.seconds * 1000;
-  let iterations = 0, steps = 0, requests = 0, traps = 0;
+  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0;
   while (Date.now() < deadline || iterations === 0) {
     const seed = (opts.seed + iterations * 0x9e3779b1) >>> 0;
     const it = new Iteration(module, sha, seed, opts.injectTrap === true && iterations === 0, opts.traps !== false && !opts.injectTrap, opts.plant);
@@ -163,8 +165,10 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     steps += it.steps;
     requests += it.requests;
     traps += it.traps;
+    judged += it.judged;
+    cutShort += it.cutShort;
   }
-  return { ok: true, iterations, steps, requests, traps };
+  return { ok: true, iterations, steps, requests, traps, judged, cutShort };
 }
 
 /** The flags besides --seed that make a run repeat one iteration the same way. */
@@ -189,6 +193,7 @@ class Iteration {
   private calm = false;
   private readonly proto: number;
   private readonly config: CoreConfig;
+  private readonly slowClock: boolean;
   private time = 1_000_000;
   private jsHandlers = 0;
   private shutdown = false;
@@ -196,6 +201,10 @@ class Iteration {
   steps = 0;
   requests = 0;
   traps = 0;
+  /** Connections judged as a prefix only (cut short by a fault, trap, timeout or shutdown). */
+  cutShort = 0;
+  /** Connections judged (HTTP against the oracle, echo against its input). */
+  judged = 0;
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean,
     private readonly randomTraps: boolean, private readonly plant: Plant | undefined) {
@@ -205,8 +214,8 @@ class Iteration {
       ...defaultCoreConfig,
       maxFds: 64,
       mode: r.chance(0.5) ? "et" : "lt",
-      idleTimeoutMs: r.pick([0, 50, 1000, 30000]),
-      headerTimeoutMs: r.pick([0, 30, 1000, 60000]),
+      idleTimeoutMs: 0,
+      headerTimeoutMs: 0,
       writeBufMax: r.pick([4096, 16384, 65536, 262144]),
       maxEvents: r.pick([1, 4, 16, 64]),
       maxBody: r.pick([16, 1024, 1 << 20]),
@@ -217,6 +226,12 @@ class Iteration {
       cors: r.chance(0.5),
       precompressed: r.chance(0.5),
     };
+    // Half the iterations keep the clock slow (steps under 200 ms, timeouts
+    // of 30 s and more, so none fires before the final phase): there every
+    // connection is judged whole, and a stall cannot hide behind a timeout.
+    this.slowClock = r.chance(0.5);
+    this.config.idleTimeoutMs = this.slowClock ? r.pick([0, 30000]) : r.pick([0, 50, 1000, 30000]);
+    this.config.headerTimeoutMs = this.slowClock ? r.pick([0, 60000]) : r.pick([0, 30, 1000, 60000]);
     this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
     this.files = new FileTable(seed, this.config.precompressed);
     this.rec = new Recorder(this.sink, {
@@ -347,13 +362,14 @@ class Iteration {
   /** Judges every connection's output against the oracle (HTTP) or its input (echo). */
   private judgeAll(): void {
     const env = this.oracleEnv();
-    const minTimeout = Math.min(...[this.config.idleTimeoutMs, this.config.headerTimeoutMs].map((t) => (t > 0 ? t : Infinity)));
     for (const s of this.conns) {
       const life = s.life!;
-      const exposure = (life.died ?? this.time) - life.born;
-      // Cut short, legitimately: by an injected fault, a trap, a timeout
-      // (the connection lived as long as one), or the end of a shutdown's grace.
-      const cut = life.faulted || life.trapped || life.draining || exposure >= minTimeout;
+      // Cut short, legitimately: by an injected fault, a trap, a timeout,
+      // or the end of a shutdown's grace.
+      // (A lingering close's timeout comes after the last answer went out: not a cut.)
+      const cut = life.faulted || life.trapped || life.draining || (life.timedOut && !life.shut);
+      if (cut) this.cutShort++;
+      this.judged++;
       const who = `connection #${this.conns.indexOf(s)} on fd ${life.fd} (${life.closed ? "closed" : "open"}${life.faulted ? ", faulted" : ""}${life.trapped ? ", trapped" : ""}${life.draining ? ", draining" : ""})`;
       if (this.proto === abi.PROTO_ECHO) {
         // Echo: every byte sent came back, in order (checked as written),
@@ -407,7 +423,7 @@ class Iteration {
 
   private advanceTime(): void {
     const r = this.rng;
-    this.time += r.chance(0.7) ? r.int(5) : r.chance(0.8) ? r.int(200) : r.int(40_000);
+    this.time += r.chance(0.7) ? r.int(5) : r.chance(0.8) || this.slowClock ? r.int(200) : r.int(40_000);
     this.setTime();
   }
 
@@ -457,9 +473,14 @@ class Iteration {
       // The peer reads: a full send buffer has room again (a new EPOLLOUT edge).
       if (s.wblocked && (this.calm || r.chance(0.5))) { s.wblocked = false; this.raise(s, "out"); }
       const left = s.input.length - s.arrived!;
-      if (left === 0 || (!this.calm && r.chance(0.4))) continue;
+      if (left === 0) {
+        // A client that closes does so once it sent everything, sooner or later.
+        if (s.peerClosed && !s.eof && (this.calm || r.chance(0.2))) { s.eof = true; this.raise(s, "in"); }
+        continue;
+      }
+      if (!this.calm && r.chance(0.4)) continue;
       s.arrived! += this.calm ? left : 1 + r.int(left);
-      this.raise(s, "in"); // the EOF too, once everything arrived
+      this.raise(s, "in");
     }
   }
 
@@ -483,7 +504,7 @@ class Iteration {
 
   private readable(s: SimSocket): boolean {
     if (s.kind === "listener") return this.pending.length > 0;
-    return s.arrived! > s.pos || (s.peerClosed && s.arrived === s.input.length);
+    return s.arrived! > s.pos || s.eof === true;
   }
 
   /**
@@ -502,14 +523,14 @@ class Iteration {
       if (s.kind === "js") { if (r.chance(0.5)) bits |= abi.EPOLLIN; }
       else if (this.interest(s).edge) {
         if (!this.calm && r.chance(0.2)) continue; // pending edges wait for the next epoll_wait
-        if (s.rdEdge) bits |= abi.EPOLLIN | (s.peerClosed && s.arrived === s.input.length ? abi.EPOLLRDHUP : 0);
+        if (s.rdEdge) bits |= abi.EPOLLIN | (s.eof ? abi.EPOLLRDHUP : 0);
         if (s.wrEdge) bits |= abi.EPOLLOUT;
       } else {
         const want = this.interest(s);
-        if (want.in && this.readable(s) && (this.calm || r.chance(0.8))) bits |= abi.EPOLLIN | (s.peerClosed && s.arrived === s.input.length ? abi.EPOLLRDHUP : 0);
+        if (want.in && this.readable(s) && (this.calm || r.chance(0.8))) bits |= abi.EPOLLIN | (s.eof ? abi.EPOLLRDHUP : 0);
         if (want.out && !s.wblocked && (this.calm || r.chance(0.7))) bits |= abi.EPOLLOUT;
       }
-      if (s.kind === "conn" && !this.calm && r.chance(0.01)) { bits |= abi.EPOLLHUP | abi.EPOLLERR; s.life!.faulted = true; }
+      if (s.kind === "conn" && !this.calm && r.chance(0.003)) { bits |= abi.EPOLLHUP | abi.EPOLLERR; s.life!.faulted = true; }
       if (bits) evs.push({ fd, bits, gen: s.gen, s });
     }
     // duplicated, stale and reordered events
@@ -553,11 +574,15 @@ class Iteration {
   /** The fd debugTrapFd() was last called with, until its trap comes. */
   private trapArmed = -1;
 
+  /** The phase being drained (a close while timers run is a timeout). */
+  private phase = "";
+
   /** SQEs carried out so far (settle() watches it to see the core quiet). */
   private work = 0;
 
   /** Carries out rounds until the phase is over, checking invariants after each call. */
   private drain(start: () => number, where: string): void {
+    this.phase = where;
     let n = this.guard(start, where);
     this.check(where);
     let rounds = 0;
@@ -659,10 +684,10 @@ class Iteration {
         if (nfd < 0) return -abi.EMFILE;
         if (a[0] !== 0) this.peerAddress(a[0]);
         const input = this.pending.shift()!;
-        const s: SimSocket = { kind: "conn", input, pos: 0, peerClosed: r.chance(0.3), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0,
+        const s: SimSocket = { kind: "conn", input, pos: 0, peerClosed: r.chance(0.7), written: 0, echoed: [], inKernel: false, mask: 0, gen: 0,
           ...(this.proto === abi.PROTO_HTTP ? { out: [], outBytes: 0 } : {}),
           arrived: r.chance(0.5) ? input.length : r.int(input.length + 1), wblocked: false,
-          life: { born: this.time, closed: false, shut: false, faulted: nfd >= this.config.maxFds /* no slot in the core: closed unanswered */, trapped: false, draining: false, fd: nfd, hist: [] } };
+          life: { born: this.time, closed: false, shut: false, faulted: nfd >= this.config.maxFds /* no slot in the core: closed unanswered */, trapped: false, draining: false, timedOut: false, fd: nfd, hist: [] } };
         this.fds.set(nfd, s);
         this.conns.push(s);
         return nfd;
@@ -670,12 +695,12 @@ class Iteration {
       case abi.OP_READ: {
         const s = this.sock(fd, "read");
         if (s.kind !== "conn") this.fail(`read on fd ${fd}, a ${s.kind}`);
-        if (!this.calm && r.chance(0.01)) { s.life!.faulted = true; return -abi.ECONNRESET; }
+        if (!this.calm && r.chance(0.005)) { s.life!.faulted = true; return -abi.ECONNRESET; }
         // A read takes what the socket holds, up to the buffer: less than
         // asked means drained (the core relies on it; the next bytes raise a
         // new edge). The random splits come from arrive().
         const left = s.arrived! - s.pos;
-        if (left === 0) return s.peerClosed && s.arrived === s.input.length ? 0 : -abi.EAGAIN;
+        if (left === 0) return s.eof ? 0 : -abi.EAGAIN;
         const k = Math.min(a[1], this.plant === "short-reads" && left > 1 ? 1 + r.int(left - 1) : left);
         c.refresh();
         c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
@@ -688,7 +713,7 @@ class Iteration {
       case abi.OP_WRITEV: {
         const s = this.sock(fd, "write");
         if (s.life?.shut) this.fail(`write on fd ${fd} after shutdown(SHUT_WR)`);
-        if (!this.calm && r.chance(0.01)) { if (s.life) s.life.faulted = true; return -abi.ECONNRESET; }
+        if (!this.calm && r.chance(0.005)) { if (s.life) s.life.faulted = true; return -abi.ECONNRESET; }
         const segs: [number, number][] = [];
         c.refresh();
         const dv = new DataView(c.u8.buffer);
@@ -738,7 +763,7 @@ class Iteration {
       case abi.OP_CLOSE: {
         const s = this.sock(fd, "close");
         this.checkOutput(fd, s);
-        if (s.life) { s.life.closed = true; s.life.died = this.time; }
+        if (s.life) { s.life.closed = true; s.life.died = this.time; s.life.timedOut = this.phase.startsWith("runTimers"); }
         this.fds.delete(fd);
         return 0;
       }
@@ -897,7 +922,8 @@ function main(argv: string[]): number {
       + `reproduce: npm run fuzz -- --seed ${r.seed} --seconds 0${rerunFlags(opts)}\nreplay: wasm-reactor replay ${r.reproducer} --check\n`);
     return 1;
   }
-  process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked, ${r.traps} traps recovered\n`);
+  process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked, ${r.traps} traps recovered;`
+    + ` ${r.judged} connections judged, ${r.cutShort} of them only as a prefix (cut short by a fault, trap, timeout or shutdown)\n`);
   return 0;
 }
 
