@@ -17,15 +17,26 @@
 //  - time jumps forward so timeouts and timers fire;
 //  - a graceful shutdown starts at a random moment.
 //
+//  - readiness is delivered as the kernel does (deliver()): by level in LT,
+//    only on a new edge in ET, so a core that stops before EAGAIN stalls;
+//  - traps at random points (debugTrapFd), recovered as host/loop.ts does.
+//
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
 // queue), along with the simulated kernel's own rules (no request on a closed
-// fd, no double close, echo output equals echo input, every
-// multipart/byteranges response exact: byteranges.ts). A trap, a broken
-// invariant or a livelock stops the run: the iteration's recording is saved
-// in fuzz-failures/ and replays with `wasm-reactor replay FILE --check`.
+// fd, no double close, no write after shutdown, echo output equals echo
+// input, every multipart/byteranges response exact: byteranges.ts). After the
+// last tick the kernel settles (every byte arrives, peers read, no faults)
+// and every connection is judged: HTTP against a reference model of the
+// server (oracle.ts, files.ts), echo against its input. A trap, a broken
+// invariant, a wrong answer or a livelock stops the run: the iteration's
+// recording is saved in fuzz-failures/ (replays with `wasm-reactor replay
+// FILE --check`), and `npm run fuzz -- --seed S --seconds 0` repeats it.
 //
-//   npm run fuzz -- --seconds 30 [--seed N] [--out DIR]
+//   npm run fuzz -- --seconds 30 [--seed N] [--out DIR] [--no-traps] [--plant wrong-length|short-reads]
+//
+// (Over 500 lines: the simulated kernel is one class whose parts share its
+// state; the parts that stand alone are in oracle.ts, files.ts, byteranges.ts.)
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as abi from "../../assembly/abi.ts";
