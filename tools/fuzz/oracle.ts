@@ -112,6 +112,8 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
   if (bareLf) return { expected: errorOnly(index, line, 400), end: text.length };
   if (headEnd < 0) {
     if (text.length - at > env.maxHeader - 64) grey("incomplete head near the header size limit");
+    // A server may refuse a head at its first bad byte, before it is complete.
+    if (/[^\x20-\x7e\r\n\t]/.test(text.slice(at)) || /[ \t]\r?$|\r\n[ \t]/.test(text.slice(at))) grey("a bad byte in an incomplete head");
     return null;
   }
   const headLen = headEnd + 4 - at;
@@ -251,8 +253,10 @@ function chunkedEnd(text: string, at: number, maxBody: number): number | null {
         if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+: ?[\x20-\x7e]*$/.test(l)) grey("trailer field");
       }
     }
+    // The CRLF after the data: refused at its first wrong byte, before the rest arrives.
+    if (text.length > at + size && text[at + size] !== "\r") return -400;
+    if (text.length > at + size + 1 && text[at + size + 1] !== "\n") return -400;
     if (text.length < at + size + 2) return null;
-    if (text.slice(at + size, at + size + 2) !== "\r\n") return -400;
     at += size + 2;
   }
 }
