@@ -368,6 +368,7 @@ class Iteration {
       this.drain(() => this.x.runDeferred(), "runDeferred (settle)");
       quiet = this.work === before && n === 0 ? quiet + 1 : 0;
     }
+    if (quiet < 4) this.fail("settle: the core was still busy after 400 rounds with nothing new arriving (a livelock?)");
   }
 
   /** Judges every connection's output against the oracle (HTTP) or its input (echo). */
@@ -531,7 +532,7 @@ class Iteration {
     for (const [fd, s] of this.fds) {
       if (!s.inKernel || s.kind === "file") continue;
       let bits = 0;
-      if (s.kind === "js") { if (r.chance(0.5)) bits |= abi.EPOLLIN; }
+      if (s.kind === "js") { if (!this.calm && r.chance(0.5)) bits |= abi.EPOLLIN; } // quiet once calm: settle() ends
       else if (this.interest(s).edge) {
         if (!this.calm && r.chance(0.2)) continue; // pending edges wait for the next epoll_wait
         if (s.rdEdge) bits |= abi.EPOLLIN | (s.eof ? abi.EPOLLRDHUP : 0);

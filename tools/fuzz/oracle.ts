@@ -164,9 +164,11 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
   };
   // framing (RFC 9112 §6)
   const host = fields.get("host");
-  if (!v10 && m && !errors.has(505)) {
-    if (!host || host.length !== 1) errors.add(400);
-    else if (!/^[A-Za-z0-9.\-]+(:\d*)?$/.test(host[0])) grey(`Host ${JSON.stringify(host[0])}`);
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1, never two; a value that is not a plain authority is grey.
+  if (m && !errors.has(505)) {
+    if (host && host.length > 1) errors.add(400);
+    else if (host && !/^[A-Za-z0-9.\-]+(:\d*)?$/.test(host[0])) grey(`Host ${JSON.stringify(host[0])}`);
+    else if (!v10 && !host) errors.add(400);
   }
   const te = one("transfer-encoding");
   const cl = one("content-length");
