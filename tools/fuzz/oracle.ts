@@ -234,7 +234,15 @@ function errorOnly(index: number, line: string, ...statuses: number[]): Expected
 /** Where a chunked body ends (RFC 9112 §7.1), null if incomplete, -status if refused. */
 function chunkedEnd(text: string, at: number, maxBody: number): number | null {
   let total = 0;
+  // A line of the chunked framing (size, trailer) that holds a bare LF, or a
+  // byte no such line may: the server may refuse it at that byte. Grey.
+  const oddLine = (from: number) => {
+    const eol = text.indexOf("\r\n", from);
+    const l = text.slice(from, eol < 0 ? text.length : eol);
+    if (/\n|[^\x20-\x7e\r\t]/.test(l)) grey(`a chunked-framing line ${JSON.stringify(l.slice(0, 20))}`);
+  };
   for (;;) {
+    oddLine(at);
     const eol = text.indexOf("\r\n", at);
     if (eol < 0) { if (/[^0-9a-fA-F;=a-z]/.test(text.slice(at))) grey("chunk size line"); return null; }
     const m = /^([0-9a-fA-F]+)(;[a-z]+(=[a-z0-9]+)?)?$/.exec(text.slice(at, eol));
@@ -247,6 +255,7 @@ function chunkedEnd(text: string, at: number, maxBody: number): number | null {
     if (size === 0) {
       // trailer section, then the empty line
       for (;;) {
+        oddLine(at);
         const e = text.indexOf("\r\n", at);
         if (e < 0) return null;
         const l = text.slice(at, e);
