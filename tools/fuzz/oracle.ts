@@ -435,7 +435,8 @@ export function parseResponses(out: Uint8Array, bodyless: (i: number) => boolean
     if (!sl) return `stream byte ${at}: status line ${JSON.stringify(lines[0].slice(0, 60))}`;
     const headers = new Map<string, string[]>();
     for (const l of lines.slice(1)) {
-      const h = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+): ([\x20-\x7e]*)$/.exec(l);
+      // field-value (RFC 9110 §5.5): visible bytes, SP and HTAB inside (the server sends no obs-text)
+      const h = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+): ((?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?)$/.exec(l);
       if (!h) return `stream byte ${at}: header line ${JSON.stringify(l.slice(0, 60))}`;
       const k = h[1].toLowerCase();
       headers.set(k, [...(headers.get(k) ?? []), h[2]]);
