@@ -113,7 +113,8 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
   if (headEnd < 0) {
     if (text.length - at > env.maxHeader - 64) grey("incomplete head near the header size limit");
     // A server may refuse a head at its first bad byte, before it is complete.
-    if (/[^\x20-\x7e\r\n\t]/.test(text.slice(at)) || /[ \t]\r?$|\r\n[ \t]/.test(text.slice(at))) grey("a bad byte in an incomplete head");
+    const part = text.slice(at);
+    if (/[^\x20-\x7e\r\n\t]|\r(?!\n|$)/.test(part) || /[ \t]\r?$|\r\n[ \t]/.test(part)) grey("a bad byte in an incomplete head");
     return null;
   }
   const headLen = headEnd + 4 - at;
@@ -238,8 +239,8 @@ function chunkedEnd(text: string, at: number, maxBody: number): number | null {
   // byte no such line may: the server may refuse it at that byte. Grey.
   const oddLine = (from: number) => {
     const eol = text.indexOf("\r\n", from);
-    const l = text.slice(from, eol < 0 ? text.length : eol);
-    if (/\n|[^\x20-\x7e\r\t]/.test(l)) grey(`a chunked-framing line ${JSON.stringify(l.slice(0, 20))}`);
+    const l = text.slice(from, eol < 0 ? text.length : eol).replace(/\r$/, ""); // a CR at the very end: its LF may follow
+    if (/[^\x20-\x7e\t]/.test(l)) grey(`a chunked-framing line ${JSON.stringify(l.slice(0, 20))}`);
   };
   for (;;) {
     oddLine(at);
