@@ -522,6 +522,22 @@ test("a trap while serving one connection is contained: it is closed, the others
   assert.is(h.stat(STAT_RBUF_HELD), 0);
 });
 
+test("a trapped connection closed some other way before its doomed close: the next connection on its fd number is left alone", () => {
+  // Found by the fuzzer's trap injection: the doomed list held fd numbers
+  // only, so the doomed close, two rounds on, closed whoever had the fd by then.
+  const h = new FakeHost({ config: { mode: "et" } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  h.x.debugTrapFd(11);                    // traps when the new fd 11 first runs...
+  h.answer(OP_CTL, 11, [-abi.ENOMEM]);    // ...whose epoll_ctl ADD fails: closed at once
+  h.queueAccept(LISTENER, 11, 11);        // and the next client, accepted in the same pass, gets fd 11 again
+  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  assert.is(h.traps.length, 1);
+  for (let i = 0; i < 3; i++) { h.feed(11, `GET /x${i} HTTP/1.1\r\nHost: t\r\n\r\n`); h.tick([{ fd: 11, events: EPOLLIN }]); }
+  assert.is(h.ops(OP_CLOSE, { fd: 11 }).length, 1, "one close: the first connection's; the new one is not closed as the doomed one");
+  assert.equal(h.output(11).toString("latin1").match(/^HTTP\/1\.1 \d+/gm), ["HTTP/1.1 404", "HTTP/1.1 404", "HTTP/1.1 404"], "and it is served");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1);
+});
+
 // ---- memory ------------------------------------------------------------------
 
 test("linear memory does not grow over many thousands of echo round trips", () => {
