@@ -23,6 +23,10 @@
 // The judge (judge()) parses what the core wrote (parseResponses(), also
 // independent of the core) and compares; the first difference is returned as
 // a message naming the request index, expected vs actual.
+//
+// (Over 500 lines: one model, read top to bottom in the order a server
+// decides: request parsing and framing, static files, response parsing,
+// judging. Split, each part would need the others' types and rules.)
 
 export interface FileInfo { kind: "file"; size: number; br: boolean; gz: boolean }
 export type Stat = FileInfo | { kind: "dir" } | { kind: "none" };
