@@ -427,6 +427,39 @@ test("accept EMFILE with nothing to close: retried every second, quietly, until 
   assert.equal(h.logs.slice(1).map((l) => l.text), ["accept: resumed"], "one line when accepting works again");
 });
 
+// ---- HTTP, ET: the peer's FIN is reported once -----------------------------------
+
+test("HTTP, ET: a request and the client's FIN in one event: answered, then the EOF is read and the connection closed", () => {
+  // Found by the fuzzer's edge-only delivery: the core took the short read of
+  // the request for "drained" and waited for an edge that a FIN already
+  // reported never raises again, holding the connection until the idle timeout.
+  const h = new FakeHost({ config: { mode: "et", idleTimeoutMs: 30_000 } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  const fd = 10;
+  connect(h, fd);
+  const from = h.log.length;
+  h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n").peerEof(fd);
+  h.tick([{ fd, events: EPOLLIN | EPOLLRDHUP }]);
+  assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
+  const reads = h.ops(abi.OP_READ, { fd, from });
+  assert.is(reads[reads.length - 1].res, 0, "read on to the EOF");
+  assert.is(h.ops(OP_CLOSE, { fd, from }).length, 1, "closed at once, not at the idle timeout");
+  assert.is(h.stat(STAT_LIVE_CONNS), 0);
+});
+
+test("HTTP, ET: a short read without a FIN still counts as drained (no extra read)", () => {
+  const h = new FakeHost({ config: { mode: "et", idleTimeoutMs: 30_000 } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  const fd = 10;
+  connect(h, fd);
+  const from = h.log.length;
+  h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+  h.tick([{ fd, events: EPOLLIN }]);
+  assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
+  assert.is(h.ops(abi.OP_READ, { fd, from }).length, 1, "one read: the next bytes raise a new edge");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1, "kept alive");
+});
+
 // ---- HTTP: a 100 Continue that meets a full socket ------------------------------
 
 test("HTTP, LT: a 100 Continue blocked on EAGAIN waits on WRITABLE alone, reads nothing meanwhile, then the body and the answer", () => {
@@ -486,6 +519,22 @@ test("a trap while serving one connection is contained: it is closed, the others
   assert.is(h.output(13).toString(), "thirteen");
   assert.is(h.stat(STAT_LIVE_CONNS), 3);
   assert.is(h.stat(STAT_RBUF_HELD), 0);
+});
+
+test("a trapped connection closed some other way before its doomed close: the next connection on its fd number is left alone", () => {
+  // Found by the fuzzer's trap injection: the doomed list held fd numbers
+  // only, so the doomed close, two rounds on, closed whoever had the fd by then.
+  const h = new FakeHost({ config: { mode: "et" } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  h.x.debugTrapFd(11);                    // traps when the new fd 11 first runs...
+  h.answer(OP_CTL, 11, [-abi.ENOMEM]);    // ...whose epoll_ctl ADD fails: closed at once
+  h.queueAccept(LISTENER, 11, 11);        // and the next client, accepted in the same pass, gets fd 11 again
+  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  assert.is(h.traps.length, 1);
+  for (let i = 0; i < 3; i++) { h.feed(11, `GET /x${i} HTTP/1.1\r\nHost: t\r\n\r\n`); h.tick([{ fd: 11, events: EPOLLIN }]); }
+  assert.is(h.ops(OP_CLOSE, { fd: 11 }).length, 1, "one close: the first connection's; the new one is not closed as the doomed one");
+  assert.equal(h.output(11).toString("latin1").match(/^HTTP\/1\.1 \d+/gm), ["HTTP/1.1 404", "HTTP/1.1 404", "HTTP/1.1 404"], "and it is served");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1);
 });
 
 // ---- memory ------------------------------------------------------------------

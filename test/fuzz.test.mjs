@@ -1,5 +1,8 @@
-// A few seconds of the fuzzer inside npm test, and its failure path: a
-// failure is saved as a recording that replays the same way.
+// The fuzzer inside npm test: a few seconds of it (its seed printed, a
+// failure kept in fuzz-failures/ with the command that reproduces it), the
+// failure path, and its checks shown able to fail: the HTTP oracle on
+// hand-made streams and on a planted wrong Content-Length, edge-only
+// delivery on a planted kernel that lies about short reads.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { mkdtempSync, rmSync, readdirSync, readFileSync } from "node:fs";
@@ -7,23 +10,31 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
+import { judge, model } from "../build/fuzz.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tmp = mkdtempSync(join(tmpdir(), "wr-fuzz-"));
+const fuzz = (...args) => spawnSync(process.execPath, [join(root, "build/fuzz.js"), ...args], { encoding: "utf8" });
 
-test("the fuzzer runs for its time and finds nothing", () => {
-  const r = spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--seconds", "4", "--seed", String(Date.now() % 1e9), "--out", tmp], { encoding: "utf8" });
+test("the fuzzer runs for its time and finds nothing (its seed is printed; a failure is kept in fuzz-failures/)", () => {
+  const seed = String(Date.now() % 1e9);
+  // The line to find in npm test's output when this test fails.
+  console.log(`fuzz.test: seed ${seed}; a failure is kept in fuzz-failures/ and reproduces with: npm run fuzz -- --seed <the iteration's seed> --seconds 0`);
+  const r = fuzz("--seconds", "4", "--seed", seed, "--out", join(root, "fuzz-failures"));
   assert.is(r.status, 0, r.stdout + r.stderr);
-  const m = /ok, (\d+) iterations, (\d+) ticks, (\d+) responses/.exec(r.stdout);
+  assert.match(r.stdout, new RegExp(`^fuzz: seed ${seed}, 4 s\n`));
+  const m = /ok, (\d+) iterations, (\d+) ticks, (\d+) responses checked, (\d+) traps recovered/.exec(r.stdout);
   assert.ok(m, r.stdout);
-  assert.ok(Number(m[1]) >= 5, `only ${m[1]} iterations`);
+  assert.ok(Number(m[1]) >= 3, `only ${m[1]} iterations`);
+  assert.ok(Number(m[3]) > 0, "the oracle judged responses");
 });
 
 test("a failure (an injected trap) is saved as a reproducer that replays", () => {
   const out = join(tmp, "trap");
-  const r = spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--seconds", "0", "--seed", "7", "--inject-trap", "--out", out], { encoding: "utf8" });
+  const r = fuzz("--seconds", "0", "--seed", "7", "--inject-trap", "--out", out);
   assert.is(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /FAILED after 1 iterations: trap/);
+  assert.match(r.stdout, /reproduce: npm run fuzz -- --seed 7 --seconds 0 --inject-trap\n/);
   const rec = readdirSync(out).find((f) => f.endsWith(".rec"));
   assert.ok(rec);
   assert.match(readFileSync(join(out, `${rec}.txt`), "utf8"), /replay: wasm-reactor replay .* --check/);
@@ -33,8 +44,84 @@ test("a failure (an injected trap) is saved as a reproducer that replays", () =>
   assert.match(rp.stderr, /replay matched the recording .*, but the core trapped 1 time:/);
 });
 
+// ---- the oracle on hand-made streams ----------------------------------------------
+
+const files = { "f.txt": { kind: "file", size: 10, br: false, gz: false }, d: { kind: "dir" } };
+const env = {
+  stat: (p) => files[p] ?? { kind: "none" }, list: () => null, faulted: () => false,
+  cors: false, listing: false, precompressed: false, maxLine: 8192, maxHeader: 16384, maxHeaders: 100, maxBody: 1 << 20,
+};
+const b = (s) => Buffer.from(s, "latin1");
+const ok200 = (len, extra = "") => `HTTP/1.1 200 OK\r\nETag: "a-1"\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: ${len}\r\n${extra}\r\n` + "A".repeat(len);
+const exact = { ended: false, mode: "exact", draining: false };
+
+test("oracle: a right answer passes; a wrong Content-Length, a missing or extra response, a kept-alive error fail", () => {
+  const req = b("GET /f.txt HTTP/1.1\r\nHost: a\r\n\r\n");
+  const m = model(req, false, env);
+  assert.is(m.responses.length, 1);
+  assert.is(judge(m, b(ok200(10)), exact), null);
+  assert.match(judge(m, b(ok200(11)), exact), /response 0 .*Content-Length 11, expected 10/);
+  assert.match(judge(m, b(""), exact), /response 0 .* is missing/);
+  assert.match(judge(m, b(ok200(10) + ok200(10)), exact), /one response too many/);
+  assert.match(judge(m, b(ok200(10)), { ...exact, ended: true }), /ended a keep-alive connection/);
+  // 405 must name what is allowed, and close.
+  const post = model(b("POST /f.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"), false, env);
+  const r405 = "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 23\r\nConnection: close\r\n\r\n405 Method Not Allowed\n";
+  assert.is(judge(post, b(r405.replace("\r\nConnection", "\r\nAllow: GET, HEAD\r\nConnection")), { ...exact, ended: true }), null);
+  assert.match(judge(post, b(r405), { ...exact, ended: true }), /405 without Allow/);
+  assert.match(judge(post, b(r405.replace("Connection: close\r\n", "Allow: GET, HEAD\r\n")), { ...exact, ended: true }), /without Connection: close/);
+});
+
+test("oracle: ranges, directories, HEAD, pipelining, and a mutation it cannot read exactly", () => {
+  const m = model(b("GET /f.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-4\r\n\r\nHEAD /f.txt HTTP/1.1\r\nHost: a\r\n\r\nGET /d HTTP/1.1\r\nHost: a\r\n\r\n"), true, env);
+  const partial = `HTTP/1.1 206 Partial Content\r\nETag: "a-1"\r\nLast-Modified: x\r\nContent-Length: 3\r\nContent-Range: bytes 2-4/10\r\n\r\nCDE`;
+  const head = `HTTP/1.1 200 OK\r\nETag: "a-1"\r\nLast-Modified: x\r\nContent-Length: 10\r\n\r\n`;
+  const moved = "HTTP/1.1 301 Moved Permanently\r\nLocation: /d/\r\nContent-Length: 0\r\n\r\n";
+  const end = { ...exact, ended: true };
+  assert.is(judge(m, b(partial + head + moved), end), null);
+  assert.match(judge(m, b(partial.replace("2-4/10", "2-5/10") + head + moved), end), /Content-Range bytes 2-5\/10, expected bytes 2-4\/10/);
+  assert.match(judge(m, b(partial + head + moved.replace("/d/", "/d")), end), /Location \/d, expected \/d\//);
+  assert.match(judge(m, b(partial + head + moved), exact), /should end the connection/, "the client closed: so must the server");
+  // A header line folded onto the next (obs-fold): grey from there on, any well-formed answer.
+  const g = model(b("GET /f.txt HTTP/1.1\r\nHost: a\r\n x\r\n\r\n"), false, env);
+  assert.is(g.tail, "grey");
+  assert.is(judge(g, b("HTTP/1.1 400 Bad Request\r\nContent-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n"), end), null);
+  assert.match(judge(g, b("HTTP/1.1 400 Bad Request\r\nContent-Length: 5\r\n\r\n400 Bad Request\n"), end), /is not a status line/);
+  assert.match(judge(g, b("HTTP/1.1 400 Bad Request\r\nContent-Length: 99\r\n\r\n400 Bad Request\n"), exact), /cut short .* still open/);
+  assert.match(judge(g, b("HTTP/1.1 299 Odd\r\nContent-Length: 0\r\n\r\n"), end), /not one the server sends/);
+});
+
+// ---- planted faults: the checks fail when they should -----------------------------
+
+test("a planted wrong Content-Length is caught by the oracle, kept, and reproduced by its seed", () => {
+  const out = join(tmp, "wrong-length");
+  const r = fuzz("--seconds", "3", "--seed", "11", "--plant", "wrong-length", "--no-traps", "--out", out);
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  // A wrong length shows as a wrong Content-Length or, when the body is framed by it, as a broken stream.
+  assert.match(r.stdout, /FAILED after \d+ iterations: oracle: connection #\d+ on fd \d+ .*(Content-Length \d+|status line|cut short)/);
+  const cmd = /reproduce: npm run fuzz -- --seed (\d+) --seconds 0 --no-traps --plant wrong-length\n/.exec(r.stdout);
+  assert.ok(cmd, r.stdout);
+  const first = /FAILED after \d+ iterations: (.*)/.exec(r.stdout)[1];
+  const again = fuzz("--seconds", "0", "--seed", cmd[1], "--no-traps", "--plant", "wrong-length", "--out", join(out, "again"));
+  assert.is(again.status, 1, again.stdout);
+  assert.is(/FAILED after 1 iterations: (.*)/.exec(again.stdout)?.[1], first, "the seed alone reproduces the failure");
+});
+
+test("ET edge-only delivery finds a stall: a kernel whose short reads do not drain (planted) leaves answers missing", () => {
+  // Seed 18: one ET HTTP iteration. Without the plant it passes, with it the
+  // core (rightly) takes a short read for drained and waits for an edge that
+  // never comes.
+  const args = ["--seconds", "0", "--seed", "18", "--no-traps", "--out", join(tmp, "short")];
+  const clean = fuzz(...args);
+  assert.is(clean.status, 0, clean.stdout + clean.stderr);
+  const r = fuzz(...args, "--plant", "short-reads");
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /FAILED after 1 iterations: oracle: .* is missing: .* still open \(a stall\?\)/);
+});
+
 test("bad fuzz arguments exit 2", () => {
-  assert.is(spawnSync(process.execPath, [join(root, "build/fuzz.js"), "--bogus"]).status, 2);
+  assert.is(fuzz("--bogus").status, 2);
+  assert.is(fuzz("--plant", "nothing").status, 2);
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

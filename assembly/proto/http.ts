@@ -41,7 +41,7 @@ import { submit, ctlAddI32, ctlAddF64, now } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose, connCloseSoon,
-  setDeadline, clearDeadline, connOpen, draining, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED,
+  setDeadline, clearDeadline, connOpen, draining, CF_HUP, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED,
   OUT_DONE, OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -212,9 +212,12 @@ function readDone(fd: i32, res: i32): void {
   if (res > 0) {
     ctlAddF64(STAT_BYTES_IN, <f64>res);
     // A short read drained the socket: the next bytes will raise a new edge.
+    // Not after the peer's FIN, which raises no edge again: the EOF is still
+    // to be read (else a client that sends and closes at once would hold the
+    // connection open until the idle timeout, in ET mode).
     const cap = readBufCap(<usize>load<i32>(c + C_RBUF));
     const asked = st == HS_LINGER ? cap : cap - load<i32>(c + C_RLEN);
-    if (res < asked) clearFlag(fd, CF_READABLE);
+    if (res < asked && !(flags(fd) & CF_HUP)) clearFlag(fd, CF_READABLE);
     if (st == HS_LINGER) { enqueue(fd); return; }
     store<i32>(c + C_RLEN, load<i32>(c + C_RLEN) + res);
     if (st == HS_IDLE) {

@@ -28,6 +28,7 @@ export const CF_WRITABLE: i32 = 2;      // WRITABLE seen since the last EAGAIN
 export const CF_QUEUED: i32 = 4;        // in the run queue
 export const CF_OUT_ARMED: i32 = 8;     // WRITABLE is in the backend's interest set
 export const CF_EOF: i32 = 16;          // peer finished sending (read returned 0 / RDHUP)
+export const CF_HUP: i32 = 32;          // the kernel reported the peer's FIN (RDHUP/HUP): a short read is not "drained"
 export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
 

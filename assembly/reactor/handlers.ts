@@ -260,6 +260,10 @@ export function endBatch(): void {
 export function ctlFailed(fd: i32, op: i32, err: i32, gen: i32): i32 {
   if (!validFd(fd)) return -1;
   const s = slot(fd);
+  // A request of an earlier incarnation of the fd (closed, its number
+  // reused, and completions handed back out of order): it says nothing
+  // about the current one.
+  if (<i32>load<u16>(s, 2) != gen) return -1;
   // Not (or no longer) watched: ENOENT, EBADF, or a refused ADD (EPERM for
   // a regular file, ...) unless the kernel already had it (EEXIST).
   if (err == ENOENT || err == EBADF || (op == INTEREST_ADD && err != EEXIST)) store<i32>(s, -1, 12);

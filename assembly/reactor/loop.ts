@@ -36,12 +36,12 @@ import {
 import { poolInit, readHeld, ringBytesHeld } from "./pool";
 import {
   handlersInit, flushMods, endBatch, setDispatching, ctlFailed, slotAccepts, slotKind, slotId, reactorEvents, H_JS,
-  H_CONN, validFd,
+  H_CONN, validFd, slotGen,
 } from "./handlers";
 import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, connCloseSoon, CF_READABLE,
-  CF_WRITABLE, CF_CLOSING,
+  CF_WRITABLE, CF_CLOSING, CF_HUP,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
 import { logRoundReset } from "./log";
@@ -277,6 +277,9 @@ function ingestEvents(): bool {
     // write returns 0 or the error (a spurious attempt only meets EAGAIN).
     if (ev & (EV_READABLE | EV_HANGUP | EV_ERROR)) f |= CF_READABLE;
     if (ev & (EV_WRITABLE | EV_HANGUP | EV_ERROR)) f |= CF_WRITABLE;
+    // The FIN is reported once (ET): remembered, so a protocol that takes a
+    // short read for "drained" still reads on to the EOF.
+    if (ev & (EV_HANGUP | EV_ERROR)) f |= CF_HUP;
     setFlag(fd, f);
     enqueue(fd);
   }
@@ -328,8 +331,10 @@ function completeOne(res: i32): void {
       }
       // A built-in connection the backend would not take is useless. If an op
       // of it is in flight (completions come in any order), its buffers stay
-      // until that op completes: closed then, through the run queue.
-      if (validFd(fd) && slotKind(fd) == H_CONN && a0 != INTEREST_DEL) {
+      // until that op completes: closed then, through the run queue. Only
+      // the incarnation that asked: the fd may have been closed and reused
+      // since (its completion came after the accept's).
+      if (validFd(fd) && slotKind(fd) == H_CONN && a0 != INTEREST_DEL && <i32>slotGen(fd) == doneA2) {
         setCurrentFd(fd);
         if (load<i32>(conn(fd) + C_INFLIGHT) != 0) connCloseSoon(fd); else connClose(fd);
       }

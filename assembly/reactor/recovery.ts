@@ -2,7 +2,7 @@
 // one of its calls (the host calls recover(), loop.ts resumes the phase).
 import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT } from "../abi";
 import { ctlI32, ctlAddI32, handOut, setCurrentFd } from "./ctl";
-import { validFd } from "./handlers";
+import { validFd, slotGen } from "./handlers";
 import { conn, cget, PROTO_LISTENER, connCloseSoon } from "./conn";
 import { inflightHasFd } from "./inflight";
 
@@ -11,8 +11,15 @@ import { inflightHasFd } from "./inflight";
 // That connection is doomed: its completions are ignored and it is closed at
 // the start of the next round. Everything else carries on.
 
-// Doomed connections: {fd, round of the trap}, 8 bytes each.
-const doomed: usize = memory.data(64 * 8);
+// Doomed connections: {fd, round of the trap, handler generation}, 12 bytes
+// each. The generation tells the doomed connection from a new one on the
+// same fd number: one closed some other way (a timeout, a failed epoll_ctl)
+// before its doomed close, its fd reused by the next accept.
+// (42 of them in the 512 bytes 64 8-byte entries took: the static layout,
+// and so every address a recording holds, stays as it was.)
+const DOOMED_SIZE = 12;
+const DOOMED_MAX = 42;
+const doomed: usize = memory.data(512);
 export let doomedLen = 0;
 let roundNo = 0; // rounds carried out (complete() calls that start a round)
 let inCompletions = false;
@@ -28,17 +35,21 @@ export function recover(): i32 {
   ctlAddI32(STAT_TRAPS, 1);
   const fd = ctlI32(CTL_CURRENT_FD);
   setCurrentFd(-1);
-  if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < 64) {
-    const e = doomed + <usize>(doomedLen++) * 8;
+  if (validFd(fd) && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) != PROTO_LISTENER && doomedLen < DOOMED_MAX) {
+    const e = doomed + <usize>(doomedLen++) * DOOMED_SIZE;
     store<i32>(e, fd);
     store<i32>(e, roundNo, 4);
+    store<i32>(e, <i32>slotGen(fd), 8);
   }
   if (inCompletions) { inCompletions = false; return -1; }
   return handOut();
 }
 
 export function isDoomed(fd: i32): bool {
-  for (let i = 0; i < doomedLen; i++) if (load<i32>(doomed + <usize>i * 8) == fd) return true;
+  for (let i = 0; i < doomedLen; i++) {
+    const e = doomed + <usize>i * DOOMED_SIZE;
+    if (load<i32>(e) == fd && load<i32>(e, 8) == <i32>slotGen(fd)) return true;
+  }
   return false;
 }
 
@@ -54,15 +65,14 @@ export function isDoomed(fd: i32): bool {
 export function closeDoomed(): void {
   let kept = 0;
   for (let i = 0; i < doomedLen; i++) {
-    const e = doomed + <usize>i * 8;
+    const e = doomed + <usize>i * DOOMED_SIZE;
     const fd = load<i32>(e);
     if (roundNo < load<i32>(e, 4) + 2 || inflightHasFd(fd)) {
-      const k = doomed + <usize>(kept++) * 8;
-      store<i32>(k, fd);
-      store<i32>(k, load<i32>(e, 4), 4);
+      memory.copy(doomed + <usize>(kept++) * DOOMED_SIZE, e, DOOMED_SIZE);
       continue;
     }
-    if (cget(fd, C_STATE) != 0) {
+    // (A new connection on the same fd number is not the doomed one.)
+    if (cget(fd, C_STATE) != 0 && load<i32>(e, 8) == <i32>slotGen(fd)) {
       store<i32>(conn(fd) + C_INFLIGHT, 0);
       connCloseSoon(fd);
     }
