@@ -439,7 +439,7 @@ test("HTTP, ET: a request and the client's FIN in one event: answered, then the 
   connect(h, fd);
   const from = h.log.length;
   h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n").peerEof(fd);
-  h.tick([{ fd, events: EPOLLIN | EPOLLRDHUP }]);
+  h.tick([{ fd, events: READABLE | HANGUP }]);
   assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
   const reads = h.ops(abi.OP_READ, { fd, from });
   assert.is(reads[reads.length - 1].res, 0, "read on to the EOF");
@@ -454,7 +454,7 @@ test("HTTP, ET: a short read without a FIN still counts as drained (no extra rea
   connect(h, fd);
   const from = h.log.length;
   h.feed(fd, "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
-  h.tick([{ fd, events: EPOLLIN }]);
+  h.tick([{ fd, events: READABLE }]);
   assert.ok(h.output(fd).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
   assert.is(h.ops(abi.OP_READ, { fd, from }).length, 1, "one read: the next bytes raise a new edge");
   assert.is(h.stat(STAT_LIVE_CONNS), 1, "kept alive");
@@ -529,9 +529,9 @@ test("a trapped connection closed some other way before its doomed close: the ne
   h.x.debugTrapFd(11);                    // traps when the new fd 11 first runs...
   h.answer(OP_CTL, 11, [-abi.ENOMEM]);    // ...whose epoll_ctl ADD fails: closed at once
   h.queueAccept(LISTENER, 11, 11);        // and the next client, accepted in the same pass, gets fd 11 again
-  h.tick([{ fd: LISTENER, events: EPOLLIN }]);
+  h.tick([{ fd: LISTENER, events: READABLE }]);
   assert.is(h.traps.length, 1);
-  for (let i = 0; i < 3; i++) { h.feed(11, `GET /x${i} HTTP/1.1\r\nHost: t\r\n\r\n`); h.tick([{ fd: 11, events: EPOLLIN }]); }
+  for (let i = 0; i < 3; i++) { h.feed(11, `GET /x${i} HTTP/1.1\r\nHost: t\r\n\r\n`); h.tick([{ fd: 11, events: READABLE }]); }
   assert.is(h.ops(OP_CLOSE, { fd: 11 }).length, 1, "one close: the first connection's; the new one is not closed as the doomed one");
   assert.equal(h.output(11).toString("latin1").match(/^HTTP\/1\.1 \d+/gm), ["HTTP/1.1 404", "HTTP/1.1 404", "HTTP/1.1 404"], "and it is served");
   assert.is(h.stat(STAT_LIVE_CONNS), 1);

@@ -119,6 +119,20 @@ test("ET edge-only delivery finds a stall: a kernel whose short reads do not dra
   assert.match(r.stdout, /FAILED after 1 iterations: oracle: .* is missing: .* still open \(a stall\?\)/);
 });
 
+// Seeds that once found a core bug: each replays its one iteration clean.
+const REGRESSIONS = [
+  // Odd seed: completions shuffled. A refused interest change of fd 25's
+  // earlier incarnation completed after the accept that reused the number,
+  // and closed the new connection unanswered (no generation check).
+  [3581482883, "a stale interest failure closed the reused fd's new connection"],
+];
+for (const [seed, what] of REGRESSIONS) {
+  test(`regression seed ${seed}: ${what}`, () => {
+    const r = fuzz("--seconds", "0", "--seed", String(seed), "--out", join(tmp, `reg-${seed}`));
+    assert.is(r.status, 0, r.stdout + r.stderr);
+  });
+}
+
 test("bad fuzz arguments exit 2", () => {
   assert.is(fuzz("--bogus").status, 2);
   assert.is(fuzz("--plant", "nothing").status, 2);
