@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
+import type { PumpExports } from "./pump.ts";
 import { addressOf } from "./libc.ts";
 import { CoreAbort } from "./pump.ts";
 
@@ -90,21 +91,14 @@ export function cacheControlProblem(v: string): string | null {
   return null;
 }
 
-/** The core's exports, as the host uses them. */
-export interface CoreExports {
+/** The core's exports, as the host uses them: the pump's phases (host/pump.ts) and the rest. */
+export interface CoreExports extends PumpExports {
   memory: CoreMemory;
   ctlAddress(): number;
   configText(): number;
   init(): number;
-  runTimers(): number;
-  pollTimeout(): number;
-  dispatch(n: number): number;
-  runDeferred(): number;
-  flush(): number;
-  complete(n: number): number;
   /** The completion phase: k completions of earlier rounds are in the CQ (at most CTL_CQ_ROOM). */
   reaped(k: number): number;
-  recover(): number;
   register(fd: number, interest: number, id: number): number;
   modify(fd: number, interest: number): number;
   deregister(fd: number, closing: number): number;

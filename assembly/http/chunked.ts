@@ -104,16 +104,8 @@ export function decodeChunked(buf: usize, len: i32, st: usize, maxBody: f64): i3
         }
         break;
       }
-      case CS_DATA_CR: {
-        if (c != CR) return -400;
-        state = CS_DATA_LF;
-        break;
-      }
-      case CS_DATA_LF: {
-        if (c != LF) return -400;
-        state = CS_SIZE_START;
-        break;
-      }
+      case CS_DATA_CR: if (c != CR) return -400; state = CS_DATA_LF; break; // the one byte allowed here
+      case CS_DATA_LF: if (c != LF) return -400; state = CS_SIZE_START; break; // the one byte allowed here
       case CS_TRAILER_START: {
         if (c == CR) { state = CS_FINAL_LF; break; }
         if (!isToken(c)) return -400;                   // obs-fold, bare LF, junk
@@ -127,16 +119,8 @@ export function decodeChunked(buf: usize, len: i32, st: usize, maxBody: f64): i3
         else if ((c < SP && c != HT) || c == 0x7F) return -400;
         break;
       }
-      case CS_TRAILER_LF: {
-        if (c != LF) return -400;
-        state = CS_TRAILER_START;
-        break;
-      }
-      case CS_FINAL_LF: {
-        if (c != LF) return -400;
-        state = CS_DONE;
-        break;
-      }
+      case CS_TRAILER_LF: if (c != LF) return -400; state = CS_TRAILER_START; break; // the one byte allowed here
+      case CS_FINAL_LF: if (c != LF) return -400; state = CS_DONE; break; // the one byte allowed here
     }
   }
   store<i32>(st, state, CHUNK_STATE);

@@ -119,12 +119,7 @@ export function formatHttpDate(epochMs: f64, dst: usize): i32 {
   copy3(dst, DAY_NAMES + <usize>(weekday * 3));
   store<u8>(dst + 3, 0x2c);                                       // ','
   store<u8>(dst + 4, 0x20);
-  put2(dst + 5, civilDay);
-  store<u8>(dst + 7, 0x20);
-  copy3(dst + 8, MONTH_NAMES + <usize>((civilMonth - 1) * 3));
-  store<u8>(dst + 11, 0x20);
-  put2(dst + 12, civilYear / 100);
-  put2(dst + 14, civilYear % 100);
+  putDayMonthYear(dst + 5, 0x20);                                 // "01 Dec 2026"
   store<u8>(dst + 16, 0x20);
   putClock(dst + 17, secondOfDay);
   store<u8>(dst + 25, 0x20);
@@ -142,12 +137,7 @@ export const ISO_DATE_LEN: i32 = 24;
 /** The common log format's time (nginx $time_local, always in UTC). */
 export function formatLogDate(epochMs: f64, dst: usize): i32 {
   const secondOfDay = civilOf(epochMs);
-  put2(dst, civilDay);
-  store<u8>(dst + 2, 0x2f);                                       // '/'
-  copy3(dst + 3, MONTH_NAMES + <usize>((civilMonth - 1) * 3));
-  store<u8>(dst + 6, 0x2f);
-  put2(dst + 7, civilYear / 100);
-  put2(dst + 9, civilYear % 100);
+  putDayMonthYear(dst, 0x2f);                                     // "01/Dec/2026"
   store<u8>(dst + 11, 0x3a);
   putClock(dst + 12, secondOfDay);
   store<u8>(dst + 20, 0x20);                                      // " +0000"
@@ -173,6 +163,16 @@ export function formatIsoDate(epochMs: f64, dst: usize): i32 {
   put2(dst + 21, ms % 100);
   store<u8>(dst + 23, 0x5a);                                      // 'Z'
   return ISO_DATE_LEN;
+}
+
+/** `DD<sep>Mon<sep>YYYY` (11 bytes) of the civil date civilOf() set. */
+function putDayMonthYear(dst: usize, sep: u8): void {
+  put2(dst, civilDay);
+  store<u8>(dst + 2, sep);
+  copy3(dst + 3, MONTH_NAMES + <usize>((civilMonth - 1) * 3));
+  store<u8>(dst + 6, sep);
+  put2(dst + 7, civilYear / 100);
+  put2(dst + 9, civilYear % 100);
 }
 
 /** `HH:MM:SS` (8 bytes) for a second of the day. */

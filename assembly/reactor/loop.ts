@@ -56,13 +56,8 @@ import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
 
 // phases
-const PH_IDLE = 0;
-const PH_TIMERS = 1;
-const PH_DISPATCH = 2;
-const PH_DEFERRED = 3;
-const PH_FLUSH = 4;
-const PH_REAP = 5;
-let phase = PH_IDLE;
+enum Phase { IDLE, TIMERS, DISPATCH, DEFERRED, FLUSH, REAP }
+let phase = Phase.IDLE;
 
 // timers phase: the due timers are collected first, then fired, so a
 // repeating timer fires at most once per tick and a late one catches up one
@@ -109,7 +104,7 @@ export function reactorInit(): bool {
 
 /** Phase 1: timers that are due at loop time. */
 export function runTimers(): i32 {
-  phase = PH_TIMERS;
+  phase = Phase.TIMERS;
   dueLen = 0;
   dueNext = 0;
   const t = now();
@@ -125,7 +120,7 @@ export function pollTimeout(): i32 {
 
 /** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
-  phase = PH_DISPATCH;
+  phase = Phase.DISPATCH;
   evCount = n;
   evNext = 0;
   setDispatching(true);
@@ -134,15 +129,15 @@ export function dispatch(n: i32): i32 {
 
 /** Phases 4 and 5: deferred modifications, then deferred tasks. */
 export function runDeferred(): i32 {
-  phase = PH_DEFERRED;
+  phase = Phase.DEFERRED;
   tasksStarted = false;
   return advance();
 }
 
 /** Applies modifications made by JS outside any phase (e.g. before run()). */
 export function flush(): i32 {
-  if (phase != PH_IDLE) return 0;
-  phase = PH_FLUSH;
+  if (phase != Phase.IDLE) return 0;
+  phase = Phase.FLUSH;
   return advance();
 }
 
@@ -153,8 +148,8 @@ export function flush(): i32 {
  * the connections they make ready run. Returns the first round, as a phase.
  */
 export function reaped(k: i32): i32 {
-  if (phase != PH_IDLE || k <= 0) return 0;
-  phase = PH_REAP;
+  if (phase != Phase.IDLE || k <= 0) return 0;
+  phase = Phase.REAP;
   return complete(k);
 }
 
@@ -186,22 +181,22 @@ function advance(): i32 {
     // A completion of this round called JS (a refused interest change): like after
     // every JS call, the phase goes on only once it has run.
     ctlErrorCalled = false;
-  } else if (phase == PH_TIMERS) {
+  } else if (phase == Phase.TIMERS) {
     if (fireTimers()) runQueue();
-  } else if (phase == PH_DISPATCH) {
+  } else if (phase == Phase.DISPATCH) {
     if (ingestEvents()) {
       // End of the batch: zombies die, pending handlers go live, the kernel
       // learns every change made during the batch.
       endBatch();
       if (flushMods()) runQueue();
     }
-  } else if (phase == PH_DEFERRED) {
+  } else if (phase == Phase.DEFERRED) {
     if (flushMods() && runQueue()) runTasks();
-  } else if (phase == PH_FLUSH || phase == PH_REAP) {
+  } else if (phase == Phase.FLUSH || phase == Phase.REAP) {
     if (flushMods()) runQueue();
   }
   shutdownDone();
-  if (sqLen == 0) phase = PH_IDLE;
+  if (sqLen == 0) phase = Phase.IDLE;
   setCurrentFd(-1);
   publishStats();
   return handOut();

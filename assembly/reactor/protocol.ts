@@ -57,17 +57,8 @@ function noSharedBytes(): i32 { return 0; }
 // load and a call_indirect: the Protocol record is read only at
 // registration (going through it costs two more dependent loads per call).
 const MAX_PROTOCOLS = 128;
-const HOOK_OPEN = 0;
-const HOOK_RUN = 1;
-const HOOK_COMPLETE = 2;
-const HOOK_TIMEOUT = 3;
-const HOOK_DRAIN = 4;
-const HOOK_CLOSE = 5;
-const HOOK_BODY_FINISHED = 6;
-const HOOK_SERVICE = 7;
-const HOOK_CONN_BYTES = 8;
-const HOOK_SHARED_BYTES = 9;
-const HOOKS = 10;
+enum Hook { OPEN, RUN, COMPLETE, TIMEOUT, DRAIN, CLOSE, BODY_FINISHED, SERVICE, CONN_BYTES, SHARED_BYTES, COUNT }
+const HOOKS = Hook.COUNT;
 const ROW_SIZE: usize = HOOKS * 4;
 const table: usize = memory.data(MAX_PROTOCOLS * HOOKS * 4);
 const known: usize = memory.data(MAX_PROTOCOLS);
@@ -82,16 +73,16 @@ const owners: usize = memory.data(OP_COUNT * 4);
 export function protocolRegister(id: i32, p: Protocol): bool {
   if (id <= 0 || id >= MAX_PROTOCOLS || load<u8>(known + <usize>id) != 0) return false;
   const r = table + <usize>id * ROW_SIZE;
-  store<u32>(r + HOOK_OPEN * 4, fnIndex(p.open));
-  store<u32>(r + HOOK_RUN * 4, fnIndex(p.run));
-  store<u32>(r + HOOK_COMPLETE * 4, fnIndex(p.complete));
-  store<u32>(r + HOOK_TIMEOUT * 4, fnIndex(p.timeout));
-  store<u32>(r + HOOK_DRAIN * 4, fnIndex(p.drain));
-  store<u32>(r + HOOK_CLOSE * 4, fnIndex(p.close));
-  store<u32>(r + HOOK_BODY_FINISHED * 4, fnIndex(p.bodyFinished));
-  store<u32>(r + HOOK_SERVICE * 4, fnIndex(p.service));
-  store<u32>(r + HOOK_CONN_BYTES * 4, fnIndex(p.connBytes));
-  store<u32>(r + HOOK_SHARED_BYTES * 4, fnIndex(p.sharedBytes));
+  store<u32>(r + Hook.OPEN * 4, fnIndex(p.open));
+  store<u32>(r + Hook.RUN * 4, fnIndex(p.run));
+  store<u32>(r + Hook.COMPLETE * 4, fnIndex(p.complete));
+  store<u32>(r + Hook.TIMEOUT * 4, fnIndex(p.timeout));
+  store<u32>(r + Hook.DRAIN * 4, fnIndex(p.drain));
+  store<u32>(r + Hook.CLOSE * 4, fnIndex(p.close));
+  store<u32>(r + Hook.BODY_FINISHED * 4, fnIndex(p.bodyFinished));
+  store<u32>(r + Hook.SERVICE * 4, fnIndex(p.service));
+  store<u32>(r + Hook.CONN_BYTES * 4, fnIndex(p.connBytes));
+  store<u32>(r + Hook.SHARED_BYTES * 4, fnIndex(p.sharedBytes));
   store<u8>(known + <usize>id, 1);
   return true;
 }
@@ -115,27 +106,27 @@ export function protocolKnown(id: i32): bool {
 @inline function hook(proto: i32, h: i32): u32 {
   return load<u32>(table + <usize>(proto & (MAX_PROTOCOLS - 1)) * ROW_SIZE + <usize>(h * 4));
 }
-@inline export function protoOpen(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_OPEN), fd); }
-@inline export function protoRun(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_RUN), fd); }
+@inline export function protoOpen(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, Hook.OPEN), fd); }
+@inline export function protoRun(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, Hook.RUN), fd); }
 @inline export function protoComplete(proto: i32, fd: i32, op: i32, res: i32): void {
-  call_indirect<void>(hook(proto, HOOK_COMPLETE), fd, op, res);
+  call_indirect<void>(hook(proto, Hook.COMPLETE), fd, op, res);
 }
-@inline export function protoTimeout(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_TIMEOUT), fd); }
-@inline export function protoDrain(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_DRAIN), fd); }
-@inline export function protoClose(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, HOOK_CLOSE), fd); }
+@inline export function protoTimeout(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, Hook.TIMEOUT), fd); }
+@inline export function protoDrain(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, Hook.DRAIN), fd); }
+@inline export function protoClose(proto: i32, fd: i32): void { call_indirect<void>(hook(proto, Hook.CLOSE), fd); }
 @inline export function protoBodyFinished(proto: i32, fd: i32, sent: bool): void {
-  call_indirect<void>(hook(proto, HOOK_BODY_FINISHED), fd, sent);
+  call_indirect<void>(hook(proto, Hook.BODY_FINISHED), fd, sent);
 }
 @inline export function protoService(proto: i32, op: i32, fd: i32, res: i32): void {
-  call_indirect<void>(hook(proto, HOOK_SERVICE), op, fd, res);
+  call_indirect<void>(hook(proto, Hook.SERVICE), op, fd, res);
 }
-@inline export function protoConnBytes(proto: i32, fd: i32): i32 { return call_indirect<i32>(hook(proto, HOOK_CONN_BYTES), fd); }
+@inline export function protoConnBytes(proto: i32, fd: i32): i32 { return call_indirect<i32>(hook(proto, Hook.CONN_BYTES), fd); }
 
 /** Ring-pool bytes all protocols hold for no connection (invariant check only). */
 export function protocolsSharedBytes(): i32 {
   let n = 0;
   for (let id = 1; id < MAX_PROTOCOLS; id++) {
-    if (load<u8>(known + <usize>id) != 0) n += call_indirect<i32>(hook(id, HOOK_SHARED_BYTES));
+    if (load<u8>(known + <usize>id) != 0) n += call_indirect<i32>(hook(id, Hook.SHARED_BYTES));
   }
   return n;
 }
