@@ -200,7 +200,11 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
   const expect = fields.get("expect");
   if (expect) {
     if (expect.length !== 1 || expect[0] === "") grey("Expect");
-    if (expect[0].toLowerCase() !== "100-continue") return { expected: errorOnly(index, line, 417), end: text.length };
+    // A list (RFC 9110 10.1.1: #expectation), whose empty elements a
+    // recipient must accept (5.6.1): ",100-continue" is 100-continue.
+    const members = expect[0].split(",").map((m) => m.trim().toLowerCase()).filter((m) => m !== "");
+    if (members.length > 1 && members.every((m) => m === "100-continue")) grey("Expect repeated");
+    if (members.length !== 1 || members[0] !== "100-continue") return { expected: errorOnly(index, line, 417), end: text.length };
   }
   const hasBody = chunked || length > 0;
   const mayContinue = !!expect && !v10 && hasBody;
