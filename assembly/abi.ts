@@ -159,7 +159,7 @@ export const OP_ACCEPT = 13;   // IORING_OP_ACCEPT: accept4(fd, addr, off = addr
                                // kernel the peer's sockaddr and its length (the recorder keeps all 32 bytes)
 export const OP_CLOSE = 19;    // IORING_OP_CLOSE: close(fd) -> 0
 export const OP_PREAD = 22;    // IORING_OP_READ: pread(fd, addr, len, off) -> bytes (files)
-export const OP_WRITE = 23;    // IORING_OP_WRITE: write(fd, addr, len), off = -1 -> bytes
+export const OP_WRITE = 23;    // IORING_OP_WRITE: write(fd, addr, len), off = 0 (sockets: ignored) -> bytes
 export const OP_SEND = 26;     // IORING_OP_SEND: send(fd, addr, len, op_flags = msg_flags) -> bytes (a head with MSG_MORE before sendfile)
 export const OP_READ = 27;     // IORING_OP_RECV: recv(fd, addr, len, 0), a read of a socket -> bytes
 export const OP_SHUTDOWN = 34; // IORING_OP_SHUTDOWN: shutdown(fd, len = how) -> 0

@@ -124,8 +124,14 @@ export class Pump {
   reap(): void {
     const reap = this.executor.reap;
     if (!reap) return;
+    // The executor is asked once. If the core traps handling one of the k
+    // completions, recover() returns -1 and guard() calls this again: it must
+    // then resume those k with complete(k), not reap a second batch (which
+    // would land in the other CQ and be lost).
+    let k = -1;
     this.run("completions", () => {
-      const k = reap.call(this.executor, this.core.ctlI32(abi.CTL_CQ), this.core.ctlI32(abi.CTL_CQ_ROOM));
+      if (k >= 0) return this.core.x.complete(k);
+      k = reap.call(this.executor, this.core.ctlI32(abi.CTL_CQ), this.core.ctlI32(abi.CTL_CQ_ROOM));
       return k > 0 ? this.core.x.reaped!(k) : 0;
     });
   }

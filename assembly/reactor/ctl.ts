@@ -3,7 +3,7 @@
 import {
   CTL_SIZE, CTL_VERSION, ABI_VERSION, CTL_EVENTS, CTL_EVENTS_CAP, EVENT_SIZE,
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
-  CFG_MAX_EVENTS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
+  CFG_MAX_EVENTS, CFG_MAX_FDS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
   SQE_SPLICE_FD_IN, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
   OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS,
 } from "../abi";
@@ -72,9 +72,12 @@ export function ctlInit(): void {
   store<i32>(ctl + CTL_CQ, <i32>cq);
   store<i32>(ctl + CTL_SCRATCH, <i32>heap.alloc(SCRATCH_SIZE));
   store<i32>(ctl + CTL_CURRENT_FD, -1);
-  // Requests in flight: at most this round's and the next one's (both
-  // queues full), since every round completes before the next is carried out.
-  inflightInit(sqCap * 2 + 16);
+  // Requests in flight: this round's and the next one's (both queues full),
+  // plus one per connection whose I/O an executor keeps in flight across
+  // ticks (io_uring, a thread pool: at most one request per connection).
+  // 32 bytes each, touched only when used.
+  const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
+  inflightInit(sqCap * 2 + 16 + fds);
 }
 
 // The size of the round the core last handed out (a phase call's, or

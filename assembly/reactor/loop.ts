@@ -242,7 +242,8 @@ function connTimer(id: i32, fd: i32): void {
   timerFree(id);
   store<i32>(c + C_TIMER, 0);
   if (load<i32>(c + C_INFLIGHT) != 0) {
-    // Cannot happen between ticks; if it does, keep a timer rather than none.
+    // Its request is still in flight (an executor that completes in a later
+    // tick): look again in a second rather than close under it.
     const t = timerAdd(now() + 1000, 0, TimerKind.CONN, fd);
     store<i32>(c + C_TIMER, t > 0 ? t : 0);
     return;

@@ -67,12 +67,15 @@ export function closeDoomed(): void {
   for (let i = 0; i < doomedLen; i++) {
     const e = doomed + <usize>i * DOOMED_SIZE;
     const fd = load<i32>(e);
+    // Gone already (closed some other way; a new connection on the same fd
+    // number is not the doomed one): forget it, whatever the new one has in
+    // flight.
+    if (cget(fd, C_STATE) == 0 || load<i32>(e, 8) != <i32>slotGen(fd)) continue;
     if (roundNo < load<i32>(e, 4) + 2 || inflightHasFd(fd)) {
       memory.copy(doomed + <usize>(kept++) * DOOMED_SIZE, e, DOOMED_SIZE);
       continue;
     }
-    // (A new connection on the same fd number is not the doomed one.)
-    if (cget(fd, C_STATE) != 0 && load<i32>(e, 8) == <i32>slotGen(fd)) {
+    {
       store<i32>(conn(fd) + C_INFLIGHT, 0);
       connCloseSoon(fd);
     }

@@ -311,8 +311,8 @@ class Iteration {
     // Traps, or a graceful shutdown, not both: a connection doomed by a trap
     // is closed only once two more rounds ran, so a shutdown that leaves the
     // loop idle never closes it and never ends (a known core limit, see
-    // recovery.ts closeDoomed; the tagged completions of issue 8 part 3
-    // replace the round counting).
+    // recovery.ts closeDoomed: it waits for two more rounds and for its
+    // requests in flight).
     const traps = this.randomTraps && r.chance(0.5);
     for (let t = 0; t < ticks; t++) {
       this.steps++;

@@ -192,7 +192,7 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
     else length = Number(cl);
   }
   if (errors.size > 0) return { expected: errorOnly(index, line, ...errors), end: text.length };
-  const tokens = (k: string) => (fields.get(k) ?? []).join(",").toLowerCase().split(",").map((s) => s.trim());
+  const tokens = (k: string) => (fields.get(k) ?? []).join(",").toLowerCase().split(",").map(ows);
   const conn = tokens("connection");
   let close = conn.includes("close") || (v10 && !conn.includes("keep-alive"));
   const served = method === "GET" || method === "HEAD" || (env.cors && method === "OPTIONS");
@@ -202,7 +202,7 @@ function oneRequest(text: string, at: number, env: Env, index: number): { expect
     if (expect.length !== 1 || expect[0] === "") grey("Expect");
     // A list (RFC 9110 10.1.1: #expectation), whose empty elements a
     // recipient must accept (5.6.1): ",100-continue" is 100-continue.
-    const members = expect[0].split(",").map((m) => m.trim().toLowerCase()).filter((m) => m !== "");
+    const members = expect[0].split(",").map((m) => ows(m).toLowerCase()).filter((m) => m !== "");
     if (members.length > 1 && members.every((m) => m === "100-continue")) grey("Expect repeated");
     if (members.length !== 1 || members[0] !== "100-continue") return { expected: errorOnly(index, line, 417), end: text.length };
   }
@@ -368,18 +368,26 @@ function inmMatches(inm: string, etag: string): boolean {
 
 /** If-None-Match's opaque tags (weak or not), or "*"; anything else is grey (checked while modelling). */
 function inmList(inm: string): string[] | "*" {
-  if (inm.trim() === "*") return "*";
-  const list = inm.split(",").map((t) => t.trim().replace(/^W\//, ""));
+  if (ows(inm) === "*") return "*";
+  const list = inm.split(",").map((t) => ows(t).replace(/^W\//, ""));
   if (list.some((t) => !/^"[\x21\x23-\x7e\x80-\xff]*"$/.test(t))) grey(`If-None-Match ${JSON.stringify(inm)}`);
   return list;
 }
 
 /** RFC 9110 §14 and the README's rules (merge, 16 parts, 200 specs, malformed: whole file). */
+/** Strips OWS (SP and HTAB, RFC 9110 5.6.3) only: String#trim also strips
+ * NBSP and other Unicode spaces, which an HTTP parser must not. */
+function ows(s: string): string { return s.replace(/^[ \t]+|[ \t]+$/g, ""); }
+
 function rangeOutcomes(range: string, size: number, sidecar: boolean): Outcome[] {
   const whole: Outcome = { status: 200, bodyLen: size, file: true };
   const m = /^bytes=(.*)$/i.exec(range);
   if (!m) { if (/^bytes/i.test(range)) grey("Range unit"); return [whole]; }
-  const specs = m[1].split(",").map((s) => s.trim());
+  // 1#range-spec allows OWS only around the commas (RFC 9110 5.6.1): space
+  // before the first spec or after the last makes the field invalid, which
+  // a server may ignore (200) or read leniently (206): either is right.
+  if (/^[ \t]|[ \t]$/.test(m[1])) grey("whitespace around the range-set");
+  const specs = m[1].split(",").map(ows);
   if (specs.length > 200) return [whole];
   const sat: [number, number][] = [];
   for (const s of specs) {
