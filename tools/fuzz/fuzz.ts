@@ -594,8 +594,13 @@ class Iteration {
   private buildBatch(): number {
     const c = this.core;
     c.refresh();
-    const evs = this.deliver();
+    let evs = this.deliver();
     const n = Math.min(evs.length, c.ctlI32(abi.CTL_EVENTS_CAP));
+    // More ready than maxevents: Linux moves the fds it reported to the back
+    // of its ready list, so every ready fd gets its turn. Rotating the
+    // (otherwise fixed, once calm) order does the same; without it the fds
+    // past maxevents would starve and look like a core stall.
+    if (evs.length > n) { const k = (this.rotation++ * n) % evs.length; evs = evs.slice(k).concat(evs.slice(0, k)); }
     // An edge is reported once; those past maxevents stay queued for the next batch.
     for (let i = 0; i < n; i++) {
       const s = evs[i].s;
@@ -617,6 +622,9 @@ class Iteration {
 
   /** The fd debugTrapFd() was last called with, until its trap comes. */
   private trapArmed = -1;
+
+  /** Batches cut at maxevents so far: where the next one starts (buildBatch). */
+  private rotation = 0;
 
   /** SQEs carried out so far (settle() watches it to see the core quiet). */
   private work = 0;
