@@ -569,4 +569,25 @@ test("linear memory does not grow over many thousands of echo round trips", () =
   assert.ok(h.stat(abi.STAT_TIMERS) <= 2, `timers do not pile up (${h.stat(abi.STAT_TIMERS)})`);
 });
 
+
+test("HTTP: a bad chunk after another connection's HEAD is still answered as its own GET (400 with its body)", () => {
+  // Found by the fuzzer's oracle: the error answer of a body that arrives in
+  // a later tick read the method from the shared parse record, which another
+  // connection's HEAD had filled meanwhile: the 400 went out without a body.
+  const h = new FakeHost({ config: { mode: "lt" } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  connect(h, 10);
+  connect(h, 11);
+  h.feed(10, "GET /y HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+  h.tick([{ fd: 10, events: READABLE }]);
+  h.feed(11, "HEAD /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+  h.tick([{ fd: 11, events: READABLE }]);
+  assert.ok(h.output(11).toString("latin1").startsWith("HTTP/1.1 404 Not Found\r\n"));
+  h.feed(10, "3\r\nabcd\r\n");
+  h.tick([{ fd: 10, events: READABLE }]);
+  const out = h.output(10).toString("latin1");
+  assert.ok(out.startsWith("HTTP/1.1 400 Bad Request\r\n"), out);
+  assert.ok(out.endsWith("\r\n\r\n400 Bad Request\n"), `the body is there: ${JSON.stringify(out)}`);
+});
+
 test.run();

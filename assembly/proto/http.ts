@@ -342,7 +342,14 @@ function discardBody(fd: i32): void {
   let done = false;
   if (load<i32>(c + H_FLAGS) & HX_CHUNKED) {
     const r = decodeChunked(b + <usize>bodyStart, avail, c + H_CHUNK, maxBody);
-    if (r < 0) { errorResponse(fd, -r); return; }
+    if (r < 0) {
+      // The answer reads the method and version from the parse record, which
+      // is shared: another connection's head may be in it since this body
+      // began (a later tick). Re-parse this head first.
+      reparseHead(fd);
+      errorResponse(fd, -r);
+      return;
+    }
     used = r;
     done = chunkedDone(c + H_CHUNK);
   } else {
@@ -363,10 +370,15 @@ function discardBody(fd: i32): void {
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }
-  // Re-parse the head for serve(): the parse record is shared.
-  resetRequest(req);
-  parseRequest(b + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
+  reparseHead(fd);
   serve(fd);
+}
+
+/** Parses the connection's head (kept in its buffer) into the shared parse record again. */
+function reparseHead(fd: i32): void {
+  const c = conn(fd);
+  resetRequest(req);
+  parseRequest(<usize>load<i32>(c + C_RBUF) + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
 }
 
 /**
