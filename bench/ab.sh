@@ -56,12 +56,18 @@ head -c 65536 /dev/urandom > "$WORK/root/64k.bin"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_one() { # dir conns file -> "rps us_per_req"
-  local port=$((20000 + RANDOM % 20000))
-  # shellcheck disable=SC2086
-  taskset -c "$SERVER_CPU" node "$1/bin/wasm-reactor.js" serve --root "$WORK/root" --port "$port" $FLAGS \
-    > "$WORK/server.log" 2>&1 &
-  SPID=$!
-  for _ in $(seq 100); do grep -q listening "$WORK/server.log" 2>/dev/null && break; sleep 0.05; done
+  local port tries
+  for tries in 1 2 3; do # a random port may be taken: try another
+    port=$((20000 + RANDOM % 20000))
+    # shellcheck disable=SC2086
+    taskset -c "$SERVER_CPU" node "$1/bin/wasm-reactor.js" serve --root "$WORK/root" --port "$port" $FLAGS \
+      > "$WORK/server.log" 2>&1 &
+    SPID=$!
+    for _ in $(seq 200); do grep -q listening "$WORK/server.log" 2>/dev/null && break; sleep 0.05; done
+    grep -q listening "$WORK/server.log" && break
+    kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=""
+    if ((tries == 3)); then echo "bench/ab.sh: the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; fi
+  done
   taskset -c "$CLIENT_CPU" wrk -t1 -c50 -d2 "http://127.0.0.1:$port/$3" >/dev/null
   local t0; t0=$(cpu_ticks "$SPID")
   local out; out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$2" -d"$DURATION" "http://127.0.0.1:$port/$3")
