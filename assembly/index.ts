@@ -19,7 +19,7 @@ export * from "./reactor/timers";
 
 // ---- the reactor ----------------------------------------------------------
 export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete, reaped } from "./reactor/loop";
-export { recover, debugTrapFd } from "./reactor/recovery";
+export { recover, debugTrapFd, debugTrapCompletion } from "./reactor/recovery";
 export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";

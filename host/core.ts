@@ -107,6 +107,8 @@ export interface CoreExports extends PumpExports {
   defer(id: number): number;
   listen(fd: number, proto: number): number;
   debugTrapFd(fd: number): void;
+  /** Fault injection: trap once when the next completion of fd's own I/O is handled (inside complete() or reaped()). */
+  debugTrapCompletion(fd: number): void;
   timerIsLive(id: number): number;
   checkInvariants(): number;
   beginShutdown(graceMs: number): number;

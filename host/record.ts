@@ -174,7 +174,7 @@ export function outBytes(plan: OutPart[], mem: Uint8Array, took: number, emit: (
 export const RECORDED_EXPORTS = [
   "runTimers", "pollTimeout", "dispatch", "runDeferred", "flush", "complete", "recover",
   "register", "modify", "deregister", "timerStart", "timerStop", "defer", "listen", "debugTrapFd", "beginShutdown",
-  "closeAll", "reaped", // append only: the index is what the file stores
+  "closeAll", "reaped", "debugTrapCompletion", // append only: the index is what the file stores
 ] as const;
 export type RecordedExport = (typeof RECORDED_EXPORTS)[number];
 /** Exports that return a number of submissions to carry out. */

@@ -521,6 +521,32 @@ test("a trap while serving one connection is contained: it is closed, the others
   assert.is(h.stat(STAT_RBUF_HELD), 0);
 });
 
+test("a trap while one connection's completion is handled is contained: the round's other completions are still handled", () => {
+  const h = echoHost();
+  connect(h, 10);
+  connect(h, 11);
+  connect(h, 12);
+  h.x.debugTrapCompletion(11);           // traps in complete(), on fd 11's READ result
+  h.feed(10, "ten").feed(11, "eleven").feed(12, "twelve");
+  h.tick([{ fd: 10, events: READABLE }, { fd: 11, events: READABLE }, { fd: 12, events: READABLE }]);
+  assert.is(h.traps.length, 1);
+  assert.is(h.traps[0].fd, 11, "the trap is pinned to fd 11");
+  assert.is(h.stat(STAT_TRAPS), 1);
+  assert.is(h.output(10).toString(), "ten");
+  assert.is(h.output(12).toString(), "twelve", "fd 12's completion, after the one that trapped, was handled");
+  assert.is(h.output(11).length, 0);
+  // The loop carries on; the doomed fd 11 is closed two rounds on.
+  for (let i = 0; i < 3; i++) {
+    h.feed(10, "+").feed(12, "+");
+    h.tick([{ fd: 10, events: READABLE }, { fd: 12, events: READABLE }]);
+  }
+  assert.is(h.ops(OP_CLOSE, { fd: 11 }).length, 1, "fd 11 closed once doomed");
+  assert.is(h.stat(STAT_LIVE_CONNS), 2);
+  assert.is(h.output(10).toString(), "ten+++");
+  assert.is(h.output(12).toString(), "twelve+++");
+  assert.is(h.stat(STAT_RBUF_HELD), 0);
+});
+
 test("a trapped connection closed some other way before its doomed close: the next connection on its fd number is left alone", () => {
   // Found by the fuzzer's trap injection: the doomed list held fd numbers
   // only, so the doomed close, two rounds on, closed whoever had the fd by then.

@@ -311,34 +311,43 @@ test("every request carries a distinct live tag; a tag is reused only after its 
   assert.ok(seen.size >= 2 && seen.size < h.log.length, "slots are recycled");
 });
 
-test("a close waits for the request in flight: the buffer stays the connection's, close(2) comes after the completion", () => {
-  class Holding extends FakeHost {
-    carryOut(n, sq, cq) {
-      let k = 0;
-      for (let i = 0; i < n; i++) {
-        const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
-        if (this.holdFd === sqe.fd && sqe.op === abi.OP_READ) { this.held.push({ sqe, tag, gen }); this.holdFd = -1; continue; }
-        const res = this.respond(sqe) | 0;
-        this.i32.set([tag, gen, res, 0], (cq >> 2) + k++ * 4);
-        this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
-      }
-      return k;
-    }
-    reapInto(cq, max) {
-      if (!this.release) return 0;
-      const take = this.held.splice(0, max);
-      take.forEach(({ sqe, tag, gen }, k) => {
-        const res = this.respond(sqe) | 0;
-        this.i32.set([tag, gen, res, 0], (cq >> 2) + k * 4);
-        this.log.push({ phase: this.phase, ...sqe, res, tag, gen, late: true });
-      });
-      return take.length;
-    }
+/**
+ * Keeps the next READ of each fd in holdFds in flight (once per fd) until
+ * `release`; then the completion phase hands them back, in the order held.
+ */
+class Holding extends FakeHost {
+  constructor(options) {
+    super(options);
+    this.held = [];
+    this.holdFds = new Set();
+    this.release = false;
   }
+  carryOut(n, sq, cq) {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
+      if (this.holdFds.has(sqe.fd) && sqe.op === abi.OP_READ) { this.held.push({ sqe, tag, gen }); this.holdFds.delete(sqe.fd); continue; }
+      const res = this.respond(sqe) | 0;
+      this.i32.set([tag, gen, res, 0], (cq >> 2) + k++ * 4);
+      this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
+    }
+    return k;
+  }
+  reapInto(cq, max) {
+    if (!this.release) return 0;
+    const take = this.held.splice(0, max);
+    take.forEach(({ sqe, tag, gen }, k) => {
+      const res = this.respond(sqe) | 0;
+      this.i32.set([tag, gen, res, 0], (cq >> 2) + k * 4);
+      this.log.push({ phase: this.phase, ...sqe, res, tag, gen, late: true });
+    });
+    return take.length;
+  }
+}
+
+test("a close waits for the request in flight: the buffer stays the connection's, close(2) comes after the completion", () => {
   const h = new Holding({ config: { idleTimeoutMs: 100 } });
-  h.held = [];
-  h.holdFd = 10;
-  h.release = false;
+  h.holdFds.add(10);
   h.listen(LISTENER, abi.PROTO_ECHO);
   h.queueAccept(LISTENER, 10);
   h.tick([{ fd: LISTENER, events: abi.EV_READABLE }]);
@@ -362,6 +371,28 @@ test("a close waits for the request in flight: the buffer stays the connection's
   const late = h.log.findIndex((e) => e.late);
   const close = h.log.findIndex((e) => e.op === abi.OP_CLOSE && e.fd === 10);
   assert.ok(late >= 0 && close > late, `close(10) at ${close}, after the READ completed at ${late}`);
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
+});
+
+test("a trap while a completion of the completion phase is handled is contained: the completions after it in the batch are handled", () => {
+  const h = new Holding({});
+  h.listen(LISTENER, abi.PROTO_ECHO);
+  for (const fd of [10, 11, 12]) { h.queueAccept(LISTENER, fd); h.tick([{ fd: LISTENER, events: abi.EV_READABLE }]); }
+  h.holdFds.add(10).add(11);
+  h.feed(10, "ten").feed(11, "eleven").feed(12, "twelve");
+  h.tick([10, 11, 12].map((fd) => ({ fd, events: abi.EV_READABLE })));
+  assert.is(h.held.length, 2, "the READs of fd 10 and 11 are in flight");
+  assert.is(h.output(12).toString(), "twelve");
+  h.x.debugTrapCompletion(10);
+  h.release = true;
+  h.tick([]);                            // the completion phase: fd 10's READ, then fd 11's
+  assert.is(h.traps.length, 1);
+  assert.is(h.traps[0].fd, 10);
+  assert.is(h.output(11).toString(), "eleven", "fd 11's completion, after the one that trapped, was handled");
+  assert.is(h.output(10).length, 0);
+  for (let i = 0; i < 3; i++) { h.feed(11, "+"); h.tick([{ fd: 11, events: abi.EV_READABLE }]); }
+  assert.is(h.ops(abi.OP_CLOSE, { fd: 10 }).length, 1, "the trapped fd 10 is closed");
+  assert.is(h.output(11).toString(), "eleven+++");
   assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 

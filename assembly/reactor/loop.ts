@@ -51,7 +51,7 @@ import {
 } from "./timers";
 import { TimerKind } from "./timerkind";
 import { opOwner, protoRun, protoComplete, protoTimeout, protoService } from "./protocol";
-import { doomedLen, isDoomed, closeDoomed, trapFd, roundStarted, setInCompletions, trapNow } from "./recovery";
+import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
 import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
 
@@ -351,6 +351,7 @@ function completeOne(res: i32): void {
       return;
     }
     setCurrentFd(fd);
+    if (fd == trapDoneFd) trapCompletionNow();
     protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
   // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.

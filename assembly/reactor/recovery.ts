@@ -24,6 +24,8 @@ export let doomedLen = 0;
 let roundNo = 0; // rounds carried out (complete() calls that start a round)
 let inCompletions = false;
 export let trapFd = -1;
+/** debugTrapCompletion's fd: trap once when a completion of this connection's I/O is handled. */
+export let trapDoneFd = -1;
 
 /**
  * Called by the host after a trap escaped a core call. Returns -1 if the trap
@@ -85,6 +87,15 @@ export function closeDoomed(): void {
 
 /** Fault injection for tests and the fuzzer: trap once when fd is next run. */
 export function debugTrapFd(fd: i32): void { trapFd = fd; }
+
+/**
+ * Fault injection: trap once when the next completion of fd's own I/O
+ * (READ, WRITE, ...) is handled, inside complete() or the completion phase's
+ * reaped(): the recovery path that resumes after the completion that trapped.
+ */
+export function debugTrapCompletion(fd: i32): void { trapDoneFd = fd; }
+/** debugTrapCompletion's trap, as its completion is handled. */
+export function trapCompletionNow(): void { trapDoneFd = -1; unreachable(); }
 
 /** A round starts (complete() with a fresh CQ): the doomed count their rounds by it. */
 export function roundStarted(): void { roundNo++; }

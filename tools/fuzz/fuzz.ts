@@ -327,7 +327,7 @@ class Iteration {
       this.pump.tick(this.tickSource);
     }
     // A trap still armed would fire in the last phases, with no round left to close its connection.
-    if (this.trapArmed >= 0) { this.x.debugTrapFd(-1); this.trapArmed = -1; }
+    if (this.trapArmed >= 0) { this.x.debugTrapFd(-1); this.x.debugTrapCompletion(-1); this.trapArmed = -1; }
     this.settle();
     this.judgeAll();
     // No more arrivals; let every timeout fire (twice: a connection accepted
@@ -366,12 +366,22 @@ class Iteration {
     this.x.beginShutdown(graceMs);
   }
 
-  /** Asks the core to trap the next time it runs a random live connection (recovered by guard()). */
+  /**
+   * Asks the core to trap serving a random live connection (recovered by
+   * onTrap()): either the next time the run queue runs it, or while one of
+   * its completions is handled (inside complete(), or the completion phase's
+   * reaped() when requests are kept in flight): the resume-after-the-trapping-
+   * completion path of recover().
+   */
   private trapSomewhere(): void {
     const live = this.conns.filter((s) => !s.life!.closed);
     if (live.length === 0) return;
     const fd = [...this.fds].find(([, s]) => s === this.rng.pick(live))?.[0];
-    if (fd !== undefined) { this.x.debugTrapFd(fd); this.trapArmed = fd; }
+    if (fd === undefined) return;
+    this.x.debugTrapFd(-1); // one armed at a time (an earlier one's connection may have closed untrapped)
+    this.x.debugTrapCompletion(-1);
+    if (this.rng.chance(0.5)) this.x.debugTrapFd(fd); else this.x.debugTrapCompletion(fd);
+    this.trapArmed = fd;
   }
 
   /**
