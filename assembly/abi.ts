@@ -332,6 +332,7 @@ export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + 
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
+export const EIO = 5;
 export const EBADF = 9;
 export const EAGAIN = 11;
 export const ENOMEM = 12;

@@ -67,6 +67,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       cors: { kind: "bool", help: "Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204" },
       precompressed: { kind: "bool", help: "serve FILE.br / FILE.gz beside FILE to clients that accept br / gzip" },
       listing: { kind: "bool", help: "list directories that have no index.html: names, dates (UTC), sizes (off: 404)" },
+      "file-threads": { kind: "int", arg: "N", help: "worker threads for file opens, stats, listings and small-file reads (0: on the loop thread)", def: 0 },
       "max-request-line": { kind: "int", arg: "BYTES", help: "longest request line (bytes; longer: 414)", def: 8192 },
       "max-header-size": { kind: "int", arg: "BYTES", help: "largest header block (bytes; larger: 431)", def: 16384 },
       "max-headers": { kind: "int", help: "most header fields (more: 431)", def: 100 },
@@ -180,6 +181,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         throw bad(`--${name} must be 64..24576 (the head must fit a 32 KiB receive buffer), got ${v}`);
       }
       if (name === "max-headers" && v < 1) throw bad(`--max-headers must be at least 1, got ${v}`);
+      if (name === "file-threads" && v > 64) throw bad(`--file-threads must be 0..64, got ${v}`);
       if (v > 2 ** 31 - 1) throw bad(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
@@ -327,7 +329,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]),
     ...(cmd === "serve" ? {
-      listing: Boolean(o.listing),
+      listing: Boolean(o.listing), fileThreads: o["file-threads"] as number,
       accessLogFormat: o["access-log-format"] as "combined" | "json",
       cacheControl: o["cache-control"] === "none" ? null : String(o["cache-control"]),
       cors: Boolean(o.cors), precompressed: Boolean(o.precompressed),

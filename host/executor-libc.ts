@@ -1,7 +1,10 @@
 // The libc executor: carries the core's requests out with one koffi call
 // each (host/libc.ts), in SQ order, synchronously (see the contract in
 // host/executor.ts). Host services go to the Services the Loop supplies;
-// interest changes go to the event backend, at one call site.
+// interest changes go to the event backend, at one call site. With a file
+// pool (host/filepool.ts: the epoll_threadpool I/O backend), the HTTP
+// server's file work (OP_OPEN, OP_LIST, OP_PREAD) goes to its worker
+// threads instead and completes in a later tick, through reap().
 //
 // The hot path: SQE fields are read through the core's Int32Array as word
 // indices (derived from abi.ts's byte offsets once, at load), results are
@@ -10,6 +13,7 @@ import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import type { Executor, InterestBackend, Services } from "./executor.ts";
 import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC } from "./libc.ts";
+import type { FilePool } from "./filepool.ts";
 
 const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
 const W_FD = abi.SQE_FD >> 2, W_OFF = abi.SQE_OFF >> 2, W_ADDR = abi.SQE_ADDR >> 2, W_LEN = abi.SQE_LEN >> 2;
@@ -20,20 +24,30 @@ if (abi.ACCEPT_FLAGS !== (SOCK_NONBLOCK | SOCK_CLOEXEC)) throw new Error("abi.AC
 
 export class LibcExecutor implements Executor {
   private readonly wouldBlock: ((fd: number, bits: number) => void) | null;
-  constructor(private readonly core: Core, private readonly services: Services, private readonly backend: InterestBackend) {
+  constructor(private readonly core: Core, private readonly services: Services, private readonly backend: InterestBackend,
+    private readonly pool: FilePool | null = null) {
     this.wouldBlock = backend.wouldBlock ? backend.wouldBlock.bind(backend) : null;
+    if (pool) this.reap = (cq, max) => pool.reap(cq, max);
   }
 
-  submit(sq: number, cq: number, n: number): void {
+  /** The completion phase: the file pool's finished work (only with a pool). */
+  reap?: (cq: number, max: number) => number;
+
+  submit(sq: number, cq: number, n: number): number {
     const core = this.core;
     const services = this.services;
     core.refresh();
     let i32 = core.i32;
     const base = core.base;
+    const pool = this.pool;
     let q = sq >> 2, c = cq >> 2;
-    for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
+    for (let i = 0; i < n; i++, q += SQE_WORDS) {
       // Addresses are linear-memory offsets below 2^31 (abi.ts): the low word of addr/off is enough.
       const op = i32[q] & 0xff, fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
+      if (pool !== null && (op === abi.OP_OPEN || op === abi.OP_LIST || op === abi.OP_PREAD) && pool.hasRoom) {
+        pool.post(op, fd, addr, len, i32[q + W_FLAGS], i32[q + W_OFF], i32[q + W_TAG], i32[q + W_TAG + 1]);
+        continue; // its completion comes through reap()
+      }
       let r: number;
       switch (op) {
         case abi.OP_READ: r = libc.read(fd, base + addr, len); break;
@@ -66,8 +80,10 @@ export class LibcExecutor implements Executor {
       i32[c + 1] = i32[q + W_TAG + 1];
       i32[c + C_RES] = r;
       i32[c + 3] = 0;
+      c += CQE_WORDS;
     }
     services.roundDone();
+    return (c - (cq >> 2)) / CQE_WORDS;
   }
 
   /**

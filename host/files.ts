@@ -12,7 +12,6 @@ import { createRequire } from "node:module";
 import { extname } from "node:path";
 import { readdirSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
-import type { Core } from "./core.ts";
 import type { FileOpener } from "./loop.ts";
 import {
   libc, errno, check, O_RDONLY, O_CLOEXEC, O_NONBLOCK, O_PATH, O_DIRECTORY, AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
@@ -64,6 +63,14 @@ function buildMimeTable(): Map<string, string> {
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
 const STATX_SIZE = 256;
 
+/**
+ * The core's linear memory as the file server needs it: its absolute base
+ * (for addresses the kernel reads), a byte view, and refresh() to re-make
+ * the view after memory grew. A Core is one; a file-pool worker makes its
+ * own over the same memory (host/filepool-worker.ts).
+ */
+export interface LinearMemory { readonly base: number; readonly u8: Uint8Array; refresh(): void }
+
 export interface FileServerOptions {
   /**
    * Look for X.br and X.gz beside every regular file X opened or re-checked
@@ -71,13 +78,16 @@ export interface FileServerOptions {
    * more syscalls per file per check (once a second at most per hot file).
    */
   precompressed?: boolean;
+  /** An O_PATH fd of the root opened already (a file-pool worker shares its server's): not closed by close(). */
+  rootFd?: number;
 }
 
 const SIDECARS: [string, number][] = [[".br", abi.FILE_HAS_BR], [".gz", abi.FILE_HAS_GZIP]];
 
 export class FileServer implements FileOpener {
   readonly rootFd: number;
-  private readonly precompressed: boolean;
+  readonly precompressed: boolean;
+  private readonly ownsRoot: boolean;
   private readonly sidecarPath = Buffer.alloc(1100); // a cached path (< 1 KiB) + ".br" + NUL
   private readonly mime = buildMimeTable();
   private readonly how = Buffer.alloc(24);
@@ -89,7 +99,8 @@ export class FileServer implements FileOpener {
 
   constructor(readonly root: string, options: FileServerOptions = {}) {
     this.precompressed = options.precompressed === true;
-    this.rootFd = check(`open ${root}`, libc.open(root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
+    this.ownsRoot = options.rootFd === undefined;
+    this.rootFd = options.rootFd ?? check(`open ${root}`, libc.open(root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
     const resolve = BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
     // O_NONBLOCK: opening a FIFO someone left in the docroot must not block the loop.
     this.how.writeBigUInt64LE(BigInt(O_RDONLY | O_CLOEXEC | O_NONBLOCK), 0);
@@ -100,7 +111,7 @@ export class FileServer implements FileOpener {
     this.howDir.writeBigUInt64LE(resolve, 16);
   }
 
-  open(core: Core, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
+  open(core: LinearMemory, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
     const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "intptr", core.base + pathPtr,
       "void *", statOnly ? this.howPath : this.how, "size_t", 24) as number;
     if (fd < 0) return -errno();
@@ -145,7 +156,7 @@ export class FileServer implements FileOpener {
    * files. Each costs an openat2(O_PATH), a statx and a close. A sidecar
    * itself (X.br, X.gz) is not looked at: it is served as it is.
    */
-  private sidecars(core: Core, pathPtr: number, pathLen: number): number {
+  private sidecars(core: LinearMemory, pathPtr: number, pathLen: number): number {
     if (pathLen + 4 > this.sidecarPath.length) return 0;
     const path = this.sidecarPath;
     path.set(core.u8.subarray(pathPtr, pathPtr + pathLen), 0);
@@ -178,7 +189,7 @@ export class FileServer implements FileOpener {
    * it dangles or leads outside (it would be 404). Dotfiles, and entries that
    * are neither files nor directories, are left out too: they are not served.
    */
-  list(core: Core, buf: number, cap: number, pathLen: number): number {
+  list(core: LinearMemory, buf: number, cap: number, pathLen: number): number {
     core.refresh();
     const rel = this.decoder.decode(core.u8.subarray(buf, buf + pathLen));
     const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "intptr", core.base + buf,
@@ -259,7 +270,7 @@ export class FileServer implements FileOpener {
     return f.dir || f.regular ? f : null;
   }
 
-  close(): void { libc.close(this.rootFd); }
+  close(): void { if (this.ownsRoot) libc.close(this.rootFd); }
 }
 
 interface ListEntry { name: string; dir: boolean; bytes?: number; mtimeMs?: number }

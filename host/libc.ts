@@ -60,6 +60,9 @@ export { errnoName };
 /** errno of the libc call that just failed. Read it before anything else. */
 export const errno = (): number => koffi.errno();
 
+/** A byte view of `len` bytes of this process's memory at absolute address `base` (a file-pool worker's view of linear memory). */
+export const memoryView = (base: number, len: number): Uint8Array => new Uint8Array(koffi.view(base, len) as ArrayBuffer);
+
 /** Absolute address of an ArrayBuffer's first byte (WebAssembly memory). */
 export const addressOf = (buf: ArrayBuffer): number => Number(koffi.address(buf));
 

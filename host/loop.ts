@@ -14,6 +14,8 @@ import type { Sink } from "./record.ts";
 import { Pump, type TickSource } from "./pump.ts";
 import type { Executor, Services } from "./executor.ts";
 import { LibcExecutor } from "./executor-libc.ts";
+import { FilePool } from "./filepool.ts";
+import { FileServer } from "./files.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
 const LEVELS: Record<number, LogLevel> = {
@@ -45,6 +47,13 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * WASM_REACTOR_BACKEND environment variable if set, else "epoll".
    */
   backend?: BackendName;
+  /**
+   * Worker threads for the HTTP server's file work (opens beneath the root,
+   * stats, listings, small-body preads: host/filepool.ts), so that a slow
+   * file system never stalls the loop. 0: on the loop thread, as before.
+   * Only with a FileServer as `files`.
+   */
+  fileThreads?: number;
 }
 
 /**
@@ -90,7 +99,12 @@ export class Loop {
     this.core = new Core(config, undefined, { time });
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
-    let executor: Executor = new LibcExecutor(this.core, this.services(), this.backend);
+    this.files = options.files ?? null;
+    const threads = options.fileThreads ?? 0;
+    this.filePool = threads > 0 && this.files instanceof FileServer
+      ? new FilePool(this.core, { threads, root: this.files.root, rootFd: this.files.rootFd, precompressed: this.files.precompressed })
+      : null;
+    let executor: Executor = new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
@@ -102,8 +116,10 @@ export class Loop {
     // strings: their bytes go from linear memory to a buffer, one write(2)
     // to stdout per round.
     this.accessOut = options.log ? null : new AccessWriter(1, (line) => this.log("error", line));
-    this.files = options.files ?? null;
   }
+
+  /** The file pool carrying out the HTTP server's file work, if any (its eventfd must be watched: the Reactor does). */
+  readonly filePool: FilePool | null;
 
   /**
    * Reads the clock once: loop time for the whole phase that follows. The
@@ -329,6 +345,7 @@ export class Loop {
     // point at this loop's fds: closing now would leave them to fail.
     if (this.pump.inPhase) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
     this.detach();
+    this.filePool?.close();
     this.backend.close();
     this.recorder?.close();
   }

@@ -76,6 +76,11 @@ export class Reactor {
 
   constructor(options: ReactorOptions = {}) {
     this.loop = new Loop(options);
+    // The file pool's completions wake a loop blocked in its wait through this
+    // eventfd; the completion phase right after the wait reaps them (and
+    // clears the count: FilePool.reap), so the handler only notes the wake-up.
+    const pool = this.loop.filePool;
+    if (pool) this.register(pool.eventfd, READABLE, () => pool.woke());
     this.handleSignals = options.handleSignals ?? true;
     this.onError = options.onError ?? null;
     this.loop.onCall = (kind, id, fd, events, extra) => {

@@ -72,7 +72,9 @@ class Rng {
 class FuzzFailure extends Error {}
 
 /** What delay mode keeps in flight past its round: a connection's I/O (see host/executor.ts). */
-const DELAYABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN]);
+const DELAYABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN,
+  // the HTTP server's file work, as a thread pool or io_uring carries it out (on the file fd: PREAD)
+  abi.OP_OPEN, abi.OP_LIST, abi.OP_PREAD]);
 
 interface SimSocket {
   kind: "listener" | "conn" | "file" | "js";

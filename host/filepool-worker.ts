@@ -1,0 +1,65 @@
+// A file-pool worker (host/filepool.ts has the shared layout and why): takes
+// the next job from the shared ring, carries it out with blocking calls
+// (FileServer's open/stat/list, pread), writes the result into the job's slot,
+// publishes the slot and wakes the reactor through the eventfd.
+import { workerData } from "node:worker_threads";
+import * as abi from "../assembly/abi.ts";
+import { FileServer } from "./files.ts";
+import { libc, errno, memoryView } from "./libc.ts";
+import {
+  type FilePoolWorkerData, SLOTS, SLOT_WORDS, S_OP, S_FD, S_ADDR, S_LEN, S_FLAGS, S_OFF, S_MEM, S_RES,
+  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, JOBS_AT, DONE_AT, SLOTS_AT,
+} from "./filepool.ts";
+
+const data = workerData as FilePoolWorkerData;
+const i = new Int32Array(data.sab);
+const files = new FileServer(data.root, { precompressed: data.precompressed, rootFd: data.rootFd });
+const one = Buffer.alloc(8);
+one.writeBigUInt64LE(1n);
+const [delayPath, delayMs] = data.delay ? [data.delay.slice(0, data.delay.lastIndexOf(":")), Number(data.delay.slice(data.delay.lastIndexOf(":") + 1))] : ["", 0];
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** The reactor's linear memory, seen from this thread (same addresses). */
+const memory: { base: number; u8: Uint8Array; size: number; refresh(): void; ensure(bytes: number): void } = {
+  base: data.base,
+  u8: new Uint8Array(0),
+  size: 0,
+  refresh() { /* sized per job: ensure() */ },
+  ensure(bytes: number) {
+    if (bytes > this.size) { this.u8 = memoryView(this.base, bytes); this.size = bytes; }
+  },
+};
+
+function carry(at: number): number {
+  const op = i[at + S_OP], addr = i[at + S_ADDR], len = i[at + S_LEN];
+  memory.ensure(i[at + S_MEM]);
+  switch (op) {
+    case abi.OP_OPEN:
+      if (delayMs > 0 && pathAt(addr, len).includes(delayPath)) Atomics.wait(sleeper, 0, 0, delayMs);
+      return files.open(memory, addr, len, i[at + S_FLAGS], i[at + S_OFF] === 1);
+    case abi.OP_LIST: return files.list(memory, addr, len, i[at + S_FLAGS]);
+    case abi.OP_PREAD: {
+      const r = libc.pread(i[at + S_FD], data.base + addr, len, i[at + S_OFF]);
+      return r < 0 ? -errno() : r;
+    }
+    default: return -abi.EINVAL;
+  }
+}
+
+function pathAt(addr: number, len: number): string { return Buffer.from(memory.u8.subarray(addr, addr + len)).toString("latin1"); }
+
+for (;;) {
+  const tail = Atomics.load(i, JOB_TAIL);
+  const head = Atomics.load(i, JOB_HEAD);
+  if (Atomics.load(i, CLOSING)) break;
+  if (head === tail) { Atomics.wait(i, JOB_TAIL, tail); continue; }
+  if (Atomics.compareExchange(i, JOB_HEAD, head, head + 1) !== head) continue; // another worker took it
+  const s = Atomics.exchange(i, JOBS_AT + (head % SLOTS), 0) - 1;
+  const at = SLOTS_AT + s * SLOT_WORDS;
+  let res: number;
+  try { res = carry(at); } catch { res = -abi.EIO; } // a host bug, never a lost completion
+  i[at + S_RES] = res;
+  const d = Atomics.add(i, DONE_TAIL, 1);
+  Atomics.store(i, DONE_AT + (d % SLOTS), s + 1);
+  libc.writeBuf(data.eventfd, one, 8);
+}

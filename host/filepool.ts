@@ -1,0 +1,177 @@
+// The file pool: the HTTP server's file work (OP_OPEN: openat2 beneath the
+// root + statx + MIME; its stat-only re-checks; OP_LIST: directory
+// listings; OP_PREAD: a small body into the file cache) carried out on
+// worker threads, so that a slow disk, NFS or FUSE path never stalls the
+// reactor thread (nginx's `aio threads`, libuv's fs pool). The libc
+// executor hands these three ops here instead of calling them itself; their
+// completions come back through the executor's reap() in the completion
+// phase of a later tick, routed by tag like any other.
+//
+// Why worker_threads and not koffi's async calls (libuv's pool): the reactor
+// thread usually sits in epoll_wait, not in Node's event loop, so a
+// completion callback queued on that loop would never run. A worker publishes
+// its result in shared memory and writes an eventfd the event backend
+// watches: the blocked wait returns, the completion phase reaps.
+//
+// Shared state (one SharedArrayBuffer, Int32 words):
+//   header  JOB_TAIL, JOB_HEAD (workers claim jobs), DONE_TAIL (workers
+//           publish), CLOSING
+//   jobs    a ring of SLOTS slot numbers (+1; 0 = empty) waiting for a worker
+//   done    a ring of SLOTS slot numbers (+1) completed, for the reactor
+//   slots   SLOTS records of SLOT_WORDS words: the request and its result
+// A slot belongs to one request from post() until its completion is reaped,
+// so neither ring can overwrite an entry not yet read (each holds at most
+// SLOTS entries in flight). Workers write linear memory directly at the
+// request's addresses (the FILE record, a listing, a pread's buffer) through
+// a view of the same memory: V8 reserves a wasm memory's whole range up
+// front, so its base does not move when it grows (checked at every reap).
+import { Worker } from "node:worker_threads";
+import * as abi from "../assembly/abi.ts";
+import type { Core } from "./core.ts";
+import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "./libc.ts";
+
+export const SLOTS = 256;
+export const SLOT_WORDS = 12;
+// slot fields
+export const S_OP = 0, S_FD = 1, S_ADDR = 2, S_LEN = 3, S_FLAGS = 4, S_OFF = 5, S_MEM = 6, S_TAG_LO = 7, S_TAG_HI = 8, S_RES = 9;
+// header words
+export const JOB_TAIL = 0, JOB_HEAD = 1, DONE_TAIL = 2, CLOSING = 3;
+const HEADER = 4;
+export const JOBS_AT = HEADER, DONE_AT = HEADER + SLOTS, SLOTS_AT = HEADER + 2 * SLOTS;
+const WORDS = SLOTS_AT + SLOTS * SLOT_WORDS;
+
+/** What a worker is given (workerData). */
+export interface FilePoolWorkerData {
+  sab: SharedArrayBuffer;
+  eventfd: number;
+  base: number;
+  root: string;
+  rootFd: number;
+  precompressed: boolean;
+  /** Test hook (WASM_REACTOR_FILEPOOL_DELAY="substring:ms"): paths containing substring wait ms before their open. */
+  delay: string;
+}
+
+export interface FilePoolOptions {
+  /** Worker threads (default 4, as libuv's pool). */
+  threads?: number;
+  root: string;
+  rootFd: number;
+  precompressed: boolean;
+}
+
+export class FilePool {
+  readonly eventfd: number;
+  readonly threads: number;
+  private readonly i32: Int32Array;
+  private readonly workers: Worker[] = [];
+  private readonly free: number[] = [];
+  private doneHead = 0;
+  private readonly base: number;
+  private readonly wake = Buffer.alloc(8);
+  /** Requests posted and not yet reaped. */
+  inFlight = 0;
+
+  constructor(private readonly core: Core, options: FilePoolOptions) {
+    this.threads = options.threads ?? 4;
+    if (!Number.isInteger(this.threads) || this.threads < 1 || this.threads > 64) {
+      throw new RangeError(`fileThreads must be an integer 1..64, got ${options.threads}`);
+    }
+    const sab = new SharedArrayBuffer(WORDS * 4);
+    this.i32 = new Int32Array(sab);
+    for (let s = SLOTS - 1; s >= 0; s--) this.free.push(s);
+    this.eventfd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    this.base = core.base;
+    const data: FilePoolWorkerData = {
+      sab, eventfd: this.eventfd, base: core.base, root: options.root, rootFd: options.rootFd,
+      precompressed: options.precompressed, delay: process.env.WASM_REACTOR_FILEPOOL_DELAY ?? "",
+    };
+    const entry = new URL("./filepool-worker.js", import.meta.url);
+    for (let i = 0; i < this.threads; i++) {
+      const w = new Worker(entry, { workerData: data });
+      w.unref(); // the pool never keeps a process alive by itself
+      this.workers.push(w);
+    }
+  }
+
+  /** True if the pool can take one more request now (else the executor carries it out itself). */
+  get hasRoom(): boolean { return this.free.length > 0; }
+
+  /** Hands a request (the SQE's fields; the tag travels to its completion) to the workers. */
+  post(op: number, fd: number, addr: number, len: number, flags: number, off: number, tagLo: number, tagHi: number): void {
+    const i = this.i32;
+    const s = this.free.pop()!;
+    const at = SLOTS_AT + s * SLOT_WORDS;
+    i[at + S_OP] = op; i[at + S_FD] = fd; i[at + S_ADDR] = addr; i[at + S_LEN] = len;
+    i[at + S_FLAGS] = flags; i[at + S_OFF] = off; i[at + S_MEM] = this.core.x.memory.buffer.byteLength;
+    i[at + S_TAG_LO] = tagLo; i[at + S_TAG_HI] = tagHi; i[at + S_RES] = 0;
+    const t = i[JOB_TAIL];
+    Atomics.store(i, JOBS_AT + (t % SLOTS), s + 1);
+    Atomics.store(i, JOB_TAIL, t + 1);
+    Atomics.notify(i, JOB_TAIL, 1);
+    this.inFlight++;
+  }
+
+  /** Writes at most `max` completions (CQEs) at `cq`; returns how many. */
+  reap(cq: number, max: number): number {
+    // Clear the wake-up count before looking: a completion published after
+    // this read writes the eventfd again, so none can be left unreaped
+    // without a wake-up pending (clearing after the look would lose it).
+    if (this.inFlight === 0 && !this.woken) return 0;
+    this.woken = false;
+    libc.readBuf(this.eventfd, this.wake, 8);
+    const i = this.i32;
+    let k = 0;
+    let cqi: Int32Array | null = null;
+    while (k < max) {
+      const at = DONE_AT + (this.doneHead % SLOTS);
+      const v = Atomics.load(i, at);
+      if (v === 0) break;
+      Atomics.store(i, at, 0);
+      this.doneHead++;
+      const s = v - 1, rec = SLOTS_AT + s * SLOT_WORDS;
+      if (cqi === null) {
+        this.core.refresh();
+        if (this.core.base !== this.base) throw new Error("file pool: linear memory moved while file work was in flight");
+        cqi = this.core.i32;
+      }
+      const c = (cq >> 2) + k * (abi.CQE_SIZE >> 2);
+      cqi[c] = i[rec + S_TAG_LO];
+      cqi[c + 1] = i[rec + S_TAG_HI];
+      cqi[c + 2] = i[rec + S_RES];
+      cqi[c + 3] = 0;
+      this.free.push(s);
+      this.inFlight--;
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * The event backend reported the eventfd readable (dispatch, after this
+   * tick's reap): the next reap clears it even with nothing in flight (a
+   * worker's write can land after the reap that took its completion).
+   */
+  woke(): void { this.woken = true; }
+  private woken = false;
+
+  /**
+   * Stops the workers. Requests still in flight are abandoned: an fd an
+   * abandoned open produced is closed, when it was published before the end.
+   */
+  close(): void {
+    Atomics.store(this.i32, CLOSING, 1);
+    Atomics.notify(this.i32, JOB_TAIL);
+    for (const w of this.workers) void w.terminate();
+    for (;;) {
+      const at = DONE_AT + (this.doneHead % SLOTS);
+      const v = Atomics.load(this.i32, at);
+      if (v === 0) break;
+      Atomics.store(this.i32, at, 0);
+      this.doneHead++;
+      const rec = SLOTS_AT + (v - 1) * SLOT_WORDS;
+      if (this.i32[rec + S_OP] === abi.OP_OPEN && this.i32[rec + S_RES] > 0) libc.close(this.i32[rec + S_RES]);
+    }
+    libc.close(this.eventfd);
+  }
+}

@@ -1,0 +1,112 @@
+// The file pool (host/filepool.ts, `--file-threads N`, Server({ fileThreads })):
+// the HTTP server's file work (opens beneath the root, stats, listings,
+// small-body reads) runs on worker threads and completes in a later tick, so
+// a slow file system does not stall other connections.
+//
+// A slow open is made with the pool's test hook WASM_REACTOR_FILEPOOL_DELAY
+// ("substring:ms": the open of a path containing substring waits ms first, on
+// its worker thread), standing in for an NFS/FUSE path or a cold disk. The
+// expectations are the files' bytes as this test wrote them.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { HttpConn, get, fetchOne, sleep, closeAllConns } from "./lib/http-client.mjs";
+import { makeRoot, removeRoot, startInProcess, spawnServer } from "./lib/http-server.mjs";
+
+const FILES = {
+  "a.txt": "alpha\n",
+  "b.txt": "bravo bravo\n",
+  "slow-c.txt": "charlie, late\n",
+  "dir/d.txt": "delta\n",
+};
+const root = makeRoot(FILES);
+process.env.WASM_REACTOR_FILEPOOL_DELAY = "slow-:1500";
+
+async function body(res) { return res.body.toString("latin1"); }
+
+test("a slow open does not hold up other connections; its own answer comes when it is done", async () => {
+  const srv = await startInProcess(root, { fileThreads: 2, listing: true });
+  try {
+    const warm = await fetchOne(srv.port, "/a.txt"); // the workers are up
+    assert.is(warm.status, 200);
+    const slow = await HttpConn.open(srv.port);
+    await slow.write(get("/slow-c.txt"));
+    const slowAnswer = slow.response();
+    // Meanwhile, on other connections: files the cache has not seen, a
+    // listing, a miss. Each is an open (or a listing) on the pool too.
+    const b = await fetchOne(srv.port, "/b.txt");
+    const d = await fetchOne(srv.port, "/dir/d.txt");
+    const list = await fetchOne(srv.port, "/dir/");
+    const miss = await fetchOne(srv.port, "/none.txt");
+    assert.is(b.status, 200);
+    assert.is(await body(b), FILES["b.txt"]);
+    assert.is(await body(d), FILES["dir/d.txt"]);
+    assert.is(list.status, 200);
+    assert.ok((await body(list)).includes('href="d.txt"'), "the listing names d.txt");
+    assert.is(miss.status, 404);
+    assert.ok(await Promise.race([slowAnswer.then(() => false), sleep(50).then(() => true)]), "the slow file is still being opened");
+    const s = await slowAnswer;
+    assert.is(s.status, 200);
+    assert.is(await body(s), FILES["slow-c.txt"]);
+    slow.close();
+  } finally {
+    closeAllConns();
+    srv.stop();
+  }
+});
+
+test("through the pool the file cache still revalidates: an edit on disk shows up", async () => {
+  const srv = await startInProcess(root, { fileThreads: 1 });
+  try {
+    writeFileSync(join(root, "e.txt"), "first\n");
+    assert.is(await body(await fetchOne(srv.port, "/e.txt")), "first\n");
+    writeFileSync(join(root, "e.txt"), "second, longer\n");
+    await sleep(1100); // the cache re-checks a file at most once a second
+    assert.is(await body(await fetchOne(srv.port, "/e.txt")), "second, longer\n");
+  } finally {
+    srv.stop();
+  }
+});
+
+test("closing the server while an open is in flight returns, and the port is closed", async () => {
+  const srv = await startInProcess(root, { fileThreads: 1 });
+  const c = await HttpConn.open(srv.port);
+  await c.write(get("/slow-c.txt"));
+  await sleep(100);
+  srv.stop(); // the open is still on its worker thread
+  await c.closedByServer().catch(() => {});
+  c.close();
+  let refused = false;
+  await HttpConn.open(srv.port, { timeoutMs: 1000 }).then((x) => x.close(), () => { refused = true; });
+  assert.ok(refused, "nothing listens any more");
+});
+
+test("serve --file-threads 2 (blocking loop): a slow open and a fast file on two connections, each answered", async () => {
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--file-threads", "2"]);
+  try {
+    await fetchOne(s.port, "/a.txt");
+    const slow = await HttpConn.open(s.port);
+    await slow.write(get("/slow-c.txt"));
+    const slowAnswer = slow.response();
+    const b = await fetchOne(s.port, "/b.txt");
+    assert.is(await body(b), FILES["b.txt"], "answered while the slow open waits");
+    assert.ok(await Promise.race([slowAnswer.then(() => false), sleep(50).then(() => true)]), "the slow file is still being opened");
+    assert.is(await body(await slowAnswer), FILES["slow-c.txt"]);
+    slow.close();
+  } finally {
+    closeAllConns();
+    assert.is(await s.stop(), 0, "exits cleanly");
+  }
+});
+
+test("--file-threads out of range: one line, exit 2", async () => {
+  const { runCli } = await import("./lib/http-server.mjs");
+  const r = await runCli(["serve", "--file-threads", "65"]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /--file-threads must be 0\.\.64/);
+  assert.is(r.stderr.trim().split("\n").length, 1);
+});
+
+test.after(() => removeRoot(root));
+test.run();
