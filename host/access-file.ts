@@ -11,8 +11,11 @@
 //   - when the producer's buffer is full;
 //   - before the loop sleeps: poll() first waits with a zero timeout, and only
 //     if nothing is ready writes the lines, then sleeps (an idle server
-//     delays no line; a busy one fills whole buffers);
-//   - at the end of a round whose oldest buffered line waited MAX_AGE_MS;
+//     delays no line; a busy one fills whole buffers). With a hold time
+//     (--access-log-flush MS, nginx's `flush=`) lines may wait that long
+//     for more: the loop sleeps at most until then instead;
+//   - at the end of a round whose oldest buffered line waited MAX_AGE_MS
+//     (or the hold time, if longer);
 //   - an attached loop (inside Node's event loop) after each tick, and every
 //     loop when it stops or closes.
 // A failed write (disk full, EIO) never stops the server: it is said on the
@@ -28,16 +31,31 @@ export class AccessFile {
   private lost = 0;
   private lastWarn = -Infinity;
 
-  private constructor(private readonly out: Producer, private readonly owner: ParallelWriter | null, private readonly warn: (line: string) => void) {}
+  private readonly maxAge: number;
 
-  /** A path (opened for appending, a writer of its own) or a producer of a writer the caller owns (a worker's share). */
-  static open(target: string | Producer, warn: (line: string) => void): AccessFile {
-    if (typeof target !== "string") return new AccessFile(target, null, warn);
+  private constructor(private readonly out: Producer, private readonly owner: ParallelWriter | null,
+    private readonly warn: (line: string) => void, private readonly holdMs: number) {
+    this.maxAge = Math.max(MAX_AGE_MS, holdMs);
+  }
+
+  /**
+   * A path (opened for appending, a writer of its own) or a producer of a
+   * writer the caller owns (a worker's share). `holdMs`: how long lines may
+   * wait for more while the loop is idle (0: written as it goes idle).
+   */
+  static open(target: string | Producer, warn: (line: string) => void, holdMs = 0): AccessFile {
+    if (!(holdMs >= 0 && holdMs <= 2 ** 31 - 1)) throw new RangeError(`accessLogFlushMs must be 0..${2 ** 31 - 1} ms, got ${holdMs}`);
+    if (typeof target !== "string") return new AccessFile(target, null, warn, holdMs);
     const writer = new ParallelWriter({ layout: "striped", path: target, append: true });
-    return new AccessFile(writer.producer(), writer, warn);
+    return new AccessFile(writer.producer(), writer, warn, holdMs);
   }
 
   get pending(): boolean { return this.out.buffered > 0; }
+
+  /** How long the buffered lines may still wait before the loop sleeps (ms); 0: write them now. */
+  holdFor(now: number): number {
+    return this.since < 0 ? 0 : Math.max(0, Math.ceil(this.holdMs - (now - this.since)));
+  }
 
   /** One line (the `n` bytes at `at` of the core's memory), with its '\n'. */
   add(mem: Uint8Array, at: number, n: number, now: number): void {
@@ -47,7 +65,7 @@ export class AccessFile {
 
   /** End of a round: lines that waited long enough go out. */
   roundDone(now: number): void {
-    if (this.since >= 0 && now - this.since >= MAX_AGE_MS) this.flush(now);
+    if (this.since >= 0 && now - this.since >= this.maxAge) this.flush(now);
   }
 
   flush(now: number): void {

@@ -71,6 +71,12 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
         help: "write the access log to PATH instead of stdout (appended; created if missing; one file for every worker, " +
           "lines written in large buffered writes, at the latest when the server goes idle or after 1 s); implies --access-log",
       },
+      "access-log-flush": {
+        kind: "int", arg: "MS",
+        help: "with --access-log-file: how long lines may wait in the buffer for more while the server is idle (ms), " +
+          "like nginx's flush=; 0: written as soon as the server is idle",
+        def: 0,
+      },
       "access-log-format": { kind: "string", arg: "FMT", help: "access log format: combined (nginx/Apache) or json", def: "combined" },
       "cache-control": { kind: "string", arg: "VALUE", help: "Cache-Control of file responses and listings; none: no header", def: "no-cache" },
       cors: { kind: "bool", help: "Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204" },
@@ -210,6 +216,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
     }
   }
   if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
+  if (rest.some((a) => /^--access-log-flush(=|$)/.test(a)) && opts["access-log-file"] === undefined) {
+    throw bad("--access-log-flush needs --access-log-file (stdout is written once per loop round)");
+  }
   return { cmd, opts, args };
 }
 
@@ -384,6 +393,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]) || o["access-log-file"] !== undefined,
+    accessLogFlushMs: o["access-log-flush"] as number | undefined,
     ...(cmd === "serve" ? {
       listing: Boolean(o.listing),
       accessLogFormat: o["access-log-format"] as "combined" | "json",

@@ -51,6 +51,12 @@ export interface LoopOptions extends Partial<CoreConfig> {
    */
   accessLogFile?: string | Producer;
   /**
+   * With accessLogFile: how long (ms) buffered lines may wait for more while
+   * the loop is idle, like nginx's `flush=`; default 0: written as soon as
+   * the loop has nothing to do. An attached loop writes after every tick.
+   */
+  accessLogFlushMs?: number;
+  /**
    * The event backend: "epoll" (default) or "poll". Default: the
    * WASM_REACTOR_BACKEND environment variable if set, else "epoll".
    */
@@ -93,7 +99,7 @@ export class Loop {
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
-    this.accessFile = options.accessLogFile === undefined ? null : AccessFile.open(options.accessLogFile, (line) => this.logLine("error", line));
+    this.accessFile = options.accessLogFile === undefined ? null : AccessFile.open(options.accessLogFile, (line) => this.logLine("error", line), options.accessLogFlushMs);
     this.recorder = sink ? new Recorder(sink, {
       coreSha256: sha256File(corePath),
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
@@ -186,13 +192,20 @@ export class Loop {
   /**
    * The tick's poll. Buffered access-log lines go out before the loop
    * sleeps: with lines pending, a zero-timeout wait first; only if nothing
-   * is ready are they written, then the real wait.
+   * is ready are they written, then the real wait. Lines that may still be
+   * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
-    if (timeout !== 0 && this.accessFile?.pending) {
-      const n = this.wait(0);
-      if (n > 0) return n;
-      this.accessFile.flush(this.now);
+    const file = this.accessFile;
+    if (timeout !== 0 && file?.pending) {
+      const hold = file.holdFor(this.now);
+      if (hold > 0) {
+        if (timeout < 0 || timeout > hold) timeout = hold;
+      } else {
+        const n = this.wait(0);
+        if (n > 0) return n;
+        file.flush(this.now);
+      }
     }
     return this.wait(timeout);
   }

@@ -64,6 +64,23 @@ test("--access-log-file with --access-log-format json", async () => {
   assert.equal(lines(log).map((l) => JSON.parse(l).target), ["/f.txt?j=0", "/f.txt?j=1", "/f.txt?j=2"]);
 });
 
+test("--access-log-flush holds lines while the server is idle; stopping writes them", async () => {
+  const log = join(dir, "held.log");
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--workers", "2", "--access-log-file", log, "--access-log-flush", "600000"]);
+  servers.push(s);
+  await requests(s.port, 5, "h");
+  await sleep(200);
+  assert.equal(lines(log), [], "held: nothing written yet (a buffer is 1 MiB, the hold ten minutes)");
+  assert.is(await s.stop(), 0);
+  assert.is(lines(log).length, 5, "every line at the stop");
+});
+
+test("--access-log-flush without --access-log-file is a bad command line", async () => {
+  const r = await runCli(["serve", "--root", root, "--access-log-flush", "100"]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /^wasm-reactor serve: --access-log-flush needs --access-log-file/);
+});
+
 test("--access-log-file that cannot be opened: one line naming it, exit 1", async () => {
   const r = await runCli(["serve", "--root", root, "--port", "0", "--access-log-file", join(dir, "no/such/dir/a.log")]);
   assert.is(r.code, 1);
