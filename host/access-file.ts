@@ -5,7 +5,9 @@
 // one log to tail, rotate and grep, as nginx writes it; the file never holds
 // padding or holes once its writes returned, and each worker's lines stay in
 // their order (lines of different workers interleave buffer by buffer, not
-// by time: each line carries its own timestamp).
+// by time: each line carries its own timestamp). The file is opened
+// O_APPEND, so logrotate's copytruncate, or another process appending to the
+// same file, leaves it whole (see ParallelWriterOptions.append).
 //
 // When lines go out (the loop calls these):
 //   - when the producer's buffer is full;

@@ -232,6 +232,22 @@ test("append keeps what the file holds (padded: the gap to the next block is pad
   assert.is(readFileSync(path, "utf8"), "x");
 });
 
+test("append (striped): a file truncated behind the writer (copytruncate) or appended to by another process stays whole", () => {
+  const path = fresh();
+  writeFileSync(path, "old\n");
+  const w = new ParallelWriter({ path, append: true, stripeSize: 64 });
+  const p = w.producer();
+  p.writeLine("before the rotation");
+  p.flush();
+  writeFileSync(path, ""); // logrotate's copytruncate
+  p.writeLine("after the rotation");
+  p.flush();
+  writeFileSync(path, "another process\n", { flag: "a" });
+  p.writeLine("last");
+  w.close();
+  assert.is(readFileSync(path, "latin1"), "after the rotation\nanother process\nlast\n", "no hole, nothing overwritten");
+});
+
 test("statfs sizing, generic: the file system's type and block size (as stat -f reads them), 1 MiB stripes", () => {
   const path = fresh();
   writeFileSync(path, "");

@@ -54,7 +54,15 @@ export interface ParallelWriterOptions {
   shards?: number;
   /** Sharded: the name of shard i; `{path}` and `{shard}` are replaced. Default "{path}.{shard}". */
   shardName?: string;
-  /** Keep what the file(s) hold and write after it (a log); default: truncate. */
+  /**
+   * Keep what the file(s) hold and write after it (a log); default:
+   * truncate. Striped and sharded files are then opened O_APPEND: on Linux
+   * a pwritev on such an fd appends whatever its offset (pwrite(2), BUGS),
+   * so each region lands at the end as the kernel sees it, and a file
+   * truncated behind the writer's back (logrotate's copytruncate) or
+   * appended to by another process stays whole, with no hole. Padded files
+   * keep positional writes (their blocks need exact offsets).
+   */
   append?: boolean;
   /** Region (striped) / block (padded) size; default from the file system (see sizing.ts). */
   stripeSize?: number;
@@ -345,7 +353,8 @@ export class ParallelWriter {
         ? Array.from({ length: files }, (_, i) => pattern.replaceAll("{path}", opts.path!).replaceAll("{shard}", String(i)))
         : [opts.path];
       // libuv opens with O_CLOEXEC itself.
-      const flags = constants.O_WRONLY | constants.O_CREAT | (opts.append ? 0 : constants.O_TRUNC);
+      const flags = constants.O_WRONLY | constants.O_CREAT
+        | (!opts.append ? constants.O_TRUNC : layout === "padded" ? 0 : constants.O_APPEND);
       fds = [];
       try {
         for (const p of this.paths) fds.push(openSync(p, flags, 0o644));
