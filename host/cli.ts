@@ -68,8 +68,9 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "access-log": { kind: "bool", help: "log one line per request to stdout (combined format unless --access-log-format)" },
       "access-log-file": {
         kind: "string", arg: "PATH",
-        help: "write the access log to PATH instead of stdout (appended; created if missing; one file for every worker, " +
-          "lines written in large buffered writes, at the latest when the server goes idle or after 1 s); implies --access-log",
+        help: "write the access log to PATH instead of stdout (appended; created if missing; one file for every worker; " +
+          "lines go out in large writes: when a 1 MiB buffer fills, when the server is idle, and after at most 1 s " +
+          "or --access-log-flush); implies --access-log",
       },
       "access-log-flush": {
         kind: "int", arg: "MS",

@@ -117,6 +117,22 @@ test("padded: blocks of stripeSize, no payload across a block boundary, '\\n' pa
   }
 });
 
+test("an empty payload is taken and counted, and writes nothing", () => {
+  const path = fresh();
+  const w = new ParallelWriter({ path, stripeSize: 64 });
+  const p = w.producer();
+  p.write("");
+  p.write(new Uint8Array(0));
+  p.write("x");
+  p.write("");
+  const st = w.close();
+  assert.equal([st.payloads, st.bytes, st.writes], [4, 1, 1]);
+  assert.is(readFileSync(path, "utf8"), "x");
+  const w2 = new ParallelWriter({ path, stripeSize: 64 });
+  w2.producer().write("");
+  assert.equal([w2.close().payloads, readFileSync(path).length], [1, 0]);
+});
+
 test("padded: the pad byte is an option (0 for binary records)", () => {
   const path = fresh();
   const w = new ParallelWriter({ layout: "padded", path, stripeSize: 16, padByte: 0 });

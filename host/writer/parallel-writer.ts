@@ -213,7 +213,11 @@ export class Producer {
 
   /** Writes what is buffered (padded: up to the end of its last block). */
   flush(): void {
-    if (this.used === 0) return;
+    if (this.used === 0) {
+      // Only empty payloads held: nothing to write, but they were taken.
+      if (this.held) { this.stats.payloads += this.held; this.sh.add(S_PAYLOADS, this.held); this.held = 0; }
+      return;
+    }
     const len = this.padTo(this.used);
     this.region([this.buf.subarray(0, len)], len);
   }
