@@ -12,7 +12,8 @@ import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
-import type { WorkerMessage } from "./worker-entry.ts";
+import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
+import { ParallelWriter } from "./writer/index.ts";
 
 type Kind = "int" | "string" | "bool" | "mode";
 interface Flag {
@@ -43,7 +44,10 @@ const common: Record<string, Flag> = {
   "max-events": { kind: "int", help: "events per backend wait (epoll_wait maxevents)", def: 1024 },
   "write-buf-max": { kind: "int", arg: "BYTES", help: "per-connection write buffer limit (bytes)", def: 262144, defText: "262144 = 256 KiB" },
   workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
-  record: { kind: "string", arg: "FILE", help: "record every input of the core into FILE, for `wasm-reactor replay` (needs --workers 1)" },
+  record: {
+    kind: "string", arg: "FILE",
+    help: "record every input of the core into FILE, for `wasm-reactor replay`; with --workers N, one recording per worker: FILE.0 ... FILE.N-1",
+  },
   "shutdown-timeout": { kind: "int", arg: "MS", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
   help: { kind: "bool", help: "show this help" },
 };
@@ -62,6 +66,18 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { ...common.mode, def: "et" },
       "header-timeout": { kind: "int", arg: "MS", help: "time allowed to send a complete header block (ms)", def: 60000 },
       "access-log": { kind: "bool", help: "log one line per request to stdout (combined format unless --access-log-format)" },
+      "access-log-file": {
+        kind: "string", arg: "PATH",
+        help: "write the access log to PATH instead of stdout (appended; created if missing; one file for every worker; " +
+          "lines go out in large writes: when a 1 MiB buffer fills, when the server is idle, and after at most 1 s " +
+          "or --access-log-flush); implies --access-log",
+      },
+      "access-log-flush": {
+        kind: "int", arg: "MS",
+        help: "with --access-log-file: how long lines may wait in the buffer for more while the server is idle (ms), " +
+          "like nginx's flush=; 0: written as soon as the server is idle",
+        def: 0,
+      },
       "access-log-format": { kind: "string", arg: "FMT", help: "access log format: combined (nginx/Apache) or json", def: "combined" },
       "cache-control": { kind: "string", arg: "VALUE", help: "Cache-Control of file responses and listings; none: no header", def: "no-cache" },
       cors: { kind: "bool", help: "Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204" },
@@ -203,7 +219,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
     }
   }
   if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
-  if (opts.record !== undefined && opts.workers !== 1) throw bad("--record needs --workers 1: one recording per reactor");
+  if (rest.some((a) => /^--access-log-flush(=|$)/.test(a)) && opts["access-log-file"] === undefined) {
+    throw bad("--access-log-flush needs --access-log-file (stdout is written once per loop round)");
+  }
   return { cmd, opts, args };
 }
 
@@ -233,6 +251,10 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
   if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force), Boolean(opts.check));
   let so: ServerOptions;
+  const outputs = {
+    accessLog: opts["access-log-file"] === undefined ? undefined : resolve(String(opts["access-log-file"])),
+    record: opts.record === undefined ? undefined : resolve(String(opts.record)),
+  };
   try {
     so = serverOptions(cmd, opts);
     so.hosts = await resolveHost(String(opts.host));
@@ -241,7 +263,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
-  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string, opts["shutdown-timeout"] as number);
+  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string, opts["shutdown-timeout"] as number, outputs);
 }
 
 /**
@@ -263,8 +285,24 @@ function cliDefaultBackend(): string {
  * stops the workers through their RemoteLoop, which wakes a blocked loop.
  * Several workers share the port with SO_REUSEPORT: one reactor per core.
  */
-async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number): Promise<number> {
+async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number,
+  outputs: { accessLog?: string; record?: string }): Promise<number> {
   const entry = new URL("./worker-entry.js", import.meta.url);
+  // The files every worker writes are opened here, once: the access log (one
+  // striped file, every worker a producer) and the recordings (one shard per
+  // worker; --workers 1 records into FILE itself). Workers join them.
+  const writers: ParallelWriter[] = [];
+  let accessLog: ParallelWriter | undefined, record: ParallelWriter | undefined;
+  try {
+    if (outputs.accessLog) writers.push(accessLog = new ParallelWriter({ layout: "striped", path: outputs.accessLog, append: true }));
+    if (outputs.record) {
+      writers.push(record = new ParallelWriter({ layout: "sharded", path: outputs.record, shards: count, shardName: count > 1 ? "{path}.{shard}" : "{path}" }));
+    }
+  } catch (e) {
+    closeWriters(cmd, writers);
+    process.stderr.write(`wasm-reactor ${cmd}: ${outputs.accessLog && !accessLog ? "--access-log-file" : "--record"}: ${(e as Error).message}\n`);
+    return 1;
+  }
   const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
   // Signals are ours from the start (before the listening line: a client may
   // signal as soon as it reads it). First signal: graceful shutdown (stop
@@ -281,7 +319,12 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
-    const worker = new Worker(entry, { workerData: { options } });
+    const data: WorkerStart = {
+      options,
+      accessLog: accessLog?.descriptor(),
+      record: record ? { writer: record.descriptor(), shard: workers.length } : undefined,
+    };
+    const worker = new Worker(entry, { workerData: data });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
     slot.done = new Promise<void>((finish) => worker.once("exit", () => finish()));
     worker.on("message", (m: WorkerMessage) => {
@@ -298,6 +341,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
   } catch (e) {
     for (const w of workers) await w.worker.terminate();
+    closeWriters(cmd, writers);
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
     process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
@@ -312,7 +356,31 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   await Promise.all(workers.map((w) => w.done));
   process.removeListener("SIGINT", onSignal);
   process.removeListener("SIGTERM", onSignal);
-  return 0;
+  return closeWriters(cmd, writers) ? 0 : 1;
+}
+
+/**
+ * Closes the shared output files once the workers are gone (each worker
+ * flushed and closed its own producer on its way out). A worker that died
+ * without closing lost what it buffered: said on stderr, as is a failed
+ * close. True if everything closed cleanly.
+ */
+function closeWriters(cmd: string, writers: ParallelWriter[]): boolean {
+  let clean = true;
+  for (const w of writers) {
+    try {
+      const st = w.close({ force: true });
+      if (st.openProducers > 0) {
+        clean = false;
+        process.stderr.write(`wasm-reactor ${cmd}: ${st.openProducers} worker(s) exited without closing ${w.paths.join(", ")}: what they buffered is lost\n`);
+      }
+      if (st.lostPayloads > 0) process.stderr.write(`wasm-reactor ${cmd}: ${st.lostPayloads} write(s) to ${w.paths.join(", ")} were lost (said above)\n`);
+    } catch (e) {
+      clean = false;
+      process.stderr.write(`wasm-reactor ${cmd}: closing ${w.paths.join(", ")}: ${(e as Error).message}\n`);
+    }
+  }
+  return clean;
 }
 
 class StartupError extends Error {}
@@ -327,7 +395,8 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     headerTimeoutMs: (o["header-timeout"] as number) ?? 60000,
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
-    accessLog: Boolean(o["access-log"]),
+    accessLog: Boolean(o["access-log"]) || o["access-log-file"] !== undefined,
+    accessLogFlushMs: o["access-log-flush"] as number | undefined,
     ...(cmd === "serve" ? {
       listing: Boolean(o.listing), fileThreads: o["file-threads"] as number,
       accessLogFormat: o["access-log-format"] as "combined" | "json",
@@ -336,7 +405,6 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
       maxLine: o["max-request-line"] as number, maxHeader: o["max-header-size"] as number,
       maxHeaders: o["max-headers"] as number, maxBody: o["max-body"] as number,
     } : {}),
-    record: o.record === undefined ? undefined : resolve(String(o.record)),
   };
   if (cmd === "serve") {
     const root = resolve(String(o.root));

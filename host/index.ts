@@ -26,5 +26,11 @@ export { replay, replayCommand, describeTrap, RecordingError } from "./replay.ts
 export type { ReplayResult, ReplaySummary, ReplayOptions, ReplayTrap, Divergence, TextOut } from "./replay.ts";
 export { readRecording } from "./recording.ts";
 export type { Recording, RecordedCall, RecordedRequest, RecordedEvent, MemoryWrite } from "./recording.ts";
-export { record, Recorder, FileSink, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";
+export { record, Recorder, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";
+export { FileSink } from "./record-file.ts";
 export type { Sink, RecordingHeader } from "./record.ts";
+export {
+  ParallelWriter, Producer, WriteError, WRITER_LAYOUTS, LibcCarrier, probeFileSystem, writerSizing, lustreStripeFromLayout,
+  LUSTRE_SUPER_MAGIC, DEFAULT_STRIPE_SIZE,
+} from "./writer/index.ts";
+export type { ParallelWriterOptions, WriterDescriptor, WriterLayout, WriterStats, WriteCarrier, FileSystemInfo, WriterSizing } from "./writer/index.ts";

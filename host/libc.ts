@@ -53,6 +53,10 @@ export const libc = {
   getrlimit: lib.func("int getrlimit(int, _Out_ void *)"),
   setrlimit: lib.func("int setrlimit(int, void *)"),
   strerror: lib.func("const char *strerror(int)"),
+  // ---- ParallelWriter (host/writer/): positional writes, file-system sizing ----
+  pwritev: lib.func("int pwritev(int, intptr, int, int64)"),
+  fstatfs: lib.func("int fstatfs(int, _Out_ void *)"),
+  fgetxattr: lib.func("int fgetxattr(int, str, _Out_ void *, size_t)"),
 };
 
 export { errnoName };

@@ -6,7 +6,10 @@
 import { writeSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import { Core, type CoreConfig, defaultCoreConfig, corePath } from "./core.ts";
-import { Recorder, FileSink, sha256File, recordCore } from "./record.ts";
+import { Recorder, sha256File, recordCore } from "./record.ts";
+import { FileSink } from "./record-file.ts";
+import { AccessFile } from "./access-file.ts";
+import type { Producer } from "./writer/index.ts";
 import { describeErrno, raiseFdLimit } from "./libc.ts";
 import { createBackend, backendName, defaultBackendName, type Backend, type BackendName } from "./backend/index.ts";
 import { EpollBackend } from "./backend/epoll.ts";
@@ -42,6 +45,19 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * file, or into a Sink such as a MemorySink (one recording per sink).
    */
   record?: string | Sink;
+  /**
+   * Access lines (level "access") go to this file instead of stdout or
+   * `log`, and the access log is on (accessLog: true): a path (appended to,
+   * created if missing) or a producer of a ParallelWriter the caller owns
+   * (a worker's share of one file: ParallelWriter.join). See host/access-file.ts.
+   */
+  accessLogFile?: string | Producer;
+  /**
+   * With accessLogFile: how long (ms) buffered lines may wait for more while
+   * the loop is idle, like nginx's `flush=`; default 0: written as soon as
+   * the loop has nothing to do. An attached loop writes after every tick.
+   */
+  accessLogFlushMs?: number;
   /**
    * The event backend: "epoll" (default) or "poll". Default: the
    * WASM_REACTOR_BACKEND environment variable if set, else "epoll".
@@ -86,11 +102,13 @@ export class Loop {
 
   constructor(options: LoopOptions = {}) {
     const config = { ...defaultCoreConfig, ...options };
+    if (options.accessLogFile !== undefined) config.accessLog = true;
     // Validated before anything is opened: a bad name throws and leaks nothing.
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
+    this.accessFile = options.accessLogFile === undefined ? null : AccessFile.open(options.accessLogFile, (line) => this.logLine("error", line), options.accessLogFlushMs);
     this.recorder = sink ? new Recorder(sink, {
       coreSha256: sha256File(corePath),
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
@@ -128,6 +146,7 @@ export class Loop {
    */
   private clock(): void {
     const mono = performance.now();
+    this.now = mono;
     if (mono - this.wallSynced >= 1000) {
       this.wallOffset = Date.now() - mono;
       this.wallSynced = mono;
@@ -137,6 +156,9 @@ export class Loop {
   private wallOffset = 0;
   private wallSynced = -Infinity;
   private readonly accessOut: AccessWriter | null;
+  private readonly accessFile: AccessFile | null;
+  /** Loop time (ms, monotonic) as the last clock() read it. */
+  private now = 0;
 
   /** One turn of the loop (the phases: Pump.tick). `maxWait` caps the poll timeout (attach mode polls with 0). */
   tick(maxWait = -1): void {
@@ -183,8 +205,29 @@ export class Loop {
     this.throwRaised();
   }
 
-  /** The backend's wait, into the core's event area; EINTR retried. */
+  /**
+   * The tick's poll. Buffered access-log lines go out before the loop
+   * sleeps: with lines pending, a zero-timeout wait first; only if nothing
+   * is ready are they written, then the real wait. Lines that may still be
+   * held (accessLogFlushMs) cut the sleep short instead.
+   */
   private poll(timeout: number): number {
+    const file = this.accessFile;
+    if (timeout !== 0 && file?.pending) {
+      const hold = file.holdFor(this.now);
+      if (hold > 0) {
+        if (timeout < 0 || timeout > hold) timeout = hold;
+      } else {
+        const n = this.wait(0);
+        if (n > 0) return n;
+        file.flush(this.now);
+      }
+    }
+    return this.wait(timeout);
+  }
+
+  /** The backend's wait, into the core's event area; EINTR retried. */
+  private wait(timeout: number): number {
     const core = this.core;
     const events = core.ctlI32(abi.CTL_EVENTS);
     for (;;) {
@@ -201,13 +244,14 @@ export class Loop {
       call: (kind, id, fd, events, extra) => this.call(kind, id, fd, events, extra),
       log: (level, ptr, len) => {
         const u8 = this.core.u8;
-        if (level === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(u8, ptr, len);
+        if (level === abi.LOG_ACCESS && this.accessFile) this.accessFile.add(u8, ptr, len, this.now);
+        else if (level === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(u8, ptr, len);
         else this.logLine(LEVELS[level] ?? "info", this.decoder.decode(u8.subarray(ptr, ptr + len)));
       },
       stop: () => { this.finished = true; this.stop(); }, // graceful shutdown finished
       open: (pathPtr, pathLen, record, statOnly) => this.files ? this.files.open(this.core, pathPtr, pathLen, record, statOnly) : -abi.ENOENT,
       list: (buf, cap, pathLen) => this.files ? this.files.list(this.core, buf, cap, pathLen) : -abi.ENOENT,
-      roundDone: () => this.accessOut?.flush(),
+      roundDone: () => { this.accessOut?.flush(); this.accessFile?.roundDone(this.now); },
     };
   }
 
@@ -249,6 +293,7 @@ export class Loop {
       while (!this.stopRequested && !(shouldStop && shouldStop())) this.tick();
     } finally {
       this.running = false;
+      this.accessFile?.flush(this.now);
       this.stopped();
     }
   }
@@ -300,6 +345,7 @@ export class Loop {
 
   detach(): void {
     if (!this.attached) return;
+    this.accessFile?.flush(this.now);
     this.backend.detach();
     this.attached = false;
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
@@ -310,6 +356,8 @@ export class Loop {
     if (!this.attached) return;
     try {
       this.tick(0);
+      // Inside Node's loop the next sleep is libuv's: lines go out after every tick.
+      if (this.accessFile?.pending) this.accessFile.flush(this.now);
     } catch (e) {
       if (e === this.lastRaised && e !== undefined) {
         // An error raised for the application (raise()): libuv's poll
@@ -348,6 +396,7 @@ export class Loop {
     this.filePool?.close();
     this.backend.close();
     this.recorder?.close();
+    this.accessFile?.close(this.now);
   }
 }
 

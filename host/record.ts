@@ -61,7 +61,7 @@
 // call. host/recording.ts
 // reads a recording back; host/replay.ts replays one.
 import { createHash } from "node:crypto";
-import { openSync, writeSync, closeSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import * as abi from "../assembly/abi.ts";
 import type { CoreConfig, CoreExports } from "./core.ts";
 import type { Executor } from "./executor.ts";
@@ -195,23 +195,8 @@ export function sha256File(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
 }
 
-/** Where recorded bytes go: a file (buffered, synchronous) or memory (fuzzer reproducers). */
+/** Where recorded bytes go: a file (FileSink, host/record-file.ts) or memory (fuzzer reproducers). */
 export interface Sink { write(b: Uint8Array): void; close(): void }
-
-export class FileSink implements Sink {
-  private readonly fd: number;
-  private buf = Buffer.allocUnsafe(1 << 20);
-  private used = 0;
-  constructor(path: string) { this.fd = openSync(path, "w"); }
-  write(b: Uint8Array): void {
-    if (this.used + b.length > this.buf.length) this.flush();
-    if (b.length > this.buf.length) { writeSync(this.fd, b); return; }
-    this.buf.set(b, this.used);
-    this.used += b.length;
-  }
-  flush(): void { if (this.used) { writeSync(this.fd, this.buf, 0, this.used); this.used = 0; } }
-  close(): void { this.flush(); closeSync(this.fd); }
-}
 
 export class MemorySink implements Sink {
   readonly chunks: Uint8Array[] = [];

@@ -5,14 +5,25 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { Server, type ServerOptions } from "./server.ts";
 import { SysError } from "./libc.ts";
+import { ParallelWriter, type WriterDescriptor } from "./writer/index.ts";
+import { FileSink } from "./record-file.ts";
 
-export interface WorkerStart { options: ServerOptions }
+/**
+ * What a worker is started with: its server's options, and the shared files
+ * the main thread opened, which it joins as a producer: the access log (one
+ * striped file for every worker) and its recording shard.
+ */
+export interface WorkerStart {
+  options: ServerOptions;
+  accessLog?: WriterDescriptor;
+  record?: { writer: WriterDescriptor; shard: number };
+}
 export type WorkerMessage =
   | { type: "listening"; port: number; hosts: string[]; somaxconn: number; remote: import("./remote.ts").RemoteDescriptor }
   | { type: "error"; message: string; code?: string }
   | { type: "stopped"; stats: ReturnType<Server["stats"]> };
 
-const { options } = workerData as WorkerStart;
+const { options, accessLog, record } = workerData as WorkerStart;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 
 let server: Server;
@@ -21,6 +32,8 @@ try {
   server = new Server({
     ...options,
     handleSignals: false, // the main thread owns signals
+    ...(accessLog ? { accessLogFile: ParallelWriter.join(accessLog) } : {}),
+    ...(record ? { record: new FileSink(ParallelWriter.join(record.writer, { shard: record.shard })) } : {}),
   });
 } catch (e) {
   post({ type: "error", message: (e as Error).message, code: e instanceof SysError ? e.code : undefined });

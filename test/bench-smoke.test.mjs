@@ -172,6 +172,25 @@ test("parse.sh --smoke: its RESULTS.md table for every parser and mode of one co
   assert.is(readFileSync(join(bench, "RESULTS.md"), "utf8"), results, "bench/RESULTS.md untouched");
 });
 
+test("writer.mjs --smoke: every configuration, files the size of what was written", async () => {
+  const r = await run(process.execPath, ["bench/writer.mjs", "--smoke", "--dir", dir]);
+  ok(r, "writer.mjs --smoke");
+  assert.match(r.stdout, /^writer throughput, 20,000 lines of 100 bytes, median of 1 runs/m);
+  const got = table(r.stdout, "| method | threads | lines/s | MB/s | syscalls |");
+  assert.equal(got.rows.map((c) => `${c[0]} x${c[1]}`), [
+    "fs.writeSync per line x1", "one fd, own 1 MiB buffer x1", "ParallelWriter striped x1",
+    "O_APPEND fd per thread, write per line x2", "ParallelWriter striped x2", "ParallelWriter padded x2", "ParallelWriter sharded x2",
+  ]);
+  for (const row of got.rows) for (const c of row.slice(2)) numeric(c, `${row[0]} x${row[1]}`);
+  // A write per line: 20,000 syscalls; 2 MB in 1 MiB buffers: a few.
+  assert.is(got.rows[0][4], "20,000");
+  for (const row of got.rows.slice(1).filter((c) => c[0] !== "O_APPEND fd per thread, write per line")) {
+    assert.ok(Number(row[4]) <= 4, `${row[0]} x${row[1]}: ${row[4]} syscalls for 2 MB`);
+  }
+  assert.match(r.stdout, /^sizes: every file holds the bytes written$/m);
+  assert.is((await run(process.execPath, ["bench/writer.mjs", "--fast"])).code, 2, "an unknown flag exits 2");
+});
+
 // ---- the benchmarks with servers ------------------------------------------------
 
 test("echo.mjs --smoke: node:net, lt and et echo every message (its RESULTS.md table)", async () => {
@@ -299,6 +318,7 @@ const COVERED = {
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
   "timers.mjs": "--smoke above",
+  "writer.mjs": "--smoke above",
   "RESULTS.md": "data: the tables every smoke run is compared with",
   "chart.svg": "data: test/chart.test.mjs",
   "corpus": "data: parse.mjs",

@@ -33,11 +33,12 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 // sources), the package's contents, the docs' examples (the same library
 // calls the suite makes on both backends), the benchmark smoke runs (which
 // choose their backends themselves: bench/http.sh BACKENDS), and the backend
-// unit tests (which name each backend).
+// unit tests (which name each backend), and the ParallelWriter's own tests
+// (files and threads, no event backend; writer-live.test.mjs runs on both).
 const ONCE = new Set([
   "abi.test.mjs", "backend.test.mjs", "bench-smoke.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
   "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "package.test.mjs", "parser.test.mjs",
-  "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs",
+  "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "writer.test.mjs",
 ]);
 
 let passed = 0, failed = 0, skipped = 0;
