@@ -20,15 +20,18 @@
 //    (READ, WRITE, WRITEV, SEND, SENDFILE, SHUTDOWN) in flight past the
 //    round (submit() then returns fewer completions) and hand its completion
 //    back in a later tick through reap(). The core keeps that connection's
-//    buffers and fd until it has completed. Not yet audited for a later
-//    completion, so completed in their round: ACCEPT (address slots are
-//    reused per batch), PREAD (the file cache), CLOSE.
+//    buffers and fd until it has completed. So may the HTTP server's file
+//    work, OP_OPEN, OP_LIST and OP_PREAD (the file pool, host/filepool.ts,
+//    does): the file-cache entry stays loading, its waiters wait. The fuzzer
+//    keeps all of these in flight across ticks. Completed in their round,
+//    always: ACCEPT (address slots are reused per batch) and CLOSE.
 //    Recording (host/record.ts) follows requests kept in flight by tag;
 //    their write data is not compared on replay (only what they read).
 
 //  - Host services (OP_CALL, OP_LOG, OP_STOP, OP_OPEN, OP_LIST) are not
 //    kernel calls: every executor completes them synchronously, inside
-//    submit(), whatever it does with kernel I/O. So are interest changes
+//    submit(), whatever it does with kernel I/O (but OP_OPEN and OP_LIST,
+//    see "Later"). So are interest changes
 //    (OP_CTL): they go to the event backend, which answers 0 or -errno at
 //    once.
 //  - Memory: the SQ and CQ addresses are offsets into the core's linear
