@@ -547,6 +547,22 @@ test("a trap while one connection's completion is handled is contained: the roun
   assert.is(h.stat(STAT_RBUF_HELD), 0);
 });
 
+test("a connection trapped in its own completion on an otherwise idle server is closed by its idle timeout", () => {
+  const h = echoHost({ idleTimeoutMs: 1000 });
+  h.setTime(0);
+  connect(h, 10);
+  h.x.debugTrapCompletion(10);
+  h.feed(10, "ten");
+  h.tick([{ fd: 10, events: READABLE }]);
+  assert.is(h.traps.length, 1);
+  assert.is(h.ops(OP_CLOSE, { fd: 10 }).length, 0, "not closed yet: no more rounds ran");
+  h.setTime(5000);                       // nothing else happens; the idle timeout is due
+  h.tick([]);
+  h.tick([]);
+  assert.is(h.ops(OP_CLOSE, { fd: 10 }).length, 1, "closed by its timeout, not left waiting for a request already completed");
+  assert.is(h.stat(STAT_LIVE_CONNS), 0);
+});
+
 test("a trapped connection closed some other way before its doomed close: the next connection on its fd number is left alone", () => {
   // Found by the fuzzer's trap injection: the doomed list held fd numbers
   // only, so the doomed close, two rounds on, closed whoever had the fd by then.

@@ -42,6 +42,11 @@ export function recover(): i32 {
     store<i32>(e, fd);
     store<i32>(e, roundNo, 4);
     store<i32>(e, <i32>slotGen(fd), 8);
+    // Trapped handling its own completion: that request is over (its tag
+    // was freed before the handler ran), so it no longer holds the
+    // connection. Left marked in flight, the idle timeout would wait for it
+    // forever, and an idle server would never close the doomed connection.
+    if (inCompletions && !inflightHasFd(fd)) store<i32>(conn(fd) + C_INFLIGHT, 0);
   }
   if (inCompletions) { inCompletions = false; return -1; }
   return handOut();
