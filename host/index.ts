@@ -10,6 +10,9 @@ export type { Backend, BackendName } from "./backend/index.ts";
 export { EpollBackend } from "./backend/epoll.ts";
 export { PollBackend } from "./backend/poll.ts";
 export { Server } from "./server.ts";
+// The io_uring ring driver (host/uring/ring.ts).
+export { uringAvailability, resetUringAvailability, Ring, IORING_OP } from "./uring/ring.ts";
+export type { UringAvailability, RingOptions } from "./uring/ring.ts";
 export type { ServerOptions, ShutdownResult } from "./server.ts";
 export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";
