@@ -3,13 +3,15 @@
 // servers and workers stay isolated; a hung file is killed at its deadline),
 // then prints the totals as one line: `N passed, M failed`.
 //
-// Every file that drives a real event backend runs once per backend (epoll,
-// then poll), with WASM_REACTOR_BACKEND set for it: the library's default
-// (Reactor, Server, the CLI and its workers) honours it, so the tests
-// themselves are not copied. The files in ONCE never reach a backend, or
-// name theirs explicitly, and run once. WASM_REACTOR_BACKEND set by the
-// caller runs every file on that backend only. Totals are printed per
-// backend, then summed on the last line.
+// Every file that drives a real event backend runs once per combination of
+// event backend and I/O backend in COMBOS, with WASM_REACTOR_BACKEND and
+// WASM_REACTOR_IO_BACKEND set for it: the library's defaults (Reactor,
+// Server, the CLI and its workers) honour them, so the tests themselves are
+// not copied. The files in ONCE never reach a backend, or name theirs
+// explicitly, and run once (with the first combination's variables).
+// Either variable set by the caller runs every file on that one combination
+// (the other at its default: epoll, auto). Totals are printed per
+// combination, then summed on the last line.
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -22,7 +24,22 @@ const files = readdirSync(here)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 const PER_FILE_MS = 120_000;
-const BACKENDS = process.env.WASM_REACTOR_BACKEND ? [process.env.WASM_REACTOR_BACKEND] : ["epoll", "poll"];
+// Two runs per live file, as before the I/O backend existed (the suite stays
+// at its old length): each event backend and each executor meets the whole
+// suite once. epoll with io_uring first (the default pair: auto picks io_uring
+// where it works), then poll with the libc executor (epoll_threadpool, what
+// auto falls back to), which also keeps the poll backend's edge emulation
+// tested against one syscall per request. The pairs left out (epoll + libc,
+// poll + io_uring) put together parts each tested here; test/uring.test.mjs
+// runs both executors' contract directly, and bench/http.sh --smoke serves
+// all four.
+const uringOk = await import("../dist/index.js").then((m) => m.uringAvailability().ok, () => false);
+const COMBOS = process.env.WASM_REACTOR_BACKEND || process.env.WASM_REACTOR_IO_BACKEND
+  ? [{ backend: process.env.WASM_REACTOR_BACKEND || "epoll", io: process.env.WASM_REACTOR_IO_BACKEND || "auto" }]
+  : [{ backend: "epoll", io: uringOk ? "io_uring" : "epoll_threadpool" }, { backend: "poll", io: "epoll_threadpool" }];
+if (!uringOk && COMBOS.length > 1) process.stdout.write("note: io_uring is unavailable here: every file runs on the libc executor\n");
+const BACKENDS = COMBOS.map((c) => `${c.backend}+${c.io}`);
+const comboOf = Object.fromEntries(COMBOS.map((c, i) => [BACKENDS[i], c]));
 // TEST_JOBS files at once. Default: 2 for the whole suite on both backends
 // (measured on the shared 2-core machine: 264 s one at a time, 186 s two at
 // a time; no test asserts on time, so slower is never wrong), else 1, which
@@ -46,7 +63,7 @@ const per = Object.fromEntries(BACKENDS.map((b) => [b, { passed: 0, failed: 0, f
 
 function runFile(file, backend, label) {
   return new Promise((resolve) => {
-    const env = { ...process.env, WASM_REACTOR_BACKEND: backend };
+    const env = { ...process.env, WASM_REACTOR_BACKEND: comboOf[backend].backend, WASM_REACTOR_IO_BACKEND: comboOf[backend].io };
     const child = spawn(process.execPath, [join(here, file)], { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
     let out = "", err = "";
     // One job at a time: output as it comes. Several: each file's output
