@@ -61,6 +61,9 @@ T("Ring: NOPs come back with their user_data (both words) and res 0; the queue b
   } finally {
     ring.close();
   }
+  ring.close(); // idempotent
+  assert.throws(() => ring.submit(0), /io_uring: the ring is closed/);
+  assert.throws(() => ring.cqReady(), /the ring is closed/);
 });
 
 T("Ring: a full SQ says so (-1) instead of overwriting; pushSqe copies 64 bytes", () => {
