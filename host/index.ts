@@ -10,6 +10,13 @@ export type { Backend, BackendName } from "./backend/index.ts";
 export { EpollBackend } from "./backend/epoll.ts";
 export { PollBackend } from "./backend/poll.ts";
 export { Server } from "./server.ts";
+// The I/O backend (what carries the core's requests out) and the io_uring ring driver.
+export { IO_BACKEND_NAMES, ioBackendName, defaultIoBackendName } from "./io-backend.ts";
+export type { IoBackendName } from "./io-backend.ts";
+export { uringAvailability, resetUringAvailability, Ring, IORING_OP } from "./uring/ring.ts";
+export type { UringAvailability, RingOptions } from "./uring/ring.ts";
+export { UringExecutor } from "./executor-uring.ts";
+export { LibcExecutor } from "./executor-libc.ts";
 export type { ServerOptions, ShutdownResult } from "./server.ts";
 export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";

@@ -19,6 +19,8 @@ import type { Executor, Services } from "./executor.ts";
 import { LibcExecutor } from "./executor-libc.ts";
 import { FilePool } from "./filepool.ts";
 import { FileServer } from "./files.ts";
+import { UringExecutor } from "./executor-uring.ts";
+import { defaultIoBackendName, ioBackendName, resolveServerIoBackend, type IoBackendName, type ServerIoBackend } from "./io-backend.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
 const LEVELS: Record<number, LogLevel> = {
@@ -66,10 +68,17 @@ export interface LoopOptions extends Partial<CoreConfig> {
   /**
    * Worker threads for the HTTP server's file work (opens beneath the root,
    * stats, listings, small-body preads: host/filepool.ts), so that a slow
-   * file system never stalls the loop. 0: on the loop thread, as before.
-   * Only with a FileServer as `files`.
+   * file system never stalls the loop. 0: on the loop thread. Default: 2
+   * with ioBackend "epoll_threadpool", else 0. Only with a FileServer as `files`.
    */
   fileThreads?: number;
+  /**
+   * What carries the core's requests out (host/io-backend.ts): "io_uring"
+   * (a round as one io_uring_enter), "epoll_threadpool" (one libc call per
+   * request) or "auto" (default; WASM_REACTOR_IO_BACKEND if set). A forced
+   * io_uring that is unavailable, and "threadpool", throw.
+   */
+  ioBackend?: IoBackendName;
 }
 
 /**
@@ -90,6 +99,9 @@ export class Loop {
   get epfd(): number { return this.backend instanceof EpollBackend ? this.backend.epfd : -1; }
   readonly maxEvents: number;
   readonly recorder: Recorder | null;
+  /** The I/O backend in use: "io_uring" or "epoll_threadpool". */
+  readonly ioBackend: ServerIoBackend;
+  private readonly uring: UringExecutor | null = null;
   /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */
   onCall: (kind: number, id: number, fd: number, events: number, extra: number) => void = () => {};
   log: (level: LogLevel, line: string) => void;
@@ -105,6 +117,11 @@ export class Loop {
     if (options.accessLogFile !== undefined) config.accessLog = true;
     // Validated before anything is opened: a bad name throws and leaks nothing.
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
+    const io = resolveServerIoBackend(options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend"));
+    this.ioBackend = io.backend;
+    // Synchronous: a thread blocked in epoll_wait never flushes async streams
+    // (process.stderr in a worker is a message to the main thread).
+    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
@@ -118,18 +135,30 @@ export class Loop {
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
     this.files = options.files ?? null;
-    const threads = options.fileThreads ?? 0;
+    // The file pool: asked for (fileThreads), or implied by the name
+    // epoll_threadpool (2 threads), and only for the built-in file server.
+    const threads = options.fileThreads ?? (io.backend === "epoll_threadpool" ? 2 : 0);
     this.filePool = threads > 0 && this.files instanceof FileServer
       ? new FilePool(this.core, { threads, root: this.files.root, rootFd: this.files.rootFd, precompressed: this.files.precompressed })
       : null;
-    let executor: Executor = new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
+    let executor: Executor;
+    if (io.backend === "io_uring") {
+      try {
+        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, { pool: this.filePool });
+      } catch (e) {
+        this.filePool?.close();
+        this.backend.close();
+        this.recorder?.close();
+        throw e;
+      }
+    } else {
+      executor = new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
+    }
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
     });
-    // Synchronous: a thread blocked in epoll_wait never flushes async streams
-    // (process.stderr in a worker is a message to the main thread).
-    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
+    if (io.fallback) this.logLine("warn", io.fallback);
     // Without a log function of the user's, access lines skip the JS
     // strings: their bytes go from linear memory to a buffer, one write(2)
     // to stdout per round.
@@ -395,6 +424,7 @@ export class Loop {
     this.detach();
     this.filePool?.close();
     this.backend.close();
+    this.uring?.close();
     this.recorder?.close();
     this.accessFile?.close(this.now);
   }
