@@ -26,6 +26,8 @@
 // a view of the same memory: V8 reserves a wasm memory's whole range up
 // front, so its base does not move when it grows (checked at every reap).
 import { Worker } from "node:worker_threads";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "./libc.ts";
@@ -58,6 +60,8 @@ export interface FilePoolOptions {
   root: string;
   rootFd: number;
   precompressed: boolean;
+  /** Told when a worker fails (delivered on Node's event loop: in attach mode, or after run() returns). */
+  onError?: (line: string) => void;
 }
 
 export class FilePool {
@@ -87,9 +91,16 @@ export class FilePool {
       precompressed: options.precompressed, delay: process.env.WASM_REACTOR_FILEPOOL_DELAY ?? "",
     };
     const entry = new URL("./filepool-worker.js", import.meta.url);
+    // A missing worker file would only say so in an 'error' event, which a
+    // loop blocked in its wait never delivers: requests would wait forever.
+    if (!existsSync(fileURLToPath(entry))) {
+      libc.close(this.eventfd);
+      throw new Error(`file pool: ${fileURLToPath(entry)} is missing (a partial copy of dist/?)`);
+    }
     for (let i = 0; i < this.threads; i++) {
       const w = new Worker(entry, { workerData: data });
       w.unref(); // the pool never keeps a process alive by itself
+      w.on("error", (e) => options.onError?.(`file pool worker failed: ${e?.stack ?? e}`));
       this.workers.push(w);
     }
   }

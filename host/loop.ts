@@ -139,7 +139,10 @@ export class Loop {
     // epoll_threadpool (2 threads), and only for the built-in file server.
     const threads = options.fileThreads ?? (io.backend === "epoll_threadpool" ? 2 : 0);
     this.filePool = threads > 0 && this.files instanceof FileServer
-      ? new FilePool(this.core, { threads, root: this.files.root, rootFd: this.files.rootFd, precompressed: this.files.precompressed })
+      ? new FilePool(this.core, {
+        threads, root: this.files.root, rootFd: this.files.rootFd, precompressed: this.files.precompressed,
+        onError: (line) => this.logLine("error", line),
+      })
       : null;
     let executor: Executor;
     if (io.backend === "io_uring") {
