@@ -8,7 +8,7 @@ import { FileServer } from "./files.ts";
 import { libc, errno, memoryView } from "./libc.ts";
 import {
   type FilePoolWorkerData, SLOTS, SLOT_WORDS, S_OP, S_FD, S_ADDR, S_LEN, S_FLAGS, S_OFF, S_MEM, S_RES,
-  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, JOBS_AT, DONE_AT, SLOTS_AT,
+  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, LIVE, JOBS_AT, DONE_AT, SLOTS_AT,
 } from "./filepool.ts";
 
 const data = workerData as FilePoolWorkerData;
@@ -63,3 +63,5 @@ for (;;) {
   Atomics.store(i, DONE_AT + (d % SLOTS), s + 1);
   libc.writeBuf(data.eventfd, one, 8);
 }
+// The pool closed: the last worker out closes the eventfd (host/filepool.ts LIVE).
+if (Atomics.sub(i, LIVE, 1) === 1) libc.close(data.eventfd);

@@ -15,7 +15,9 @@
 //
 // Shared state (one SharedArrayBuffer, Int32 words):
 //   header  JOB_TAIL, JOB_HEAD (workers claim jobs), DONE_TAIL (workers
-//           publish), CLOSING
+//           publish), CLOSING, LIVE (workers not yet ended: the last one
+//           out closes the eventfd, which a worker still finishing a request
+//           after close() writes; closed earlier, its number could be reused)
 //   jobs    a ring of SLOTS slot numbers (+1; 0 = empty) waiting for a worker
 //   done    a ring of SLOTS slot numbers (+1) completed, for the reactor
 //   slots   SLOTS records of SLOT_WORDS words: the request and its result
@@ -37,8 +39,8 @@ export const SLOT_WORDS = 12;
 // slot fields
 export const S_OP = 0, S_FD = 1, S_ADDR = 2, S_LEN = 3, S_FLAGS = 4, S_OFF = 5, S_MEM = 6, S_TAG_LO = 7, S_TAG_HI = 8, S_RES = 9;
 // header words
-export const JOB_TAIL = 0, JOB_HEAD = 1, DONE_TAIL = 2, CLOSING = 3;
-const HEADER = 4;
+export const JOB_TAIL = 0, JOB_HEAD = 1, DONE_TAIL = 2, CLOSING = 3, LIVE = 4;
+const HEADER = 5;
 export const JOBS_AT = HEADER, DONE_AT = HEADER + SLOTS, SLOTS_AT = HEADER + 2 * SLOTS;
 const WORDS = SLOTS_AT + SLOTS * SLOT_WORDS;
 
@@ -97,6 +99,7 @@ export class FilePool {
       libc.close(this.eventfd);
       throw new Error(`file pool: ${fileURLToPath(entry)} is missing (a partial copy of dist/?)`);
     }
+    this.i32[LIVE] = this.threads;
     for (let i = 0; i < this.threads; i++) {
       const w = new Worker(entry, { workerData: data });
       w.unref(); // the pool never keeps a process alive by itself
@@ -168,12 +171,17 @@ export class FilePool {
 
   /**
    * Stops the workers. Requests still in flight are abandoned: an fd an
-   * abandoned open produced is closed, when it was published before the end.
+   * abandoned open produced is closed, when it was published before the end
+   * (a worker finishing a request after close() keeps its fd: a leak only
+   * until the process ends, as in any pool stopped mid-request).
    */
   close(): void {
+    // The workers see CLOSING and end by themselves (unref'd: they keep
+    // nothing alive). Not terminate(): a worker still loading (inside
+    // koffi's binding calls) or in a call is killed mid-native-call, which
+    // aborted the process (koffi's napi_throw during termination).
     Atomics.store(this.i32, CLOSING, 1);
     Atomics.notify(this.i32, JOB_TAIL);
-    for (const w of this.workers) void w.terminate();
     for (;;) {
       const at = DONE_AT + (this.doneHead % SLOTS);
       const v = Atomics.load(this.i32, at);
@@ -183,6 +191,6 @@ export class FilePool {
       const rec = SLOTS_AT + (v - 1) * SLOT_WORDS;
       if (this.i32[rec + S_OP] === abi.OP_OPEN && this.i32[rec + S_RES] > 0) libc.close(this.i32[rec + S_RES]);
     }
-    libc.close(this.eventfd);
+    // The eventfd: closed by the last worker to end (LIVE).
   }
 }
