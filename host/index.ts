@@ -28,3 +28,5 @@ export { readRecording } from "./recording.ts";
 export type { Recording, RecordedCall, RecordedRequest, RecordedEvent, MemoryWrite } from "./recording.ts";
 export { record, Recorder, FileSink, MemorySink, sha256File, FORMAT_VERSION } from "./record.ts";
 export type { Sink, RecordingHeader } from "./record.ts";
+export { io, IoExecutor, IoStats, BackendUnavailableError, IO_BACKEND_NAMES } from "./io/index.ts";
+export type { ExecutorOptions, IoBackendChoice, IoBackendName } from "./io/index.ts";

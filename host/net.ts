@@ -40,7 +40,7 @@ export interface Listener { fd: number; host: string; port: number; backlog: num
 /** An error in a host option: not an IP address, or a name that does not resolve. */
 export class HostError extends Error {}
 
-function sockaddr(host: string, port: number): { family: number; addr: Buffer } {
+export function sockaddr(host: string, port: number): { family: number; addr: Buffer } {
   const family = isIP(host);
   if (family === 4) {
     const b = Buffer.alloc(16);
