@@ -26,6 +26,8 @@ const { values } = parseArgs({
 const HEADING = "## HTTP (bench/http)";
 const LABEL = {
   et: "wasm-reactor et", lt: "wasm-reactor lt", "et-poll": "wasm-reactor et (poll)", "lt-poll": "wasm-reactor lt (poll)",
+  "et-uring": "wasm-reactor et (io_uring)", "lt-uring": "wasm-reactor lt (io_uring)",
+  "et-poll-uring": "wasm-reactor et (poll, io_uring)", "lt-poll-uring": "wasm-reactor lt (poll, io_uring)",
   node: "node:http", nginx: "nginx", h2o: "h2o",
 };
 

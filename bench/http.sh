@@ -6,6 +6,7 @@
 #   node scripts/build.mjs && ./bench/http.sh    # full run: ~8 min on quiet cores
 #   DURATION=5 CASES=50x1k,1000x1k IDLE_CONNS=0 ./bench/http.sh  # quick look
 #   BACKENDS=epoll,poll SERVERS=et CASES=50x1k,1000x1k,10000x1k ./bench/http.sh  # poll beside epoll
+#   IO_BACKENDS=epoll_threadpool SERVERS=et,h2o ./bench/http.sh  # the libc executor only
 #   ./bench/http.sh --smoke    # seconds: et only (on epoll and poll), 5 connections for 1 s, 5 idle
 #                              # connections, no warm-up, quiet wait, retries or
 #                              # sysctl changes; prints, writes nothing. Checks
@@ -21,6 +22,9 @@
 #   BACKENDS    event backends for the wasm-reactor servers (et, lt): any of
 #               epoll,poll; each one is a server of its own in the tables
 #               ("et" on epoll, "et-poll" on poll) [epoll]
+#   IO_BACKENDS what carries their requests out (--io-backend): any of
+#               epoll_threadpool,io_uring; io_uring ones are servers of their
+#               own ("et-uring", "et-poll-uring") [epoll_threadpool,io_uring]
 #   IDLE_CONNS  idle keep-alive connections for the memory figure, 0 = skip [10000]
 #   IDLE_SETTLE seconds between the idle connections being ready and reading RSS [2]
 #   WRK_TIMEOUT wrk's per-request timeout in seconds [2]
@@ -60,7 +64,7 @@ case ${1:-} in
   "") ;;
   --smoke)
     SMOKE=1
-    DURATION=1 WARMUP=0 CASES=5x1k SERVERS=et BACKENDS=epoll,poll IDLE_CONNS=5 IDLE_SETTLE=0.2 QUIET_WAIT=0 RETRIES=0 RESULTS= CHART= ;;
+    DURATION=1 WARMUP=0 CASES=5x1k SERVERS=et BACKENDS=epoll,poll IO_BACKENDS=epoll_threadpool,io_uring IDLE_CONNS=5 IDLE_SETTLE=0.2 QUIET_WAIT=0 RETRIES=0 RESULTS= CHART= ;;
   -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
   *) echo "bench/http.sh: unknown argument '$1' (--smoke, --help; the knobs are environment variables)" >&2; exit 2 ;;
 esac
@@ -69,6 +73,7 @@ WARMUP=${WARMUP:-2}
 CASES=${CASES-50x1k,1000x1k,10000x1k,50x64k}
 SERVERS=${SERVERS:-et,lt,node,nginx,h2o}
 BACKENDS=${BACKENDS:-epoll}
+IO_BACKENDS=${IO_BACKENDS:-epoll_threadpool,io_uring}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_SETTLE=${IDLE_SETTLE:-2}
 WRK_TIMEOUT=${WRK_TIMEOUT:-2}
@@ -79,7 +84,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 RESULTS=${RESULTS-$HERE/RESULTS.md}
 CHART=${CHART-${RESULTS:+$(dirname "$RESULTS")/chart.svg}}
-COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS BACKENDS=$BACKENDS IDLE_CONNS=$IDLE_CONNS"
+COMMAND="DURATION=$DURATION WARMUP=$WARMUP CASES=$CASES SERVERS=$SERVERS BACKENDS=$BACKENDS IO_BACKENDS=$IO_BACKENDS IDLE_CONNS=$IDLE_CONNS"
 COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER RETRIES=$RETRIES ./bench/http.sh"
 (( SMOKE )) && COMMAND="./bench/http.sh --smoke"
 
@@ -96,13 +101,26 @@ servers=()
 for s in ${SERVERS//,/ }; do
   case $s in
     et|lt)
-      # one server per backend: "et" is et on epoll (the name the tables have always used), "et-poll" on poll
+      # one server per backend: "et" is et on epoll (the name the tables have always used), "et-poll" on poll;
+      # and per I/O backend: epoll_threadpool (the libc executor) keeps the name, io_uring adds "-uring"
       for b in ${BACKENDS//,/ }; do
         case $b in
-          epoll) servers+=("$s") ;;
-          poll) servers+=("$s-$b") ;;
+          epoll) base=$s ;;
+          poll) base=$s-$b ;;
           *) die "unknown backend '$b' (epoll, poll)" ;;
         esac
+        for io in ${IO_BACKENDS//,/ }; do
+          case $io in
+            epoll_threadpool) servers+=("$base") ;;
+            io_uring)
+              if node -e 'import("'"$REPO"'/dist/index.js").then((m) => process.exit(m.uringAvailability().ok ? 0 : 1))'; then
+                servers+=("$base-uring")
+              else
+                log "io_uring is unavailable here: $base-uring skipped"; NOTES+=("io_uring was unavailable: $base-uring was skipped.")
+              fi ;;
+            *) die "unknown I/O backend '$io' (epoll_threadpool, io_uring)" ;;
+          esac
+        done
       done ;;
     node) servers+=("$s") ;;
     nginx|h2o)
@@ -213,9 +231,12 @@ start_server() {
   local name=$1 port=$2 out=$TMP/out/$1.server.log
   case $name in
     et|lt|et-*|lt-*)
-      local backend=${name#*-}; [[ $backend == "$name" ]] && backend=epoll
+      # MODE[-poll][-uring]
+      local backend=epoll io=epoll_threadpool
+      [[ $name == *-poll* ]] && backend=poll
+      [[ $name == *-uring ]] && io=io_uring
       taskset -c "$SERVER_CPU" node "$SNAP/bin/wasm-reactor.js" serve --root "$ROOT" --port "$port" \
-        --mode "${name%%-*}" --backend "$backend" --idle-timeout 0 >"$out" 2>&1 & ;;
+        --mode "${name%%-*}" --backend "$backend" --io-backend "$io" --idle-timeout 0 >"$out" 2>&1 & ;;
     node)
       taskset -c "$SERVER_CPU" node "$HERE/http-node.mjs" --root "$ROOT" --port "$port" >"$out" 2>&1 & ;;
     nginx)

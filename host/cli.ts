@@ -12,7 +12,11 @@ import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
+import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBackendError, type IoBackendName } from "./io-backend.ts";
 import type { WorkerMessage } from "./worker-entry.ts";
+
+/** The I/O backends the server can run on (threadpool cannot: sockets need readiness). */
+const SERVER_IO_BACKENDS = IO_BACKEND_NAMES.filter((n) => n !== "threadpool");
 
 type Kind = "int" | "string" | "bool" | "mode";
 interface Flag {
@@ -38,6 +42,13 @@ const common: Record<string, Flag> = {
     help: "event backend: epoll (Linux), or poll (poll(2), the portable fallback: no fd limit, but each wait costs " +
       "O(watched fds)); the default comes from WASM_REACTOR_BACKEND if set",
     def: "epoll",
+  },
+  "io-backend": {
+    kind: "string", arg: SERVER_IO_BACKENDS.join("|"),
+    help: "what carries the requests out: io_uring (each round of accepts, reads, writes and closes as one io_uring_enter), " +
+      "epoll_threadpool (one syscall per request), or auto (io_uring where the kernel allows it, else epoll_threadpool, " +
+      "saying why); the default comes from WASM_REACTOR_IO_BACKEND if set",
+    def: "auto",
   },
   "idle-timeout": { kind: "int", arg: "MS", help: "close connections idle this long (ms); 0 = never", def: 30000 },
   "max-events": { kind: "int", help: "events per backend wait (epoll_wait maxevents)", def: 1024 },
@@ -112,13 +123,15 @@ function usage(cmd?: string): string {
   // The backend a run would use (the help must print even if WASM_REACTOR_BACKEND is bad: parsing says why).
   let backend = "epoll";
   try { backend = cliDefaultBackend(); } catch { /* reported when the command line is parsed */ }
-  if (commands[cmd].flags.backend) lines.push(`Event backend: ${backend} (--backend ${BACKEND_NAMES.join("|")})`, "");
+  if (commands[cmd].flags.backend) lines.push(`Event backend: ${backend} (--backend ${BACKEND_NAMES.join("|")})`);
+  if (commands[cmd].flags["io-backend"]) lines.push(`I/O backend: ${helpIoBackend()} (--io-backend ${SERVER_IO_BACKENDS.join("|")})`);
+  if (commands[cmd].flags.backend) lines.push("");
   lines.push("flags:");
   // --help last, after the command's own flags.
   const flags = Object.entries(commands[cmd].flags).sort(([a], [b]) => Number(a === "help") - Number(b === "help"));
   for (const [name, f] of flags) {
     const arg = f.kind === "bool" ? "" : f.kind === "mode" ? " lt|et" : ` ${f.arg ?? (f.kind === "int" ? "N" : "VALUE")}`;
-    const shown = f.kind === "bool" ? undefined : name === "backend" ? backend : f.defText ?? f.def;
+    const shown = f.kind === "bool" ? undefined : name === "backend" ? backend : name === "io-backend" ? helpIoDefault() : f.defText ?? f.def;
     const words = f.help.split(" ");
     if (shown !== undefined) words.push(`[default: ${shown}]`); // one word: never split across lines
     lines.push(...wrap(`  --${(name + arg).padEnd(24)} `, words));
@@ -150,6 +163,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   const opts: Record<string, string | number | boolean> = {};
   for (const [n, f] of Object.entries(spec.flags)) if (f.def !== undefined) opts[n] = f.def;
   if (spec.flags.backend) opts.backend = cliDefaultBackend();
+  if (spec.flags["io-backend"]) opts["io-backend"] = cliDefaultIoBackend(bad);
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (!a.startsWith("--") || a === "--") {
@@ -160,6 +174,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
     const f = spec.flags[name];
     if (!f && cmd === "replay" && name === "backend") {
       throw bad("--backend does not apply: a replay feeds the recorded events to the core with no OS, so no event backend runs");
+    }
+    if (!f && cmd === "replay" && name === "io-backend") {
+      throw bad("--io-backend does not apply: a replay answers the core's requests from the recording, so no I/O backend runs");
     }
     if (!f) throw bad(`unknown flag --${name}`);
     if (f.kind === "bool") {
@@ -190,6 +207,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       if (name === "backend" && !(BACKEND_NAMES as readonly string[]).includes(value)) {
         throw bad(`--backend must be ${BACKEND_NAMES.join(" or ")}, got '${value}'`);
       }
+      if (name === "io-backend") ioBackendFlag(value, bad);
       if (name === "access-log-format" && value !== "combined" && value !== "json") {
         throw bad(`--access-log-format must be combined or json, got '${value}'`);
       }
@@ -230,9 +248,22 @@ export async function main(argv: string[]): Promise<number> {
   const { cmd, opts, args } = parsed;
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
   if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force), Boolean(opts.check));
+  // The I/O backend, decided once here (the workers get the answer): a forced
+  // one that cannot run is a bad command line (exit 2, naming why); auto's
+  // fallback is said once, not once per worker.
+  let io;
+  try {
+    io = resolveServerIoBackend(opts["io-backend"] as IoBackendName);
+  } catch (e) {
+    if (!(e instanceof IoBackendError)) throw e;
+    process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
+    return 2;
+  }
+  if (io.fallback) process.stderr.write(`wasm-reactor ${cmd}: ${io.fallback}\n`);
   let so: ServerOptions;
   try {
     so = serverOptions(cmd, opts);
+    so.ioBackend = io.backend;
     so.hosts = await resolveHost(String(opts.host));
   } catch (e) {
     if (!(e instanceof StartupError || e instanceof HostError)) throw e;
@@ -251,6 +282,35 @@ function cliDefaultBackend(): string {
     return defaultBackendName();
   } catch {
     throw new UsageError(`WASM_REACTOR_BACKEND must be ${BACKEND_NAMES.join(" or ")}, got '${process.env.WASM_REACTOR_BACKEND}'`);
+  }
+}
+
+/** A --io-backend value (or WASM_REACTOR_IO_BACKEND's): one of SERVER_IO_BACKENDS. */
+function ioBackendFlag(value: string, bad: (why: string) => UsageError, where = "--io-backend"): void {
+  if (value === "threadpool") throw bad(`${where} threadpool cannot run the server: its sockets need readiness (use ${SERVER_IO_BACKENDS.join(", ")})`);
+  if (!(IO_BACKEND_NAMES as readonly string[]).includes(value)) throw bad(`${where} must be ${SERVER_IO_BACKENDS.join(", ")}, got '${value}'`);
+}
+
+/** The I/O backend when --io-backend is not given: WASM_REACTOR_IO_BACKEND, as the library's default. */
+function cliDefaultIoBackend(bad: (why: string) => UsageError = (why) => new UsageError(why)): IoBackendName {
+  const env = process.env.WASM_REACTOR_IO_BACKEND;
+  if (env !== undefined && env !== "") ioBackendFlag(env, bad, "WASM_REACTOR_IO_BACKEND");
+  return defaultIoBackendName();
+}
+
+/** --help's default for --io-backend (never throws: parsing reports a bad environment). */
+function helpIoDefault(): string {
+  try { return cliDefaultIoBackend(); } catch { return "auto"; }
+}
+
+/** --help's "I/O backend:" line: what a run would use here, with auto resolved. */
+function helpIoBackend(): string {
+  const requested = helpIoDefault() as IoBackendName;
+  try {
+    const r = resolveServerIoBackend(requested);
+    return requested === "auto" ? `${r.backend} (auto${r.fallback ? `: ${r.fallback.replace(/^I\/O backend: /, "")}` : ""})` : r.backend;
+  } catch (e) {
+    return `${requested} (${(e as Error).message})`;
   }
 }
 
@@ -302,7 +362,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     return 1;
   }
   const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, pid ${process.pid})\n`);
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${so.ioBackend}, pid ${process.pid})\n`);
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }

@@ -1,7 +1,8 @@
 // The libc executor: carries the core's requests out with one koffi call
 // each (host/libc.ts), in SQ order, synchronously (see the contract in
 // host/executor.ts). Host services go to the Services the Loop supplies;
-// interest changes go to the event backend, at one call site.
+// interest changes go to the event backend, at one call site
+// (hostRequest, shared with the io_uring executor, host/executor-uring.ts).
 //
 // The hot path: SQE fields are read through the core's Int32Array as word
 // indices (derived from abi.ts's byte offsets once, at load), results are
@@ -26,67 +27,89 @@ export class LibcExecutor implements Executor {
 
   submit(sq: number, cq: number, n: number): void {
     const core = this.core;
-    const services = this.services;
     core.refresh();
     let i32 = core.i32;
     const base = core.base;
     let q = sq >> 2, c = cq >> 2;
     for (let i = 0; i < n; i++, q += SQE_WORDS, c += CQE_WORDS) {
-      // Addresses are linear-memory offsets below 2^31 (abi.ts): the low word of addr/off is enough.
-      const op = i32[q] & 0xff, fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
+      const op = i32[q] & 0xff;
       let r: number;
-      switch (op) {
-        case abi.OP_READ: r = libc.read(fd, base + addr, len); break;
-        case abi.OP_WRITE: r = libc.write(fd, base + addr, len); break;
-        case abi.OP_SEND: r = libc.send(fd, base + addr, len, i32[q + W_FLAGS]); break;
-        case abi.OP_WRITEV: r = libc.writev(fd, base + addr, len); break;
-        case abi.OP_ACCEPT: r = addr ? libc.accept4(fd, base + addr, base + i32[q + W_OFF], i32[q + W_FLAGS]) : libc.accept4(fd, 0, 0, i32[q + W_FLAGS]); break;
-        case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
-        case abi.OP_CLOSE: this.backend.closed(fd); r = libc.close(fd); break;
-        case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
-        case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
-        // Answered by the backend and the services themselves: >= 0 or -errno.
-        case abi.OP_CTL: r = this.backend.setInterest(fd, len, i32[q + W_FLAGS], i32[q + W_OFF]); break;
-        case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len); r = 0; break;
-        case abi.OP_STOP: services.stop(); r = 0; break;
-        case abi.OP_CALL: r = services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]); break;
-        case abi.OP_OPEN: r = services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1); break;
-        case abi.OP_LIST: r = services.list(addr, len, i32[q + W_FLAGS]); break;
-        default: r = 0;
-      }
-      if (op >= abi.OP_CALL) {
+      if (op < abi.OP_CTL) {
+        r = libcRequest(op, i32, q, base, this.backend);
+      } else {
+        r = hostRequest(op, i32, q, this.services, this.backend);
         // JS ran (a callback, the file server, a log function): memory may have grown, views must follow.
-        core.refresh();
-        i32 = core.i32;
-      } else if (r < 0 && op !== abi.OP_CTL) {
-        r = -errno(); // read at once: koffi keeps the last call's
+        if (op >= abi.OP_CALL) { core.refresh(); i32 = core.i32; }
       }
-      if (this.wouldBlock) this.edge(op, fd, addr, len, r, i32);
+      if (this.wouldBlock) reportEdge(this.wouldBlock, op, i32[q + W_FD], i32[q + W_ADDR], i32[q + W_LEN], r, i32);
       i32[c] = i32[q + W_TAG]; // the completion: the request's tag, its result
       i32[c + 1] = i32[q + W_TAG + 1];
       i32[c + C_RES] = r;
       i32[c + 3] = 0;
     }
-    services.roundDone();
+    this.services.roundDone();
   }
+}
 
-  /**
-   * Edge emulation (backends without kernel edges, host/backend/poll.ts):
-   * tells the backend which operations met EAGAIN or fell short, so that a
-   * new edge may be reported; a JS callback on fd re-arms it for whatever
-   * the callback did (the executor cannot see its reads and writes).
-   */
-  private edge(op: number, fd: number, addr: number, len: number, r: number, i32: Int32Array): void {
-    const wb = this.wouldBlock!;
-    switch (op) {
-      case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < len)) wb(fd, abi.EV_READABLE); break;
-      case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
-      case abi.OP_WRITE: case abi.OP_SEND: case abi.OP_SENDFILE:
-        if (r === -abi.EAGAIN || (r >= 0 && r < len)) wb(fd, abi.EV_WRITABLE);
-        break;
-      case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < iovBytes(i32, addr, len))) wb(fd, abi.EV_WRITABLE); break;
-      case abi.OP_CALL: if (addr === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;
-    }
+/**
+ * Carries out kernel request SQ entry `q` (a word index into `i32`, the
+ * core's memory at absolute address `base`) with one libc call -> result or
+ * -errno. Shared with the io_uring executor (its requests io_uring lacks).
+ */
+export function libcRequest(op: number, i32: Int32Array, q: number, base: number, backend: InterestBackend): number {
+  // Addresses are linear-memory offsets below 2^31 (abi.ts): the low word of addr/off is enough.
+  const fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
+  let r: number;
+  switch (op) {
+    case abi.OP_READ: r = libc.read(fd, base + addr, len); break;
+    case abi.OP_WRITE: r = libc.write(fd, base + addr, len); break;
+    case abi.OP_SEND: r = libc.send(fd, base + addr, len, i32[q + W_FLAGS]); break;
+    case abi.OP_WRITEV: r = libc.writev(fd, base + addr, len); break;
+    case abi.OP_ACCEPT: r = addr ? libc.accept4(fd, base + addr, base + i32[q + W_OFF], i32[q + W_FLAGS]) : libc.accept4(fd, 0, 0, i32[q + W_FLAGS]); break;
+    case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
+    case abi.OP_CLOSE: backend.closed(fd); r = libc.close(fd); break;
+    case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
+    case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
+    default: return 0;
+  }
+  return r < 0 ? -errno() : r; // read at once: koffi keeps the last call's
+}
+
+/**
+ * Carries out a request that is not a kernel call (OP_CTL and the host
+ * services, every code from abi.OP_CTL up), synchronously -> 0 or -errno.
+ * After an OP_CALL and up (JS ran), the caller re-reads its memory views.
+ * Shared by every executor that runs against real services.
+ */
+export function hostRequest(op: number, i32: Int32Array, q: number, services: Services, backend: InterestBackend): number {
+  const fd = i32[q + W_FD], addr = i32[q + W_ADDR], len = i32[q + W_LEN];
+  switch (op) {
+    // Answered by the backend and the services themselves: >= 0 or -errno.
+    case abi.OP_CTL: return backend.setInterest(fd, len, i32[q + W_FLAGS], i32[q + W_OFF]);
+    case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len); return 0;
+    case abi.OP_STOP: services.stop(); return 0;
+    case abi.OP_CALL: return services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]);
+    case abi.OP_OPEN: return services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1);
+    case abi.OP_LIST: return services.list(addr, len, i32[q + W_FLAGS]);
+    default: return 0;
+  }
+}
+
+/**
+ * Edge emulation (backends without kernel edges, host/backend/poll.ts):
+ * tells the backend which operations met EAGAIN or fell short, so that a
+ * new edge may be reported; a JS callback on fd re-arms it for whatever
+ * the callback did (the executor cannot see its reads and writes).
+ */
+export function reportEdge(wb: (fd: number, bits: number) => void, op: number, fd: number, addr: number, len: number, r: number, i32: Int32Array): void {
+  switch (op) {
+    case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < len)) wb(fd, abi.EV_READABLE); break;
+    case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
+    case abi.OP_WRITE: case abi.OP_SEND: case abi.OP_SENDFILE:
+      if (r === -abi.EAGAIN || (r >= 0 && r < len)) wb(fd, abi.EV_WRITABLE);
+      break;
+    case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < iovBytes(i32, addr, len))) wb(fd, abi.EV_WRITABLE); break;
+    case abi.OP_CALL: if (addr === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;
   }
 }
 

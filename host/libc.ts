@@ -53,6 +53,17 @@ export const libc = {
   getrlimit: lib.func("int getrlimit(int, _Out_ void *)"),
   setrlimit: lib.func("int setrlimit(int, void *)"),
   strerror: lib.func("const char *strerror(int)"),
+  // ---- io_uring (host/uring/ring.ts) ----
+  // The three io_uring syscalls through syscall(2), each with its own
+  // non-variadic prototype: the hot one (enter) then costs a plain koffi call,
+  // not a variadic one that parses its types on every call. (glibc's
+  // syscall() only moves registers, so the prototype is safe on x86-64 and
+  // arm64.) Results are `int`: a ring fd, a count or -1 with errno.
+  io_uring_setup: lib.func("int syscall(long, uint32, _Inout_ void *)"),
+  io_uring_enter: lib.func("int syscall(long, int, uint32, uint32, uint32, intptr, size_t)"),
+  io_uring_register: lib.func("int syscall(long, int, uint32, void *, uint32)"),
+  mmap: lib.func("void *mmap(void *, size_t, int, int, int, int64)"),
+  munmap: lib.func("int munmap(void *, size_t)"),
   // ---- io API (issue 9, host/io/): pointers as absolute addresses (intptr) ----
   pwrite: lib.func("int pwrite(int, intptr, size_t, int64)"),
   preadv: lib.func("int preadv(int, intptr, int, int64)"),
@@ -70,6 +81,12 @@ export { errnoName };
 
 /** errno of the libc call that just failed. Read it before anything else. */
 export const errno = (): number => koffi.errno();
+
+/** An ArrayBuffer over `len` bytes of native memory at `ptr` (an mmapped io_uring ring: host/uring/ring.ts). */
+export const viewOf = (ptr: unknown, len: number): ArrayBuffer => koffi.view(ptr, len);
+
+/** Absolute address of a native pointer (as mmap returns), as a number; MAP_FAILED is -1. */
+export const pointerAddress = (ptr: unknown): number => Number(BigInt.asIntN(64, koffi.address(ptr)));
 
 /** Absolute address of an ArrayBuffer's first byte (WebAssembly memory). */
 export const addressOf = (buf: ArrayBuffer): number => Number(koffi.address(buf));

@@ -14,6 +14,8 @@ import type { Sink } from "./record.ts";
 import { Pump, type TickSource } from "./pump.ts";
 import type { Executor, Services } from "./executor.ts";
 import { LibcExecutor } from "./executor-libc.ts";
+import { UringExecutor } from "./executor-uring.ts";
+import { defaultIoBackendName, ioBackendName, resolveServerIoBackend, type IoBackendName, type ServerIoBackend } from "./io-backend.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "access";
 const LEVELS: Record<number, LogLevel> = {
@@ -45,6 +47,13 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * WASM_REACTOR_BACKEND environment variable if set, else "epoll".
    */
   backend?: BackendName;
+  /**
+   * What carries the core's requests out (host/io-backend.ts): "io_uring"
+   * (a round as one io_uring_enter), "epoll_threadpool" (one libc call per
+   * request) or "auto" (default; WASM_REACTOR_IO_BACKEND if set). A forced
+   * io_uring that is unavailable, and "threadpool", throw.
+   */
+  ioBackend?: IoBackendName;
 }
 
 /**
@@ -65,6 +74,9 @@ export class Loop {
   get epfd(): number { return this.backend instanceof EpollBackend ? this.backend.epfd : -1; }
   readonly maxEvents: number;
   readonly recorder: Recorder | null;
+  /** The I/O backend in use: "io_uring" or "epoll_threadpool". */
+  readonly ioBackend: ServerIoBackend;
+  private readonly uring: UringExecutor | null = null;
   /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */
   onCall: (kind: number, id: number, fd: number, events: number, extra: number) => void = () => {};
   log: (level: LogLevel, line: string) => void;
@@ -79,6 +91,11 @@ export class Loop {
     const config = { ...defaultCoreConfig, ...options };
     // Validated before anything is opened: a bad name throws and leaks nothing.
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
+    const io = resolveServerIoBackend(options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend"));
+    this.ioBackend = io.backend;
+    // Synchronous: a thread blocked in epoll_wait never flushes async streams
+    // (process.stderr in a worker is a message to the main thread).
+    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
@@ -90,14 +107,23 @@ export class Loop {
     this.core = new Core(config, undefined, { time });
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
-    let executor: Executor = new LibcExecutor(this.core, this.services(), this.backend);
+    let executor: Executor;
+    if (io.backend === "io_uring") {
+      try {
+        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend);
+      } catch (e) {
+        this.backend.close();
+        this.recorder?.close();
+        throw e;
+      }
+    } else {
+      executor = new LibcExecutor(this.core, this.services(), this.backend);
+    }
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
     });
-    // Synchronous: a thread blocked in epoll_wait never flushes async streams
-    // (process.stderr in a worker is a message to the main thread).
-    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
+    if (io.fallback) this.logLine("warn", io.fallback);
     // Without a log function of the user's, access lines skip the JS
     // strings: their bytes go from linear memory to a buffer, one write(2)
     // to stdout per round.
@@ -330,6 +356,7 @@ export class Loop {
     if (this.pump.inPhase) throw new Error("close() cannot be called from inside a loop callback: call stop() there, and close() once run() has returned (or from outside the callback)");
     this.detach();
     this.backend.close();
+    this.uring?.close();
     this.recorder?.close();
   }
 }

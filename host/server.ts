@@ -7,6 +7,7 @@
 // as `hosts`; the core accepts on every listener (one `listen(fd, proto)`
 // each) into one set of connections.
 import { backendName } from "./backend/types.ts";
+import { ioBackendName, defaultIoBackendName, resolveServerIoBackend } from "./io-backend.ts";
 import { isIP } from "node:net";
 import * as abi from "../assembly/abi.ts";
 import { Reactor, type ReactorOptions } from "./reactor.ts";
@@ -48,6 +49,8 @@ export class Server {
     }
     // Before any socket is opened: a bad name leaks nothing.
     if (opts.backend !== undefined) backendName(opts.backend, "Server: backend");
+    // threadpool, or io_uring forced where it is unavailable: refused before any socket is open.
+    resolveServerIoBackend(opts.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(opts.ioBackend, "Server: ioBackend"));
     const { hard } = raiseFdLimit();
     // fd-indexed tables cover every fd this process may open.
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);

@@ -14,7 +14,7 @@ test.after(cleanup);
 for (const backend of ["epoll", "poll"]) {
   test(`echo --backend ${backend} --workers 2: the listening line names it, and it echoes`, async () => {
     const s = await startEcho(["--backend", backend, "--workers", "2"]);
-    assert.match(s.stdout, new RegExp(`\\(mode lt, 2 workers, backend ${backend}, pid \\d+\\)`));
+    assert.match(s.stdout, new RegExp(`\\(mode lt, 2 workers, backend ${backend}, I\\/O backend \\w+, pid \\d+\\)`));
     for (let i = 0; i < 4; i++) assert.is((await echoOnce(s.port, `hi ${i}`)).toString(), `hi ${i}`);
     const { code } = await s.stop();
     assert.is(code, 0, s.stderr);
@@ -23,7 +23,7 @@ for (const backend of ["epoll", "poll"]) {
 
 test("without --backend: the default (WASM_REACTOR_BACKEND, else epoll) is used and named", async () => {
   const s = await startEcho([]);
-  assert.match(s.stdout, new RegExp(`backend ${DEFAULT}, pid`));
+  assert.match(s.stdout, new RegExp(`backend ${DEFAULT}, I\\/O backend \\w+, pid`));
   assert.is((await s.stop()).code, 0);
 });
 

@@ -143,6 +143,20 @@ test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => 
   for (const row of got.rows) for (const c of row.slice(1)) numeric(c, row[0]);
 });
 
+test("uring-ring.mjs --smoke: ns per request for libc and every flag set, both request kinds", async () => {
+  const r = await run(process.execPath, ["bench/uring-ring.mjs", "--smoke"]);
+  ok(r, "uring-ring.mjs --smoke");
+  if (/^io_uring unavailable/.test(r.stdout)) { console.log(`\n  ${r.stdout.trim()}`); return; }
+  for (const what of ["recv -> EAGAIN", "send 64 B"]) {
+    const block = r.stdout.split(`${what}: ns per request`)[1]?.split("\n\n")[0];
+    assert.ok(block, `a table for ${what}`);
+    const rows = block.trim().split("\n").slice(2); // the title's tail, the header
+    assert.equal(rows.map((l) => l.slice(0, 26).trim()),
+      ["libc (one call each)", "none", "SUBMIT_ALL|COOP_TASKRUN", "+SINGLE_ISSUER", "+DEFER_TASKRUN", "+NO_SQARRAY"]);
+    for (const l of rows) for (const c of l.slice(26).trim().split(/\s+/)) assert.match(c, /^\d+$/, `${what}: ${l}`);
+  }
+});
+
 test("parse.mjs: --iterations (what hyperfine runs) and --smoke, one parser each", async () => {
   const r = await run(process.execPath, ["bench/parse.mjs", "--parser", "wasm", "--corpus", "min", "--iterations", "5", "--json"]);
   ok(r, "parse.mjs --iterations 5 --json");
@@ -247,11 +261,16 @@ test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
   ok(r, "http.sh --smoke");
   const want = resultsTables("## HTTP (bench/http)");
   const got = table(r.stdout, want[0].header);
-  // et on each backend (the smoke runs BACKENDS=epoll,poll)
-  assert.equal(got.rows.map((c) => c.slice(0, 2)), [["wasm-reactor et", "5 conns / 1 KiB"], ["wasm-reactor et (poll)", "5 conns / 1 KiB"]]);
+  // et on each backend and I/O backend (the smoke runs BACKENDS=epoll,poll IO_BACKENDS=epoll_threadpool,io_uring;
+  // the io_uring servers only where io_uring works)
+  const { uringAvailability } = await import("../dist/index.js");
+  const servers = uringAvailability().ok
+    ? ["wasm-reactor et", "wasm-reactor et (io_uring)", "wasm-reactor et (poll)", "wasm-reactor et (poll, io_uring)"]
+    : ["wasm-reactor et", "wasm-reactor et (poll)"];
+  assert.equal(got.rows.map((c) => c.slice(0, 2)), servers.map((s) => [s, "5 conns / 1 KiB"]));
   for (const row of got.rows) assert.is(row[5], "0", `no wrk errors: ${row[0]}`);
   const mem = table(r.stdout, want[1].header);
-  assert.equal(mem.rows.map((c) => c.slice(0, 3)), [["wasm-reactor et", "5", "0"], ["wasm-reactor et (poll)", "5", "0"]], "5 idle connections open, none failed");
+  assert.equal(mem.rows.map((c) => c.slice(0, 3)), servers.map((s) => [s, "5", "0"]), "5 idle connections open, none failed");
   assert.is(readFileSync(join(bench, "RESULTS.md"), "utf8"), results, "bench/RESULTS.md untouched");
 });
 
@@ -298,6 +317,7 @@ const COVERED = {
   "parse.mjs": "above, and by parse.sh --smoke",
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
+  "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
   "RESULTS.md": "data: the tables every smoke run is compared with",
   "chart.svg": "data: test/chart.test.mjs",

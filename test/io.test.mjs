@@ -330,7 +330,7 @@ test("outside an executor: the blocking fallback, Promise and Sync forms, raw an
 });
 
 test("a bad backend name is a TypeError naming the choices", () => {
-  assert.throws(() => io.executor({ backend: "kqueue" }), /expected one of io_uring, epoll_threadpool, threadpool, auto/);
+  assert.throws(() => io.executor({ backend: "kqueue" }), /expected one of auto, io_uring, epoll_threadpool, threadpool/);
 });
 
 test("io_uring made unavailable (WASM_REACTOR_IO_URING_FAIL=EPERM): auto falls back and says why; forced io_uring throws naming why", () => {

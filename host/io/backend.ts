@@ -22,10 +22,13 @@
 // (sockets by readiness on the thread's loop, files on the pool), uring.ts
 // (an io_uring ring). kqueue + pool would be epoll.ts with kevent: docs/io.md.
 import type { RequestTable } from "./table.ts";
+import { IO_BACKEND_NAMES, ioBackendName as checkName, defaultIoBackendName, type IoBackendName as Choice } from "../io-backend.ts";
 
-export type IoBackendName = "io_uring" | "epoll_threadpool" | "threadpool";
-export type IoBackendChoice = IoBackendName | "auto";
-export const IO_BACKEND_NAMES: readonly IoBackendChoice[] = ["io_uring", "epoll_threadpool", "threadpool", "auto"];
+/** A backend that runs (auto resolves to one of these). */
+export type IoBackendName = Exclude<Choice, "auto">;
+/** What may be asked for: host/io-backend.ts's names, shared with the server (--io-backend). */
+export type IoBackendChoice = Choice;
+export { IO_BACKEND_NAMES };
 
 export type Complete = (slot: number, res: number) => void;
 
@@ -51,16 +54,10 @@ export interface BackendContext {
 }
 
 /** Validates a backend name: a clear error for anything else. */
-export function ioBackendName(v: unknown, where = "backend"): IoBackendChoice {
-  if (typeof v === "string" && (IO_BACKEND_NAMES as readonly string[]).includes(v)) return v as IoBackendChoice;
-  throw new TypeError(`${where}: expected one of ${IO_BACKEND_NAMES.join(", ")}, got ${JSON.stringify(v)}`);
-}
+export function ioBackendName(v: unknown, where = "backend"): IoBackendChoice { return checkName(v, where); }
 
 /** The backend asked for when none is named: WASM_REACTOR_IO_BACKEND, else auto. */
-export function defaultIoBackend(): IoBackendChoice {
-  const env = process.env.WASM_REACTOR_IO_BACKEND;
-  return env ? ioBackendName(env, "WASM_REACTOR_IO_BACKEND") : "auto";
-}
+export function defaultIoBackend(): IoBackendChoice { return defaultIoBackendName(); }
 
 /** A forced backend that cannot run here: the reason, as a startup error. */
 export class BackendUnavailableError extends Error {
