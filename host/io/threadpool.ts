@@ -19,7 +19,7 @@ import { Worker } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
 import type { IoBackend, BackendContext, Complete } from "./backend.ts";
-import { H_SQ_TAIL, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
+import { H_SQ_TAIL, H_BELL, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
 import type { FdWatcher } from "./watch.ts";
 
 const workerUrl = new URL("./io/worker.js", import.meta.url);
@@ -61,7 +61,8 @@ export class ThreadPool implements IoBackend {
     h[(this.t.sqRing >> 2) + (this.sqTail >>> 0) % this.t.cap] = slot;
     this.sqTail = this.sqTail + 1 | 0;
     Atomics.store(h, H_SQ_TAIL, this.sqTail);
-    if (Atomics.load(h, H_IDLE) > 0) Atomics.notify(h, H_SQ_TAIL, 1);
+    Atomics.add(h, H_BELL, 1);
+    if (Atomics.load(h, H_IDLE) > 0) Atomics.notify(h, H_BELL, 1);
   }
 
   cancel(slot: number): void {
@@ -101,7 +102,8 @@ export class ThreadPool implements IoBackend {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     Atomics.store(this.h, H_STOP, 1);
-    Atomics.notify(this.h, H_SQ_TAIL);
+    Atomics.add(this.h, H_BELL, 1);
+    Atomics.notify(this.h, H_BELL);
     this.watcher.remove(this.efd);
     // ref(): stop()'s promise must keep the process alive until the threads are gone.
     const exits = this.workers.map((w) => new Promise<void>((resolve) => { w.ref(); w.once("exit", () => resolve()); }));

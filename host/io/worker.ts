@@ -12,7 +12,7 @@
 import { workerData } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, errno, addressOf, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
-import { RequestTable, H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, ST_QUEUED, ST_RUNNING, ST_CANCELLED } from "./table.ts";
+import { RequestTable, H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, H_BELL, ST_QUEUED, ST_RUNNING, ST_CANCELLED } from "./table.ts";
 import {
   perform, get64, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ACCEPT, OP_SENDFILE,
   IORING_OP_CONNECT, W_OP, W_FD, W_OFF, W_TAG, C_TAG, C_RES, MSG_DONTWAIT,
@@ -92,11 +92,14 @@ function run(slot: number, w: number): number {
 
 function take(): number {
   for (;;) {
+    // The bell is read first: a submission or a stop after this read changes
+    // it, so the wait below returns at once instead of missing it.
+    const bell = Atomics.load(h, H_BELL);
     const head = Atomics.load(h, H_SQ_HEAD), tail = Atomics.load(h, H_SQ_TAIL);
     if (Atomics.load(h, H_STOP)) return -1;
     if (head === tail) {
       Atomics.add(h, H_IDLE, 1);
-      Atomics.wait(h, H_SQ_TAIL, tail);
+      Atomics.wait(h, H_BELL, bell);
       Atomics.sub(h, H_IDLE, 1);
       continue;
     }
