@@ -7,7 +7,7 @@
 // Expectations come from node:fs and node:net, never from the code under test.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdtempSync, writeFileSync, readFileSync, statSync, rmSync, mkdirSync, openSync, closeSync } from "node:fs";
+import { mkdtempSync, writeFileSync, readFileSync, statSync, rmSync, mkdirSync, openSync, closeSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
@@ -105,6 +105,10 @@ for (const backend of BACKENDS) {
     assert.is(st.size, 11);
     assert.is(st.mode & 0o777, 0o600);
     assert.ok((await ex.stat(dir)).isDirectory());
+    const link = join(dir, `link-${backend}`);
+    symlinkSync(p, link);
+    assert.ok((await ex.lstat(link)).isSymbolicLink(), "lstat: the link itself");
+    assert.ok((await ex.stat(link)).isFile(), "stat: what it points to");
     await ex.close(fd);
   });
 

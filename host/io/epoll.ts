@@ -146,13 +146,18 @@ export class EpollThreadPool implements IoBackend {
     }
   }
 
-  /** Runs the head of one queue while it completes. */
+  /**
+   * Runs the head of one queue while it completes. A blocking listener (its
+   * accept4 would block the loop) gets one accept per readiness report.
+   */
   private retry(fd: number, s: FdState, readers: boolean): void {
     const q = readers ? s.readers : s.writers;
     while (q.length) {
       const r = this.attempt(q[0]);
       if (r === -abi.EAGAIN) break;
-      this.deliver(q.shift()!, r);
+      const slot = q.shift()!;
+      this.deliver(slot, r);
+      if (!s.nonblock && (this.t.i32[this.t.sqe(slot) + W_OP] & 0xff) === IORING_OP_ACCEPT) break;
     }
   }
 

@@ -37,6 +37,9 @@ export interface ExecutorOptions {
   log?: (line: string) => void;
 }
 
+/** A path: a string, its bytes (a Buffer), or a file: URL (Node's types stay out of the public declarations). */
+export type IoPath = string | Uint8Array | { readonly href: string; readonly pathname: string };
+
 interface Pending {
   op: OpName;
   fd: number;
@@ -109,12 +112,12 @@ export class IoExecutor {
   writev(fd: number, bufs: ArrayBufferView[]): Promise<number> { return this.start("writev", [fd, bufs], false) as Promise<number>; }
   preadv(fd: number, bufs: ArrayBufferView[], offset: number): Promise<number> { return this.start("preadv", [fd, bufs, offset], false) as Promise<number>; }
   pwritev(fd: number, bufs: ArrayBufferView[], offset: number): Promise<number> { return this.start("pwritev", [fd, bufs, offset], false) as Promise<number>; }
-  open(path: string | Buffer | URL, flags = 0, mode = 0o644): Promise<number> { return this.start("open", [path, flags, mode], false) as Promise<number>; }
-  openat(dirFd: number, path: string | Buffer, flags = 0, mode = 0o644): Promise<number> { return this.start("openat", [dirFd, path, flags, mode], false) as Promise<number>; }
+  open(path: IoPath, flags = 0, mode = 0o644): Promise<number> { return this.start("open", [path, flags, mode], false) as Promise<number>; }
+  openat(dirFd: number, path: IoPath, flags = 0, mode = 0o644): Promise<number> { return this.start("openat", [dirFd, path, flags, mode], false) as Promise<number>; }
   fsync(fd: number): Promise<number> { return this.start("fsync", [fd], false) as Promise<number>; }
   fdatasync(fd: number): Promise<number> { return this.start("fdatasync", [fd], false) as Promise<number>; }
-  stat(path: string | Buffer | URL): Promise<IoStats> { return this.start("stat", [path], false) as Promise<IoStats>; }
-  lstat(path: string | Buffer | URL): Promise<IoStats> { return this.start("lstat", [path], false) as Promise<IoStats>; }
+  stat(path: IoPath): Promise<IoStats> { return this.start("stat", [path], false) as Promise<IoStats>; }
+  lstat(path: IoPath): Promise<IoStats> { return this.start("lstat", [path], false) as Promise<IoStats>; }
   fstat(fd: number): Promise<IoStats> { return this.start("fstat", [fd], false) as Promise<IoStats>; }
   sendfile(outFd: number, inFd: number, offset: number, length: number): Promise<number> { return this.start("sendfile", [outFd, inFd, offset, length], false) as Promise<number>; }
   accept(fd: number, flags?: number): Promise<number> { return this.start("accept", flags === undefined ? [fd] : [fd, flags], false) as Promise<number>; }

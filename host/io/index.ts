@@ -17,12 +17,12 @@ import { addressOf, libc, check, SysError, AF_INET, AF_INET6, SOCK_STREAM } from
 import { perform } from "./ops.ts";
 import { ARG_BYTES } from "./table.ts";
 import { fill, R_STAT, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, SOCK_NONBLOCK, SOCK_CLOEXEC, type OpName, type Rec } from "./requests.ts";
-import { IoExecutor, openExecutors, ioError, lseek, type ExecutorOptions } from "./executor.ts";
+import { IoExecutor, openExecutors, ioError, lseek, type ExecutorOptions, type IoPath } from "./executor.ts";
 import { IoStats } from "./stats.ts";
 import { IO_BACKEND_NAMES, BackendUnavailableError, type IoBackendChoice, type IoBackendName } from "./backend.ts";
 
 export { IoExecutor, IoStats, BackendUnavailableError, IO_BACKEND_NAMES };
-export type { ExecutorOptions, IoBackendChoice, IoBackendName };
+export type { ExecutorOptions, IoBackendChoice, IoBackendName, IoPath };
 
 // ---- the blocking fallback: one scratch record per thread ----------------------
 const scratch = new ArrayBuffer(abi.SQE_SIZE + ARG_BYTES);

@@ -10,7 +10,7 @@
 // the bytes go through a staging buffer of the executor's instead: a write
 // copies in at submission, a read copies out at completion.
 import { addressOf } from "../libc.ts";
-import { sockaddr } from "../net.ts";
+import { sockaddrBytes } from "../net.ts";
 import {
   prep, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_OPENAT,
   IORING_OP_OPENAT2, IORING_OP_CLOSE, IORING_OP_STATX, IORING_OP_ACCEPT, IORING_OP_CONNECT, IORING_OP_SEND,
@@ -197,7 +197,7 @@ export const fill = {
   },
   /** connect to an IP address (no name lookup: resolve first, as net.ts does). */
   connect(r: Rec, fd: number, port: number, host = "127.0.0.1") {
-    const { addr } = sockaddr(host, port);
+    const addr = sockaddrBytes(host, port);
     new Uint8Array(r.arg.buffer, r.arg.byteOffset + r.argAt, addr.length).set(addr);
     prep(r.i32, r.w, IORING_OP_CONNECT, checkFd(fd), r.argAddr, 0, addr.length);
   },
