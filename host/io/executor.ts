@@ -156,7 +156,7 @@ export class IoExecutor {
     for (const w of this.waiting.splice(0)) w.cancel();
     for (let slot = 0; slot < this.pending.length; slot++) if (this.pending[slot]) this.cancelSlot(slot);
     const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idle.push(resolve));
-    this.stopping = idle.then(() => this.impl.close()).then(() => { this.watcher.keepAlive(false); });
+    this.stopping = idle.then(() => this.impl.close()).then(() => { this.watcher.keepAlive(false); this.watcher.closeAll(); });
     return this.stopping;
   }
 

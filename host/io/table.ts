@@ -28,6 +28,7 @@ export const H_IDLE = 6;      // workers waiting for a request
 export const H_CAP = 7;
 export const H_EVENTFD = 8;   // the completion eventfd
 export const H_BELL = 9;      // bumped by every submission and by stop: what an idle worker waits on
+export const H_EXITED = 10;   // workers that have left their loop
 export const HEADER_WORDS = 16;
 
 // slot states

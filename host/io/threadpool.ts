@@ -19,7 +19,7 @@ import { Worker } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
 import type { IoBackend, BackendContext, Complete } from "./backend.ts";
-import { H_SQ_TAIL, H_BELL, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
+import { H_SQ_TAIL, H_BELL, H_EXITED, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
 import type { FdWatcher } from "./watch.ts";
 
 const workerUrl = new URL("./io/worker.js", import.meta.url);
@@ -53,7 +53,23 @@ export class ThreadPool implements IoBackend {
       this.workers.push(w);
     }
     this.watcher.set(this.efd, true, false, () => this.drain());
+    process.once("exit", this.onExit);
   }
+
+  /**
+   * The process exits with the pool still running (no stop()): the workers
+   * are stopped and waited for (200 ms at most) here, synchronously. Left to
+   * Node's teardown, a worker's exit raced the main thread's and koffi hit a
+   * fatal napi_throw in about half the runs.
+   */
+  private readonly onExit = (): void => {
+    const h = this.h;
+    Atomics.store(h, H_STOP, 1);
+    Atomics.add(h, H_BELL, 1);
+    Atomics.notify(h, H_BELL);
+    const end = Date.now() + 200;
+    for (let n; (n = Atomics.load(h, H_EXITED)) < this.workers.length && Date.now() < end;) Atomics.wait(h, H_EXITED, n, 5);
+  };
 
   submit(slot: number): void {
     const h = this.h;
@@ -101,6 +117,7 @@ export class ThreadPool implements IoBackend {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    process.removeListener("exit", this.onExit);
     Atomics.store(this.h, H_STOP, 1);
     Atomics.add(this.h, H_BELL, 1);
     Atomics.notify(this.h, H_BELL);

@@ -113,9 +113,11 @@ class UringBackend implements IoBackend {
   /** The eventfd fired: take every completion the kernel posted. */
   private drain(): void {
     if (this.closed) return;
-    libc.readBuf(this.efd, eight, 8);
     const ring = this.ring;
-    ring.flushCompletions(); // DEFER_TASKRUN: completions are posted inside enter(GETEVENTS)
+    ring.flushCompletions(); // DEFER_TASKRUN: completions are posted inside enter(GETEVENTS)...
+    // ...which signals the eventfd again: read it after, so that the next
+    // signal is a new completion (a stale one would wake the loop for nothing).
+    libc.readBuf(this.efd, eight, 8);
     for (;;) {
       const n = ring.cqReady();
       if (n === 0) break;

@@ -17,6 +17,8 @@ export interface FdWatcher {
   set(fd: number, readable: boolean, writable: boolean, cb: Ready): void;
   remove(fd: number): void;
   keepAlive(on: boolean): void;
+  /** Forgets every watch (the executor stopped). */
+  closeAll(): void;
   readonly name: "node" | "reactor";
 }
 
@@ -27,6 +29,11 @@ export class NodeLoopWatcher implements FdWatcher {
   readonly name = "node" as const;
   private readonly handles = new Map<number, { h: Handle; r: boolean; w: boolean; cb: Ready }>();
   private alive = false;
+
+  /** Closes every handle (the executor stopped). */
+  closeAll(): void {
+    for (const fd of [...this.handles.keys()]) this.remove(fd);
+  }
 
   set(fd: number, readable: boolean, writable: boolean, cb: Ready): void {
     let e = this.handles.get(fd);
@@ -98,4 +105,6 @@ export class ReactorWatcher implements FdWatcher {
   }
 
   keepAlive(): void { /* the Reactor's own loop decides */ }
+
+  closeAll(): void { for (const fd of [...this.cbs.keys()]) this.remove(fd); }
 }

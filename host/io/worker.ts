@@ -12,7 +12,7 @@
 import { workerData } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, errno, addressOf, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
-import { RequestTable, H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, H_BELL, ST_QUEUED, ST_RUNNING, ST_CANCELLED } from "./table.ts";
+import { RequestTable, H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, H_BELL, H_EXITED, ST_QUEUED, ST_RUNNING, ST_CANCELLED } from "./table.ts";
 import {
   perform, get64, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ACCEPT, OP_SENDFILE,
   IORING_OP_CONNECT, W_OP, W_FD, W_OFF, W_TAG, C_TAG, C_RES, MSG_DONTWAIT,
@@ -130,3 +130,5 @@ for (;;) {
   }
 }
 libc.close(cancelFd);
+Atomics.add(h, H_EXITED, 1); // the front may be waiting for this at process exit
+Atomics.notify(h, H_EXITED);
