@@ -333,6 +333,21 @@ test("outside an executor: the blocking fallback, Promise and Sync forms, raw an
   closeSync(fromNode);
 });
 
+test("a process that never stops its executor exits cleanly (0), on every backend, a few times each", () => {
+  const script = join(dir, "no-stop.mjs");
+  writeFileSync(script, `
+    import { io } from ${JSON.stringify(distUrl)};
+    const ex = io.executor({ backend: process.argv[2] });
+    const fd = await ex.open(${JSON.stringify(file)}, 0);
+    console.log(await ex.pread(fd, new Uint8Array(64), 0));
+  `);
+  for (const b of BACKENDS) for (let i = 0; i < 4; i++) {
+    const r = spawnSync(process.execPath, [script, b], { encoding: "utf8", timeout: 30_000 });
+    assert.is(r.status, 0, `${b} run ${i}: exit ${r.status ?? r.signal}\n${r.stderr.slice(0, 400)}`);
+    assert.is(r.stdout.trim(), "64");
+  }
+});
+
 test("a bad backend name is a TypeError naming the choices", () => {
   assert.throws(() => io.executor({ backend: "kqueue" }), /expected one of auto, io_uring, epoll_threadpool, threadpool/);
 });
