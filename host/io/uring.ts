@@ -62,7 +62,15 @@ class UringBackend implements IoBackend {
       throw e;
     }
     this.watcher.set(this.efd, true, false, () => this.drain());
+    process.once("exit", this.onExit);
   }
+
+  /**
+   * The process exits without stop(): the eventfd's watch goes now. A signal
+   * still pending would otherwise reach koffi during Node's teardown, where it
+   * can no longer call into JS (a fatal napi_throw).
+   */
+  private readonly onExit = (): void => { this.watcher.remove(this.efd); };
 
   submit(slot: number): void {
     const i32 = this.t.i32, w = this.t.sqe(slot);
@@ -113,11 +121,11 @@ class UringBackend implements IoBackend {
   /** The eventfd fired: take every completion the kernel posted. */
   private drain(): void {
     if (this.closed) return;
-    const ring = this.ring;
-    ring.flushCompletions(); // DEFER_TASKRUN: completions are posted inside enter(GETEVENTS)...
-    // ...which signals the eventfd again: read it after, so that the next
-    // signal is a new completion (a stale one would wake the loop for nothing).
+    // Read before the flush: a completion queued after this read signals
+    // again. (The flush's own posting signals too: one idle wake-up later.)
     libc.readBuf(this.efd, eight, 8);
+    const ring = this.ring;
+    ring.flushCompletions(); // DEFER_TASKRUN: completions are posted inside enter(GETEVENTS)
     for (;;) {
       const n = ring.cqReady();
       if (n === 0) break;
@@ -137,6 +145,7 @@ class UringBackend implements IoBackend {
   close(): Promise<void> | void {
     if (this.closed) return;
     this.closed = true;
+    process.removeListener("exit", this.onExit);
     this.watcher.remove(this.efd);
     try { this.ring.unregisterEventfd(); } catch { /* closing anyway */ }
     this.ring.close();
