@@ -51,6 +51,8 @@ interface Pending {
   settled: boolean;
 }
 
+const STAGE_MAX = 64 * 1024;
+
 /** The executors open on this thread, innermost last: io.* uses the last one. */
 export const openExecutors: IoExecutor[] = [];
 
@@ -181,6 +183,7 @@ export class IoExecutor {
       i32: t.i32, w: t.sqe(slot), argAddr: t.base + t.arg(slot), arg: this.argViews[slot], argAt: 0,
       copy: this.copy, keep: null, copyOut: null, kind: 0,
     };
+    if (this.copy) rec.stage = this.stager(slot);
     try {
       (fill[op] as (r: Rec, ...a: unknown[]) => void)(rec, ...args);
     } catch (e) {
@@ -202,6 +205,28 @@ export class IoExecutor {
       this.impl.submit(slot);
     });
   }
+
+  /**
+   * copyBuffers: each slot keeps its staging memory (up to STAGE_MAX bytes,
+   * grown to the largest request it served) and reuses it, since a slot is
+   * reused only after its completion; larger requests get a fresh buffer.
+   */
+  private stager(slot: number): (n: number) => Uint8Array {
+    let used = 0;
+    return (n) => {
+      if (used + n > STAGE_MAX) return new Uint8Array(new ArrayBuffer(n));
+      let b = this.stages[slot];
+      if (!b || b.length < used + n) {
+        // Views of the old buffer taken for this request stay alive through rec.keep.
+        b = new Uint8Array(new ArrayBuffer(Math.min(STAGE_MAX, Math.max(4096, 2 ** Math.ceil(Math.log2(used + n))))));
+        this.stages[slot] = b;
+      }
+      const v = b.subarray(used, used + n);
+      used += n;
+      return v;
+    };
+  }
+  private readonly stages: (Uint8Array | null)[] = [];
 
   private cancelSlot(slot: number): void {
     const p = this.pending[slot];

@@ -16,7 +16,7 @@ import * as abi from "../../assembly/abi.ts";
 import { addressOf, libc, check, SysError, AF_INET, AF_INET6, SOCK_STREAM } from "../libc.ts";
 import { perform } from "./ops.ts";
 import { ARG_BYTES } from "./table.ts";
-import { fill, R_STAT, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, SOCK_NONBLOCK, SOCK_CLOEXEC, type OpName, type Rec } from "./requests.ts";
+import { fill, fdOf, pathOf, R_STAT, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, SOCK_NONBLOCK, SOCK_CLOEXEC, type OpName, type Rec } from "./requests.ts";
 import { IoExecutor, openExecutors, ioError, lseek, type ExecutorOptions, type IoPath } from "./executor.ts";
 import { IoStats } from "./stats.ts";
 import { IO_BACKEND_NAMES, BackendUnavailableError, type IoBackendChoice, type IoBackendName } from "./backend.ts";
@@ -37,9 +37,7 @@ function runSync(op: OpName, args: unknown[], raw: boolean): unknown {
   void rec.keep; // alive until here: the syscall has returned
   if (res < 0) {
     if (raw) return res;
-    const fd = op === "open" || op === "stat" || op === "lstat" ? -1 : (args[0] as number);
-    const path = op === "open" || op === "stat" || op === "lstat" ? String(args[0]) : op === "openat" ? String(args[1]) : undefined;
-    throw ioError(op, -res, fd, path);
+    throw ioError(op, -res, fdOf(op, args), pathOf(op, args));
   }
   return rec.kind === R_STAT ? IoStats.from(scratchArg, 0) : res;
 }

@@ -36,6 +36,8 @@ export interface Rec {
   argAt: number;
   /** Stage buffers through copies instead of passing them in place. */
   copy: boolean;
+  /** With copy: staging memory for n bytes (the executor reuses each slot's; absent: a fresh buffer). */
+  stage?: (n: number) => Uint8Array;
   /** What must stay alive until the completion (buffers, paths, iovecs). */
   keep: unknown;
   /** A read through staging buffers: each copied into its `to` at completion, in order. */
@@ -69,7 +71,7 @@ function checkOffset(off: unknown): number {
 function bufferAddress(r: Rec, buf: ArrayBufferView, reading: boolean): number {
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   if (!r.copy || bytes.length === 0) { r.keep = buf; return viewAddress(bytes); }
-  const stage = new Uint8Array(new ArrayBuffer(bytes.length));
+  const stage = r.stage ? r.stage(bytes.length) : new Uint8Array(new ArrayBuffer(bytes.length));
   if (reading) (r.copyOut ??= []).push({ from: stage, to: bytes });
   else stage.set(bytes);
   r.keep = stage;
