@@ -152,7 +152,7 @@ test("uring-ring.mjs --smoke: ns per request for libc and every flag set, both r
     assert.ok(block, `a table for ${what}`);
     const rows = block.trim().split("\n").slice(2); // the title's tail, the header
     assert.equal(rows.map((l) => l.slice(0, 26).trim()),
-      ["libc (one call each)", "none", "SUBMIT_ALL|COOP_TASKRUN", "+SINGLE_ISSUER", "+DEFER_TASKRUN", "+NO_SQARRAY"]);
+      ["libc (one call each)", "none", "SUBMIT_ALL|COOP_TASKRUN", "+SINGLE_ISSUER", "+DEFER_TASKRUN", "+NO_SQARRAY", "+fixed files"]);
     for (const l of rows) for (const c of l.slice(26).trim().split(/\s+/)) assert.match(c, /^\d+$/, `${what}: ${l}`);
   }
 });

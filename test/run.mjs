@@ -3,13 +3,15 @@
 // servers and workers stay isolated; a hung file is killed at its deadline),
 // then prints the totals as one line: `N passed, M failed`.
 //
-// Every file that drives a real event backend runs once per backend (epoll,
-// then poll), with WASM_REACTOR_BACKEND set for it: the library's default
-// (Reactor, Server, the CLI and its workers) honours it, so the tests
-// themselves are not copied. The files in ONCE never reach a backend, or
-// name theirs explicitly, and run once. WASM_REACTOR_BACKEND set by the
-// caller runs every file on that backend only. Totals are printed per
-// backend, then summed on the last line.
+// Every file that drives a real event backend runs once per combination of
+// event backend and I/O backend in COMBOS, with WASM_REACTOR_BACKEND and
+// WASM_REACTOR_IO_BACKEND set for it: the library's defaults (Reactor,
+// Server, the CLI and its workers) honour them, so the tests themselves are
+// not copied. The files in ONCE never reach a backend, or name theirs
+// explicitly, and run once (with the first combination's variables).
+// Either variable set by the caller runs every file on that one combination
+// (the other at its default: epoll, auto). Totals are printed per
+// combination, then summed on the last line.
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -22,7 +24,28 @@ const files = readdirSync(here)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 const PER_FILE_MS = 120_000;
-const BACKENDS = process.env.WASM_REACTOR_BACKEND ? [process.env.WASM_REACTOR_BACKEND] : ["epoll", "poll"];
+// Two runs per live file, as before the I/O backend existed (the suite stays
+// at its old length): each event backend and each executor meets the whole
+// suite once. epoll with io_uring first (the default pair: auto picks io_uring
+// where it works), then poll with the libc executor (epoll_threadpool, what
+// auto falls back to), which also keeps the poll backend's edge emulation
+// tested against one syscall per request. The pairs left out (epoll + libc,
+// poll + io_uring) put together parts each tested here; test/uring.test.mjs
+// runs both executors' contract directly, and bench/http.sh --smoke serves
+// all four.
+const uringOk = await import("../dist/index.js").then((m) => m.uringAvailability().ok, () => false);
+const COMBOS = process.env.WASM_REACTOR_BACKEND || process.env.WASM_REACTOR_IO_BACKEND
+  ? [{ backend: process.env.WASM_REACTOR_BACKEND || "epoll", io: process.env.WASM_REACTOR_IO_BACKEND || "auto" }]
+  : [{ backend: "epoll", io: uringOk ? "io_uring" : "epoll_threadpool" }, { backend: "poll", io: "epoll_threadpool" }];
+if (!uringOk && COMBOS.length > 1) process.stdout.write("note: io_uring is unavailable here: every file runs on the libc executor\n");
+const BACKENDS = COMBOS.map((c) => `${c.backend}+${c.io}`);
+const comboOf = Object.fromEntries(COMBOS.map((c, i) => [BACKENDS[i], c]));
+// Files that also run once with io_uring made unavailable (the test hook
+// WASM_REACTOR_IO_URING_FAIL=EPERM: every io_uring_setup fails), so their
+// fallback paths run whole: the io_uring tests skip, auto's fallback is taken.
+const UNAVAILABLE = "io_uring unavailable";
+const ALSO_UNAVAILABLE = new Set(["uring.test.mjs"]);
+comboOf[UNAVAILABLE] = { backend: COMBOS[0].backend, io: "auto", env: { WASM_REACTOR_IO_URING_FAIL: "EPERM" } };
 // TEST_JOBS files at once. Default: 2 for the whole suite on both backends
 // (measured on the shared 2-core machine: 264 s one at a time, 186 s two at
 // a time; no test asserts on time, so slower is never wrong), else 1, which
@@ -42,11 +65,12 @@ const ONCE = new Set([
 
 let passed = 0, failed = 0, skipped = 0;
 const broken = [];
-const per = Object.fromEntries(BACKENDS.map((b) => [b, { passed: 0, failed: 0, files: 0 }]));
+const per = Object.fromEntries([...BACKENDS, UNAVAILABLE].map((b) => [b, { passed: 0, failed: 0, files: 0 }]));
 
 function runFile(file, backend, label) {
   return new Promise((resolve) => {
-    const env = { ...process.env, WASM_REACTOR_BACKEND: backend };
+    const c = comboOf[backend];
+    const env = { ...process.env, WASM_REACTOR_BACKEND: c.backend, WASM_REACTOR_IO_BACKEND: c.io, ...c.env };
     const child = spawn(process.execPath, [join(here, file)], { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
     let out = "", err = "";
     // One job at a time: output as it comes. Several: each file's output
@@ -71,18 +95,19 @@ function runFile(file, backend, label) {
       if (code !== 0 && bad === 0) bad = 1; // crashed or timed out before reporting
       failed += bad;
       per[backend].passed += ok; per[backend].failed += bad; per[backend].files++;
-      if (bad) broken.push(BACKENDS.length > 1 && !ONCE.has(file) ? `${file} [${backend}]` : file);
+      if (bad) broken.push(backend === UNAVAILABLE || (BACKENDS.length > 1 && !ONCE.has(file)) ? `${file} [${backend}]` : file);
       resolve();
     });
   });
 }
 
 const t0 = Date.now();
-const jobs = files.flatMap((f) => (ONCE.has(f) ? BACKENDS.slice(0, 1) : BACKENDS).map((backend) => ({ f, backend })));
+const jobs = files.flatMap((f) => [...(ONCE.has(f) ? BACKENDS.slice(0, 1) : BACKENDS), ...(ALSO_UNAVAILABLE.has(f) ? [UNAVAILABLE] : [])]
+  .map((backend) => ({ f, backend })));
 const runs = jobs.length;
 async function lane() {
   for (let j = jobs.shift(); j; j = jobs.shift()) {
-    const label = `${j.f}${ONCE.has(j.f) ? "" : ` [${j.backend}]`}`;
+    const label = `${j.f}${ONCE.has(j.f) && j.backend !== UNAVAILABLE ? "" : ` [${j.backend}]`}`;
     if (JOBS === 1) process.stdout.write(`\n# ${label}\n`);
     await runFile(j.f, j.backend, label);
   }
@@ -91,7 +116,8 @@ await Promise.all(Array.from({ length: JOBS }, lane));
 process.stdout.write(`\n${files.length} files (${runs} runs) in ${((Date.now() - t0) / 1000).toFixed(1)}s${broken.length ? `; failing: ${broken.join(", ")}` : ""}\n`);
 if (BACKENDS.length > 1) {
   // ONCE files count under the first backend.
-  process.stdout.write(BACKENDS.map((b) => `${b}: ${per[b].passed} passed, ${per[b].failed} failed (${per[b].files} runs)`).join("; ") + "\n");
+  const shown = per[UNAVAILABLE].files ? [...BACKENDS, UNAVAILABLE] : BACKENDS;
+  process.stdout.write(shown.map((b) => `${b}: ${per[b].passed} passed, ${per[b].failed} failed (${per[b].files} runs)`).join("; ") + "\n");
 }
 process.stdout.write(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}\n`);
 process.exit(failed ? 1 : 0);

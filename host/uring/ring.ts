@@ -59,7 +59,8 @@
 //       ring.registerFiles(fds) / unregisterFiles()       fixed files (IOSQE_FIXED_FILE)
 //       ring.supports(op)         IORING_REGISTER_PROBE's answer for IORING_OP_* op
 //       ring.require(op)          throws a clear error if op is not supported
-//       ring.close()              munmap + close; idempotent
+//       ring.close()              munmap + close; idempotent. Afterwards the methods
+//                                 throw, and sqes/cqes must not be touched (unmapped)
 //
 // Single-threaded consumer: no Atomics. Stores into the mmapped rings are
 // plain stores the kernel sees; io_uring_enter is the barrier (no SQPOLL
@@ -320,6 +321,7 @@ export class Ring {
 
   /** Word index (into `sqes`) of the next SQE, zeroed; -1 if the SQ is full. */
   sqeSlot(): number {
+    if (this.closed) throw closedError();
     if (((this.sqTail - this.sq[this.sqHeadW]) | 0) >= this.sqEntries) return -1;
     const w = (this.sqTail & this.sqMask) * SQE_WORDS;
     this.sqTail = (this.sqTail + 1) | 0;
@@ -329,6 +331,7 @@ export class Ring {
 
   /** Copies the 64-byte SQE at src[word] into the next slot; returns its word index or -1 (SQ full). */
   pushSqe(src: Int32Array, word: number): number {
+    if (this.closed) throw closedError();
     if (((this.sqTail - this.sq[this.sqHeadW]) | 0) >= this.sqEntries) return -1;
     const w = (this.sqTail & this.sqMask) * SQE_WORDS;
     this.sqTail = (this.sqTail + 1) | 0;
@@ -344,6 +347,7 @@ export class Ring {
    * overflowing) what was not taken stays queued: reap, then call again.
    */
   submit(minComplete = 0, flags = 0): number {
+    if (this.closed) throw closedError();
     const n = (this.sqTail - this.submitted) | 0;
     this.sq[this.sqTailW] = this.sqTail; // publish (the kernel reads it inside enter)
     if (minComplete > 0) flags |= IORING_ENTER_GETEVENTS;
@@ -360,19 +364,20 @@ export class Ring {
 
   /** The raw io_uring_enter (no queue bookkeeping) -> n or -errno. */
   enter(toSubmit: number, minComplete: number, flags: number): number {
+    if (this.closed) throw closedError();
     const r = libc.io_uring_enter(SYS_io_uring_enter, this.fd, toSubmit, minComplete, flags, 0, 0);
     return r < 0 ? -errno() : r;
   }
 
   // ---- completion ----
   /** CQEs waiting to be read. */
-  cqReady(): number { return (this.cq[this.cqTailW] - this.cq[this.cqHeadW]) | 0; }
+  cqReady(): number { if (this.closed) throw closedError(); return (this.cq[this.cqTailW] - this.cq[this.cqHeadW]) | 0; }
   /** The CQ head counter (unmasked). */
   cqHead(): number { return this.cq[this.cqHeadW]; }
   /** Word index (into `cqes`) of the CQE at head counter `h`. */
   cqeWord(h: number): number { return (h & this.cqMask) * CQE_WORDS; }
   /** Consumes `n` CQEs: the kernel may reuse their slots. */
-  cqAdvance(n: number): void { this.cq[this.cqHeadW] = (this.cq[this.cqHeadW] + n) | 0; }
+  cqAdvance(n: number): void { if (this.closed) throw closedError(); this.cq[this.cqHeadW] = (this.cq[this.cqHeadW] + n) | 0; }
 
   /**
    * Makes the kernel post the completions it holds back: with
@@ -409,7 +414,11 @@ export class Ring {
     }
   }
 
-  /** Unmaps the rings and closes the ring fd (requests still in flight are cancelled by the kernel). Idempotent. */
+  /**
+   * Unmaps the rings and closes the ring fd (requests still in flight are
+   * cancelled by the kernel). Idempotent. Afterwards the methods throw; the
+   * `sqes`/`cqes` views must not be touched (unmapped memory: a crash).
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -418,6 +427,8 @@ export class Ring {
     if (this.fd >= 0) libc.close(this.fd);
   }
 }
+
+function closedError(): Error { return new Error("io_uring: the ring is closed"); }
 
 function osRelease(): string {
   try { return readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(); } catch { return "unknown kernel"; }
