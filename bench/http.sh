@@ -141,7 +141,7 @@ head -c 65536 /dev/urandom >"$ROOT/64k.bin"
 SNAP=$TMP/wasm-reactor
 mkdir -p "$SNAP/bin" "$SNAP/dist" "$SNAP/build"
 cp "$REPO/bin/wasm-reactor.js" "$SNAP/bin/"
-cp "$REPO"/dist/*.js "$SNAP/dist/" # cli.js, worker-entry.js, filepool-worker.js (and index.js)
+cp -r "$REPO"/dist/* "$SNAP/dist/" # cli.js, worker-entry.js, filepool-worker.js, io/ ...
 cp "$REPO/build/core.wasm" "$SNAP/build/"
 ln -s "$REPO/node_modules" "$SNAP/node_modules"
 cp "$REPO/package.json" "$SNAP/"

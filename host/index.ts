@@ -41,3 +41,5 @@ export {
   LUSTRE_SUPER_MAGIC, DEFAULT_STRIPE_SIZE,
 } from "./writer/index.ts";
 export type { ParallelWriterOptions, WriterDescriptor, WriterLayout, WriterStats, WriteCarrier, FileSystemInfo, WriterSizing } from "./writer/index.ts";
+export { io, IoExecutor, IoStats, BackendUnavailableError } from "./io/index.ts";
+export type { ExecutorOptions } from "./io/index.ts";

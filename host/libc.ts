@@ -68,6 +68,17 @@ export const libc = {
   io_uring_register: lib.func("int syscall(long, int, uint32, void *, uint32)"),
   mmap: lib.func("void *mmap(void *, size_t, int, int, int, int64)"),
   munmap: lib.func("int munmap(void *, size_t)"),
+  // ---- io API (issue 9, host/io/): pointers as absolute addresses (intptr) ----
+  pwrite: lib.func("int pwrite(int, intptr, size_t, int64)"),
+  preadv: lib.func("int preadv(int, intptr, int, int64)"),
+  // pwritev: the ParallelWriter's binding above (same prototype)
+  recv: lib.func("int recv(int, intptr, size_t, int)"),
+  connect: lib.func("int connect(int, intptr, uint32)"),
+  openat: lib.func("int openat(int, intptr, int, int)"),
+  statx: lib.func("int statx(int, intptr, int, uint32, intptr)"),
+  fsync: lib.func("int fsync(int)"),
+  fdatasync: lib.func("int fdatasync(int)"),
+  lseek: lib.func("int64 lseek(int, int64, int)"),
 };
 
 export { errnoName };
@@ -140,17 +151,25 @@ export const RLIMIT_NOFILE = 7;
 /** `EADDRINUSE (Address already in use)`: an OS error keeps its errno name. */
 export function describeErrno(e: number): string { return `${errnoName(e)} (${libc.strerror(e)})`; }
 
-/** An OS error as a JS Error carrying `code` (the errno name), `errno` and, when one is concerned, `fd`. */
+/**
+ * An OS error as a JS Error carrying `code` (the errno name), `errno` (positive)
+ * and, when one is concerned, `fd`; the io API also sets `syscall` (the call
+ * that failed) and `path`, the fields Node's own errors carry.
+ */
 export class SysError extends Error {
   readonly code: string;
   readonly errno: number;
   readonly fd?: number;
-  constructor(call: string, e: number, fd?: number) {
+  readonly syscall?: string;
+  readonly path?: string;
+  constructor(call: string, e: number, fd?: number, info?: { syscall?: string; path?: string }) {
     super(`${call}: ${describeErrno(e)}`);
     this.name = "SysError";
     this.code = errnoName(e);
     this.errno = e;
     if (fd !== undefined) this.fd = fd;
+    if (info?.syscall !== undefined) this.syscall = info.syscall;
+    if (info?.path !== undefined) this.path = info.path;
   }
 }
 

@@ -40,6 +40,9 @@ export interface Listener { fd: number; host: string; port: number; backlog: num
 /** An error in a host option: not an IP address, or a name that does not resolve. */
 export class HostError extends Error {}
 
+/** The sockaddr_in / sockaddr_in6 bytes for an IP address, for the io API's connect (no Node types in the declarations). */
+export function sockaddrBytes(host: string, port: number): Uint8Array { return sockaddr(host, port).addr; }
+
 function sockaddr(host: string, port: number): { family: number; addr: Buffer } {
   const family = isIP(host);
   if (family === 4) {

@@ -23,7 +23,7 @@ function newest(dir) {
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
 const outputs = [
-  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/filepool-worker.js", "dist/types/host/index.d.ts",
+  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/filepool-worker.js", "dist/io/worker.js", "dist/types/host/index.d.ts",
 ];
 const sources = Math.max(newest("assembly"), newest("host"), newest("tools"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
@@ -48,7 +48,9 @@ const bundle = (entries, out) => execFileSync(
    "--banner:js=import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);"],
   { cwd: root, stdio: "inherit" },
 );
-bundle(["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "host/filepool-worker.ts"], "--outdir=dist");
+// host/filepool-worker.ts, host/io/worker.ts: the server's file pool and the io pool's threads
+// (dist/filepool-worker.js, dist/io/worker.js, beside the bundles that start them).
+bundle(["host/index.ts", "host/cli.ts", "host/worker-entry.ts", "host/filepool-worker.ts", "host/io/worker.ts"], "--outdir=dist");
 // build/ beside core.wasm: host/core.ts finds ../build/core.wasm from here too.
 bundle(["tools/fuzz/fuzz.ts"], "--outfile=build/fuzz.js");
 // The pump alone (no koffi, no OS), for the plain-JS fake host of the tests

@@ -157,6 +157,24 @@ test("uring-ring.mjs --smoke: ns per request for libc and every flag set, both r
   }
 });
 
+test("io.mjs --smoke: its RESULTS.md tables, every reader and backend that runs here, every cell a figure", async () => {
+  const r = await run(process.execPath, ["bench/io.mjs", "--smoke"]);
+  ok(r, "io.mjs --smoke");
+  const [want, wantSeq] = resultsTables("## io API (bench/io.mjs)");
+  const got = table(r.stdout, want.header);
+  const names = new Set(got.rows.map((c) => c[0]));
+  const uring = !/^io_uring: not measured/m.test(r.stdout);
+  for (const n of ["fs.promises FileHandle.read", "fs.readSync", "koffi pread.async (libuv pool)", "io epoll_threadpool", "io threadpool", "io threadpool, copyBuffers"]) {
+    assert.ok(names.has(n), `a row for ${n}`);
+  }
+  assert.is(names.has("io io_uring"), uring, "io_uring rows exactly where it runs");
+  for (const row of got.rows) { numeric(row[1], `${row[0]} depth`); numeric(row[2], `${row[0]} ops/s`); numeric(row[3], `${row[0]} ratio`); }
+  assert.match(r.stdout, /^O_DIRECT: (measured|not supported here)/m);
+  const seq = table(r.stdout, wantSeq.header);
+  for (const row of seq.rows) for (const c of row.slice(1)) numeric(c, row[0]);
+  assert.is((await run(process.execPath, ["bench/io.mjs", "--fast"])).code, 2, "an unknown flag exits 2");
+});
+
 test("parse.mjs: --iterations (what hyperfine runs) and --smoke, one parser each", async () => {
   const r = await run(process.execPath, ["bench/parse.mjs", "--parser", "wasm", "--corpus", "min", "--iterations", "5", "--json"]);
   ok(r, "parse.mjs --iterations 5 --json");
@@ -330,6 +348,7 @@ const COVERED = {
   "http-node.mjs": "above",
   "http-report.mjs": "above, and by http.sh --smoke",
   "http-wrk.lua": "by http.sh --smoke (wrk)",
+  "io.mjs": "--smoke above",
   "http.sh": "--smoke above where wrk is installed; else syntax and --help",
   "node-echo.mjs": "by echo.mjs --smoke",
   "parse-report.mjs": "by parse.sh --smoke",

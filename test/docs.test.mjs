@@ -1,4 +1,4 @@
-// Every ```js runnable block of docs/api.md runs, in its own process with a
+// Every ```js runnable block of docs/api.md and docs/io.md runs, in its own process with a
 // timeout, and must exit 0. The examples assert their own results
 // (node:assert), so a wrong example fails here. `import ... from
 // "wasm-reactor"` is pointed at this checkout's dist/index.js.
@@ -58,10 +58,14 @@ test("the extractor finds runnable js blocks only", () => {
   assert.equal(runnableBlocks(md).map((b) => [b.title, b.code, b.line]), [["A", "ok()", 2], ["B", "yes()", 12]]);
 });
 
-for (const [k, b] of blocks.entries()) {
-  test(`docs/api.md example ${k + 1} (line ${b.line}, "${b.title}") exits 0`, async () => {
+// docs/io.md (the io API) runs the same way.
+const ioBlocks = runnableBlocks(readFileSync(new URL("../docs/io.md", import.meta.url), "utf8"));
+test("docs/io.md has runnable examples", () => { assert.ok(ioBlocks.length >= 4, `only ${ioBlocks.length} runnable blocks`); });
+
+for (const [doc, list] of [["api.md", blocks], ["io.md", ioBlocks]]) for (const [k, b] of list.entries()) {
+  test(`docs/${doc} example ${k + 1} (line ${b.line}, "${b.title}") exits 0`, async () => {
     const code = b.code.replace(/(["'])wasm-reactor\1/g, JSON.stringify(distUrl));
-    const file = join(tmp, `example-${k + 1}.mjs`);
+    const file = join(tmp, `${doc}-example-${k + 1}.mjs`);
     writeFileSync(file, code);
     const r = await run(file);
     assert.ok(r.code === 0, `exit ${r.code ?? r.signal}:\n${r.output}`);

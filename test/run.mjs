@@ -44,7 +44,7 @@ const comboOf = Object.fromEntries(COMBOS.map((c, i) => [BACKENDS[i], c]));
 // WASM_REACTOR_IO_URING_FAIL=EPERM: every io_uring_setup fails), so their
 // fallback paths run whole: the io_uring tests skip, auto's fallback is taken.
 const UNAVAILABLE = "io_uring unavailable";
-const ALSO_UNAVAILABLE = new Set(["uring.test.mjs"]);
+const ALSO_UNAVAILABLE = new Set(["io.test.mjs", "uring.test.mjs"]);
 comboOf[UNAVAILABLE] = { backend: COMBOS[0].backend, io: "auto", env: { WASM_REACTOR_IO_URING_FAIL: "EPERM" } };
 // TEST_JOBS files at once. Default: 2 for the whole suite on both backends
 // (measured on the shared 2-core machine: 264 s one at a time, 186 s two at
@@ -60,7 +60,7 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 // (files and threads, no event backend; writer-live.test.mjs runs on both).
 const ONCE = new Set([
   "abi.test.mjs", "backend.test.mjs", "bench-smoke.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
-  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "package.test.mjs", "parser.test.mjs",
+  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "package.test.mjs", "parser.test.mjs",
   "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "uring.test.mjs", "writer.test.mjs",
 ]);
 

@@ -1,0 +1,156 @@
+// The io API against Node's own file I/O (issue 9's benchmarks, file half):
+//
+//   1. random 4 KiB pread on a page-cached file at queue depth 1, 32 and 256:
+//      every io backend available here, koffi's `.async()` pread (libuv's
+//      pool: the alternative the threadpool backend was measured against),
+//      fs.promises FileHandle.read, and fs.readSync (depth 1: it blocks);
+//      in place vs copied buffers (copyBuffers) at depth 32; O_DIRECT where
+//      the file system takes it (else the line says it does not);
+//   2. sequential 1 MiB writes then reads of the same file, MB/s.
+//
+//   node bench/io.mjs            (64 MiB file, ~1 s per row)
+//   node bench/io.mjs --smoke    (4 MiB file, a few hundred ops per row:
+//                                 checks that it runs; the figures mean nothing)
+//
+// Depth D means D loops, each awaiting one request at a time. Offsets come
+// from a fixed seed. Rows print as a markdown table (bench/RESULTS.md).
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, readSync, openSync, closeSync, promises as fsp } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+import { io } from "../dist/index.js";
+import { prng } from "../test/lib/prng.mjs";
+
+const args = process.argv.slice(2);
+for (const a of args) if (a !== "--smoke") { console.error(`io.mjs: unknown argument ${a} (only --smoke)`); process.exit(2); }
+const SMOKE = args.includes("--smoke");
+const FILE_MB = SMOKE ? 4 : 64;
+const ROW_MS = SMOKE ? 30 : 1000;
+const DEPTHS = [1, 32, 256];
+
+const require = createRequire(import.meta.url);
+const koffi = require("koffi");
+const kpread = koffi.load("libc.so.6").func("int pread(int, intptr, size_t, int64)");
+
+const dir = mkdtempSync(join(tmpdir(), "wr-io-bench-"));
+const path = join(dir, "file.bin");
+const size = FILE_MB << 20;
+const rand = prng(4);
+writeFileSync(path, Buffer.alloc(size, 7));
+readFileSync(path); // into the page cache
+const blocks = size / 4096;
+const offsets = Float64Array.from({ length: 1 << 16 }, () => Math.floor(rand() * blocks) * 4096);
+
+/** Untimed: a new executor's threads start, its caches warm. */
+const warm = (one) => rate(32, one, SMOKE ? 50 : 300);
+
+/** Runs `one(buf, offset)` (a Promise) from `depth` loops for ROW_MS; ops/s. */
+async function rate(depth, one, ms = ROW_MS) {
+  let ops = 0, cursor = 0, stop = false;
+  const loop = async () => {
+    const buf = new Uint8Array(4096);
+    while (!stop) { await one(buf, offsets[cursor++ & 0xffff]); ops++; }
+  };
+  const t0 = performance.now();
+  const timer = setTimeout(() => { stop = true; }, ms);
+  await Promise.all(Array.from({ length: depth }, loop));
+  clearTimeout(timer);
+  return ops / ((performance.now() - t0) / 1000);
+}
+
+const rows = [];
+const fmt = (n) => Math.round(n).toLocaleString("en-US");
+const fd = openSync(path, "r");
+
+// fs.promises first: the column every row is compared with.
+const fh = await fsp.open(path, "r");
+const base = {};
+await warm((b, o) => fh.read(b, 0, 4096, o));
+for (const d of DEPTHS) base[d] = await rate(d, (b, o) => fh.read(b, 0, 4096, o));
+await fh.close();
+for (const d of DEPTHS) rows.push(["fs.promises FileHandle.read", d, base[d]]);
+{
+  const t0 = performance.now(); let ops = 0; const b = new Uint8Array(4096);
+  while (performance.now() - t0 < ROW_MS) { readSync(fd, b, 0, 4096, offsets[ops & 0xffff]); ops++; }
+  rows.push(["fs.readSync", 1, ops / ((performance.now() - t0) / 1000)]);
+}
+for (const d of DEPTHS) {
+  rows.push(["koffi pread.async (libuv pool)", d, await rate(d, (b, o) => new Promise((res) => kpread.async(fd, Number(koffi.address(b)), 4096, o, (e, r) => res(r))))]);
+}
+const backends = [];
+for (const b of ["io_uring", "epoll_threadpool", "threadpool"]) {
+  try { const ex = io.executor({ backend: b }); await ex.stop(); backends.push(b); } catch (e) { console.log(`${b}: not measured (${e.message})`); }
+}
+for (const b of backends) {
+  const ex = io.executor({ backend: b });
+  await warm((buf, o) => ex.pread(fd, buf, o));
+  for (const d of DEPTHS) rows.push([`io ${b}`, d, await rate(d, (buf, o) => ex.pread(fd, buf, o))]);
+  await ex.stop();
+  const cx = io.executor({ backend: b, copyBuffers: true });
+  await warm((buf, o) => cx.pread(fd, buf, o));
+  rows.push([`io ${b}, copyBuffers`, 32, await rate(32, (buf, o) => cx.pread(fd, buf, o))]);
+  await cx.stop();
+}
+
+// O_DIRECT: 4 KiB-aligned buffers, where the file system accepts the flag.
+let direct = "O_DIRECT: ";
+{
+  const dfd = io.raw.openSync(path, io.O_RDONLY | io.O_DIRECT);
+  if (dfd < 0) direct += `not supported here (open: errno ${-dfd}; tmpfs refuses it): no uncached rows`;
+  else {
+    const ex = io.executor({ backend: backends[0] });
+    await warm((buf, o) => ex.pread(fd, buf, o));
+    const aligned = () => { const raw = new Uint8Array(8192); const a = Number(koffi.address(raw)); return raw.subarray((4096 - (a % 4096)) % 4096).subarray(0, 4096); };
+    let ops = 0, cursor = 0, stop = false;
+    const t0 = performance.now();
+    const timer = setTimeout(() => { stop = true; }, ROW_MS);
+    await Promise.all(Array.from({ length: 32 }, async () => { const b = aligned(); while (!stop) { await ex.pread(dfd, b, offsets[cursor++ & 0xffff]); ops++; } }));
+    clearTimeout(timer);
+    rows.push([`io ${backends[0]}, O_DIRECT`, 32, ops / ((performance.now() - t0) / 1000)]);
+    await ex.stop();
+    io.closeSync(dfd);
+    direct += "measured (row above)";
+  }
+}
+closeSync(fd);
+
+console.log(`random 4 KiB pread, ${FILE_MB} MiB page-cached file, ${ROW_MS} ms per row${SMOKE ? " (smoke: figures mean nothing)" : ""}`);
+console.log("");
+console.log("| reader | depth | ops/s | vs fs.promises |");
+console.log("| --- | --- | --- | --- |");
+for (const [name, d, r] of rows) console.log(`| ${name} | ${d} | ${fmt(r)} | ${(r / base[d]).toFixed(2)} |`);
+console.log("");
+console.log(direct);
+
+// ---- sequential 1 MiB ----------------------------------------------------------
+async function sequential(name, write, read) {
+  const mb = new Uint8Array(1 << 20).fill(3);
+  let t0 = performance.now();
+  for (let o = 0; o < size; o += 1 << 20) await write(mb, o);
+  const w = FILE_MB / ((performance.now() - t0) / 1000);
+  t0 = performance.now();
+  for (let o = 0; o < size; o += 1 << 20) await read(mb, o);
+  const r = FILE_MB / ((performance.now() - t0) / 1000);
+  return [name, w, r];
+}
+const seq = [];
+const sp = join(dir, "seq.bin");
+{
+  const h = await fsp.open(sp, "w+");
+  seq.push(await sequential("fs.promises FileHandle", (b, o) => h.write(b, 0, b.length, o), (b, o) => h.read(b, 0, b.length, o)));
+  await h.close();
+}
+for (const b of backends) {
+  const ex = io.executor({ backend: b });
+  const f = await ex.open(sp, io.O_RDWR | io.O_CREAT | io.O_TRUNC);
+  seq.push(await sequential(`io ${b}`, (buf, o) => ex.pwrite(f, buf, o), (buf, o) => ex.pread(f, buf, o)));
+  await ex.close(f);
+  await ex.stop();
+}
+console.log("");
+console.log(`sequential 1 MiB pwrite then pread, ${FILE_MB} MiB`);
+console.log("");
+console.log("| writer/reader | write MB/s | read MB/s |");
+console.log("| --- | --- | --- |");
+for (const [name, w, r] of seq) console.log(`| ${name} | ${fmt(w)} | ${fmt(r)} |`);
+rmSync(dir, { recursive: true, force: true });
