@@ -100,6 +100,25 @@ test("serve --file-threads 2 (blocking loop): a slow open and a fast file on two
   }
 });
 
+test("a recording made with the file pool (completions in later ticks) replays byte for byte", async () => {
+  const { runCli } = await import("./lib/http-server.mjs");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "wr-fp-rec-"));
+  const rec = join(dir, "pool.rec");
+  const s = await spawnServer(["serve", "--root", root, "--port", "0", "--file-threads", "2", "--listing", "--record", rec]);
+  try {
+    for (const p of ["/a.txt", "/dir/", "/dir/d.txt", "/none.txt", "/slow-c.txt", "/a.txt"]) await fetchOne(s.port, p);
+  } finally {
+    closeAllConns();
+    assert.is(await s.stop(), 0);
+  }
+  const r = await runCli(["replay", rec, "--check"], { timeoutMs: 30_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^replay ok:/m);
+});
+
 test("--file-threads out of range: one line, exit 2", async () => {
   const { runCli } = await import("./lib/http-server.mjs");
   const r = await runCli(["serve", "--file-threads", "65"]);
