@@ -68,11 +68,15 @@ const SERVERS = {
   node: { label: "node:net", args: [path("./node-echo.mjs"), "--port", "0", "--idle-timeout", "0"] },
   lt: { label: "wasm-reactor lt", args: [bin, "echo", "--port", "0", "--mode", "lt", "--idle-timeout", "0"] },
   et: { label: "wasm-reactor et", args: [bin, "echo", "--port", "0", "--mode", "et", "--idle-timeout", "0"] },
+  // The io API's socket operations (bench/io-echo.mjs: accept/recv/send as Promises), per backend.
+  "io-uring": { label: "io API, io_uring", args: [path("./io-echo.mjs"), "--port", "0", "--backend", "io_uring"] },
+  "io-epoll": { label: "io API, epoll_threadpool", args: [path("./io-echo.mjs"), "--port", "0", "--backend", "epoll_threadpool"] },
+  "io-pool": { label: "io API, threadpool", args: [path("./io-echo.mjs"), "--port", "0", "--backend", "threadpool"] },
 };
 const rounds = Number(values.rounds);
 const connCounts = values.conns.split(",").map(Number);
 const servers = values.servers.split(",");
-for (const s of servers) if (!SERVERS[s]) throw new Error(`unknown server '${s}' (node, lt, et)`);
+for (const s of servers) if (!SERVERS[s]) throw new Error(`unknown server '${s}' (${Object.keys(SERVERS).join(", ")})`);
 
 function startServer(name) {
   return new Promise((resolve, reject) => {
