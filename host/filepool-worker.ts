@@ -7,8 +7,8 @@ import * as abi from "../assembly/abi.ts";
 import { FileServer } from "./files.ts";
 import { libc, errno, memoryView } from "./libc.ts";
 import {
-  type FilePoolWorkerData, SLOTS, SLOT_WORDS, S_OP, S_FD, S_ADDR, S_LEN, S_FLAGS, S_OFF, S_MEM, S_RES,
-  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, LIVE, JOBS_AT, DONE_AT, SLOTS_AT,
+  type FilePoolWorkerData, SLOT_WORDS, S_OP, S_FD, S_ADDR, S_LEN, S_FLAGS, S_OFF, S_MEM, S_RES,
+  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, LIVE, BELL, JOBS_AT, DONE_AT, SLOTS_AT, at,
 } from "./filepool.ts";
 
 const data = workerData as FilePoolWorkerData;
@@ -30,17 +30,17 @@ const memory: { base: number; u8: Uint8Array; size: number; refresh(): void; ens
   },
 };
 
-function carry(at: number): number {
-  const op = i[at + S_OP], addr = i[at + S_ADDR], len = i[at + S_LEN];
-  memory.ensure(i[at + S_MEM]);
+function carry(r: number): number {
+  const op = i[r + S_OP], addr = i[r + S_ADDR], len = i[r + S_LEN];
+  memory.ensure(i[r + S_MEM]);
   switch (op) {
     case abi.OP_OPEN:
       if (delayMs > 0 && pathAt(addr, len).includes(delayPath)) Atomics.wait(sleeper, 0, 0, delayMs);
-      return files.open(memory, addr, len, i[at + S_FLAGS], i[at + S_OFF] === 1);
-    case abi.OP_LIST: return files.list(memory, addr, len, i[at + S_FLAGS]);
+      return files.open(memory, addr, len, i[r + S_FLAGS], i[r + S_OFF] === 1);
+    case abi.OP_LIST: return files.list(memory, addr, len, i[r + S_FLAGS]);
     case abi.OP_PREAD: {
-      const r = libc.pread(i[at + S_FD], data.base + addr, len, i[at + S_OFF]);
-      return r < 0 ? -errno() : r;
+      const n = libc.pread(i[r + S_FD], data.base + addr, len, i[r + S_OFF]);
+      return n < 0 ? -errno() : n;
     }
     default: return -abi.EINVAL;
   }
@@ -49,19 +49,27 @@ function carry(at: number): number {
 function pathAt(addr: number, len: number): string { return Buffer.from(memory.u8.subarray(addr, addr + len)).toString("latin1"); }
 
 for (;;) {
-  const tail = Atomics.load(i, JOB_TAIL);
-  const head = Atomics.load(i, JOB_HEAD);
+  // The bell first: a post or close() after this read changes it, so the
+  // wait below cannot sleep through either.
+  const bell = Atomics.load(i, BELL);
   if (Atomics.load(i, CLOSING)) break;
-  if (head === tail) { Atomics.wait(i, JOB_TAIL, tail); continue; }
-  if (Atomics.compareExchange(i, JOB_HEAD, head, head + 1) !== head) continue; // another worker took it
-  const s = Atomics.exchange(i, JOBS_AT + (head % SLOTS), 0) - 1;
-  const at = SLOTS_AT + s * SLOT_WORDS;
+  const head = Atomics.load(i, JOB_HEAD);
+  if (head === Atomics.load(i, JOB_TAIL)) { Atomics.wait(i, BELL, bell); continue; }
+  // Read the job before claiming it: while JOB_HEAD is still `head`, job
+  // `head` is unclaimed, so its slot is in flight and its ring position
+  // cannot have been reused (at most SLOTS requests are in flight). Read
+  // after the claim, a worker preempted in between could find the position
+  // reused by a later post.
+  const v = Atomics.load(i, JOBS_AT + at(head));
+  if (Atomics.compareExchange(i, JOB_HEAD, head, (head + 1) | 0) !== head) continue; // another worker took it
+  const s = v - 1;
+  const rec = SLOTS_AT + s * SLOT_WORDS;
   let res: number;
-  try { res = carry(at); } catch { res = -abi.EIO; } // a host bug, never a lost completion
-  i[at + S_RES] = res;
+  try { res = carry(rec); } catch { res = -abi.EIO; } // a host bug, never a lost completion
+  i[rec + S_RES] = res;
   const d = Atomics.add(i, DONE_TAIL, 1);
-  Atomics.store(i, DONE_AT + (d % SLOTS), s + 1);
+  Atomics.store(i, DONE_AT + at(d), s + 1);
   libc.writeBuf(data.eventfd, one, 8);
 }
 // The pool closed: the last worker out closes the eventfd (host/filepool.ts LIVE).
-if (Atomics.sub(i, LIVE, 1) === 1) libc.close(data.eventfd);
+if (Atomics.sub(i, LIVE, 1) === 1) { libc.close(data.eventfd); libc.close(data.rootFd); }

@@ -16,8 +16,12 @@
 // Shared state (one SharedArrayBuffer, Int32 words):
 //   header  JOB_TAIL, JOB_HEAD (workers claim jobs), DONE_TAIL (workers
 //           publish), CLOSING, LIVE (workers not yet ended: the last one
-//           out closes the eventfd, which a worker still finishing a request
-//           after close() writes; closed earlier, its number could be reused)
+//           out closes the eventfd and the pool's own copy of the root fd,
+//           which a worker still finishing a request after close() uses;
+//           closed earlier, their numbers could be reused), BELL (what an
+//           idle worker waits on: every post and close() ring it, so a
+//           worker that looked before either cannot sleep through it)
+// The counters are Int32 words that wrap; ring positions are `at(counter)`.
 //   jobs    a ring of SLOTS slot numbers (+1; 0 = empty) waiting for a worker
 //   done    a ring of SLOTS slot numbers (+1) completed, for the reactor
 //   slots   SLOTS records of SLOT_WORDS words: the request and its result
@@ -34,13 +38,24 @@ import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "./libc.ts";
 
+const F_DUPFD_CLOEXEC = 1030;
+const ONE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]); // an eventfd increment
+/**
+ * Pools closed while a worker may still run a request: kept reachable (with
+ * their core, whose linear memory that worker may still write) until every
+ * worker has ended.
+ */
+const closing = new Set<FilePool>();
+
 export const SLOTS = 256;
 export const SLOT_WORDS = 12;
 // slot fields
 export const S_OP = 0, S_FD = 1, S_ADDR = 2, S_LEN = 3, S_FLAGS = 4, S_OFF = 5, S_MEM = 6, S_TAG_LO = 7, S_TAG_HI = 8, S_RES = 9;
 // header words
-export const JOB_TAIL = 0, JOB_HEAD = 1, DONE_TAIL = 2, CLOSING = 3, LIVE = 4;
-const HEADER = 5;
+export const JOB_TAIL = 0, JOB_HEAD = 1, DONE_TAIL = 2, CLOSING = 3, LIVE = 4, BELL = 5;
+const HEADER = 6;
+/** Ring index of a counter (SLOTS is a power of two; the Int32 counters wrap, the mask stays right). */
+export const at = (x: number): number => x & (SLOTS - 1);
 export const JOBS_AT = HEADER, DONE_AT = HEADER + SLOTS, SLOTS_AT = HEADER + 2 * SLOTS;
 const WORDS = SLOTS_AT + SLOTS * SLOT_WORDS;
 
@@ -88,8 +103,11 @@ export class FilePool {
     for (let s = SLOTS - 1; s >= 0; s--) this.free.push(s);
     this.eventfd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     this.base = core.base;
+    // The workers get their own copy of the root fd: the server may close its
+    // own (FileServer.close) while a worker still finishes a request.
+    const rootFd = check("fcntl F_DUPFD_CLOEXEC", libc.fcntl(options.rootFd, F_DUPFD_CLOEXEC, 0));
     const data: FilePoolWorkerData = {
-      sab, eventfd: this.eventfd, base: core.base, root: options.root, rootFd: options.rootFd,
+      sab, eventfd: this.eventfd, base: core.base, root: options.root, rootFd,
       precompressed: options.precompressed, delay: process.env.WASM_REACTOR_FILEPOOL_DELAY ?? "",
     };
     const entry = new URL("./filepool-worker.js", import.meta.url);
@@ -99,12 +117,25 @@ export class FilePool {
       libc.close(this.eventfd);
       throw new Error(`file pool: ${fileURLToPath(entry)} is missing (a partial copy of dist/?)`);
     }
+    // Test hook: start the (wrapping) ring counters at this value, e.g. just
+    // below 2^31, so a test sees them wrap without 2^31 requests first.
+    const start = Number(process.env.WASM_REACTOR_FILEPOOL_COUNTER_START ?? 0) | 0;
+    this.i32[JOB_TAIL] = this.i32[JOB_HEAD] = this.i32[DONE_TAIL] = this.doneHead = start;
     this.i32[LIVE] = this.threads;
-    for (let i = 0; i < this.threads; i++) {
-      const w = new Worker(entry, { workerData: data });
-      w.unref(); // the pool never keeps a process alive by itself
-      w.on("error", (e) => options.onError?.(`file pool worker failed: ${e?.stack ?? e}`));
-      this.workers.push(w);
+    try {
+      for (let i = 0; i < this.threads; i++) {
+        const w = new Worker(entry, { workerData: data });
+        w.unref(); // the pool never keeps a process alive by itself
+        w.on("error", (e) => options.onError?.(`file pool worker failed: ${e?.stack ?? e}`));
+        w.on("exit", () => this.workerEnded());
+        this.workers.push(w);
+        this.live++;
+      }
+    } catch (e) {
+      this.i32[LIVE] = this.workers.length; // the ones started end on CLOSING and close what they share
+      this.close();
+      if (this.workers.length === 0) { libc.close(this.eventfd); libc.close(data.rootFd); }
+      throw e;
     }
   }
 
@@ -115,14 +146,15 @@ export class FilePool {
   post(op: number, fd: number, addr: number, len: number, flags: number, off: number, tagLo: number, tagHi: number): void {
     const i = this.i32;
     const s = this.free.pop()!;
-    const at = SLOTS_AT + s * SLOT_WORDS;
-    i[at + S_OP] = op; i[at + S_FD] = fd; i[at + S_ADDR] = addr; i[at + S_LEN] = len;
-    i[at + S_FLAGS] = flags; i[at + S_OFF] = off; i[at + S_MEM] = this.core.x.memory.buffer.byteLength;
-    i[at + S_TAG_LO] = tagLo; i[at + S_TAG_HI] = tagHi; i[at + S_RES] = 0;
+    const r = SLOTS_AT + s * SLOT_WORDS;
+    i[r + S_OP] = op; i[r + S_FD] = fd; i[r + S_ADDR] = addr; i[r + S_LEN] = len;
+    i[r + S_FLAGS] = flags; i[r + S_OFF] = off; i[r + S_MEM] = this.core.x.memory.buffer.byteLength;
+    i[r + S_TAG_LO] = tagLo; i[r + S_TAG_HI] = tagHi; i[r + S_RES] = 0;
     const t = i[JOB_TAIL];
-    Atomics.store(i, JOBS_AT + (t % SLOTS), s + 1);
-    Atomics.store(i, JOB_TAIL, t + 1);
-    Atomics.notify(i, JOB_TAIL, 1);
+    Atomics.store(i, JOBS_AT + at(t), s + 1);
+    Atomics.store(i, JOB_TAIL, (t + 1) | 0);
+    Atomics.add(i, BELL, 1);
+    Atomics.notify(i, BELL, 1);
     this.inFlight++;
   }
 
@@ -138,11 +170,11 @@ export class FilePool {
     let k = 0;
     let cqi: Int32Array | null = null;
     while (k < max) {
-      const at = DONE_AT + (this.doneHead % SLOTS);
-      const v = Atomics.load(i, at);
+      const e = DONE_AT + at(this.doneHead);
+      const v = Atomics.load(i, e);
       if (v === 0) break;
-      Atomics.store(i, at, 0);
-      this.doneHead++;
+      Atomics.store(i, e, 0);
+      this.doneHead = (this.doneHead + 1) | 0;
       const s = v - 1, rec = SLOTS_AT + s * SLOT_WORDS;
       if (cqi === null) {
         this.core.refresh();
@@ -158,6 +190,9 @@ export class FilePool {
       this.inFlight--;
       k++;
     }
+    // Stopped by `max` with more published: their workers' wake-ups were
+    // cleared above, so wake the loop for them (its next wait returns at once).
+    if (k === max && Atomics.load(i, DONE_AT + at(this.doneHead)) !== 0) libc.writeBuf(this.eventfd, ONE, 8);
     return k;
   }
 
@@ -180,17 +215,28 @@ export class FilePool {
     // nothing alive). Not terminate(): a worker still loading (inside
     // koffi's binding calls) or in a call is killed mid-native-call, which
     // aborted the process (koffi's napi_throw during termination).
+    if (this.closed) return;
+    this.closed = true;
     Atomics.store(this.i32, CLOSING, 1);
-    Atomics.notify(this.i32, JOB_TAIL);
+    Atomics.add(this.i32, BELL, 1);
+    Atomics.notify(this.i32, BELL);
+    if (this.live > 0) closing.add(this);
     for (;;) {
-      const at = DONE_AT + (this.doneHead % SLOTS);
-      const v = Atomics.load(this.i32, at);
+      const e = DONE_AT + at(this.doneHead);
+      const v = Atomics.load(this.i32, e);
       if (v === 0) break;
-      Atomics.store(this.i32, at, 0);
-      this.doneHead++;
+      Atomics.store(this.i32, e, 0);
+      this.doneHead = (this.doneHead + 1) | 0;
       const rec = SLOTS_AT + (v - 1) * SLOT_WORDS;
       if (this.i32[rec + S_OP] === abi.OP_OPEN && this.i32[rec + S_RES] > 0) libc.close(this.i32[rec + S_RES]);
     }
-    // The eventfd: closed by the last worker to end (LIVE).
+    // The eventfd and the root fd copy: closed by the last worker to end (LIVE).
+  }
+  private closed = false;
+  private live = 0;
+
+  /** A worker thread ended (Node's 'exit' event): the last one releases the closed pool. */
+  private workerEnded(): void {
+    if (--this.live === 0) closing.delete(this);
   }
 }

@@ -119,6 +119,28 @@ test("a recording made with the file pool (completions in later ticks) replays b
   assert.match(r.stdout, /^replay ok:/m);
 });
 
+test("many file requests at once through a small completion queue, with the pool's counters wrapping past 2^31: every one answered", async () => {
+  // 300 distinct files: 300 opens and preads in flight together, more than
+  // one reap may hand back with maxEvents 8, and the pool's ring counters
+  // starting just below 2^31 (test hook), so they wrap on the way (an index
+  // taken with % of a negative counter threw a RangeError in submit()).
+  const many = {};
+  for (let k = 0; k < 300; k++) many[`m/${k}.txt`] = `file ${k}\n`;
+  const r2 = makeRoot(many, "wr-fp-many-");
+  process.env.WASM_REACTOR_FILEPOOL_COUNTER_START = String(2 ** 31 - 100);
+  const srv = await startInProcess(r2, { fileThreads: 2, maxEvents: 8 });
+  delete process.env.WASM_REACTOR_FILEPOOL_COUNTER_START;
+  try {
+    const all = await Promise.all(Object.keys(many).map((p) => fetchOne(srv.port, `/${p}`)));
+    assert.equal(all.map((x) => x.status), all.map(() => 200));
+    assert.equal(all.map((x) => x.body.toString("latin1")), Object.values(many));
+  } finally {
+    closeAllConns();
+    srv.stop();
+    removeRoot(r2);
+  }
+});
+
 test("--file-threads out of range: one line, exit 2", async () => {
   const { runCli } = await import("./lib/http-server.mjs");
   const r = await runCli(["serve", "--file-threads", "65"]);

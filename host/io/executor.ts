@@ -246,6 +246,11 @@ export class IoExecutor {
       if (res >= 0 && p.rec.copyOut) copyBack(p.rec, res);
       if (res >= 0 && (p.rec.kind === R_FD)) this.impl.forget?.(res); // a new file under that number
       settle(p, res);
+    } else if (res >= 0 && p.rec.kind === R_FD) {
+      // Cancelled (ECANCELED went out), but the open or accept won the race
+      // and made an fd nobody will ever see: close it, or it leaks (and an
+      // accepted client would hang).
+      libc.close(res);
     }
     if (p.fd >= 0) {
       const s = this.byFd.get(p.fd);
