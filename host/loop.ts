@@ -117,7 +117,8 @@ export class Loop {
     if (options.accessLogFile !== undefined) config.accessLog = true;
     // Validated before anything is opened: a bad name throws and leaks nothing.
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
-    const io = resolveServerIoBackend(options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend"));
+    const requestedIo = options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend");
+    const io = resolveServerIoBackend(requestedIo);
     this.ioBackend = io.backend;
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
@@ -144,19 +145,26 @@ export class Loop {
         onError: (line) => this.logLine("error", line),
       })
       : null;
-    let executor: Executor;
+    let executor: Executor | null = null;
     if (io.backend === "io_uring") {
       try {
         executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, { pool: this.filePool });
       } catch (e) {
-        this.filePool?.close();
-        this.backend.close();
-        this.recorder?.close();
-        throw e;
+        // The probe's 2-entry ring worked, this one did not (RLIMIT_MEMLOCK on
+        // kernels before 5.12, say): auto falls back, a forced io_uring fails.
+        if (requestedIo === "auto") {
+          io.fallback = `I/O backend: io_uring ring setup failed (${(e as Error).message}); using epoll_threadpool`;
+          (this as { ioBackend: ServerIoBackend }).ioBackend = "epoll_threadpool";
+        } else {
+          this.filePool?.close();
+          this.backend.close();
+          this.recorder?.close();
+          this.accessFile?.close(0);
+          throw e;
+        }
       }
-    } else {
-      executor = new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
     }
+    executor ??= new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
