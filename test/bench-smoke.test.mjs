@@ -238,6 +238,18 @@ test("echo.mjs --smoke: node:net, lt and et echo every message (its RESULTS.md t
   }
 });
 
+test("echo.mjs --smoke --servers io-uring,io-epoll,io-pool: the io API's echo server (io-echo.mjs) echoes every message on each backend", async () => {
+  const r = await run(process.execPath, ["bench/echo.mjs", "--smoke", "--servers", "io-uring,io-epoll,io-pool"]);
+  ok(r, "echo.mjs --smoke (io servers)");
+  const want = resultsTables("## Echo server (bench/echo.mjs)")[0];
+  const got = table(r.stdout, want.header);
+  assert.equal(got.rows.map((c) => c[0]), ["io API, io_uring", "io API, epoll_threadpool", "io API, threadpool"]);
+  for (const row of got.rows) {
+    assert.is(row[4], "0", `${row[0]}: no errors (every echo came back intact)`);
+    assert.ok(Number(row[1].replace(/,/g, "")) > 0, `${row[0]} echoed something`);
+  }
+});
+
 test("http-node.mjs serves the docroot, http-idle.mjs holds connections on it", async () => {
   const docroot = join(dir, "root");
   const body = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) & 0xff));
@@ -344,6 +356,7 @@ const COVERED = {
   "dispatch.mjs": "--smoke above",
   "echo-client.mjs": "by echo.mjs --smoke",
   "echo.mjs": "--smoke above",
+  "io-echo.mjs": "by echo.mjs --smoke --servers io-uring,io-epoll,io-pool",
   "http-idle.mjs": "above, against http-node.mjs",
   "http-node.mjs": "above",
   "http-report.mjs": "above, and by http.sh --smoke",
