@@ -82,7 +82,7 @@ export function spawnServer(args, { timeoutMs = 10000, cwd } = {}) {
   });
 }
 
-/** SIGTERM, then SIGKILL if it is still there after 10 s (a clean stop takes ~1.7 s here, more on a loaded machine); resolves with the exit code. */
+/** SIGTERM, then SIGKILL if it is still there after 10 s (a clean stop takes milliseconds; under the suite's load one took over 5 s); resolves with the exit code. */
 export function stopChild(child) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) { resolve(child.exitCode); return; }
