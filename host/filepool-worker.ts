@@ -73,3 +73,4 @@ for (;;) {
 }
 // The pool closed: the last worker out closes the eventfd (host/filepool.ts LIVE).
 if (Atomics.sub(i, LIVE, 1) === 1) { libc.close(data.eventfd); libc.close(data.rootFd); }
+Atomics.notify(i, LIVE); // close() may be waiting for the workers to end

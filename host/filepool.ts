@@ -220,7 +220,18 @@ export class FilePool {
     Atomics.store(this.i32, CLOSING, 1);
     Atomics.add(this.i32, BELL, 1);
     Atomics.notify(this.i32, BELL);
-    if (this.live > 0) closing.add(this);
+    // Wait (2 s at most) for the workers to end: a worker thread torn down
+    // with its parent while still loading koffi can hang or abort the
+    // process, and one still in a request writes this core's memory. A
+    // worker stuck longer (a hung NFS open) is left behind, kept reachable.
+    const deadline = Date.now() + 2000;
+    for (;;) {
+      const live = Atomics.load(this.i32, LIVE);
+      const left = deadline - Date.now();
+      if (live <= 0 || left <= 0) break;
+      Atomics.wait(this.i32, LIVE, live, left);
+    }
+    if (Atomics.load(this.i32, LIVE) > 0) closing.add(this);
     for (;;) {
       const e = DONE_AT + at(this.doneHead);
       const v = Atomics.load(this.i32, e);
