@@ -225,30 +225,25 @@ test("writer.mjs --smoke: every configuration, files the size of what was writte
 
 // ---- the benchmarks with servers ------------------------------------------------
 
-test("echo.mjs --smoke: node:net, lt and et echo every message (its RESULTS.md table)", async () => {
-  const r = await run(process.execPath, ["bench/echo.mjs", "--smoke"]);
-  ok(r, "echo.mjs --smoke");
+/** Runs echo.mjs --smoke with `args`: its table (RESULTS.md's header) has these servers, each echoing everything intact. */
+async function echoSmoke(args, servers) {
+  const r = await run(process.execPath, ["bench/echo.mjs", "--smoke", ...args]);
+  ok(r, `echo.mjs --smoke ${args.join(" ")}`);
   const want = resultsTables("## Echo server (bench/echo.mjs)")[0];
   const got = table(r.stdout, want.header);
-  assert.equal(got.rows.map((c) => c[0]), ["node:net", "wasm-reactor lt", "wasm-reactor et"]);
+  assert.equal(got.rows.map((c) => c[0]), servers);
   for (const row of got.rows) {
     assert.is(row[4], "0", `${row[0]}: no errors (every echo came back intact)`);
     numeric(row[1], `${row[0]} msg/s`);
     assert.ok(Number(row[1].replace(/,/g, "")) > 0, `${row[0]} echoed something`);
   }
-});
+}
 
-test("echo.mjs --smoke --servers io-uring,io-epoll,io-pool: the io API's echo server (io-echo.mjs) echoes every message on each backend", async () => {
-  const r = await run(process.execPath, ["bench/echo.mjs", "--smoke", "--servers", "io-uring,io-epoll,io-pool"]);
-  ok(r, "echo.mjs --smoke (io servers)");
-  const want = resultsTables("## Echo server (bench/echo.mjs)")[0];
-  const got = table(r.stdout, want.header);
-  assert.equal(got.rows.map((c) => c[0]), ["io API, io_uring", "io API, epoll_threadpool", "io API, threadpool"]);
-  for (const row of got.rows) {
-    assert.is(row[4], "0", `${row[0]}: no errors (every echo came back intact)`);
-    assert.ok(Number(row[1].replace(/,/g, "")) > 0, `${row[0]} echoed something`);
-  }
-});
+test("echo.mjs --smoke: node:net, lt and et echo every message (its RESULTS.md table)", () =>
+  echoSmoke([], ["node:net", "wasm-reactor lt", "wasm-reactor et"]));
+
+test("echo.mjs --smoke --servers io-uring,io-epoll,io-pool: the io API's echo server (io-echo.mjs) echoes every message on each backend", () =>
+  echoSmoke(["--servers", "io-uring,io-epoll,io-pool"], ["io API, io_uring", "io API, epoll_threadpool", "io API, threadpool"]));
 
 test("http-node.mjs serves the docroot, http-idle.mjs holds connections on it", async () => {
   const docroot = join(dir, "root");
