@@ -287,7 +287,9 @@ export async function main(argv: string[]): Promise<number> {
   };
   try {
     so = serverOptions(cmd, opts);
-    so.ioBackend = io.backend;
+    // An auto that found io_uring stays auto in the workers: a worker whose
+    // full-size ring cannot be set up then falls back (Loop) instead of failing.
+    so.ioBackend = io.backend === "io_uring" && opts["io-backend"] === "auto" ? "auto" : io.backend;
     so.hosts = await resolveHost(String(opts.host));
   } catch (e) {
     if (!(e instanceof StartupError || e instanceof HostError)) throw e;
@@ -408,7 +410,7 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     return 1;
   }
   const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${so.ioBackend}, pid ${process.pid})\n`);
+  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${so.ioBackend === "auto" ? "io_uring" : so.ioBackend}, pid ${process.pid})\n`);
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }
