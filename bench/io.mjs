@@ -6,7 +6,10 @@
 //      fs.promises FileHandle.read, and fs.readSync (depth 1: it blocks);
 //      in place vs copied buffers (copyBuffers) at depth 32; O_DIRECT where
 //      the file system takes it (else the line says it does not);
-//   2. sequential 1 MiB writes then reads of the same file, MB/s.
+//   2. sequential 1 MiB writes then reads of the same file, MB/s;
+//   3. the whole file to a TCP socket on 127.0.0.1 (a node:net reader in
+//      this process counts the bytes): `ex.sendfile` per backend until all is
+//      sent, against fs.createReadStream(...).pipe(socket), MB/s.
 //
 //   node bench/io.mjs            (64 MiB file, ~1 s per row)
 //   node bench/io.mjs --smoke    (4 MiB file, a few hundred ops per row:
@@ -18,6 +21,8 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, readSync, openSync, c
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
+import { createReadStream } from "node:fs";
+import net from "node:net";
 import { io } from "../dist/index.js";
 import { prng } from "../test/lib/prng.mjs";
 
@@ -153,4 +158,46 @@ console.log("");
 console.log("| writer/reader | write MB/s | read MB/s |");
 console.log("| --- | --- | --- |");
 for (const [name, w, r] of seq) console.log(`| ${name} | ${fmt(w)} | ${fmt(r)} |`);
+
+// ---- the whole file to a socket ------------------------------------------------
+/** A node:net reader on 127.0.0.1 that resolves `done` once it has `want` bytes. */
+function reader(want) {
+  let got = 0, resolveDone;
+  const done = new Promise((r) => { resolveDone = r; });
+  const server = net.createServer((s) => s.on("data", (d) => { got += d.length; if (got >= want) { resolveDone(); s.destroy(); } }));
+  return new Promise((r) => server.listen(0, "127.0.0.1", () => r({ port: server.address().port, done, close: () => server.close() })));
+}
+const toSocket = [];
+{
+  const rd = await reader(size);
+  const sock = net.connect(rd.port, "127.0.0.1");
+  await new Promise((r) => sock.on("connect", r));
+  const t0 = performance.now();
+  createReadStream(path).pipe(sock);
+  await rd.done;
+  toSocket.push(["fs.createReadStream().pipe(socket)", FILE_MB / ((performance.now() - t0) / 1000)]);
+  sock.destroy();
+  rd.close();
+}
+for (const b of backends) {
+  const ex = io.executor({ backend: b });
+  const rd = await reader(size);
+  const fd = io.socket();
+  await ex.connect(fd, rd.port, "127.0.0.1");
+  const file = await ex.open(path, io.O_RDONLY);
+  const t0 = performance.now();
+  for (let off = 0; off < size;) off += await ex.sendfile(fd, file, off, size - off);
+  await rd.done;
+  toSocket.push([`io ${b} sendfile`, FILE_MB / ((performance.now() - t0) / 1000)]);
+  await ex.close(file);
+  await ex.close(fd);
+  rd.close();
+  await ex.stop();
+}
+console.log("");
+console.log(`the ${FILE_MB} MiB file to a TCP socket on 127.0.0.1 (read by node:net in this process)`);
+console.log("");
+console.log("| sender | MB/s |");
+console.log("| --- | --- |");
+for (const [name, r] of toSocket) console.log(`| ${name} | ${fmt(r)} |`);
 rmSync(dir, { recursive: true, force: true });
