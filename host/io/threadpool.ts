@@ -49,7 +49,10 @@ export class ThreadPool implements IoBackend {
     Atomics.store(this.h, H_ARMED, 1);
     const n = Math.max(1, Math.min(MAX_WORKERS, ctx.threads));
     for (let index = 0; index < n; index++) {
-      const w = new Worker(workerUrl, { workerData: { sab: this.t.sab, cap: this.t.cap, index } });
+      // Each worker's wake eventfd is made here, before it starts, and closed in close() after it exits.
+      const wakeFd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+      Atomics.store(this.h, this.t.workerWord(index), wakeFd);
+      const w = new Worker(workerUrl, { workerData: { sab: this.t.sab, cap: this.t.cap, index, wakeFd } });
       w.unref(); // an idle pool never keeps the process alive; the eventfd watch does while ops are pending
       w.on("error", (e) => { process.nextTick(() => { throw e; }); });
       this.workers.push(w);

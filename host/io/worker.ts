@@ -17,22 +17,21 @@
 // sockets than threads, ready requests starved in the queue).
 import { workerData } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
-import { libc, errno, addressOf, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
+import { libc, errno, addressOf } from "../libc.ts";
 import { RequestTable, H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, H_BELL, H_EXITED, W_POLLING, ST_QUEUED, ST_RUNNING, ST_CANCELLED } from "./table.ts";
 import {
   perform, get64, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ACCEPT, OP_SENDFILE,
   IORING_OP_CONNECT, W_OP, W_FD, W_OFF, W_TAG, C_TAG, C_RES, MSG_DONTWAIT,
 } from "./ops.ts";
 
-export interface WorkerInit { sab: SharedArrayBuffer; cap: number; index: number }
+export interface WorkerInit { sab: SharedArrayBuffer; cap: number; index: number; wakeFd: number }
 
-const { sab, cap, index } = workerData as WorkerInit;
+// wakeFd is made and closed by the front (no fd appears or goes behind its back, at any time).
+const { sab, cap, index, wakeFd } = workerData as WorkerInit;
 const t = new RequestTable(cap, sab);
 const h = t.i32;
 const POLLIN = 1, POLLOUT = 4;
-const wakeFd = libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 const pollingWord = t.workerWord(index) + W_POLLING;
-Atomics.store(h, t.workerWord(index), wakeFd);
 const eight = Buffer.alloc(8);
 const one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
 const soErr = Buffer.alloc(4);
