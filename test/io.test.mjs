@@ -312,6 +312,29 @@ for (const backend of BACKENDS) {
   });
 }
 
+test("threadpool: more sockets waiting in recv than threads (2 threads, 5 idle) starve no one; close cancels the parked ones", async () => {
+  const ex = io.executor({ backend: "threadpool", threads: 2 });
+  const pairs = [];
+  try {
+    for (let i = 0; i < 5; i++) pairs.push(await connectedPair(ex));
+    const idle = pairs.map(({ fd }) => rejects(ex.recv(fd, Buffer.alloc(16)), "ECANCELED", "an idle recv at close"));
+    await new Promise((r) => setTimeout(r, 50)); // every idle recv has met EAGAIN on a worker
+    const busy = await within(5000, connectedPair(ex), "an accept beside 5 idle recvs");
+    pairs.push(busy);
+    const b = Buffer.alloc(16);
+    const got = ex.recv(busy.fd, b);
+    busy.client.write("ready");
+    const n = await within(5000, got, "the recv of the connection that sent");
+    assert.is(b.subarray(0, n).toString(), "ready");
+    assert.is(await within(5000, ex.send(busy.fd, Buffer.from("back")), "a send beside them"), 4);
+    for (const { fd } of pairs.slice(0, 5)) { await ex.close(fd); openFds.delete(fd); }
+    await within(5000, Promise.all(idle), "the parked recvs, cancelled by close");
+  } finally {
+    await within(10_000, ex.stop(), "stop()");
+    for (const { client } of pairs) client.destroy();
+  }
+});
+
 test("outside an executor: the blocking fallback, Promise and Sync forms, raw and SysError", async () => {
   assert.is(io.current(), null);
   const fd = io.openSync(file, O_RDONLY);

@@ -13,7 +13,8 @@
 //   CQES               cap x 16 bytes: their completions (abi.ts CQE layout)
 //   ARGS               cap x ARG_BYTES: each slot's argument area (statx buffer,
 //                      sockaddr + length, open_how, sendfile's offset)
-//   WORKERS            MAX_WORKERS x 4 words: each worker's cancel eventfd (+0)
+//   WORKERS            MAX_WORKERS x 4 words: each worker's wake eventfd (+0),
+//                      W_POLLING (+1): 1 while it waits in poll(2) on parked sockets
 import { addressOf } from "../libc.ts";
 import * as abi from "../../assembly/abi.ts";
 
@@ -39,6 +40,8 @@ export const ST_CANCELLED = 3; // the front cancelled it: a worker skips or inte
 
 export const ARG_BYTES = 320; // statx (256) + 64; sockaddr_in6 (28) + socklen; open_how (24); loff_t
 export const MAX_WORKERS = 64;
+/** Word of a worker's record (workerWord(i) + this): 1 while it polls its parked sockets (the front wakes it through its eventfd). */
+export const W_POLLING = 1;
 
 export class RequestTable {
   readonly sab: SharedArrayBuffer;

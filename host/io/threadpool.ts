@@ -12,14 +12,16 @@
 // Node's loop).
 //
 // Submission: the slot goes on the submission ring (one producer: this
-// thread), and one idle worker is woken (Atomics.notify). Completion: workers
+// thread), and one idle worker is woken (Atomics.notify), else, when none
+// sleeps on the bell, one worker waiting in poll(2) on its parked sockets
+// (host/io/worker.ts) through its wake eventfd. Completion: workers
 // publish slots on the completion ring; the eventfd (watched on the thread's
 // loop) says some are there; drain() takes them all.
 import { Worker } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
 import type { IoBackend, BackendContext, Complete } from "./backend.ts";
-import { H_SQ_TAIL, H_BELL, H_EXITED, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
+import { H_SQ_TAIL, H_BELL, H_EXITED, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, W_POLLING, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
 import type { FdWatcher } from "./watch.ts";
 
 const workerUrl = new URL("./io/worker.js", import.meta.url);
@@ -47,7 +49,10 @@ export class ThreadPool implements IoBackend {
     Atomics.store(this.h, H_ARMED, 1);
     const n = Math.max(1, Math.min(MAX_WORKERS, ctx.threads));
     for (let index = 0; index < n; index++) {
-      const w = new Worker(workerUrl, { workerData: { sab: this.t.sab, cap: this.t.cap, index } });
+      // Each worker's wake eventfd is made here, before it starts, and closed in close() after it exits.
+      const wakeFd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+      Atomics.store(this.h, this.t.workerWord(index), wakeFd);
+      const w = new Worker(workerUrl, { workerData: { sab: this.t.sab, cap: this.t.cap, index, wakeFd } });
       w.unref(); // an idle pool never keeps the process alive; the eventfd watch does while ops are pending
       w.on("error", (e) => { process.nextTick(() => { throw e; }); });
       this.workers.push(w);
@@ -67,6 +72,7 @@ export class ThreadPool implements IoBackend {
     Atomics.store(h, H_STOP, 1);
     Atomics.add(h, H_BELL, 1);
     Atomics.notify(h, H_BELL);
+    this.wakePollers(this.workers.length);
     const end = Date.now() + 200;
     for (let n; (n = Atomics.load(h, H_EXITED)) < this.workers.length && Date.now() < end;) Atomics.wait(h, H_EXITED, n, 5);
   };
@@ -79,13 +85,32 @@ export class ThreadPool implements IoBackend {
     Atomics.store(h, H_SQ_TAIL, this.sqTail);
     Atomics.add(h, H_BELL, 1);
     if (Atomics.load(h, H_IDLE) > 0) Atomics.notify(h, H_BELL, 1);
+    else this.wakePollers(1);
+  }
+
+  /**
+   * Wakes up to `n` workers waiting in poll(2) on their parked sockets (each
+   * claimed by clearing its W_POLLING word, so one submission wakes one).
+   * A worker sets that word before its last look at the queue, so a
+   * submission it did not see finds it here.
+   */
+  private wakePollers(n: number): void {
+    const h = this.h;
+    for (let i = 0; i < this.workers.length && n > 0; i++) {
+      const ww = this.t.workerWord(i);
+      if (Atomics.load(h, ww + W_POLLING) === 1 && Atomics.compareExchange(h, ww + W_POLLING, 1, 0) === 1) {
+        const fd = Atomics.load(h, ww);
+        if (fd > 0) libc.writeBuf(fd, one, 8);
+        n--;
+      }
+    }
   }
 
   cancel(slot: number): void {
     const sw = this.t.stateWord(slot);
     // Queued: the worker that takes it completes it at once with ECANCELED.
     if (Atomics.compareExchange(this.h, sw, ST_QUEUED, ST_CANCELLED) === ST_QUEUED) return;
-    // Running: a socket wait is interrupted through its worker's cancel eventfd;
+    // Running: a parked socket request is completed by its worker, woken through its eventfd;
     // a file syscall just finishes (its result is dropped).
     if (Atomics.compareExchange(this.h, sw, ST_RUNNING, ST_CANCELLED) === ST_RUNNING) {
       const fd = Atomics.load(this.h, this.t.workerWord(Atomics.load(this.h, this.t.ownerWord(slot))));
@@ -113,7 +138,7 @@ export class ThreadPool implements IoBackend {
     h[H_CQ_HEAD] = head;
   }
 
-  /** Every request has completed: the workers exit (they close their own eventfds), then the eventfd goes. */
+  /** Every request has completed: the workers exit, then their wake eventfds and the completion eventfd go. */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
@@ -124,6 +149,12 @@ export class ThreadPool implements IoBackend {
     this.watcher.remove(this.efd);
     // ref(): stop()'s promise must keep the process alive until the threads are gone.
     const exits = this.workers.map((w) => new Promise<void>((resolve) => { w.ref(); w.once("exit", () => resolve()); }));
-    return Promise.all(exits).then(() => { libc.close(this.efd); });
+    return Promise.all(exits).then(() => {
+      for (let i = 0; i < this.workers.length; i++) {
+        const ww = this.t.workerWord(i), fd = Atomics.load(this.h, ww);
+        if (fd > 0) { libc.close(fd); Atomics.store(this.h, ww, 0); }
+      }
+      libc.close(this.efd);
+    });
   }
 }
