@@ -119,7 +119,6 @@ export class Loop {
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
     const requestedIo = options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend");
     const io = resolveServerIoBackend(requestedIo);
-    this.ioBackend = io.backend;
     // Synchronous: a thread blocked in epoll_wait never flushes async streams
     // (process.stderr in a worker is a message to the main thread).
     this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
@@ -154,7 +153,7 @@ export class Loop {
         // kernels before 5.12, say): auto falls back, a forced io_uring fails.
         if (requestedIo === "auto") {
           io.fallback = `I/O backend: io_uring ring setup failed (${(e as Error).message}); using epoll_threadpool`;
-          (this as { ioBackend: ServerIoBackend }).ioBackend = "epoll_threadpool";
+          io.backend = "epoll_threadpool";
         } else {
           this.filePool?.close();
           this.backend.close();
@@ -165,6 +164,7 @@ export class Loop {
       }
     }
     executor ??= new LibcExecutor(this.core, this.services(), this.backend, this.filePool);
+    this.ioBackend = io.backend;
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
