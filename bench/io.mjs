@@ -7,6 +7,12 @@
 //      in place vs copied buffers (copyBuffers) at depth 32; O_DIRECT where
 //      the file system takes it (else the line says it does not);
 //   2. sequential 1 MiB writes then reads of the same file, MB/s;
+//   2b. the same random preads on a file NOT in the page cache: a 256 MiB
+//      file, fsynced, its pages dropped with posix_fadvise(DONTNEED) before
+//      every row (this file only: no root, nothing else on the machine is
+//      disturbed), POSIX_FADV_RANDOM on each reader's fd (no readahead), and
+//      each row reading distinct blocks (a permutation): every read is a
+//      miss. A row is a fixed count of reads, not a fixed time;
 //   3. the whole file to a TCP socket on 127.0.0.1 (a node:net reader in
 //      this process counts the bytes): `ex.sendfile` per backend until all is
 //      sent, against fs.createReadStream(...).pipe(socket), MB/s.
@@ -17,7 +23,7 @@
 //
 // Depth D means D loops, each awaiting one request at a time. Offsets come
 // from a fixed seed. Rows print as a markdown table (bench/RESULTS.md).
-import { mkdtempSync, rmSync, writeFileSync, readFileSync, readSync, openSync, closeSync, promises as fsp } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, writeSync, fsyncSync, readFileSync, readSync, openSync, closeSync, promises as fsp } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
@@ -119,6 +125,50 @@ let direct = "O_DIRECT: ";
 }
 closeSync(fd);
 
+// ---- cold: not in the page cache ------------------------------------------------
+const fadvise = koffi.load("libc.so.6").func("int posix_fadvise(int, int64, int64, int)");
+const FADV_RANDOM = 1, FADV_DONTNEED = 4;
+const coldPath = join(dir, "cold.bin");
+const COLD_MB = SMOKE ? 8 : 256, COLD_READS = SMOKE ? 256 : 8192;
+{
+  const h = openSync(coldPath, "w");
+  const chunk = Buffer.alloc(1 << 20, 5);
+  for (let i = 0; i < COLD_MB; i++) writeSync(h, chunk);
+  fsyncSync(h);
+  closeSync(h);
+}
+const coldBlocks = (COLD_MB << 20) / 4096;
+const perm = Uint32Array.from({ length: coldBlocks }, (_, i) => i);
+for (let i = perm.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+/** `reads` distinct cold blocks from `depth` loops of `one(buf, offset)`; ops/s. */
+async function coldRate(depth, one, rawFd) {
+  fadvise(rawFd, 0, 0, FADV_RANDOM);
+  if (fadvise(rawFd, 0, 0, FADV_DONTNEED) !== 0) throw new Error("posix_fadvise(DONTNEED) failed");
+  let cursor = 0;
+  const loop = async () => { const b = new Uint8Array(4096); while (cursor < COLD_READS) await one(b, perm[cursor++] * 4096); };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: depth }, loop));
+  return COLD_READS / ((performance.now() - t0) / 1000);
+}
+const coldRows = [], coldBase = {};
+const COLD_DEPTHS = [1, 32, 256];
+{
+  const h = await fsp.open(coldPath, "r");
+  for (const d of COLD_DEPTHS) { coldBase[d] = await coldRate(d, (b, o) => h.read(b, 0, 4096, o), h.fd); coldRows.push(["fs.promises FileHandle.read", d, coldBase[d]]); }
+  await h.close();
+  const sfd = openSync(coldPath, "r");
+  coldRows.push(["fs.readSync", 1, await coldRate(1, async (b, o) => readSync(sfd, b, 0, 4096, o), sfd)]);
+  closeSync(sfd);
+}
+for (const b of backends) {
+  const ex = io.executor({ backend: b });
+  const cfd = await ex.open(coldPath, io.O_RDONLY);
+  for (const d of COLD_DEPTHS) coldRows.push([`io ${b}`, d, await coldRate(d, (buf, o) => ex.pread(cfd, buf, o), cfd)]);
+  await ex.close(cfd);
+  await ex.stop();
+}
+rmSync(coldPath);
+
 console.log(`random 4 KiB pread, ${FILE_MB} MiB page-cached file, ${ROW_MS} ms per row${SMOKE ? " (smoke: figures mean nothing)" : ""}`);
 console.log("");
 console.log("| reader | depth | ops/s | vs fs.promises |");
@@ -126,6 +176,12 @@ console.log("| --- | --- | --- | --- |");
 for (const [name, d, r] of rows) console.log(`| ${name} | ${d} | ${fmt(r)} | ${(r / base[d]).toFixed(2)} |`);
 console.log("");
 console.log(direct);
+console.log("");
+console.log(`random 4 KiB pread, ${COLD_MB} MiB file NOT in the page cache (posix_fadvise DONTNEED before each row, FADV_RANDOM), ${COLD_READS} distinct blocks per row${SMOKE ? " (smoke: figures mean nothing)" : ""}`);
+console.log("");
+console.log("| reader | depth | ops/s | vs fs.promises |");
+console.log("| --- | --- | --- | --- |");
+for (const [name, d, r] of coldRows) console.log(`| ${name} | ${d} | ${fmt(r)} | ${(r / coldBase[d]).toFixed(2)} |`);
 
 // ---- sequential 1 MiB ----------------------------------------------------------
 async function sequential(name, write, read) {
