@@ -89,6 +89,8 @@ COMMAND+=" WRK_TIMEOUT=$WRK_TIMEOUT QUIET_WAIT=$QUIET_WAIT MAX_OTHER=$MAX_OTHER 
 (( SMOKE )) && COMMAND="./bench/http.sh --smoke"
 
 log() { printf '[http.sh] %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 die() { log "error: $*"; exit 1; }
 
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install -y wrk)"
@@ -159,19 +161,6 @@ META=$TMP/meta.txt
 # ---- cleanup: every process started here, and only those ----
 SPID=""      # the current server
 CPID=""      # the current client (wrk or the idle-connection holder)
-stop_server() {
-  [[ -n $SPID ]] || return 0
-  local pids p
-  pids=$(server_pids)
-  if kill -0 "$SPID" 2>/dev/null; then
-    kill -TERM "$SPID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-  fi
-  # whatever is left of it (e.g. an nginx worker whose master hung)
-  for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$SPID" 2>/dev/null || true
-  SPID=""
-}
 cleanup() {
   if [[ -n $CPID ]]; then
     pkill -TERM -P "$CPID" 2>/dev/null || true # wrk under /usr/bin/time
@@ -222,9 +211,6 @@ else
 fi
 
 # ---- servers ----
-free_port() {
-  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
-}
 
 # Starts server $1 on port $2 pinned to SERVER_CPU; sets SPID.
 start_server() {
@@ -259,35 +245,6 @@ start_server() {
   die "$name did not start on port $port"
 }
 
-# The server's processes: SPID and its descendants (nginx's worker, h2o's helper).
-server_pids() {
-  local pids=("$SPID") i=0 kids
-  while (( i < ${#pids[@]} )); do
-    kids=$(pgrep -P "${pids[i]}" || true)
-    [[ -n $kids ]] && pids+=($kids)
-    i=$((i + 1))
-  done
-  echo "${pids[@]}"
-}
-# utime+stime in clock ticks, summed over the server's processes. The comm
-# field may contain spaces: cut everything up to the last ')'.
-cpu_ticks() {
-  local sum=0 p rest
-  for p in $(server_pids); do
-    rest=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-    set -- $rest
-    sum=$((sum + ${12} + ${13}))
-  done
-  echo "$sum"
-}
-rss_kb() {
-  local sum=0 p v
-  for p in $(server_pids); do
-    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
-    sum=$((sum + ${v:-0}))
-  done
-  echo "$sum"
-}
 
 # Resident kB of a WebAssembly linear memory in process $1: V8 maps it as an
 # rw-p region directly followed by its multi-GiB guard reservation (---p).
@@ -299,13 +256,6 @@ wasm_rss_kb() {
     "/proc/$1/smaps" 2>/dev/null || true
 }
 
-# Kernel counters of refused or degraded connects (listen queue full, SYN
-# queue full), summed: a connect storm the server does not absorb shows here.
-listen_drops() {
-  awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) name[i] = $i; h = 1; next }
-         for (i = 2; i <= NF; i++) if (name[i] ~ /^(ListenOverflows|ListenDrops|TCPReqQFullDoCookies|TCPReqQFullDrop)$/) n += $i
-         print n; exit }' /proc/net/netstat
-}
 
 # wrk under GNU time, which writes wrk's user and system seconds to OUT.time.
 run_wrk() { # conns seconds path out
@@ -321,28 +271,6 @@ warm_up() { # path out
   if (( WARMUP > 0 )); then run_wrk 50 "$WARMUP" "$1" "$2"; fi
 }
 
-# Busy ticks of one CPU: user+nice+system+steal from /proc/stat. Interrupt
-# and softirq time are left out: loopback traffic puts the server's own
-# packet handling there, and it is not someone else's load.
-cpu_busy() {
-  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $9 }' /proc/stat
-}
-# The machine may be shared: before a measurement, wait up to QUIET_WAIT
-# seconds for both cores to be nearly idle, so a run does not start in the
-# middle of someone else's burst. (What still lands on the server's core
-# during the run is measured and reported as "other".)
-quiet_wait() {
-  local i a0 b0 a1 b1
-  (( QUIET_WAIT > 0 )) || return 0
-  for ((i = 0; i < QUIET_WAIT * 2; i++)); do
-    a0=$(cpu_busy "$SERVER_CPU"); b0=$(cpu_busy "$CLIENT_CPU")
-    sleep 0.5
-    a1=$(cpu_busy "$SERVER_CPU"); b1=$(cpu_busy "$CLIENT_CPU")
-    # 0.5 s is CLK_TCK/2 ticks; "quiet" = under 10% busy on each core
-    if (( (a1 - a0) * 20 < CLK_TCK && (b1 - b0) * 20 < CLK_TCK )); then return 0; fi
-  done
-  log "cores not quiet after ${QUIET_WAIT}s: measuring anyway"
-}
 
 CLK_TCK=$(getconf CLK_TCK)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
