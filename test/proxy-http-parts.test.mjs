@@ -79,7 +79,7 @@ const framing = [
   // rule 1: HEAD, 1xx, 204, 304 have no body whatever the fields say
   ["HEAD response with Content-Length", resp("HTTP/1.1 200 OK", "Content-Length: 1234"), true, { body: BODY_NONE, length: 1234, reusable: true }],
   ["HEAD response with chunked", resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"), true, { body: BODY_NONE, reusable: true }],
-  ["100 Continue is interim", resp("HTTP/1.1 100 Continue"), false, { status: 100, body: BODY_NONE, interim: true }],
+  ["100 Continue is interim, never reusable itself", resp("HTTP/1.1 100 Continue"), false, { status: 100, body: BODY_NONE, interim: true, reusable: false }],
   ["103 Early Hints is interim", resp("HTTP/1.1 103 Early Hints", "Link: </a.css>; rel=preload"), false, { status: 103, body: BODY_NONE, interim: true }],
   ["204 No Content", resp("HTTP/1.1 204 No Content"), false, { status: 204, body: BODY_NONE, reusable: true }],
   ["304 with Content-Length", resp("HTTP/1.1 304 Not Modified", "Content-Length: 99"), false, { status: 304, body: BODY_NONE, length: 99 }],

@@ -17,7 +17,7 @@
 // Return value: > 0 head complete (its length), 0 need more bytes, -502 the
 // head is invalid (RESP_ERROR names why, RE_* below).
 
-import { HT, LF, CR, SP, MAX_SAFE, isToken, isOws } from "./bytes";
+import { HT, LF, CR, SP, MAX_SAFE, isToken, isOws, eqLower } from "./bytes";
 
 // ---- RESP record ----------------------------------------------------------
 // Size RESP_SIZE bytes, laid over linear memory by the caller; zero it with
@@ -213,25 +213,14 @@ function parseHead(buf: usize, headEnd: i32, resp: usize, headRequest: bool, max
   else if (flags & RS_HAS_CONTENT_LENGTH) {                                              // rule 5
     body = load<f64>(resp, RESP_CONTENT_LENGTH) == 0 ? BODY_NONE : BODY_LENGTH;
   }
-  if (status < 200) flags |= RS_INTERIM;
   // Persistence (RFC 9112 9.3): 1.1 unless "close", 1.0 only with
   // "keep-alive"; a body delimited by the close cannot be followed by anything.
   const persistent = version == 11 ? (flags & RS_CONN_CLOSE) == 0 : (flags & RS_CONN_KEEPALIVE) != 0 && (flags & RS_CONN_CLOSE) == 0;
-  if (persistent && body != BODY_CLOSE) flags |= RS_REUSABLE;
+  if (status < 200) flags |= RS_INTERIM;                    // reuse is decided by the final head
+  else if (persistent && body != BODY_CLOSE) flags |= RS_REUSABLE;
   store<i32>(resp, flags, RESP_FLAGS);
   store<i32>(resp, body, RESP_BODY);
   return headEnd;
-}
-
-/** ASCII case-insensitive compare of n = lit.length bytes at p with a lowercase literal. */
-export function eqLower(p: usize, lit: string): bool {
-  const n = lit.length;
-  for (let i = 0; i < n; i++) {
-    let c = <u32>load<u8>(p + <usize>i);
-    if (c - 0x41 < 26) c |= 0x20;
-    if (c != <u32>lit.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 // Content-Length = 1*DIGIT; a list of identical values or repeated identical
@@ -287,7 +276,7 @@ function onTransferEncoding(resp: usize, flags: i32, p: usize, end: usize): i32 
 }
 
 /** RS_CONN_CLOSE / RS_CONN_KEEPALIVE for the members of a Connection value; other options are ignored. */
-export function connectionOptions(p: usize, end: usize): i32 {
+function connectionOptions(p: usize, end: usize): i32 {
   let flags = 0;
   while (p < end) {
     while (p < end && (load<u8>(p) == COMMA || isOws(load<u8>(p)))) p++;

@@ -21,8 +21,8 @@ import { REQ_METHOD, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_TARGET_OFF, REQ_TARGET_L
   REQ_HOST_OFF, REQ_HOST_LEN, REQ_LINE_START, REQ_LINE_END, RF_CHUNKED, RF_HAS_CONTENT_LENGTH, RF_HAS_HOST,
   METHOD_CONNECT } from "../http/parser";
 import { RESP_STATUS, RESP_FLAGS, RESP_CONTENT_LENGTH, RESP_BODY, RESP_REASON_OFF, RESP_REASON_LEN,
-  RS_HAS_CONTENT_LENGTH, RS_INTERIM, BODY_CHUNKED, BODY_CLOSE, eqLower } from "../http/response";
-import { CR, isOws } from "../http/bytes";
+  RS_HAS_CONTENT_LENGTH, RS_INTERIM, BODY_CHUNKED, BODY_CLOSE } from "../http/response";
+import { CR, isOws, eqLower } from "../http/bytes";
 
 // proxyRewriteRequest flags
 export const RW_CLOSE = 1;           // ask the upstream to close after this response ("Connection: close")
