@@ -177,6 +177,20 @@ for (const [name, head, code] of invalid) {
   });
 }
 
+test("response: a control byte at any position of a long value or reason is refused; HTAB anywhere is not", () => {
+  const v = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";   // 46 bytes: several 16-byte steps
+  for (let i = 0; i < v.length; i++) {
+    const put = (ch) => v.slice(0, i) + ch + v.slice(i + 1);
+    for (const bad of ["\0", "\x01", "\x1f", "\x7f", "\r"]) {
+      assert.equal(parseResp(resp("HTTP/1.1 200 OK", "X-V: " + put(bad), "Content-Length: 0")), { ret: -502, error: E("FIELD") }, `value byte ${i}`);
+      assert.equal(parseResp(resp("HTTP/1.1 200 " + put(bad), "Content-Length: 0")), { ret: -502, error: E("STATUS_LINE") }, `reason byte ${i}`);
+    }
+    assert.is(parseResp(resp("HTTP/1.1 200 OK", "X-V: " + put("\t"), "Content-Length: 0")).headers, 2, `HTAB at ${i}`);
+    assert.is(parseResp(resp("HTTP/1.1 200 " + put("\t"), "Content-Length: 0")).reason, put("\t"), `HTAB at ${i}`);
+    assert.is(parseResp(resp("HTTP/1.1 200 OK", "X-V: " + put("\xff"), "Content-Length: 0")).headers, 2, `obs-text at ${i}`);
+  }
+});
+
 test("response limits: a head of exactly maxHead bytes parses; one byte more is refused", () => {
   const lim = { maxHead: 200, maxHeaders: 100 };
   const fill = (n) => resp("HTTP/1.1 200 OK", "Content-Length: 0", "X: " + "a".repeat(n));

@@ -70,6 +70,18 @@ const W_HTTP11: u64 = 0x312E312F50545448;   // "HTTP/1.1"
 const W_HTTP10: u64 = 0x302E312F50545448;   // "HTTP/1.0"
 const W_HTTP_: u64 = 0x2F50545448;          // "HTTP/"
 const MASK5: u64 = 0xFFFFFFFFFF;
+// Lowercase field names as little-endian words, as parser.ts matches them (the
+// same values; its constants are private to it). OR-ing 0x20 lowercases a
+// name of tchars without mapping any other tchar onto a letter or "-".
+const LOWER: u64 = 0x2020202020202020;
+const W_CONNECTI: u64 = 0x697463656E6E6F63; // "connecti"  connection +0
+const W_NNECTION: u64 = 0x6E6F697463656E6E; // "nnection"  connection +2
+const W_CONTENT_: u64 = 0x2D746E65746E6F63; // "content-"  content-length +0
+const W_T_LENGTH: u64 = 0x6874676E656C2D74; // "t-length"  content-length +6
+const W_TRANSFER: u64 = 0x726566736E617274; // "transfer"  transfer-encoding +0
+const W__ENCODIN: u64 = 0x6E69646F636E652D; // "-encodin"  transfer-encoding +8
+const W_ENCODING: u64 = 0x676E69646F636E65; // "encoding"  transfer-encoding +9
+@inline function lower64(p: usize): u64 { return load<u64>(p) | LOWER; }
 
 export function resetResponse(resp: usize): void {
   const z = i64x2.splat(0);
@@ -91,13 +103,14 @@ export function parseResponse(buf: usize, len: i32, resp: usize, headRequest: bo
   if (done > 0) return done;
   if (load<i32>(resp, RESP_ERROR) != 0) return -502;
   const stop = min(len, maxHead);
-  for (let at = load<i32>(resp, RESP_SCANNED) & ~15; at < stop; at += 16) {
+  const seen = load<i32>(resp, RESP_SCANNED);
+  for (let at = seen & ~15; at < stop; at += 16) {
     const p = buf + <usize>at;
     let m = i8x16.bitmask(i8x16.eq(v128.load(p), i8x16.splat(<i8>LF)));
     for (; m != 0; m &= m - 1) {
       const q = at + ctz(m);
       if (q >= stop) break;
-      if (q < load<i32>(resp, RESP_SCANNED)) continue;    // seen by an earlier call
+      if (q < seen) continue;                            // seen by an earlier call
       if (q == 0 || load<u8>(buf + <usize>q - 1) != CR) return fail(resp, RE_BARE_LF);
       if (q >= 3 && load<u32>(buf + <usize>q - 3) == CRLFCRLF) {
         store<i32>(resp, q + 1, RESP_SCANNED);
@@ -138,11 +151,7 @@ function parseHead(buf: usize, headEnd: i32, resp: usize, headRequest: bool, max
   let reason = p;
   if (load<u8>(p) == SP) {
     reason = ++p;
-    while (true) {
-      const c = <u32>load<u8>(p);
-      if ((c < SP && c != HT) || c == 0x7F) break;
-      p++;
-    }
+    p = skipText(p);
   }
   if (load<u8>(p) != CR || load<u8>(p, 1) != LF) return fail(resp, RE_STATUS_LINE);
   // RFC 9110 15: values outside 100..599 are invalid; a client treats them as
@@ -172,27 +181,26 @@ function parseHead(buf: usize, headEnd: i32, resp: usize, headRequest: bool, max
     if (s == name || load<u8>(s) != COLON) return fail(resp, RE_FIELD);
     const nameLen = <i32>(s - name);
     let vs = s + 1;
-    let q = vs;
-    while (true) {
-      const c = <u32>load<u8>(q);
-      if ((c < SP && c != HT) || c == 0x7F) break;
-      q++;
-    }
+    const q = skipText(vs);
     if (load<u8>(q) != CR || load<u8>(q, 1) != LF) return fail(resp, RE_FIELD); // bare CR, NUL, controls
     s = q + 2;
     while (vs < q && isOws(load<u8>(vs))) vs++;
     let ve = q;
     while (ve > vs && isOws(load<u8>(ve - 1))) ve--;
     if (++count > maxHeaders) return fail(resp, RE_TOO_MANY);
-    if (nameLen == 14 && eqLower(name, "content-length")) {
-      flags = onContentLength(resp, flags, vs, ve);
-      if (flags < 0) return -502;
-    } else if (nameLen == 17 && eqLower(name, "transfer-encoding")) {
-      teSeen = true;
-      flags = onTransferEncoding(resp, flags, vs, ve);
-      if (flags < 0) return -502;
-    } else if (nameLen == 10 && eqLower(name, "connection")) {
-      flags |= connectionOptions(vs, ve);
+    if (nameLen == 14) {
+      if (lower64(name) == W_CONTENT_ && lower64(name + 6) == W_T_LENGTH) {
+        flags = onContentLength(resp, flags, vs, ve);
+        if (flags < 0) return -502;
+      }
+    } else if (nameLen == 17) {
+      if (lower64(name) == W_TRANSFER && lower64(name + 8) == W__ENCODIN && lower64(name + 9) == W_ENCODING) {
+        teSeen = true;
+        flags = onTransferEncoding(resp, flags, vs, ve);
+        if (flags < 0) return -502;
+      }
+    } else if (nameLen == 10) {
+      if (lower64(name) == W_CONNECTI && lower64(name + 2) == W_NNECTION) flags |= connectionOptions(vs, ve);
     }
   }
   store<i32>(resp, count, RESP_HEADER_COUNT);
@@ -221,6 +229,22 @@ function parseHead(buf: usize, headEnd: i32, resp: usize, headRequest: bool, max
   store<i32>(resp, flags, RESP_FLAGS);
   store<i32>(resp, body, RESP_BODY);
   return headEnd;
+}
+
+// First byte a reason-phrase or field value may not contain: a control other
+// than HTAB, or DEL (obs-text 0x80..0xFF is allowed). 16 bytes a step, as the
+// request parser's skipValueSimd (the same reasoning: min/max + eq, and no
+// bound: the line's CR stops it; the 16-byte loads stay within the head plus
+// the caller's padding).
+@inline function skipText(p: usize): usize {
+  while (true) {
+    const v = v128.load(p);
+    const m = i8x16.bitmask(v128.or(i8x16.eq(i8x16.min_u(v, i8x16.splat(0x1F)), v), i8x16.eq(v, i8x16.splat(0x7F))));
+    if (m == 0) { p += 16; continue; }
+    p += ctz(m);
+    if (load<u8>(p) != HT) return p;
+    p++;
+  }
 }
 
 // Content-Length = 1*DIGIT; a list of identical values or repeated identical
