@@ -279,15 +279,16 @@ function bodyRun(mode, length, bytes, cuts = [], maxBody = MAXB) {
 }
 
 // chunked bodies (RFC 9112 7.1): [name, message, expected end]; "NEXT..." after the end is the next message
+// [name, message, its data]
 const chunkedOk = [
-  ["one chunk", "5\r\nhello\r\n0\r\n\r\n"],
-  ["two chunks, hex upper and lower", "A\r\n0123456789\r\nb\r\nabcdefghijk\r\n0\r\n\r\n"],
-  ["leading zeros", "0005\r\nhello\r\n000\r\n\r\n"],
-  ["chunk extensions, quoted", '5;name=val;q="a;b"\r\nhello\r\n0;last\r\n\r\n'],
-  ["extension after BWS", "5 ;x\r\nhello\r\n0\r\n\r\n"],
-  ["trailer fields", "3\r\nabc\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n"],
-  ["empty body", "0\r\n\r\n"],
-  ["body bytes that look like framing", "7\r\n0\r\n\r\n\r\n\r\n0\r\n\r\n"],
+  ["one chunk", "5\r\nhello\r\n0\r\n\r\n", "hello"],
+  ["two chunks, hex upper and lower", "A\r\n0123456789\r\nb\r\nabcdefghijk\r\n0\r\n\r\n", "0123456789abcdefghijk"],
+  ["leading zeros", "0005\r\nhello\r\n000\r\n\r\n", "hello"],
+  ["chunk extensions, quoted", '5;name=val;q="a;b"\r\nhello\r\n0;last\r\n\r\n', "hello"],
+  ["extension after BWS", "5 ;x\r\nhello\r\n0\r\n\r\n", "hello"],
+  ["trailer fields", "3\r\nabc\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n", "abc"],
+  ["empty body", "0\r\n\r\n", ""],
+  ["body bytes that look like framing", "7\r\n0\r\n\r\n\r\n\r\n0\r\n\r\n", "0\r\n\r\n\r\n"],
 ];
 for (const [name, msg] of chunkedOk) {
   test(`chunked pass-through: ${name}: the end is found at the message's last byte, any split`, () => {
@@ -300,6 +301,39 @@ for (const [name, msg] of chunkedOk) {
     assert.equal(bodyRun(BODY_CHUNKED, 0, all, cuts), { end: msg.length, done: true, eof: true }, "byte at a time");
   });
 }
+
+/** De-chunks `bytes` fed in pieces ending at `cuts`; returns the data and where the message ended. */
+function dechunkRun(bytes, cuts = []) {
+  const b = bytesOf(bytes);
+  x.bodyStart(BODY, BODY_CHUNKED, 0, MAXB);
+  let at = 0, data = "";
+  for (const end of [...cuts, b.length]) {
+    if (end <= at) continue;
+    // each piece arrives in its own buffer, as a read would put it
+    c.put(BUF, b.subarray(at, end));
+    c.put(BUF + end - at, PAD);
+    const r = x.bodyDechunk(BODY, BUF, end - at);
+    data += c.str(BUF, c.dv().getInt32(BODY + K("BODYST_OUT"), true));
+    if (r < 0) return { error: r, data };
+    at += r;
+    if (x.bodyDone(BODY)) break;
+  }
+  return { end: at, data, done: x.bodyDone(BODY) !== 0 };
+}
+for (const [name, msg, data] of chunkedOk) {
+  test(`de-chunking for HTTP/1.0 clients: ${name}: the data, any split`, () => {
+    const all = msg + "NEXT";
+    assert.equal(dechunkRun(all), { end: msg.length, data, done: true });
+    for (let k = 1; k < all.length; k++) assert.equal(dechunkRun(all, [k]), { end: msg.length, data, done: true }, `split at ${k}`);
+    const cuts = Array.from({ length: all.length }, (_, i) => i + 1);
+    assert.equal(dechunkRun(all, cuts), { end: msg.length, data, done: true }, "byte at a time");
+  });
+}
+
+test("de-chunking refuses what pass-through refuses", () => {
+  assert.is(dechunkRun("5\r\nhelloX\r\n0\r\n\r\n").error, -400);
+  assert.is(dechunkRun("zz\r\n").error, -400);
+});
 
 const chunkedBad = [
   ["missing CRLF after data", "5\r\nhelloX\r\n0\r\n\r\n", -400],
@@ -476,6 +510,11 @@ test("rewrite response: framing", () => {
   assert.is(rewriteResp(resp("HTTP/1.0 200 OK", "X: 1")), resp("HTTP/1.1 200 OK", "X: 1", "Connection: close"));
   assert.is(rewriteResp(resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked")), resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"));
   assert.is(rewriteResp(resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"), { flags: H10 }), K("RW_NEEDS_DECHUNK"));
+  // an HTTP/1.0 client cannot take chunked (RFC 9112 7.1): de-chunked, the close ends the body
+  assert.is(rewriteResp(resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", "X: 1"), { flags: H10 | K("RWR_DECHUNK") }),
+    resp("HTTP/1.1 200 OK", "X: 1", "Connection: close"));
+  assert.is(rewriteResp(resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"), { flags: K("RWR_DECHUNK") }),
+    resp("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"), "an HTTP/1.1 client gets chunked as is");
   // RFC 9110 8.6: no Content-Length in a 204; HEAD and 304 keep theirs
   assert.is(rewriteResp(resp("HTTP/1.1 204 No Content", "Content-Length: 0")), resp("HTTP/1.1 204 No Content"));
   assert.is(rewriteResp(resp("HTTP/1.1 200 OK", "Content-Length: 1234"), { isHead: true }), resp("HTTP/1.1 200 OK", "Content-Length: 1234"));

@@ -8,13 +8,14 @@
 //
 // Incremental: every variable lives in the caller's record, so any split of
 // the input gives the same result. No allocation.
-import { CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone } from "./chunked";
+import { CHUNK_SIZE, resetChunked, decodeChunked, chunkedDone, chunkedDataLeft } from "./chunked";
 import { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE } from "./response";
 
 // ---- BODYST record ---------------------------------------------------------
 // Size BODYST_SIZE bytes; set up with bodyStart() for each message.
 export const BODYST_SIZE = 24 + CHUNK_SIZE;  // 56
 export const BODYST_MODE = 0;     // i32, BODY_* (http/response.ts)
+export const BODYST_OUT = 4;      // i32, data bytes the last bodyDechunk call left at the start of its buffer
 export const BODYST_LEFT = 8;     // f64, Content-Length bytes still to come
 export const BODYST_MAX = 16;     // f64, largest chunked body accepted (decodeChunked's maxBody)
 export const BODYST_CHUNK = 24;   // the chunked decoder's record (CHUNK_SIZE bytes)
@@ -46,6 +47,37 @@ export function bodyFeed(st: usize, buf: usize, len: i32): i32 {
   }
   if (mode == BODY_CLOSE) return len;
   return 0;
+}
+
+/**
+ * For a client that cannot take chunked (HTTP/1.0): consumes buf[0..len)
+ * like bodyFeed on a chunked body, and moves the chunk data it held to
+ * buf[0..BODYST_OUT) in place (data only moves towards the start), dropping
+ * sizes, extensions and trailers (RFC 9112 7.1.3 lets a recipient that
+ * removes the coding discard trailer fields). The chunk grammar stays the
+ * decoder's: framing bytes go through it one at a time (a few per chunk),
+ * data bytes in one call per run.
+ */
+export function bodyDechunk(st: usize, buf: usize, len: i32): i32 {
+  const ch = st + BODYST_CHUNK;
+  const maxBody = load<f64>(st, BODYST_MAX);
+  let i = 0, out = 0;
+  while (i < len && !chunkedDone(ch)) {
+    const left = chunkedDataLeft(ch);
+    if (left > 0) {
+      const n = <f64>(len - i) < left ? len - i : <i32>left;
+      decodeChunked(buf + <usize>i, n, ch, maxBody);   // data: consumes all n, cannot fail
+      memory.copy(buf + <usize>out, buf + <usize>i, <usize>n);
+      out += n;
+      i += n;
+      continue;
+    }
+    const r = decodeChunked(buf + <usize>i, 1, ch, maxBody);
+    if (r < 0) { store<i32>(st, out, BODYST_OUT); return r; }
+    i += r;
+  }
+  store<i32>(st, out, BODYST_OUT);
+  return i;
 }
 
 /** The body is complete (never true for a close-delimited body: only the close ends it). */

@@ -29,6 +29,7 @@ export const RW_CLOSE = 1;           // ask the upstream to close after this res
 // proxyRewriteResponse flags
 export const RWR_CLOSE = 1;          // the client connection closes after this response
 export const RWR_CLIENT_HTTP10 = 2;  // the client spoke HTTP/1.0
+export const RWR_DECHUNK = 4;        // the caller de-chunks a chunked body (http/framing.ts bodyDechunk)
 
 // Results besides a length (> 0) and 0 (response: do not forward).
 export const RW_NO_ROOM = -1;        // the head does not fit in `cap`
@@ -264,8 +265,10 @@ function hasColon(p: usize, n: i32): bool {
  * the table holds), 0 for an interim (1xx) response an
  * HTTP/1.0 client must not get (RFC 9110 15.2: skip it, wait for the final
  * one), or RW_NEEDS_DECHUNK: a chunked body cannot go to an HTTP/1.0 client
- * as is, and this pass-through does not decode it (the caller answers 502 or
- * asks HTTP/1.0 clients' upstream requests differently).
+ * (RFC 9112 7.1: chunked is HTTP/1.1); with RWR_DECHUNK the caller promises
+ * to de-chunk it (bodyDechunk) and the head is written without
+ * Transfer-Encoding, with "Connection: close": the close ends the body, as
+ * nginx does for HTTP/1.0 clients.
  * A close-delimited body (BODY_CLOSE) can only be framed by the close, so the
  * head then says "Connection: close" whatever `flags` say; the caller closes
  * the client connection after it.
@@ -276,7 +279,8 @@ export function proxyRewriteResponse(buf: usize, resp: usize, out: usize, cap: i
   const interim = (rflags & RS_INTERIM) != 0;
   if (interim && http10) return 0;
   const body = load<i32>(resp, RESP_BODY);
-  if (body == BODY_CHUNKED && http10) return RW_NEEDS_DECHUNK;
+  const dechunk = body == BODY_CHUNKED && http10;
+  if (dechunk && (flags & RWR_DECHUNK) == 0) return RW_NEEDS_DECHUNK;
   const status = load<i32>(resp, RESP_STATUS);
   // The status line ends at the reason's end (after it: CRLF, the parser checked).
   const reason = buf + <usize>load<i32>(resp, RESP_REASON_OFF);
@@ -293,7 +297,9 @@ export function proxyRewriteResponse(buf: usize, resp: usize, out: usize, cap: i
     putBytes(p, next - p);
   }
   if (!interim) {
-    if (body == BODY_CHUNKED) putStr("Transfer-Encoding: chunked\r\n");
+    if (body == BODY_CHUNKED) {
+      if (!dechunk) putStr("Transfer-Encoding: chunked\r\n");  // de-chunked: framed by the close below
+    }
     // RFC 9110 8.6: no Content-Length in a 204; a HEAD or 304 response keeps
     // the one it had (the size a GET would have had).
     else if ((rflags & RS_HAS_CONTENT_LENGTH) && status != 204) {
@@ -301,7 +307,7 @@ export function proxyRewriteResponse(buf: usize, resp: usize, out: usize, cap: i
       putDec(<u64>load<f64>(resp, RESP_CONTENT_LENGTH));
       putStr("\r\n");
     }
-    if ((flags & RWR_CLOSE) || body == BODY_CLOSE) putStr("Connection: close\r\n");
+    if ((flags & RWR_CLOSE) || body == BODY_CLOSE || dechunk) putStr("Connection: close\r\n");
     else if (http10) putStr("Connection: keep-alive\r\n");  // 1.0 keep-alive must be confirmed
   }
   putStr("\r\n");
