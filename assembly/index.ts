@@ -16,6 +16,10 @@ export * from "./http/date";
 export * from "./http/conditional";
 export * from "./http/encoding";
 export * from "./reactor/timers";
+// http-mode proxy parts: the response-head parser, body framing, head rewriting
+export * from "./http/response";
+export * from "./http/framing";
+export * from "./proxy/rewrite";
 
 // ---- the reactor ----------------------------------------------------------
 export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete, reaped } from "./reactor/loop";

@@ -188,6 +188,17 @@ test("parse.mjs: --iterations (what hyperfine runs) and --smoke, one parser each
   assert.match(t.stdout, /^llhttp-wasm browser pipelined x16 +[\d,]+ req\/s +[\d.]+ MB\/s +[\d.]+ ns\/req +[\d,]+ req\/CPU-s +\(\d+ requests in /m);
 });
 
+test("parse-response.mjs --smoke: both parsers, every corpus; a bad flag exits 2", async () => {
+  for (const parser of ["wasm", "llhttp-wasm"]) for (const corpus of ["nginx", "min", "cdn"]) {
+    const r = await run(process.execPath, ["bench/parse-response.mjs", "--parser", parser, "--corpus", corpus, "--pipelined", "--smoke", "--json"]);
+    ok(r, `parse-response.mjs ${parser} ${corpus}`);
+    const j = JSON.parse(r.stdout);
+    assert.is(j.heads % 16, 0, "whole passes of 16 heads");
+    for (const k of ["headsPerSec", "mbPerSec", "nsPerHead", "headsPerCpuSec"]) assert.ok(Number.isFinite(j[k]) && j[k] > 0, k);
+  }
+  assert.is((await run(process.execPath, ["bench/parse-response.mjs", "--parser", "nope"])).code, 2);
+});
+
 test("parse.sh --smoke: its RESULTS.md table for every parser and mode of one corpus, nothing written", async () => {
   const r = await run("bash", ["bench/parse.sh", "--smoke"]);
   ok(r, "parse.sh --smoke");
@@ -357,6 +368,7 @@ const COVERED = {
   "http-report.mjs": "above, and by http.sh --smoke",
   "http-wrk.lua": "by http.sh --smoke (wrk)",
   "io.mjs": "--smoke above",
+  "parse-response.mjs": "--smoke above",
   "http.sh": "--smoke above where wrk is installed; else syntax and --help",
   "node-echo.mjs": "by echo.mjs --smoke",
   "parse-report.mjs": "by parse.sh --smoke",

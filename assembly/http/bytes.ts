@@ -1,5 +1,6 @@
-// Byte constants and classes shared by the request-head parser (parser.ts)
-// and the chunked-body decoder (chunked.ts).
+// Byte constants and classes shared by the request-head parser (parser.ts),
+// the chunked-body decoder (chunked.ts), the response-head parser
+// (response.ts) and the proxy's head rewriting (proxy/rewrite.ts).
 export const HT: u32 = 0x09;
 export const LF: u32 = 0x0A;
 export const CR: u32 = 0x0D;
@@ -33,3 +34,18 @@ export const CLASS = memory.data<u8>([
 
 @inline export function isToken(c: u32): bool { return (load<u8>(CLASS + c) & C_TOKEN) != 0; }
 @inline export function isOws(c: u32): bool { return c == SP || c == HT; }
+
+/**
+ * ASCII case-insensitive compare of lit.length bytes at p with a lowercase
+ * literal. Callers check the span's length first: it reads lit.length bytes.
+ */
+export function eqLower(p: usize, lit: string): bool {
+  const n = lit.length;
+  for (let i = 0; i < n; i++) {
+    let c = <u32>load<u8>(p + <usize>i);
+    if (c - 0x41 < 26) c |= 0x20;
+    if (c != <u32>lit.charCodeAt(i)) return false;
+  }
+  return true;
+}
+

@@ -34,6 +34,11 @@ export function resetChunked(st: usize): void {
 
 export function chunkedDone(st: usize): bool { return load<i32>(st, CHUNK_STATE) == CS_DONE; }
 
+/** Data bytes left in the current chunk; 0 when the decoder is not inside chunk data (for de-chunking). */
+export function chunkedDataLeft(st: usize): f64 {
+  return load<i32>(st, CHUNK_STATE) == CS_DATA ? <f64>load<u64>(st, CHUNK_REMAINING) : 0;
+}
+
 @inline function hexValue(c: u32): u32 {
   const d = c - 0x30;
   if (d <= 9) return d;
