@@ -297,6 +297,14 @@ test("http-report.mjs turns one run of http.sh (its TSV and meta files) into its
   table(r.stdout, want[1].header);
 });
 
+test("proxy.sh: syntax and --help; an unknown argument exits 2", async () => {
+  ok(await run("bash", ["-n", "bench/proxy.sh"]), "bash -n bench/proxy.sh");
+  const help = await run("bash", ["bench/proxy.sh", "--help"]);
+  ok(help, "proxy.sh --help");
+  assert.match(help.stdout, /^The proxy benchmark/);
+  assert.is((await run("bash", ["bench/proxy.sh", "--fast"])).code, 2, "an unknown argument exits 2");
+});
+
 test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
   const syntax = await run("bash", ["-n", "bench/http.sh"]);
   ok(syntax, "bash -n bench/http.sh");
@@ -382,6 +390,9 @@ const COVERED = {
   "chart.svg": "data: test/chart.test.mjs",
   "corpus": "data: parse.mjs",
   "http-peers": "data: http.sh (nginx, h2o)",
+  "lib.sh": "sourced by http.sh and proxy.sh (their runs above)",
+  "proxy.sh": "syntax and --help above; --smoke where wrk and nginx are installed",
+  "proxy-peers": "data: proxy.sh (HAProxy, nginx)",
 };
 
 test("every file in bench/ has a smoke run here (or says why not)", () => {
