@@ -45,7 +45,7 @@ export {
   upstreamEffWeight as proxyUpstreamEffWeight,
 } from "./proxy/upstreams";
 export {
-  balancePick as proxyBalancePick, hashBytes as proxyHashBytes, balanceSeed as proxyBalanceSeed,
+  balancePick as proxyBalancePick, hashBytes as proxyHashBytes, hashClientAddr as proxyHashClientAddr, balanceSeed as proxyBalanceSeed,
   balanceConfig, balanceInit, balancePolicy,
 } from "./proxy/balance";
 export { maglevSize as debugProxyMaglevSize, maglevEntry as debugProxyMaglevEntry } from "./proxy/maglev";

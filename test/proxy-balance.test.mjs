@@ -216,6 +216,28 @@ test("ip-hash is sticky: the same client address always goes to the same upstrea
   assert.is(new Set(first).size, 3, "50 clients reach all three upstreams");
 });
 
+test("ip-hash's key is the client address without the port; ::ffff:a.b.c.d hashes as a.b.c.d", () => {
+  const v4 = (ip, port) => { sockaddr(port, ip, A + 128); return x.proxyHashClientAddr(A + 128) >>> 0; };
+  const base = v4([127, 0, 0, 2], 40000);
+  assert.is(v4([127, 0, 0, 2], 40001), base, "port ignored");
+  assert.is.not(v4([127, 0, 0, 3], 40000), base);
+  assert.is.not(v4([127, 0, 1, 2], 40000), base, "the whole address, not nginx's /24");
+  core.put(A + 64, Buffer.from([127, 0, 0, 2]));
+  assert.is(base, x.proxyHashBytes(A + 64, 4) >>> 0, "hashBytes of the 4 address bytes");
+  const v6 = (bytes, port) => {
+    const at = A + 128, dv = core.dv();
+    core.u8().fill(0, at, at + 32);
+    dv.setUint16(at + abi.SA_FAMILY, abi.AF_INET6, true);
+    dv.setUint16(at + abi.SA_PORT, port, false);
+    core.u8().set(bytes, at + abi.SA_IN6_ADDR);
+    return x.proxyHashClientAddr(at) >>> 0;
+  };
+  assert.is(v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 2], 5), base, "v4-mapped");
+  const loop6 = v6([...new Array(15).fill(0), 1], 5);
+  assert.is(v6([...new Array(15).fill(0), 1], 6), loop6);
+  assert.is.not(loop6, base);
+});
+
 test("consistent hash: one of 5 leaving moves only its own keys (~1/5), and they come back with it", () => {
   setup([1, 1, 1, 1, 1]);
   const keys = Array.from({ length: 10000 }, (_, i) => keyHash(`user-${i}`));

@@ -36,7 +36,9 @@
 //   +300 i32 1: the active check says down  +304 i32 1: ejected
 //   +308 i32 ejection level (multiplier)
 //   +312 f64 when it last became usable (slow start; -Infinity: never left)
-//   +320 f64 when its last ejection ended   +328 i64 smooth-wrr current weight
+//   +320 f64 when its last ejection ended
+// Active requests live in a dense array beside the records (what least-conn
+// and p2c read on every pick; proxyStatsWrite copies them into the record).
 import {
   UPSTREAMS_MAX, UPSTREAM_WEIGHT_MAX, UPSTAT_SIZE, UPSTAT_STATE, UPSTAT_WEIGHT, UPSTAT_RAMP, UPSTAT_ACTIVE_CONNS,
   UPSTAT_ACTIVE_REQS, UPSTAT_CONSEC_FAILS, UPSTAT_EJECTIONS, UPSTAT_TRANSITIONS, UPSTAT_CONNS, UPSTAT_REQUESTS,
@@ -56,12 +58,14 @@ const U_EJECTED = 304;
 const U_LEVEL = 308;
 const U_SINCE = 312;
 const U_RETURNED = 320;
-const U_CW = 328;
 
 const table: usize = memory.data(UPSTREAMS_MAX * UP_SIZE, 16);
+const active: usize = memory.data(UPSTREAMS_MAX * 4, 16);
 let count: i32 = 0;
 /** Bumped by every add and reset: maglev.ts rebuilds its table when it changed. */
 let version: i32 = 1;
+/** Bumped by those and by every change of state: balance.ts re-collects its candidates. */
+let stateVersion: i32 = 1;
 
 // Health config (balanceInit sets it from the BCFG record; these are the defaults).
 let maxFails: i32 = 3;
@@ -95,8 +99,10 @@ export function upstreamsConfigure(fails: i32, base: i32, cap: i32, slowMs: i32,
 
 export function upstreamsReset(): void {
   memory.fill(table, 0, <usize>(count * UP_SIZE));
+  memory.fill(active, 0, <usize>(count * 4));
   count = 0;
   version++;
+  stateVersion++;
 }
 
 /** Copies the sockaddr (saLen bytes, at most a sockaddr_in6); weight 1..UPSTREAM_WEIGHT_MAX. -> index, or -1. */
@@ -111,20 +117,21 @@ export function upstreamAdd(sa: usize, saLen: i32, weight: i32): i32 {
   seti(u, UPSTAT_WEIGHT, weight);
   seti(u, UPSTAT_RAMP, 1000);
   setf(u, U_SINCE, -Infinity);
+  store<i32>(active + <usize>(u * 4), 0);
   version++;
+  stateVersion++;
   return u;
 }
 
 export function upstreamCount(): i32 { return count; }
 export function upstreamsVersion(): i32 { return version; }
+export function upstreamsStateVersion(): i32 { return stateVersion; }
 export function upstreamAddr(u: i32): usize { return valid(u) ? rec(u) + U_SA : 0; }
 export function upstreamAddrLen(u: i32): i32 { return valid(u) ? geti(u, U_SA_LEN) : 0; }
 export function upstreamWeight(u: i32): i32 { return valid(u) ? geti(u, UPSTAT_WEIGHT) : 0; }
-export function upstreamActiveRequests(u: i32): i32 { return valid(u) ? geti(u, UPSTAT_ACTIVE_REQS) : 0; }
+/** Active requests of u, which must be a valid index (the balancers' hot loop). */
+@inline export function upstreamActiveRequests(u: i32): i32 { return load<i32>(active + <usize>(u * 4)); }
 export function upstreamActiveConns(u: i32): i32 { return valid(u) ? geti(u, UPSTAT_ACTIVE_CONNS) : 0; }
-/** The smooth-wrr current weight (balance.ts's, kept here beside the weight). */
-export function upstreamCw(u: i32): i64 { return load<i64>(rec(u) + U_CW); }
-export function upstreamSetCw(u: i32, v: i64): void { store<i64>(rec(u) + U_CW, v); }
 
 export function upstreamConnOpened(u: i32): void {
   if (!valid(u)) return;
@@ -137,7 +144,7 @@ export function upstreamConnClosed(u: i32): void {
 }
 
 export function upstreamRequestStart(u: i32): void {
-  if (valid(u)) seti(u, UPSTAT_ACTIVE_REQS, geti(u, UPSTAT_ACTIVE_REQS) + 1);
+  if (valid(u)) store<i32>(active + <usize>(u * 4), upstreamActiveRequests(u) + 1);
 }
 
 /**
@@ -147,7 +154,8 @@ export function upstreamRequestStart(u: i32): void {
  */
 export function upstreamRequestEnd(u: i32, status: i32, ms: f64): void {
   if (!valid(u)) return;
-  if (geti(u, UPSTAT_ACTIVE_REQS) > 0) seti(u, UPSTAT_ACTIVE_REQS, geti(u, UPSTAT_ACTIVE_REQS) - 1);
+  const a = upstreamActiveRequests(u);
+  if (a > 0) store<i32>(active + <usize>(u * 4), a - 1);
   addf(u, UPSTAT_REQUESTS, 1);
   const cls = status >= 100 && status <= 599 ? status / 100 : 0;
   addf(u, UPSTAT_STATUS + cls * 8, 1);
@@ -252,6 +260,16 @@ export function upstreamEffWeight(u: i32, now: f64): i32 {
   return geti(u, UPSTAT_WEIGHT) * upstreamRamp(u, now);
 }
 
+/**
+ * When u's usability or weight may next change with time alone: the end of
+ * its ejection, now while it ramps (every moment), else never (Infinity).
+ */
+export function upstreamNextChange(u: i32, now: f64): f64 {
+  if (geti(u, U_DOWN) != 0) return Infinity; // only a health result brings it back: a state change
+  if (geti(u, U_EJECTED) != 0) return getf(u, UPSTAT_EJECT_UNTIL);
+  return upstreamRamp(u, now) < 1000 ? now : Infinity;
+}
+
 function othersUsable(u: i32, now: f64): bool {
   for (let i = 0; i < count; i++) if (i != u && upstreamUsable(i, now)) return true;
   return false;
@@ -263,6 +281,7 @@ export function upstreamsStatsWrite(ptr: usize, cap: i32, now: f64): i32 {
   for (let u = 0; u < n; u++) {
     upstreamUsable(u, now); // an ejection that is over shows as over
     seti(u, UPSTAT_RAMP, upstreamRamp(u, now));
+    seti(u, UPSTAT_ACTIVE_REQS, upstreamActiveRequests(u));
     memory.copy(ptr + <usize>(u * UPSTAT_SIZE), rec(u), <usize>UPSTAT_SIZE);
   }
   return n;
@@ -271,6 +290,7 @@ export function upstreamsStatsWrite(ptr: usize, cap: i32, now: f64): i32 {
 // ---- state changes: logged once each, counted ----------------------------
 
 function transition(u: i32, state: i32): void {
+  stateVersion++;
   seti(u, UPSTAT_STATE, geti(u, U_DOWN) != 0 ? UPSTATE_DOWN : state);
   seti(u, UPSTAT_TRANSITIONS, geti(u, UPSTAT_TRANSITIONS) + 1);
 }
