@@ -379,6 +379,74 @@ test("ejection: a failure while ejected only counts; the last usable upstream is
   assert.ok(usable(0, 500));
 });
 
+test("the candidate list follows time and state: an ejection's end, a health change, with only picks between", () => {
+  setup([1, 1, 1]);
+  ejectByFailures(0, 1000); // until 11000
+  for (let i = 0; i < 30; i++) assert.is.not(pick(abi.BAL_WRR, { now: 5000 }), 0);
+  assert.ok(shares(abi.BAL_WRR, 3, 300, { now: 11000 })[0] > 0.3, "back at 11000 with no other call in between");
+  for (let i = 0; i < 3; i++) x.proxyUpstreamHealthResult(2, false, 12000);
+  for (const p of [abi.BAL_WRR, abi.BAL_LEAST_CONN, abi.BAL_P2C, abi.BAL_RANDOM]) {
+    assert.is(shares(p, 3, 300, { now: 12000 })[2], 0, `policy ${p}: down`);
+  }
+  for (let i = 0; i < 2; i++) x.proxyUpstreamHealthResult(2, true, 12000);
+  for (const p of [abi.BAL_WRR, abi.BAL_LEAST_CONN, abi.BAL_P2C, abi.BAL_RANDOM]) {
+    assert.ok(shares(p, 3, 300, { now: 12000 })[2] > 0.2, `policy ${p}: up again`);
+  }
+});
+
+test("model check: 20,000 random failures, successes, health results and picks against a JS model of the health rules", () => {
+  const N = 5, BASE = 10000, CAP = 300000, MAXF = 3, RISE = 2, FALL = 3;
+  setup(new Array(N).fill(0).map((_, i) => 1 + i));
+  const m = Array.from({ length: N }, () => ({ down: false, good: 0, bad: 0, consec: 0, ejected: false, until: 0, level: 0, returned: 0 }));
+  const mUsable = (u, now) => {
+    const s = m[u];
+    if (s.down) return false;
+    if (!s.ejected) return true;
+    if (now < s.until) return false;
+    s.ejected = false; s.returned = s.until; s.consec = 0;
+    return true;
+  };
+  const mFailure = (u, now) => {
+    if (!mUsable(u, now)) return;
+    const s = m[u];
+    if (++s.consec < MAXF) return;
+    let others = false;
+    for (let i = 0; i < N; i++) if (i !== u && mUsable(i, now)) others = true;
+    if (!others) return;
+    if (s.level > 0) s.level = Math.max(0, s.level - Math.floor((now - s.returned) / BASE));
+    s.level++;
+    s.ejected = true; s.until = now + Math.min(BASE * s.level, CAP); s.consec = 0;
+  };
+  const mHealth = (u, ok) => {
+    const s = m[u];
+    if (ok) { s.bad = 0; if (++s.good >= RISE && s.down) { s.down = false; s.consec = 0; } }
+    else { s.good = 0; if (++s.bad >= FALL && !s.down) s.down = true; }
+  };
+  let seed = 99;
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const policies = [abi.BAL_RR, abi.BAL_WRR, abi.BAL_LEAST_CONN, abi.BAL_P2C, abi.BAL_IP_HASH, abi.BAL_HASH, abi.BAL_RANDOM];
+  let now = 0, picked = 0, none = 0;
+  for (let step = 0; step < 20000; step++) {
+    now += Math.floor(rnd() * 4) * 700;
+    const u = Math.floor(rnd() * N), r = rnd();
+    if (r < 0.35) { x.proxyUpstreamFailure(u, now); mFailure(u, now); }
+    else if (r < 0.45) { x.proxyUpstreamSuccess(u, now); m[u].consec = 0; }
+    else if (r < 0.55) { const ok = rnd() < 0.5; x.proxyUpstreamHealthResult(u, ok, now); mHealth(u, ok); }
+    else {
+      const p = policies[Math.floor(rnd() * policies.length)], ex = rnd() < 0.3 ? u : -1;
+      const got = pick(p, { hash: Math.floor(rnd() * 2 ** 32), exclude: ex, now });
+      const ok = [...Array(N).keys()].filter((v) => v !== ex && mUsable(v, now));
+      if (ok.length === 0) { assert.is(got, -1, `step ${step}: none usable`); none++; }
+      else { assert.ok(ok.includes(got), `step ${step}, policy ${p}: picked ${got}, usable ${ok}`); picked++; }
+      if (r > 0.97) x.proxyUpstreamRequestStart(Math.max(got, 0));
+    }
+    // Now and then, every upstream's state; not every step, so that picks
+    // alone must notice an ejection's end (the candidate list's time bound).
+    if (step % 50 === 0) for (let v = 0; v < N; v++) assert.is(usable(v, now), mUsable(v, now), `step ${step}: upstream ${v}`);
+  }
+  assert.ok(picked > 1000 && none > 10, `both outcomes exercised: ${picked} picks, ${none} with none usable`);
+});
+
 // ---- slow start ---------------------------------------------------------------------
 
 test("slow start: an upstream back from ejection ramps from 10% to 100% of its weight", () => {
