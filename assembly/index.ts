@@ -42,7 +42,7 @@ export {
   upstreamFailure as proxyUpstreamFailure, upstreamSuccess as proxyUpstreamSuccess,
   upstreamHealthResult as proxyUpstreamHealthResult, upstreamUsable as proxyUpstreamUsable,
   upstreamBytes as proxyUpstreamBytes, upstreamRetried as proxyUpstreamRetried,
-  upstreamEffWeight as proxyUpstreamEffWeight,
+  upstreamEffWeight as proxyUpstreamEffWeight, upstreamLatencyLe as proxyLatencyLe,
 } from "./proxy/upstreams";
 export {
   balancePick as proxyBalancePick, hashBytes as proxyHashBytes, hashClientAddr as proxyHashClientAddr, balanceSeed as proxyBalanceSeed,

@@ -79,6 +79,11 @@ let fall: i32 = 3;
 const HEX: usize = memory.data<u8>([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]);
 const LE: usize = memory.data<f64>([1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]);
 
+/** Upper bound (ms) of latency bucket i; the last one has none (Infinity). */
+export function upstreamLatencyLe(i: i32): f64 {
+  return <u32>i < <u32>(UPSTAT_BUCKETS - 1) ? load<f64>(LE + <usize>(i * 8)) : Infinity;
+}
+
 @inline function rec(u: i32): usize { return table + <usize>(u * UP_SIZE); }
 @inline function valid(u: i32): bool { return <u32>u < <u32>count; }
 @inline function geti(u: i32, off: i32): i32 { return load<i32>(rec(u) + <usize>off); }
