@@ -3,6 +3,7 @@
 // BCFG_*) and the per-upstream stats records (UPSTAT_*), read by the shared
 // offsets. The host decides nothing here: policy lives in the core.
 import * as abi from "../assembly/abi.ts";
+import type { CoreMemory } from "./core.ts";
 
 /** `--balance` names, as nginx / HAProxy / Envoy users know them, and their BAL_* ids. */
 export const BALANCE_POLICIES = {
@@ -49,7 +50,7 @@ const int = (v: number, what: string, lo: number, hi: number): number => {
 };
 
 /** Writes the config into the core's BCFG record (`balanceConfig()`); the core's balanceInit() reads it. */
-export function writeBalanceConfig(memory: WebAssembly.Memory, at: number, cfg: Partial<BalanceConfig> = {}): void {
+export function writeBalanceConfig(memory: CoreMemory, at: number, cfg: Partial<BalanceConfig> = {}): void {
   const c = { ...defaultBalanceConfig, ...cfg };
   const dv = new DataView(memory.buffer);
   const max = 2 ** 31 - 1;
@@ -95,7 +96,7 @@ export interface UpstreamStats {
 
 /** The core exports the stats need (Core's exports have them). */
 export interface StatsExports {
-  memory: WebAssembly.Memory;
+  memory: CoreMemory;
   proxyStatsBuffer(): number;
   proxyStatsWrite(ptr: number, cap: number): number;
   proxyLatencyLe(i: number): number;
