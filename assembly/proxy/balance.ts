@@ -1,7 +1,7 @@
 // Balancing: which upstream the next request (tcp mode: connection) goes to.
 // Pure: the table is upstreams.ts's, time comes in as `now`, randomness from
 // a PRNG seeded by the host (BCFG_SEED), so a recorded run replays the same
-// picks. No allocation: candidates go into two static arrays.
+// picks. No allocation: candidates go into static arrays.
 //
 // Every policy skips unusable upstreams (down, ejected) and `exclude` (the
 // upstream a retry leaves; strict: if it is the only usable one the pick is
