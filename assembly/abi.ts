@@ -367,3 +367,62 @@ export const ECONNREFUSED = 111;
 export const EINPROGRESS = 115;        // a nonblocking connect under way (io API)
 export const EDQUOT = 122;
 export const ECANCELED = 125;          // an io API op settled by close(fd) or stop()
+
+// ---- proxy: upstreams and balancing (assembly/proxy/upstreams.ts, balance.ts) ----
+// Balancing policies (balancePick's first argument, BCFG_POLICY).
+export const BAL_RR = 1;               // round robin, weights ignored
+export const BAL_WRR = 2;              // nginx's smooth weighted round robin
+export const BAL_LEAST_CONN = 3;       // fewest active requests / weight, ties by smooth wrr (nginx least_conn)
+export const BAL_P2C = 4;              // two random upstreams, the one with fewer active requests / weight (Envoy)
+export const BAL_IP_HASH = 5;          // consistent hash (Maglev) of the client address
+export const BAL_HASH = 6;             // consistent hash (Maglev) of a request key
+export const BAL_RANDOM = 7;           // weighted random
+export const UPSTREAMS_MAX = 256;      // table size (one byte per Maglev entry; see upstreams.ts)
+export const UPSTREAM_WEIGHT_MAX = 10000;
+
+// Balance config record: `balanceConfig()` returns its address (static, like
+// the control block); the host writes it before init, balanceInit() reads
+// it. Kept out of CTL so the proxy's own CFG_* fields have the free offsets.
+// i32 fields; 0 means the default given.
+export const BCFG_SIZE = 64;
+export const BCFG_POLICY = 0;          // BAL_* (0: BAL_WRR); what the proxy passes to balancePick
+export const BCFG_SEED = 4;            // u32 PRNG seed for p2c / random (0: a fixed seed); replays repeat it
+export const BCFG_MAX_FAILS = 8;       // consecutive failures that eject (0: 3; < 0: never eject)
+export const BCFG_EJECT_BASE = 12;     // ms of the first ejection; the n-th lasts n x this (0: 10000)
+export const BCFG_EJECT_MAX = 16;      // ms, cap of an ejection (0: 300000)
+export const BCFG_SLOW_START = 20;     // ms an upstream coming back ramps its weight over, 10% -> 100% (0: off)
+export const BCFG_RISE = 24;           // consecutive good health checks that bring a down upstream up (0: 2)
+export const BCFG_FALL = 28;           // consecutive bad health checks that take an up upstream down (0: 3)
+
+// Upstream states (UPSTAT_STATE)
+export const UPSTATE_UP = 0;
+export const UPSTATE_DOWN = 1;         // the active health check says down (fall reached)
+export const UPSTATE_EJECTED = 2;      // passive health: ejected until UPSTAT_EJECT_UNTIL
+
+// Upstream stats record: proxyStatsWrite(ptr, cap) writes one per upstream,
+// in table order (index = upstream), UPSTAT_SIZE bytes each; cap is in bytes.
+// proxyStatsBuffer() is a static area with room for UPSTREAMS_MAX of them.
+// Counters that only grow are f64 (exact to 2^53), gauges i32.
+export const UPSTAT_SIZE = 256;
+export const UPSTAT_STATE = 0;         // i32 UPSTATE_*
+export const UPSTAT_WEIGHT = 4;        // i32 configured weight
+export const UPSTAT_RAMP = 8;          // i32 slow-start ramp, per mille of the weight in use (1000: full)
+export const UPSTAT_ACTIVE_CONNS = 12; // i32
+export const UPSTAT_ACTIVE_REQS = 16;  // i32
+export const UPSTAT_CONSEC_FAILS = 20; // i32 consecutive failures (reset by a success and by an ejection)
+export const UPSTAT_EJECTIONS = 24;    // i32 times ejected
+export const UPSTAT_TRANSITIONS = 28;  // i32 state changes (each one logged)
+export const UPSTAT_CONNS = 32;        // f64 connections opened
+export const UPSTAT_REQUESTS = 40;     // f64 requests ended
+export const UPSTAT_FAILURES = 48;     // f64 failures reported
+export const UPSTAT_RETRIES = 56;      // f64 requests retried away from this upstream
+export const UPSTAT_BYTES_TO = 64;     // f64 bytes sent to the upstream
+export const UPSTAT_BYTES_FROM = 72;   // f64 bytes received from it
+export const UPSTAT_LATENCY_SUM = 80;  // f64 ms, summed over requests that got a response
+export const UPSTAT_EJECT_UNTIL = 88;  // f64 ms (loop time) the current ejection ends; 0: not ejected
+export const UPSTAT_STATUS = 96;       // f64 x 6: requests by status class, [0] no response, [1] 1xx .. [5] 5xx
+export const UPSTAT_STATUS_CLASSES = 6;
+export const UPSTAT_LATENCY = 144;     // f64 x UPSTAT_BUCKETS: responses by latency, NOT cumulative:
+                                       // [i] counts le_i-1 < ms <= le_i (the last one: above the last bound)
+export const UPSTAT_BUCKETS = 14;      // bounds in ms: 1 2.5 5 10 25 50 100 250 500 1000 2500 5000 10000, +Inf
+                                       // 144 + 14 x 8 = 256

@@ -36,3 +36,21 @@ export function init(): usize {
   if (reactorInit()) protocolsInit();
   return ctl;
 }
+
+// ---- proxy: upstream table and balancing (bare-core tests, benchmarks, the host) ----
+export {
+  upstreamsReset as proxyUpstreamsReset, upstreamAdd as proxyUpstreamAdd, upstreamCount as proxyUpstreamCount,
+  upstreamAddr as proxyUpstreamAddr, upstreamAddrLen as proxyUpstreamAddrLen,
+  upstreamConnOpened as proxyUpstreamConnOpened, upstreamConnClosed as proxyUpstreamConnClosed,
+  upstreamRequestStart as proxyUpstreamRequestStart, upstreamRequestEnd as proxyUpstreamRequestEnd,
+  upstreamFailure as proxyUpstreamFailure, upstreamSuccess as proxyUpstreamSuccess,
+  upstreamHealthResult as proxyUpstreamHealthResult, upstreamUsable as proxyUpstreamUsable,
+  upstreamBytes as proxyUpstreamBytes, upstreamRetried as proxyUpstreamRetried,
+  upstreamEffWeight as proxyUpstreamEffWeight, upstreamLatencyLe as proxyLatencyLe,
+} from "./proxy/upstreams";
+export {
+  balancePick as proxyBalancePick, hashBytes as proxyHashBytes, hashClientAddr as proxyHashClientAddr, balanceSeed as proxyBalanceSeed,
+  balanceConfig, balanceInit, balancePolicy,
+} from "./proxy/balance";
+export { maglevSize as debugProxyMaglevSize, maglevEntry as debugProxyMaglevEntry } from "./proxy/maglev";
+export { proxyStatsBuffer, proxyStatsWrite } from "./proxy/stats";

@@ -29,6 +29,9 @@ export {
   EFD_NONBLOCK, EFD_CLOEXEC,
 } from "./libc.ts";
 export * as abi from "../assembly/abi.ts";
+// The upstream table of the proxy: policy names, its config record, its stats records.
+export { BALANCE_POLICIES, parseBalancePolicy, writeBalanceConfig, defaultBalanceConfig, readUpstreamStats } from "./balance.ts";
+export type { BalanceConfig, BalancePolicyName, UpstreamStats, UpstreamState, StatsExports } from "./balance.ts";
 export { replay, replayCommand, describeTrap, RecordingError } from "./replay.ts";
 export type { ReplayResult, ReplaySummary, ReplayOptions, ReplayTrap, Divergence, TextOut } from "./replay.ts";
 export { readRecording } from "./recording.ts";

@@ -143,6 +143,18 @@ test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => 
   for (const row of got.rows) for (const c of row.slice(1)) numeric(c, row[0]);
 });
 
+test("balance.mjs --smoke: every policy of its RESULTS.md table at 3 and 256 upstreams", async () => {
+  const r = await run(process.execPath, ["bench/balance.mjs", "--smoke"]);
+  ok(r, "balance.mjs --smoke");
+  assert.match(r.stdout, /^balancePick, ns per pick, median of 1 runs/m);
+  const [want] = resultsTables("## Balancing (bench/balance.mjs)");
+  const got = table(r.stdout, want.header);
+  assert.equal(got.rows.map((c) => c[0]), want.rows.map((c) => c[0]));
+  for (const row of got.rows) for (const c of row.slice(1)) numeric(c, row[0]);
+  const bad = await run(process.execPath, ["bench/balance.mjs", "--fast"]);
+  assert.is(bad.code, 2, "an unknown flag exits 2");
+});
+
 test("uring-ring.mjs --smoke: ns per request for libc and every flag set, both request kinds", async () => {
   const r = await run(process.execPath, ["bench/uring-ring.mjs", "--smoke"]);
   ok(r, "uring-ring.mjs --smoke");
@@ -366,6 +378,7 @@ test("snapshot.sh copies a build that runs (the core the benchmarks would measur
 // Every file in bench/ and where it is exercised.
 const COVERED = {
   "ab.sh": "syntax and --help above",
+  "balance.mjs": "--smoke above",
   "chart.mjs": "test/chart.test.mjs (draws bench/RESULTS.md)",
   "dispatch.mjs": "--smoke above",
   "echo-client.mjs": "by echo.mjs --smoke",
