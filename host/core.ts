@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
 import type { PumpExports } from "./pump.ts";
 import { addressOf } from "./libc.ts";
+import { sockaddrBytes } from "./net.ts";
 import { CoreAbort } from "./pump.ts";
 
 export { CoreAbort };
@@ -47,6 +48,14 @@ export interface CoreConfig {
   cors: boolean;
   /** HTTP: serve X.br / X.gz to clients that accept br / gzip, when they exist beside X. */
   precompressed: boolean;
+  /** Proxy: the upstreams (IP addresses), weights >= 1. */
+  proxyUpstreams: { host: string; port: number; weight: number }[];
+  /** Proxy: abi.BAL_* policy. */
+  proxyBalance: number;
+  /** Proxy: connect timeout (ms); 0 = none. */
+  proxyConnectTimeoutMs: number;
+  /** Proxy: seed of the core's PRNG (p2c, random); recorded, so a replay picks the same. */
+  proxySeed: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -67,6 +76,10 @@ export const defaultCoreConfig: CoreConfig = {
   cacheControl: "no-cache",
   cors: false,
   precompressed: false,
+  proxyUpstreams: [],
+  proxyBalance: 2, // abi.BAL_WRR
+  proxyConnectTimeoutMs: 5_000,
+  proxySeed: 1,
 };
 
 /**
@@ -113,6 +126,10 @@ export interface CoreExports extends PumpExports {
   checkInvariants(): number;
   beginShutdown(graceMs: number): number;
   closeAll(): number;
+  /** The upstream record the host writes before init (abi.ts PXC_*). */
+  proxyConfig(): number;
+  /** Upstream u's counters (abi.ts PXS_*), 0: no such upstream. */
+  proxyUpstreamStats(u: number): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -181,6 +198,20 @@ export class Core {
       this.u8.set(Buffer.from(cc, "latin1"), this.x.configText() + abi.CFGT_CACHE_CONTROL);
     }
     i[c + (abi.CFG_CACHE_CONTROL >> 2)] = cc ? cc.length : 0;
+    const ups = config.proxyUpstreams ?? [];
+    if (ups.length > abi.PXC_MAX_UPSTREAMS) throw new TypeError(`at most ${abi.PXC_MAX_UPSTREAMS} upstreams, got ${ups.length}`);
+    const pxc = this.x.proxyConfig();
+    i[pxc >> 2] = ups.length;
+    ups.forEach((u, k) => {
+      const e = pxc + 4 + k * abi.PXU_SIZE;
+      const sa = sockaddrBytes(u.host, u.port);
+      i[(e + abi.PXU_WEIGHT) >> 2] = u.weight;
+      i[(e + abi.PXU_SA_LEN) >> 2] = sa.length;
+      this.u8.set(sa, e + abi.PXU_SA);
+    });
+    i[c + (abi.CFG_PROXY_BALANCE >> 2)] = config.proxyBalance ?? abi.BAL_WRR;
+    i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
+    i[c + (abi.CFG_PROXY_SEED >> 2)] = config.proxySeed ?? 1;
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
