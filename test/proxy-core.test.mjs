@@ -97,6 +97,33 @@ test("half-close: the client's FIN becomes shutdown(SHUT_WR) upstream after its 
   assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1]);
 });
 
+test("a side done both ways is closed alone while its peer still drains; a reset after a FIN closes the pair", () => {
+  const h = proxyHost({});
+  acceptClient(h);
+  h.peerEof(CLIENT);
+  h.tick([{ fd: CLIENT, events: R }]);
+  h.tick([{ fd: CLIENT, events: R }]);
+  assert.equal(h.ops(abi.OP_SHUTDOWN).map((e) => e.fd), [UP1]);
+  h.room(CLIENT, 0); // the client takes nothing for now
+  h.feed(UP1, "late reply").peerEof(UP1);
+  for (let i = 0; i < 3; i++) h.tick([{ fd: UP1, events: R }]);
+  assert.equal(closedFds(h), [UP1], "the upstream is finished: closed, the client still owed bytes");
+  h.room(CLIENT, Infinity);
+  h.tick([{ fd: CLIENT, events: W }]);
+  assert.is(h.output(CLIENT).toString(), "late reply");
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1]);
+
+  const g = proxyHost({});
+  acceptClient(g);
+  g.peerEof(CLIENT);
+  g.tick([{ fd: CLIENT, events: R }]);
+  g.tick([{ fd: CLIENT, events: R }]);
+  assert.equal(closedFds(g), []);
+  g.socket(CLIENT).error = abi.ECONNRESET;
+  g.tick([{ fd: CLIENT, events: abi.EV_ERROR | abi.EV_HANGUP }]);
+  assert.equal(closedFds(g).sort((a, b) => a - b), [CLIENT, UP1], "the error on the half-closed client closes both");
+});
+
 test("a reset on one side closes the other", () => {
   const h = proxyHost({});
   acceptClient(h);

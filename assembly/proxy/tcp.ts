@@ -31,7 +31,7 @@ import {
   PXS_RETRIES, PXS_BYTES_IN, PXS_BYTES_OUT, LOG_WARN,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
-import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
+import { readBufTake, readBufGive, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
   connCloseSoon, setDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, CF_READABLE, CF_WRITABLE, CF_EOF,
@@ -289,6 +289,18 @@ export function proxyRun(fd: i32): void {
     store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
     return;
   }
+  if ((f & (CF_EOF | CF_READABLE)) == (CF_EOF | CF_READABLE) && !out && load<i32>(c + C_RBUF) == 0) {
+    // A side past its FIN is watched for nothing, but an error or hang-up is
+    // always reported (a level-triggered backend: on every poll): one read
+    // tells a reset (-> close the pair) from a stale readiness (0: nothing).
+    clearFlag(fd, CF_READABLE);
+    const b = readBufTake(READ_SMALL);
+    cset(fd, C_RBUF, <i32>b);
+    store<i32>(c + C_RLEN, READ_SMALL);
+    submit(OP_READ, fd, <i32>b, READ_SMALL, 0, 0);
+    store<i32>(c + C_INFLIGHT, OP_READ);
+    return;
+  }
   if ((f & CF_READABLE) && !(f & (CF_EOF | CF_NO_READ)) && load<i32>(c + C_RBUF) == 0) {
     const peer = peerOf(fd);
     if (peer < 0) return;
@@ -373,6 +385,7 @@ export function proxyComplete(fd: i32, op: i32, res: i32): void {
     if (res < 0) { closePair(fd); return; }
     xset(fd, XF_SHUT_DONE);
     if (pairFinished(fd)) { closePair(fd); return; }
+    if (flags(fd) & CF_EOF) { closeSide(fd); return; }
     enqueue(fd);
     return;
   }
@@ -420,6 +433,7 @@ function readDone(fd: i32, res: i32): void {
   store<i32>(c + C_RLEN, 0);
   if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); return; }
   if (res < 0) { closePair(fd); return; } // a reset on one side closes the other
+  if (flags(fd) & CF_EOF) return; // the probe of a side past its FIN (proxyRun): still just closed for reading
   // FIN: no more input here; the peer sends its own FIN once it wrote all before it.
   setFlag(fd, CF_EOF | CF_NO_READ);
   connRefreshInterest(fd);
@@ -427,7 +441,20 @@ function readDone(fd: i32, res: i32): void {
   if (peer < 0) { closePair(fd); return; }
   xset(peer, XF_SHUT_WANTED);
   if (pairFinished(fd)) { closePair(fd); return; }
+  if (xf(fd) & XF_SHUT_DONE) { closeSide(fd); return; }
   enqueue(peer);
+}
+
+/**
+ * fd is done both ways (its FIN came, ours went) while its peer still
+ * drains: close fd alone. Kept open, a level-triggered backend would report
+ * its hang-up on every poll until the peer finished.
+ */
+function closeSide(fd: i32): void {
+  const peer = peerOf(fd);
+  cset(fd, X_PEER, -1);
+  connClose(fd);
+  if (peer >= 0) { cset(peer, X_PEER, -1); enqueue(peer); }
 }
 
 /** Both sides sent their FIN and each FIN was passed on: the pair is done. */
