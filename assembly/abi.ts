@@ -163,6 +163,14 @@ export const OP_WRITE = 23;    // IORING_OP_WRITE: write(fd, addr, len), off = 0
 export const OP_SEND = 26;     // IORING_OP_SEND: send(fd, addr, len, op_flags = msg_flags) -> bytes (a head with MSG_MORE before sendfile)
 export const OP_READ = 27;     // IORING_OP_RECV: recv(fd, addr, len, 0), a read of a socket -> bytes
 export const OP_SHUTDOWN = 34; // IORING_OP_SHUTDOWN: shutdown(fd, len = how) -> 0
+export const OP_CONNECT = 16;  // IORING_OP_CONNECT: connect(fd, addr = sockaddr, off = its length) -> 0 or -errno. Non-blocking:
+                               // -EINPROGRESS; the core waits for WRITABLE and issues it again: 0 (or -EISCONN)
+                               // once connected, -EALREADY while pending, the error (ECONNREFUSED...) if it failed
+                               // (Linux's connect() reports SO_ERROR so). io_uring's own CONNECT completes at the end.
+export const OP_SOCKET = 45;   // IORING_OP_SOCKET: socket(domain = fd field, type = off, protocol = len) -> new fd.
+                               // The core's submit(OP_SOCKET, owner, domain, type, 0, 0) keeps the fd it acts for
+                               // (a proxy's client) in its in-flight entry; the SQE carries io_uring's fields.
+                               // Completed in its round, always (as ACCEPT).
 export const OP_SENDFILE = 0x80; // not in io_uring: sendfile(fd, splice_fd_in, addr = i64 offset (kernel-updated), len) -> bytes
 export const OP_CTL = 0x81;    // set interest, for the event backend: backend.setInterest(fd, len = INTEREST_*,
                                // op_flags = EV_* bits, off = the slot's generation) -> 0 or -errno (every backend:
@@ -367,6 +375,10 @@ export const ECONNREFUSED = 111;
 export const EINPROGRESS = 115;        // a nonblocking connect under way (io API)
 export const EDQUOT = 122;
 export const ECANCELED = 125;          // an io API op settled by close(fd) or stop()
+export const EALREADY = 114;           // connect: still under way
+export const EISCONN = 106;            // connect: already connected (a repeated connect after success)
+export const EHOSTUNREACH = 113;
+export const ENETUNREACH = 101;
 
 // ---- proxy: upstreams and balancing (assembly/proxy/upstreams.ts, balance.ts) ----
 // Balancing policies (balancePick's first argument, BCFG_POLICY).
@@ -426,3 +438,20 @@ export const UPSTAT_LATENCY = 144;     // f64 x UPSTAT_BUCKETS: responses by lat
                                        // [i] counts le_i-1 < ms <= le_i (the last one: above the last bound)
 export const UPSTAT_BUCKETS = 14;      // bounds in ms: 1 2.5 5 10 25 50 100 250 500 1000 2500 5000 10000, +Inf
                                        // 144 + 14 x 8 = 256
+
+// ---- proxy (helper "proxy": outgoing connects, tcp-mode relay) -------------
+// CTL offsets taken: 200, 204, 212 (208 is free; the policy and seed live in
+// the balance config record, BCFG_*).
+export const CFG_PEER_ADDRS = 200;           // 1: accepts ask for the peer's address (the proxy's ip-hash); the access log implies it
+export const PROTO_PROXY_TCP = 3;
+export const CFG_PROXY_CONNECT_TIMEOUT = 204; // ms; 0 = none
+export const STAT_PROXY_NO_UPSTREAM = 212;   // clients closed: no usable upstream (or both tries failed)
+// Upstreams: the host writes them before init() into the record at the export
+// proxyConfig() (PXC_SIZE bytes, static like the control block):
+//   +0 i32 count, then count entries of PXU_SIZE bytes: i32 weight, i32 sockaddr length, 28 bytes sockaddr
+export const PXC_MAX_UPSTREAMS = UPSTREAMS_MAX;
+export const PXU_SIZE = 36;
+export const PXU_WEIGHT = 0;
+export const PXU_SA_LEN = 4;
+export const PXU_SA = 8;
+export const PXC_SIZE = 4 + PXC_MAX_UPSTREAMS * PXU_SIZE;

@@ -27,6 +27,7 @@ export { recover, debugTrapFd, debugTrapCompletion } from "./reactor/recovery";
 export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";
+export { proxyConfig } from "./proxy/tcp";
 import { ctl } from "./reactor/ctl";
 import { reactorInit } from "./reactor/loop";
 import { protocolsInit } from "./protocols";

@@ -1,4 +1,4 @@
-// wasm-reactor command line: `echo`, `serve` and `replay`. No command: the
+// wasm-reactor command line: `echo`, `serve`, `proxy` and `replay`. No command: the
 // usage on stderr, exit 2. A bad flag prints one line naming the problem and
 // where the help is, and exits 2 (as git and cargo do: the whole help would
 // bury the one line that matters). A startup error (port in use, missing
@@ -11,6 +11,7 @@ import { cacheControlProblem } from "./core.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
+import { BALANCE_POLICIES, proxyConfig, resolveUpstreams } from "./proxy.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
@@ -101,6 +102,31 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "max-body": { kind: "int", arg: "BYTES", help: "largest request body read and discarded (bytes; larger: 413)", def: 1048576, defText: "1048576 = 1 MiB" },
     },
   },
+  proxy: {
+    summary: "TCP load balancer / reverse proxy: accept, pick an upstream, relay bytes both ways " +
+      "(short form: wasm-reactor proxy PORT UPSTREAM... [-a POLICY])",
+    positional: "[PORT UPSTREAM...]",
+    flags: {
+      listen: { kind: "string", arg: "[HOST:]PORT", help: "address to listen on (a name listens on every address it resolves to); 0 = any free port", def: "127.0.0.1:8080" },
+      upstream: {
+        kind: "string", arg: "HOST:PORT[:WEIGHT]",
+        help: "an upstream (repeat the flag for each; IPv6 as [::1]:9001:2); names are resolved once, at startup; weight 1..1000, default 1",
+      },
+      balance: { kind: "string", arg: "POLICY", help: "rr, wrr (smooth weighted round robin), least-conn, p2c, ip-hash, random (-a POLICY)", def: "wrr" },
+      mode: { kind: "string", arg: "tcp|http", help: "tcp: relay bytes; http: not built yet", def: "tcp" },
+      "event-mode": { ...common.mode, def: "et" },
+      "connect-timeout": { kind: "int", arg: "MS", help: "give up a connect to an upstream after this long (then one retry on another upstream); 0 = never", def: 5000 },
+      backend: common.backend,
+      "io-backend": common["io-backend"],
+      "idle-timeout": { ...common["idle-timeout"], help: "close a client and its upstream when neither sent a byte for this long (ms); 0 = never", def: 600000, defText: "600000 = 10 min, as nginx's proxy_timeout" },
+      "max-events": common["max-events"],
+      "write-buf-max": { ...common["write-buf-max"], help: "per-connection write buffer (bytes): a side is not read while its peer's buffer is this full" },
+      workers: common.workers,
+      record: common.record,
+      "shutdown-timeout": { ...common["shutdown-timeout"], help: "on SIGINT/SIGTERM, stop accepting and let connections in progress finish for at most this long (ms); a second signal stops at once" },
+      help: common.help,
+    },
+  },
   replay: {
     summary: "replay a recording against this core with no OS; exit 0 if every request matches, 1 at the first divergence or if the core trapped (a core bug, reproduced), 2 if the file is unusable",
     positional: "FILE",
@@ -181,10 +207,12 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
   for (const [n, f] of Object.entries(spec.flags)) if (f.def !== undefined) opts[n] = f.def;
   if (spec.flags.backend) opts.backend = cliDefaultBackend();
   if (spec.flags["io-backend"]) opts["io-backend"] = cliDefaultIoBackend(bad);
+  const upstreams: string[] = [];
   for (let i = 0; i < rest.length; i++) {
-    const a = rest[i];
+    let a = rest[i];
+    if (cmd === "proxy" && a === "-a") a = "--balance"; // the seed's short form
     if (!a.startsWith("--") || a === "--") {
-      if (spec.positional && args.length === 0 && a !== "--") { args.push(a); continue; }
+      if (spec.positional && (args.length === 0 || cmd === "proxy") && a !== "--" && !a.startsWith("-")) { args.push(a); continue; }
       throw bad(`unexpected argument '${a}'`);
     }
     let [name, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
@@ -218,7 +246,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       if (v > 2 ** 31 - 1) throw bad(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
-      if (value !== "lt" && value !== "et") throw bad(`--mode must be lt or et, got '${value}'`);
+      if (value !== "lt" && value !== "et") throw bad(`--${name} must be lt or et, got '${value}'`);
       opts[name] = value;
     } else {
       if (value === "") throw bad(`--${name} needs a value`);
@@ -233,14 +261,57 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         const why = cacheControlProblem(value);
         if (why) throw bad(`--cache-control ${JSON.stringify(value)} ${why}`);
       }
+      if (name === "upstream") { upstreams.push(value); continue; }
       opts[name] = value;
     }
   }
+  if (cmd === "proxy") return proxyArgs(opts, args, upstreams, bad);
   if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
   if (rest.some((a) => /^--access-log-flush(=|$)/.test(a)) && opts["access-log-file"] === undefined) {
     throw bad("--access-log-flush needs --access-log-file (stdout is written once per loop round)");
   }
   return { cmd, opts, args };
+}
+
+/** One upstream, HOST:PORT[:WEIGHT] ([v6]:PORT[:WEIGHT]); throws the one-line reason. */
+export function parseUpstream(v: string, bad: (why: string) => UsageError): { host: string; port: number; weight: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d+)(?::(\d+))?$/.exec(v);
+  if (!m) throw bad(`--upstream must be HOST:PORT[:WEIGHT], got '${v}'`);
+  const port = Number(m[3]), weight = m[4] === undefined ? 1 : Number(m[4]);
+  if (port < 1 || port > 65535) throw bad(`upstream port must be 1..65535, got '${v}'`);
+  if (weight < 1 || weight > 1000) throw bad(`upstream weight must be 1..1000, got '${v}'`);
+  return { host: m[1] ?? m[2], port, weight };
+}
+
+/** [HOST:]PORT of --listen (or the short form's first argument). */
+function parseListen(v: string, bad: (why: string) => UsageError): { host: string; port: number } {
+  const m = /^(?:(?:\[([^\]]+)\]|([^:\[\]]+)):)?(\d+)$/.exec(v);
+  if (!m || Number(m[3]) > 65535) throw bad(`--listen must be [HOST:]PORT with a port 0..65535, got '${v}'`);
+  return { host: m[1] ?? m[2] ?? "127.0.0.1", port: Number(m[3]) };
+}
+
+/** The proxy's command line, both forms: --listen/--upstream, or PORT UPSTREAM... */
+function proxyArgs(opts: Record<string, string | number | boolean>, args: string[], upstreams: string[],
+  bad: (why: string) => UsageError): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
+  if (opts.mode !== "tcp" && opts.mode !== "http") throw bad(`--mode must be tcp or http, got '${opts.mode}'`);
+  if (opts.mode === "http") throw bad("http mode: not built yet");
+  if (!Object.prototype.hasOwnProperty.call(BALANCE_POLICIES, String(opts.balance))) {
+    throw bad(`--balance must be one of ${Object.keys(BALANCE_POLICIES).filter((k) => k !== "hash").join(", ")}, got '${opts.balance}'`);
+  }
+  if (opts.balance === "hash") throw bad("--balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (args.length > 0) {
+    // wasm-reactor proxy 8080 127.0.0.1:9001:3 127.0.0.1:9002:2 -a wrr
+    opts.listen = args[0];
+    upstreams.push(...args.slice(1));
+  }
+  const listen = parseListen(String(opts.listen), bad);
+  const ups = upstreams.map((u) => parseUpstream(u, bad));
+  if (ups.length === 0) throw bad("no upstream: give --upstream HOST:PORT[:WEIGHT] (or the short form PORT UPSTREAM...)");
+  if (ups.length > 64) throw bad(`at most 64 upstreams, got ${ups.length}`);
+  opts.host = listen.host;
+  opts.port = listen.port;
+  opts.upstreams = JSON.stringify(ups);
+  return { cmd: "proxy", opts, args: [] };
 }
 
 /**
@@ -286,6 +357,9 @@ export async function main(argv: string[]): Promise<number> {
     record: opts.record === undefined ? undefined : resolve(String(opts.record)),
   };
   try {
+    // Upstream names: resolved once, here (the core takes addresses), as nginx
+    // resolves the names of an upstream block when it loads its config.
+    if (cmd === "proxy") opts.upstreams = JSON.stringify(await resolveUpstreams(JSON.parse(String(opts.upstreams))));
     so = serverOptions(cmd, opts);
     // An auto that found io_uring stays auto in the workers: a worker whose
     // full-size ring cannot be set up then falls back (Loop) instead of failing.
@@ -296,7 +370,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
-  return serveInWorkers(cmd, so, opts.workers as number, opts.mode as string, opts["shutdown-timeout"] as number, outputs);
+  const mode = cmd === "proxy" ? `${opts.mode}, events ${opts["event-mode"]}` : opts.mode as string;
+  return serveInWorkers(cmd, so, opts.workers as number, mode, opts["shutdown-timeout"] as number, outputs);
 }
 
 /**
@@ -448,6 +523,21 @@ function closeWriters(cmd: string, writers: ParallelWriter[]): boolean {
 class StartupError extends Error {}
 
 function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
+  if (cmd === "proxy") {
+    return {
+      protocol: "proxy-tcp",
+      port: o.port as number,
+      mode: o["event-mode"] as "lt" | "et",
+      backend: o.backend as "epoll" | "poll",
+      idleTimeoutMs: o["idle-timeout"] as number,
+      maxEvents: o["max-events"] as number,
+      writeBufMax: o["write-buf-max"] as number,
+      ...proxyConfig({
+        upstreams: JSON.parse(String(o.upstreams)), balance: String(o.balance), proxyMode: "tcp",
+        connectTimeoutMs: o["connect-timeout"] as number, seed: Math.floor(Math.random() * 2 ** 31),
+      }),
+    };
+  }
   const so: ServerOptions = {
     protocol: cmd === "serve" ? "http" : "echo",
     port: o.port as number,

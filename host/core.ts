@@ -5,8 +5,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as abi from "../assembly/abi.ts";
+import { writeBalanceConfig, type BalanceConfig } from "./balance.ts";
 import type { PumpExports } from "./pump.ts";
 import { addressOf } from "./libc.ts";
+import { sockaddrBytes } from "./net.ts";
 import { CoreAbort } from "./pump.ts";
 
 export { CoreAbort };
@@ -47,6 +49,12 @@ export interface CoreConfig {
   cors: boolean;
   /** HTTP: serve X.br / X.gz to clients that accept br / gzip, when they exist beside X. */
   precompressed: boolean;
+  /** Proxy: the upstreams (IP addresses), weights >= 1. */
+  proxyUpstreams: { host: string; port: number; weight: number }[];
+  /** Proxy: balancing policy, PRNG seed and upstream health settings (host/balance.ts), written into the core's BCFG record; recorded, so a replay picks the same. */
+  proxyBalance: Partial<BalanceConfig>;
+  /** Proxy: connect timeout (ms); 0 = none. */
+  proxyConnectTimeoutMs: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -67,6 +75,9 @@ export const defaultCoreConfig: CoreConfig = {
   cacheControl: "no-cache",
   cors: false,
   precompressed: false,
+  proxyUpstreams: [],
+  proxyBalance: {},
+  proxyConnectTimeoutMs: 5_000,
 };
 
 /**
@@ -113,6 +124,13 @@ export interface CoreExports extends PumpExports {
   checkInvariants(): number;
   beginShutdown(graceMs: number): number;
   closeAll(): number;
+  /** The upstream record the host writes before init (abi.ts PXC_*). */
+  proxyConfig(): number;
+  /** The balance config record (abi.ts BCFG_*), written before init. */
+  balanceConfig(): number;
+  proxyStatsBuffer(): number;
+  proxyStatsWrite(ptr: number, cap: number): number;
+  proxyLatencyLe(i: number): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -181,6 +199,20 @@ export class Core {
       this.u8.set(Buffer.from(cc, "latin1"), this.x.configText() + abi.CFGT_CACHE_CONTROL);
     }
     i[c + (abi.CFG_CACHE_CONTROL >> 2)] = cc ? cc.length : 0;
+    const ups = config.proxyUpstreams ?? [];
+    if (ups.length > abi.PXC_MAX_UPSTREAMS) throw new TypeError(`at most ${abi.PXC_MAX_UPSTREAMS} upstreams, got ${ups.length}`);
+    const pxc = this.x.proxyConfig();
+    i[pxc >> 2] = ups.length;
+    ups.forEach((u, k) => {
+      const e = pxc + 4 + k * abi.PXU_SIZE;
+      const sa = sockaddrBytes(u.host, u.port);
+      i[(e + abi.PXU_WEIGHT) >> 2] = u.weight;
+      i[(e + abi.PXU_SA_LEN) >> 2] = sa.length;
+      this.u8.set(sa, e + abi.PXU_SA);
+    });
+    i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
+    writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
+    i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" ? 1 : 0;
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;

@@ -93,6 +93,8 @@ export function libcRequest(op: number, i32: Int32Array, q: number, base: number
     case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
     case abi.OP_CLOSE: backend.closed(fd); r = libc.close(fd); break;
     case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
+    case abi.OP_SOCKET: r = libc.socket(fd, i32[q + W_OFF], len); break; // domain, type, protocol (io_uring's fields)
+    case abi.OP_CONNECT: r = libc.connect(fd, base + addr, i32[q + W_OFF]); break; // again after WRITABLE: 0 / the error
     case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
     default: return 0;
   }

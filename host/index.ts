@@ -10,6 +10,8 @@ export type { Backend, BackendName } from "./backend/index.ts";
 export { EpollBackend } from "./backend/epoll.ts";
 export { PollBackend } from "./backend/poll.ts";
 export { Server } from "./server.ts";
+export { Proxy, resolveUpstreams } from "./proxy.ts";
+export type { ProxyOptions, Upstream, UpstreamStats as ProxyUpstreamStats } from "./proxy.ts";
 // The I/O backend (what carries the core's requests out) and the io_uring ring driver.
 export { IO_BACKEND_NAMES, ioBackendName, defaultIoBackendName } from "./io-backend.ts";
 export type { IoBackendName } from "./io-backend.ts";

@@ -35,6 +35,7 @@
 //   OP_OPEN            the path: a1 bytes at a0
 //   OP_LIST            the path: a2 bytes at a0
 //   OP_LOG             the text: a1 bytes at a0
+//   OP_CONNECT         the sockaddr: a3 bytes at a0
 //   anything else      nothing (OP_READ/OP_PREAD/OP_ACCEPT hand out buffers
 //                      the host fills; what it wrote is an F_MEM input)
 // The iovec table, offset, paths and text are taken when the core returns
@@ -85,7 +86,7 @@ const IOV_MAX = 1024;
 export const OUT_IOVEC_SIZE = 8;
 
 /** What a part of a request's out-bytes is (Divergence.field). */
-export type OutField = "buffer" | "iovec" | "segment" | "offset" | "path" | "text";
+export type OutField = "buffer" | "iovec" | "segment" | "offset" | "path" | "text" | "sockaddr";
 
 function u32(mem: Uint8Array, o: number): number {
   return (mem[o] | (mem[o + 1] << 8) | (mem[o + 2] << 16) | (mem[o + 3] << 24)) >>> 0;
@@ -129,13 +130,14 @@ function part(field: OutField, segment: number, mem: Uint8Array, addr: number, l
  * sides are cut the same way.
  */
 export function outPlan(mem: Uint8Array, sqe: number, memBase: number): OutPart[] {
-  const { op, a0, a1, a2 } = decodeSqe(i32Of(mem), sqe);
+  const { op, a0, a1, a2, a3 } = decodeSqe(i32Of(mem), sqe);
   switch (op) {
     case abi.OP_WRITE: case abi.OP_SEND: return [part("buffer", 0, mem, a0, a1, false)];
     case abi.OP_SENDFILE: return [part("offset", 0, mem, a1, 8, true)];
     case abi.OP_OPEN: return [part("path", 0, mem, a0, a1, true)];
     case abi.OP_LIST: return [part("path", 0, mem, a0, a2, true)];
     case abi.OP_LOG: return [part("text", 0, mem, a0, a1, true)];
+    case abi.OP_CONNECT: return [part("sockaddr", 0, mem, a0, a3, true)];
     case abi.OP_WRITEV: {
       const n = Math.max(0, Math.min(a1, IOV_MAX));
       const table = Buffer.alloc(n * OUT_IOVEC_SIZE);

@@ -31,6 +31,8 @@ export const CF_EOF: i32 = 16;          // peer finished sending (read returned 
 export const CF_HUP: i32 = 32;          // the kernel reported the peer's FIN (RDHUP/HUP): a short read is not "drained"
 export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
+export const CF_NO_READ: i32 = 256;     // READABLE out of the interest set whatever the output (a relay
+                                        // side held back by backpressure, or not yet paired): no LT spin
 
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;
@@ -68,7 +70,8 @@ export function connsInit(maxFds: i32, mode: i32): void {
   // WRITABLE, output owed after the peer's FIN): leave READABLE out, or a
   // level-triggered backend reports the unread input (or the FIN) on every
   // poll and the loop spins. The MOD that arms WRITABLE costs nothing extra.
-  let m = out && (flags(fd) & CF_READ_PAUSED) ? EV_WRITABLE : EV_READABLE | (out ? EV_WRITABLE : 0);
+  const f = flags(fd);
+  let m = (out && (f & CF_READ_PAUSED)) || (f & CF_NO_READ) ? (out ? EV_WRITABLE : 0) : EV_READABLE | (out ? EV_WRITABLE : 0);
   if (etMode) m |= EV_EDGE;
   return m;
 }
@@ -93,6 +96,11 @@ export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
 /** Sets the connection's interest (arming or disarming WRITABLE), if it changed. */
 function kernelMask(fd: i32, out: bool): void {
   setInterest(fd, connMask(fd, out));
+}
+
+/** Re-derives the interest after a protocol changed CF_NO_READ (WRITABLE stays as armed). */
+export function connRefreshInterest(fd: i32): void {
+  kernelMask(fd, (flags(fd) & CF_OUT_ARMED) != 0);
 }
 
 // ---- run queue ----------------------------------------------------------

@@ -5,7 +5,7 @@ import {
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
   CFG_MAX_EVENTS, CFG_MAX_FDS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
   SQE_SPLICE_FD_IN, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
-  OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS,
+  OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS, OP_SOCKET,
 } from "../abi";
 import { inflightInit, inflightTake, inflightGen } from "./inflight";
 
@@ -129,14 +129,15 @@ export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): vo
   // The general rule (WRITE, READ, SEND, WRITEV, CLOSE, host services):
   // a0 -> addr, a1 -> len, a2 -> op_flags, a3 -> off; io_uring's own meaning
   // of the fields decides for the others.
-  let off: i64 = <i64>a3, addr: i32 = a0, len: i32 = a1, flags: i32 = a2, spliceIn: i32 = 0;
+  let off: i64 = <i64>a3, addr: i32 = a0, len: i32 = a1, flags: i32 = a2, spliceIn: i32 = 0, sqeFd = fd;
   if (op == OP_PREAD) { off = <i64>a2; flags = 0; }
   else if (op == OP_ACCEPT) { off = a0 != 0 ? <i64>(a0 + SA_LEN) : 0; flags = ACCEPT_FLAGS; len = 0; }
   else if (op == OP_SENDFILE) { spliceIn = a0; addr = a1; len = a2; flags = 0; off = 0; }
   else if (op == OP_SHUTDOWN) { len = a0; addr = 0; }
+  else if (op == OP_SOCKET) { sqeFd = a0; off = <i64>a1; len = 0; addr = 0; flags = 0; } // domain, type; fd: the owner
   else if (op == OP_CTL) { len = a0; flags = a1; off = <i64><u32>a2; addr = 0; } // INTEREST_*, EV_*, generation
   store<u32>(e, <u32>op & 0xff, SQE_OPCODE); // flags, ioprio: 0
-  store<i32>(e, fd, SQE_FD);
+  store<i32>(e, sqeFd, SQE_FD);
   store<i64>(e, off, SQE_OFF);
   store<i64>(e, <i64><u32>addr, SQE_ADDR);
   store<i32>(e, len, SQE_LEN);

@@ -27,7 +27,7 @@ import {
   CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
   EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CTL_CQ_ROOM,
+  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CTL_CQ_ROOM, CFG_PEER_ADDRS,
 } from "../abi";
 import {
   ctlInit, roundDone, handOut, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, cqeTag, cqeGen, cqeResult, now,
@@ -96,7 +96,8 @@ export function reactorInit(): bool {
   timersInit(timerCap);
   due = heap.alloc(<usize>timerCap * 4);
   tasksInit(65536);
-  listenersInit(ctlI32(CFG_ACCESS_LOG) != 0); // the access log shows the peer's address
+  // The access log shows the peer's address; the proxy's ip-hash balances on it.
+  listenersInit(ctlI32(CFG_ACCESS_LOG) != 0 || ctlI32(CFG_PEER_ADDRS) != 0);
   return true;
 }
 

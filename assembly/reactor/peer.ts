@@ -43,6 +43,12 @@ export function peerSet(fd: i32, sa: usize): void {
   store<u16>(p + 2, port);
 }
 
+/** fd's PEER_SIZE-byte entry (family, port, address), or 0 when addresses are not kept. */
+export function peerRecord(fd: i32): usize {
+  if (peers == 0 || fd < 0 || fd >= peerCap) return 0;
+  return peers + <usize>fd * PEER_SIZE;
+}
+
 /** The peer's port, or -1 when unknown. */
 export function peerPort(fd: i32): i32 {
   if (peers == 0 || fd < 0 || fd >= peerCap) return -1;

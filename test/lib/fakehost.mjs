@@ -128,6 +128,28 @@ export class FakeHost {
     i[at(abi.CFG_MODE)] = c.mode === "et" || c.mode === abi.MODE_ET ? abi.MODE_ET : abi.MODE_LT;
     // true: combined; or an ACCESS_LOG_* value
     i[at(abi.CFG_ACCESS_LOG)] = typeof c.accessLog === "number" ? c.accessLog : c.accessLog ? abi.ACCESS_LOG_COMBINED : 0;
+    // The proxy (PROTO_PROXY_TCP): config.proxy = { balance, connectTimeoutMs, upstreams: [{ port, weight }] },
+    // upstreams on 127.0.0.1 (sockaddr_in as the host writes it, abi.ts PXC_*).
+    if (c.proxy) {
+      const px = c.proxy;
+      // the balance config record (abi.ts BCFG_*): px.balance is a BAL_* id
+      this.dv.setInt32(this.x.balanceConfig() + abi.BCFG_POLICY, px.balance ?? abi.BAL_RR, true);
+      i[at(abi.CFG_PEER_ADDRS)] = px.balance === abi.BAL_IP_HASH ? 1 : 0;
+      i[at(abi.CFG_PROXY_CONNECT_TIMEOUT)] = px.connectTimeoutMs ?? 0;
+      const rec = this.x.proxyConfig();
+      const dv = this.dv;
+      dv.setInt32(rec, px.upstreams.length, true);
+      px.upstreams.forEach((u, k) => {
+        const e = rec + 4 + k * abi.PXU_SIZE;
+        dv.setInt32(e + abi.PXU_WEIGHT, u.weight ?? 1, true);
+        dv.setInt32(e + abi.PXU_SA_LEN, 16, true);
+        dv.setUint16(e + abi.PXU_SA, abi.AF_INET, true);
+        dv.setUint16(e + abi.PXU_SA + 2, u.port, false);
+        dv.setUint32(e + abi.PXU_SA + 4, 0x7f000001, false);
+      });
+    }
+    /** The fd the next OP_SOCKET returns (the proxy's upstream sockets), counting up. */
+    this.nextSocketFd = 100;
     this.dv.setBigUint64(this.ctl + abi.CTL_MEM_BASE, memBase, true);
     this.setTime(time);
     this.x.init();
@@ -274,7 +296,8 @@ export class FakeHost {
         this.logs.push({ level: a2, text: Buffer.from(this.u8.subarray(a0, a0 + a1)).toString("latin1") });
         return 0;
       case abi.OP_OPEN: return -abi.ENOENT;
-      default: return 0; // CTL, CLOSE, SHUTDOWN, STOP, NOP
+      case abi.OP_SOCKET: { const nfd = this.nextSocketFd++; this.sockets.delete(nfd); return nfd; }
+      default: return 0; // CTL, CLOSE, SHUTDOWN, STOP, NOP, CONNECT (connected at once)
     }
   }
 

@@ -849,6 +849,20 @@ class Iteration {
         this.fds.delete(fd);
         return 0;
       }
+      case abi.OP_SOCKET: {
+        // The proxy's outgoing sockets (no proxy listener is opened yet: the
+        // oracle has no model of a relay). A fresh socket, or a shortage.
+        if (r.chance(0.01)) return -abi.EMFILE;
+        const nfd = this.lowestFreeFd();
+        if (nfd < 0) return -abi.EMFILE;
+        this.fds.set(nfd, { kind: "conn", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false,
+          mask: 0, gen: 0, arrived: 0, wblocked: false });
+        return nfd;
+      }
+      case abi.OP_CONNECT: {
+        this.sock(fd, "connect");
+        return r.pick([0, 0, -abi.EINPROGRESS, -abi.EALREADY, -abi.ECONNREFUSED, -abi.ETIMEDOUT]);
+      }
       case abi.OP_SHUTDOWN: {
         const s = this.sock(fd, "shutdown");
         if (s.life) s.life.shut = true;

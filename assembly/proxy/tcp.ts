@@ -1,0 +1,473 @@
+// The tcp-mode proxy (seed 001, issue 10): accept a client, pick an upstream
+// (proxy/balance.ts), connect, relay bytes both ways.
+//
+// A client and its upstream are two connections of this protocol (fd-indexed
+// records, conn.ts), linked through X_PEER. The relay copies: a side's read
+// lands in its receive buffer and is appended to the other side's write ring
+// (one memcpy through linear memory; reading straight into the peer's ring
+// would need the ring to never move under a write in flight, and a relay at
+// GB/s is bound by the syscalls, not the copy). Backpressure: a side is not
+// read while its peer's ring holds CFG_WRITE_BUF_MAX bytes; it resumes once
+// the ring drained below half, so a pair holds at most two rings and two
+// receive buffers however slow either end reads. A side that is not read
+// leaves READABLE out of its interest (CF_NO_READ): no level-triggered spin.
+//
+// Connect: OP_SOCKET (the client's request: the new fd is not ours yet), then
+// OP_CONNECT on the new fd; -EINPROGRESS waits for WRITABLE and connects
+// again (0 / -EISCONN: connected; the error otherwise), so the libc executor
+// needs no getsockopt and an io_uring CONNECT that completes late fits too.
+// A connect that fails (refused, unreachable, timed out) before any byte was
+// relayed is retried once on another upstream.
+//
+// Half-close: a FIN from one side (read 0) becomes shutdown(SHUT_WR) of the
+// other once everything before it was written; when both sides sent theirs,
+// both close. An error or reset on one side closes both. The idle timeout
+// counts activity of either side (both deadlines move together).
+import {
+  OP_READ, OP_SHUTDOWN, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, EINPROGRESS, EALREADY, EISCONN, AF_INET, AF_INET6,
+  STAT_BYTES_IN, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT, STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_TCP,
+  C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN, C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, PXC_SIZE,
+  PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA, LOG_WARN,
+} from "../abi";
+import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
+import { readBufTake, readBufGive, readBufSize, READ_SMALL } from "../reactor/pool";
+import {
+  conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
+  connCloseSoon, setDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, CF_READABLE, CF_WRITABLE, CF_EOF,
+  CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
+} from "../reactor/conn";
+import { H_CONN, maxFds } from "../reactor/handlers";
+import { Protocol, protocolOwnsOp } from "../reactor/protocol";
+import { peerRecord, peersOn, peersInit } from "../reactor/peer";
+import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
+import {
+  upstreamsReset, upstreamAdd, upstreamCount, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
+  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamUsable, upstreamBytes, upstreamRetried,
+} from "./upstreams";
+import { balancePick, balanceInit, balancePolicy, hashBytes } from "./balance";
+
+// states (C_STATE)
+const S_CLIENT_PICK = 1;    // accepted; picks an upstream at its next run
+const S_CLIENT_SOCKET = 2;  // OP_SOCKET in flight for it
+const S_CLIENT_WAIT = 3;    // its upstream is connecting
+const S_UP_CONNECTING = 4;  // an upstream: connect under way
+const S_RELAY = 5;          // paired: bytes flow
+
+// the protocol area
+const X_PEER = C_PROTO_AREA;        // the other side's fd, -1: none
+const X_UP = C_PROTO_AREA + 4;      // upstream index (both sides)
+const X_XF = C_PROTO_AREA + 8;      // XF_* flags
+const X_TRIES = C_PROTO_AREA + 12;  // client: connects tried
+const X_CONNECT_OP = C_PROTO_AREA + 16; // upstream: the connect attempt's start (f64 at +16..+23)
+const XF_CLIENT = 1;       // this side is the client
+const XF_SHUT_WANTED = 2;  // the peer sent its FIN: shut our write side once our ring is drained
+const XF_SHUT_DONE = 4;    // we sent our FIN (shutdown(SHUT_WR) completed)
+const XF_PAUSED = 8;       // not read: the peer's ring is full (backpressure)
+
+const SHUT_WR = 1;
+const SOCK_STREAM_NB_CLOEXEC = 1 | 0x800 | 0x80000; // SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC
+const MAX_TRIES = 2; // the first connect and one retry elsewhere
+
+let idleMs: f64 = 0;
+let connectMs: f64 = 0;
+let policy: i32 = 0;
+
+// Upstream config the host writes before init (abi.ts PXC_*). The counters
+// per upstream are the upstream table's (upstreams.ts, UPSTAT_*).
+const config: usize = memory.data(PXC_SIZE, 8);
+
+/** Where the host writes the upstreams (abi.ts PXC_*) before init(). */
+export function proxyConfig(): usize { return config; }
+
+
+/** Reads the config, loads the upstreams and returns the hooks (assembly/protocols.ts). */
+export function proxyTcpProtocol(): Protocol {
+  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
+  connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
+  upstreamsReset();
+  const n = min(load<i32>(config), PXC_MAX_UPSTREAMS);
+  for (let i = 0; i < n; i++) {
+    const e = config + 4 + <usize>(i * PXU_SIZE);
+    upstreamAdd(e + PXU_SA, load<i32>(e + PXU_SA_LEN), load<i32>(e + PXU_WEIGHT));
+  }
+  balanceInit(); // the policy, seed and health settings the host wrote (BCFG_*)
+  policy = balancePolicy();
+  if (policy == BAL_IP_HASH && !peersOn()) peersInit(maxFds); // accepts ask for addresses (loop.ts)
+  const p = new Protocol();
+  p.open = proxyOpen;
+  p.run = proxyRun;
+  p.complete = proxyComplete;
+  p.timeout = proxyTimeout;
+  p.close = proxyClose;
+  p.service = proxyService;
+  // drain: nothing. A pair finishes its transfer (nginx's stream module does
+  // the same); the shutdown's grace timer closes what is left.
+  protocolOwnsOp(PROTO_PROXY_TCP, OP_SOCKET);
+  protocolOwnsOp(PROTO_PROXY_TCP, OP_CONNECT);
+  return p;
+}
+
+@inline function xf(fd: i32): i32 { return cget(fd, X_XF); }
+@inline function xset(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) | f); }
+@inline function xclear(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) & ~f); }
+@inline function peerOf(fd: i32): i32 { return cget(fd, X_PEER); }
+
+export function proxyOpen(fd: i32): void {
+  connOpen(fd, H_CONN, PROTO_PROXY_TCP, S_CLIENT_PICK);
+  cset(fd, X_PEER, -1);
+  cset(fd, X_UP, -1);
+  cset(fd, X_XF, XF_CLIENT);
+  // Not read until it is paired: its bytes wait in the kernel.
+  setFlag(fd, CF_NO_READ);
+  connRefreshInterest(fd);
+  setDeadline(fd, idleMs);
+  enqueue(fd);
+}
+
+/** The client address's hash (ip-hash), 0 when unknown. */
+function clientHash(fd: i32): u32 {
+  const p = peerRecord(fd);
+  if (p == 0) return 0;
+  const family = <i32>load<u16>(p);
+  if (family == AF_INET) return hashBytes(p + 4, 4);
+  if (family == AF_INET6) return hashBytes(p + 4, 16);
+  return 0;
+}
+
+/** Picks an upstream (not `exclude`) and asks for a socket; no usable one: the client closes. */
+function startConnect(fd: i32, exclude: i32): void {
+  const u = balancePick(policy, policy == BAL_IP_HASH ? clientHash(fd) : 0, exclude, now());
+  if (u < 0) {
+    ctlAddI32(STAT_PROXY_NO_UPSTREAM, 1);
+    connClose(fd); // tcp mode has no 503
+    return;
+  }
+  cset(fd, X_UP, u);
+  cset(fd, X_TRIES, cget(fd, X_TRIES) + 1);
+  cset(fd, C_STATE, S_CLIENT_SOCKET);
+  const family = <i32>load<u16>(upstreamAddr(u));
+  submit(OP_SOCKET, fd, family, SOCK_STREAM_NB_CLOEXEC, 0, 0);
+  store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
+}
+
+/** OP_SOCKET and OP_CONNECT complete here (this protocol owns them). */
+export function proxyService(op: i32, fd: i32, res: i32): void {
+  if (op == OP_SOCKET) { socketDone(fd, res); return; }
+  if (op == OP_CONNECT) {
+    if (fd < 0 || fd >= maxFds || cget(fd, C_STATE) != S_UP_CONNECTING) return;
+    store<i32>(conn(fd) + C_INFLIGHT, 0);
+    if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
+    setCurrentFd(fd);
+    connectDone(fd, res);
+  }
+}
+
+function socketDone(client: i32, res: i32): void {
+  const alive = client >= 0 && client < maxFds && cget(client, C_STATE) == S_CLIENT_SOCKET;
+  if (alive) store<i32>(conn(client) + C_INFLIGHT, 0);
+  if (res >= 0 && (!alive || res >= maxFds || (flags(client) & CF_CLOSING) != 0)) {
+    submit(OP_CLOSE, res, 0, 0, 0, 0); // nobody to pair it with, or beyond our tables
+    if (alive) connClose(client);
+    return;
+  }
+  if (!alive) return;
+  setCurrentFd(client);
+  if (res < 0) { connClose(client); return; } // EMFILE...: this client cannot be served now
+  const u = cget(client, X_UP);
+  const up = res;
+  connOpen(up, H_CONN, PROTO_PROXY_TCP, S_UP_CONNECTING);
+  cset(up, X_PEER, client);
+  cset(up, X_UP, u);
+  cset(up, X_XF, 0);
+  setFlag(up, CF_NO_READ);
+  cset(client, X_PEER, up);
+  cset(client, C_STATE, S_CLIENT_WAIT);
+  upstreamConnOpened(u);
+  store<f64>(conn(up) + X_CONNECT_OP, now());
+  setDeadline(up, connectMs > 0 ? connectMs : idleMs);
+  submit(OP_CONNECT, up, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
+  store<i32>(conn(up) + C_INFLIGHT, OP_CONNECT);
+}
+
+function connectDone(up: i32, res: i32): void {
+  if (res == 0 || res == -EISCONN) { paired(up); return; }
+  if (res == -EINPROGRESS || res == -EALREADY) {
+    outBlocked(up); // WRITABLE (only: CF_NO_READ) reports the outcome
+    return;
+  }
+  connectFailed(up, res);
+}
+
+/** The connect failed (res: -errno) or timed out: retry the client elsewhere once. */
+function connectFailed(up: i32, res: i32): void {
+  const u = cget(up, X_UP);
+  const client = peerOf(up);
+  upstreamFailure(u, now());
+  logBegin();
+  logStr("proxy: connect to upstream ");
+  logInt(u);
+  logStr(res == 0 ? " timed out" : " failed: errno ");
+  if (res != 0) logInt(-res);
+  logEnd(LOG_WARN);
+  // Unlink first: closing the upstream must not take the client along.
+  cset(up, X_PEER, -1);
+  connClose(up);
+  if (client < 0 || cget(client, C_STATE) != S_CLIENT_WAIT) return;
+  cset(client, X_PEER, -1);
+  setCurrentFd(client);
+  if (cget(client, X_TRIES) >= MAX_TRIES || (flags(client) & CF_CLOSING) != 0) {
+    ctlAddI32(STAT_PROXY_NO_UPSTREAM, 1);
+    connClose(client);
+    return;
+  }
+  upstreamRetried(u);
+  cset(client, C_STATE, S_CLIENT_PICK);
+  cset(client, X_PEER, -1);
+  enqueue(client); // startConnect at its turn (the run queue has the room), excluding X_UP = u
+}
+
+/** Connected: both sides relay from now on. */
+function paired(up: i32): void {
+  const client = peerOf(up);
+  const u = cget(up, X_UP);
+  upstreamSuccess(u, now());
+  upstreamRequestStart(u);
+  cset(up, C_STATE, S_RELAY);
+  cset(client, C_STATE, S_RELAY);
+  for (let i = 0; i < 2; i++) {
+    const fd = i == 0 ? up : client;
+    clearFlag(fd, CF_NO_READ | CF_OUT_ARMED);
+    setFlag(fd, CF_READABLE | CF_WRITABLE); // optimistic first reads: EAGAIN costs one call
+    connRefreshInterest(fd);
+    setDeadline(fd, idleMs);
+    enqueue(fd);
+  }
+}
+
+export function proxyRun(fd: i32): void {
+  const c = conn(fd);
+  if (load<i32>(c + C_INFLIGHT) != 0) return;
+  const state = load<i32>(c + C_STATE);
+  if (state == S_CLIENT_PICK) {
+    const tries = cget(fd, X_TRIES);
+    startConnect(fd, tries > 0 ? cget(fd, X_UP) : -1);
+    return;
+  }
+  if (state == S_UP_CONNECTING) {
+    if (flags(fd) & CF_WRITABLE) {
+      clearFlag(fd, CF_WRITABLE);
+      submit(OP_CONNECT, fd, <i32>upstreamAddr(cget(fd, X_UP)), 0, 0, upstreamAddrLen(cget(fd, X_UP)));
+      store<i32>(c + C_INFLIGHT, OP_CONNECT);
+    }
+    return;
+  }
+  if (state != S_RELAY) return;
+  const f = flags(fd);
+  const out = outPending(fd);
+  if (out && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) { outStep(fd); return; }
+  // Output blocked on WRITABLE: nothing in flight, so this side may still read
+  // (full duplex: a client that sends while it does not read yet).
+  const x = xf(fd);
+  if (!out && (x & (XF_SHUT_WANTED | XF_SHUT_DONE)) == XF_SHUT_WANTED && !peerHolds(fd)) {
+    submit(OP_SHUTDOWN, fd, SHUT_WR, 0, 0, 0);
+    store<i32>(c + C_INFLIGHT, OP_SHUTDOWN);
+    return;
+  }
+  if ((f & (CF_EOF | CF_READABLE)) == (CF_EOF | CF_READABLE) && !out && load<i32>(c + C_RBUF) == 0) {
+    // A side past its FIN is watched for nothing, but an error or hang-up is
+    // always reported (a level-triggered backend: on every poll): one read
+    // tells a reset (-> close the pair) from a stale readiness (0: nothing).
+    clearFlag(fd, CF_READABLE);
+    const b = readBufTake(READ_SMALL);
+    cset(fd, C_RBUF, <i32>b);
+    store<i32>(c + C_RLEN, READ_SMALL);
+    submit(OP_READ, fd, <i32>b, READ_SMALL, 0, 0);
+    store<i32>(c + C_INFLIGHT, OP_READ);
+    return;
+  }
+  if ((f & CF_READABLE) && !(f & (CF_EOF | CF_NO_READ)) && load<i32>(c + C_RBUF) == 0) {
+    const peer = peerOf(fd);
+    if (peer < 0) return;
+    const room = writeBufMax - cget(peer, C_WLEN);
+    if (room <= 0) { pause(fd); return; }
+    const b = readBufTake(readBufSize);
+    cset(fd, C_RBUF, <i32>b);
+    const n = min(room, readBufSize);
+    store<i32>(c + C_RLEN, n); // asked; the completion sets what came
+    submit(OP_READ, fd, <i32>b, n, 0, 0);
+    store<i32>(c + C_INFLIGHT, OP_READ);
+  }
+}
+
+/** Bytes of the peer's still waiting to be appended to our ring (its receive buffer). */
+@inline function peerHolds(fd: i32): bool {
+  const peer = peerOf(fd);
+  return peer >= 0 && cget(peer, C_RBUF) != 0 && cget(peer, C_RPOS) < cget(peer, C_RLEN) && cget(peer, C_INFLIGHT) != OP_READ;
+}
+
+/** Backpressure: stop reading fd until its peer's ring drained below half. */
+function pause(fd: i32): void {
+  if (xf(fd) & XF_PAUSED) return;
+  xset(fd, XF_PAUSED);
+  setFlag(fd, CF_NO_READ);
+  connRefreshInterest(fd);
+}
+
+function resume(fd: i32): void {
+  xclear(fd, XF_PAUSED);
+  if (flags(fd) & CF_EOF) return; // it stays unread: its FIN came already
+  clearFlag(fd, CF_NO_READ);
+  setFlag(fd, CF_READABLE); // ET: the edge may have come while paused
+  connRefreshInterest(fd);
+  enqueue(fd);
+}
+
+/**
+ * Moves what fd read (its receive buffer, from C_RPOS) into its peer's ring,
+ * as much as fits. While the peer has a write in flight its ring must not
+ * move (a larger ring is a copy elsewhere), so only its free space is used;
+ * the rest waits for the write's completion.
+ */
+function forward(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  if (b == 0) return;
+  const peer = peerOf(fd);
+  if (peer < 0) return;
+  const pos = load<i32>(c + C_RPOS), len = load<i32>(c + C_RLEN);
+  let room = writeBufMax - cget(peer, C_WLEN);
+  const pinf = cget(peer, C_INFLIGHT);
+  if (pinf != 0 && pinf != OP_READ && pinf != OP_SHUTDOWN) {
+    const ring = cget(peer, C_WRING);
+    room = min(room, ring == 0 ? 0 : (4096 << cget(peer, C_WCLS)) - cget(peer, C_WLEN));
+  }
+  const n = min(room, len - pos);
+  if (n > 0) {
+    outAppend(peer, b + <usize>pos, n); // fits: checked against writeBufMax above
+    store<i32>(c + C_RPOS, pos + n);
+    enqueue(peer);
+  }
+  if (pos + n >= len) {
+    readBufGive(b);
+    store<i32>(c + C_RBUF, 0);
+    store<i32>(c + C_RLEN, 0);
+    store<i32>(c + C_RPOS, 0);
+    if (cget(peer, C_WLEN) >= writeBufMax) pause(fd);
+    else enqueue(fd);
+  } else {
+    pause(fd);
+  }
+}
+
+export function proxyComplete(fd: i32, op: i32, res: i32): void {
+  const c = conn(fd);
+  const inflight = load<i32>(c + C_INFLIGHT);
+  if (cget(fd, C_STATE) != S_RELAY) { store<i32>(c + C_INFLIGHT, 0); return; }
+  if (inflight == OP_READ) { readDone(fd, res); return; }
+  if (inflight == OP_SHUTDOWN) {
+    store<i32>(c + C_INFLIGHT, 0);
+    if (res < 0) { closePair(fd); return; }
+    xset(fd, XF_SHUT_DONE);
+    if (pairFinished(fd)) { closePair(fd); return; }
+    if (flags(fd) & CF_EOF) { closeSide(fd); return; }
+    enqueue(fd);
+    return;
+  }
+  // a write from the ring
+  const before = load<i32>(c + C_WLEN);
+  const r = outDone(fd, res);
+  if (r == OUT_FAILED) { closePair(fd); return; }
+  const wrote = before - load<i32>(c + C_WLEN);
+  if (wrote > 0) {
+    const u = cget(fd, X_UP);
+    if (u >= 0) {
+      const client = (xf(fd) & XF_CLIENT) != 0;
+      upstreamBytes(u, client ? 0 : wrote, client ? wrote : 0);
+    }
+  }
+  const peer = peerOf(fd);
+  if (peer >= 0) {
+    if (cget(peer, C_RBUF) != 0 && cget(peer, C_INFLIGHT) != OP_READ) forward(peer);
+    if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2 && cget(peer, C_RBUF) == 0) resume(peer);
+  }
+  enqueue(fd);
+}
+
+function readDone(fd: i32, res: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_INFLIGHT, 0);
+  const b = <usize>load<i32>(c + C_RBUF);
+  const asked = load<i32>(c + C_RLEN);
+  if (res > 0) {
+    ctlAddF64(STAT_BYTES_IN, <f64>res);
+    const peer = peerOf(fd);
+    setDeadline(fd, idleMs);
+    if (peer >= 0) setDeadline(peer, idleMs); // idle counts both sides
+    // LT: one read per readiness event. ET: on until a short read (drained),
+    // unless the FIN was reported: then on to the read that returns 0.
+    if (!etMode || (res < asked && !(flags(fd) & CF_HUP))) clearFlag(fd, CF_READABLE);
+    store<i32>(c + C_RLEN, res);
+    store<i32>(c + C_RPOS, 0);
+    forward(fd);
+    return;
+  }
+  readBufGive(b);
+  store<i32>(c + C_RBUF, 0);
+  store<i32>(c + C_RLEN, 0);
+  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); return; }
+  if (res < 0) { closePair(fd); return; } // a reset on one side closes the other
+  if (flags(fd) & CF_EOF) return; // the probe of a side past its FIN (proxyRun): still just closed for reading
+  // FIN: no more input here; the peer sends its own FIN once it wrote all before it.
+  setFlag(fd, CF_EOF | CF_NO_READ);
+  connRefreshInterest(fd);
+  const peer = peerOf(fd);
+  if (peer < 0) { closePair(fd); return; }
+  xset(peer, XF_SHUT_WANTED);
+  if (pairFinished(fd)) { closePair(fd); return; }
+  if (xf(fd) & XF_SHUT_DONE) { closeSide(fd); return; }
+  enqueue(peer);
+}
+
+/**
+ * fd is done both ways (its FIN came, ours went) while its peer still
+ * drains: close fd alone. Kept open, a level-triggered backend would report
+ * its hang-up on every poll until the peer finished.
+ */
+function closeSide(fd: i32): void {
+  const peer = peerOf(fd);
+  cset(fd, X_PEER, -1);
+  connClose(fd);
+  if (peer >= 0) { cset(peer, X_PEER, -1); enqueue(peer); }
+}
+
+/** Both sides sent their FIN and each FIN was passed on: the pair is done. */
+function pairFinished(fd: i32): bool {
+  const peer = peerOf(fd);
+  if (peer < 0) return true;
+  return (flags(fd) & CF_EOF) != 0 && (flags(peer) & CF_EOF) != 0 && (xf(fd) & XF_SHUT_DONE) != 0 && (xf(peer) & XF_SHUT_DONE) != 0;
+}
+
+/** Closes fd and its peer (close() of either closes both: proxyClose). */
+function closePair(fd: i32): void { connClose(fd); }
+
+export function proxyTimeout(fd: i32): void {
+  if (cget(fd, C_STATE) == S_UP_CONNECTING) { connectFailed(fd, 0); return; }
+  closePair(fd); // idle (both sides: their deadlines move together)
+}
+
+/** connClose's hook: the pair goes together; the upstream's counts end. */
+export function proxyClose(fd: i32): void {
+  const peer = peerOf(fd);
+  const u = cget(fd, X_UP);
+  const client = (xf(fd) & XF_CLIENT) != 0;
+  if (!client && u >= 0) {
+    upstreamConnClosed(u);
+    if (cget(fd, C_STATE) == S_RELAY) upstreamRequestEnd(u, 0, now() - load<f64>(conn(fd) + X_CONNECT_OP));
+  }
+  cset(fd, X_PEER, -1);
+  if (peer < 0 || cget(peer, C_STATE) == 0 || peerOf(peer) != fd) return;
+  cset(peer, X_PEER, -1);
+  // Its op in flight keeps its buffers until it completes: close it then.
+  if (cget(peer, C_INFLIGHT) != 0) connCloseSoon(peer);
+  else connClose(peer);
+}

@@ -1,0 +1,104 @@
+// A TCP proxy / load balancer on the core (seed 001, issue 10): the policy
+// (balancing, retries, timeouts, backpressure, half-close) runs in the core
+// (assembly/proxy/tcp.ts); this class only turns options into the core's
+// config and opens the listeners, as Server does for echo and HTTP (it is a
+// Server of protocol "proxy-tcp").
+//
+// Upstreams are IP addresses: the constructor is synchronous, as Server's.
+// Names are resolved before (resolveUpstreams(), or the CLI at startup, once:
+// as nginx resolves upstream names when it loads its config).
+import { isIP } from "node:net";
+import * as abi from "../assembly/abi.ts";
+import { Server, type ServerOptions, type ShutdownResult } from "./server.ts";
+import { HostError, resolveHost } from "./net.ts";
+import { BALANCE_POLICIES, readUpstreamStats, type BalanceConfig, type BalancePolicyName, type UpstreamStats as TableStats } from "./balance.ts";
+export { BALANCE_POLICIES }; // (the CLI imports them from here)
+
+export interface Upstream { host: string; port: number; weight?: number }
+
+
+export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
+  upstreams: Upstream[];
+  /** Balancing policy (default wrr). `hash` needs http mode (a request key): refused in tcp mode. */
+  balance?: string;
+  /**
+   * tcp: relay bytes. http: not built yet (refused). Default tcp for now.
+   * (`mode` stays the event mode, lt|et, as in every Server.)
+   */
+  proxyMode?: "tcp" | "http";
+  /** Connect timeout (ms, default 5000; 0 = none). */
+  connectTimeoutMs?: number;
+  /** Seed of the core's PRNG for p2c/random (default 1). */
+  seed?: number;
+  /** Passive/active health and slow start (host/balance.ts BalanceConfig; defaults: 3 failures eject for 10 s, growing to 300 s, rise 2, fall 3, no slow start). */
+  health?: Partial<Omit<BalanceConfig, "policy" | "seed">>;
+}
+
+/** One upstream's stats: the upstream table's (host/balance.ts UpstreamStats) with its address. */
+export interface UpstreamStats extends TableStats {
+  address: string;
+}
+
+/** Checks proxy options; throws TypeError / HostError naming the problem. Returns the core's config fields. */
+export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstreams" | "proxyBalance" | "proxyConnectTimeoutMs"> {
+  const mode = opts.proxyMode ?? "tcp";
+  if (mode === "http") throw new TypeError("Proxy: http mode: not built yet");
+  if (mode !== "tcp") throw new TypeError(`Proxy: mode must be "tcp" or "http", got ${JSON.stringify(mode)}`);
+  const balance = opts.balance ?? "wrr";
+  const code = (BALANCE_POLICIES as Record<string, number>)[balance];
+  if (code === undefined) throw new TypeError(`Proxy: balance must be one of ${Object.keys(BALANCE_POLICIES).join(", ")}, got ${JSON.stringify(balance)}`);
+  if (code === abi.BAL_HASH) throw new TypeError("Proxy: balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (!Array.isArray(opts.upstreams) || opts.upstreams.length === 0) throw new TypeError("Proxy: at least one upstream is needed");
+  if (opts.upstreams.length > abi.PXC_MAX_UPSTREAMS) throw new TypeError(`Proxy: at most ${abi.PXC_MAX_UPSTREAMS} upstreams`);
+  const ups = opts.upstreams.map((u) => {
+    if (!isIP(u.host)) {
+      throw new HostError(`Proxy: upstream '${u.host}' is not an IP address; the constructor does not resolve names: ` +
+        "resolve it first (resolveUpstreams is exported by wasm-reactor)");
+    }
+    if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw new TypeError(`Proxy: upstream port must be 1..65535, got ${u.port}`);
+    const weight = u.weight ?? 1;
+    if (!Number.isInteger(weight) || weight < 1 || weight > abi.UPSTREAM_WEIGHT_MAX) throw new TypeError(`Proxy: upstream weight must be 1..${abi.UPSTREAM_WEIGHT_MAX}, got ${weight}`);
+    return { host: u.host, port: u.port, weight };
+  });
+  const ct = opts.connectTimeoutMs ?? 5000;
+  if (!Number.isInteger(ct) || ct < 0) throw new TypeError(`Proxy: connectTimeoutMs must be a whole number >= 0, got ${ct}`);
+  const seed = opts.seed ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new TypeError(`Proxy: seed must be an integer 0..2^32-1, got ${seed}`);
+  return { proxyUpstreams: ups, proxyBalance: { ...opts.health, policy: balance as BalancePolicyName, seed }, proxyConnectTimeoutMs: ct };
+}
+
+/** Resolves upstream names to their first address (dns.lookup, as the rest of the host). */
+export async function resolveUpstreams(ups: Upstream[]): Promise<Upstream[]> {
+  return Promise.all(ups.map(async (u) => isIP(u.host) ? u : { ...u, host: (await resolveHost(u.host))[0] }));
+}
+
+export class Proxy {
+  readonly server: Server;
+  private readonly upstreams: { host: string; port: number }[];
+
+  constructor(opts: ProxyOptions) {
+    const cfg = proxyConfig(opts);
+    this.upstreams = cfg.proxyUpstreams!;
+    const { proxyMode: _m, balance: _b, upstreams: _u, connectTimeoutMs: _c, seed: _s, health: _h, ...rest } = opts;
+    this.server = new Server({ ...rest, ...cfg, protocol: "proxy-tcp" });
+  }
+
+  get port(): number { return this.server.port; }
+  run(): void { this.server.run(); }
+  attach(): void { this.server.attach(); }
+  stop(): void { this.server.stop(); }
+  /** Graceful: stop accepting; pairs in flight finish (at most graceMs). */
+  shutdown(graceMs = 10_000): Promise<ShutdownResult> { return this.server.shutdown(graceMs); }
+  close(): void { this.server.close(); }
+
+  /** The core's counters and, per upstream, the upstream table's (abi.ts UPSTAT_*). */
+  stats() {
+    const core = this.server.reactor.loop.core;
+    const table = readUpstreamStats(core.x);
+    const upstreams: UpstreamStats[] = this.upstreams.map((u, k) => ({
+      address: isIP(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`, ...table[k],
+    }));
+    return { ...this.server.stats(), noUpstream: core.ctlI32(abi.STAT_PROXY_NO_UPSTREAM), upstreams };
+  }
+
+}

@@ -1,0 +1,160 @@
+// The tcp proxy (PROTO_PROXY_TCP) on the bare core with the fake host: what
+// the core asks for when a connect is refused, pending or timed out, how it
+// passes a FIN on, and that backpressure stops reading the side whose peer
+// does not drain. No OS: the fake kernel answers every request.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import abi from "./lib/abi.mjs";
+import { FakeHost } from "./lib/fakehost.mjs";
+
+const LISTENER = 3, CLIENT = 10, UP1 = 100, UP2 = 101;
+const R = abi.EV_READABLE, W = abi.EV_WRITABLE;
+
+function proxyHost(proxy, config = {}) {
+  const h = new FakeHost({ config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }, { port: 9002 }], ...proxy }, ...config } });
+  h.listen(LISTENER, abi.PROTO_PROXY_TCP);
+  return h;
+}
+/** The port of a CONNECT's sockaddr (network byte order at +2). */
+const portOf = (h, e) => h.dv.getUint16(e.a0 + abi.SA_PORT, false);
+const closedFds = (h) => h.ops(abi.OP_CLOSE).map((e) => e.fd);
+function acceptClient(h) {
+  h.queueAccept(LISTENER, CLIENT);
+  h.tick([{ fd: LISTENER, events: R }]);
+}
+
+test("a refused connect is retried once on the other upstream; the pair then relays", () => {
+  const h = proxyHost({});
+  h.answer(abi.OP_CONNECT, (sqe) => (portOf(h, sqe) === 9001 ? -abi.ECONNREFUSED : 0));
+  acceptClient(h);
+  const connects = h.ops(abi.OP_CONNECT).map((e) => [e.fd, portOf(h, e), e.res]);
+  assert.equal(connects, [[UP1, 9001, -abi.ECONNREFUSED], [UP2, 9002, 0]]);
+  assert.equal(h.ops(abi.OP_SOCKET).map((e) => [e.a0, e.a1 & 0xf]), [[abi.AF_INET, 1], [abi.AF_INET, 1]]); // AF_INET, SOCK_STREAM
+  assert.equal(closedFds(h), [UP1], "the refused socket is closed, the client is not");
+  h.feed(CLIENT, "hello");
+  h.tick([{ fd: CLIENT, events: R }]);
+  assert.is(h.output(UP2).toString(), "hello");
+  h.feed(UP2, "world");
+  h.tick([{ fd: UP2, events: R }]);
+  assert.is(h.output(CLIENT).toString(), "world");
+  assert.ok(h.logs.some((l) => /connect to upstream 0 failed: errno 111/.test(l.text)), JSON.stringify(h.logs));
+});
+
+test("every upstream refusing: the client is closed (tcp mode has no 503)", () => {
+  const h = proxyHost({});
+  h.answer(abi.OP_CONNECT, -abi.ECONNREFUSED);
+  acceptClient(h);
+  assert.is(h.ops(abi.OP_CONNECT).length, 2, "the first try and one retry");
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1, UP2]);
+  assert.is(h.stat(abi.STAT_PROXY_NO_UPSTREAM), 1);
+  assert.is(h.stat(abi.STAT_LIVE_CONNS), 0);
+});
+
+test("EINPROGRESS: WRITABLE alone is watched, the connect is asked again, then both sides read", () => {
+  const h = proxyHost({});
+  h.answer(abi.OP_CONNECT, [-abi.EINPROGRESS, -abi.EALREADY, 0]);
+  acceptClient(h);
+  assert.is(h.epoll.get(UP1).events & (R | W), W, "connecting: WRITABLE only");
+  assert.is(h.epoll.get(CLIENT).events & R, 0, "the client is not read before it is paired");
+  h.tick([{ fd: UP1, events: W }]);
+  assert.is(h.epoll.get(UP1).events & (R | W), W, "EALREADY: still waiting");
+  h.tick([{ fd: UP1, events: W }]);
+  assert.is(h.ops(abi.OP_CONNECT).length, 3);
+  assert.is(h.epoll.get(UP1).events & (R | W), R);
+  assert.is(h.epoll.get(CLIENT).events & (R | W), R);
+});
+
+test("connect timeout: the socket is closed, one retry, then the client", () => {
+  const h = proxyHost({ connectTimeoutMs: 1000 });
+  h.answer(abi.OP_CONNECT, -abi.EINPROGRESS);
+  acceptClient(h);
+  h.setTime(1001);
+  h.tick();
+  assert.equal(closedFds(h), [UP1]);
+  assert.is(h.ops(abi.OP_CONNECT).length, 2);
+  h.setTime(2002);
+  h.tick();
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1, UP2]);
+  assert.is(h.stat(abi.STAT_PROXY_NO_UPSTREAM), 1);
+  assert.ok(h.logs.some((l) => /timed out/.test(l.text)));
+});
+
+test("half-close: the client's FIN becomes shutdown(SHUT_WR) upstream after its bytes; the reply still flows; both FINs close both", () => {
+  const h = proxyHost({});
+  acceptClient(h);
+  h.feed(CLIENT, "request").peerEof(CLIENT);
+  for (let i = 0; i < 3; i++) h.tick([{ fd: CLIENT, events: R }]);
+  assert.is(h.output(UP1).toString(), "request");
+  const shut = h.ops(abi.OP_SHUTDOWN);
+  assert.equal(shut.map((e) => [e.fd, e.a0]), [[UP1, 1]]);
+  const lastWrite = Math.max(...h.log.map((e, i) => (e.fd === UP1 && (e.op === abi.OP_WRITE || e.op === abi.OP_WRITEV) ? i : -1)));
+  assert.ok(h.log.indexOf(shut[0]) > lastWrite, "the FIN goes after the bytes");
+  assert.equal(closedFds(h), [], "one FIN closes nothing");
+  h.feed(UP1, "reply").peerEof(UP1);
+  for (let i = 0; i < 3; i++) h.tick([{ fd: UP1, events: R }]);
+  assert.is(h.output(CLIENT).toString(), "reply");
+  assert.equal(h.ops(abi.OP_SHUTDOWN).map((e) => e.fd), [UP1, CLIENT]);
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1]);
+});
+
+test("a side done both ways is closed alone while its peer still drains; a reset after a FIN closes the pair", () => {
+  const h = proxyHost({});
+  acceptClient(h);
+  h.peerEof(CLIENT);
+  h.tick([{ fd: CLIENT, events: R }]);
+  h.tick([{ fd: CLIENT, events: R }]);
+  assert.equal(h.ops(abi.OP_SHUTDOWN).map((e) => e.fd), [UP1]);
+  h.room(CLIENT, 0); // the client takes nothing for now
+  h.feed(UP1, "late reply").peerEof(UP1);
+  for (let i = 0; i < 3; i++) h.tick([{ fd: UP1, events: R }]);
+  assert.equal(closedFds(h), [UP1], "the upstream is finished: closed, the client still owed bytes");
+  h.room(CLIENT, Infinity);
+  h.tick([{ fd: CLIENT, events: W }]);
+  assert.is(h.output(CLIENT).toString(), "late reply");
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1]);
+
+  const g = proxyHost({});
+  acceptClient(g);
+  g.peerEof(CLIENT);
+  g.tick([{ fd: CLIENT, events: R }]);
+  g.tick([{ fd: CLIENT, events: R }]);
+  assert.equal(closedFds(g), []);
+  g.socket(CLIENT).error = abi.ECONNRESET;
+  g.tick([{ fd: CLIENT, events: abi.EV_ERROR | abi.EV_HANGUP }]);
+  assert.equal(closedFds(g).sort((a, b) => a - b), [CLIENT, UP1], "the error on the half-closed client closes both");
+});
+
+test("a reset on one side closes the other", () => {
+  const h = proxyHost({});
+  acceptClient(h);
+  h.socket(UP1).error = abi.ECONNRESET;
+  h.tick([{ fd: UP1, events: R }]);
+  assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1]);
+});
+
+for (const mode of ["lt", "et"]) {
+  test(`backpressure (${mode}): a client that takes nothing stops the upstream's reads at the ring limit; all bytes arrive once it reads`, () => {
+    const max = 64 * 1024;
+    const h = proxyHost({}, { mode, writeBufMax: max, readBuf: 16 * 1024 });
+    acceptClient(h);
+    const data = Buffer.alloc(1 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 9)) & 255;
+    for (let off = 0; off < data.length; off += 8192) h.feed(UP1, data.subarray(off, off + 8192));
+    h.room(CLIENT, 0);
+    for (let i = 0; i < 200; i++) h.tick([{ fd: UP1, events: R }]);
+    const taken = data.length - h.socket(UP1).input.reduce((n, b) => n + b.length, 0);
+    assert.ok(taken <= max + 16 * 1024, `read ${taken} bytes from the upstream with the client taking none (limit ${max})`);
+    assert.ok(h.stat(abi.STAT_WBUF_BYTES) <= max, `ring bytes held ${h.stat(abi.STAT_WBUF_BYTES)}`);
+    assert.is(h.epoll.get(UP1).events & R, 0, "the upstream's READABLE is out of the interest (no LT spin)");
+    const reads = h.ops(abi.OP_READ, { fd: UP1 }).length;
+    h.tick([{ fd: UP1, events: R }]);
+    assert.is(h.ops(abi.OP_READ, { fd: UP1 }).length, reads, "no read while paused");
+    h.room(CLIENT, Infinity);
+    for (let i = 0; i < 400 && h.output(CLIENT).length < data.length; i++) h.tick([{ fd: CLIENT, events: W }, { fd: UP1, events: R }]);
+    assert.is(h.output(CLIENT).length, data.length);
+    assert.ok(h.output(CLIENT).equals(data), "byte-identical");
+    assert.is(h.x.checkInvariants(), abi.INV_OK);
+  });
+}
+
+test.run();
