@@ -315,6 +315,19 @@ test("proxy.sh: syntax and --help; an unknown argument exits 2", async () => {
   ok(help, "proxy.sh --help");
   assert.match(help.stdout, /^The proxy benchmark/);
   assert.is((await run("bash", ["bench/proxy.sh", "--fast"])).code, 2, "an unknown argument exits 2");
+  const need = ["wrk", "curl", "taskset", "nginx"].filter((t) => !process.env.PATH.split(":").some((p) => existsSync(join(p, t))));
+  if (need.length) {
+    console.log(`\n  bench/proxy.sh --smoke skipped: ${need.join(", ")} not installed (CI has only what npm ci installs)`);
+    return;
+  }
+  const r = await run("bash", ["bench/proxy.sh", "--smoke"]);
+  ok(r, "proxy.sh --smoke");
+  const rows = r.stdout.split("\n").filter((l) => /^\| (direct|wr-tcp) \|/.test(l)).map((l) => l.split("|").map((c) => c.trim()));
+  assert.equal(rows.map((c) => [c[1], c[2]]), [["direct", "5"], ["wr-tcp", "5"]], r.stdout);
+  for (const c of rows) {
+    assert.ok(Number(c[3]) > 0, `${c[1]}: requests/s`);
+    assert.is(c[10], "0", `${c[1]}: no errors`);
+  }
 });
 
 test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
@@ -404,7 +417,7 @@ const COVERED = {
   "corpus": "data: parse.mjs",
   "http-peers": "data: http.sh (nginx, h2o)",
   "lib.sh": "sourced by http.sh and proxy.sh (their runs above)",
-  "proxy.sh": "syntax and --help above; --smoke where wrk and nginx are installed",
+  "proxy.sh": "syntax, --help and --smoke above (--smoke where wrk and nginx are installed)",
   "proxy-peers": "data: proxy.sh (HAProxy, nginx)",
 };
 
