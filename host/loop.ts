@@ -147,7 +147,9 @@ export class Loop {
     let executor: Executor | null = null;
     if (io.backend === "io_uring") {
       try {
-        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, { pool: this.filePool });
+        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, {
+          pool: this.filePool, files: this.files instanceof FileServer ? this.files : null,
+        });
       } catch (e) {
         // The probe's 2-entry ring worked, this one did not (RLIMIT_MEMLOCK on
         // kernels before 5.12, say): auto falls back, a forced io_uring fails.
@@ -178,6 +180,8 @@ export class Loop {
 
   /** The file pool carrying out the HTTP server's file work, if any (its eventfd must be watched: the Reactor does). */
   readonly filePool: FilePool | null;
+  /** The io_uring executor's file ops (host/uring-files.ts), if any: their eventfd must be watched too (the Reactor does). */
+  get uringFiles(): { readonly eventfd: number; woke(): void } | null { return this.uring?.files ?? null; }
 
   /**
    * Reads the clock once: loop time for the whole phase that follows. The
