@@ -22,6 +22,9 @@ const FILES = {
 };
 const root = makeRoot(FILES);
 process.env.WASM_REACTOR_FILEPOOL_DELAY = "slow-:1500";
+// Under io_uring the opens go to the ring, not the pool (listings stay on
+// the pool): the ring's hold hook makes the same open as slow there.
+process.env.WASM_REACTOR_IO_URING_OPEN_DELAY = "slow-:1500";
 
 async function body(res) { return res.body.toString("latin1"); }
 
