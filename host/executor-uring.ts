@@ -106,7 +106,7 @@ export class UringExecutor implements Executor {
       ]) if (ring.supports(uop)) r[op] = RING;
       this.acceptPrio = ring.supports(IORING_OP.ACCEPT) && acceptDontWaitWorks(ring) ? IORING_ACCEPT_DONTWAIT : -1;
       if (this.acceptPrio >= 0) r[abi.OP_ACCEPT] = RING;
-      this.files = opts.files ? fileOps(core, ring, opts.files) : null;
+      this.files = opts.files ? fileOps(core, ring, opts.files, () => this.drain()) : null;
     } catch (e) {
       this.ring.close();
       throw e;
@@ -154,7 +154,7 @@ export class UringExecutor implements Executor {
       }
       if (pool !== null && toFilePool(pool, op, i32, q)) continue; // its completion comes through reap()
       if (route[op] === RING) {
-        if (this.ring.space === 0 || (this.batch > 0 && (this.fdMark[fd] === this.epoch || (this.afterPread && op !== abi.OP_PREAD)))) this.flush();
+        if (this.ring.space === 0 || (this.batch > 0 && (this.fdMark[fd] === this.epoch || (this.afterPread && op !== abi.OP_PREAD)))) this.flush(); // leaves the SQ empty
         this.queue(op, fd, q);
         continue;
       }
@@ -253,18 +253,23 @@ export class UringExecutor implements Executor {
    * copies its completions into the core's CQ.
    */
   private flush(): void {
-    const ring = this.ring, k = this.batch;
-    let done = 0;
-    while (done < k) {
+    const ring = this.ring, k = this.batch, start = this.taken;
+    // (this.taken, not drain()'s count: a file step may drain from inside a drain.)
+    for (let left = k; left > 0; left = k - ((this.taken - start) | 0)) {
       // min_complete counts the CQEs in the ring: wait for the rest of the batch.
-      if (ring.queued > 0 || ring.cqReady() < k - done) {
-        const r = ring.submit(k - done);
+      if (ring.queued > 0 || ring.cqReady() < left) {
+        const r = ring.submit(left);
         if (r < 0 && r !== -abi.EINTR && r !== -abi.EAGAIN && r !== -EBUSY) throw new SysError("io_uring_enter", -r);
       }
-      done += this.drain();
+      this.drain();
     }
-    // File steps the drain queued (and file ops queued with an empty batch)
-    // go out with the next enter: afterRound() or a later flush.
+    // File steps the drain queued go out now: a flush leaves nothing queued
+    // (the next queue() may need the whole SQ).
+    while (ring.queued > 0) {
+      const r = ring.submit(0);
+      if (r < 0 && r !== -abi.EINTR && r !== -abi.EAGAIN && r !== -EBUSY) throw new SysError("io_uring_enter", -r);
+      if (r < 0 && r !== -abi.EINTR) this.drain();
+    }
     this.batch = 0;
     this.edgeAt = 0;
     this.afterPread = false;
@@ -287,10 +292,13 @@ export class UringExecutor implements Executor {
       if (lo < 0) { this.files!.onCqe(lo, hi, res); continue; }
       if (this.wouldBlock) this.edgeOf(lo, hi, res);
       this.complete(lo, hi, res);
+      this.taken = (this.taken + 1) | 0;
       round++;
     }
     return round;
   }
+  /** The round's CQEs taken so far (an Int32 that wraps: only differences are used). */
+  private taken = 0;
 
   /**
    * Edge emulation for a ring completion (poll backend only): finds its
@@ -357,12 +365,12 @@ export class UringExecutor implements Executor {
  * OP_OPEN needs OPENAT2, STATX and CLOSE in the probe, OP_PREAD needs READ,
  * both an eventfd registration (else they run as before).
  */
-function fileOps(core: Core, ring: Ring, files: FileServer): UringFiles | null {
+function fileOps(core: Core, ring: Ring, files: FileServer, drain: () => number): UringFiles | null {
   const openOps = ring.supports(IORING_OP.OPENAT2) && ring.supports(IORING_OP.STATX) && ring.supports(IORING_OP.CLOSE);
   const preadOps = ring.supports(IORING_OP.READ);
   if (!openOps && !preadOps) return null;
   try {
-    return new UringFiles(core, ring, files, { openOps, preadOps });
+    return new UringFiles(core, ring, files, { openOps, preadOps, drain });
   } catch (e) {
     if (e instanceof SysError) return null; // io_uring_register(EVENTFD) refused: as before
     throw e;

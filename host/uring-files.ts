@@ -72,7 +72,16 @@ const sidePathAt = (s: number, i: number): number => SHARED + s * SLOT_BYTES + 3
 /** Closed while ops were still running in the kernel (a hung open): kept reachable, as they may still write here. */
 const lingering = new Set<unknown>();
 
-export interface UringFilesOptions { openOps: boolean; preadOps: boolean }
+export interface UringFilesOptions {
+  openOps: boolean;
+  preadOps: boolean;
+  /**
+   * Takes every CQE waiting in the ring: the executor's drain (round CQEs to
+   * the core's CQ, ours to onCqe), so a drain from inside a round (the SQ
+   * full and the kernel busy) loses none of the round's. Default: ours only.
+   */
+  drain?: () => unknown;
+}
 
 export class UringFiles {
   readonly eventfd: number;
@@ -113,10 +122,12 @@ export class UringFiles {
   private closed = false;
   private readonly delayPath: string;
   private readonly delayMs: number;
+  private readonly drainAll: () => unknown;
 
   constructor(private readonly core: Core, private readonly ring: Ring, private readonly files: FileServer, opts: UringFilesOptions) {
     this.opens = opts.openOps;
     this.preads = opts.preadOps;
+    this.drainAll = opts.drain ?? (() => this.drain());
     this.sAddr = addressOf(this.scratch);
     this.base = core.base;
     writeOpenHow(this.sb, HOW_FILE, OPEN_FILE);
@@ -300,14 +311,14 @@ export class UringFiles {
       const r = this.ring.submit(0, flags);
       if (r >= 0) return;
       if (r === -abi.EINTR) continue;
-      if (r === -abi.EAGAIN || r === -EBUSY) { this.drain(); continue; } // the kernel wants its CQ reaped first
+      if (r === -abi.EAGAIN || r === -EBUSY) { this.drainAll(); continue; } // the kernel wants its CQ reaped first
       throw new SysError("io_uring_enter", -r);
     }
   }
 
   // ---- completion --------------------------------------------------------------
 
-  /** Our CQEs waiting in the ring -> how many were taken. (Outside a round there are no others.) */
+  /** The CQEs waiting in the ring, ours handed to onCqe -> how many were taken (a stand-alone ring: no others). */
   private drain(): number {
     const ring = this.ring, cqes = ring.cqes;
     let n = 0;
@@ -340,7 +351,7 @@ export class UringFiles {
     // Submit the next steps and post what the kernel holds (DEFER_TASKRUN:
     // only inside enter(GETEVENTS)) until a look finds nothing new.
     // A completion after the last look signals the eventfd: the next tick takes it.
-    do { this.enter(IORING_ENTER_GETEVENTS); this.drain(); } while (this.ring.queued > 0);
+    do { this.enter(IORING_ENTER_GETEVENTS); this.drainAll(); } while (this.ring.queued > 0);
     if (this.doneLen === 0) return 0;
     const core = this.core;
     core.refresh();
@@ -402,7 +413,7 @@ export class UringFiles {
       const deadline = Date.now() + 2000;
       for (;;) {
         this.enter(IORING_ENTER_GETEVENTS);
-        this.drain();
+        this.drainAll();
         if (!this.out.some((n) => n > 0) || Date.now() > deadline) break;
         Atomics.wait(pause, 0, 0, 1);
       }
