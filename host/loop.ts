@@ -17,7 +17,7 @@ import type { Sink } from "./record.ts";
 import { Pump, type TickSource } from "./pump.ts";
 import type { Executor, Services } from "./executor.ts";
 import { LibcExecutor } from "./executor-libc.ts";
-import { FilePool } from "./filepool.ts";
+import { FilePool, LIVENESS_MS } from "./filepool.ts";
 import { FileServer } from "./files.ts";
 import { UringExecutor } from "./executor-uring.ts";
 import { defaultIoBackendName, ioBackendName, resolveServerIoBackend, type IoBackendName, type ServerIoBackend } from "./io-backend.ts";
@@ -256,6 +256,9 @@ export class Loop {
    * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
+    // Requests on the file pool: wake at least every LIVENESS_MS, so a dead
+    // worker's requests are noticed (FilePool.reap looks at the workers).
+    if (this.filePool !== null && this.filePool.inFlight > 0 && (timeout < 0 || timeout > LIVENESS_MS)) timeout = LIVENESS_MS;
     const file = this.accessFile;
     if (timeout !== 0 && file?.pending) {
       const hold = file.holdFor(this.now);
