@@ -42,10 +42,12 @@ export class IoStats {
     return s;
   }
 
-  get atime(): Date { return new Date(this.atimeMs); }
-  get mtime(): Date { return new Date(this.mtimeMs); }
-  get ctime(): Date { return new Date(this.ctimeMs); }
-  get birthtime(): Date { return new Date(this.birthtimeMs); }
+  // Rounded to the millisecond, as fs.Stats' dates are (new Date() truncates
+  // a fractional ms: .5 and up differed from fs.statSync's in half the runs).
+  get atime(): Date { return new Date(Math.round(this.atimeMs)); }
+  get mtime(): Date { return new Date(Math.round(this.mtimeMs)); }
+  get ctime(): Date { return new Date(Math.round(this.ctimeMs)); }
+  get birthtime(): Date { return new Date(Math.round(this.birthtimeMs)); }
   isFile(): boolean { return (this.mode & S_IFMT) === 0o100000; }
   isDirectory(): boolean { return (this.mode & S_IFMT) === 0o040000; }
   isSymbolicLink(): boolean { return (this.mode & S_IFMT) === 0o120000; }
