@@ -155,7 +155,7 @@ export class UringFiles {
   /**
    * Takes core request SQ entry q (OP_OPEN or OP_PREAD) as ring ops -> true;
    * its completion comes through reap(). False: not taken (another op, no
-   * free slot): the caller carries it out itself. Needs two free SQEs.
+   * free slot): the caller carries it out itself.
    */
   start(op: number, i32: Int32Array, q: number): boolean {
     if (op === abi.OP_OPEN ? !this.opens : op === abi.OP_PREAD ? !this.preads : true) return false;
@@ -183,6 +183,7 @@ export class UringFiles {
     this.record[s] = i32[q + (abi.SQE_OP_FLAGS >> 2)];
     const statOnly = this.statOnly[s] = i32[q + (abi.SQE_OFF >> 2)] === 1 ? 1 : 0;
     if (this.delayMs > 0 && this.pathHas(addr, len, this.delayPath)) {
+      this.room(2); // a link must not be cut by a submit between its two SQEs
       const w = this.sqe(IORING_OP.TIMEOUT, -1, s, ST_DELAY);
       const sq = this.ring.sqes;
       sq[w] |= IOSQE_IO_HARDLINK << 8;
@@ -219,6 +220,9 @@ export class UringFiles {
       case ST_SIDE_OPEN: case ST_SIDE_OPEN + 1: {
         const i = step - ST_SIDE_OPEN;
         if (res < 0) { this.sideDone(s); break; }
+        // One link, never cut by a submit: a CLOSE that ran before its STATX
+        // could let the statx meet another file's fd of the same number.
+        this.room(2);
         this.statx(s, res, 1 + i, ST_SIDE_STAT + i, IOSQE_IO_HARDLINK);
         this.sqe(IORING_OP.CLOSE, res, s, ST_SIDE_CLOSE + i);
         break;
@@ -273,6 +277,9 @@ export class UringFiles {
   }
 
   // ---- SQEs ------------------------------------------------------------------
+
+  /** At least n free SQEs (submitting what is queued first if need be). */
+  private room(n: number): void { while (this.ring.space < n) this.enter(0); }
 
   /** The next SQE (zeroed; entering the kernel first if the SQ is full), tagged with slot s and step. */
   private sqe(op: number, fd: number, s: number, step: number): number {
