@@ -95,7 +95,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       cors: { kind: "bool", help: "Access-Control-Allow-Origin: * on every response; OPTIONS preflights get 204" },
       precompressed: { kind: "bool", help: "serve FILE.br / FILE.gz beside FILE to clients that accept br / gzip" },
       listing: { kind: "bool", help: "list directories that have no index.html: names, dates (UTC), sizes (off: 404)" },
-      "file-threads": { kind: "int", arg: "N", help: "worker threads for file opens, stats, listings and small-file reads (0: on the loop thread)", defText: "2 with --io-backend epoll_threadpool, else 0" },
+      "file-threads": { kind: "int", arg: "N", help: "worker threads for file opens, stats, listings and small-file reads (0: on the loop thread; under io_uring, opens and reads are ring ops already and the threads take listings)", defText: "2 with --io-backend epoll_threadpool, else 0" },
       "max-request-line": { kind: "int", arg: "BYTES", help: "longest request line (bytes; longer: 414)", def: 8192 },
       "max-header-size": { kind: "int", arg: "BYTES", help: "largest header block (bytes; larger: 431)", def: 16384 },
       "max-headers": { kind: "int", help: "most header fields (more: 431)", def: 100 },

@@ -25,6 +25,16 @@
 //    the host services go to the backend and the Services (hostRequest).
 //  - Completions: every SQE yields one CQE, copied into the core's CQ with
 //    the request's tag as it travelled (user_data), in completion order.
+//  - The HTTP server's file work (OP_OPEN, OP_PREAD) is NOT waited for: it
+//    goes to host/uring-files.ts as ring ops of its own (openat2 + statx +
+//    the sidecar checks, read) that complete in a later tick, through
+//    reap() and the ring's eventfd. Their CQEs carry a marker (ASYNC in the
+//    low word of user_data) and a flush neither copies nor counts them.
+//    OP_LIST (no getdents op in io_uring) goes to the file pool if there is
+//    one, else runs here, synchronously. Kernels without OPENAT2/STATX (or
+//    READ) in the probe, or without eventfd registration: as before (the
+//    pool with --file-threads, else synchronous; a PREAD then goes through
+//    the ring and its flush waits for it).
 //
 // Nothing is allocated per request: the batch bookkeeping is typed arrays
 // sized once.
@@ -33,6 +43,8 @@ import type { Core } from "./core.ts";
 import type { Executor, InterestBackend, Services } from "./executor.ts";
 import { libcRequest, hostRequest, reportEdge, toFilePool } from "./executor-libc.ts";
 import type { FilePool } from "./filepool.ts";
+import type { FileServer } from "./files.ts";
+import { UringFiles, SLOTS as FILE_SLOTS, MAX_CQES_PER_SLOT } from "./uring-files.ts";
 import { SysError, libc, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC } from "./libc.ts";
 import {
   Ring, IORING_OP, SQE_W, SQE_WORDS, setU64, MSG_DONTWAIT, RWF_NOWAIT, IORING_ACCEPT_DONTWAIT,
@@ -50,8 +62,13 @@ const EBUSY = 16;
 export interface UringExecutorOptions {
   /** SQ entries of the ring (default: the core's SQ capacity, rounded up, at most 4096). */
   entries?: number;
-  /** The file pool (host/filepool.ts): OP_OPEN, OP_LIST and OP_PREAD go to it, completing through reap(). */
+  /**
+   * The file pool (host/filepool.ts): OP_LIST goes to it, and OP_OPEN and
+   * OP_PREAD when the ring cannot take them; completing through reap().
+   */
   pool?: FilePool | null;
+  /** The file server: OP_OPEN and OP_PREAD become ring ops beneath its root (host/uring-files.ts) where the kernel can. */
+  files?: FileServer | null;
 }
 
 export class UringExecutor implements Executor {
@@ -74,7 +91,10 @@ export class UringExecutor implements Executor {
   constructor(private readonly core: Core, private readonly services: Services, private readonly backend: InterestBackend, opts: UringExecutorOptions = {}) {
     const sqCap = core.ctlI32(abi.CTL_SQ_CAP);
     const entries = opts.entries ?? Math.min(4096, 1 << Math.ceil(Math.log2(Math.max(8, sqCap))));
-    this.ring = new Ring({ entries });
+    // The CQ holds a full SQ's completions plus every file op's (each slot
+    // has at most MAX_CQES_PER_SLOT in flight): it cannot overflow.
+    const cqEntries = opts.files ? Math.max(2 * entries, 1 << Math.ceil(Math.log2(entries + FILE_SLOTS * MAX_CQES_PER_SLOT))) : undefined;
+    this.ring = new Ring({ entries, cqEntries });
     try {
       const n = this.ring.sqEntries;
       this.bQ = new Int32Array(n);
@@ -86,17 +106,31 @@ export class UringExecutor implements Executor {
       ]) if (ring.supports(uop)) r[op] = RING;
       this.acceptPrio = ring.supports(IORING_OP.ACCEPT) && acceptDontWaitWorks(ring) ? IORING_ACCEPT_DONTWAIT : -1;
       if (this.acceptPrio >= 0) r[abi.OP_ACCEPT] = RING;
+      this.files = opts.files ? fileOps(core, ring, opts.files, () => this.drain()) : null;
     } catch (e) {
       this.ring.close();
       throw e;
     }
     this.wouldBlock = backend.wouldBlock ? backend.wouldBlock.bind(backend) : null;
     const pool = this.pool = opts.pool ?? null;
-    if (pool) this.reap = (cq, max) => pool.reap(cq, max);
+    const files = this.files;
+    if (files && pool) {
+      this.reap = (cq, max) => {
+        const k = files.reap(cq, max);
+        if (k === max) { files.wakeNext(); return k; } // the pool's turn comes next tick
+        return k + pool.reap(cq + k * abi.CQE_SIZE, max - k);
+      };
+    } else if (files) {
+      this.reap = (cq, max) => files.reap(cq, max);
+    } else if (pool) {
+      this.reap = (cq, max) => pool.reap(cq, max);
+    }
   }
 
   private readonly pool: FilePool | null;
-  /** The completion phase: the file pool's finished work (only with a pool). */
+  /** The server's file work as ring ops (null: the kernel cannot, or no file server). Its eventfd must be watched: the Reactor does. */
+  readonly files: UringFiles | null;
+  /** The completion phase: the file work finished since (only with ring file ops or a pool). */
   reap?: (cq: number, max: number) => number;
 
   /** Which core ops go through the ring (the rest: libc, in order). */
@@ -104,7 +138,7 @@ export class UringExecutor implements Executor {
 
   submit(sq: number, cq: number, n: number): number {
     const core = this.core;
-    const pool = this.pool;
+    const pool = this.pool, files = this.files;
     core.refresh();
     this.i32 = core.i32;
     this.base = core.base;
@@ -114,9 +148,13 @@ export class UringExecutor implements Executor {
     for (let i = 0; i < n; i++, q += Q_WORDS) {
       const i32 = this.i32;
       const op = i32[q] & 0xff, fd = i32[q + W_FD];
+      if (files !== null && (op === abi.OP_OPEN || op === abi.OP_PREAD)) {
+        if (this.batch > 0 && this.ring.space < 2) this.flush();
+        if (files.start(op, i32, q)) continue; // its completion comes through reap()
+      }
       if (pool !== null && toFilePool(pool, op, i32, q)) continue; // its completion comes through reap()
       if (route[op] === RING) {
-        if (this.batch > 0 && (this.fdMark[fd] === this.epoch || (this.afterPread && op !== abi.OP_PREAD) || this.ring.space === 0)) this.flush();
+        if (this.ring.space === 0 || (this.batch > 0 && (this.fdMark[fd] === this.epoch || (this.afterPread && op !== abi.OP_PREAD)))) this.flush(); // leaves the SQ empty
         this.queue(op, fd, q);
         continue;
       }
@@ -133,6 +171,7 @@ export class UringExecutor implements Executor {
       this.complete(this.i32[q + W_TAG], this.i32[q + W_TAG + 1], r);
     }
     if (this.batch > 0) this.flush();
+    files?.afterRound(); // the file steps this round's completions made go out; a finished one wakes the next tick
     this.services.roundDone();
     return (this.cqW - (cq >> 2)) / C_WORDS;
   }
@@ -214,15 +253,22 @@ export class UringExecutor implements Executor {
    * copies its completions into the core's CQ.
    */
   private flush(): void {
-    const ring = this.ring, k = this.batch;
-    let done = 0;
-    while (done < k) {
+    const ring = this.ring, k = this.batch, start = this.taken;
+    // (this.taken, not drain()'s count: a file step may drain from inside a drain.)
+    for (let left = k; left > 0; left = k - ((this.taken - start) | 0)) {
       // min_complete counts the CQEs in the ring: wait for the rest of the batch.
-      if (ring.queued > 0 || ring.cqReady() < k - done) {
-        const r = ring.submit(k - done);
+      if (ring.queued > 0 || ring.cqReady() < left) {
+        const r = ring.submit(left);
         if (r < 0 && r !== -abi.EINTR && r !== -abi.EAGAIN && r !== -EBUSY) throw new SysError("io_uring_enter", -r);
       }
-      done += this.drain();
+      this.drain();
+    }
+    // File steps the drain queued go out now: a flush leaves nothing queued
+    // (the next queue() may need the whole SQ).
+    while (ring.queued > 0) {
+      const r = ring.submit(0);
+      if (r < 0 && r !== -abi.EINTR && r !== -abi.EAGAIN && r !== -EBUSY) throw new SysError("io_uring_enter", -r);
+      if (r < 0 && r !== -abi.EINTR) this.drain();
     }
     this.batch = 0;
     this.edgeAt = 0;
@@ -230,20 +276,29 @@ export class UringExecutor implements Executor {
     if (++this.epoch === 0x7fffffff) { this.fdMark.fill(0); this.epoch = 1; }
   }
 
-  /** Copies the CQEs waiting in the ring into the core's CQ; returns how many. */
+  /**
+   * Copies the round's CQEs waiting in the ring into the core's CQ and hands
+   * the file ops' (ASYNC in the low word) to them; returns how many of the
+   * round's. Each CQE is consumed before it is handled: a file step may
+   * enter the kernel (SQ full) and drain from inside.
+   */
   private drain(): number {
     const ring = this.ring, cqes = ring.cqes;
-    const n = ring.cqReady();
-    let h = ring.cqHead();
-    for (let j = 0; j < n; j++, h++) {
-      const w = ring.cqeWord(h);
+    let round = 0;
+    while (ring.cqReady() > 0) {
+      const w = ring.cqeWord(ring.cqHead());
       const lo = cqes[w], hi = cqes[w + 1], res = cqes[w + 2];
+      ring.cqAdvance(1);
+      if (lo < 0) { this.files!.onCqe(lo, hi, res); continue; }
       if (this.wouldBlock) this.edgeOf(lo, hi, res);
       this.complete(lo, hi, res);
+      this.taken = (this.taken + 1) | 0;
+      round++;
     }
-    ring.cqAdvance(n);
-    return n;
+    return round;
   }
+  /** The round's CQEs taken so far (an Int32 that wraps: only differences are used). */
+  private taken = 0;
 
   /**
    * Edge emulation for a ring completion (poll backend only): finds its
@@ -284,6 +339,7 @@ export class UringExecutor implements Executor {
     core.refresh();
     this.i32 = core.i32;
     if (core.base === this.base) return;
+    if (this.files && this.files.active > 0) throw new Error("io_uring: linear memory moved while file work was in flight");
     this.base = core.base;
     for (let j = 0; j < this.batch; j++) {
       const q = this.bQ[j], w = this.bW[j];
@@ -298,8 +354,27 @@ export class UringExecutor implements Executor {
     this.fdMark = next;
   }
 
-  /** Releases the ring (the Loop's close()). */
-  close(): void { this.ring.close(); }
+  /** Releases the ring (the Loop's close()): the file ops in flight are cancelled and waited for first. */
+  close(): void {
+    try { this.files?.close(); } finally { this.ring.close(); }
+  }
+}
+
+/**
+ * The file ops on this ring, or null where the kernel cannot carry them:
+ * OP_OPEN needs OPENAT2, STATX and CLOSE in the probe, OP_PREAD needs READ,
+ * both an eventfd registration (else they run as before).
+ */
+function fileOps(core: Core, ring: Ring, files: FileServer, drain: () => number): UringFiles | null {
+  const openOps = ring.supports(IORING_OP.OPENAT2) && ring.supports(IORING_OP.STATX) && ring.supports(IORING_OP.CLOSE);
+  const preadOps = ring.supports(IORING_OP.READ);
+  if (!openOps && !preadOps) return null;
+  try {
+    return new UringFiles(core, ring, files, { openOps, preadOps, drain });
+  } catch (e) {
+    if (e instanceof SysError) return null; // io_uring_register(EVENTFD) refused: as before
+    throw e;
+  }
 }
 
 /**

@@ -8,12 +8,14 @@ import { FileServer } from "./files.ts";
 import { libc, errno, memoryView } from "./libc.ts";
 import {
   type FilePoolWorkerData, SLOT_WORDS, S_OP, S_FD, S_ADDR, S_LEN, S_FLAGS, S_OFF, S_MEM, S_RES,
-  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, LIVE, BELL, JOBS_AT, DONE_AT, SLOTS_AT, at,
+  JOB_TAIL, JOB_HEAD, DONE_TAIL, CLOSING, LIVE, BELL, FDS_CLOSED, JOBS_AT, DONE_AT, SLOTS_AT, WORKERS_AT,
+  W_READY, W_ENDED, at,
 } from "./filepool.ts";
 
 const data = workerData as FilePoolWorkerData;
 const i = new Int32Array(data.sab);
-const files = new FileServer(data.root, { precompressed: data.precompressed, rootFd: data.rootFd });
+const STATE = WORKERS_AT + 2 * data.id, JOB = STATE + 1; // this worker's liveness words (host/filepool.ts)
+let files: FileServer;
 const one = Buffer.alloc(8);
 one.writeBigUInt64LE(1n);
 const [delayPath, delayMs] = data.delay ? [data.delay.slice(0, data.delay.lastIndexOf(":")), Number(data.delay.slice(data.delay.lastIndexOf(":") + 1))] : ["", 0];
@@ -36,6 +38,7 @@ function carry(r: number): number {
   switch (op) {
     case abi.OP_OPEN:
       if (delayMs > 0 && pathAt(addr, len).includes(delayPath)) Atomics.wait(sleeper, 0, 0, delayMs);
+      if (data.die && data.die !== "start" && pathAt(addr, len).includes(data.die)) throw new WorkerDeath();
       return files.open(memory, addr, len, i[r + S_FLAGS], i[r + S_OFF] === 1);
     case abi.OP_LIST: return files.list(memory, addr, len, i[r + S_FLAGS]);
     case abi.OP_PREAD: {
@@ -48,6 +51,10 @@ function carry(r: number): number {
 
 function pathAt(addr: number, len: number): string { return Buffer.from(memory.u8.subarray(addr, addr + len)).toString("latin1"); }
 
+/** The test hook's death (WASM_REACTOR_FILEPOOL_DIE): not caught per job, it ends the worker. */
+class WorkerDeath extends Error { constructor() { super(`test hook WASM_REACTOR_FILEPOOL_DIE=${data.die}: this worker dies`); } }
+
+function serve(): void {
 for (;;) {
   // The bell first: a post or close() after this read changes it, so the
   // wait below cannot sleep through either.
@@ -64,13 +71,34 @@ for (;;) {
   if (Atomics.compareExchange(i, JOB_HEAD, head, (head + 1) | 0) !== head) continue; // another worker took it
   const s = v - 1;
   const rec = SLOTS_AT + s * SLOT_WORDS;
+  Atomics.store(i, JOB, v); // if this worker dies now, the loop fails this job (host/filepool.ts liveness)
   let res: number;
-  try { res = carry(rec); } catch { res = -abi.EIO; } // a host bug, never a lost completion
+  try { res = carry(rec); } catch (e) { if (e instanceof WorkerDeath) throw e; res = -abi.EIO; } // a host bug, never a lost completion
   i[rec + S_RES] = res;
+  // Taken back before publishing: the loop cannot fail a job that completed.
+  if (Atomics.exchange(i, JOB, 0) === 0) continue; // the loop counted this worker dead and failed it already
   const d = Atomics.add(i, DONE_TAIL, 1);
   Atomics.store(i, DONE_AT + at(d), s + 1);
   libc.writeBuf(data.eventfd, one, 8);
 }
-// The pool closed: the last worker out closes the eventfd (host/filepool.ts LIVE).
-if (Atomics.sub(i, LIVE, 1) === 1) { libc.close(data.eventfd); libc.close(data.rootFd); }
-Atomics.notify(i, LIVE); // close() may be waiting for the workers to end
+}
+
+let normal = false;
+try {
+  if (data.die === "start") throw new WorkerDeath(); // test hook: a worker that never starts
+  files = new FileServer(data.root, { precompressed: data.precompressed, rootFd: data.rootFd });
+  Atomics.store(i, STATE, W_READY);
+  serve();
+  normal = true;
+} finally {
+  // Dead or closed: the loop sees W_ENDED (a death while the pool is open).
+  Atomics.store(i, STATE, W_ENDED);
+  // The last worker out closes the eventfd and the root fd copy (host/filepool.ts LIVE;
+  // FDS_CLOSED: once, by it or by close() when every worker died before).
+  const last = Atomics.sub(i, LIVE, 1) === 1;
+  if (last && (normal || Atomics.load(i, CLOSING)) && Atomics.compareExchange(i, FDS_CLOSED, 0, 1) === 0) {
+    libc.close(data.eventfd);
+    libc.close(data.rootFd);
+  }
+  Atomics.notify(i, LIVE); // close() may be waiting for the workers to end
+}

@@ -3,7 +3,7 @@
 // The path comes from the core already normalised (percent-decoded, dot
 // segments resolved), NUL-terminated, in linear memory; it is handed to the
 // kernel by address. openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) is the
-// fence: no `..`, absolute path or symlink can lead outside the root (EXDEV),
+// fence (writeOpenHow): no `..`, absolute path or symlink can lead outside the root (EXDEV),
 // whatever the core computed. The MIME type comes from mime-db (the database
 // behind `mime-types`/Express), looked up once per file: the core caches the
 // result with the open fd. When several types claim an extension, the one
@@ -61,7 +61,8 @@ function buildMimeTable(): Map<string, string> {
 }
 
 const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000;
-const STATX_SIZE = 256;
+/** Bytes of a struct statx (the kernel writes at most this much). */
+export const STATX_SIZE = 256;
 
 /**
  * The core's linear memory as the file server needs it: its absolute base
@@ -70,6 +71,103 @@ const STATX_SIZE = 256;
  * own over the same memory (host/filepool-worker.ts).
  */
 export interface LinearMemory { readonly base: number; readonly u8: Uint8Array; refresh(): void }
+
+// ---- the FILE record: one writer for every path that opens files --------------
+// files.ts's own open (the loop thread and the pool's workers) and the
+// io_uring executor's ring ops (host/uring-files.ts) turn the same statx
+// buffer into the same bytes through these, so the three cannot drift.
+
+let mimeTable: Map<string, string> | null = null;
+/** The MIME table (built once per thread, on first use). */
+function mime(): Map<string, string> { return (mimeTable ??= buildMimeTable()); }
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Is the statx at `stx[at..]` a regular file? */
+export function statxIsRegular(stx: DataView, at = 0): boolean { return (stx.getUint16(at + 28, true) & S_IFMT) === S_IFREG; }
+
+/**
+ * Writes the FILE record (abi.ts FILE_*) at `record` in linear memory from
+ * the statx at `stx[at..]` and the path at pathPtr (its extension picks the
+ * MIME type of a regular file that is opened, not only stat'ed); FILE_FLAGS
+ * is written apart (setFileFlags: the sidecar checks come after). Returns
+ * the FILE_* kind.
+ */
+export function writeFileRecord(core: LinearMemory, stx: DataView, at: number, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
+  const mode = stx.getUint16(at + 28, true);
+  const kind = (mode & S_IFMT) === S_IFREG ? abi.FILE_REGULAR : (mode & S_IFMT) === S_IFDIR ? abi.FILE_DIRECTORY : abi.FILE_OTHER;
+  const mtimeMs = Number(stx.getBigInt64(at + 112, true)) * 1000 + Math.floor(stx.getUint32(at + 120, true) / 1e6);
+  core.refresh();
+  const dv = new DataView(core.u8.buffer);
+  dv.setInt32(record + abi.FILE_KIND, kind, true);
+  dv.setFloat64(record + abi.FILE_BYTES, Number(stx.getBigUint64(at + 40, true)), true);
+  dv.setFloat64(record + abi.FILE_MTIME, mtimeMs, true);
+  dv.setFloat64(record + abi.FILE_INO, Number(stx.getBigUint64(at + 32, true)), true);
+  dv.setFloat64(record + abi.FILE_DEV, stx.getUint32(at + 136, true) * 65536 + stx.getUint32(at + 140, true), true);
+  let mimeLen = 0;
+  if (kind === abi.FILE_REGULAR && !statOnly) {
+    // Once per file (the core caches the answer): decode the path's extension.
+    const path = decoder.decode(core.u8.subarray(pathPtr, pathPtr + pathLen));
+    const type = mime().get(extname(path).slice(1).toLowerCase()) ?? "application/octet-stream";
+    const bytes = encoder.encode(type).subarray(0, abi.FILE_MIME_MAX);
+    core.u8.set(bytes, record + abi.FILE_MIME);
+    mimeLen = bytes.length;
+  }
+  dv.setInt32(record + abi.FILE_MIME_LEN, mimeLen, true);
+  return kind;
+}
+
+/** FILE_FLAGS of the record at `record` (FILE_HAS_*: the sidecars found). */
+export function setFileFlags(core: LinearMemory, record: number, flags: number): void {
+  core.refresh();
+  new DataView(core.u8.buffer).setInt32(record + abi.FILE_FLAGS, flags, true);
+}
+
+/** The sidecars looked for beside a regular file X, each with its FILE_HAS_* bit. */
+export const SIDECARS: readonly (readonly [string, number])[] = [[".br", abi.FILE_HAS_BR], [".gz", abi.FILE_HAS_GZIP]];
+/** Room for a sidecar's path: a cached path (< 1 KiB) + ".br" + NUL. */
+export const SIDECAR_PATH_MAX = 1100;
+
+/**
+ * Writes the NUL-terminated path of sidecar `ext` of the path at pathPtr
+ * into `out` at `outAt` -> true; false if that file has no sidecars to
+ * look for (it is one itself, X.br / X.gz, served as it is; or the path is
+ * too long).
+ */
+export function sidecarPath(core: LinearMemory, pathPtr: number, pathLen: number, ext: string, out: Uint8Array, outAt: number): boolean {
+  if (pathLen + 4 > SIDECAR_PATH_MAX) return false;
+  const u8 = core.u8;
+  if (pathLen >= 3 && u8[pathPtr + pathLen - 3] === 0x2e) {
+    const a = u8[pathPtr + pathLen - 2], b = u8[pathPtr + pathLen - 1];
+    if ((a === 0x62 && b === 0x72) || (a === 0x67 && b === 0x7a)) return false; // ".br", ".gz"
+  }
+  out.set(u8.subarray(pathPtr, pathPtr + pathLen), outAt);
+  for (let k = 0; k < 3; k++) out[outAt + pathLen + k] = ext.charCodeAt(k);
+  out[outAt + pathLen + 3] = 0;
+  return true;
+}
+
+// The fence and the flags of every open beneath the root (struct open_how:
+// flags u64 at 0, mode u64 at 8, resolve u64 at 16; 24 bytes): a file is
+// opened O_NONBLOCK (a FIFO someone left in the docroot must not block the
+// loop), a stat-only check or a sidecar O_PATH, a listing's directory
+// O_DIRECTORY. RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: no `..`, absolute
+// path or symlink leads outside the root (EXDEV).
+export const OPEN_HOW_SIZE = 24;
+export const OPEN_FILE = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+export const OPEN_STAT = O_PATH | O_CLOEXEC;
+const OPEN_DIR = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+/** Writes an open_how with `flags` and the root's fence at dv[at..at + 24). */
+export function writeOpenHow(dv: DataView, at: number, flags: number): void {
+  dv.setBigUint64(at, BigInt(flags), true);
+  dv.setBigUint64(at + 8, 0n, true);
+  dv.setBigUint64(at + 16, BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), true);
+}
+const howOf = (flags: number): Buffer => {
+  const b = Buffer.alloc(OPEN_HOW_SIZE);
+  writeOpenHow(new DataView(b.buffer, b.byteOffset, OPEN_HOW_SIZE), 0, flags);
+  return b;
+};
 
 export interface FileServerOptions {
   /**
@@ -82,18 +180,16 @@ export interface FileServerOptions {
   rootFd?: number;
 }
 
-const SIDECARS: [string, number][] = [[".br", abi.FILE_HAS_BR], [".gz", abi.FILE_HAS_GZIP]];
-
 export class FileServer implements FileOpener {
   readonly rootFd: number;
   readonly precompressed: boolean;
   private readonly ownsRoot: boolean;
-  private readonly sidecarPath = Buffer.alloc(1100); // a cached path (< 1 KiB) + ".br" + NUL
-  private readonly mime = buildMimeTable();
-  private readonly how = Buffer.alloc(24);
-  private readonly howPath = Buffer.alloc(24);
-  private readonly howDir = Buffer.alloc(24);
+  private readonly sidecarPath = Buffer.alloc(SIDECAR_PATH_MAX);
+  private readonly how = howOf(OPEN_FILE);
+  private readonly howPath = howOf(OPEN_STAT);
+  private readonly howDir = howOf(OPEN_DIR);
   private readonly stx = Buffer.alloc(STATX_SIZE);
+  private readonly stxView = new DataView(this.stx.buffer, this.stx.byteOffset, STATX_SIZE);
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
 
@@ -101,14 +197,6 @@ export class FileServer implements FileOpener {
     this.precompressed = options.precompressed === true;
     this.ownsRoot = options.rootFd === undefined;
     this.rootFd = options.rootFd ?? check(`open ${root}`, libc.open(root, O_PATH | O_DIRECTORY | O_CLOEXEC, 0));
-    const resolve = BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
-    // O_NONBLOCK: opening a FIFO someone left in the docroot must not block the loop.
-    this.how.writeBigUInt64LE(BigInt(O_RDONLY | O_CLOEXEC | O_NONBLOCK), 0);
-    this.how.writeBigUInt64LE(resolve, 16);
-    this.howPath.writeBigUInt64LE(BigInt(O_PATH | O_CLOEXEC), 0);
-    this.howPath.writeBigUInt64LE(resolve, 16);
-    this.howDir.writeBigUInt64LE(BigInt(O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0);
-    this.howDir.writeBigUInt64LE(resolve, 16);
   }
 
   open(core: LinearMemory, pathPtr: number, pathLen: number, record: number, statOnly: boolean): number {
@@ -120,29 +208,8 @@ export class FileServer implements FileOpener {
       libc.close(fd);
       return -e;
     }
-    const s = this.stx;
-    const mode = s.readUInt16LE(28);
-    const kind = (mode & S_IFMT) === S_IFREG ? abi.FILE_REGULAR : (mode & S_IFMT) === S_IFDIR ? abi.FILE_DIRECTORY : abi.FILE_OTHER;
-    const mtimeMs = Number(s.readBigInt64LE(112)) * 1000 + Math.floor(s.readUInt32LE(120) / 1e6);
-    core.refresh();
-    const dv = new DataView(core.u8.buffer);
-    dv.setInt32(record + abi.FILE_KIND, kind, true);
-    dv.setFloat64(record + abi.FILE_BYTES, Number(s.readBigUInt64LE(40)), true);
-    dv.setFloat64(record + abi.FILE_MTIME, mtimeMs, true);
-    dv.setFloat64(record + abi.FILE_INO, Number(s.readBigUInt64LE(32)), true);
-    dv.setFloat64(record + abi.FILE_DEV, s.readUInt32LE(136) * 65536 + s.readUInt32LE(140), true);
-    let mimeLen = 0;
-    if (kind === abi.FILE_REGULAR && !statOnly) {
-      // Once per file (the core caches the answer): decode the path's extension.
-      const path = this.decoder.decode(core.u8.subarray(pathPtr, pathPtr + pathLen));
-      const type = this.mime.get(extname(path).slice(1).toLowerCase()) ?? "application/octet-stream";
-      const bytes = this.encoder.encode(type).subarray(0, abi.FILE_MIME_MAX);
-      core.u8.set(bytes, record + abi.FILE_MIME);
-      mimeLen = bytes.length;
-    }
-    dv.setInt32(record + abi.FILE_MIME_LEN, mimeLen, true);
-    const flags = kind === abi.FILE_REGULAR && this.precompressed ? this.sidecars(core, pathPtr, pathLen) : 0;
-    dv.setInt32(record + abi.FILE_FLAGS, flags, true);
+    const kind = writeFileRecord(core, this.stxView, 0, pathPtr, pathLen, record, statOnly);
+    setFileFlags(core, record, kind === abi.FILE_REGULAR && this.precompressed ? this.sidecars(core, pathPtr, pathLen) : 0);
     if (statOnly || kind !== abi.FILE_REGULAR) {
       libc.close(fd);
       return 0;
@@ -157,19 +224,12 @@ export class FileServer implements FileOpener {
    * itself (X.br, X.gz) is not looked at: it is served as it is.
    */
   private sidecars(core: LinearMemory, pathPtr: number, pathLen: number): number {
-    if (pathLen + 4 > this.sidecarPath.length) return 0;
-    const path = this.sidecarPath;
-    path.set(core.u8.subarray(pathPtr, pathPtr + pathLen), 0);
-    const tail = path.toString("latin1", Math.max(0, pathLen - 3), pathLen);
-    if (tail === ".br" || tail === ".gz") return 0;
     let flags = 0;
     for (const [ext, bit] of SIDECARS) {
-      path.write(ext, pathLen, "latin1");
-      path[pathLen + 3] = 0;
-      const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "void *", path, "void *", this.howPath, "size_t", 24) as number;
+      if (!sidecarPath(core, pathPtr, pathLen, ext, this.sidecarPath, 0)) return 0;
+      const fd = libc.syscall(SYS_openat2, "int", this.rootFd, "void *", this.sidecarPath, "void *", this.howPath, "size_t", 24) as number;
       if (fd < 0) continue;
-      if (libc.statxBuf(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, this.stx) >= 0
-          && (this.stx.readUInt16LE(28) & S_IFMT) === S_IFREG) flags |= bit;
+      if (libc.statxBuf(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, this.stx) >= 0 && statxIsRegular(this.stxView)) flags |= bit;
       libc.close(fd);
     }
     return flags;

@@ -17,7 +17,7 @@ import type { Sink } from "./record.ts";
 import { Pump, type TickSource } from "./pump.ts";
 import type { Executor, Services } from "./executor.ts";
 import { LibcExecutor } from "./executor-libc.ts";
-import { FilePool } from "./filepool.ts";
+import { FilePool, LIVENESS_MS } from "./filepool.ts";
 import { FileServer } from "./files.ts";
 import { UringExecutor } from "./executor-uring.ts";
 import { defaultIoBackendName, ioBackendName, resolveServerIoBackend, type IoBackendName, type ServerIoBackend } from "./io-backend.ts";
@@ -147,7 +147,9 @@ export class Loop {
     let executor: Executor | null = null;
     if (io.backend === "io_uring") {
       try {
-        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, { pool: this.filePool });
+        executor = this.uring = new UringExecutor(this.core, this.services(), this.backend, {
+          pool: this.filePool, files: this.files instanceof FileServer ? this.files : null,
+        });
       } catch (e) {
         // The probe's 2-entry ring worked, this one did not (RLIMIT_MEMLOCK on
         // kernels before 5.12, say): auto falls back, a forced io_uring fails.
@@ -178,6 +180,8 @@ export class Loop {
 
   /** The file pool carrying out the HTTP server's file work, if any (its eventfd must be watched: the Reactor does). */
   readonly filePool: FilePool | null;
+  /** The io_uring executor's file ops (host/uring-files.ts), if any: their eventfd must be watched too (the Reactor does). */
+  get uringFiles(): { readonly eventfd: number; woke(): void } | null { return this.uring?.files ?? null; }
 
   /**
    * Reads the clock once: loop time for the whole phase that follows. The
@@ -252,6 +256,9 @@ export class Loop {
    * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
+    // Requests on the file pool: wake at least every LIVENESS_MS, so a dead
+    // worker's requests are noticed (FilePool.reap looks at the workers).
+    if (this.filePool !== null && this.filePool.inFlight > 0 && (timeout < 0 || timeout > LIVENESS_MS)) timeout = LIVENESS_MS;
     const file = this.accessFile;
     if (timeout !== 0 && file?.pending) {
       const hold = file.holdFor(this.now);

@@ -81,6 +81,8 @@ export class Reactor {
     // clears the count: FilePool.reap), so the handler only notes the wake-up.
     const pool = this.loop.filePool;
     if (pool) this.register(pool.eventfd, READABLE, () => pool.woke());
+    const ringFiles = this.loop.uringFiles; // the same for the io_uring executor's file ops
+    if (ringFiles) this.register(ringFiles.eventfd, READABLE, () => ringFiles.woke());
     this.handleSignals = options.handleSignals ?? true;
     this.onError = options.onError ?? null;
     this.loop.onCall = (kind, id, fd, events, extra) => {

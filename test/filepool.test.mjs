@@ -22,6 +22,9 @@ const FILES = {
 };
 const root = makeRoot(FILES);
 process.env.WASM_REACTOR_FILEPOOL_DELAY = "slow-:1500";
+// Under io_uring the opens go to the ring, not the pool (listings stay on
+// the pool): the ring's hold hook makes the same open as slow there.
+process.env.WASM_REACTOR_IO_URING_OPEN_DELAY = "slow-:1500";
 
 async function body(res) { return res.body.toString("latin1"); }
 
@@ -139,6 +142,46 @@ test("many file requests at once through a small completion queue, with the pool
     srv.stop();
     removeRoot(r2);
   }
+});
+
+// Liveness (test hook WASM_REACTOR_FILEPOOL_DIE): a worker that dies
+// mid-request or never starts must not leave requests waiting forever on a
+// loop blocked in its wait (which never sees the Worker's 'exit' event).
+async function withDyingWorkers(hook, threads, fn) {
+  process.env.WASM_REACTOR_FILEPOOL_DIE = hook;
+  let s;
+  try {
+    s = await spawnServer(["serve", "--root", root, "--port", "0", "--file-threads", String(threads), "--io-backend", "epoll_threadpool", "--listing"]);
+  } finally {
+    delete process.env.WASM_REACTOR_FILEPOOL_DIE;
+  }
+  try {
+    await fn(s);
+  } finally {
+    closeAllConns();
+    assert.is(await s.stop(), 0, "exits cleanly");
+  }
+  return s.stderr();
+}
+
+test("a pool worker that dies holding a request: that request fails (404), later ones are served, one log line", async () => {
+  const err = await withDyingWorkers("dir/d", 1, async (s) => {
+    const dead = await fetchOne(s.port, "/dir/d.txt"); // kills the only worker
+    assert.is(dead.status, 404, "the open failed (EIO): a cached miss, as any failed open");
+    assert.is(await body(await fetchOne(s.port, "/a.txt")), FILES["a.txt"], "served on the loop thread");
+    assert.ok((await body(await fetchOne(s.port, "/dir/"))).includes('href="d.txt"'), "a listing too");
+  });
+  assert.is(err.match(/worker 0 ended unexpectedly \(its request fails with EIO\)/g)?.length, 1, err);
+  assert.is(err.match(/no worker left; file work runs on the loop thread/g)?.length, 1, err);
+});
+
+test("pool workers that never start: the queued requests, and later ones, are carried out on the loop thread", async () => {
+  const err = await withDyingWorkers("start", 2, async (s) => {
+    const all = await Promise.all(["/a.txt", "/b.txt", "/dir/d.txt"].map((p) => fetchOne(s.port, p)));
+    assert.equal(await Promise.all(all.map(body)), [FILES["a.txt"], FILES["b.txt"], FILES["dir/d.txt"]]);
+    assert.is((await fetchOne(s.port, "/none.txt")).status, 404);
+  });
+  assert.is(err.match(/no worker left/g)?.length, 1, err);
 });
 
 test("--file-threads out of range: one line, exit 2", async () => {

@@ -335,6 +335,28 @@ test("threadpool: more sockets waiting in recv than threads (2 threads, 5 idle) 
   }
 });
 
+test("threadpool: a capacity that is no power of two, with the ring counters wrapping past 2^32 while 600 preads are in flight: every one reads its bytes", async () => {
+  // Hook WASM_REACTOR_IO_COUNTER_START: the counters start 100 short of
+  // 2^32 (as a u32), so they wrap under load. Indexed `% capacity`, positions
+  // jumped at the wrap and entries still in the ring were overwritten.
+  process.env.WASM_REACTOR_IO_COUNTER_START = String(-100);
+  const ex = io.executor({ backend: "threadpool", threads: 2, capacity: 1000 });
+  delete process.env.WASM_REACTOR_IO_COUNTER_START;
+  try {
+    const fd = await ex.open(file, O_RDONLY);
+    for (let round = 0; round < 3; round++) {
+      const bufs = Array.from({ length: 600 }, () => new Uint8Array(64));
+      const offs = bufs.map((_, k) => ((k * 7919 + round * 131) % 4000) * 64);
+      const got = await within(10_000, Promise.all(bufs.map((b, k) => ex.pread(fd, b, offs[k]))), `round ${round}`);
+      assert.equal(got, bufs.map(() => 64));
+      for (let k = 0; k < bufs.length; k++) assert.ok(Buffer.from(bufs[k]).equals(data.subarray(offs[k], offs[k] + 64)), `pread ${k} of round ${round}`);
+    }
+    await ex.close(fd);
+  } finally {
+    await within(10_000, ex.stop(), "stop()");
+  }
+});
+
 test("outside an executor: the blocking fallback, Promise and Sync forms, raw and SysError", async () => {
   assert.is(io.current(), null);
   const fd = io.openSync(file, O_RDONLY);

@@ -44,7 +44,7 @@ const comboOf = Object.fromEntries(COMBOS.map((c, i) => [BACKENDS[i], c]));
 // WASM_REACTOR_IO_URING_FAIL=EPERM: every io_uring_setup fails), so their
 // fallback paths run whole: the io_uring tests skip, auto's fallback is taken.
 const UNAVAILABLE = "io_uring unavailable";
-const ALSO_UNAVAILABLE = new Set(["io.test.mjs", "uring.test.mjs"]);
+const ALSO_UNAVAILABLE = new Set(["io.test.mjs", "uring.test.mjs", "uring-files.test.mjs"]);
 comboOf[UNAVAILABLE] = { backend: COMBOS[0].backend, io: "auto", env: { WASM_REACTOR_IO_URING_FAIL: "EPERM" } };
 // TEST_JOBS files at once. Default: 2 for the whole suite on both backends
 // (measured on the shared 2-core machine: 264 s one at a time, 186 s two at

@@ -5,8 +5,12 @@
 //
 // Layout (byte offsets; `cap` slots; all Int32 words unless noted):
 //   0                  header, HEADER_WORDS words (below)
-//   SQ_RING            cap words: slot numbers submitted to the pool (a ring)
-//   CQ_RING            cap words: slot + 1 of each completion (0: not yet published)
+//   SQ_RING            ringCap words: slot numbers submitted to the pool (a ring)
+//   CQ_RING            ringCap words: slot + 1 of each completion (0: not yet published)
+//                      (ringCap: cap rounded up to a power of two, so that a
+//                      position is `counter & ringMask` and stays consecutive
+//                      when the Int32 counters wrap; `% cap` of a non-power-of-two
+//                      jumped at 2^32 and overwrote entries still in the ring)
 //   STATE              cap words: ST_* of each slot
 //   OWNER              cap words: the worker running the slot
 //   SQES               cap x 64 bytes: the requests (abi.ts SQE layout, ops.ts fields)
@@ -48,6 +52,9 @@ export class RequestTable {
   readonly i32: Int32Array;
   readonly u8: Uint8Array;
   readonly cap: number;
+  /** Ring positions: counter & ringMask (ringCap = cap rounded up to a power of two). */
+  readonly ringCap: number;
+  readonly ringMask: number;
   /** Absolute address of the table's first byte (koffi.address; a SharedArrayBuffer never moves). */
   readonly base: number;
   readonly sqRing: number; readonly cqRing: number; readonly state: number; readonly owner: number;
@@ -55,10 +62,12 @@ export class RequestTable {
 
   constructor(cap: number, sab?: SharedArrayBuffer) {
     this.cap = cap;
+    this.ringCap = 1 << Math.ceil(Math.log2(cap));
+    this.ringMask = this.ringCap - 1;
     let at = HEADER_WORDS * 4;
     const take = (bytes: number) => { const r = at; at += bytes; return r; };
-    this.sqRing = take(cap * 4);
-    this.cqRing = take(cap * 4);
+    this.sqRing = take(this.ringCap * 4);
+    this.cqRing = take(this.ringCap * 4);
     this.state = take(cap * 4);
     this.owner = take(cap * 4);
     this.sqes = take(cap * abi.SQE_SIZE);

@@ -21,7 +21,7 @@ import { Worker } from "node:worker_threads";
 import * as abi from "../../assembly/abi.ts";
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK } from "../libc.ts";
 import type { IoBackend, BackendContext, Complete } from "./backend.ts";
-import { H_SQ_TAIL, H_BELL, H_EXITED, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, W_POLLING, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
+import { H_SQ_TAIL, H_SQ_HEAD, H_CQ_TAIL, H_BELL, H_EXITED, H_CQ_HEAD, H_ARMED, H_STOP, H_IDLE, H_EVENTFD, MAX_WORKERS, W_POLLING, ST_QUEUED, ST_RUNNING, ST_CANCELLED, type RequestTable } from "./table.ts";
 import type { FdWatcher } from "./watch.ts";
 
 const workerUrl = new URL("./io/worker.js", import.meta.url);
@@ -47,6 +47,10 @@ export class ThreadPool implements IoBackend {
     this.efd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     Atomics.store(this.h, H_EVENTFD, this.efd);
     Atomics.store(this.h, H_ARMED, 1);
+    // Test hook: the (wrapping) ring counters start here, e.g. just below
+    // 2^32, so a test sees them wrap without 2^32 requests first.
+    const start = Number(process.env.WASM_REACTOR_IO_COUNTER_START ?? 0) | 0;
+    this.h[H_SQ_HEAD] = this.h[H_SQ_TAIL] = this.h[H_CQ_TAIL] = this.h[H_CQ_HEAD] = this.sqTail = start;
     const n = Math.max(1, Math.min(MAX_WORKERS, ctx.threads));
     for (let index = 0; index < n; index++) {
       // Each worker's wake eventfd is made here, before it starts, and closed in close() after it exits.
@@ -80,7 +84,7 @@ export class ThreadPool implements IoBackend {
   submit(slot: number): void {
     const h = this.h;
     Atomics.store(h, this.t.stateWord(slot), ST_QUEUED);
-    h[(this.t.sqRing >> 2) + (this.sqTail >>> 0) % this.t.cap] = slot;
+    h[(this.t.sqRing >> 2) + (this.sqTail & this.t.ringMask)] = slot;
     this.sqTail = this.sqTail + 1 | 0;
     Atomics.store(h, H_SQ_TAIL, this.sqTail);
     Atomics.add(h, H_BELL, 1);
@@ -120,13 +124,13 @@ export class ThreadPool implements IoBackend {
 
   /** Takes every published completion (the eventfd fired). */
   drain(): void {
-    const h = this.h, cap = this.t.cap, ring = this.t.cqRing >> 2;
+    const h = this.h, mask = this.t.ringMask, ring = this.t.cqRing >> 2;
     libc.readBuf(this.efd, eight, 8);
     // Re-armed before the drain: a completion published after it writes the eventfd again.
     Atomics.store(h, H_ARMED, 1);
     let head = h[H_CQ_HEAD];
     for (;;) {
-      const at = ring + (head >>> 0) % cap;
+      const at = ring + (head & mask);
       const v = Atomics.load(h, at);
       if (v === 0) break;
       h[at] = 0;

@@ -121,7 +121,7 @@ function publish(slot: number, res: number): void {
   h[c + C_TAG + 1] = h[w + W_TAG + 1];
   h[c + C_RES] = res;
   const at = Atomics.add(h, H_CQ_TAIL, 1);
-  Atomics.store(h, (t.cqRing >> 2) + (at >>> 0) % cap, slot + 1);
+  Atomics.store(h, (t.cqRing >> 2) + (at & t.ringMask), slot + 1);
   if (Atomics.exchange(h, H_ARMED, 0) === 1) {
     if (libc.writeBuf(Atomics.load(h, H_EVENTFD), one, 8) < 0) void errno();
   }
@@ -172,7 +172,7 @@ function tryTake(): number {
   for (;;) {
     const head = Atomics.load(h, H_SQ_HEAD), tail = Atomics.load(h, H_SQ_TAIL);
     if (head === tail) return -1;
-    const slot = h[(t.sqRing >> 2) + (head >>> 0) % cap];
+    const slot = h[(t.sqRing >> 2) + (head & t.ringMask)];
     if (Atomics.compareExchange(h, H_SQ_HEAD, head, head + 1 | 0) === head) return slot;
   }
 }
@@ -195,11 +195,14 @@ for (;;) {
   let taken = 0;
   for (let slot; taken < BATCH && (slot = tryTake()) >= 0; taken++) {
     const w = t.sqe(slot);
+    // The owner before the state: a cancel that sees RUNNING must find this
+    // worker's wake eventfd (stored after, a cancel in between read the slot's
+    // previous owner and woke the wrong worker: a parked connect stayed parked).
+    Atomics.store(h, t.ownerWord(slot), index);
     if (Atomics.compareExchange(h, t.stateWord(slot), ST_QUEUED, ST_RUNNING) !== ST_QUEUED) {
       publish(slot, -abi.ECANCELED); // cancelled before it started: no syscall
       continue;
     }
-    Atomics.store(h, t.ownerWord(slot), index);
     const res = start(slot, w);
     if (res !== PARKED) publish(slot, res);
   }

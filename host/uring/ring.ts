@@ -56,8 +56,10 @@
 //   Registration and the rest:
 //       ring.registerEventfd(efd) / unregisterEventfd()   the kernel signals efd
 //                                 on completions, so an event loop can wait on them
+//       ring.setEventfdSignals(on)    IORING_CQ_EVENTFD_DISABLED off/on (5.8+; false: not there)
 //       ring.registerFiles(fds) / unregisterFiles()       fixed files (IOSQE_FIXED_FILE)
-//       ring.supports(op)         IORING_REGISTER_PROBE's answer for IORING_OP_* op
+//       ring.supports(op)         IORING_REGISTER_PROBE's answer for IORING_OP_* op (test
+//                                 hook WASM_REACTOR_IO_URING_HIDE_OPS=OPENAT2,STATX denies ops)
 //       ring.require(op)          throws a clear error if op is not supported
 //       ring.close()              munmap + close; idempotent. Afterwards the methods
 //                                 throw, and sqes/cqes must not be touched (unmapped)
@@ -107,10 +109,13 @@ export const IORING_FEAT_EXT_ARG = 1 << 8;
 export const IOSQE_FIXED_FILE = 1 << 0;
 export const IOSQE_IO_DRAIN = 1 << 1;
 export const IOSQE_IO_LINK = 1 << 2;
+export const IOSQE_IO_HARDLINK = 1 << 3;          // 5.5: the chain goes on even if this one fails
 export const IOSQE_ASYNC = 1 << 4;
 export const IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
 // SQ ring flags
 const IORING_SQ_CQ_OVERFLOW = 1 << 1, IORING_SQ_TASKRUN = 1 << 2;
+// CQ ring flags
+const IORING_CQ_EVENTFD_DISABLED = 1 << 0;
 // per-op flags
 export const RWF_NOWAIT = 0x8;                    // rw_flags: return -EAGAIN instead of waiting
 export const MSG_DONTWAIT = 0x40;                 // msg_flags: the same for send/recv
@@ -216,6 +221,7 @@ export class Ring {
   private readonly cq: Int32Array;     // CQ ring (head, tail), words
   private readonly sqHeadW: number; private readonly sqTailW: number; private readonly sqFlagsW: number;
   private readonly cqHeadW: number; private readonly cqTailW: number;
+  private readonly cqFlagsW: number;   // -1: the kernel has no CQ flags word (< 5.8)
   private readonly sqMask: number; private readonly cqMask: number;
   private sqTail = 0;                  // our tail: prepared SQEs end here
   private submitted = 0;               // the tail the kernel was last given
@@ -268,6 +274,7 @@ export class Ring {
       this.sqHeadW = sqOff(0) >> 2; this.sqTailW = sqOff(1) >> 2; this.sqFlagsW = sqOff(4) >> 2;
       this.sqMask = this.sq[sqOff(2) >> 2];
       this.cqHeadW = cqOff(0) >> 2; this.cqTailW = cqOff(1) >> 2;
+      this.cqFlagsW = cqOff(6) > 0 ? cqOff(6) >> 2 : -1;
       this.cqMask = this.cq[cqOff(2) >> 2];
       this.cqes = new Int32Array(cqMem, cqOff(5), this.cqEntries * CQE_WORDS);
       // The index array, if any, is the identity, written once: SQE i sits in slot i.
@@ -295,6 +302,12 @@ export class Ring {
     for (let i = 0; i < opsLen; i++) {
       const at = 16 + i * 8;
       if (buf.readUInt16LE(at + 2) & IO_URING_OP_SUPPORTED) probe[buf[at]] = 1;
+    }
+    // Test hook: WASM_REACTOR_IO_URING_HIDE_OPS="OPENAT2,STATX" makes the
+    // probe deny those ops (names as IORING_OP_*), as an older kernel would.
+    for (const name of (process.env.WASM_REACTOR_IO_URING_HIDE_OPS ?? "").split(",")) {
+      const op = (IORING_OP as Record<string, number>)[name.trim().toUpperCase()];
+      if (op !== undefined) probe[op] = 0;
     }
     this.probe = probe;
   }
@@ -399,6 +412,19 @@ export class Ring {
     this.register("IORING_REGISTER_EVENTFD", IORING_REGISTER_EVENTFD, Buffer.from(this.word.buffer), 1);
   }
   unregisterEventfd(): void { this.register("IORING_UNREGISTER_EVENTFD", IORING_UNREGISTER_EVENTFD, null, 0); }
+  /**
+   * Turns the registered eventfd's signals off or on (IORING_CQ_EVENTFD_DISABLED
+   * in the CQ ring's flags, 5.8+: a store, no syscall), so completions the
+   * caller reaps itself wake nobody. A completion posted while off signals
+   * nothing, ever: turn it on before submitting what must wake a sleeper.
+   * Returns false if this kernel has no such flag (signals stay on).
+   */
+  setEventfdSignals(on: boolean): boolean {
+    if (this.closed) throw closedError();
+    if (this.cqFlagsW < 0) return false;
+    this.cq[this.cqFlagsW] = on ? this.cq[this.cqFlagsW] & ~IORING_CQ_EVENTFD_DISABLED : this.cq[this.cqFlagsW] | IORING_CQ_EVENTFD_DISABLED;
+    return true;
+  }
 
   /** Fixed files: SQEs with IOSQE_FIXED_FILE name fds[i] by i (-1: an empty slot). */
   registerFiles(fds: ArrayLike<number>): void {
