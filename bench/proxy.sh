@@ -55,8 +55,10 @@ command -v wrk >/dev/null || die "wrk is not installed (apt-get install -y wrk)"
 command -v nginx >/dev/null || die "nginx is not installed (apt-get install -y nginx-light libnginx-mod-stream): it is the upstream"
 [[ -f $REPO/dist/cli.js ]] || die "dist/cli.js is missing: run node scripts/build.mjs first"
 
-wr_http=0
-node "$REPO/bin/wasm-reactor.js" proxy --help 2>/dev/null | grep -q -- '--mode.*http' && wr_http=1
+# http mode is measured once the proxy has it (until then `--mode http` says "not built yet").
+wr_http=1
+probe=$(timeout 5 node "$REPO/bin/wasm-reactor.js" proxy --mode http --listen 127.0.0.1:0 --upstream 127.0.0.1:9 2>&1 || true)
+[[ $probe == *"not built"* ]] && wr_http=0
 if [[ -z ${PROXIES:-} ]]; then
   PROXIES=wr-tcp
   (( wr_http )) && PROXIES+=,wr-http
