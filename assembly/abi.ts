@@ -170,7 +170,10 @@ export const OP_CONNECT = 16;  // IORING_OP_CONNECT: connect(fd, addr = sockaddr
 export const OP_SOCKET = 45;   // IORING_OP_SOCKET: socket(domain = fd field, type = off, protocol = len) -> new fd.
                                // The core's submit(OP_SOCKET, owner, domain, type, 0, 0) keeps the fd it acts for
                                // (a proxy's client) in its in-flight entry; the SQE carries io_uring's fields.
-                               // Completed in its round, always (as ACCEPT).
+                               // Completed in its round, always (as ACCEPT). op_flags = SOCKET_*: options the
+                               // executor sets on the new socket (io_uring's SOCKET takes none: an executor that
+                               // sends it to the ring clears the field and sets them after)
+export const SOCKET_NODELAY = 1; // TCP_NODELAY (as nginx and HAProxy set on upstream connections)
 export const OP_SENDFILE = 0x80; // not in io_uring: sendfile(fd, splice_fd_in, addr = i64 offset (kernel-updated), len) -> bytes
 export const OP_CTL = 0x81;    // set interest, for the event backend: backend.setInterest(fd, len = INTEREST_*,
                                // op_flags = EV_* bits, off = the slot's generation) -> 0 or -errno (every backend:

@@ -13,7 +13,9 @@
 import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 import type { Executor, InterestBackend, Services } from "./executor.ts";
-import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC } from "./libc.ts";
+import { libc, errno, SOCK_NONBLOCK, SOCK_CLOEXEC, IPPROTO_TCP, TCP_NODELAY } from "./libc.ts";
+
+const one = Buffer.from([1, 0, 0, 0]); // setsockopt's int 1, made once
 import type { FilePool } from "./filepool.ts";
 
 const SQE_WORDS = abi.SQE_SIZE >> 2, CQE_WORDS = abi.CQE_SIZE >> 2;
@@ -93,7 +95,10 @@ export function libcRequest(op: number, i32: Int32Array, q: number, base: number
     case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
     case abi.OP_CLOSE: backend.closed(fd); r = libc.close(fd); break;
     case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
-    case abi.OP_SOCKET: r = libc.socket(fd, i32[q + W_OFF], len); break; // domain, type, protocol (io_uring's fields)
+    case abi.OP_SOCKET: // domain, type, protocol (io_uring's fields); op_flags: SOCKET_* options
+      r = libc.socket(fd, i32[q + W_OFF], len);
+      if (r >= 0 && i32[q + W_FLAGS] & abi.SOCKET_NODELAY) libc.setsockopt(r, IPPROTO_TCP, TCP_NODELAY, one, 4);
+      break;
     case abi.OP_CONNECT: r = libc.connect(fd, base + addr, i32[q + W_OFF]); break; // again after WRITABLE: 0 / the error
     case abi.OP_PREAD: r = libc.pread(fd, base + addr, len, i32[q + W_OFF]); break;
     default: return 0;

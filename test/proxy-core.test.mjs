@@ -30,6 +30,8 @@ test("a refused connect is retried once on the other upstream; the pair then rel
   const connects = h.ops(abi.OP_CONNECT).map((e) => [e.fd, portOf(h, e), e.res]);
   assert.equal(connects, [[UP1, 9001, -abi.ECONNREFUSED], [UP2, 9002, 0]]);
   assert.equal(h.ops(abi.OP_SOCKET).map((e) => [e.a0, e.a1 & 0xf]), [[abi.AF_INET, 1], [abi.AF_INET, 1]]); // AF_INET, SOCK_STREAM
+  // TCP_NODELAY asked for on every upstream socket (Nagle would hold back a relayed reply's last segment)
+  assert.equal(h.ops(abi.OP_SOCKET).map((e) => e.a2 & abi.SOCKET_NODELAY), [1, 1]);
   assert.equal(closedFds(h), [UP1], "the refused socket is closed, the client is not");
   h.feed(CLIENT, "hello");
   h.tick([{ fd: CLIENT, events: R }]);

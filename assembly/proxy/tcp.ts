@@ -24,7 +24,7 @@
 // both close. An error or reset on one side closes both. The idle timeout
 // counts activity of either side (both deadlines move together).
 import {
-  OP_READ, OP_SHUTDOWN, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, EINPROGRESS, EALREADY, EISCONN, AF_INET, AF_INET6,
+  OP_READ, OP_SHUTDOWN, OP_SOCKET, SOCKET_NODELAY, OP_CONNECT, OP_CLOSE, EAGAIN, EINPROGRESS, EALREADY, EISCONN, AF_INET, AF_INET6,
   STAT_BYTES_IN, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT, STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_TCP,
   C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN, C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, PXC_SIZE,
   PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA, LOG_WARN,
@@ -146,7 +146,7 @@ function startConnect(fd: i32, exclude: i32): void {
   cset(fd, X_TRIES, cget(fd, X_TRIES) + 1);
   cset(fd, C_STATE, S_CLIENT_SOCKET);
   const family = <i32>load<u16>(upstreamAddr(u));
-  submit(OP_SOCKET, fd, family, SOCK_STREAM_NB_CLOEXEC, 0, 0);
+  submit(OP_SOCKET, fd, family, SOCK_STREAM_NB_CLOEXEC, SOCKET_NODELAY, 0); // Nagle would hold a relayed reply's tail
   store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
 }
 

@@ -134,7 +134,7 @@ export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): vo
   else if (op == OP_ACCEPT) { off = a0 != 0 ? <i64>(a0 + SA_LEN) : 0; flags = ACCEPT_FLAGS; len = 0; }
   else if (op == OP_SENDFILE) { spliceIn = a0; addr = a1; len = a2; flags = 0; off = 0; }
   else if (op == OP_SHUTDOWN) { len = a0; addr = 0; }
-  else if (op == OP_SOCKET) { sqeFd = a0; off = <i64>a1; len = 0; addr = 0; flags = 0; } // domain, type; fd: the owner
+  else if (op == OP_SOCKET) { sqeFd = a0; off = <i64>a1; len = 0; addr = 0; } // domain, type, SOCKET_*; fd: the owner
   else if (op == OP_CTL) { len = a0; flags = a1; off = <i64><u32>a2; addr = 0; } // INTEREST_*, EV_*, generation
   store<u32>(e, <u32>op & 0xff, SQE_OPCODE); // flags, ioprio: 0
   store<i32>(e, sqeFd, SQE_FD);
