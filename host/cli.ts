@@ -126,7 +126,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "health-timeout": { kind: "int", arg: "MS", help: "a probe with no answer (connect; http: response head) in this long is bad; a probe still out skips the next one", def: 1000 },
       "health-rise": { kind: "int", help: "good probes in a row that bring a down upstream up", def: 2 },
       "health-fall": { kind: "int", help: "bad probes in a row that take an up upstream down", def: 3 },
-      "max-fails": { kind: "int", help: "passive health: consecutive failures (connect error, timeout, reset) that eject an upstream; 0 = never eject", def: 3 },
+      "max-fails": { kind: "int", help: "passive health: consecutive failed connects (refused, unreachable, timed out) that eject an upstream; 0 = never eject", def: 3 },
       "fail-timeout": { kind: "int", arg: "MS", help: "first ejection's length; the n-th in a row lasts n times this, at most 300000", def: 10000 },
       "slow-start": { kind: "int", arg: "MS", help: "an upstream that comes back (ejection over, or up again) ramps its weight from 10% to 100% over this long; 0 = off", def: 0 },
       backend: common.backend,
