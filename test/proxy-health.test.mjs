@@ -81,7 +81,7 @@ async function okHttp() {
 test("tcp check: a closed listener goes down after fall probes, traffic avoids it; reopened, it comes back after rise and ramps up (slow start)", async () => {
   const a = await named("a"), b = await named("b"), c = await named("c");
   const p = proxy([a.port, b.port, c.port], {
-    balance: "wrr", health: { check: "tcp", checkIntervalMs: 100, checkTimeoutMs: 100, rise: 2, fall: 3, slowStartMs: 2000 },
+    balance: "wrr", health: { check: "tcp", checkIntervalMs: 100, checkTimeoutMs: 100, rise: 2, fall: 3, slowStartMs: 1500 },
   });
   await until(3000, () => p.stats().upstreams.every((u) => u.check.probes >= 2), "first probes");
   assert.ok(p.stats().upstreams.every((u) => u.state === "up" && u.check.last === "connected"), JSON.stringify(p.stats().upstreams.map((u) => u.check)));
@@ -237,7 +237,7 @@ test("CLI: the health flags reach the core (an upstream answering 500 is logged 
 });
 
 test("CLI: bad health values exit 2 with one line", async () => {
-  for (const [args, says] of [
+  const cases = [
     [["--health-check", "udp"], /--health-check: health check must be tcp or http:\/path/],
     [["--health-check", "http:health"], /must start with \//],
     [["--health-check", "http:/a b"], /must start with \//],
@@ -249,8 +249,11 @@ test("CLI: bad health values exit 2 with one line", async () => {
     [["--max-fails", "many"], /--max-fails must be a whole number/],
     [["--fail-timeout", "0"], /--fail-timeout must be at least 1/],
     [["--slow-start", "1.5"], /--slow-start must be a whole number/],
-  ]) {
-    const r = await runCli(["proxy", "--upstream", "127.0.0.1:1", ...args]);
+  ];
+  // in parallel: each is a process start
+  const results = await Promise.all(cases.map(([args]) => runCli(["proxy", "--upstream", "127.0.0.1:1", ...args])));
+  for (const [k, [args, says]] of cases.entries()) {
+    const r = results[k];
     assert.is(r.code, 2, `${args.join(" ")} -> exit ${r.code}: ${r.stderr}`);
     assert.match(r.stderr, says);
     assert.is(r.stderr.trim().split("\n").length, 1, r.stderr);
