@@ -399,7 +399,7 @@ export const UPSTREAM_WEIGHT_MAX = 10000;
 // the control block); the host writes it before init, balanceInit() reads
 // it. Kept out of CTL so the proxy's own CFG_* fields have the free offsets.
 // i32 fields; 0 means the default given.
-export const BCFG_SIZE = 64;
+export const BCFG_SIZE = 64 + 256;     // grown by the health block below (the check's path at BCFG_CHECK_PATH)
 export const BCFG_POLICY = 0;          // BAL_* (0: BAL_WRR); what the proxy passes to balancePick
 export const BCFG_SEED = 4;            // u32 PRNG seed for p2c / random (0: a fixed seed); replays repeat it
 export const BCFG_MAX_FAILS = 8;       // consecutive failures that eject (0: 3; < 0: never eject)
@@ -458,3 +458,22 @@ export const PXU_WEIGHT = 0;
 export const PXU_SA_LEN = 4;
 export const PXU_SA = 8;
 export const PXC_SIZE = 4 + PXC_MAX_UPSTREAMS * PXU_SIZE;
+
+// ---- proxy: active health checks (helper "health": assembly/proxy/health.ts) ----
+// Fields of the balance config record (BCFG_*, above); no CTL offsets taken.
+export const PROTO_PROXY_PROBE = 5;          // the probes' connections (never a listener's protocol)
+export const BCFG_CHECK = 32;                // CHECK_* (0: none: every upstream stays up as far as checks go)
+export const BCFG_CHECK_INTERVAL = 36;       // ms between two probes of one upstream (0: 2000, HAProxy's inter)
+export const BCFG_CHECK_TIMEOUT = 40;        // ms a probe may take, connect to response head (0: 1000)
+export const BCFG_CHECK_PATH_LEN = 44;       // bytes of the http check's path at BCFG_CHECK_PATH
+export const BCFG_CHECK_PATH = 64;           // CHECK_PATH_MAX bytes: origin-form path ("/health")
+export const CHECK_PATH_MAX = 256;
+export const CHECK_NONE = 0;
+export const CHECK_TCP = 1;                  // a connect that succeeds is good
+export const CHECK_HTTP = 2;                 // GET path: a 2xx or 3xx response head is good
+// A probe's outcome (proxyHealthLast(u)): >= 100 the HTTP status; < 0 -errno of the connect, write or read.
+export const CHECK_RES_NONE = 0;             // no probe finished yet
+export const CHECK_RES_CONNECTED = 1;        // tcp check: connected
+export const CHECK_RES_TIMEOUT = 2;          // no answer within the timeout
+export const CHECK_RES_INVALID = 3;          // not a valid HTTP/1.x response head (or larger than a receive buffer)
+export const CHECK_RES_CLOSED = 4;           // the upstream closed before a complete head

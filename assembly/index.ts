@@ -55,3 +55,4 @@ export {
 } from "./proxy/balance";
 export { maglevSize as debugProxyMaglevSize, maglevEntry as debugProxyMaglevEntry } from "./proxy/maglev";
 export { proxyStatsBuffer, proxyStatsWrite } from "./proxy/stats";
+export { healthProbes as proxyHealthProbes, healthFailed as proxyHealthFailed, healthLast as proxyHealthLast, healthKind as proxyHealthKind } from "./proxy/health";

@@ -38,16 +38,40 @@ export interface BalanceConfig {
   /** Active health checks: good results in a row that bring an upstream up, bad ones that take it down. */
   rise: number;
   fall: number;
+  /** Active health check: "none", "tcp" (a connect that succeeds) or "http:/path" (GET path: 2xx/3xx is good). */
+  check: string;
+  /** Between two probes of one upstream, ms (HAProxy's inter). */
+  checkIntervalMs: number;
+  /** A probe with no answer (connect, or response head for http) within this long is bad, ms. */
+  checkTimeoutMs: number;
 }
 
 export const defaultBalanceConfig: BalanceConfig = {
   policy: "wrr", seed: 1, maxFails: 3, ejectBaseMs: 10_000, ejectMaxMs: 300_000, slowStartMs: 0, rise: 2, fall: 3,
+  check: "none", checkIntervalMs: 2000, checkTimeoutMs: 1000,
 };
 
 const int = (v: number, what: string, lo: number, hi: number): number => {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new Error(`${what} must be an integer from ${lo} to ${hi} (got ${v})`);
   return v;
 };
+
+/**
+ * A health check spec: "none", "tcp" or "http:/path" (an origin-form path:
+ * "/" then visible ASCII, at most CHECK_PATH_MAX bytes). Throws a one-line
+ * error. -> the CHECK_* kind and the path.
+ */
+export function parseHealthCheck(spec: string): { kind: number; path: string } {
+  if (spec === "none" || spec === "") return { kind: abi.CHECK_NONE, path: "" };
+  if (spec === "tcp") return { kind: abi.CHECK_TCP, path: "" };
+  if (spec.startsWith("http:")) {
+    const path = spec.slice(5);
+    if (!/^\/[\x21-\x7e]*$/.test(path)) throw new Error(`health check path must start with / and hold no spaces or control bytes, got '${path}'`);
+    if (path.length > abi.CHECK_PATH_MAX) throw new Error(`health check path is longer than ${abi.CHECK_PATH_MAX} bytes`);
+    return { kind: abi.CHECK_HTTP, path };
+  }
+  throw new Error(`health check must be tcp or http:/path, got '${spec}'`);
+}
 
 /** Writes the config into the core's BCFG record (`balanceConfig()`); the core's balanceInit() reads it. */
 export function writeBalanceConfig(memory: CoreMemory, at: number, cfg: Partial<BalanceConfig> = {}): void {
@@ -63,6 +87,12 @@ export function writeBalanceConfig(memory: CoreMemory, at: number, cfg: Partial<
   dv.setInt32(at + abi.BCFG_SLOW_START, int(c.slowStartMs, "slowStartMs", 0, max), true);
   dv.setInt32(at + abi.BCFG_RISE, int(c.rise, "rise", 1, max), true);
   dv.setInt32(at + abi.BCFG_FALL, int(c.fall, "fall", 1, max), true);
+  const hc = parseHealthCheck(c.check);
+  dv.setInt32(at + abi.BCFG_CHECK, hc.kind, true);
+  dv.setInt32(at + abi.BCFG_CHECK_INTERVAL, int(c.checkIntervalMs, "checkIntervalMs", 1, max), true);
+  dv.setInt32(at + abi.BCFG_CHECK_TIMEOUT, int(c.checkTimeoutMs, "checkTimeoutMs", 1, max), true);
+  dv.setInt32(at + abi.BCFG_CHECK_PATH_LEN, hc.path.length, true);
+  new Uint8Array(memory.buffer, at + abi.BCFG_CHECK_PATH, abi.CHECK_PATH_MAX).fill(0).set(Buffer.from(hc.path, "latin1"));
 }
 
 export type UpstreamState = "up" | "down" | "ejected";

@@ -12,6 +12,7 @@ import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
 import { BALANCE_POLICIES, proxyConfig, resolveUpstreams } from "./proxy.ts";
+import { parseHealthCheck } from "./balance.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
@@ -116,6 +117,18 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { kind: "string", arg: "tcp|http", help: "tcp: relay bytes; http: not built yet", def: "tcp" },
       "event-mode": { ...common.mode, def: "et" },
       "connect-timeout": { kind: "int", arg: "MS", help: "give up a connect to an upstream after this long (then one retry on another upstream); 0 = never", def: 5000 },
+      "health-check": {
+        kind: "string", arg: "tcp|http:/PATH",
+        help: "probe every upstream on a connection of its own: tcp = a connect that succeeds; http:/PATH = GET PATH, a 2xx or 3xx response is good; upstreams start up",
+        defText: "none",
+      },
+      "health-interval": { kind: "int", arg: "MS", help: "time between two probes of one upstream (HAProxy's inter; the first probes are spread over it)", def: 2000 },
+      "health-timeout": { kind: "int", arg: "MS", help: "a probe with no answer (connect; http: response head) in this long is bad; a probe still out skips the next one", def: 1000 },
+      "health-rise": { kind: "int", help: "good probes in a row that bring a down upstream up", def: 2 },
+      "health-fall": { kind: "int", help: "bad probes in a row that take an up upstream down", def: 3 },
+      "max-fails": { kind: "int", help: "passive health: consecutive failed connects (refused, unreachable, timed out) that eject an upstream; 0 = never eject", def: 3 },
+      "fail-timeout": { kind: "int", arg: "MS", help: "first ejection's length; the n-th in a row lasts n times this, at most 300000", def: 10000 },
+      "slow-start": { kind: "int", arg: "MS", help: "an upstream that comes back (ejection over, or up again) ramps its weight from 10% to 100% over this long; 0 = off", def: 0 },
       backend: common.backend,
       "io-backend": common["io-backend"],
       "idle-timeout": { ...common["idle-timeout"], help: "close a client and its upstream when neither sent a byte for this long (ms); 0 = never", def: 600000, defText: "600000 = 10 min, as nginx's proxy_timeout" },
@@ -265,7 +278,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       opts[name] = value;
     }
   }
-  if (cmd === "proxy") return proxyArgs(opts, args, upstreams, bad);
+  if (cmd === "proxy") return proxyArgs(opts, args, upstreams, bad, rest);
   if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
   if (rest.some((a) => /^--access-log-flush(=|$)/.test(a)) && opts["access-log-file"] === undefined) {
     throw bad("--access-log-flush needs --access-log-file (stdout is written once per loop round)");
@@ -292,13 +305,23 @@ function parseListen(v: string, bad: (why: string) => UsageError): { host: strin
 
 /** The proxy's command line, both forms: --listen/--upstream, or PORT UPSTREAM... */
 function proxyArgs(opts: Record<string, string | number | boolean>, args: string[], upstreams: string[],
-  bad: (why: string) => UsageError): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
+  bad: (why: string) => UsageError, given: string[]): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
   if (opts.mode !== "tcp" && opts.mode !== "http") throw bad(`--mode must be tcp or http, got '${opts.mode}'`);
   if (opts.mode === "http") throw bad("http mode: not built yet");
   if (!Object.prototype.hasOwnProperty.call(BALANCE_POLICIES, String(opts.balance))) {
     throw bad(`--balance must be one of ${Object.keys(BALANCE_POLICIES).filter((k) => k !== "hash").join(", ")}, got '${opts.balance}'`);
   }
   if (opts.balance === "hash") throw bad("--balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (opts["health-check"] !== undefined) {
+    try { parseHealthCheck(String(opts["health-check"])); } catch (e) { throw bad(`--health-check: ${(e as Error).message}`); }
+  }
+  for (const f of ["health-interval", "health-timeout", "health-rise", "health-fall"]) {
+    if ((opts[f] as number) < 1) throw bad(`--${f} must be at least 1, got ${opts[f]}`);
+    if (opts["health-check"] === undefined && given.some((a) => a === `--${f}` || a.startsWith(`--${f}=`))) {
+      throw bad(`--${f} needs --health-check`);
+    }
+  }
+  if ((opts["fail-timeout"] as number) < 1) throw bad(`--fail-timeout must be at least 1, got ${opts["fail-timeout"]}`);
   if (args.length > 0) {
     // wasm-reactor proxy 8080 127.0.0.1:9001:3 127.0.0.1:9002:2 -a wrr
     opts.listen = args[0];
@@ -535,6 +558,12 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
       ...proxyConfig({
         upstreams: JSON.parse(String(o.upstreams)), balance: String(o.balance), proxyMode: "tcp",
         connectTimeoutMs: o["connect-timeout"] as number, seed: Math.floor(Math.random() * 2 ** 31),
+        health: {
+          check: o["health-check"] === undefined ? "none" : String(o["health-check"]),
+          checkIntervalMs: o["health-interval"] as number, checkTimeoutMs: o["health-timeout"] as number,
+          rise: o["health-rise"] as number, fall: o["health-fall"] as number,
+          maxFails: o["max-fails"] as number, ejectBaseMs: o["fail-timeout"] as number, slowStartMs: o["slow-start"] as number,
+        },
       }),
     };
   }

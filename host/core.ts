@@ -131,6 +131,11 @@ export interface CoreExports extends PumpExports {
   proxyStatsBuffer(): number;
   proxyStatsWrite(ptr: number, cap: number): number;
   proxyLatencyLe(i: number): number;
+  /** Active health checks (assembly/proxy/health.ts): probes finished, bad ones, the last one's outcome, CHECK_* in force. */
+  proxyHealthProbes(u: number): number;
+  proxyHealthFailed(u: number): number;
+  proxyHealthLast(u: number): number;
+  proxyHealthKind(): number;
 }
 
 let compiled: CoreModule | null = null;

@@ -11,7 +11,7 @@ import { isIP } from "node:net";
 import * as abi from "../assembly/abi.ts";
 import { Server, type ServerOptions, type ShutdownResult } from "./server.ts";
 import { HostError, resolveHost } from "./net.ts";
-import { BALANCE_POLICIES, readUpstreamStats, type BalanceConfig, type BalancePolicyName, type UpstreamStats as TableStats } from "./balance.ts";
+import { BALANCE_POLICIES, parseHealthCheck, readUpstreamStats, type BalanceConfig, type BalancePolicyName, type UpstreamStats as TableStats } from "./balance.ts";
 export { BALANCE_POLICIES }; // (the CLI imports them from here)
 
 export interface Upstream { host: string; port: number; weight?: number }
@@ -30,13 +30,48 @@ export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
   connectTimeoutMs?: number;
   /** Seed of the core's PRNG for p2c/random (default 1). */
   seed?: number;
-  /** Passive/active health and slow start (host/balance.ts BalanceConfig; defaults: 3 failures eject for 10 s, growing to 300 s, rise 2, fall 3, no slow start). */
+  /**
+   * Passive/active health and slow start (host/balance.ts BalanceConfig; defaults: 3 failures eject for 10 s,
+   * growing to 300 s, no slow start; no active check: check "tcp" or "http:/path" probes every upstream every
+   * checkIntervalMs (2000), a probe without an answer in checkTimeoutMs (1000) is bad, rise 2 / fall 3).
+   */
   health?: Partial<Omit<BalanceConfig, "policy" | "seed">>;
 }
 
 /** One upstream's stats: the upstream table's (host/balance.ts UpstreamStats) with its address. */
 export interface UpstreamStats extends TableStats {
   address: string;
+  /** Active health check: probes finished, bad ones, the last one's outcome (null: none yet, or no check). */
+  check: { probes: number; failed: number; last: string | null };
+}
+
+/** A probe's outcome code (abi.ts CHECK_RES_*, an HTTP status, -errno) as stats() shows it. */
+export function checkOutcome(code: number): string | null {
+  if (code >= 100) return `status ${code}`;
+  if (code < 0) return `errno ${-code}`;
+  return ({ [abi.CHECK_RES_CONNECTED]: "connected", [abi.CHECK_RES_TIMEOUT]: "timeout", [abi.CHECK_RES_INVALID]: "invalid response",
+    [abi.CHECK_RES_CLOSED]: "closed before a response" } as Record<number, string>)[code] ?? null;
+}
+
+const HEALTH_KEYS = ["maxFails", "ejectBaseMs", "ejectMaxMs", "slowStartMs", "rise", "fall", "check", "checkIntervalMs", "checkTimeoutMs"];
+
+/** Checks ProxyOptions.health; throws a TypeError naming the problem. */
+function checkHealth(h: ProxyOptions["health"]): void {
+  if (h === undefined) return;
+  if (typeof h !== "object" || h === null) throw new TypeError("Proxy: health must be an object");
+  for (const [k, v] of Object.entries(h)) {
+    if (!HEALTH_KEYS.includes(k)) throw new TypeError(`Proxy: health.${k}: unknown (one of ${HEALTH_KEYS.join(", ")})`);
+    if (v === undefined) continue;
+    if (k === "check") {
+      if (typeof v !== "string") throw new TypeError(`Proxy: health.check must be "none", "tcp" or "http:/path", got ${JSON.stringify(v)}`);
+      try { parseHealthCheck(v); } catch (e) { throw new TypeError(`Proxy: ${(e as Error).message}`); }
+      continue;
+    }
+    const lo = k === "maxFails" || k === "slowStartMs" ? 0 : 1;
+    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > 2 ** 31 - 1) {
+      throw new TypeError(`Proxy: health.${k} must be a whole number ${lo}..2147483647, got ${JSON.stringify(v)}`);
+    }
+  }
 }
 
 /** Checks proxy options; throws TypeError / HostError naming the problem. Returns the core's config fields. */
@@ -62,6 +97,7 @@ export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstr
   });
   const ct = opts.connectTimeoutMs ?? 5000;
   if (!Number.isInteger(ct) || ct < 0) throw new TypeError(`Proxy: connectTimeoutMs must be a whole number >= 0, got ${ct}`);
+  checkHealth(opts.health);
   const seed = opts.seed ?? 1;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new TypeError(`Proxy: seed must be an integer 0..2^32-1, got ${seed}`);
   return { proxyUpstreams: ups, proxyBalance: { ...opts.health, policy: balance as BalancePolicyName, seed }, proxyConnectTimeoutMs: ct };
@@ -97,6 +133,7 @@ export class Proxy {
     const table = readUpstreamStats(core.x);
     const upstreams: UpstreamStats[] = this.upstreams.map((u, k) => ({
       address: isIP(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`, ...table[k],
+      check: { probes: core.x.proxyHealthProbes(k), failed: core.x.proxyHealthFailed(k), last: checkOutcome(core.x.proxyHealthLast(k)) },
     }));
     return { ...this.server.stats(), noUpstream: core.ctlI32(abi.STAT_PROXY_NO_UPSTREAM), upstreams };
   }

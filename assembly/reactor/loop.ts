@@ -50,7 +50,7 @@ import {
   timerIsLive, timerCount, timerPollTimeout,
 } from "./timers";
 import { TimerKind } from "./timerkind";
-import { opOwner, protoRun, protoComplete, protoTimeout, protoService } from "./protocol";
+import { opOwner, protoRun, protoComplete, protoTimeout, protoService, protoTimer } from "./protocol";
 import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
 import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
@@ -227,6 +227,8 @@ function fireTimers(): bool {
     } else if (kind == TimerKind.SHUTDOWN) {
       timerFree(id);
       closeAllConns(); // the grace period is over
+    } else if (kind == TimerKind.PROTO) {
+      protoTimer(id, timerOwner(id)); // the hook re-arms or frees it
     } else {
       timerFree(id);
     }

@@ -20,8 +20,12 @@
 //                          the protocol whatever connection asked, even one gone since
 //   connBytes(fd)          ring-pool bytes the connection holds besides its write ring
 //   sharedBytes()          ring-pool bytes the protocol holds for no connection (caches)
+//   timer(id, arg)         a TimerKind.PROTO timer of the protocol fired (protocolTimerAdd): the hook
+//                          re-arms (timerRearm) or frees (timerFree) id; it may submit one request
 // The last two feed checkInvariants only.
 import { OP_COUNT } from "../abi";
+import { timerAdd, timerFree } from "./timers";
+import { TimerKind } from "./timerkind";
 
 export type ConnHook = (fd: i32) => void;
 export type CompleteHook = (fd: i32, op: i32, res: i32) => void;
@@ -29,6 +33,7 @@ export type BodyHook = (fd: i32, sent: bool) => void;
 export type ServiceHook = (op: i32, fd: i32, res: i32) => void;
 export type BytesHook = (fd: i32) => i32;
 export type SharedBytesHook = () => i32;
+export type TimerHook = (id: i32, arg: i32) => void;
 
 function noConn(fd: i32): void {}
 function noComplete(fd: i32, op: i32, res: i32): void {}
@@ -36,6 +41,7 @@ function noBody(fd: i32, sent: bool): void {}
 function noService(op: i32, fd: i32, res: i32): void {}
 function noBytes(fd: i32): i32 { return 0; }
 function noSharedBytes(): i32 { return 0; }
+function noTimer(id: i32, arg: i32): void { timerFree(id); }
 
 /** A protocol's hooks; a hook left unset does nothing. */
 @final export class Protocol {
@@ -49,6 +55,7 @@ function noSharedBytes(): i32 { return 0; }
   service: ServiceHook = noService;
   connBytes: BytesHook = noBytes;
   sharedBytes: SharedBytesHook = noSharedBytes;
+  timer: TimerHook = noTimer;
 }
 
 // The table proper: one row per protocol id (C_PROTO: PROTO_* of abi.ts, and
@@ -57,7 +64,7 @@ function noSharedBytes(): i32 { return 0; }
 // load and a call_indirect: the Protocol record is read only at
 // registration (going through it costs two more dependent loads per call).
 const MAX_PROTOCOLS = 128;
-enum Hook { OPEN, RUN, COMPLETE, TIMEOUT, DRAIN, CLOSE, BODY_FINISHED, SERVICE, CONN_BYTES, SHARED_BYTES, COUNT }
+enum Hook { OPEN, RUN, COMPLETE, TIMEOUT, DRAIN, CLOSE, BODY_FINISHED, SERVICE, CONN_BYTES, SHARED_BYTES, TIMER, COUNT }
 const HOOKS = Hook.COUNT;
 const ROW_SIZE: usize = HOOKS * 4;
 const table: usize = memory.data(MAX_PROTOCOLS * HOOKS * 4);
@@ -83,6 +90,7 @@ export function protocolRegister(id: i32, p: Protocol): bool {
   store<u32>(r + Hook.SERVICE * 4, fnIndex(p.service));
   store<u32>(r + Hook.CONN_BYTES * 4, fnIndex(p.connBytes));
   store<u32>(r + Hook.SHARED_BYTES * 4, fnIndex(p.sharedBytes));
+  store<u32>(r + Hook.TIMER * 4, fnIndex(p.timer));
   store<u8>(known + <usize>id, 1);
   return true;
 }
@@ -129,4 +137,19 @@ export function protocolsSharedBytes(): i32 {
     if (load<u8>(known + <usize>id) != 0) n += call_indirect<i32>(hook(id, Hook.SHARED_BYTES));
   }
   return n;
+}
+
+/**
+ * A timer of protocol `id` at `deadline` (loop ms): its timer hook gets
+ * (timer id, arg) when it fires. arg: 0..2^24-1. -> the timer id, or -1.
+ */
+export function protocolTimerAdd(id: i32, arg: i32, deadline: f64): i32 {
+  return timerAdd(deadline, 0, TimerKind.PROTO, (id & (MAX_PROTOCOLS - 1)) | (arg << 7));
+}
+
+/** Fires a TimerKind.PROTO timer (loop.ts): its owner names the protocol and the argument. */
+export function protoTimer(id: i32, owner: i32): void {
+  const proto = owner & (MAX_PROTOCOLS - 1);
+  if (load<u8>(known + <usize>proto) == 0) { timerFree(id); return; }
+  call_indirect<void>(hook(proto, Hook.TIMER), id, owner >>> 7);
 }

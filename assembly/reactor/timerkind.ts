@@ -16,4 +16,6 @@ export enum TimerKind {
   JS = 3,
   /** The grace period of a graceful shutdown is over (beginShutdown). */
   SHUTDOWN = 4,
+  /** A protocol's own timer (protocol.ts timer hook); owner: protocol id | arg << 7. */
+  PROTO = 5,
 }

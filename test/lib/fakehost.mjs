@@ -136,6 +136,18 @@ export class FakeHost {
       this.dv.setInt32(this.x.balanceConfig() + abi.BCFG_POLICY, px.balance ?? abi.BAL_RR, true);
       i[at(abi.CFG_PEER_ADDRS)] = px.balance === abi.BAL_IP_HASH ? 1 : 0;
       i[at(abi.CFG_PROXY_CONNECT_TIMEOUT)] = px.connectTimeoutMs ?? 0;
+      // active health checks: px.health = { check: CHECK_*, intervalMs, timeoutMs, path, rise, fall }
+      if (px.health) {
+        const b = this.x.balanceConfig(), hc = px.health;
+        this.dv.setInt32(b + abi.BCFG_CHECK, hc.check ?? abi.CHECK_TCP, true);
+        this.dv.setInt32(b + abi.BCFG_CHECK_INTERVAL, hc.intervalMs ?? 0, true);
+        this.dv.setInt32(b + abi.BCFG_CHECK_TIMEOUT, hc.timeoutMs ?? 0, true);
+        this.dv.setInt32(b + abi.BCFG_RISE, hc.rise ?? 0, true);
+        this.dv.setInt32(b + abi.BCFG_FALL, hc.fall ?? 0, true);
+        const path = Buffer.from(hc.path ?? "", "latin1");
+        this.dv.setInt32(b + abi.BCFG_CHECK_PATH_LEN, path.length, true);
+        this.u8.set(path, b + abi.BCFG_CHECK_PATH);
+      }
       const rec = this.x.proxyConfig();
       const dv = this.dv;
       dv.setInt32(rec, px.upstreams.length, true);
