@@ -96,6 +96,7 @@ const X_LSTART = C_PROTO_AREA + 32;
 const X_LEND = C_PROTO_AREA + 36;
 const X_HASH = C_PROTO_AREA + 40;    // the request key's hash (hash / ip-hash)
 const X_STATUS = C_PROTO_AREA + 44;  // status of the response (stats)
+const X_ASKED = C_PROTO_AREA + 48;   // both: bytes the read in flight asked for (ET: fewer came = drained)
 // upstream
 const X_POOL_NEXT = C_PROTO_AREA + 12;
 const X_POOL_PREV = C_PROTO_AREA + 16;
@@ -255,6 +256,7 @@ function readInto(fd: i32, size: i32, discard: bool): void {
   if (b == 0) { b = readBufTake(size); cset(fd, C_RBUF, <i32>b); }
   store<i32>(c + C_RLEN, 0);
   store<i32>(c + C_RPOS, 0);
+  cset(fd, X_ASKED, readBufCap(b));
   submit(OP_READ, fd, <i32>b, readBufCap(b), 0, 0);
   store<i32>(c + C_INFLIGHT, OP_READ);
 }
@@ -271,6 +273,7 @@ function readHead(fd: i32): void {
     if (cget(fd, C_RLEN) == readBufCap(b)) b = growBuf(fd);
   }
   const len = cget(fd, C_RLEN);
+  cset(fd, X_ASKED, readBufCap(b) - len);
   submit(OP_READ, fd, <i32>(b + <usize>len), readBufCap(b) - len, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_READ);
 }
@@ -383,20 +386,19 @@ function readDone(fd: i32, st: i32, res: i32): void {
   const f = flags(fd);
   if (res > 0) {
     ctlAddF64(STAT_BYTES_IN, <f64>res);
-    const b = <usize>cget(fd, C_RBUF);
-    const asked = st == CS_LINGER || st == US_POOLED ? readBufCap(b) : readBufCap(b) - cget(fd, C_RLEN);
+    const asked = cget(fd, X_ASKED);
     if (!etMode || (res < asked && !(f & CF_HUP))) clearFlag(fd, CF_READABLE);
     if (st == CS_LINGER) { enqueue(fd); return; }
     if (st == US_POOLED) { poolDrop(fd); return; } // bytes nobody asked for
     cset(fd, C_RLEN, cget(fd, C_RLEN) + res);
     if (st == CS_IDLE || st == CS_HEAD) { cset(fd, C_STATE, CS_HEAD); setDeadline(fd, idleMs); parseHead(fd); return; }
-    if (st == CS_FWD) { setDeadline(fd, idleMs); forwardBody(fd); return; }
+    // ET: a full read leaves READABLE set and no new edge comes: read on at our next turn
+    if (st == CS_FWD) { setDeadline(fd, idleMs); forwardBody(fd); if (flags(fd) & CF_READABLE && cget(fd, C_STATE) != 0) enqueue(fd); return; }
     if (st == US_ACTIVE) {
       xset(fd, XU_GOT);
-      const u = cget(fd, X_UP);
-      if (u >= 0) upstreamBytes(u, 0, res);
       if (xf(fd) & XU_HEAD) { setDeadline(fd, idleMs); const p = peerOf(fd); if (p >= 0) setDeadline(p, idleMs); }
       pumpResponse(fd);
+      if (flags(fd) & CF_READABLE && cget(fd, C_STATE) == US_ACTIVE) enqueue(fd);
       return;
     }
     return;
@@ -709,6 +711,7 @@ function readReqBody(fd: i32): void {
   const len = cget(fd, C_RLEN);
   const n = min(room, readBufCap(b) - len);
   if (n <= 0) { pause(fd); return; }
+  cset(fd, X_ASKED, n);
   submit(OP_READ, fd, <i32>(b + <usize>len), n, 0, 0);
   store<i32>(conn(fd) + C_INFLIGHT, OP_READ);
 }
@@ -735,6 +738,7 @@ function readResponse(up: i32): void {
     cset(up, C_RLEN, len - cget(up, C_RPOS)); cset(up, C_RPOS, 0);
   }
   const l2 = cget(up, C_RLEN);
+  cset(up, X_ASKED, readBufCap(b) - l2);
   submit(OP_READ, up, <i32>(b + <usize>l2), readBufCap(b) - l2, 0, 0);
   store<i32>(conn(up) + C_INFLIGHT, OP_READ);
 }
