@@ -34,7 +34,7 @@ import {
   OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EINPROGRESS, EALREADY, EISCONN,
   STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
   CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
-  STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, PROTO_PROXY_TCP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
+  STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
   C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, AF_INET, AF_INET6, LOG_WARN, UPSTREAMS_MAX,
   PXH_SIZE, PXH_REUSES, PXH_CONNECTS, PXH_POOLED, PXG_SIZE, PXG_RETRIES, PXG_502, PXG_503, PXG_504, PXG_4XX,
   PXG_TRUNCATED, PXG_POOL_DROPPED, HASH_KEY_PATH, HASH_KEY_HEADER,
@@ -44,7 +44,7 @@ import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from ".
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose,
   connCloseSoon, setDeadline, clearDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, draining,
-  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED, OUT_DONE,
+  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
@@ -61,7 +61,6 @@ import {
 } from "../http/response";
 import { BODYST_OUT, bodyStart, bodyFeed, bodyDechunk, bodyDone } from "../http/framing";
 import { proxyRewriteRequest, proxyRewriteResponse, RW_NEEDS_DECHUNK, RWR_CLOSE, RWR_CLIENT_HTTP10, RWR_DECHUNK } from "./rewrite";
-import { eqLower } from "../http/bytes";
 import {
   upstreamsReset, upstreamAdd, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
   upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
