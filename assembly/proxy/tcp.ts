@@ -41,8 +41,8 @@ import { Protocol, protocolOwnsOp } from "../reactor/protocol";
 import { peerRecord, peersOn, peersInit } from "../reactor/peer";
 import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
 import {
-  upstreamsReset, upstreamAdd, upstreamCount, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
-  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamUsable, upstreamBytes, upstreamRetried,
+  upstreamsReset, upstreamAdd, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
+  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
 } from "./upstreams";
 import { balancePick, balanceInit, balancePolicy, hashBytes } from "./balance";
 
