@@ -12,7 +12,8 @@ import { createHash, randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cleanup, within, until, sleep } from "./lib/procs.mjs";
+import { spawn } from "node:child_process";
+import { cleanup, within, until, sleep, cliPath, runCli } from "./lib/procs.mjs";
 
 const { Proxy, replay } = await import("../dist/index.js");
 
@@ -315,6 +316,33 @@ test("100 MiB up (Content-Length) and down (chunked) byte-identical", async () =
   assert.is(sha(down.body), want);
 });
 
+test("pipelined requests: responses in request order; HEAD, 204, 304 and 1xx framed right; chunked to HTTP/1.0 de-chunked", async () => {
+  const u = await upstream((req, res) => {
+    const n = Number(req.url.slice(1));
+    if (req.url === "/204") { res.writeHead(204).end(); return; }
+    if (req.url === "/304") { res.writeHead(304, { ETag: '"e"' }).end(); return; }
+    if (req.url === "/103") { res.writeEarlyHints({ link: "</a.css>; rel=preload" }); res.end("after hints"); return; }
+    if (req.url === "/chunked") { res.writeHead(200); res.write("one,"); res.end("two"); return; }
+    setTimeout(() => res.end(`body ${n}`), (7 - n) * 15); // later requests answer sooner upstream
+  });
+  const p = proxy([u]);
+  let out = "";
+  for (let i = 0; i < 6; i++) out += `GET /${i} HTTP/1.1\r\nHost: a\r\n\r\n`;
+  out += "HEAD /5 HTTP/1.1\r\nHost: a\r\n\r\nGET /204 HTTP/1.1\r\nHost: a\r\n\r\nGET /304 HTTP/1.1\r\nHost: a\r\n\r\n" +
+    "GET /103 HTTP/1.1\r\nHost: a\r\n\r\nGET /6 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const r = await raw(p.port, out, 5000);
+  assert.ok(r.closed);
+  const bodies = [...r.data.matchAll(/body (\d)/g)].map((m) => m[1]).join("");
+  assert.is(bodies, "0123456");
+  const heads = r.data.split("HTTP/1.1 ").slice(1).map((x) => x.slice(0, 3));
+  assert.equal(heads, ["200", "200", "200", "200", "200", "200", "200", "204", "304", "103", "200", "200"]);
+  assert.match(r.data, /after hints/);
+  const ten = await raw(p.port, "GET /chunked HTTP/1.0\r\n\r\n");
+  assert.ok(ten.closed);
+  assert.not.match(ten.data, /transfer-encoding/i);
+  assert.ok(ten.data.endsWith("\r\n\r\none,two"), JSON.stringify(ten.data));
+});
+
 // ---- faults -------------------------------------------------------------------
 
 test("an upstream killed mid-response: the client gets a truncated response and a close, never another's bytes", async () => {
@@ -398,6 +426,33 @@ test("replay: a recorded http-mode proxy run replays byte-identical", async () =
   p.close();
   const r = replay(readFileSync(file));
   assert.ok(r.ok, JSON.stringify(r.divergence ?? r, null, 1)?.slice(0, 2000));
+});
+
+test("CLI: http is the default mode; bad http-mode flags exit 2 with one line", async () => {
+  const u = await upstream((req, res) => res.end(`cli ${req.headers["x-forwarded-for"]}`));
+  const child = spawn(process.execPath, [cliPath, "proxy", "--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${u.port}`], { stdio: ["ignore", "pipe", "pipe"] });
+  open.add({ close: () => child.kill("SIGKILL") });
+  let outText = "";
+  child.stdout.on("data", (d) => { outText += d; });
+  await within(10_000, until(10_000, () => /listening on 127\.0\.0\.1:(\d+)/.test(outText)), "listening");
+  const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(outText)[1]);
+  const r = await request(port);
+  assert.is(r.body.toString(), "cli 127.0.0.1");
+  child.kill("SIGTERM");
+  await within(10_000, new Promise((res) => child.once("exit", res)), "exit");
+  for (const [args, says] of [
+    [["proxy", "--upstream", "127.0.0.1:1", "--balance", "hash"], /--balance hash needs --hash-key/],
+    [["proxy", "--upstream", "127.0.0.1:1", "--balance", "hash", "--hash-key", "cookie"], /--hash-key must be path or header:NAME/],
+    [["proxy", "--upstream", "127.0.0.1:1", "--mode", "tcp", "--hash-key", "path"], /--hash-key is for http mode/],
+    [["proxy", "--upstream", "127.0.0.1:1", "--upstream-timeout", "soon"], /--upstream-timeout must be a whole number/],
+  ]) {
+    const res = await runCli(args);
+    assert.is(res.code, 2, `${args.join(" ")} -> ${res.code}: ${res.stderr}`);
+    assert.match(res.stderr, says);
+    assert.is(res.stderr.trim().split("\n").length, 1, res.stderr);
+  }
+  const help = await runCli(["proxy", "--help"]);
+  for (const flag of ["--mode tcp|http", "[default: http]", "--hash-key", "--upstream-timeout", "--upstream-keepalive"]) assert.ok(help.stdout.includes(flag), flag);
 });
 
 test.run();
