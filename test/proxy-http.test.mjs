@@ -343,6 +343,20 @@ test("pipelined requests: responses in request order; HEAD, 204, 304 and 1xx fra
   assert.ok(ten.data.endsWith("\r\n\r\none,two"), JSON.stringify(ten.data));
 });
 
+test("a head trickled in slower than the header timeout: closed, nothing forwarded", async () => {
+  const u = await upstream();
+  const p = proxy([u], { headerTimeoutMs: 300 });
+  const c = net.connect(p.port, "127.0.0.1");
+  c.on("error", () => {});
+  open.add(c);
+  const closed = new Promise((r) => c.on("close", r));
+  c.write("GET / HTTP/1.1\r\n");
+  const drip = setInterval(() => c.write("X-A: b\r\n"), 100); // activity, but the head never ends
+  await within(3000, closed, "closed at the header timeout");
+  clearInterval(drip);
+  assert.is(u.requests, 0);
+});
+
 // ---- faults -------------------------------------------------------------------
 
 test("an upstream killed mid-response: the client gets a truncated response and a close, never another's bytes", async () => {

@@ -32,7 +32,7 @@
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
   OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EINPROGRESS, EALREADY, EISCONN,
-  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
+  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
   CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
   C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, AF_INET, AF_INET6, LOG_WARN, UPSTREAMS_MAX,
@@ -130,6 +130,7 @@ const LINGER_MS: f64 = 2000;
 const DEFAULT_KEEPALIVE = 32;
 
 let idleMs: f64 = 0;
+let headerMs: f64 = 0;
 let connectMs: f64 = 0;
 let upstreamMs: f64 = 0;
 let keepalive = DEFAULT_KEEPALIVE;
@@ -161,6 +162,7 @@ export function proxyHashKeyConfig(): usize { return hashKeyRec; }
 
 export function proxyHttpProtocol(): Protocol {
   idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
+  headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
   connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
   upstreamMs = <f64>ctlI32(CFG_PROXY_UPSTREAM_TIMEOUT);
   keepalive = ctlI32(CFG_PROXY_KEEPALIVE);
@@ -390,7 +392,13 @@ function readDone(fd: i32, st: i32, res: i32): void {
     if (st == CS_LINGER) { enqueue(fd); return; }
     if (st == US_POOLED) { poolDrop(fd); return; } // bytes nobody asked for
     cset(fd, C_RLEN, cget(fd, C_RLEN) + res);
-    if (st == CS_IDLE || st == CS_HEAD) { cset(fd, C_STATE, CS_HEAD); setDeadline(fd, idleMs); parseHead(fd); return; }
+    if (st == CS_IDLE) {
+      // serve's slow-loris defence: the head must be complete within the
+      // header timeout of its first byte, however the bytes trickle in.
+      cset(fd, C_STATE, CS_HEAD);
+      setDeadline(fd, headerMs > 0 ? headerMs : idleMs);
+    }
+    if (st == CS_IDLE || st == CS_HEAD) { parseHead(fd); return; }
     // ET: a full read leaves READABLE set and no new edge comes: read on at our next turn
     if (st == CS_FWD) { setDeadline(fd, idleMs); forwardBody(fd); if (flags(fd) & CF_READABLE && cget(fd, C_STATE) != 0) enqueue(fd); return; }
     if (st == US_ACTIVE) {
