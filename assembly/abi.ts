@@ -477,3 +477,26 @@ export const CHECK_RES_CONNECTED = 1;        // tcp check: connected
 export const CHECK_RES_TIMEOUT = 2;          // no answer within the timeout
 export const CHECK_RES_INVALID = 3;          // not a valid HTTP/1.x response head (or larger than a receive buffer)
 export const CHECK_RES_CLOSED = 4;           // the upstream closed before a complete head
+// ---- http-mode proxy (helper "proxy-http") ---------------------------------
+// CTL offsets taken: 216, 220, 224.
+export const PROTO_PROXY_HTTP = 4;
+export const CFG_PROXY_UPSTREAM_TIMEOUT = 216; // ms from the request's bytes to the response head (504); 0 = none
+export const CFG_PROXY_KEEPALIVE = 220;        // idle pooled connections per upstream (0: no pool; < 0: 32)
+export const CFG_PROXY_HASH_KEY = 224;         // HASH_KEY_*: the request key of --balance hash
+export const HASH_KEY_PATH = 1;                // the request target (path and query)
+export const HASH_KEY_HEADER = 2;              // a header's value; its name (lower case) at proxyHashKeyConfig(): i32 length, bytes
+export const HASH_KEY_NAME_MAX = 64;
+// Per upstream, at proxyHttpUpstreamStats(u), PXH_SIZE bytes of f64:
+export const PXH_SIZE = 24;
+export const PXH_REUSES = 0;                   // requests sent on a pooled connection
+export const PXH_CONNECTS = 8;                 // requests that opened a new connection
+export const PXH_POOLED = 16;                  // connections put back in the pool
+// Global, at proxyHttpStats(), PXG_SIZE bytes of f64:
+export const PXG_SIZE = 56;
+export const PXG_RETRIES = 0;                  // requests retried on another upstream (or a new connection)
+export const PXG_502 = 8;                      // 502 answered (upstream failed before a head, invalid head)
+export const PXG_503 = 16;                     // 503 answered (no usable upstream)
+export const PXG_504 = 24;                     // 504 answered (no head within the upstream timeout)
+export const PXG_4XX = 32;                     // requests refused by the parser (never forwarded)
+export const PXG_TRUNCATED = 40;               // responses cut off by a close (the upstream failed mid-body)
+export const PXG_POOL_DROPPED = 48;            // pooled connections dropped: closed / readable while idle

@@ -104,8 +104,8 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
     },
   },
   proxy: {
-    summary: "TCP load balancer / reverse proxy: accept, pick an upstream, relay bytes both ways " +
-      "(short form: wasm-reactor proxy PORT UPSTREAM... [-a POLICY])",
+    summary: "load balancer / reverse proxy: HTTP/1.1 with pooled keep-alive upstream connections (--mode http), " +
+      "or relay bytes both ways (--mode tcp) (short form: wasm-reactor proxy PORT UPSTREAM... [-a POLICY])",
     positional: "[PORT UPSTREAM...]",
     flags: {
       listen: { kind: "string", arg: "[HOST:]PORT", help: "address to listen on (a name listens on every address it resolves to); 0 = any free port", def: "127.0.0.1:8080" },
@@ -113,8 +113,11 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
         kind: "string", arg: "HOST:PORT[:WEIGHT]",
         help: "an upstream (repeat the flag for each; IPv6 as [::1]:9001:2); names are resolved once, at startup; weight 1..1000, default 1",
       },
-      balance: { kind: "string", arg: "POLICY", help: "rr, wrr (smooth weighted round robin), least-conn, p2c, ip-hash, random (-a POLICY)", def: "wrr" },
-      mode: { kind: "string", arg: "tcp|http", help: "tcp: relay bytes; http: not built yet", def: "tcp" },
+      balance: { kind: "string", arg: "POLICY", help: "rr, wrr (smooth weighted round robin), least-conn, p2c, ip-hash, hash (http mode, with --hash-key), random (-a POLICY)", def: "wrr" },
+      mode: { kind: "string", arg: "tcp|http", help: "http: parse requests, keep-alive both sides, pooled upstream connections; tcp: relay bytes", def: "http" },
+      "hash-key": { kind: "string", arg: "path|header:NAME", help: "http mode, --balance hash: the request key hashed (consistent hashing: removing one of N upstreams moves ~1/N of the keys)" },
+      "upstream-timeout": { kind: "int", arg: "MS", help: "http mode: answer 504 when an upstream sends no response head this long after the request; 0 = never", def: 60000, defText: "60000, as nginx's proxy_read_timeout" },
+      "upstream-keepalive": { kind: "int", arg: "N", help: "http mode: idle keep-alive connections kept per upstream and worker (0 = none); an idle one closes after 60 s", def: 32 },
       "event-mode": { ...common.mode, def: "et" },
       "connect-timeout": { kind: "int", arg: "MS", help: "give up a connect to an upstream after this long (then one retry on another upstream); 0 = never", def: 5000 },
       "health-check": {
@@ -131,7 +134,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "slow-start": { kind: "int", arg: "MS", help: "an upstream that comes back (ejection over, or up again) ramps its weight from 10% to 100% over this long; 0 = off", def: 0 },
       backend: common.backend,
       "io-backend": common["io-backend"],
-      "idle-timeout": { ...common["idle-timeout"], help: "close a client and its upstream when neither sent a byte for this long (ms); 0 = never", def: 600000, defText: "600000 = 10 min, as nginx's proxy_timeout" },
+      "idle-timeout": { ...common["idle-timeout"], help: "close a client (and its upstream) when nothing moved for this long (ms); http mode: also an idle keep-alive client; 0 = never", def: undefined, defText: "tcp: 600000 = 10 min, as nginx's proxy_timeout; http: 75000, as nginx's keepalive_timeout" },
       "max-events": common["max-events"],
       "write-buf-max": { ...common["write-buf-max"], help: "per-connection write buffer (bytes): a side is not read while its peer's buffer is this full" },
       workers: common.workers,
@@ -307,11 +310,17 @@ function parseListen(v: string, bad: (why: string) => UsageError): { host: strin
 function proxyArgs(opts: Record<string, string | number | boolean>, args: string[], upstreams: string[],
   bad: (why: string) => UsageError, given: string[]): { cmd: string; opts: Record<string, string | number | boolean>; args: string[] } {
   if (opts.mode !== "tcp" && opts.mode !== "http") throw bad(`--mode must be tcp or http, got '${opts.mode}'`);
-  if (opts.mode === "http") throw bad("http mode: not built yet");
   if (!Object.prototype.hasOwnProperty.call(BALANCE_POLICIES, String(opts.balance))) {
-    throw bad(`--balance must be one of ${Object.keys(BALANCE_POLICIES).filter((k) => k !== "hash").join(", ")}, got '${opts.balance}'`);
+    throw bad(`--balance must be one of ${Object.keys(BALANCE_POLICIES).join(", ")}, got '${opts.balance}'`);
   }
-  if (opts.balance === "hash") throw bad("--balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (opts.balance === "hash" && opts.mode === "tcp") throw bad("--balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (opts.balance === "hash" && opts["hash-key"] === undefined) throw bad("--balance hash needs --hash-key path or --hash-key header:NAME");
+  if (opts["hash-key"] !== undefined) {
+    const k = String(opts["hash-key"]);
+    if (opts.mode === "tcp") throw bad("--hash-key is for http mode");
+    if (k !== "path" && !/^header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(k)) throw bad(`--hash-key must be path or header:NAME, got '${k}'`);
+  }
+  if (opts["idle-timeout"] === undefined) opts["idle-timeout"] = opts.mode === "http" ? 75000 : 600000;
   if (opts["health-check"] !== undefined) {
     try { parseHealthCheck(String(opts["health-check"])); } catch (e) { throw bad(`--health-check: ${(e as Error).message}`); }
   }
@@ -548,7 +557,6 @@ class StartupError extends Error {}
 function serverOptions(cmd: string, o: Record<string, string | number | boolean>): ServerOptions {
   if (cmd === "proxy") {
     return {
-      protocol: "proxy-tcp",
       port: o.port as number,
       mode: o["event-mode"] as "lt" | "et",
       backend: o.backend as "epoll" | "poll",
@@ -556,7 +564,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
       maxEvents: o["max-events"] as number,
       writeBufMax: o["write-buf-max"] as number,
       ...proxyConfig({
-        upstreams: JSON.parse(String(o.upstreams)), balance: String(o.balance), proxyMode: "tcp",
+        upstreams: JSON.parse(String(o.upstreams)), balance: String(o.balance), proxyMode: o.mode as "tcp" | "http",
         connectTimeoutMs: o["connect-timeout"] as number, seed: Math.floor(Math.random() * 2 ** 31),
         health: {
           check: o["health-check"] === undefined ? "none" : String(o["health-check"]),
@@ -564,6 +572,8 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
           rise: o["health-rise"] as number, fall: o["health-fall"] as number,
           maxFails: o["max-fails"] as number, ejectBaseMs: o["fail-timeout"] as number, slowStartMs: o["slow-start"] as number,
         },
+        hashKey: o["hash-key"] === undefined ? undefined : String(o["hash-key"]),
+        upstreamTimeoutMs: o["upstream-timeout"] as number, upstreamKeepalive: o["upstream-keepalive"] as number,
       }),
     };
   }

@@ -55,6 +55,14 @@ export interface CoreConfig {
   proxyBalance: Partial<BalanceConfig>;
   /** Proxy: connect timeout (ms); 0 = none. */
   proxyConnectTimeoutMs: number;
+  /** Proxy, http mode: ms from a request's bytes to the response head before a 504; 0 = none. */
+  proxyUpstreamTimeoutMs: number;
+  /** Proxy, http mode: idle keep-alive connections kept per upstream (0: none). */
+  proxyKeepalive: number;
+  /** Proxy, http mode: the request key of balance hash ("path" or "header:NAME"), or null. */
+  proxyHashKey: string | null;
+  /** Proxy, http mode: accepts record client addresses (X-Forwarded-For) even without ip-hash. */
+  proxyPeerAddrs: boolean;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -78,6 +86,10 @@ export const defaultCoreConfig: CoreConfig = {
   proxyUpstreams: [],
   proxyBalance: {},
   proxyConnectTimeoutMs: 5_000,
+  proxyUpstreamTimeoutMs: 60_000,
+  proxyKeepalive: 32,
+  proxyHashKey: null,
+  proxyPeerAddrs: false,
 };
 
 /**
@@ -126,6 +138,9 @@ export interface CoreExports extends PumpExports {
   closeAll(): number;
   /** The upstream record the host writes before init (abi.ts PXC_*). */
   proxyConfig(): number;
+  proxyHttpUpstreamStats(u: number): number;
+  proxyHttpStats(): number;
+  proxyHashKeyConfig(): number;
   /** The balance config record (abi.ts BCFG_*), written before init. */
   balanceConfig(): number;
   proxyStatsBuffer(): number;
@@ -217,7 +232,17 @@ export class Core {
     });
     i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
     writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
-    i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" ? 1 : 0;
+    i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
+    i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;
+    i[c + (abi.CFG_PROXY_KEEPALIVE >> 2)] = config.proxyKeepalive ?? 32;
+    const key = config.proxyHashKey ?? null;
+    i[c + (abi.CFG_PROXY_HASH_KEY >> 2)] = key === null ? 0 : key === "path" ? abi.HASH_KEY_PATH : abi.HASH_KEY_HEADER;
+    if (key !== null && key !== "path") {
+      const name = Buffer.from(key.slice("header:".length).toLowerCase(), "latin1");
+      const rec = this.x.proxyHashKeyConfig();
+      i[rec >> 2] = name.length;
+      this.u8.set(name, rec + 4);
+    }
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;

@@ -22,10 +22,17 @@ export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
   /** Balancing policy (default wrr). `hash` needs http mode (a request key): refused in tcp mode. */
   balance?: string;
   /**
-   * tcp: relay bytes. http: not built yet (refused). Default tcp for now.
-   * (`mode` stays the event mode, lt|et, as in every Server.)
+   * http (default, as the CLI's --mode): parse requests, pool upstream
+   * connections; tcp: relay bytes. (`mode` stays the event mode, lt|et, as
+   * in every Server.)
    */
   proxyMode?: "tcp" | "http";
+  /** http mode: the key of balance hash: "path" or "header:NAME" (required with hash). */
+  hashKey?: string;
+  /** http mode: ms from a request's bytes to the response head before a 504 (default 60000, nginx's proxy_read_timeout; 0 = none). */
+  upstreamTimeoutMs?: number;
+  /** http mode: idle keep-alive connections kept per upstream (default 32; 0 = none). */
+  upstreamKeepalive?: number;
   /** Connect timeout (ms, default 5000; 0 = none). */
   connectTimeoutMs?: number;
   /** Seed of the core's PRNG for p2c/random (default 1). */
@@ -75,14 +82,27 @@ function checkHealth(h: ProxyOptions["health"]): void {
 }
 
 /** Checks proxy options; throws TypeError / HostError naming the problem. Returns the core's config fields. */
-export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstreams" | "proxyBalance" | "proxyConnectTimeoutMs"> {
-  const mode = opts.proxyMode ?? "tcp";
-  if (mode === "http") throw new TypeError("Proxy: http mode: not built yet");
-  if (mode !== "tcp") throw new TypeError(`Proxy: mode must be "tcp" or "http", got ${JSON.stringify(mode)}`);
+export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstreams" | "proxyBalance" | "proxyConnectTimeoutMs"
+  | "proxyUpstreamTimeoutMs" | "proxyKeepalive" | "proxyHashKey" | "proxyPeerAddrs"> & { protocol: "proxy-tcp" | "proxy-http" } {
+  const mode = opts.proxyMode ?? "http";
+  if (mode !== "tcp" && mode !== "http") throw new TypeError(`Proxy: mode must be "tcp" or "http", got ${JSON.stringify(mode)}`);
   const balance = opts.balance ?? "wrr";
   const code = (BALANCE_POLICIES as Record<string, number>)[balance];
   if (code === undefined) throw new TypeError(`Proxy: balance must be one of ${Object.keys(BALANCE_POLICIES).join(", ")}, got ${JSON.stringify(balance)}`);
-  if (code === abi.BAL_HASH) throw new TypeError("Proxy: balance hash needs a request key (http mode); tcp mode has ip-hash");
+  if (code === abi.BAL_HASH && mode === "tcp") throw new TypeError("Proxy: balance hash needs a request key (http mode); tcp mode has ip-hash");
+  const key = opts.hashKey;
+  if (key !== undefined) {
+    if (mode === "tcp") throw new TypeError("Proxy: hashKey is for http mode");
+    const name = key.startsWith("header:") ? key.slice(7) : null;
+    if (key !== "path" && (name === null || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(name))) {
+      throw new TypeError(`Proxy: hashKey must be "path" or "header:NAME" (a field name, at most ${abi.HASH_KEY_NAME_MAX} bytes), got ${JSON.stringify(key)}`);
+    }
+  }
+  if (code === abi.BAL_HASH && key === undefined) throw new TypeError('Proxy: balance hash needs hashKey ("path" or "header:NAME")');
+  const ut = opts.upstreamTimeoutMs ?? 60_000;
+  if (!Number.isInteger(ut) || ut < 0) throw new TypeError(`Proxy: upstreamTimeoutMs must be a whole number >= 0, got ${ut}`);
+  const ka = opts.upstreamKeepalive ?? 32;
+  if (!Number.isInteger(ka) || ka < 0 || ka > 65536) throw new TypeError(`Proxy: upstreamKeepalive must be a whole number 0..65536, got ${ka}`);
   if (!Array.isArray(opts.upstreams) || opts.upstreams.length === 0) throw new TypeError("Proxy: at least one upstream is needed");
   if (opts.upstreams.length > abi.PXC_MAX_UPSTREAMS) throw new TypeError(`Proxy: at most ${abi.PXC_MAX_UPSTREAMS} upstreams`);
   const ups = opts.upstreams.map((u) => {
@@ -100,7 +120,11 @@ export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstr
   checkHealth(opts.health);
   const seed = opts.seed ?? 1;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new TypeError(`Proxy: seed must be an integer 0..2^32-1, got ${seed}`);
-  return { proxyUpstreams: ups, proxyBalance: { ...opts.health, policy: balance as BalancePolicyName, seed }, proxyConnectTimeoutMs: ct };
+  return {
+    protocol: mode === "http" ? "proxy-http" : "proxy-tcp",
+    proxyUpstreams: ups, proxyBalance: { ...opts.health, policy: balance as BalancePolicyName, seed }, proxyConnectTimeoutMs: ct,
+    proxyUpstreamTimeoutMs: ut, proxyKeepalive: ka, proxyHashKey: key ?? null, proxyPeerAddrs: mode === "http",
+  };
 }
 
 /** Resolves upstream names to their first address (dns.lookup, as the rest of the host). */
@@ -115,8 +139,9 @@ export class Proxy {
   constructor(opts: ProxyOptions) {
     const cfg = proxyConfig(opts);
     this.upstreams = cfg.proxyUpstreams!;
-    const { proxyMode: _m, balance: _b, upstreams: _u, connectTimeoutMs: _c, seed: _s, health: _h, ...rest } = opts;
-    this.server = new Server({ ...rest, ...cfg, protocol: "proxy-tcp" });
+    const { proxyMode: _m, balance: _b, upstreams: _u, connectTimeoutMs: _c, seed: _s, health: _h, hashKey: _k,
+      upstreamTimeoutMs: _t, upstreamKeepalive: _a, ...rest } = opts;
+    this.server = new Server({ ...rest, ...cfg });
   }
 
   get port(): number { return this.server.port; }
@@ -135,7 +160,22 @@ export class Proxy {
       address: isIP(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`, ...table[k],
       check: { probes: core.x.proxyHealthProbes(k), failed: core.x.proxyHealthFailed(k), last: checkOutcome(core.x.proxyHealthLast(k)) },
     }));
-    return { ...this.server.stats(), noUpstream: core.ctlI32(abi.STAT_PROXY_NO_UPSTREAM), upstreams };
+    const x = core.x;
+    const f64 = new Float64Array(x.memory.buffer);
+    const http = (k: number) => f64[(x.proxyHttpStats() + k) >> 3];
+    const withHttp = upstreams.map((s, k) => {
+      const p = x.proxyHttpUpstreamStats(k);
+      const reuses = f64[(p + abi.PXH_REUSES) >> 3], connects = f64[(p + abi.PXH_CONNECTS) >> 3];
+      return { ...s, reuses, connects, reuseRatio: reuses + connects > 0 ? reuses / (reuses + connects) : 0 };
+    });
+    return {
+      ...this.server.stats(), noUpstream: core.ctlI32(abi.STAT_PROXY_NO_UPSTREAM), upstreams: withHttp,
+      http: {
+        retries: http(abi.PXG_RETRIES), answered502: http(abi.PXG_502), answered503: http(abi.PXG_503),
+        answered504: http(abi.PXG_504), refused4xx: http(abi.PXG_4XX), truncated: http(abi.PXG_TRUNCATED),
+        poolDropped: http(abi.PXG_POOL_DROPPED),
+      },
+    };
   }
 
 }

@@ -16,7 +16,7 @@ import { raiseFdLimit, libc } from "./libc.ts";
 import { FileServer } from "./files.ts";
 
 export interface ServerOptions extends ReactorOptions {
-  protocol: "echo" | "http" | "proxy-tcp";
+  protocol: "echo" | "http" | "proxy-tcp" | "proxy-http";
   /** An IP address to listen on (default 127.0.0.1; `::` is dual-stack). Not a name: see `hosts`. */
   host?: string;
   /** Several IP addresses, one listener each, all on one port: e.g. `await resolveHost("localhost")`. */
@@ -44,8 +44,8 @@ export class Server {
   readonly files: FileServer | null;
 
   constructor(opts: ServerOptions) {
-    if (opts.protocol !== "http" && opts.protocol !== "echo" && opts.protocol !== "proxy-tcp") {
-      throw new TypeError(`Server: protocol must be "http", "echo" or "proxy-tcp", got ${JSON.stringify(opts.protocol)}`);
+    if (opts.protocol !== "http" && opts.protocol !== "echo" && opts.protocol !== "proxy-tcp" && opts.protocol !== "proxy-http") {
+      throw new TypeError(`Server: protocol must be "http", "echo", "proxy-tcp" or "proxy-http", got ${JSON.stringify(opts.protocol)}`);
     }
     // Before any socket is opened: a bad name leaks nothing.
     if (opts.backend !== undefined) backendName(opts.backend, "Server: backend");
@@ -63,7 +63,7 @@ export class Server {
     }
     this.listeners = listenAll(hosts, {
       port: opts.port, backlog: opts.backlog, reusePort: opts.reusePort,
-      deferAccept: opts.protocol === "http" ? 1 : 0, sendBuffer: opts.sendBuffer,
+      deferAccept: opts.protocol === "http" || opts.protocol === "proxy-http" ? 1 : 0, sendBuffer: opts.sendBuffer,
     });
     let files: FileServer | null = null;
     try {
@@ -75,7 +75,8 @@ export class Server {
       throw e;
     }
     this.files = files;
-    const proto = opts.protocol === "http" ? abi.PROTO_HTTP : opts.protocol === "proxy-tcp" ? abi.PROTO_PROXY_TCP : abi.PROTO_ECHO;
+    const proto = opts.protocol === "http" ? abi.PROTO_HTTP : opts.protocol === "proxy-tcp" ? abi.PROTO_PROXY_TCP
+      : opts.protocol === "proxy-http" ? abi.PROTO_PROXY_HTTP : abi.PROTO_ECHO;
     for (const l of this.listeners) {
       if (this.reactor.loop.core.x.listen(l.fd, proto) < 0) {
         this.close();

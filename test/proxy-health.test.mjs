@@ -47,7 +47,7 @@ async function named(name, port = 0) {
 }
 
 function proxy(ports, opts = {}) {
-  const p = new Proxy({ port: 0, upstreams: ports.map((port) => ({ host: "127.0.0.1", port })), ...opts });
+  const p = new Proxy({ port: 0, proxyMode: "tcp", upstreams: ports.map((port) => ({ host: "127.0.0.1", port })), ...opts });
   p.attach();
   open.add({ close: () => { try { p.stop(); p.close(); } catch { /* closed */ } } });
   return p;

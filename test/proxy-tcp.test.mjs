@@ -42,7 +42,7 @@ async function deadPort() {
   return port;
 }
 function proxy(upstreams, opts = {}) {
-  const p = new Proxy({ port: 0, upstreams: upstreams.map((port) => ({ host: "127.0.0.1", port })), balance: "rr", ...opts });
+  const p = new Proxy({ port: 0, upstreams: upstreams.map((port) => ({ host: "127.0.0.1", port })), balance: "rr", proxyMode: "tcp", ...opts });
   p.attach();
   open.add({ close: () => { try { p.stop(); p.close(); } catch { /* closed */ } } });
   return p;
@@ -229,7 +229,7 @@ test("replay: a recorded proxy run replays byte-identical", async () => {
 // ---- command line ------------------------------------------------------------
 
 async function startCli(args) {
-  const child = spawn(process.execPath, [cliPath, "proxy", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [cliPath, "proxy", "--mode", "tcp", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   open.add({ close: () => child.kill("SIGKILL") });
   let out = "", err = "";
   child.stdout.on("data", (d) => { out += d; });
@@ -260,7 +260,6 @@ test("CLI: both command forms start it and relay", async () => {
 test("CLI: bad flags exit 2 with one line", async () => {
   for (const [args, says] of [
     [["proxy", "--upstream", "nothing"], /--upstream must be HOST:PORT\[:WEIGHT\]/],
-    [["proxy", "--upstream", "127.0.0.1:1", "--mode", "http"], /http mode: not built yet/],
     [["proxy", "--upstream", "127.0.0.1:1", "--mode", "udp"], /--mode must be tcp or http/],
     [["proxy", "--upstream", "127.0.0.1:1", "--balance", "fastest"], /--balance must be one of/],
     [["proxy", "--upstream", "127.0.0.1:1:0"], /weight must be 1\.\.1000/],
