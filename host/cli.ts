@@ -13,6 +13,7 @@ import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
 import { BALANCE_POLICIES, proxyConfig, resolveUpstreams } from "./proxy.ts";
 import { parseHealthCheck } from "./balance.ts";
+import { UPSTREAM_WEIGHT_MAX } from "../assembly/abi.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
@@ -111,7 +112,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       listen: { kind: "string", arg: "[HOST:]PORT", help: "address to listen on (a name listens on every address it resolves to); 0 = any free port", def: "127.0.0.1:8080" },
       upstream: {
         kind: "string", arg: "HOST:PORT[:WEIGHT]",
-        help: "an upstream (repeat the flag for each; IPv6 as [::1]:9001:2); names are resolved once, at startup; weight 1..1000, default 1",
+        help: "an upstream (repeat the flag for each; IPv6 as [::1]:9001:2); names are resolved once, at startup; weight 1..10000, default 1",
       },
       balance: { kind: "string", arg: "POLICY", help: "rr, wrr (smooth weighted round robin), least-conn, p2c, ip-hash, hash (http mode, with --hash-key), random (-a POLICY)", def: "wrr" },
       mode: { kind: "string", arg: "tcp|http", help: "http: parse requests, keep-alive both sides, pooled upstream connections; tcp: relay bytes", def: "http" },
@@ -295,7 +296,7 @@ export function parseUpstream(v: string, bad: (why: string) => UsageError): { ho
   if (!m) throw bad(`--upstream must be HOST:PORT[:WEIGHT], got '${v}'`);
   const port = Number(m[3]), weight = m[4] === undefined ? 1 : Number(m[4]);
   if (port < 1 || port > 65535) throw bad(`upstream port must be 1..65535, got '${v}'`);
-  if (weight < 1 || weight > 1000) throw bad(`upstream weight must be 1..1000, got '${v}'`);
+  if (weight < 1 || weight > UPSTREAM_WEIGHT_MAX) throw bad(`upstream weight must be 1..${UPSTREAM_WEIGHT_MAX}, got '${v}'`);
   return { host: m[1] ?? m[2], port, weight };
 }
 

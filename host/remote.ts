@@ -8,6 +8,12 @@
 // Layout (Int32 words): [0] head (consumer), [1] tail (producers), [2] capacity,
 // [3] slot bytes; then `capacity` slots of SLOT_BYTES each:
 //   +0 i32 sequence, +4 i32 length, +8 payload (UTF-8 JSON)
+//
+// Positions and sequence numbers are Int32 counters that wrap: the capacity
+// is a power of two, a slot is `pos & (cap - 1)`, and positions are compared
+// as Int32 differences ((a - b) | 0), so the queue keeps working past 2^31
+// and 2^32 messages (test hook WASM_REACTOR_REMOTE_COUNTER_START=N starts
+// the counters at N to see it).
 import { libc, check, EFD_CLOEXEC, EFD_NONBLOCK, errno, SysError } from "./libc.ts";
 
 const HEADER_BYTES = 16;
@@ -27,12 +33,19 @@ export interface RemoteDescriptor {
   eventfd: number;
 }
 
-export function createRemoteQueue(capacity = 1024): RemoteDescriptor {
+export function createRemoteQueue(requested = 1024): RemoteDescriptor {
+  if (!Number.isInteger(requested) || requested < 1 || requested > 1 << 20) throw new RangeError(`remote queue capacity must be 1..${1 << 20}, got ${requested}`);
+  const capacity = 1 << Math.ceil(Math.log2(requested)); // a power of two: slots by mask survive the wrap
+  const start = Number(process.env.WASM_REACTOR_REMOTE_COUNTER_START ?? 0) | 0;
   const buffer = new SharedArrayBuffer(HEADER_BYTES + capacity * SLOT_BYTES);
   const h = new Int32Array(buffer, 0, 4);
+  h[0] = h[1] = start;
   h[2] = capacity;
   h[3] = SLOT_BYTES;
-  for (let i = 0; i < capacity; i++) new Int32Array(buffer, HEADER_BYTES + i * SLOT_BYTES, 1)[0] = i;
+  for (let i = 0; i < capacity; i++) {
+    const pos = (start + i) | 0;
+    new Int32Array(buffer, HEADER_BYTES + (pos & (capacity - 1)) * SLOT_BYTES, 1)[0] = pos;
+  }
   const eventfd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   return { buffer, eventfd };
 }
@@ -61,15 +74,15 @@ export class RemoteLoop {
     const cap = this.capacity;
     let pos = Atomics.load(h, 1);
     for (;;) {
-      const slot = HEADER_BYTES + (pos % cap) * SLOT_BYTES;
+      const slot = HEADER_BYTES + (pos & (cap - 1)) * SLOT_BYTES;
       const seq = Atomics.load(h, slot >> 2);
-      const dif = seq - pos;
+      const dif = (seq - pos) | 0;
       if (dif === 0) {
-        const prev = Atomics.compareExchange(h, 1, pos, pos + 1);
+        const prev = Atomics.compareExchange(h, 1, pos, (pos + 1) | 0);
         if (prev === pos) {
           h[(slot >> 2) + 1] = payload.length;
           this.bytes.set(payload, slot + 8);
-          Atomics.store(h, slot >> 2, pos + 1); // publish
+          Atomics.store(h, slot >> 2, (pos + 1) | 0); // publish
           break;
         }
         pos = prev;
@@ -104,12 +117,12 @@ export class RemoteInbox {
     const cap = this.capacity;
     for (;;) {
       const pos = h[0];
-      const slot = HEADER_BYTES + (pos % cap) * SLOT_BYTES;
-      if (Atomics.load(h, slot >> 2) !== pos + 1) return; // empty, or not yet published
+      const slot = HEADER_BYTES + (pos & (cap - 1)) * SLOT_BYTES;
+      if (Atomics.load(h, slot >> 2) !== ((pos + 1) | 0)) return; // empty, or not yet published
       const len = h[(slot >> 2) + 1];
       const [name, args] = JSON.parse(decoder.decode(this.bytes.slice(slot + 8, slot + 8 + len)));
-      Atomics.store(h, slot >> 2, pos + cap); // free the slot for the lap after next
-      Atomics.store(h, 0, pos + 1);
+      Atomics.store(h, slot >> 2, (pos + cap) | 0); // free the slot for the lap after next
+      Atomics.store(h, 0, (pos + 1) | 0);
       each(name, args);
     }
   }

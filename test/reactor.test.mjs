@@ -180,6 +180,37 @@ test("a full runInLoop queue throws QueueFullError at the producer; nothing is l
   }
 });
 
+for (const [what, start] of [["2^31 (the Int32 sign)", 2 ** 31 - 5], ["2^32 (zero again)", -5]]) {
+  test(`runInLoop keeps order and loses nothing when its counters wrap past ${what}`, async () => {
+    // The counters start 5 short of the wrap (test hook); 40 messages through 4 slots cross it ten times over.
+    process.env.WASM_REACTOR_REMOTE_COUNTER_START = String(start);
+    const { r, state, stop } = blockingReactor();
+    const got = [];
+    r.defineTask("n", (i) => { got.push(i); if (got.length === 40) stop("all forty"); });
+    let remote;
+    try { remote = r.remote(4); } finally { delete process.env.WASM_REACTOR_REMOTE_COUNTER_START; }
+    const worker = new Worker(`
+      const { workerData } = require("node:worker_threads");
+      import(workerData.dist).then(({ RemoteLoop, QueueFullError }) => {
+        const q = new RemoteLoop(workerData.remote);
+        const nap = new Int32Array(new SharedArrayBuffer(4));
+        for (let i = 0; i < 40; i++) {
+          for (;;) {
+            try { q.runInLoop("n", i); break; } catch (e) { if (!(e instanceof QueueFullError)) throw e; Atomics.wait(nap, 0, 0, 1); }
+          }
+        }
+      });`, { eval: true, workerData: { dist: distUrl, remote } });
+    try {
+      r.run();
+      assert.is(state.reason, "all forty");
+      assert.equal(got, Array.from({ length: 40 }, (_, i) => i), "every message, in order");
+    } finally {
+      await worker.terminate();
+      r.close();
+    }
+  });
+}
+
 test("EventWatcher: read and write watches on one fd, unwatch, runInLoop, unwatchAll", () => {
   const { r, state, stop } = blockingReactor();
   const w = new EventWatcher(r);
