@@ -414,9 +414,12 @@ function readDone(fd: i32, res: i32): void {
   readBufGive(b);
   store<i32>(c + C_RBUF, 0);
   store<i32>(c + C_RLEN, 0);
-  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); return; }
+  // While the read was in flight the peer may have queued bytes (or its FIN)
+  // for this side, and proxyRun skipped it (one request at a time): run it
+  // again, or they wait for a readiness event that may never come.
+  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); enqueue(fd); return; }
   if (res < 0) { closePair(fd); return; } // a reset on one side closes the other
-  if (flags(fd) & CF_EOF) return; // the probe of a side past its FIN (proxyRun): still just closed for reading
+  if (flags(fd) & CF_EOF) { enqueue(fd); return; } // the probe of a side past its FIN (proxyRun): still just closed for reading
   // FIN: no more input here; the peer sends its own FIN once it wrote all before it.
   setFlag(fd, CF_EOF | CF_NO_READ);
   connRefreshInterest(fd);
