@@ -189,6 +189,21 @@ test("bytes queued for a side while its read is in flight are written when that 
   h.tick();
   h.tick();
   assert.is(h.output(CLIENT).toString(), "reply more");
+
+  // The same while the client's first FIN is being read (fuzz seed 1204993651).
+  const g = new HoldHost({ config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] } } });
+  g.listen(LISTENER, abi.PROTO_PROXY_TCP);
+  acceptClient(g);
+  g.holding = true;
+  g.peerEof(CLIENT);
+  g.tick([{ fd: CLIENT, events: R }]);
+  g.feed(UP1, "reply");
+  g.tick([{ fd: UP1, events: R }]);
+  g.holding = false;
+  g.tick();
+  g.tick();
+  assert.is(g.output(CLIENT).toString(), "reply");
+  assert.equal(g.ops(abi.OP_SHUTDOWN).map((e) => e.fd), [UP1]);
 });
 
 for (const mode of ["lt", "et"]) {

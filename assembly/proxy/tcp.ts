@@ -409,6 +409,7 @@ function readDone(fd: i32, res: i32): void {
     store<i32>(c + C_RLEN, res);
     store<i32>(c + C_RPOS, 0);
     forward(fd);
+    enqueue(fd); // (see below: forward may pause fd with bytes of its own to write)
     return;
   }
   readBufGive(b);
@@ -429,6 +430,7 @@ function readDone(fd: i32, res: i32): void {
   if (pairFinished(fd)) { closePair(fd); return; }
   if (xf(fd) & XF_SHUT_DONE) { closeSide(fd); return; }
   enqueue(peer);
+  enqueue(fd);
 }
 
 /**
