@@ -396,6 +396,7 @@ class Iteration {
     // when a paused listener resumes starts its own idle clock): the core
     // must end with no connection stuck.
     this.pending.length = 0;
+    this.pxPending.length = 0; // (a proxy client accepted now would need a connect and its timeouts: more rounds)
     this.holding = false;
     for (let round = 0; round < 2 || this.held.length > 0; round++) {
       if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
