@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
-import { judge, model } from "../build/fuzz.js";
+import { judge, model, Relay, newSide } from "../build/fuzz.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tmp = mkdtempSync(join(tmpdir(), "wr-fuzz-"));
@@ -91,6 +91,75 @@ test("oracle: ranges, directories, HEAD, pipelining, and a mutation it cannot re
   assert.match(judge(g, b("HTTP/1.1 299 Odd\r\nContent-Length: 0\r\n\r\n"), end), /not one the server sends/);
 });
 
+// ---- the relay oracle (tcp proxy) on hand-made pairs -------------------------------
+
+const side = (role, id, input, fd) => ({
+  input: b(input), pos: 0, peerClosed: false, px: newSide(role, id),
+  life: { closed: false, shut: false, faulted: false, trapped: false, draining: false, timedOut: false, fd },
+});
+function pair() {
+  const r = new Relay(100);
+  const c0 = side("client", 0, "\x00hello", 10), c1 = side("client", 1, "\x01world", 11);
+  const u = side("up", 0, "\x80reply", 20);
+  u.px.connected = true;
+  r.clients.push(c0, c1);
+  r.ups.push(u);
+  c0.pos = c1.pos = 6;
+  c1.life.closed = true; // (its stream only has to exist: no stall to report at the end)
+  return { r, c0, c1, u };
+}
+
+test("relay oracle: a faithful relay passes; mixed, early, reordered or short streams and early FINs fail", () => {
+  let { r, c0, u } = pair();
+  assert.is(r.write(u, b("\x00he")), null);
+  assert.is(r.write(u, b("llo")), null);
+  u.pos = 6;
+  assert.is(r.write(c0, b("\x80reply")), null);
+  assert.is(r.read(c0, 0), null);
+  assert.is(r.shutdown(u), null, "the client's FIN after all its bytes");
+  assert.is(r.judge(), null);
+  // another client's bytes into a bound upstream
+  ({ r, u } = pair());
+  assert.is(r.write(u, b("\x00h")), null);
+  assert.match(r.write(u, b("\x01")), /byte 2 is 1, proxy client #0 .* sent 101 \(a mixed-up/);
+  // one client's bytes to two upstreams
+  ({ r, c0, u } = pair());
+  const u2 = side("up", 1, "\x81", 21);
+  u2.px.connected = true;
+  r.ups.push(u2);
+  assert.is(r.write(u, b("\x00")), null);
+  assert.match(r.write(u2, b("\x00")), /one stream, two peers/);
+  // before the connect succeeded; before the bytes were read from the client
+  ({ r, c0, u } = pair());
+  u.px.connected = false;
+  assert.match(r.write(u, b("\x00")), /before its connect succeeded/);
+  ({ r, c0, u } = pair());
+  c0.pos = 2;
+  assert.match(r.write(u, b("\x00he")), /had read only 2/);
+  // a FIN passed on before the bytes before it, or before the FIN was read
+  ({ r, c0, u } = pair());
+  assert.is(r.write(u, b("\x00hel")), null);
+  assert.match(r.shutdown(u), /before the core read the FIN/);
+  r.read(c0, 0);
+  assert.match(r.shutdown(u), /after 4 of the 6 bytes/);
+  // a clean pair that ends short
+  ({ r, c0, u } = pair());
+  assert.is(r.write(u, b("\x00hel")), null);
+  assert.match(r.judge(), /received 4 of its 6 bytes, with no fault/);
+  u.life.faulted = true;
+  assert.is(r.judge(), null, "cut short by a fault: a prefix is right");
+  // too many bytes held in the core between the sides
+  ({ r, c0, u } = pair());
+  c0.pos = 101;
+  assert.match(r.read(c0, 101), /holds 101 bytes/);
+  // an error whose pair stays open
+  ({ r, c0, u } = pair());
+  r.write(u, b("\x00"));
+  r.error(u);
+  for (let i = 0; i < 3; i++) assert.is(r.tick(() => false, [c0, u]), null);
+  assert.match(r.tick(() => false, [c0, u]), /still open/);
+});
+
 // ---- planted faults: the checks fail when they should -----------------------------
 
 test("a planted wrong Content-Length is caught by the oracle, kept, and reproduced by its seed", () => {
@@ -139,6 +208,12 @@ const REGRESSIONS = [
   // trapped connection stayed marked in flight, so its idle timeout waited
   // for a request that had already completed, and it was never closed.
   [2447210943, "a connection trapped in its own completion is closed by its idle timeout"],
+  // A proxy iteration: a trap in the READ completion of a client doomed it
+  // with its receive buffer still marked as holding the 32 KiB it asked for;
+  // its upstream's next write completion forwarded those stale bytes (the
+  // relay oracle: the upstream got more than the client sent). The peer of
+  // a doomed side now closes alone and takes nothing from it.
+  [3348960226, "the peer of a trapped proxy side takes nothing from it"],
 ];
 for (const [seed, what] of REGRESSIONS) {
   test(`regression seed ${seed}: ${what}`, () => {

@@ -37,6 +37,7 @@ import {
   CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
+import { doomedLen, isDoomed } from "../reactor/recovery";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
 import { peerRecord, peersOn, peersInit } from "../reactor/peer";
 import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
@@ -134,6 +135,22 @@ function clientHash(fd: i32): u32 {
   return 0;
 }
 
+/**
+ * fd's peer was doomed by a trap (reactor/recovery.ts): its state is suspect
+ * (a read whose completion trapped left its buffer marked as holding what it
+ * asked for), so nothing is taken from it or handed to it. fd closes alone;
+ * the recovery closes the doomed side once its requests are over. True when
+ * that happened (the caller stops).
+ */
+function peerDoomed(fd: i32): bool {
+  const peer = peerOf(fd);
+  if (peer < 0 || doomedLen == 0 || !isDoomed(peer)) return false;
+  cset(fd, X_PEER, -1);
+  if (cget(fd, C_INFLIGHT) != 0) connCloseSoon(fd);
+  else connClose(fd);
+  return true;
+}
+
 /** Picks an upstream (not `exclude`) and asks for a socket; no usable one: the client closes. */
 function startConnect(fd: i32, exclude: i32): void {
   const u = balancePick(policy, policy == BAL_IP_HASH ? clientHash(fd) : 0, exclude, now());
@@ -157,6 +174,7 @@ export function proxyService(op: i32, fd: i32, res: i32): void {
     if (fd < 0 || fd >= maxFds || cget(fd, C_STATE) != S_UP_CONNECTING) return;
     store<i32>(conn(fd) + C_INFLIGHT, 0);
     if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
+    if (peerDoomed(fd)) return;
     setCurrentFd(fd);
     connectDone(fd, res);
   }
@@ -261,7 +279,7 @@ export function proxyRun(fd: i32): void {
     }
     return;
   }
-  if (state != S_RELAY) return;
+  if (state != S_RELAY || peerDoomed(fd)) return;
   const f = flags(fd);
   const out = outPending(fd);
   if (out && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) { outStep(fd); return; }
@@ -363,6 +381,7 @@ export function proxyComplete(fd: i32, op: i32, res: i32): void {
   const c = conn(fd);
   const inflight = load<i32>(c + C_INFLIGHT);
   if (cget(fd, C_STATE) != S_RELAY) { store<i32>(c + C_INFLIGHT, 0); return; }
+  if (doomedLen > 0 && peerOf(fd) >= 0 && isDoomed(peerOf(fd))) { store<i32>(c + C_INFLIGHT, 0); peerDoomed(fd); return; }
   if (inflight == OP_READ) { readDone(fd, res); return; }
   if (inflight == OP_SHUTDOWN) {
     store<i32>(c + C_INFLIGHT, 0);
@@ -409,14 +428,18 @@ function readDone(fd: i32, res: i32): void {
     store<i32>(c + C_RLEN, res);
     store<i32>(c + C_RPOS, 0);
     forward(fd);
+    enqueue(fd); // (see below: forward may pause fd with bytes of its own to write)
     return;
   }
   readBufGive(b);
   store<i32>(c + C_RBUF, 0);
   store<i32>(c + C_RLEN, 0);
-  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); return; }
+  // While the read was in flight the peer may have queued bytes (or its FIN)
+  // for this side, and proxyRun skipped it (one request at a time): run it
+  // again, or they wait for a readiness event that may never come.
+  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); enqueue(fd); return; }
   if (res < 0) { closePair(fd); return; } // a reset on one side closes the other
-  if (flags(fd) & CF_EOF) return; // the probe of a side past its FIN (proxyRun): still just closed for reading
+  if (flags(fd) & CF_EOF) { enqueue(fd); return; } // the probe of a side past its FIN (proxyRun): still just closed for reading
   // FIN: no more input here; the peer sends its own FIN once it wrote all before it.
   setFlag(fd, CF_EOF | CF_NO_READ);
   connRefreshInterest(fd);
@@ -426,6 +449,7 @@ function readDone(fd: i32, res: i32): void {
   if (pairFinished(fd)) { closePair(fd); return; }
   if (xf(fd) & XF_SHUT_DONE) { closeSide(fd); return; }
   enqueue(peer);
+  enqueue(fd);
 }
 
 /**

@@ -23,7 +23,12 @@
 //
 //  - readiness is delivered as the kernel does (deliver()): by level in LT,
 //    only on a new edge in ET, so a core that stops before EAGAIN stalls;
-//  - traps at random points (debugTrapFd), recovered as host/loop.ts does.
+//  - traps at random points (debugTrapFd), recovered as host/loop.ts does;
+//  - in a third of the iterations a tcp-proxy listener beside the other: the
+//    kernel plays its clients and the upstream servers its connects reach
+//    (connects done at once, refused, in progress, timed out or hanging;
+//    servers that reply and FIN at any point), with the hostility above on
+//    both sides; relay.ts judges the relay as it goes and at the end.
 //
 // After every core call the invariants are checked (checkInvariants(): timer
 // heap, zombie flags, handler/connection agreement, buffer bounds, run
@@ -38,6 +43,8 @@
 // FILE --check`), and `npm run fuzz -- --seed S --seconds 0` repeats it.
 //
 //   npm run fuzz -- --seconds 30 [--seed N] [--out DIR] [--no-traps] [--plant wrong-length|short-reads]
+//
+// (FUZZ_HIST=N: a relay failure lists the last N requests of each open proxy side.)
 //
 // (Over 500 lines: the simulated kernel is one class whose parts share its
 // state; the parts that stand alone are in oracle.ts, files.ts, byteranges.ts.)
@@ -54,6 +61,7 @@ import { describeInvariant, OP_NAMES } from "../../host/abi-names.ts";
 import { checkByteranges, fileByte } from "./byteranges.ts";
 import { judge, model, type Env } from "./oracle.ts";
 import { FileTable } from "./files.ts";
+import { Relay, newSide, CLIENT_IDS, UP_IDS, type PxSide } from "./relay.ts";
 
 class Rng {
   private s: number;
@@ -76,6 +84,9 @@ const DELAYABLE = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND
   // the HTTP server's file work, as a thread pool or io_uring carries it out (on the file fd: PREAD)
   abi.OP_OPEN, abi.OP_LIST, abi.OP_PREAD]);
 
+/** Requests on a socket itself: on a proxy side, the relay model carries them out (execProxy). */
+const PX_SOCKET_OPS = new Set([abi.OP_READ, abi.OP_WRITE, abi.OP_WRITEV, abi.OP_SEND, abi.OP_SENDFILE, abi.OP_SHUTDOWN, abi.OP_CTL, abi.OP_CLOSE]);
+
 interface SimSocket {
   kind: "listener" | "conn" | "file" | "js";
   input: Uint8Array;
@@ -97,6 +108,7 @@ interface SimSocket {
   wrEdge?: boolean;
   wblocked?: boolean;
   life?: Life;
+  px?: PxSide;        // a side of a tcp-proxy pair (relay.ts)
 }
 
 /** What happened to a connection, for judging it (oracle.ts) at the end. */
@@ -162,13 +174,13 @@ const REQUESTS = [
  */
 export type Plant = "wrong-length" | "short-reads";
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; traps?: boolean; plant?: Plant; log?: (s: string) => void }
-export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; reproducer?: string; message?: string; seed?: number }
+export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; pairs?: number; reproducer?: string; message?: string; seed?: number }
 
 export function fuzz(opts: FuzzOptions): FuzzResult {
   const module = compileCore();
   const sha = sha256File(corePath);
   const deadline = Date.now() + opts.seconds * 1000;
-  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0;
+  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0, pairs = 0;
   while (Date.now() < deadline || iterations === 0) {
     const seed = (opts.seed + iterations * 0x9e3779b1) >>> 0;
     const it = new Iteration(module, sha, seed, opts.injectTrap === true && iterations === 0, opts.traps !== false && !opts.injectTrap, opts.plant);
@@ -191,8 +203,9 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     traps += it.traps;
     judged += it.judged;
     cutShort += it.cutShort;
+    pairs += it.pairs;
   }
-  return { ok: true, iterations, steps, requests, traps, judged, cutShort };
+  return { ok: true, iterations, steps, requests, traps, judged, cutShort, pairs };
 }
 
 /** The flags besides --seed that make a run repeat one iteration the same way. */
@@ -219,6 +232,23 @@ class Iteration {
   private readonly faultedPaths = new Set<string>();
   /** HTTP and echo connections, open or closed, in accept order: judged at the end. */
   private readonly conns: SimSocket[] = [];
+  /**
+   * Proxy iterations (a third of them, by their own generator so the other
+   * iterations' choices stay what they were): a PROTO_PROXY_TCP listener on
+   * fd 4 beside the echo or HTTP one, whose clients and upstream servers the
+   * kernel plays (relay.ts judges the relay). Their choices come from prng.
+   */
+  private readonly prng: Rng;
+  private readonly proxy: boolean;
+  private readonly pxListener = 4;
+  private readonly pxPending: Uint8Array[] = [];
+  private pxClients = 0;
+  private pxSockets = 0;
+  /** Per upstream: the chance a connect to it is refused. */
+  private upstreamRefuse: number[] = [];
+  private readonly relay: Relay;
+  /** Proxy sides (clients and upstream sockets), open or closed. */
+  private readonly pxSides: SimSocket[] = [];
   /** The phase after the last tick: no faults, every byte arrives, peers read (settle()). */
   private calm = false;
   private readonly proto: number;
@@ -235,6 +265,8 @@ class Iteration {
   cutShort = 0;
   /** Connections judged (HTTP against the oracle, echo against its input). */
   judged = 0;
+  /** Proxy pairs judged whole (both streams, both FINs: relay.ts). */
+  pairs = 0;
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean,
     private readonly randomTraps: boolean, private readonly plant: Plant | undefined) {
@@ -272,6 +304,19 @@ class Iteration {
     this.config.idleTimeoutMs = this.slowClock ? r.pick([0, 30000]) : r.pick([0, 50, 1000, 30000]);
     this.config.headerTimeoutMs = this.slowClock ? r.pick([0, 60000]) : r.pick([0, 30, 1000, 60000]);
     this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
+    // (The constant keeps the seeds in test/fuzz.test.mjs, recorded before
+    // proxy iterations existed, plain iterations: they replay as they were.)
+    this.prng = new Rng(seed ^ 0x934a9b91);
+    this.proxy = !injectTrap && this.prng.chance(0.35);
+    if (this.proxy) {
+      const p = this.prng;
+      const n = 1 + p.int(3);
+      this.config.proxyUpstreams = Array.from({ length: n }, (_, i) => ({ host: "127.0.0.1", port: 9001 + i, weight: 1 + p.int(3) }));
+      this.config.proxyBalance = { policy: p.pick(["rr", "wrr", "least-conn", "p2c", "ip-hash", "random"] as const), seed: 1 + p.int(1000), maxFails: p.pick([0, 3]) };
+      this.config.proxyConnectTimeoutMs = this.slowClock ? p.pick([0, 30000]) : p.pick([0, 50, 1000, 5000]);
+      this.upstreamRefuse = Array.from({ length: n }, () => p.pick([0, 0, 0.1, 1]));
+    }
+    this.relay = new Relay(this.config.writeBufMax + Math.max(this.config.readBuf, 16384), (x) => this.pxState(x as SimSocket));
     this.files = new FileTable(seed, this.config.precompressed);
     this.rec = new Recorder(this.sink, {
       coreSha256: sha, config: this.config, time: [this.time, this.time], arch: process.arch,
@@ -304,6 +349,10 @@ class Iteration {
     // listener on fd 3
     this.fds.set(3, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
     this.x.listen(3, this.proto);
+    if (this.proxy) {
+      this.fds.set(this.pxListener, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
+      if (this.x.listen(this.pxListener, abi.PROTO_PROXY_TCP) !== 0) this.fail("listen(PROTO_PROXY_TCP) refused");
+    }
     this.pump.flush();
     // a few JS handlers on fds the simulated kernel owns
     const js = r.int(3);
@@ -322,20 +371,32 @@ class Iteration {
       const arrivals = r.int(4);
       for (let i = 0; i < arrivals; i++) this.pending.push(this.clientInput());
       if (arrivals > 0) this.raise(this.fds.get(3)!, "in");
+      if (this.proxy) {
+        const k = this.prng.int(3);
+        for (let i = 0; i < k && this.pxClients < CLIENT_IDS; i++) this.pxPending.push(this.pxClientInput(this.pxClients++));
+        if (k > 0) this.raise(this.fds.get(this.pxListener)!, "in");
+      }
       this.arrive();
       if (this.injectTrap && t === 3) this.x.debugTrapFd(4);
       else if (traps && r.chance(0.03)) this.trapSomewhere();
       if (!traps && !this.shutdown && r.chance(0.01)) this.startShutdown(r.int(3000));
       this.pump.tick(this.tickSource);
+      this.relayTick();
     }
     // A trap still armed would fire in the last phases, with no round left to close its connection.
     if (this.trapArmed >= 0) { this.x.debugTrapFd(-1); this.x.debugTrapCompletion(-1); this.trapArmed = -1; }
     this.settle();
     this.judgeAll();
+    const why = this.relay.judge();
+    if (why) this.fail(`relay: ${why}`);
+    this.judged += this.relay.whole + this.relay.cut;
+    this.cutShort += this.relay.cut;
+    this.pairs += this.relay.whole;
     // No more arrivals; let every timeout fire (twice: a connection accepted
     // when a paused listener resumes starts its own idle clock): the core
     // must end with no connection stuck.
     this.pending.length = 0;
+    this.pxPending.length = 0; // (a proxy client accepted now would need a connect and its timeouts: more rounds)
     this.holding = false;
     for (let round = 0; round < 2 || this.held.length > 0; round++) {
       if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
@@ -344,11 +405,15 @@ class Iteration {
       this.setTime();
       this.pump.run("timers (final)", () => this.x.runTimers());
       this.pump.run("deferred (final)", () => this.x.runDeferred());
+      this.relayTick();
     }
+    // An error on a proxy side closes its pair (within RESET_TICKS, relayTick): none is left open.
+    const errored = this.pxSides.find((s) => s.px!.closeBy >= 0 && [s, s.px!.partner].some((x) => x && !x.life!.closed && !x.life!.trapped));
+    if (errored) this.fail(`relay: an error on fd ${errored.life!.fd} was reported to the core and its pair is still open after every timeout`);
     for (const [fd, s] of this.fds) this.checkOutput(fd, s);
     // A trapped connection is doomed: closed once two more rounds ran (with
     // the timeouts above, at the latest).
-    const stuck = this.conns.find((s) => s.life!.trapped && !s.life!.closed);
+    const stuck = [...this.conns, ...this.pxSides].find((s) => s.life!.trapped && !s.life!.closed);
     if (stuck && (this.shutdown || this.config.idleTimeoutMs > 0)) this.fail(`connection on fd ${stuck.life!.fd}: the core trapped serving it and it was never closed`);
     // With timeouts on, two minutes of silence leave no connection behind.
     const timeoutsOn = this.shutdown || (this.config.idleTimeoutMs > 0 && (this.proto === abi.PROTO_ECHO || this.config.headerTimeoutMs > 0));
@@ -364,7 +429,7 @@ class Iteration {
 
   private startShutdown(graceMs: number): void {
     this.shutdown = true;
-    for (const s of this.conns) if (s.life && !s.life.closed) s.life.draining = true;
+    for (const s of [...this.conns, ...this.pxSides]) if (s.life && !s.life.closed) s.life.draining = true;
     this.x.beginShutdown(graceMs);
   }
 
@@ -376,7 +441,7 @@ class Iteration {
    * completion path of recover().
    */
   private trapSomewhere(): void {
-    const live = this.conns.filter((s) => !s.life!.closed);
+    const live = [...this.conns, ...this.pxSides].filter((s) => !s.life!.closed);
     if (live.length === 0) return;
     const fd = [...this.fds].find(([, s]) => s === this.rng.pick(live))?.[0];
     if (fd === undefined) return;
@@ -407,6 +472,7 @@ class Iteration {
       this.pump.run("dispatch (settle)", () => this.x.dispatch(n));
       this.pump.run("deferred (settle)", () => this.x.runDeferred());
       quiet = this.work === before ? quiet + 1 : 0; // (events that lead to no request, e.g. stale ones, are quiet)
+      this.relayTick();
     }
     if (quiet < 4) this.fail("settle: the core was still busy after 400 rounds with nothing new arriving (a livelock?)");
   }
@@ -529,9 +595,18 @@ class Iteration {
 
   /** More of each client's bytes reach its socket (all of them once calm): a new edge for an ET reader. */
   private arrive(): void {
-    const r = this.rng;
     for (const s of this.fds.values()) {
       if (s.kind !== "conn") continue;
+      const r = s.px ? this.prng : this.rng;
+      if (s.px?.role === "up" && !s.px.connected) {
+        // A connect under way settles (a hanging one only once the kernel calms): WRITABLE tells.
+        const p = s.px;
+        if (p.connect === "pending" && (this.calm || (!p.hang && r.chance(0.3)))) {
+          if (p.outcome === 0) this.connected(s);
+          else { p.connect = "failed"; s.wblocked = false; this.raise(s, "out"); }
+        }
+        continue;
+      }
       // The peer reads: a full send buffer has room again (a new EPOLLOUT edge).
       if (s.wblocked && (this.calm || r.chance(0.5))) { s.wblocked = false; this.raise(s, "out"); }
       const left = s.input.length - s.arrived!;
@@ -565,7 +640,7 @@ class Iteration {
   }
 
   private readable(s: SimSocket): boolean {
-    if (s.kind === "listener") return this.pending.length > 0;
+    if (s.kind === "listener") return (s === this.fds.get(this.pxListener) && this.proxy ? this.pxPending : this.pending).length > 0;
     return s.arrived! > s.pos || s.eof === true;
   }
 
@@ -582,6 +657,7 @@ class Iteration {
     for (const [fd, s] of this.fds) {
       if (!s.inKernel || s.kind === "file") continue;
       let bits = 0;
+      const r = s.px ? this.prng : this.rng;
       if (s.kind === "js") { if (!this.calm && r.chance(0.5)) bits |= abi.EV_READABLE; } // quiet once calm: settle() ends
       else if (this.interest(s).edge) {
         if (!this.calm && r.chance(0.2)) continue; // pending edges wait for the next epoll_wait
@@ -592,7 +668,11 @@ class Iteration {
         if (want.in && this.readable(s) && (this.calm || r.chance(0.8))) bits |= abi.EV_READABLE | (s.eof ? abi.EV_HANGUP : 0);
         if (want.out && !s.wblocked && (this.calm || r.chance(0.7))) bits |= abi.EV_WRITABLE;
       }
-      if (s.kind === "conn" && !this.calm && r.chance(0.003)) { bits |= abi.EV_HANGUP | abi.EV_ERROR; s.life!.faulted = true; }
+      if (s.kind === "conn" && !this.calm && (!s.px || s.px.role === "client" || s.px.connected) && r.chance(0.003)) {
+        bits |= abi.EV_HANGUP | abi.EV_ERROR;
+        s.life!.faulted = true;
+        if (s.px) this.pxReset(s); // a proxy side's reset: every later read and write fails
+      }
       if (bits) evs.push({ fd, bits, gen: s.gen, s });
     }
     // duplicated, stale and reordered events (not once calm: settle() waits for quiet)
@@ -698,12 +778,16 @@ class Iteration {
     if (this.trace.length >= 400) this.trace.shift();
     this.trace.push(`t${this.steps} ${note}${OP_NAMES[op] ?? String(op)} fd=${fd} ${a.join(" ")}`);
     this.work++;
+    this.closedNow = op === abi.OP_CLOSE ? this.fds.get(fd) : undefined;
     const res = this.exec(op, fd, a);
     this.trace[this.trace.length - 1] += ` -> ${res}`;
-    const h = this.fds.get(fd)?.life?.hist ?? (op === abi.OP_CLOSE ? this.conns.find((s) => s.life!.fd === fd && !s.life!.closed)?.life?.hist : undefined);
+    const h = this.fds.get(fd)?.life?.hist ?? (op === abi.OP_CLOSE ? this.closedNow?.life?.hist : undefined);
     if (h) { if (h.length >= 80) h.shift(); h.push(this.trace[this.trace.length - 1]); }
     return res;
   }
+
+  /** The socket an OP_CLOSE being carried out closes (carry(): its history gets the close). */
+  private closedNow: SimSocket | undefined;
 
   /** Delay mode's completion phase: some of the requests kept in flight, carried out now, in random order. */
   private reap(cq: number, max: number): number {
@@ -740,7 +824,193 @@ class Iteration {
   }
 
   private exec(op: number, fd: number, a: number[]): number {
-    const r = this.rng;
+    // (OPEN, LIST, CALL, LOG... name their owner in the fd field, which may be closed and reused by now: not the socket's.)
+    const px = PX_SOCKET_OPS.has(op) ? this.fds.get(fd)?.px : undefined;
+    if (px || op === abi.OP_SOCKET || op === abi.OP_CONNECT || (op === abi.OP_ACCEPT && this.proxy && fd === this.pxListener)) return this.execProxy(op, fd, a, px);
+    return this.execOn(op, fd, a, this.rng);
+  }
+
+  /**
+   * The proxy's requests: accepts on its listener, its outgoing sockets and
+   * connects, and I/O on either side of a pair, judged by the relay oracle
+   * as it happens (relay.ts). Same hostility as elsewhere, drawn from prng.
+   */
+  private execProxy(op: number, fd: number, a: number[], px: PxSide | undefined): number {
+    const r = this.prng;
+    const c = this.core;
+    const verdict = (why: string | null) => { if (why) this.fail(`relay: ${why}`); };
+    switch (op) {
+      case abi.OP_ACCEPT: {
+        if (r.chance(0.01)) return -abi.EMFILE;
+        if (r.chance(0.01)) return -abi.ECONNABORTED;
+        if (!this.pxPending.length) return -abi.EAGAIN;
+        const nfd = this.lowestFreeFd();
+        if (nfd < 0) return -abi.EMFILE;
+        if (a[0] !== 0) this.peerAddress(a[0], r);
+        const input = this.pxPending.shift()!;
+        const id = input.length ? input[0] : this.pxEmptyIds.shift()!;
+        const s = this.pxSocket(nfd, "client", id, input, r.chance(0.6));
+        s.arrived = r.chance(0.5) ? input.length : r.int(input.length + 1);
+        this.relay.clients[id] = s;
+        return nfd;
+      }
+      case abi.OP_SOCKET: {
+        if (r.chance(0.01)) return -abi.EMFILE;
+        const nfd = this.lowestFreeFd();
+        if (nfd < 0) return -abi.EMFILE;
+        // A refused connect is retried at most once: two sockets per client at most.
+        if (++this.pxSockets > 2 * this.relay.clients.filter(Boolean).length) this.fail(`relay: socket #${this.pxSockets} for ${this.relay.clients.filter(Boolean).length} proxy clients (one retry each at most)`);
+        const s = this.pxSocket(nfd, "up", -1, new Uint8Array(0), false);
+        s.wblocked = true; // not writable before it is connected
+        return nfd;
+      }
+      case abi.OP_CONNECT: {
+        const s = this.sock(fd, "connect");
+        const p = s.px;
+        if (!p || p.role !== "up") this.fail(`connect on fd ${fd}, which is not a socket of the proxy's`);
+        if (p.connect === "none") {
+          c.refresh();
+          const port = new DataView(c.u8.buffer).getUint16(a[0] + abi.SA_PORT, false);
+          p.upstream = port - 9001;
+          if (!(p.upstream >= 0 && p.upstream < this.upstreamRefuse.length)) this.fail(`connect on fd ${fd} to port ${port}, no upstream's`);
+          const refused = r.chance(this.upstreamRefuse[p.upstream]);
+          if (r.chance(0.4)) { // at once
+            if (refused || r.chance(0.05)) { p.connect = "failed"; s.life!.faulted = true; return refused ? -abi.ECONNREFUSED : -abi.ENETUNREACH; }
+            this.connected(s);
+            return 0;
+          }
+          p.connect = "pending";
+          p.outcome = refused ? -abi.ECONNREFUSED : r.chance(0.1) ? -abi.ETIMEDOUT : 0;
+          p.hang = r.chance(0.15); // settles only once the kernel calms: the connect timeout's case
+          return -abi.EINPROGRESS;
+        }
+        if (p.connect === "pending") return -abi.EALREADY;
+        if (p.connect === "ok") { if (p.connected) return -abi.EISCONN; this.connected(s); return 0; }
+        return p.outcome;
+      }
+      case abi.OP_CTL:
+      case abi.OP_CLOSE:
+        return this.execOn(op, fd, a, r);
+      case abi.OP_READ: {
+        const s = this.sock(fd, "read");
+        if (!this.calm && r.chance(0.005)) this.pxReset(s);
+        if (px!.reset) { this.relay.error(s); return -abi.ECONNRESET; }
+        const left = s.arrived! - s.pos;
+        if (left === 0) {
+          if (!s.eof) return -abi.EAGAIN;
+          verdict(this.relay.read(s, 0));
+          return 0;
+        }
+        const k = Math.min(a[1], left);
+        c.refresh();
+        c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
+        s.pos += k;
+        verdict(this.relay.read(s, k));
+        return k;
+      }
+      case abi.OP_WRITE:
+      case abi.OP_SEND:
+      case abi.OP_WRITEV: {
+        const s = this.sock(fd, "write");
+        if (s.life!.shut) this.fail(`write on fd ${fd} after shutdown(SHUT_WR)`);
+        if (!this.calm && (px!.role === "client" || px!.connected) && r.chance(0.005)) this.pxReset(s);
+        if (px!.reset) { this.relay.error(s); return -abi.ECONNRESET; }
+        c.refresh();
+        const dv = new DataView(c.u8.buffer);
+        const segs: [number, number][] = [];
+        if (op === abi.OP_WRITEV) for (let i = 0; i < a[1]; i++) segs.push([Number(dv.getBigUint64(a[0] + i * 16, true)), Number(dv.getBigUint64(a[0] + i * 16 + 8, true))]);
+        else segs.push([a[0], a[1]]);
+        const total = segs.reduce((t, [, l]) => t + l, 0);
+        const take = s.wblocked ? 0 : this.calm || r.chance(0.6) ? total : r.chance(0.5) ? 0 : r.int(total + 1);
+        if (take < total) s.wblocked = true;
+        if (px!.role === "up" && !px!.connected) verdict(`write on upstream fd ${fd} before its connect succeeded`);
+        if (take === 0 && total > 0) return -abi.EAGAIN;
+        const data = new Uint8Array(take);
+        let at = 0;
+        for (const [q, l] of segs) { const k = Math.min(l, take - at); data.set(c.u8.subarray(q, q + k), at); at += k; }
+        verdict(this.relay.write(s, data));
+        s.written += take;
+        return take;
+      }
+      case abi.OP_SHUTDOWN: {
+        const s = this.sock(fd, "shutdown");
+        verdict(this.relay.shutdown(s));
+        s.life!.shut = true;
+        return 0;
+      }
+      default: this.fail(`${OP_NAMES[op] ?? op} on fd ${fd}, a side of a proxy pair`);
+    }
+  }
+
+  /** A proxy socket (a client accepted on the proxy listener, or an upstream socket) with its oracle state. */
+  private pxSocket(fd: number, role: "client" | "up", id: number, input: Uint8Array, peerClosed: boolean): SimSocket {
+    const s: SimSocket = { kind: "conn", input, pos: 0, peerClosed, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0, arrived: 0, wblocked: false,
+      px: newSide(role, id),
+      life: { born: this.time, closed: false, shut: false, faulted: fd >= this.config.maxFds /* beyond the core's tables: closed */, trapped: false, draining: false, timedOut: false, fd, hist: [] } };
+    if (this.shutdown) s.life!.draining = true;
+    this.fds.set(fd, s);
+    this.pxSides.push(s);
+    return s;
+  }
+
+  /** The upstream server accepted: it has a reply to send (starting with its id), and perhaps a FIN after it. */
+  private connected(s: SimSocket): void {
+    const r = this.prng, p = s.px!;
+    p.connect = "ok";
+    p.connected = true;
+    s.wblocked = false;
+    if (this.relay.ups.length < UP_IDS) {
+      p.id = this.relay.ups.length;
+      this.relay.ups.push(s);
+      s.input = this.pxStream(128 + p.id);
+    }
+    s.peerClosed = r.chance(0.6);
+    this.raise(s, "out");
+  }
+
+  /** An error on a proxy side: sticky (every later read and write fails), reported at the next request. */
+  private pxReset(s: SimSocket): void {
+    s.px!.reset = true;
+    s.life!.faulted = true;
+  }
+
+  /** Random bytes after a one-byte id; sometimes nothing at all (then no id: the stream is empty). */
+  private pxStream(id: number): Uint8Array {
+    const r = this.prng;
+    const n = r.pick([0, 1, 2, 10, 300, 5000, 5000, 70000]);
+    const b = new Uint8Array(n);
+    for (let i = 1; i < n; i++) b[i] = r.int(256);
+    if (n) b[0] = id;
+    return b;
+  }
+
+  /** Ids of the clients whose stream is empty, in arrival order (an empty stream cannot carry its id). */
+  private readonly pxEmptyIds: number[] = [];
+
+  private pxClientInput(id: number): Uint8Array {
+    const b = this.pxStream(id);
+    if (!b.length) this.pxEmptyIds.push(id);
+    return b;
+  }
+
+  /** A proxy side as the kernel and the core see it, for a failure message. */
+  private pxState(s: SimSocket): string {
+    const fd = s.life!.fd, x = this.x;
+    return `kernel: read ${s.pos}/${s.arrived}/${s.input.length}${s.eof ? " eof" : ""}${s.wblocked ? " wblocked" : ""} mask ${s.mask}${s.inKernel ? "" : " (not in epoll)"}`
+      + ` got ${s.px!.got}; core: state ${x.debugConnI32(fd, abi.C_STATE)} flags ${x.debugConnI32(fd, abi.C_FLAGS)} wlen ${x.debugConnI32(fd, abi.C_WLEN)}`
+      + ` rbuf ${x.debugConnI32(fd, abi.C_RBUF)} rpos ${x.debugConnI32(fd, abi.C_RPOS)} rlen ${x.debugConnI32(fd, abi.C_RLEN)} inflight ${x.debugConnI32(fd, abi.C_INFLIGHT)} xf ${x.debugConnI32(fd, abi.C_PROTO_AREA + 8)} peer ${x.debugConnI32(fd, abi.C_PROTO_AREA)}`
+      + (process.env.FUZZ_HIST ? `\n      ${s.life!.hist.slice(-Number(process.env.FUZZ_HIST)).join("\n      ")}\n      partner: ${(s.px!.partner as SimSocket | undefined)?.life!.hist.slice(-Number(process.env.FUZZ_HIST)).join("\n      ")}` : "");
+  }
+
+  /** Once a tick: an errored pair closes within RESET_TICKS (relay.ts), and the pair's held memory stays bounded. */
+  private relayTick(): void {
+    if (!this.proxy) return;
+    const held = new Set(this.held.map((h) => h.fd));
+    const why = this.relay.tick((fd) => held.has(fd), this.pxSides);
+    if (why) this.fail(`relay: ${why}`);
+  }
+
+  private execOn(op: number, fd: number, a: number[], r: Rng): number {
     const c = this.core;
     switch (op) {
       case abi.OP_CTL: {
@@ -849,20 +1119,6 @@ class Iteration {
         this.fds.delete(fd);
         return 0;
       }
-      case abi.OP_SOCKET: {
-        // The proxy's outgoing sockets (no proxy listener is opened yet: the
-        // oracle has no model of a relay). A fresh socket, or a shortage.
-        if (r.chance(0.01)) return -abi.EMFILE;
-        const nfd = this.lowestFreeFd();
-        if (nfd < 0) return -abi.EMFILE;
-        this.fds.set(nfd, { kind: "conn", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false,
-          mask: 0, gen: 0, arrived: 0, wblocked: false });
-        return nfd;
-      }
-      case abi.OP_CONNECT: {
-        this.sock(fd, "connect");
-        return r.pick([0, 0, -abi.EINPROGRESS, -abi.EALREADY, -abi.ECONNREFUSED, -abi.ETIMEDOUT]);
-      }
       case abi.OP_SHUTDOWN: {
         const s = this.sock(fd, "shutdown");
         if (s.life) s.life.shut = true;
@@ -934,8 +1190,7 @@ class Iteration {
   }
 
   /** What accept4 writes into an address slot: IPv4, IPv6 (mapped or not) or a family the core does not know. */
-  private peerAddress(slot: number): void {
-    const r = this.rng;
+  private peerAddress(slot: number, r = this.rng): void {
     const c = this.core;
     c.refresh();
     const dv = new DataView(c.u8.buffer);
@@ -1015,11 +1270,13 @@ function main(argv: string[]): number {
     return 1;
   }
   process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked, ${r.traps} traps recovered;`
-    + ` ${r.judged} connections judged, ${r.cutShort} of them only as a prefix (cut short by a fault, trap, timeout or shutdown)\n`);
+    + ` ${r.judged} connections judged, ${r.cutShort} of them only as a prefix (cut short by a fault, trap, timeout or shutdown);`
+    + ` ${r.pairs} proxy pairs relayed whole\n`);
   return 0;
 }
 
 if (process.argv[1] && /fuzz\.(js|ts)$/.test(process.argv[1])) process.exitCode = main(process.argv.slice(2));
 
-// The oracle, for its own tests (test/fuzz.test.mjs imports build/fuzz.js).
+// The oracles, for their own tests (test/fuzz.test.mjs imports build/fuzz.js).
 export { judge, model, parseResponses } from "./oracle.ts";
+export { Relay, newSide } from "./relay.ts";
