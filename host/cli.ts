@@ -118,7 +118,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { kind: "string", arg: "tcp|http", help: "http: parse requests, keep-alive both sides, pooled upstream connections; tcp: relay bytes", def: "http" },
       "hash-key": { kind: "string", arg: "path|header:NAME", help: "http mode, --balance hash: the request key hashed (consistent hashing: removing one of N upstreams moves ~1/N of the keys)" },
       "upstream-timeout": { kind: "int", arg: "MS", help: "http mode: answer 504 when an upstream sends no response head this long after the request; 0 = never", def: 60000, defText: "60000, as nginx's proxy_read_timeout" },
-      "upstream-keepalive": { kind: "int", arg: "N", help: "http mode: idle keep-alive connections kept per upstream and worker (0 = none); an idle one closes after 60 s", def: 32 },
+      "upstream-keepalive": { kind: "int", arg: "N", help: "http mode: idle keep-alive connections kept per upstream and worker (0 = none); an idle one closes after 60 s (HAProxy keeps every idle one; nginx its keepalive N)", def: 1024 },
       "event-mode": { ...common.mode, def: "et" },
       "connect-timeout": { kind: "int", arg: "MS", help: "give up a connect to an upstream after this long (then one retry on another upstream); 0 = never", def: 5000 },
       "health-check": {

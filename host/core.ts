@@ -234,7 +234,7 @@ export class Core {
     writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
     i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
     i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;
-    i[c + (abi.CFG_PROXY_KEEPALIVE >> 2)] = config.proxyKeepalive ?? 32;
+    i[c + (abi.CFG_PROXY_KEEPALIVE >> 2)] = config.proxyKeepalive ?? -1; // < 0: the core's default (proxy/http.ts)
     const key = config.proxyHashKey ?? null;
     i[c + (abi.CFG_PROXY_HASH_KEY >> 2)] = key === null ? 0 : key === "path" ? abi.HASH_KEY_PATH : abi.HASH_KEY_HEADER;
     if (key !== null && key !== "path") {

@@ -127,7 +127,7 @@ const SHUT_WR = 1;
 const MAX_TRIES = 2;
 const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after this (nginx keepalive_timeout 60s)
 const LINGER_MS: f64 = 2000;
-const DEFAULT_KEEPALIVE = 32;
+const DEFAULT_KEEPALIVE = 1024; // idle connections kept per upstream: a 1,000-client burst reuses its connections (32 made them churn: bench/RESULTS.md "Proxy")
 
 let idleMs: f64 = 0;
 let headerMs: f64 = 0;
