@@ -117,7 +117,7 @@ export class UringExecutor implements Executor {
     if (files && pool) {
       this.reap = (cq, max) => {
         const k = files.reap(cq, max);
-        if (k === max) { files.wakeNext(); return k; } // the pool's turn comes next tick
+        if (k === max && max > 0) { files.wakeNext(); return k; } // the pool's turn comes next tick
         return k + pool.reap(cq + k * abi.CQE_SIZE, max - k);
       };
     } else if (files) {

@@ -160,14 +160,17 @@ export class UringFiles {
   start(op: number, i32: Int32Array, q: number): boolean {
     if (op === abi.OP_OPEN ? !this.opens : op === abi.OP_PREAD ? !this.preads : true) return false;
     if (this.freeTop === 0 || this.closed) return false;
+    // Linear memory may have moved (V8 on 64-bit grows it in place; elsewhere
+    // it may not): with nothing in flight, take the new base; with ops in
+    // flight the kernel may already have written to the old one: fail loudly.
+    const base = this.core.base;
+    if (base !== this.base) { if (this.active > 0) this.moved(); this.base = base; }
     const s = this.free[--this.freeTop];
     if (this.active++ === 0) this.ring.setEventfdSignals(true); // before the submit: its completion must wake us
     this.state[s] = BUSY;
     this.tagLo[s] = i32[q + (abi.SQE_USER_DATA >> 2)];
     this.tagHi[s] = i32[q + (abi.SQE_USER_DATA >> 2) + 1];
     this.out[s] = 0; this.steps[s] = 0; this.flags[s] = 0; this.sides[s] = 0; this.fd[s] = -1;
-    const base = this.core.base;
-    if (base !== this.base) this.moved();
     const addr = i32[q + (abi.SQE_ADDR >> 2)], len = i32[q + (abi.SQE_LEN >> 2)];
     if (op === abi.OP_PREAD) {
       this.kind[s] = K_PREAD;
@@ -362,7 +365,7 @@ export class UringFiles {
     if (this.doneLen === 0) return 0;
     const core = this.core;
     core.refresh();
-    if (core.base !== this.base) this.moved();
+    if (core.base !== this.base) { if (this.active > 0) this.moved(); this.base = core.base; }
     const i32 = core.i32;
     let k = 0;
     for (let c = cq >> 2; k < max && this.doneLen > 0; k++, c += abi.CQE_SIZE >> 2) {
