@@ -78,6 +78,18 @@ async function okHttp() {
   return server.address().port;
 }
 
+test("http mode: every upstream down by its checks -> 503, and nothing reaches them", async () => {
+  const a = await named("a"), b = await named("b");
+  const p = proxy([a.port, b.port], { proxyMode: "http", health: { check: "tcp", checkIntervalMs: 50, checkTimeoutMs: 50, rise: 1, fall: 2 } });
+  await a.close(); await b.close();
+  await until(3000, () => p.stats().upstreams.every((u) => u.state === "down"), "both down");
+  const res = await within(5000, fetch(`http://127.0.0.1:${p.port}/x`), "the proxy's answer");
+  assert.is(res.status, 503); // RFC 9110 15.6.4: no upstream can take it (not 502: nothing failed, none was tried)
+  await res.arrayBuffer();
+  assert.is(p.stats().http.answered503, 1);
+  assert.is(a.served + b.served, 0);
+});
+
 test("tcp check: a closed listener goes down after fall probes, traffic avoids it; reopened, it comes back after rise and ramps up (slow start)", async () => {
   const a = await named("a"), b = await named("b"), c = await named("c");
   const p = proxy([a.port, b.port, c.port], {
