@@ -57,7 +57,7 @@ export interface CoreConfig {
   proxyConnectTimeoutMs: number;
   /** Proxy, http mode: ms from a request's bytes to the response head before a 504; 0 = none. */
   proxyUpstreamTimeoutMs: number;
-  /** Proxy, http mode: idle keep-alive connections kept per upstream (0: none). */
+  /** Proxy, http mode: idle keep-alive connections kept per upstream (0: none; < 0: the core's default, 1024). */
   proxyKeepalive: number;
   /** Proxy, http mode: the request key of balance hash ("path" or "header:NAME"), or null. */
   proxyHashKey: string | null;
@@ -87,7 +87,7 @@ export const defaultCoreConfig: CoreConfig = {
   proxyBalance: {},
   proxyConnectTimeoutMs: 5_000,
   proxyUpstreamTimeoutMs: 60_000,
-  proxyKeepalive: 32,
+  proxyKeepalive: -1, // the core's default (proxy/http.ts DEFAULT_KEEPALIVE: 1024)
   proxyHashKey: null,
   proxyPeerAddrs: false,
 };

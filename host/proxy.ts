@@ -101,8 +101,8 @@ export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstr
   if (code === abi.BAL_HASH && key === undefined) throw new TypeError('Proxy: balance hash needs hashKey ("path" or "header:NAME")');
   const ut = opts.upstreamTimeoutMs ?? 60_000;
   if (!Number.isInteger(ut) || ut < 0) throw new TypeError(`Proxy: upstreamTimeoutMs must be a whole number >= 0, got ${ut}`);
-  const ka = opts.upstreamKeepalive ?? 1024;
-  if (!Number.isInteger(ka) || ka < 0 || ka > 65536) throw new TypeError(`Proxy: upstreamKeepalive must be a whole number 0..65536, got ${ka}`);
+  const ka = opts.upstreamKeepalive ?? -1; // unset: the core's default (proxy/http.ts, 1024)
+  if (opts.upstreamKeepalive !== undefined && (!Number.isInteger(ka) || ka < 0 || ka > 65536)) throw new TypeError(`Proxy: upstreamKeepalive must be a whole number 0..65536, got ${ka}`);
   if (!Array.isArray(opts.upstreams) || opts.upstreams.length === 0) throw new TypeError("Proxy: at least one upstream is needed");
   if (opts.upstreams.length > abi.PXC_MAX_UPSTREAMS) throw new TypeError(`Proxy: at most ${abi.PXC_MAX_UPSTREAMS} upstreams`);
   const ups = opts.upstreams.map((u) => {
