@@ -62,12 +62,11 @@ import {
 import { BODYST_OUT, bodyStart, bodyFeed, bodyDechunk, bodyDone } from "../http/framing";
 import { proxyRewriteRequest, proxyRewriteResponse, RW_NEEDS_DECHUNK, RWR_CLOSE, RWR_CLIENT_HTTP10, RWR_DECHUNK } from "./rewrite";
 import {
-  upstreamsReset, upstreamAdd, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
+  upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
   upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
 } from "./upstreams";
-import { balancePick, balanceInit, balancePolicy, hashBytes } from "./balance";
-import { proxyConfig, proxyService as tcpService } from "./tcp";
-import { PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA } from "../abi";
+import { balancePick, balancePolicy, hashBytes } from "./balance";
+import { proxyUpstreamsLoad, proxyService as tcpService } from "./tcp";
 
 // ---- states (C_STATE) ---------------------------------------------------------
 const CS_IDLE = 1;      // client: between requests, no byte of the next one
@@ -178,16 +177,7 @@ export function proxyHttpProtocol(): Protocol {
   scratchCap = readBufSize + 1024;
   scratch = heap.alloc(<usize>scratchCap + 16);
   for (let u = 0; u < UPSTREAMS_MAX; u++) { store<i32>(poolHead + <usize>(u * 4), -1); store<i32>(poolSize + <usize>(u * 4), 0); }
-  // tcp mode's init loaded the table already when it registered first; the
-  // table is the same (one config), so loading again is harmless.
-  upstreamsReset();
-  const cfg = proxyConfig();
-  const n = min(load<i32>(cfg), PXC_MAX_UPSTREAMS);
-  for (let i = 0; i < n; i++) {
-    const e = cfg + 4 + <usize>(i * PXU_SIZE);
-    upstreamAdd(e + PXU_SA, load<i32>(e + PXU_SA_LEN), load<i32>(e + PXU_WEIGHT));
-  }
-  balanceInit();
+  proxyUpstreamsLoad(); // the same table tcp mode loaded (one config)
   policy = balancePolicy();
   // X-Forwarded-For needs every client's address: the host asks for them
   // in http mode (CFG_PEER_ADDRS), so other protocols' cores carry no table.

@@ -82,9 +82,12 @@ export function proxyConfig(): usize { return config; }
 
 
 /** Reads the config, loads the upstreams and returns the hooks (assembly/protocols.ts). */
-export function proxyTcpProtocol(): Protocol {
-  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
-  connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
+/**
+ * Loads the upstream table from the record the host wrote (PXC_*) and the
+ * balance settings (BCFG_*). Both proxy modes call it at init; loading again
+ * gives the same table (one config), so the order they register in is free.
+ */
+export function proxyUpstreamsLoad(): void {
   upstreamsReset();
   const n = min(load<i32>(config), PXC_MAX_UPSTREAMS);
   for (let i = 0; i < n; i++) {
@@ -92,6 +95,12 @@ export function proxyTcpProtocol(): Protocol {
     upstreamAdd(e + PXU_SA, load<i32>(e + PXU_SA_LEN), load<i32>(e + PXU_WEIGHT));
   }
   balanceInit(); // the policy, seed and health settings the host wrote (BCFG_*)
+}
+
+export function proxyTcpProtocol(): Protocol {
+  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
+  connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
+  proxyUpstreamsLoad();
   policy = balancePolicy();
   if (policy == BAL_IP_HASH && !peersOn()) peersInit(maxFds); // accepts ask for addresses (loop.ts)
   const p = new Protocol();
