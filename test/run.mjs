@@ -69,7 +69,9 @@ let passed = 0, failed = 0, skipped = 0;
 const broken = [];
 const per = Object.fromEntries([...BACKENDS, UNAVAILABLE].map((b) => [b, { passed: 0, failed: 0, files: 0 }]));
 
+const took = [];
 function runFile(file, backend, label) {
+  const start = Date.now();
   return new Promise((resolve) => {
     const c = comboOf[backend];
     const env = { ...process.env, WASM_REACTOR_BACKEND: c.backend, WASM_REACTOR_IO_BACKEND: c.io, ...c.env };
@@ -85,7 +87,9 @@ function runFile(file, backend, label) {
     }, PER_FILE_MS);
     child.on("close", (code) => {
       clearTimeout(timer);
-      if (JOBS > 1) { process.stdout.write(`\n# ${label}\n${out}`); if (err) process.stderr.write(err); }
+      const secs = (Date.now() - start) / 1000;
+      took.push({ label, secs });
+      if (JOBS > 1) { process.stdout.write(`\n# ${label} (${secs.toFixed(1)}s)\n${out}`); if (err) process.stderr.write(err); }
       // Kill anything the file left behind in its process group.
       try { process.kill(-child.pid, "SIGKILL"); } catch {}
       const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
@@ -115,6 +119,9 @@ async function lane() {
   }
 }
 await Promise.all(Array.from({ length: JOBS }, lane));
+// The slowest runs, to keep the suite inside its 5-minute budget.
+took.sort((a, b) => b.secs - a.secs);
+process.stdout.write(`\nslowest: ${took.slice(0, 8).map((t) => `${t.label} ${t.secs.toFixed(1)}s`).join(", ")}\n`);
 process.stdout.write(`\n${files.length} files (${runs} runs) in ${((Date.now() - t0) / 1000).toFixed(1)}s${broken.length ? `; failing: ${broken.join(", ")}` : ""}\n`);
 if (BACKENDS.length > 1) {
   // ONCE files count under the first backend.
