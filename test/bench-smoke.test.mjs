@@ -362,6 +362,32 @@ test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
   assert.is(readFileSync(join(bench, "RESULTS.md"), "utf8"), results, "bench/RESULTS.md untouched");
 });
 
+test("c10k.sh: syntax and --help; --smoke where loadgen can be built (its source beside the repository, and cc)", async () => {
+  ok(await run("bash", ["-n", "bench/c10k.sh"]), "bash -n bench/c10k.sh");
+  const help = await run("bash", ["bench/c10k.sh", "--help"]);
+  ok(help, "c10k.sh --help");
+  assert.match(help.stdout, /^Latency at C10K, measured open-loop/);
+  assert.is((await run("bash", ["bench/c10k.sh", "--fast"])).code, 2, "an unknown argument exits 2");
+  const src = join(repo, "..", "shared", "tools", "loadgen", "loadgen.c");
+  const need = ["cc", "curl", "taskset"].filter((t) => !process.env.PATH.split(":").some((p) => existsSync(join(p, t))));
+  if (!existsSync(src)) need.push("../shared/tools/loadgen");
+  if (need.length) {
+    console.log(`\n  bench/c10k.sh --smoke skipped: ${need.join(", ")} not here`);
+    return;
+  }
+  const r = await run("bash", ["bench/c10k.sh", "--smoke"]);
+  ok(r, "c10k.sh --smoke");
+  const header = tables(r.stdout)[0]?.header;
+  if (results.includes("\n## C10K latency (bench/c10k.sh)\n")) {
+    assert.is(header, resultsTables("## C10K latency (bench/c10k.sh)")[0].header, "the same table as RESULTS.md's");
+  }
+  const got = table(r.stdout, header);
+  assert.equal(got.rows.map((c) => c.slice(0, 3)), [["et", "50", "500"]], "50 connections offered 500 requests/s");
+  assert.is(got.rows[0][8], "0", "no errors");
+  for (const c of got.rows[0].slice(1)) numeric(c, "c10k cell");
+  assert.is(readFileSync(join(bench, "RESULTS.md"), "utf8"), results, "bench/RESULTS.md untouched");
+});
+
 test("ab.sh: syntax, --help, and a usage error without two revisions (a run builds two worktrees: not here)", async () => {
   ok(await run("bash", ["-n", "bench/ab.sh"]), "bash -n bench/ab.sh");
   const help = await run("bash", ["bench/ab.sh", "--help"]);
@@ -392,6 +418,7 @@ test("snapshot.sh copies a build that runs (the core the benchmarks would measur
 const COVERED = {
   "ab.sh": "syntax and --help above",
   "balance.mjs": "--smoke above",
+  "c10k.sh": "syntax, --help and --smoke above (--smoke where loadgen's source and cc are here)",
   "chart.mjs": "test/chart.test.mjs (draws bench/RESULTS.md)",
   "dispatch.mjs": "--smoke above",
   "echo-client.mjs": "by echo.mjs --smoke",
