@@ -93,6 +93,10 @@ export function deploymentProblems(dep) {
   const needS = preStopS + (timeoutMs + delayMs) / 1000;
   const grace = pod.spec.terminationGracePeriodSeconds;
   if (!(grace >= needS)) problems.push(`terminationGracePeriodSeconds ${grace} < preStop ${preStopS} s + --shutdown-delay ${delayMs} ms + --shutdown-timeout ${timeoutMs} ms`);
+  // A draining pod must be seen unready before its listeners close.
+  const rp = c.readinessProbe ?? {};
+  const noticeS = (rp.periodSeconds ?? 10) * (rp.failureThreshold ?? 3);
+  if (!(noticeS <= delayMs / 1000)) problems.push(`readiness notices a drain after ${noticeS} s (periodSeconds x failureThreshold), later than --shutdown-delay ${delayMs} ms`);
   const limit = c.resources?.limits?.cpu, request = c.resources?.requests?.cpu;
   if (Number(flags.get("workers")) !== cpus(limit)) problems.push(`--workers ${flags.get("workers")} is not the CPU limit ${limit}`);
   if (cpus(request) !== cpus(limit)) problems.push(`CPU request ${request} is not the limit ${limit} (a throttled reactor stalls every connection it holds)`);
@@ -222,6 +226,7 @@ test("broken copies fail the cross-checks, each for its reason", () => {
   assert.match(broken((d) => { d.spec.template.spec.terminationGracePeriodSeconds = 10; }), /terminationGracePeriodSeconds 10 </);
   assert.match(broken((d, c) => { setFlag(c, "shutdown-timeout", "60000"); }), /terminationGracePeriodSeconds/);
   assert.match(broken((d, c) => { setFlag(c, "workers", "4"); }), /--workers 4 is not the CPU limit/);
+  assert.match(broken((d, c) => { c.readinessProbe.periodSeconds = 10; }), /readiness notices a drain after 20 s/);
   assert.match(broken((d, c) => { c.resources.limits.cpu = "1500m"; }), /CPU limit 1500m/);
   assert.match(broken((d, c) => { setFlag(c, "metrics", "0.0.0.0:9200"); }), /readinessProbe port metrics is not the --metrics port 9200/);
   assert.match(broken((d, c) => { setFlag(c, "metrics", "127.0.0.1:9100"); }), /loopback/);
