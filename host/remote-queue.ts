@@ -11,8 +11,8 @@
 // ## Who writes which word
 // - tail: producers only, and only by compareExchange (claim).
 // - head: the consumer only (one thread). Producers never read it: a
-//   slot's sequence says all they need, so head could be a local of the
-//   consumer. It lives in the buffer so that a consumer could be rebuilt.
+//   slot's sequence says all they need (head is in the buffer only to keep
+//   the queue's state in one place).
 // - a slot's sequence (s = its slot, p any position with p & mask = s):
 //     seq = p          free for position p     written by init, or by the consumer's release of p - cap
 //     seq = p + 1      holds p's message       written by the producer that claimed p (publish)
