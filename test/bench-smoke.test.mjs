@@ -268,6 +268,28 @@ test("echo.mjs --smoke: node:net, lt and et echo every message (its RESULTS.md t
 test("echo.mjs --smoke --servers io-uring,io-epoll,io-pool: the io API's echo server (io-echo.mjs) echoes every message on each backend", () =>
   echoSmoke(["--servers", "io-uring,io-epoll,io-pool"], ["io API, io_uring", "io API, epoll_threadpool", "io API, threadpool"]));
 
+test("splice.mjs --smoke: copy and splice relays carry every case intact (its RESULTS.md table); bad flags exit 2", async () => {
+  const r = await run(process.execPath, ["bench/splice.mjs", "--smoke"]);
+  ok(r, "splice.mjs --smoke");
+  const [want] = resultsTables("## Splice vs copy relay (bench/splice.mjs)");
+  const got = table(r.stdout, want.header);
+  const cases = ["ping-pong 1 KiB", "1 MiB streams", "4 MiB stream"];
+  assert.equal(got.rows.map((c) => c.slice(0, 2)), cases.flatMap((k) => [[k, "copy"], [k, "splice"]]));
+  for (const row of got.rows) {
+    const what = row.slice(0, 2).join(" ");
+    assert.is(row[9], "0", `${what}: every byte relayed, both ways, and counted at both ends`);
+    numeric(row[2], `${what} relay CPU`);
+    numeric(row[5].split(" ")[0], `${what} throughput`);
+    numeric(row[8], `${what} bytes per read`);
+    if (row[1] === "splice") numeric(row[4], `${what} ratio`);
+  }
+  for (const bad of [["--chunk", "10"], ["--rounds", "0"], ["--fast"]]) {
+    const b = await run(process.execPath, ["bench/splice.mjs", ...bad]);
+    assert.is(b.code, 2, `${bad.join(" ")} exits 2`);
+    assert.is(b.stderr.trim().split("\n").length, 1, `${bad.join(" ")}: one line`);
+  }
+});
+
 test("http-node.mjs serves the docroot, http-idle.mjs holds connections on it", async () => {
   const docroot = join(dir, "root");
   const body = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) & 0xff));
@@ -322,12 +344,23 @@ test("proxy.sh: syntax and --help; an unknown argument exits 2", async () => {
   }
   const r = await run("bash", ["bench/proxy.sh", "--smoke"]);
   ok(r, "proxy.sh --smoke");
-  const rows = r.stdout.split("\n").filter((l) => /^\| (direct|wr-tcp) \|/.test(l)).map((l) => l.split("|").map((c) => c.trim()));
-  assert.equal(rows.map((c) => [c[1], c[2]]), [["direct", "5"], ["wr-tcp", "5"]], r.stdout);
+  const rows = table(r.stdout, "| proxy | conns | requests/s | vs HAProxy | proxy CPU µs/req | vs HAProxy | p50 ms | p99 ms | added p99 ms | errors |").rows;
+  assert.equal(rows.map((c) => [c[0], c[1]]), [["direct", "5"], ["wr-tcp", "5"]], r.stdout);
   for (const c of rows) {
-    assert.ok(Number(c[3]) > 0, `${c[1]}: requests/s`);
-    assert.is(c[10], "0", `${c[1]}: no errors`);
+    assert.ok(Number(c[2]) > 0, `${c[0]}: requests/s`);
+    assert.is(c[9], "0", `${c[0]}: no errors`);
   }
+  // tcp-mode bulk (--smoke: 1 MiB on one connection): every response whole, MB/s a figure
+  const bulk = table(r.stdout, "| proxy | size | conns | MB/s | vs HAProxy | proxy CPU µs/MB | vs HAProxy | errors |").rows;
+  assert.equal(bulk.map((c) => c.slice(0, 3)), [["direct", "1 MiB", "1"], ["wr-tcp", "1 MiB", "1"]], r.stdout);
+  for (const c of bulk) {
+    assert.ok(Number(c[3]) > 0, `${c[0]}: bulk MB/s`);
+    assert.is(c[7], "0", `${c[0]}: no bulk errors`);
+  }
+  numeric(bulk[1][5], "wr-tcp proxy CPU µs/MB");
+  const bad = await run("bash", ["bench/proxy.sh", "--smoke"], { env: { BULK: "1m" } });
+  assert.is(bad.code, 2, "BULK without :CONNS exits 2");
+  assert.match(bad.stderr, /BULK: '1m' is not SIZE:CONNS/);
 });
 
 test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
@@ -409,6 +442,7 @@ const COVERED = {
   "parse.mjs": "above, and by parse.sh --smoke",
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
+  "splice.mjs": "--smoke above",
   "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
   "writer.mjs": "--smoke above",
