@@ -7,13 +7,17 @@
 //   node bench/splice.mjs --smoke   (seconds: one round, tiny transfers; checks
 //                                    that it runs, the figures mean nothing)
 //
-// Two relays, the same program but for the two calls that move bytes:
-//   copy    read(src, linear memory, CHUNK) then write(dst, linear memory, n),
-//           koffi calls on a WebAssembly.Memory's address, as host/executor-libc.ts
-//           carries the core's OP_READ / OP_WRITE;
-//   splice  splice(src -> pipe, CHUNK) then splice(pipe -> dst, n), both with
-//           SPLICE_F_MOVE | SPLICE_F_NONBLOCK, one pipe per direction, made
-//           (pipe2, F_SETPIPE_SZ) when the pair is set up.
+// Three relays, the same program but for how bytes move:
+//   copy       read(src, linear memory, CHUNK) then write(dst, linear memory, n),
+//              koffi calls on a WebAssembly.Memory's address, as host/executor-libc.ts
+//              carries the core's OP_READ / OP_WRITE;
+//   copy+ring  the same plus one memcpy inside linear memory between them, from
+//              the receive buffer to a write area: what assembly/proxy/tcp.ts
+//              does today (a read lands in the side's receive buffer and is
+//              appended to the peer's write ring);
+//   splice     splice(src -> pipe, CHUNK) then splice(pipe -> dst, n), both with
+//              SPLICE_F_MOVE | SPLICE_F_NONBLOCK, one pipe per direction, made
+//              (pipe2, F_SETPIPE_SZ) when the pair is set up.
 // Everything else is shared: one edge-triggered epoll set, both sockets
 // registered once (IN | OUT | RDHUP | ET); a direction is pumped until its
 // source says EAGAIN or its destination takes less than offered (then it
@@ -31,8 +35,9 @@
 //   1 MiB      --streams connections one after another, each 1 MiB from the
 //              upstream to the client (pair set-up and pipes included);
 //   100 MiB    one connection, 100 MiB upstream -> client.
-// Each round runs both relays (fresh processes, order alternating), a warm-up
-// first (the JIT); the table shows medians over rounds and splice/copy ratios.
+// All three relays stay up (a warm-up first: the JIT); each case runs on each
+// in turn, the order rotating by round; the table shows medians over rounds
+// and ratios to copy taken within each round.
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
@@ -115,11 +120,13 @@ function connectTo(port) {
 // ---- the relay ------------------------------------------------------------------
 
 function relay(mode, upstreamPort, chunk, pipeSize) {
-  const mem = new WebAssembly.Memory({ initial: 16 }); // 1 MiB of linear memory
+  const mem = new WebAssembly.Memory({ initial: 32 }); // 2 MiB of linear memory
   const base = Number(koffi.address(mem.buffer));
   const bufs = [base, base + chunk];                 // one receive buffer per direction
-  const events = base + 2 * chunk, EVENTS = 16, ev = base + 2 * chunk + EVENTS * EV_SIZE;
-  const view = new DataView(mem.buffer);
+  const rings = [base + 2 * chunk, base + 3 * chunk]; // copy+ring: where a read is copied to, written from
+  const events = base + 4 * chunk, EVENTS = 16, ev = events + EVENTS * EV_SIZE;
+  const view = new DataView(mem.buffer), u8 = new Uint8Array(mem.buffer);
+  const ringed = mode === "copy+ring";
   const ep = check(c.epoll_create1(0), "epoll_create1");
   const lst = listener();
   process.stdout.write(`relay ${lst.port}\n`);
@@ -135,7 +142,7 @@ function relay(mode, upstreamPort, chunk, pipeSize) {
     c.fcntl(cfd, F_SETFL, O_NONBLOCK); c.fcntl(ufd, F_SETFL, O_NONBLOCK);
     calls += 5;
     // direction 0: client -> upstream, 1: upstream -> client
-    const dirs = [0, 1].map((d) => ({ src: d ? ufd : cfd, dst: d ? cfd : ufd, buf: bufs[d], pend: 0, off: 0, eof: false, pr: -1, pw: -1, bytes: 0 }));
+    const dirs = [0, 1].map((d) => ({ src: d ? ufd : cfd, dst: d ? cfd : ufd, buf: bufs[d], out: ringed ? rings[d] : bufs[d], pend: 0, off: 0, eof: false, pr: -1, pw: -1, bytes: 0 }));
     if (splicing) for (const d of dirs) {
       check(c.pipe2(ev + 16, O_NONBLOCK | SOCK_CLOEXEC), "pipe2");
       const p = [view.getInt32(ev - base + 16, true), view.getInt32(ev - base + 20, true)];
@@ -161,8 +168,9 @@ function relay(mode, upstreamPort, chunk, pipeSize) {
           if (n < 0) return errno() === EAGAIN;
           if (n === 0) { d.eof = true; c.shutdown(d.dst, SHUT_WR); calls++; return true; }
           d.pend = n; d.off = 0; ins++;
+          if (ringed) u8.copyWithin(d.out - base, d.buf - base, d.buf - base + n); // memmove, as the core's memory.copy
         }
-        const w = splicing ? c.splice(d.pr, 0, d.dst, 0, d.pend, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) : c.write(d.dst, d.buf + d.off, d.pend);
+        const w = splicing ? c.splice(d.pr, 0, d.dst, 0, d.pend, SPLICE_F_MOVE | SPLICE_F_NONBLOCK) : c.write(d.dst, d.out + d.off, d.pend);
         calls++; transfers++;
         if (w < 0) return errno() === EAGAIN;
         d.pend -= w; d.off += w; d.bytes += w;
@@ -195,6 +203,7 @@ function readFull(fd, at, len) {
 }
 function writeFull(fd, at, len) { for (let o = 0; o < len;) o += check(c.write(fd, at + o, len - o), "write"); }
 
+const MODES = ["copy", "copy+ring", "splice"];
 const MODE_ECHO = 1, MODE_SOURCE = 2, STREAM_CHUNK = 1 << 20;
 
 function upstream(fd) {
@@ -289,7 +298,7 @@ async function driver() {
   const uport = (await peer.next()).split(" ")[1];
   const relays = {};
   try {
-    for (const mode of ["copy", "splice"]) {
+    for (const mode of MODES) {
       relays[mode] = child(values["relay-cpu"], ["--role", "relay", "--mode", mode, "--upstream", uport, "--chunk", String(chunk), "--pipe-size", String(pipeSize)]);
       relays[mode].port = (await relays[mode].next()).split(" ")[1];
     }
@@ -305,16 +314,16 @@ async function driver() {
       }
       return sum;
     };
-    for (const mode of ["copy", "splice"]) { // warm-up: the JIT, both relays
-      await once(relays[mode], (p) => `pingpong ${p} 2000 1024`, 1);
-      await once(relays[mode], (p) => `stream ${p} ${8 << 20} 4`, 4);
+    for (const mode of MODES) { // warm-up: the JIT, every relay (--smoke: a token one)
+      await once(relays[mode], (p) => `pingpong ${p} ${values.smoke ? 20 : 2000} 1024`, 1);
+      await once(relays[mode], (p) => `stream ${p} ${values.smoke ? 1 << 20 : 8 << 20} ${values.smoke ? 1 : 4}`, values.smoke ? 1 : 4);
     }
-    // Both relays stay up; each case runs on one then the other, the order
-    // alternating by round, so a burst of someone else's load lands on both
-    // alike and the ratio is taken within a round.
+    // Every relay stays up; each case runs on each in turn, the order
+    // rotating by round, so a burst of someone else's load lands on all
+    // alike and the ratios are taken within a round.
     for (let r = 0; r < rounds; r++) {
       for (const k of cases) {
-        for (const mode of r % 2 ? ["splice", "copy"] : ["copy", "splice"]) {
+        for (const mode of MODES.map((_, i) => MODES[(i + r) % MODES.length])) {
           ((res[k.name] ??= {})[mode] ??= []).push(await once(relays[mode], k.cmd, k.conns));
         }
       }
@@ -325,28 +334,28 @@ async function driver() {
   }
   const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
   const f = (n, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
-  console.log(`relay: copy (read/write through linear memory) vs splice (socket -> pipe -> socket), chunk ${chunk} B, pipe ${pipeSize} B, median of ${rounds} rounds (ratios: median of the rounds' own, and their range); relay on CPU ${values["relay-cpu"]}, peers on CPU ${values["peer-cpu"]}${values.smoke ? " (smoke: figures mean nothing)" : ""}`);
+  console.log(`relay: copy (read/write through linear memory), copy+ring (and a memcpy between), splice (socket -> pipe -> socket), chunk ${chunk} B, pipe ${pipeSize} B, median of ${rounds} rounds (ratios: median of the rounds' own, and their range); relay on CPU ${values["relay-cpu"]}, peers on CPU ${values["peer-cpu"]}${values.smoke ? " (smoke: figures mean nothing)" : ""}`);
   console.log("");
-  console.log("| case | relay | relay CPU | per | splice/copy CPU | throughput | splice/copy throughput | syscalls per | bytes per read / splice-in | errors |");
+  console.log("| case | relay | relay CPU | per | vs copy | throughput | vs copy | syscalls per | bytes per read / splice-in | errors |");
   console.log("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const k of cases) {
     const ping = k.name.startsWith("ping");
     const cpuOf = (x) => ping ? x.cpuUs / k.msgs : x.cpuUs / 1000 / (k.bytes / 1e9);       // µs/msg, ms/GB
     const tputOf = (x) => ping ? k.msgs / 2 / (x.wallUs / 1e6) : k.bytes / 1e6 / (x.wallUs / 1e6); // rt/s, MB/s
-    const [cx, sx] = [res[k.name].copy, res[k.name].splice];
-    // splice/copy within each round: the median, and the range over rounds
-    const ratio = (of) => {
-      const rs = cx.map((x, i) => of(sx[i]) / of(x));
+    const cx = res[k.name].copy;
+    // mode/copy within each round: the median, and the range over rounds
+    const ratio = (mode, of) => {
+      const rs = cx.map((x, i) => of(res[k.name][mode][i]) / of(x));
       return `${med(rs).toFixed(2)}${rs.length > 1 ? ` (${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)})` : ""}`;
     };
-    for (const mode of ["copy", "splice"]) {
+    for (const mode of MODES) {
       const xs = res[k.name][mode];
       const sys = med(xs.map((x) => ping ? x.calls / k.msgs : x.calls / (k.bytes / 1e6)));
       const bpt = med(xs.map((x) => (x.up + x.down) / x.ins));
       const bad = xs.reduce((a, x) => a + x.bad + (x.up + x.down === k.bytes + 16 * k.conns ? 0 : 1), 0);
       const copy = mode === "copy";
-      console.log(`| ${k.name} | ${mode} | ${f(med(xs.map(cpuOf)), ping ? 2 : 0)} | ${ping ? "µs/msg" : "ms/GB"} | ${copy ? "–" : ratio(cpuOf)} | ` +
-        `${f(med(xs.map(tputOf)))} ${ping ? "rt/s" : "MB/s"} | ${copy ? "–" : ratio(tputOf)} | ${f(sys, 2)} /${ping ? "msg" : "MB"} | ${f(bpt)} | ${bad} |`);
+      console.log(`| ${k.name} | ${mode} | ${f(med(xs.map(cpuOf)), ping ? 2 : 0)} | ${ping ? "µs/msg" : "ms/GB"} | ${copy ? "–" : ratio(mode, cpuOf)} | ` +
+        `${f(med(xs.map(tputOf)))} ${ping ? "rt/s" : "MB/s"} | ${copy ? "–" : ratio(mode, tputOf)} | ${f(sys, 2)} /${ping ? "msg" : "MB"} | ${f(bpt)} | ${bad} |`);
     }
   }
 }
