@@ -22,8 +22,13 @@
 // registered once (IN | OUT | RDHUP | ET); a direction is pumped until its
 // source says EAGAIN or its destination takes less than offered (then it
 // waits for that socket's next OUT edge); a FIN becomes shutdown(SHUT_WR) of
-// the other side. So both make the same syscalls in the same order; the
-// table shows the counts per MB / per message, and bytes per transfer call.
+// the other side. So all three make the same syscalls in the same order; the
+// table shows the counts per MB / per message, and bytes per read (or
+// splice-in). A direction reads (splices in) only once what it holds went
+// out: for splice that is needed, not just fair: a pipe holds 16 buffers,
+// not 64 KiB, so splicing into a non-empty pipe can fail with EAGAIN while
+// the socket still has data, and under edge triggering that reads as
+// "drained" and stalls the direction.
 //
 // Placement: the relay alone on --relay-cpu (taskset), both peers (client and
 // upstream, two threads of one process doing blocking koffi I/O) on
