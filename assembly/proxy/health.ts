@@ -33,7 +33,7 @@
 // Shutdown: a graceful shutdown drains the probes (closed at once, no result)
 // and the next firing of each timer frees it.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, 
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, AF_INET, AF_INET6, SA_FAMILY, SA_IN_ADDR, SA_IN6_ADDR,
   SA_PORT, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
   PROTO_PROXY_PROBE, BCFG_CHECK, BCFG_CHECK_INTERVAL, BCFG_CHECK_TIMEOUT, BCFG_CHECK_PATH_LEN, BCFG_CHECK_PATH,
   CHECK_PATH_MAX, CHECK_NONE, CHECK_HTTP, CHECK_RES_CONNECTED, CHECK_RES_TIMEOUT, CHECK_RES_INVALID, CHECK_RES_CLOSED,
@@ -49,7 +49,7 @@ import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp, protocolTimerAdd, opOwner, protoService } from "../reactor/protocol";
 import { timerRearm, timerFree, timerDeadline } from "../reactor/timers";
 import { parseResponse, resetResponse, RESP_STATUS, RESP_FLAGS, RS_INTERIM } from "../http/response";
-import { upstreamCount, upstreamAddr, upstreamHealthResult, formatHost } from "./upstreams";
+import { upstreamCount, upstreamAddr, upstreamHealthResult } from "./upstreams";
 import { balanceConfig } from "./balance";
 import {
   X_UP, closeSafe, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, CONNECT_OK, CONNECT_WAIT,
@@ -80,6 +80,7 @@ const recs: usize = memory.data(UPSTREAMS_MAX * R_SIZE, 16);
 // The request being formatted (path, Host), copied into the probe's write ring.
 const REQ_MAX = CHECK_PATH_MAX + 160;
 const req: usize = memory.data(REQ_MAX, 16);
+const HEX: usize = memory.data<u8>([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]);
 
 let kind: i32 = CHECK_NONE;
 let interval: f64 = 2000;
@@ -309,7 +310,24 @@ function formatRequest(u: i32): i32 {
   if (plen > 0) { memory.copy(w, cfg + BCFG_CHECK_PATH, <usize>plen); w += <usize>plen; } else put("/");
   put(" HTTP/1.1\r\nHost: ");
   const sa = upstreamAddr(u);
-  w = formatHost(sa, w);
+  const family = <i32>load<u16>(sa + SA_FAMILY);
+  if (family == AF_INET6) {
+    put("[");
+    for (let i = 0; i < 8; i++) {
+      if (i > 0) put(":");
+      const g = <i32>bswap<u16>(load<u16>(sa + SA_IN6_ADDR + <usize>(i * 2)));
+      let started = false;
+      for (let s = 12; s >= 0; s -= 4) {
+        const d = (g >> s) & 15;
+        if (d == 0 && !started && s > 0) continue;
+        started = true;
+        store<u8>(w++, load<u8>(HEX + <usize>d));
+      }
+    }
+    put("]");
+  } else if (family == AF_INET) {
+    for (let i = 0; i < 4; i++) { if (i > 0) put("."); putInt(<i32>load<u8>(sa + SA_IN_ADDR + <usize>i)); }
+  }
   put(":");
   putInt(<i32>bswap<u16>(load<u16>(sa + SA_PORT)));
   put("\r\nConnection: close\r\nUser-Agent: wasm-reactor-health\r\n\r\n");

@@ -77,7 +77,6 @@ let fall: i32 = 3;
 
 // Latency bucket bounds in ms (abi.ts UPSTAT_BUCKETS: the last bucket has none).
 const HEX: usize = memory.data<u8>([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102]);
-const addrText: usize = memory.data(48); // an address being logged (formatHost)
 const LE: usize = memory.data<f64>([1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]);
 
 /** Upper bound (ms) of latency bucket i; the last one has none (Infinity). */
@@ -311,45 +310,23 @@ function logUpstream(u: i32): void {
 
 function logAddr(sa: usize): void {
   const family = load<u16>(sa + SA_FAMILY);
-  if (family != AF_INET && family != AF_INET6) { logStr("family "); logInt(family); return; }
-  logBytes(addrText, <i32>(formatHost(sa, addrText) - addrText));
-  logStr(":"); logInt(<i32>bswap<u16>(load<u16>(sa + SA_PORT)));
-}
-
-/**
- * Writes the host of sockaddr `sa` at `out`: dotted IPv4, or IPv6 in
- * brackets as groups of hex without leading zeros (no :: shortening, as
- * HAProxy's `Host` of a check and our logs have always shown it); nothing
- * for another family. -> the end of what it wrote (at most 41 bytes).
- */
-export function formatHost(sa: usize, out: usize): usize {
-  let w = out;
-  const family = load<u16>(sa + SA_FAMILY);
+  const port = <i32>bswap<u16>(load<u16>(sa + SA_PORT));
   if (family == AF_INET) {
-    for (let i = 0; i < 4; i++) {
-      if (i > 0) store<u8>(w++, 0x2e); // .
-      w = putDecimal(w, <i32>load<u8>(sa + SA_IN_ADDR + <usize>i));
-    }
+    for (let i = 0; i < 4; i++) { if (i > 0) logStr("."); logInt(load<u8>(sa + SA_IN_ADDR + <usize>i)); }
   } else if (family == AF_INET6) {
-    store<u8>(w++, 0x5b); // [
+    logStr("[");
     for (let i = 0; i < 8; i++) {
-      if (i > 0) store<u8>(w++, 0x3a); // :
+      if (i > 0) logStr(":");
       const g = <i32>bswap<u16>(load<u16>(sa + SA_IN6_ADDR + <usize>(i * 2)));
       let started = false;
       for (let s = 12; s >= 0; s -= 4) {
         const d = (g >> s) & 15;
         if (d == 0 && !started && s > 0) continue;
         started = true;
-        store<u8>(w++, load<u8>(HEX + <usize>d));
+        logBytes(HEX + <usize>d, 1);
       }
     }
-    store<u8>(w++, 0x5d); // ]
-  }
-  return w;
-}
-
-function putDecimal(w: usize, v: i32): usize {
-  if (v >= 10) w = putDecimal(w, v / 10);
-  store<u8>(w, <u8>(48 + v % 10));
-  return w + 1;
+    logStr("]");
+  } else { logStr("family "); logInt(family); return; }
+  logStr(":"); logInt(port);
 }
