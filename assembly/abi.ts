@@ -466,6 +466,7 @@ export const BCFG_CHECK = 32;                // CHECK_* (0: none: every upstream
 export const BCFG_CHECK_INTERVAL = 36;       // ms between two probes of one upstream (0: 2000, HAProxy's inter)
 export const BCFG_CHECK_TIMEOUT = 40;        // ms a probe may take, connect to response head (0: 1000)
 export const BCFG_CHECK_PATH_LEN = 44;       // bytes of the http check's path at BCFG_CHECK_PATH
+export const BCFG_CHECK_PORT = 48;           // port the probes connect to (0: the upstream's own; HAProxy's `check port`)
 export const BCFG_CHECK_PATH = 64;           // CHECK_PATH_MAX bytes: origin-form path ("/health")
 export const CHECK_PATH_MAX = 256;
 export const CHECK_NONE = 0;

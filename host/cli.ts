@@ -128,6 +128,11 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       },
       "health-interval": { kind: "int", arg: "MS", help: "time between two probes of one upstream (HAProxy's inter; the first probes are spread over it)", def: 2000 },
       "health-timeout": { kind: "int", arg: "MS", help: "a probe with no answer (connect; http: response head) in this long is bad; a probe still out skips the next one", def: 1000 },
+      "health-port": {
+        kind: "int", arg: "PORT",
+        help: "probe this port on each upstream's address instead of its own (HAProxy's check port): e.g. serve's --metrics port, whose /readyz answers 503 while that instance drains",
+        def: 0, defText: "the upstream's port",
+      },
       "health-rise": { kind: "int", help: "good probes in a row that bring a down upstream up", def: 2 },
       "health-fall": { kind: "int", help: "bad probes in a row that take an up upstream down", def: 3 },
       "max-fails": { kind: "int", help: "passive health: consecutive failed connects (refused, unreachable, timed out) that eject an upstream; 0 = never eject", def: 3 },
@@ -330,6 +335,11 @@ function proxyArgs(opts: Record<string, string | number | boolean>, args: string
     if (opts["health-check"] === undefined && given.some((a) => a === `--${f}` || a.startsWith(`--${f}=`))) {
       throw bad(`--${f} needs --health-check`);
     }
+  }
+  const hp = opts["health-port"] as number;
+  if (hp < 0 || hp > 65535) throw bad(`--health-port must be 1..65535, got ${hp}`);
+  if (opts["health-check"] === undefined && given.some((a) => a === "--health-port" || a.startsWith("--health-port="))) {
+    throw bad("--health-port needs --health-check");
   }
   if ((opts["fail-timeout"] as number) < 1) throw bad(`--fail-timeout must be at least 1, got ${opts["fail-timeout"]}`);
   if (args.length > 0) {
@@ -570,7 +580,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
         health: {
           check: o["health-check"] === undefined ? "none" : String(o["health-check"]),
           checkIntervalMs: o["health-interval"] as number, checkTimeoutMs: o["health-timeout"] as number,
-          rise: o["health-rise"] as number, fall: o["health-fall"] as number,
+          rise: o["health-rise"] as number, fall: o["health-fall"] as number, checkPort: o["health-port"] as number,
           maxFails: o["max-fails"] as number, ejectBaseMs: o["fail-timeout"] as number, slowStartMs: o["slow-start"] as number,
         },
         hashKey: o["hash-key"] === undefined ? undefined : String(o["hash-key"]),

@@ -60,7 +60,7 @@ export function checkOutcome(code: number): string | null {
     [abi.CHECK_RES_CLOSED]: "closed before a response" } as Record<number, string>)[code] ?? null;
 }
 
-const HEALTH_KEYS = ["maxFails", "ejectBaseMs", "ejectMaxMs", "slowStartMs", "rise", "fall", "check", "checkIntervalMs", "checkTimeoutMs"];
+const HEALTH_KEYS = ["maxFails", "ejectBaseMs", "ejectMaxMs", "slowStartMs", "rise", "fall", "check", "checkIntervalMs", "checkTimeoutMs", "checkPort"];
 
 /** Checks ProxyOptions.health; throws a TypeError naming the problem. */
 function checkHealth(h: ProxyOptions["health"]): void {
@@ -74,9 +74,10 @@ function checkHealth(h: ProxyOptions["health"]): void {
       try { parseHealthCheck(v); } catch (e) { throw new TypeError(`Proxy: ${(e as Error).message}`); }
       continue;
     }
-    const lo = k === "maxFails" || k === "slowStartMs" ? 0 : 1;
-    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > 2 ** 31 - 1) {
-      throw new TypeError(`Proxy: health.${k} must be a whole number ${lo}..2147483647, got ${JSON.stringify(v)}`);
+    const lo = k === "maxFails" || k === "slowStartMs" || k === "checkPort" ? 0 : 1;
+    const hi = k === "checkPort" ? 65535 : 2 ** 31 - 1;
+    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) {
+      throw new TypeError(`Proxy: health.${k} must be a whole number ${lo}..${hi}, got ${JSON.stringify(v)}`);
     }
   }
 }

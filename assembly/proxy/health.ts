@@ -35,7 +35,7 @@
 import {
   OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, AF_INET, AF_INET6, SA_FAMILY, SA_IN_ADDR, SA_IN6_ADDR,
   SA_PORT, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
-  PROTO_PROXY_PROBE, BCFG_CHECK, BCFG_CHECK_INTERVAL, BCFG_CHECK_TIMEOUT, BCFG_CHECK_PATH_LEN, BCFG_CHECK_PATH,
+  PROTO_PROXY_PROBE, BCFG_CHECK, BCFG_CHECK_INTERVAL, BCFG_CHECK_TIMEOUT, BCFG_CHECK_PATH_LEN, BCFG_CHECK_PATH, BCFG_CHECK_PORT,
   CHECK_PATH_MAX, CHECK_NONE, CHECK_HTTP, CHECK_RES_CONNECTED, CHECK_RES_TIMEOUT, CHECK_RES_INVALID, CHECK_RES_CLOSED,
 } from "../abi";
 import { submit, now, setCurrentFd } from "../reactor/ctl";
@@ -49,7 +49,7 @@ import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp, protocolTimerAdd, opOwner, protoService } from "../reactor/protocol";
 import { timerRearm, timerFree, timerDeadline } from "../reactor/timers";
 import { parseResponse, resetResponse, RESP_STATUS, RESP_FLAGS, RS_INTERIM } from "../http/response";
-import { upstreamCount, upstreamAddr, upstreamHealthResult } from "./upstreams";
+import { upstreamCount, upstreamAddr, upstreamAddrLen, upstreamHealthResult } from "./upstreams";
 import { balanceConfig } from "./balance";
 import {
   X_UP, closeSafe, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, CONNECT_OK, CONNECT_WAIT,
@@ -85,6 +85,12 @@ const HEX: usize = memory.data<u8>([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 
 let kind: i32 = CHECK_NONE;
 let interval: f64 = 2000;
 let timeout: f64 = 1000;
+// With a check port (BCFG_CHECK_PORT), each upstream's address with that port:
+// SA_SLOT bytes per upstream, allocated once, only when a check port is set
+// (0: probes connect to the upstream's own address).
+const SA_SLOT = 28; // sockaddr_in6, the larger of the two
+let checkAddrs: usize = 0;
+let checkPort: i32 = 0;
 let prevSocketOwner: i32 = 0;
 let prevConnectOwner: i32 = 0;
 
@@ -101,6 +107,15 @@ export function healthProtocol(): Protocol {
   timeout = to > 0 ? <f64>to : 1000;
   const n = upstreamCount();
   memory.fill(recs, 0, <usize>(UPSTREAMS_MAX * R_SIZE));
+  checkPort = load<i32>(cfg + BCFG_CHECK_PORT) & 0xffff;
+  if (checkPort != 0) {
+    if (checkAddrs == 0) checkAddrs = heap.alloc(<usize>(UPSTREAMS_MAX * SA_SLOT));
+    for (let u = 0; u < n; u++) {
+      const at = checkAddrs + <usize>(u * SA_SLOT);
+      memory.copy(at, upstreamAddr(u), <usize>min(upstreamAddrLen(u), SA_SLOT));
+      store<u16>(at + SA_PORT, bswap<u16>(<u16>checkPort));
+    }
+  }
   const p = new Protocol();
   p.run = probeRun;
   p.complete = probeComplete;
@@ -177,7 +192,12 @@ function socketDone(u: i32, res: i32): void {
   setFlag(fd, CF_NO_READ); // WRITABLE only, until the request is out
   connRefreshInterest(fd);
   setDeadline(fd, timeout);
-  askConnect(fd);
+  askConnect(fd, probeAddr(u));
+}
+
+/** Where probes of u connect: its address, with the check port if one is set. */
+function probeAddr(u: i32): usize {
+  return checkPort != 0 ? checkAddrs + <usize>(u * SA_SLOT) : upstreamAddr(u);
 }
 
 function connectDone(fd: i32, res: i32): void {
@@ -199,7 +219,7 @@ function probeRun(fd: i32): void {
   if (load<i32>(c + C_INFLIGHT) != 0) return;
   const state = load<i32>(c + C_STATE);
   const f = flags(fd);
-  if (state == S_CONNECTING) { connectAgain(fd); return; }
+  if (state == S_CONNECTING) { connectAgain(fd, probeAddr(cget(fd, X_UP))); return; }
   if (state == S_SEND) {
     if (outPending(fd) && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) outStep(fd);
     return;
@@ -301,7 +321,7 @@ function putInt(v: i32): void {
   store<u8>(w++, <u8>(48 + v % 10));
 }
 
-/** GET <path> HTTP/1.1 with Host: the upstream's address (as HAProxy's `http-check send hdr Host`). -> its length. */
+/** GET <path> HTTP/1.1 with Host: the address probed (as HAProxy's `http-check send hdr Host`). -> its length. */
 function formatRequest(u: i32): i32 {
   const cfg = balanceConfig();
   w = req;
@@ -309,7 +329,7 @@ function formatRequest(u: i32): i32 {
   const plen = min(load<i32>(cfg + BCFG_CHECK_PATH_LEN), CHECK_PATH_MAX);
   if (plen > 0) { memory.copy(w, cfg + BCFG_CHECK_PATH, <usize>plen); w += <usize>plen; } else put("/");
   put(" HTTP/1.1\r\nHost: ");
-  const sa = upstreamAddr(u);
+  const sa = probeAddr(u);
   const family = <i32>load<u16>(sa + SA_FAMILY);
   if (family == AF_INET6) {
     put("[");

@@ -106,18 +106,18 @@ export function askSocket(fd: i32, u: i32, options: i32): void {
   if (fd >= 0) store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
 }
 
-/** Connects fd to its upstream (X_UP). */
-export function askConnect(fd: i32): void {
+/** Connects fd to its upstream (X_UP), or to `sa` when given (a health probe's own port). */
+export function askConnect(fd: i32, sa: usize = 0): void {
   const u = cget(fd, X_UP);
-  submit(OP_CONNECT, fd, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
+  submit(OP_CONNECT, fd, <i32>(sa != 0 ? sa : upstreamAddr(u)), 0, 0, upstreamAddrLen(u));
   store<i32>(conn(fd) + C_INFLIGHT, OP_CONNECT);
 }
 
-/** A connecting fd's run: WRITABLE came, the outcome is the next connect's result. */
-export function connectAgain(fd: i32): void {
+/** A connecting fd's run: WRITABLE came, the outcome is the next connect's result (to `sa` as askConnect). */
+export function connectAgain(fd: i32, sa: usize = 0): void {
   if (!(flags(fd) & CF_WRITABLE)) return;
   clearFlag(fd, CF_WRITABLE);
-  askConnect(fd);
+  askConnect(fd, sa);
 }
 
 export const CONNECT_OK = 0;
