@@ -4,10 +4,13 @@
 // (short) and bench/idle-deadlines.mjs (the full 1-10 s run).
 //
 // The server's idle timeout is one value (--idle-timeout I). Each client
-// talks (one byte, echoed, every `keepaliveMs` < I) from its connect until a
-// random moment in [0, spread] after it, then falls silent: its deadline is
-// then last activity + I, so the deadlines fall at random between I and
-// spread + I after connect, as with per-connection timeouts, and every push
+// talks (one byte, echoed, every `keepaliveMs` < I) from its connect on and
+// falls silent at a random moment in [0, spread] after `from`: "start" (once
+// all are connected: every connection is live at once and the deadlines are
+// clear of the connect storm, at the price of everyone talking during it) or
+// "connect" (its own connect: far fewer bytes, deadlines overlap the storm).
+// Its deadline is then its last activity + I: at random between I and
+// spread + I after `from`, as with per-connection timeouts, and every push
 // before it exercised the lazy re-arm. No debug hook in the core.
 //
 // What the client can know of a deadline: the server's loop time when it read
@@ -27,7 +30,7 @@ import { prng } from "./prng.mjs";
  * closed (or `deadlineMs` passed): {conns: [{send, echo, close, error}], idle,
  * loopDelay: {p50, p99, max} (ms), connectMs}.
  */
-export async function idleMass({ port, conns, idle, spread, keepaliveMs = Math.floor(idle / 2), seed = 3, batch = 200, deadlineMs = 120_000 }) {
+export async function idleMass({ port, conns, idle, spread, keepaliveMs = Math.floor(idle * 0.6), seed = 3, batch = 200, deadlineMs = 120_000, from = "start" }) {
   const rand = prng(seed);
   const rows = [];
   const sockets = [];
@@ -40,30 +43,39 @@ export async function idleMass({ port, conns, idle, spread, keepaliveMs = Math.f
 
   function start(k) {
     return new Promise((resolve) => {
-      const row = { send: NaN, echo: NaN, close: NaN, error: null, pending: NaN, stopAt: 0, timer: null };
+      const row = { send: NaN, echo: NaN, close: NaN, error: null, reset: false, connected: false, sent: [], stopAt: Infinity, timer: null };
       rows[k] = row;
       const s = net.connect({ port, host: "127.0.0.1", noDelay: true });
       sockets[k] = s;
       open++;
       const talk = () => {
         if (s.destroyed || !Number.isNaN(row.close)) return;
-        row.pending = performance.now();
+        row.sent.push(performance.now());
         s.write("x");
-        const at = performance.now() + keepaliveMs;
-        if (at < row.stopAt) row.timer = setTimeout(talk, keepaliveMs);
+        if (performance.now() + keepaliveMs < row.stopAt) row.timer = setTimeout(talk, keepaliveMs);
       };
       s.on("connect", () => {
-        row.stopAt = performance.now() + rand() * spread;
+        row.connected = true;
+        if (from === "connect") row.stopAt = performance.now() + rand() * spread;
         talk(); // at once: the accept's own deadline is I from now too
         resolve();
       });
-      s.on("data", () => { row.echo = performance.now(); row.send = row.pending; });
+      // Each byte echoed answers the oldest byte sent (a stalled client may
+      // have sent the next before it reads the last echo).
+      s.on("data", (d) => { row.echo = performance.now(); for (let b = 0; b < d.length; b++) row.send = row.sent.shift(); });
       const done = () => {
         if (Number.isNaN(row.close)) { row.close = performance.now(); clearTimeout(row.timer); onClosed(); }
       };
       s.on("end", done);
       s.on("close", done);
-      s.on("error", (e) => { row.error = row.error ?? e.code ?? String(e); resolve(); });
+      s.on("error", (e) => {
+        // A reset after connecting is the server's close too: it closed with
+        // our last byte unread (we sent it as the deadline passed: a late
+        // client), or our byte met its closed socket after the FIN.
+        if (row.connected && (e.code === "ECONNRESET" || e.code === "EPIPE")) { row.reset = true; done(); }
+        else row.error = row.error ?? e.code ?? String(e);
+        resolve();
+      });
     });
   }
 
@@ -74,6 +86,8 @@ export async function idleMass({ port, conns, idle, spread, keepaliveMs = Math.f
     await Promise.all(wave);
   }
   const connectMs = performance.now() - t0;
+  const start0 = performance.now();
+  if (from === "start") for (const row of rows) row.stopAt = start0 + rand() * spread; // each talk() looks at it
   let timer;
   await Promise.race([closedAll, new Promise((r) => { timer = setTimeout(r, deadlineMs); })]);
   clearTimeout(timer);
@@ -82,21 +96,30 @@ export async function idleMass({ port, conns, idle, spread, keepaliveMs = Math.f
   for (const r of rows) clearTimeout(r.timer);
   const ms = (ns) => ns / 1e6;
   return {
-    conns: rows.map(({ send, echo, close, error }) => ({ send, echo, close, error })),
+    conns: rows.map(({ send, echo, close, error, reset }) => ({ send, echo, close, error, reset })),
     idle,
     connectMs,
     loopDelay: { p50: ms(histogram.percentile(50)), p99: ms(histogram.percentile(99)), max: ms(histogram.max) },
   };
 }
 
-/** Early/late figures of idleMass's result: sorted lateness, the worst, the earliest. */
+/**
+ * Early/late figures of idleMass's result. `spoke`: closed after at least one
+ * echo (the timing checks apply); `silent`: closed before the client's first
+ * byte was echoed (a client that lagged past I at connect: no bound on its
+ * deadline from this side); `resets`: closes seen as a reset.
+ */
 export function summarize({ conns, idle }) {
-  const closed = conns.filter((c) => !c.error && !Number.isNaN(c.close) && !Number.isNaN(c.echo));
-  const early = closed.map((c) => c.close - (c.send + idle));
-  const late = closed.map((c) => c.close - (c.echo + idle)).sort((a, b) => a - b);
+  const closed = conns.filter((c) => !c.error && !Number.isNaN(c.close));
+  const spoke = closed.filter((c) => !Number.isNaN(c.echo));
+  const early = spoke.map((c) => c.close - (c.send + idle));
+  const late = spoke.map((c) => c.close - (c.echo + idle)).sort((a, b) => a - b);
   const pick = (q) => late[Math.min(late.length - 1, Math.floor(q * late.length))];
   return {
     closed: closed.length,
+    spoke: spoke.length,
+    silent: closed.length - spoke.length,
+    resets: closed.filter((c) => c.reset).length,
     errors: conns.filter((c) => c.error).length,
     unclosed: conns.filter((c) => !c.error && Number.isNaN(c.close)).length,
     earliest: Math.min(...early),
