@@ -7,7 +7,7 @@
 // ~20,000).
 //
 //   node bench/idle-deadlines.mjs [--conns 10000] [--spread 9000] [--idle 1000] [--from start|connect]
-//   node bench/idle-deadlines.mjs --smoke     (200 connections, 0.3-0.8 s)
+//   node bench/idle-deadlines.mjs --smoke     (100 connections, 0.2-0.5 s)
 //
 // Prints the lateness distribution, how many closed outside the bound, and
 // the client's own event-loop delay (it timestamps the closes: a busy client
@@ -34,9 +34,9 @@ try {
   console.error(`idle-deadlines.mjs: ${e.message}`);
   process.exit(2);
 }
-const conns = values.smoke ? 200 : Number(values.conns);
-const spread = values.smoke ? 500 : Number(values.spread);
-const idle = values.smoke ? 300 : Number(values.idle);
+const conns = values.smoke ? 100 : Number(values.conns);
+const spread = values.smoke ? 300 : Number(values.spread);
+const idle = values.smoke ? 200 : Number(values.idle);
 for (const [k, v] of Object.entries({ conns, spread, idle })) {
   if (!(Number.isInteger(v) && v > 0)) { console.error(`idle-deadlines.mjs: --${k} needs a positive integer`); process.exit(2); }
 }

@@ -150,12 +150,12 @@ test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => 
   assert.equal(table(r.stdout, wantMem.header).rows, wantMem.rows, "the memory table");
 });
 
-test("idle-deadlines.mjs --smoke: 200 live deadlines, none early, every connection closed", async () => {
+test("idle-deadlines.mjs --smoke: 100 live deadlines, none early, every connection closed", async () => {
   const r = await run(process.execPath, ["bench/idle-deadlines.mjs", "--smoke"]);
   ok(r, "idle-deadlines.mjs --smoke");
   const t = table(r.stdout, "| closed | measured | resets | errors | still open | early | late p50 ms | late p99 ms | late max ms | later than 10 ms + G | client loop delay p99 / max ms | connect ms |");
   const [closed, , , errors, open, early] = t.rows[0];
-  assert.equal([closed, errors, open, early], ["200", "0", "0", "0"]);
+  assert.equal([closed, errors, open, early], ["100", "0", "0", "0"]);
   const bad = await run(process.execPath, ["bench/idle-deadlines.mjs", "--conns", "x"]);
   assert.is(bad.code, 2, "a bad flag exits 2");
 });
