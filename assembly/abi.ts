@@ -225,17 +225,29 @@ export const C_WRING = 28;     // i32 write ring, 0 = none
 export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
 export const C_WHEAD = 36;     // i32 ring read position
 export const C_WLEN = 40;      // i32 bytes in the ring
-export const C_TIMER = 44;     // i32 timer id, 0 = none
-export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
+export const C_WNEXT = 44;     // i32 timing-wheel link: next record + 1 in its slot's list, 0 = end (reactor/wheel.ts)
+export const C_WARMED = 48;    // u32 wheel tick of the slot the record is linked in (where it next comes up)
+export const C_WDUE = 52;      // u32 wheel tick of the deadline itself (>= C_WARMED: deadlines that move later are lazy)
 export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
 export const C_IOV = 60;       // i32 bytes requested by the write in flight
 export const C_BODY_KIND = 64; // i32 BODY_*
 export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
 export const C_BODY_FD = 72;   // i32 file fd for sendfile
+export const C_WPREV = 76;     // i32 timing-wheel link: previous record + 1, or -(list + 1) at a list's head, 0 = not armed
 export const C_BODY_LEFT = 80; // f64 body bytes still to send
 export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
 export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
 export const C_PROTO_AREA = 144; // 112 bytes the protocol may use: 144..255
+
+// ---- timing wheel (reactor/wheel.ts): connection deadlines ------------------
+// Deadlines of built-in connections (idle, header, linger, proxy connect and
+// upstream, health probes) live in a hierarchical timing wheel linked through
+// the connection records (C_W* above); exact timers (JS, protocol, shutdown,
+// accept retry) stay in the heap (reactor/timers.ts). A deadline fires no
+// earlier than set and at most WHEEL_TICK_MS late (plus the loop's own lag).
+export const WHEEL_TICK_MS = 4;        // granularity G: the wheel's slot width, ms
+export const WHEEL_LEVEL_BITS = 6;     // 64 slots per level
+export const WHEEL_LEVELS = 5;         // level k: slots of G * 64^k ms; the top spans 2^30 G (~49.7 days)
 
 // ---- FILE record (OP_OPEN) -----------------------------------------------
 // Size 48 bytes, written by the host:
@@ -334,6 +346,7 @@ export const INV_WRING_BOUNDS = 5;     // write ring over the limit or over its 
 export const INV_RUN_QUEUE = 6;        // run-queue cycle, or a queued flag out of sync
 export const INV_RBUF_HELD = 7;        // receive buffers held != connections holding one
 export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + response buffers + cached bodies
+export const INV_TIMER_WHEEL = 9;      // timing wheel: links, slot of a record, bitmaps or counts
 
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
 // The one errno table: the core compares results with these, the host names

@@ -16,6 +16,8 @@ export * from "./http/date";
 export * from "./http/conditional";
 export * from "./http/encoding";
 export * from "./reactor/timers";
+export * from "./reactor/wheel";
+export * from "./reactor/wheelbench";
 // http-mode proxy parts: the response-head parser, body framing, head rewriting
 export * from "./http/response";
 export * from "./http/framing";

@@ -141,6 +141,23 @@ test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => 
   const got = table(r.stdout, want.header);
   assert.equal(got.rows.map((c) => c[0]), want.rows.map((c) => c[0]));
   for (const row of got.rows) for (const c of row.slice(1)) numeric(c, row[0]);
+  // heap vs wheel: the operations of RESULTS.md's table (there at 10,000 and 100,000, here at 1,000)
+  const [wantD, wantMem] = resultsTables("## Connection deadlines: heap vs wheel (bench/timers.mjs)");
+  const gotD = table(r.stdout, wantD.header);
+  const ops = (t) => [...new Set(t.rows.map((c) => c[1]))];
+  assert.equal(ops(gotD), ops(wantD));
+  for (const row of gotD.rows) for (const c of row.slice(2, 5)) numeric(c, row[1]);
+  assert.equal(table(r.stdout, wantMem.header).rows, wantMem.rows, "the memory table");
+});
+
+test("idle-deadlines.mjs --smoke: 100 live deadlines, none early, every connection closed", async () => {
+  const r = await run(process.execPath, ["bench/idle-deadlines.mjs", "--smoke"]);
+  ok(r, "idle-deadlines.mjs --smoke");
+  const t = table(r.stdout, "| closed | measured | resets | errors | still open | early | late p50 ms | late p99 ms | late max ms | later than 10 ms + G | client loop delay p99 / max ms | connect ms |");
+  const [closed, , , errors, open, early] = t.rows[0];
+  assert.equal([closed, errors, open, early], ["100", "0", "0", "0"]);
+  const bad = await run(process.execPath, ["bench/idle-deadlines.mjs", "--conns", "x"]);
+  assert.is(bad.code, 2, "a bad flag exits 2");
 });
 
 test("balance.mjs --smoke: every policy of its RESULTS.md table at 3 and 256 upstreams", async () => {
@@ -436,6 +453,7 @@ const COVERED = {
   "echo.mjs": "--smoke above",
   "io-echo.mjs": "by echo.mjs --smoke --servers io-uring,io-epoll,io-pool",
   "http-idle.mjs": "above, against http-node.mjs",
+  "idle-deadlines.mjs": "--smoke above",
   "http-node.mjs": "above",
   "http-report.mjs": "above, and by http.sh --smoke",
   "http-wrk.lua": "by http.sh --smoke (wrk)",

@@ -14,13 +14,12 @@ import {
   OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
-  C_TIMER, C_DEADLINE, C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
+  C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, setInterest } from "./handlers";
-import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "./timers";
-import { TimerKind } from "./timerkind";
+import { wheelAttach, wheelArm, wheelCancel } from "./wheel";
 import { protoClose, protoBodyFinished } from "./protocol";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
@@ -52,6 +51,7 @@ let runTail: i32 = -1;
 export function connsInit(maxFds: i32, mode: i32): void {
   conns = heap.alloc(<usize>maxFds * CONN_SIZE);
   // fresh linear memory is zeroed: no fill, so untouched records cost no RSS
+  wheelAttach(conns, maxFds); // a zeroed record is an unarmed one
   etMode = mode == MODE_ET;
   const wmax = ctlI32(CFG_WRITE_BUF_MAX);
   writeBufMax = wmax > 0 ? wmax : 256 * 1024;
@@ -84,6 +84,7 @@ export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
   // the link, or everything queued behind it would be lost.
   const queued = load<i32>(c + C_FLAGS) & CF_QUEUED;
   const next = load<i32>(c + C_NEXT);
+  wheelCancel(fd); // (a closed record is never armed; the fill must not cut a list)
   memory.fill(c, 0, CONN_SIZE);
   store<i32>(c + C_STATE, state);
   store<i32>(c + C_PROTO, proto);
@@ -140,30 +141,21 @@ export function runQueueSane(): bool {
 /** True when the scheduler may run one more connection this round. */
 @inline export function roomForOne(): bool { return roundRoom() >= SQ_FANOUT; }
 
-// ---- deadlines (lazy timers) --------------------------------------------
-// A connection has one deadline and at most one timer. Moving the deadline
-// later (activity on a keep-alive connection) touches no heap: the timer
-// fires at the old time, sees the later deadline and re-arms itself. So the
-// heap sees one operation per timeout period, not one per request.
+// ---- deadlines (the timing wheel) ------------------------------------------
+// A connection has one deadline, kept in the timing wheel (wheel.ts) through
+// fields of its own record. Moving it later (activity on a keep-alive
+// connection, several times per request) stores one tick in this record and
+// touches nothing else: the entry moves when its slot comes up. Moving it
+// earlier (a linger or connect deadline after an idle one) relinks it, O(1).
 
 export function setDeadline(fd: i32, ms: f64): void {
-  const c = conn(fd);
-  if (ms <= 0) { store<f64>(c + C_DEADLINE, 0); return; }
-  const d = now() + ms;
-  store<f64>(c + C_DEADLINE, d);
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0 && timerIsLive(t)) {
-    // Later than the armed timer: nothing to do now (it re-arms when it
-    // fires). Earlier (a header or linger deadline after an idle one): pull it.
-    if (timerDeadline(t) > d) timerRearm(t, d);
-    return;
-  }
-  const id = timerAdd(d, 0, TimerKind.CONN, fd);
-  store<i32>(c + C_TIMER, id > 0 ? id : 0);
+  if (ms <= 0) { wheelCancel(fd); return; }
+  const t = now();
+  wheelArm(fd, t + ms, t);
 }
 
 export function clearDeadline(fd: i32): void {
-  store<f64>(conn(fd) + C_DEADLINE, 0);
+  wheelCancel(fd);
 }
 
 // ---- output -------------------------------------------------------------
@@ -394,8 +386,7 @@ export function connClose(fd: i32): void {
   if (rb != 0) readBufGive(rb);
   const ring = <usize>load<i32>(c + C_WRING);
   if (ring != 0) ringGive(ring, load<i32>(c + C_WCLS));
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0) timerCancel(t);
+  wheelCancel(fd);
   if (load<i32>(c + C_BODY_KIND) != BODY_NONE) {
     store<i32>(c + C_BODY_KIND, BODY_NONE);
     bodyFinished(fd, false);
@@ -405,7 +396,6 @@ export function connClose(fd: i32): void {
   store<i32>(c + C_RBUF, 0);
   store<i32>(c + C_WRING, 0);
   store<i32>(c + C_WLEN, 0);
-  store<i32>(c + C_TIMER, 0);
   submit(OP_CLOSE, fd, 0, 0, 0, 0);
   ctlAddI32(STAT_CLOSED, 1);
   ctlAddI32(STAT_LIVE_CONNS, -1);
