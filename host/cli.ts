@@ -75,7 +75,7 @@ const common: Record<string, Flag> = {
     defText: "none (the fd limit)",
   },
   "log-format": { kind: "string", arg: LOG_FORMATS.join("|"), help: "log lines as text, or as JSON objects (time, level, worker, event, msg, fields); the access log keeps its own format", def: "text" },
-  "log-level": { kind: "string", arg: LOG_LEVELS.join("|"), help: "the most verbose log lines written (debug: also a line per connection opened and closed)", def: "info" },
+  "log-level": { kind: "string", arg: "LEVEL", help: "the most verbose log lines written: error, warn, info (the listening line is info) or debug (also a line per connection opened and closed)", def: "info" },
   "slow-callback-ms": { kind: "int", arg: "MS", help: "log (warn, at most once a second) a callback that holds the loop longer than this (ms); 0 = off", def: 100 },
   record: {
     kind: "string", arg: "FILE",

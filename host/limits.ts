@@ -94,7 +94,7 @@ export function kernelLimitWarnings(o: KernelLimitOptions = {}): LimitWarning[] 
     out.push({
       event: "kernel_limit",
       // Without --max-connections: the line as it always was.
-      msg: cap === 0 ? `note: net.core.somaxconn is ${somaxconn}; raise it for 10k simultaneous connects`
+      msg: cap === 0 ? `net.core.somaxconn is ${somaxconn}; raise it for 10k simultaneous connects`
         : `net.core.somaxconn is ${somaxconn}: at most ${somaxconn} connections can wait to be accepted, fewer than ` +
           `--max-connections ${cap}; beyond it connects are dropped and retried (sysctl -w net.core.somaxconn=${want})`,
       fields: { setting: "net.core.somaxconn", value: somaxconn, wanted: want },
