@@ -206,6 +206,7 @@ export const LOG_ERROR = 0;
 export const LOG_WARN = 1;
 export const LOG_INFO = 2;
 export const LOG_ACCESS = 3;
+export const LOG_DEBUG = 4;            // (ops) below info: built only when OPS_LOG_LEVEL asks for it
 
 // ---- connection record (built-in protocols) --------------------------------
 // One per fd in the core's connection table (reactor/conn.ts), CONN_SIZE
@@ -514,3 +515,23 @@ export const PXG_504 = 24;                     // 504 answered (no head within t
 export const PXG_4XX = 32;                     // requests refused by the parser (never forwarded)
 export const PXG_TRUNCATED = 40;               // responses cut off by a close (the upstream failed mid-body)
 export const PXG_POOL_DROPPED = 48;            // pooled connections dropped: closed / readable while idle
+
+// ---- operations (helper "ops"): log levels and events, the connection cap ----
+// CTL offset taken: 228.
+export const CFG_MAX_CONNECTIONS = 228;      // accepted connections open at most (0: no cap). At the cap the
+                                             // listeners leave the backend's interest and new connections wait in
+                                             // the kernel's listen queue; accepting resumes as soon as one closes
+// Ops config record: `opsConfig()` returns its address (static, like the control
+// block); the host writes it before init(). i32 fields.
+export const OPS_SIZE = 16;
+export const OPS_LOG_LEVEL = 0;              // the most verbose level the core emits, as LOG_* + 1 (0: unset = LOG_INFO);
+                                             // lines above it are never built (LOG_ACCESS is a stream of its own: always)
+// OP_LOG's `off` field: what the line is about, named by host/log.ts (the `event` of a JSON line).
+export const LOGEV_MESSAGE = 0;              // no event of its own ("message")
+export const LOGEV_ACCEPT_PAUSED = 1;        // out of fds (EMFILE/ENFILE): accepting paused
+export const LOGEV_ACCEPT_RESUMED = 2;       // an accept succeeded again after a pause
+export const LOGEV_UPSTREAM_STATE = 3;       // an upstream went up, down, was ejected or came back
+export const LOGEV_CONN_LIMIT = 4;           // --max-connections reached (accepting stops) / left (resumes); debug
+export const LOGEV_CONN_OPEN = 5;            // a connection accepted (debug)
+export const LOGEV_CONN_CLOSE = 6;           // a connection closed (debug)
+export const LOGEV_COUNT = 7;

@@ -26,6 +26,7 @@ export * from "./proxy/rewrite";
 // ---- the reactor ----------------------------------------------------------
 export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete, reaped } from "./reactor/loop";
 export { recover, debugTrapFd, debugTrapCompletion } from "./reactor/recovery";
+export { opsConfig } from "./reactor/log";
 export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";

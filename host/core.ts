@@ -10,6 +10,7 @@ import type { PumpExports } from "./pump.ts";
 import { addressOf } from "./libc.ts";
 import { sockaddrBytes } from "./net.ts";
 import { CoreAbort } from "./pump.ts";
+import { coreLogLevel, logLevelName, type LogLevelName } from "./log.ts";
 
 export { CoreAbort };
 
@@ -63,6 +64,10 @@ export interface CoreConfig {
   proxyHashKey: string | null;
   /** Proxy, http mode: accepts record client addresses (X-Forwarded-For) even without ip-hash. */
   proxyPeerAddrs: boolean;
+  /** The most verbose level of the core's log lines: it does not build the others (the Loop sets it from its logger). */
+  logLevel: LogLevelName;
+  /** Accepted connections open at most (0: no cap); at the cap, new connections wait in the listen queue. */
+  maxConnections: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -90,6 +95,8 @@ export const defaultCoreConfig: CoreConfig = {
   proxyKeepalive: -1, // the core's default (proxy/http.ts DEFAULT_KEEPALIVE: 1024)
   proxyHashKey: null,
   proxyPeerAddrs: false,
+  logLevel: "info",
+  maxConnections: 0,
 };
 
 /**
@@ -151,6 +158,8 @@ export interface CoreExports extends PumpExports {
   proxyHealthFailed(u: number): number;
   proxyHealthLast(u: number): number;
   proxyHealthKind(): number;
+  /** The ops config record (abi.ts OPS_*), written before init. */
+  opsConfig(): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -243,6 +252,12 @@ export class Core {
       i[rec >> 2] = name.length;
       this.u8.set(name, rec + 4);
     }
+    i[(this.x.opsConfig() + abi.OPS_LOG_LEVEL) >> 2] = coreLogLevel(logLevelName(config.logLevel ?? "info", "logLevel"));
+    const maxConns = config.maxConnections ?? 0;
+    if (!(Number.isInteger(maxConns) && maxConns >= 0 && maxConns <= 2 ** 31 - 1)) {
+      throw new RangeError(`maxConnections must be a whole number >= 0 (0: no cap), got ${maxConns}`);
+    }
+    i[c + (abi.CFG_MAX_CONNECTIONS >> 2)] = maxConns;
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;

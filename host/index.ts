@@ -3,6 +3,10 @@ export { Reactor, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR, HANGUP, ED
 export type { IoCallback, ErrorCallback, RegisterOptions, ReactorOptions } from "./reactor.ts";
 export { Loop, defaultMaxFds } from "./loop.ts";
 export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
+export type { LogOptions, LogLevelName, LogFormat, LogFields } from "./log.ts";
+// What the CLI checks at startup for --max-connections (the README's "Kernel tuning").
+export { kernelLimitWarnings, fdsNeeded, workerShare } from "./limits.ts";
+export type { KernelLimitOptions, LimitWarning, ConnectionBudget } from "./limits.ts";
 export { Core, defaultCoreConfig, corePath } from "./core.ts";
 export type { CoreConfig, CoreExports, CoreMemory, CoreModule } from "./core.ts";
 export { createBackend, BACKEND_NAMES, backendName, defaultBackendName } from "./backend/index.ts";

@@ -7,6 +7,8 @@ import { Server, type ServerOptions } from "./server.ts";
 import { SysError } from "./libc.ts";
 import { ParallelWriter, type WriterDescriptor } from "./writer/index.ts";
 import { FileSink } from "./record-file.ts";
+import { pinThread } from "./affinity.ts";
+import type { LogFormat, LogLevelName } from "./log.ts";
 
 /**
  * What a worker is started with: its server's options, and the shared files
@@ -15,6 +17,11 @@ import { FileSink } from "./record-file.ts";
  */
 export interface WorkerStart {
   options: ServerOptions;
+  /** This worker's index (the `worker` of its JSON log lines). */
+  worker: number;
+  log: { format: LogFormat; level: LogLevelName };
+  /** --cpu-affinity: the CPU this worker's thread is pinned to. */
+  cpu?: number;
   accessLog?: WriterDescriptor;
   record?: { writer: WriterDescriptor; shard: number };
 }
@@ -23,14 +30,18 @@ export type WorkerMessage =
   | { type: "error"; message: string; code?: string }
   | { type: "stopped"; stats: ReturnType<Server["stats"]> };
 
-const { options, accessLog, record } = workerData as WorkerStart;
+const { options, accessLog, record, worker, log, cpu } = workerData as WorkerStart;
 const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 
 let server: Server;
+let pinned: { tid: number; cpus: number[] } | null = null;
 try {
-  // The loop's default log: access lines to stdout, the rest to stderr, synchronously.
+  // Pinned first: threads this one starts (the file pool's) inherit the mask.
+  if (cpu !== undefined) pinned = pinThread(cpu);
+  // The loop's default log: access lines to stdout, the rest to stderr, never blocking the loop.
   server = new Server({
     ...options,
+    log: { ...log, worker },
     handleSignals: false, // the main thread owns signals
     ...(accessLog ? { accessLogFile: ParallelWriter.join(accessLog) } : {}),
     ...(record ? { record: new FileSink(ParallelWriter.join(record.writer, { shard: record.shard })) } : {}),
@@ -38,6 +49,10 @@ try {
 } catch (e) {
   post({ type: "error", message: (e as Error).message, code: e instanceof SysError ? e.code : undefined });
   process.exit(0);
+}
+if (pinned) {
+  server.reactor.loop.log("info", `worker ${worker} pinned to CPU ${cpu} (tid ${pinned.tid})`, "cpu_affinity",
+    { cpu: cpu!, tid: pinned.tid, cpus_allowed: pinned.cpus.join(",") });
 }
 server.reactor.defineTask("stop", () => server.stop());
 server.reactor.defineTask("shutdown", (graceMs) => { void server.shutdown(Number(graceMs)); });

@@ -13,7 +13,7 @@
 import {
   OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
-  CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
+  CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
   C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
@@ -21,6 +21,7 @@ import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, setInterest } from "./handlers";
 import { wheelAttach, wheelArm, wheelCancel } from "./wheel";
 import { protoClose, protoBodyFinished } from "./protocol";
+import { logOn, logBegin, logStr, logInt, logEnd } from "./log";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // WRITABLE seen since the last EAGAIN
@@ -32,6 +33,7 @@ export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
 export const CF_NO_READ: i32 = 256;     // READABLE out of the interest set whatever the output (a relay
                                         // side held back by backpressure, or not yet paired): no LT spin
+export const CF_ACCEPTED: i32 = 512;    // accepted from a listener: counts against CFG_MAX_CONNECTIONS (listener.ts)
 
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;
@@ -381,6 +383,8 @@ export function connClose(fd: i32): void {
   const c = conn(fd);
   if (load<i32>(c + C_STATE) == 0) return;
   setCurrentFd(fd);
+  const accepted = (load<i32>(c + C_FLAGS) & CF_ACCEPTED) != 0;
+  if (logOn(LOG_DEBUG)) { logBegin(LOGEV_CONN_CLOSE); logStr("close: fd "); logInt(fd); logEnd(LOG_DEBUG); }
   protoClose(load<i32>(c + C_PROTO), fd); // what the protocol holds goes back first
   const rb = <usize>load<i32>(c + C_RBUF);
   if (rb != 0) readBufGive(rb);
@@ -399,7 +403,7 @@ export function connClose(fd: i32): void {
   submit(OP_CLOSE, fd, 0, 0, 0, 0);
   ctlAddI32(STAT_CLOSED, 1);
   ctlAddI32(STAT_LIVE_CONNS, -1);
-  fdReleased();
+  fdReleased(accepted);
 }
 
 /**
@@ -418,7 +422,8 @@ export function connOverflow(fd: i32): void {
   connClose(fd);
 }
 
-// Hook for the listener (resume accepting after EMFILE); set by listener.ts.
-let fdReleasedHook: () => void = (): void => {};
-export function setFdReleasedHook(f: () => void): void { fdReleasedHook = f; }
-function fdReleased(): void { fdReleasedHook(); }
+// Hook for the listener (resume accepting after EMFILE, or below the
+// connection cap: `accepted` says whether the fd was a client's); set by listener.ts.
+let fdReleasedHook: (accepted: bool) => void = (accepted: bool): void => {};
+export function setFdReleasedHook(f: (accepted: bool) => void): void { fdReleasedHook = f; }
+function fdReleased(accepted: bool): void { fdReleasedHook(accepted); }

@@ -44,7 +44,7 @@ import {
   CF_WRITABLE, CF_CLOSING, CF_HUP,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
-import { logRoundReset } from "./log";
+import { logRoundReset, logConfigure } from "./log";
 import {
   timersInit, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval, timerDeadline,
   timerIsLive, timerCount, timerPollTimeout,
@@ -87,6 +87,7 @@ export function reactorInit(): bool {
   if (initialised) return false;
   initialised = true;
   ctlInit();
+  logConfigure();
   const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
   ctlSetI32(CFG_MAX_FDS, fds);
   poolInit(ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
