@@ -17,6 +17,7 @@ import { UPSTREAM_WEIGHT_MAX } from "../assembly/abi.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
+import { MetricsBoard, parseMetricsAddress, snapshotSize } from "./metrics.ts";
 import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBackendError, type IoBackendName } from "./io-backend.ts";
 
 /** The I/O backends the server can run on (threadpool cannot: sockets need readiness). */
@@ -63,6 +64,18 @@ const common: Record<string, Flag> = {
     help: "record every input of the core into FILE, for `wasm-reactor replay`; with --workers N, one recording per worker: FILE.0 ... FILE.N-1",
   },
   "shutdown-timeout": { kind: "int", arg: "MS", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
+  metrics: {
+    kind: "string", arg: "HOST:PORT",
+    help: "serve GET /metrics (Prometheus text, every worker summed), /healthz and /readyz on a listener of their own; " +
+      "it stays open until the process exits",
+    defText: "off",
+  },
+  "shutdown-delay": {
+    kind: "int", arg: "MS",
+    help: "on SIGTERM/SIGINT, answer /readyz with 503 and keep accepting for this long before the graceful drain begins " +
+      "(HAProxy's grace, Envoy's drain time), so a load balancer stops sending first",
+    def: 0,
+  },
   help: { kind: "bool", help: "show this help" },
 };
 
@@ -140,6 +153,8 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "write-buf-max": { ...common["write-buf-max"], help: "per-connection write buffer (bytes): a side is not read while its peer's buffer is this full" },
       workers: common.workers,
       record: common.record,
+      metrics: common.metrics,
+      "shutdown-delay": common["shutdown-delay"],
       "shutdown-timeout": { ...common["shutdown-timeout"], help: "on SIGINT/SIGTERM, stop accepting and let connections in progress finish for at most this long (ms); a second signal stops at once" },
       help: common.help,
     },
@@ -279,6 +294,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         if (why) throw bad(`--cache-control ${JSON.stringify(value)} ${why}`);
       }
       if (name === "upstream") { upstreams.push(value); continue; }
+      if (name === "metrics") {
+        try { parseMetricsAddress(value); } catch (e) { throw bad(`--metrics: ${(e as Error).message}`); }
+      }
       opts[name] = value;
     }
   }
@@ -398,13 +416,17 @@ export async function main(argv: string[]): Promise<number> {
     // full-size ring cannot be set up then falls back (Loop) instead of failing.
     so.ioBackend = io.backend === "io_uring" && opts["io-backend"] === "auto" ? "auto" : io.backend;
     so.hosts = await resolveHost(String(opts.host));
+    if (opts.metrics !== undefined) {
+      const m = parseMetricsAddress(String(opts.metrics));
+      so.metrics = hostPort((await resolveHost(m.host))[0], m.port);
+    }
   } catch (e) {
     if (!(e instanceof StartupError || e instanceof HostError)) throw e;
     process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
     return 1;
   }
   const mode = cmd === "proxy" ? `${opts.mode}, events ${opts["event-mode"]}` : opts.mode as string;
-  return serveInWorkers(cmd, so, opts.workers as number, mode, opts["shutdown-timeout"] as number, outputs);
+  return serveInWorkers(cmd, so, opts.workers as number, mode, opts["shutdown-timeout"] as number, outputs, opts["shutdown-delay"] as number);
 }
 
 /**
@@ -456,7 +478,7 @@ function helpIoBackend(): string {
  * Several workers share the port with SO_REUSEPORT: one reactor per core.
  */
 async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number,
-  outputs: { accessLog?: string; record?: string }): Promise<number> {
+  outputs: { accessLog?: string; record?: string }, delayMs = 0): Promise<number> {
   const entry = new URL("./worker-entry.js", import.meta.url);
   // The files every worker writes are opened here, once: the access log (one
   // striped file, every worker a producer) and the recordings (one shard per
@@ -474,25 +496,49 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
     return 1;
   }
   const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
+  // --metrics: worker 0 serves /metrics and sums the others' snapshots,
+  // which they publish into a board of one slot each (host/metrics.ts).
+  const upstreamCount = so.proxyUpstreams?.length ?? 0;
+  const board = so.metrics === undefined ? null : new MetricsBoard({ slots: count, snapshotSize: snapshotSize(upstreamCount) });
   // Signals are ours from the start (before the listening line: a client may
-  // signal as soon as it reads it). First signal: graceful shutdown (stop
-  // accepting, finish what is in progress, at most graceMs). Second: stop now.
+  // signal as soon as it reads it). First signal: /readyz says 503 at once;
+  // after --shutdown-delay, graceful shutdown (stop accepting, finish what is
+  // in progress, at most graceMs). Second: stop now.
   let signals = 0;
+  let drainTimer: NodeJS.Timeout | null = null;
+  const send = (task: string, arg?: unknown, which = workers) => {
+    for (const w of which) { try { w.remote?.runInLoop(task, arg); } catch { /* already stopping */ } }
+  };
+  const drain = () => {
+    drainTimer = null;
+    send("shutdown", graceMs);
+    // Worker 0 keeps /metrics up until every other worker has exited.
+    if (board !== null) void Promise.all(workers.slice(1).map((w) => w.done)).then(() => send("release", undefined, workers.slice(0, 1)));
+  };
   const deliver = () => {
-    const task = signals === 1 ? "shutdown" : "stop";
-    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
+    if (signals === 1) {
+      send("unready");
+      if (delayMs > 0) drainTimer = setTimeout(drain, delayMs); else drain();
+    } else {
+      if (drainTimer) { clearTimeout(drainTimer); drainTimer = null; }
+      send("stop");
+    }
   };
   const onSignal = () => {
-    if (++signals === 1) process.stderr.write(`wasm-reactor ${cmd}: shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
+    if (++signals === 1) {
+      const wait = delayMs > 0 ? `in ${delayMs} ms (/readyz says 503 now), ` : "";
+      process.stderr.write(`wasm-reactor ${cmd}: shutting down ${wait}(finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
+    }
     deliver();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
+  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number; metricsPort?: number }>((resolve, reject) => {
     const data: WorkerStart = {
       options,
       accessLog: accessLog?.descriptor(),
       record: record ? { writer: record.descriptor(), shard: workers.length } : undefined,
+      metrics: board ? { board: board.descriptor(), index: workers.length } : undefined,
     };
     const worker = new Worker(entry, { workerData: data });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
@@ -508,7 +554,8 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   let first;
   try {
     first = await start({ ...so, reusePort: count > 1 });
-    for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
+    const { metrics: _m, ...others } = so; // only worker 0 listens for /metrics
+    for (let i = 1; i < count; i++) await start({ ...others, port: first.port, reusePort: true });
   } catch (e) {
     for (const w of workers) await w.worker.terminate();
     closeWriters(cmd, writers);
@@ -519,6 +566,10 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
   }
   const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
   process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${so.ioBackend === "auto" ? "io_uring" : so.ioBackend}, pid ${process.pid})\n`);
+  if (first.metricsPort !== undefined && first.metricsPort >= 0) {
+    const m = parseMetricsAddress(so.metrics!);
+    process.stdout.write(`wasm-reactor ${cmd}: metrics on http://${hostPort(m.host, first.metricsPort)}/metrics (/healthz, /readyz)\n`);
+  }
   if (first.somaxconn < 10000) {
     process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
   }

@@ -63,6 +63,8 @@ export interface CoreConfig {
   proxyHashKey: string | null;
   /** Proxy, http mode: accepts record client addresses (X-Forwarded-For) even without ip-hash. */
   proxyPeerAddrs: boolean;
+  /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
+  metricsPeers: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -90,6 +92,7 @@ export const defaultCoreConfig: CoreConfig = {
   proxyKeepalive: -1, // the core's default (proxy/http.ts DEFAULT_KEEPALIVE: 1024)
   proxyHashKey: null,
   proxyPeerAddrs: false,
+  metricsPeers: 0,
 };
 
 /**
@@ -151,6 +154,11 @@ export interface CoreExports extends PumpExports {
   proxyHealthFailed(u: number): number;
   proxyHealthLast(u: number): number;
   proxyHealthKind(): number;
+  /** The metrics record (abi.ts MX_*). */
+  metricsRecord(): number;
+  /** Takes this core's metrics snapshot (abi.ts MS_*) and returns its address. */
+  metricsSnapshot(): number;
+  metricsSnapshotSize(): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -231,6 +239,7 @@ export class Core {
       this.u8.set(sa, e + abi.PXU_SA);
     });
     i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
+    i[c + (abi.CFG_METRICS_PEERS >> 2)] = config.metricsPeers ?? 0;
     writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
     i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
     i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;
