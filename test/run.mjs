@@ -60,7 +60,7 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 // (files and threads, no event backend; writer-live.test.mjs runs on both).
 const ONCE = new Set([
   "abi.test.mjs", "backend.test.mjs", "proxy-core.test.mjs", "bench-smoke.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
-  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
+  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "metrics-core.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
   "proxy-balance.test.mjs", "proxy-balance-host.test.mjs", "proxy-health-core.test.mjs",
   "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "uring.test.mjs", "writer.test.mjs",
 ]);
