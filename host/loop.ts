@@ -222,6 +222,8 @@ export class Loop {
 
   /** Called at the end of every tick (a worker publishes its metrics snapshot here: host/metrics.ts). */
   afterTick: (() => void) | null = null;
+  /** Called before a backend wait that may sleep (timeout not 0). */
+  beforeSleep: (() => void) | null = null;
   /**
    * Keep running when a graceful shutdown has finished (the core's OP_STOP),
    * calling onDrained instead of stopping, until release(): the CLI's worker
@@ -280,6 +282,7 @@ export class Loop {
    * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
+    if (timeout !== 0) this.beforeSleep?.();
     // Requests on the file pool: wake at least every LIVENESS_MS, so a dead
     // worker's requests are noticed (FilePool.reap looks at the workers).
     if (this.filePool !== null && this.filePool.inFlight > 0 && (timeout < 0 || timeout > LIVENESS_MS)) timeout = LIVENESS_MS;

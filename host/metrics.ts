@@ -1,6 +1,6 @@
 // Metrics across workers: each worker's core takes a snapshot of its
 // counters (abi.ts MS_*: the CTL block, the metrics record, the proxy's
-// records) at the end of every tick, and its host copies it into that
+// records) at the end of a tick, and its host copies it into that
 // worker's slot of a SharedArrayBuffer (the board). The core that serves
 // /metrics asks its host for the others' snapshots (OP_METRICS) before it
 // renders; its host copies them out of the board into linear memory and the
@@ -9,9 +9,11 @@
 //
 // Consistency: a slot is a seqlock (an even sequence number before it, odd
 // while its worker writes), so a reader never sums half of one tick and
-// half of the next. Staleness: counters only change inside a tick, and each
-// tick ends with a publish, so a scrape sees every other worker as of the
-// end of its last tick; a worker blocked in its wait has nothing newer.
+// half of the next. Staleness: counters only change inside a tick; a worker
+// publishes at the end of a tick when a millisecond has passed since its
+// last publish, and always before a wait that may sleep (worker-entry.ts).
+// So a scrape sees every other worker as of at most 1 ms plus one tick ago,
+// and a worker blocked in its wait exactly as it is.
 import * as abi from "../assembly/abi.ts";
 import type { Core } from "./core.ts";
 
