@@ -18,8 +18,9 @@
 // (bucket by bucket), gauges too.
 //
 // Memory: the render buffer, the snapshots and the parse record are carved
-// at init; a scrape allocates nothing. A response goes into the connection's
-// write ring (a body larger than --write-buf-max closes the connection).
+// at init; a scrape allocates nothing (its write ring comes from the pool
+// and goes back to it). A response goes into the connection's write ring,
+// bounded by the render buffer rather than --write-buf-max.
 import {
   OP_READ, OP_METRICS, EAGAIN, PROTO_METRICS, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_PROTO, C_PROTO_AREA,
   CTL_SIZE, MX_SIZE, MS_CTL, MS_MX, MS_PXG, MS_UP, MS_UP_SIZE, CFG_METRICS_PEERS, PXG_SIZE, UPSTAT_SIZE, PXH_SIZE,
@@ -28,7 +29,7 @@ import {
 import { ctl, submit, ctlI32, now } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, READ_SMALL } from "../reactor/pool";
 import {
-  conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose, setDeadline, connOpen,
+  conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppendUpTo, connClose, setDeadline, connOpen,
   connSetReason, connSetEndReason, draining, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -41,7 +42,7 @@ import {
 import { fcLive } from "../http/filecache";
 import { upstreamCount, upstreamsStatsWrite } from "../proxy/upstreams";
 import { proxyHttpStats, proxyHttpUpstreamStats } from "../proxy/http";
-import { renderMetrics, renderBuf, renderLen, renderInit, headInto, headBuf, textInto, textBuf } from "./metricsrender";
+import { renderMetrics, renderBuf, renderLen, renderInit, renderCap, headInto, headBuf, textInto, textBuf } from "./metricsrender";
 
 // states (C_STATE)
 const MS_READ = 1;    // reading a request head
@@ -278,7 +279,10 @@ function respond(fd: i32, status: i32, type: string, body: usize, bodyLen: i32, 
   const c = conn(fd);
   store<i32>(c + M_FLAGS, close ? MF_CLOSE : 0);
   const hl = headInto(status, type, bodyLen, close);
-  if (!outAppend(fd, headBuf, hl) || (!head && !outAppend(fd, body, bodyLen))) { connClose(fd); return; }
+  // Not --write-buf-max: an exposition with many upstreams may be larger
+  // (about 2.7 KiB each); the render buffer bounds it.
+  const limit = hl + renderCap();
+  if (!outAppendUpTo(fd, headBuf, hl, limit) || (!head && !outAppendUpTo(fd, body, bodyLen, limit))) { connClose(fd); return; }
   store<i32>(c + C_STATE, MS_WRITE);
   setFlag(fd, CF_READ_PAUSED);
   if (load<i32>(c + C_INFLIGHT) == 0) outStep(fd);

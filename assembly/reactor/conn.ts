@@ -199,11 +199,14 @@ export function clearDeadline(fd: i32): void {
  * to the write-buffer limit. Returns false when the limit would be passed:
  * the caller closes the connection (slow-reader defence).
  */
-export function outAppend(fd: i32, src: usize, n: i32): bool {
+@inline export function outAppend(fd: i32, src: usize, n: i32): bool { return outAppendUpTo(fd, src, n, writeBufMax); }
+
+/** outAppend with a limit of its own (the metrics listener's responses are not a slow reader's backlog). */
+export function outAppendUpTo(fd: i32, src: usize, n: i32, limit: i32): bool {
   if (n <= 0) return true;
   const c = conn(fd);
   const len = load<i32>(c + C_WLEN);
-  if (len + n > writeBufMax) return false;
+  if (len + n > limit) return false;
   let ring = <usize>load<i32>(c + C_WRING);
   let cls = load<i32>(c + C_WCLS);
   let size = ring == 0 ? 0 : 4096 << cls;
