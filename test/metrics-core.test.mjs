@@ -98,4 +98,39 @@ test("no peers: no OP_METRICS; /healthz, /readyz (503 once draining or unready),
   assert.match(scrape(h, 36, "/healthz"), /^HTTP\/1\.1 200/);
 });
 
+test("closes by reason: a slow head (header_timeout), a reader that stops reading (overflow), an idle one (idle_timeout)", () => {
+  const HTTP = 5;
+  const h = new FakeHost({ config: { headerTimeoutMs: 1000, idleTimeoutMs: 5000, writeBufMax: 8192 } });
+  h.listen(ECHO, abi.PROTO_ECHO);
+  h.listen(METRICS, abi.PROTO_METRICS);
+  h.listen(HTTP, abi.PROTO_HTTP);
+  // HTTP: half a head, then nothing (slow loris)
+  h.queueAccept(HTTP, 20);
+  h.feed(20, "GET /a HT");
+  h.tick([{ fd: HTTP, events: READABLE }]);
+  // echo: sends 64 KiB and never reads: its buffer passes writeBufMax
+  h.queueAccept(ECHO, 21);
+  h.room(21, 0).feed(21, Buffer.alloc(65536, 0x61));
+  h.tick([{ fd: ECHO, events: READABLE }]);
+  for (let i = 0; i < 4 && !h.socket(21).closed; i++) h.tick([{ fd: 21, events: READABLE }]);
+  assert.ok(h.socket(21).closed, "the slow reader was disconnected");
+  // echo: says nothing at all
+  h.queueAccept(ECHO, 22);
+  h.tick([{ fd: ECHO, events: READABLE }]);
+  h.setTime(1500);
+  h.tick();
+  assert.ok(h.socket(20).closed, "header timeout");
+  h.setTime(6000);
+  h.tick();
+  assert.ok(h.socket(22).closed, "idle timeout");
+  const res = scrape(h, 30);
+  const m = parsePrometheus(res.slice(res.indexOf("\r\n\r\n") + 4));
+  assert.is(sample(m, "wasm_reactor_connections_closed_total", { reason: "header_timeout" }), 1);
+  assert.is(sample(m, "wasm_reactor_connections_closed_total", { reason: "overflow" }), 1);
+  assert.is(sample(m, "wasm_reactor_connections_closed_total", { reason: "idle_timeout" }), 1);
+  assert.is(sample(m, "wasm_reactor_connections_closed_total", { reason: "client" }), 0);
+  assert.is(sample(m, "wasm_reactor_connections_open"), 0);
+  assert.ok(sample(m, "wasm_reactor_loop_lag_seconds") >= 2, "the two deadlines' timers fired (loop lag samples)");
+});
+
 test.run();
