@@ -189,8 +189,10 @@ export const OP_LOG = 0x92;    // log len bytes at addr with level op_flags (LOG
 export const OP_STOP = 0x93;   // stop the loop (shutdown finished) -> 0
 export const OP_LIST = 0x94;   // list directory: addr holds its NUL-terminated path (length op_flags, relative to the
                                // docroot); the host writes an HTML listing there, at most len bytes -> length
+export const OP_METRICS = 0x95; // copy the other workers' snapshots (MS_*) into addr, len bytes = CFG_METRICS_PEERS
+                               // x metricsSnapshotSize(), one after the other -> snapshots copied (metrics block below)
 /** Bound of the op codes (tables indexed by op). */
-export const OP_COUNT = 0x95;
+export const OP_COUNT = 0x96;
 // accept_flags: SOCK_NONBLOCK | SOCK_CLOEXEC (Linux values), in every OP_ACCEPT
 export const ACCEPT_FLAGS = 0x80800;
 
@@ -535,3 +537,48 @@ export const LOGEV_CONN_LIMIT = 4;           // --max-connections reached (accep
 export const LOGEV_CONN_OPEN = 5;            // a connection accepted (debug)
 export const LOGEV_CONN_CLOSE = 6;           // a connection closed (debug)
 export const LOGEV_COUNT = 7;
+// ---- metrics (helper "metrics": assembly/reactor/metrics.ts, assembly/proto/metrics.ts) ----
+// The /metrics, /healthz and /readyz listener is a protocol of the core; the
+// core renders the Prometheus text itself. CTL offset taken: 44.
+export const PROTO_METRICS = 6;
+export const CFG_METRICS_PEERS = 44;   // snapshots of other workers the host copies in before each scrape (OP_METRICS); 0: none
+// Metrics record: `metricsRecord()` returns its address (static). Counters the
+// CTL block has no room for; f64 (exact to 2^53) unless noted.
+// Histograms: MH_BUCKETS... f64 bucket counts, NOT cumulative ([i] counts
+// bound_i-1 < v <= bound_i, the last one above the last bound), then the sum
+// (ms for time, the value otherwise) and the count.
+export const MX_SIZE = 640;
+export const MX_HOST_UNREADY = 0;      // i32, host writes: 1 = /readyz answers 503 (a shutdown is coming: --shutdown-delay)
+export const MX_DRAINING = 4;          // i32, core writes: 1 once a graceful shutdown began
+export const MX_FC_ENTRIES = 8;        // i32, core writes: file-cache entries in use
+export const MX_UPSTREAMS = 12;        // i32, core writes: upstreams in the table (the snapshot's MS_UP records)
+export const MX_CLOSED = 16;           // f64 x MX_CLOSE_REASONS: connections closed, by reason (CLOSE_*)
+export const MX_CLOSE_REASONS = 8;
+export const CLOSE_CLIENT = 0;         // the peer closed (EOF) or reset (ECONNRESET, EPIPE)
+export const CLOSE_SERVER = 1;         // the server ended it (Connection: close, after an error response, a protocol's choice)
+export const CLOSE_IDLE_TIMEOUT = 2;
+export const CLOSE_HEADER_TIMEOUT = 3; // HTTP: the request head was not complete in time
+export const CLOSE_OVERFLOW = 4;       // the write buffer would pass --write-buf-max
+export const CLOSE_ERROR = 5;          // a read or write failed otherwise
+export const CLOSE_SHUTDOWN = 6;       // closed by a graceful shutdown (idle, or at the end of the grace)
+export const CLOSE_TRAP = 7;           // the connection a contained trap was serving
+export const MX_METHODS = 80;          // f64 x MX_METHOD_COUNT: requests by method, index = the parser's METHOD_* (0: OTHER)
+export const MX_METHOD_COUNT = 10;
+export const MX_CLASSES = 160;         // f64 x 5: responses by status class, [0] 1xx .. [4] 5xx
+export const MX_FC_HITS = 200;         // f64 file-cache lookups that found the path
+export const MX_FC_MISSES = 208;       // f64 file-cache lookups that did not (an open follows)
+export const MX_SCRAPES = 216;         // f64 /metrics requests answered
+export const MX_LAG = 224;             // histogram, MH_TIME_BUCKETS: loop lag (timer lateness), ms
+export const MX_EVENTS = 360;          // histogram, MH_EVENT_BUCKETS: events per dispatched batch
+export const MX_DURATION = 480;        // histogram, MH_TIME_BUCKETS: HTTP request duration (head's first byte to flushed response), ms
+export const MH_TIME_BUCKETS = 15;     // bounds in s: .0005 .001 .0025 .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10, +Inf (17 f64 with sum, count)
+export const MH_EVENT_BUCKETS = 13;    // bounds: 0 1 2 4 8 16 32 64 128 256 512 1024, +Inf (15 f64)
+// Snapshot: what one worker publishes and another's scrape sums (the host
+// copies it between threads byte for byte). metricsSnapshot() fills the
+// core's own and returns its address; its size is metricsSnapshotSize() =
+// MS_UP + upstreams x MS_UP_SIZE.
+export const MS_CTL = 0;               // CTL_SIZE bytes: the control block (STAT_* counters)
+export const MS_MX = 256;              // MX_SIZE bytes: the metrics record
+export const MS_PXG = 896;             // PXG_SIZE bytes: the http-mode proxy's global counters
+export const MS_UP = 952;              // upstreams x UPSTAT_SIZE (proxyStatsWrite records), then upstreams x PXH_SIZE
+export const MS_UP_SIZE = 280;         // UPSTAT_SIZE + PXH_SIZE

@@ -59,4 +59,6 @@ export {
 } from "./proxy/balance";
 export { maglevSize as debugProxyMaglevSize, maglevEntry as debugProxyMaglevEntry } from "./proxy/maglev";
 export { proxyStatsBuffer, proxyStatsWrite } from "./proxy/stats";
+export { metricsRecord } from "./reactor/metrics";
+export { metricsSnapshot, metricsSnapshotSize } from "./proto/metrics";
 export { healthProbes as proxyHealthProbes, healthFailed as proxyHealthFailed, healthLast as proxyHealthLast, healthKind as proxyHealthKind } from "./proxy/health";

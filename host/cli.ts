@@ -17,6 +17,7 @@ import { UPSTREAM_WEIGHT_MAX } from "../assembly/abi.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
+import { MetricsBoard, parseMetricsAddress, snapshotSize } from "./metrics.ts";
 import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBackendError, type IoBackendName } from "./io-backend.ts";
 import { availableParallelism } from "node:os";
 import { Logger, LOG_LEVELS, LOG_FORMATS, type LogFormat, type LogLevelName } from "./log.ts";
@@ -82,6 +83,18 @@ const common: Record<string, Flag> = {
     help: "record every input of the core into FILE, for `wasm-reactor replay`; with --workers N, one recording per worker: FILE.0 ... FILE.N-1",
   },
   "shutdown-timeout": { kind: "int", arg: "MS", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
+  metrics: {
+    kind: "string", arg: "HOST:PORT",
+    help: "serve GET /metrics (Prometheus text, every worker summed), /healthz and /readyz on a listener of their own; " +
+      "it stays open until the process exits",
+    defText: "off",
+  },
+  "shutdown-delay": {
+    kind: "int", arg: "MS",
+    help: "on SIGTERM/SIGINT, answer /readyz with 503 and keep accepting for this long before the graceful drain begins " +
+      "(HAProxy's grace, Envoy's drain time), so a load balancer stops sending first",
+    def: 0,
+  },
   help: { kind: "bool", help: "show this help" },
 };
 
@@ -169,6 +182,8 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "log-level": common["log-level"],
       "slow-callback-ms": common["slow-callback-ms"],
       record: common.record,
+      metrics: common.metrics,
+      "shutdown-delay": common["shutdown-delay"],
       "shutdown-timeout": { ...common["shutdown-timeout"], help: "on SIGINT/SIGTERM, stop accepting and let connections in progress finish for at most this long (ms); a second signal stops at once" },
       help: common.help,
     },
@@ -317,6 +332,9 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         if (why) throw bad(`--cache-control ${JSON.stringify(value)} ${why}`);
       }
       if (name === "upstream") { upstreams.push(value); continue; }
+      if (name === "metrics") {
+        try { parseMetricsAddress(value); } catch (e) { throw bad(`--metrics: ${(e as Error).message}`); }
+      }
       opts[name] = value;
     }
   }
@@ -452,6 +470,10 @@ export async function main(argv: string[]): Promise<number> {
     // full-size ring cannot be set up then falls back (Loop) instead of failing.
     so.ioBackend = io.backend === "io_uring" && opts["io-backend"] === "auto" ? "auto" : io.backend;
     so.hosts = await resolveHost(String(opts.host));
+    if (opts.metrics !== undefined) {
+      const m = parseMetricsAddress(String(opts.metrics));
+      so.metrics = hostPort((await resolveHost(m.host))[0], m.port);
+    }
   } catch (e) {
     if (!(e instanceof StartupError || e instanceof HostError)) throw e;
     log.error("startup_failed", e.message);
@@ -482,6 +504,7 @@ export async function main(argv: string[]): Promise<number> {
   const mode = cmd === "proxy" ? `${opts.mode}, events ${opts["event-mode"]}` : opts.mode as string;
   return serveInWorkers({
     cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, cpus,
+    delayMs: opts["shutdown-delay"] as number,
   });
 }
 
@@ -537,8 +560,11 @@ async function serveInWorkers(run: {
   cmd: string; so: ServerOptions; count: number; mode: string; graceMs: number;
   outputs: { accessLog?: string; record?: string }; log: Logger; out: Logger;
   logSettings: { format: LogFormat; level: LogLevelName }; maxConnections?: number; cpus?: number[];
+  /** --shutdown-delay: ms between /readyz turning 503 and the listeners closing. */
+  delayMs?: number;
 }): Promise<number> {
   const { cmd, so, count, mode, graceMs, outputs, log } = run;
+  const delayMs = run.delayMs ?? 0;
   const entry = new URL("./worker-entry.js", import.meta.url);
   // The files every worker writes are opened here, once: the access log (one
   // striped file, every worker a producer) and the recordings (one shard per
@@ -556,22 +582,46 @@ async function serveInWorkers(run: {
     return 1;
   }
   const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void>; stopped: boolean }[] = [];
+  // --metrics: worker 0 serves /metrics and sums the others' snapshots,
+  // which they publish into a board of one slot each (host/metrics.ts).
+  const upstreamCount = so.proxyUpstreams?.length ?? 0;
+  const board = so.metrics === undefined ? null : new MetricsBoard({ slots: count, snapshotSize: snapshotSize(upstreamCount) });
   // Signals are ours from the start (before the listening line: a client may
-  // signal as soon as it reads it). First signal: graceful shutdown (stop
-  // accepting, finish what is in progress, at most graceMs). Second: stop now.
+  // signal as soon as it reads it). First signal: /readyz says 503 at once;
+  // after --shutdown-delay, graceful shutdown (stop accepting, finish what is
+  // in progress, at most graceMs). Second: stop now.
   let signals = 0;
   let serving = false;
+  let drainTimer: NodeJS.Timeout | null = null;
+  const send = (task: string, arg?: unknown, which = workers) => {
+    for (const w of which) { try { w.remote?.runInLoop(task, arg); } catch { /* already stopping */ } }
+  };
+  const drain = () => {
+    drainTimer = null;
+    send("shutdown", graceMs);
+    // Worker 0 keeps /metrics up until every other worker has exited.
+    if (board !== null) void Promise.all(workers.slice(1).map((w) => w.done)).then(() => send("release", undefined, workers.slice(0, 1)));
+  };
   const deliver = () => {
-    const task = signals === 1 ? "shutdown" : "stop";
-    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
+    if (signals === 1) {
+      send("unready");
+      if (delayMs > 0) drainTimer = setTimeout(drain, delayMs); else drain();
+    } else {
+      if (drainTimer) { clearTimeout(drainTimer); drainTimer = null; }
+      send("stop");
+    }
   };
   const onSignal = () => {
-    if (++signals === 1) log.info("shutdown", `shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)`, { grace_ms: graceMs });
+    if (++signals === 1) {
+      const wait = delayMs > 0 ? `in ${delayMs} ms (/readyz says 503 now), ` : "";
+      log.info("shutdown", `shutting down ${wait}(finishing requests in progress, at most ${graceMs} ms; signal again to stop now)`,
+        { grace_ms: graceMs, delay_ms: delayMs });
+    }
     deliver();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
+  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number; metricsPort?: number }>((resolve, reject) => {
     const index = workers.length;
     const data: WorkerStart = {
       options: {
@@ -583,6 +633,7 @@ async function serveInWorkers(run: {
       cpu: run.cpus ? cpuForWorker(index, run.cpus) : undefined,
       accessLog: accessLog?.descriptor(),
       record: record ? { writer: record.descriptor(), shard: index } : undefined,
+      metrics: board ? { board: board.descriptor(), index } : undefined,
     };
     const worker = new Worker(entry, { workerData: data });
     const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve(), stopped: false };
@@ -607,7 +658,8 @@ async function serveInWorkers(run: {
   let first;
   try {
     first = await start({ ...so, reusePort: count > 1 });
-    for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
+    const { metrics: _m, ...others } = so; // only worker 0 listens for /metrics
+    for (let i = 1; i < count; i++) await start({ ...others, port: first.port, reusePort: true });
   } catch (e) {
     for (const w of workers) await w.worker.terminate();
     closeWriters(log, writers);
@@ -621,6 +673,11 @@ async function serveInWorkers(run: {
   const ioName = so.ioBackend === "auto" ? "io_uring" : so.ioBackend;
   run.out.info("listening", `listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${ioName}, pid ${process.pid})`,
     { urls: urls.join(" "), port: first.port, mode, workers: count, backend: so.backend ?? "epoll", io_backend: ioName ?? "", pid: process.pid });
+  if (first.metricsPort !== undefined && first.metricsPort >= 0) {
+    const m = parseMetricsAddress(so.metrics!);
+    const url = `http://${hostPort(m.host, first.metricsPort)}/metrics`;
+    run.out.info("metrics_listening", `metrics on ${url} (/healthz, /readyz)`, { url, port: first.metricsPort });
+  }
   // Kernel limits too low for the connections asked for: one line each, once.
   for (const w of kernelLimitWarnings({ maxConnections: run.maxConnections, backlog: 65535, outgoing: cmd === "proxy" })) log.warn(w.event, w.msg, w.fields);
   if (signals > 0) deliver(); // a signal arrived while the workers were starting

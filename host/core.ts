@@ -68,6 +68,8 @@ export interface CoreConfig {
   logLevel: LogLevelName;
   /** Accepted connections open at most (0: no cap); at the cap, new connections wait in the listen queue. */
   maxConnections: number;
+  /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
+  metricsPeers: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -97,6 +99,7 @@ export const defaultCoreConfig: CoreConfig = {
   proxyPeerAddrs: false,
   logLevel: "info",
   maxConnections: 0,
+  metricsPeers: 0,
 };
 
 /**
@@ -160,6 +163,11 @@ export interface CoreExports extends PumpExports {
   proxyHealthKind(): number;
   /** The ops config record (abi.ts OPS_*), written before init. */
   opsConfig(): number;
+  /** The metrics record (abi.ts MX_*). */
+  metricsRecord(): number;
+  /** Takes this core's metrics snapshot (abi.ts MS_*) and returns its address. */
+  metricsSnapshot(): number;
+  metricsSnapshotSize(): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -240,6 +248,7 @@ export class Core {
       this.u8.set(sa, e + abi.PXU_SA);
     });
     i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
+    i[c + (abi.CFG_METRICS_PEERS >> 2)] = config.metricsPeers ?? 0;
     writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
     i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
     i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;

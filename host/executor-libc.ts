@@ -122,6 +122,7 @@ export function hostRequest(op: number, i32: Int32Array, q: number, services: Se
     case abi.OP_CALL: return services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]);
     case abi.OP_OPEN: return services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1);
     case abi.OP_LIST: return services.list(addr, len, i32[q + W_FLAGS]);
+    case abi.OP_METRICS: return services.metrics ? services.metrics(addr, len) : 0;
     default: return 0;
   }
 }

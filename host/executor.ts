@@ -73,6 +73,8 @@ export interface Services {
   open(pathPtr: number, pathLen: number, record: number, statOnly: boolean): number;
   /** OP_LIST: the HTML listing of the directory whose path is at buf, written into buf -> length or -errno. */
   list(buf: number, cap: number, pathLen: number): number;
+  /** OP_METRICS: copy the other workers' metrics snapshots into len bytes at addr -> snapshots copied (absent: 0). */
+  metrics?(addr: number, len: number): number;
   /** The round is over (buffered output, such as access lines, goes out now). */
   roundDone(): void;
 }

@@ -23,7 +23,7 @@ export { uringAvailability, resetUringAvailability, Ring, IORING_OP } from "./ur
 export type { UringAvailability, RingOptions } from "./uring/ring.ts";
 export { UringExecutor } from "./executor-uring.ts";
 export { LibcExecutor } from "./executor-libc.ts";
-export type { ServerOptions, ShutdownResult } from "./server.ts";
+export type { ServerOptions, ShutdownResult, ShutdownOptions } from "./server.ts";
 export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";
 export { RemoteLoop, QueueFullError } from "./remote.ts";

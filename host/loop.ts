@@ -96,6 +96,12 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * io_uring that is unavailable, and "threadpool", throw.
    */
   ioBackend?: IoBackendName;
+  /**
+   * OP_METRICS: copies the other workers' metrics snapshots into len bytes
+   * at addr of this core's memory -> how many (host/metrics.ts MetricsBoard).
+   * Only for a core with metricsPeers > 0.
+   */
+  metricsGather?: (addr: number, len: number) => number;
 }
 
 /**
@@ -164,6 +170,7 @@ export class Loop {
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
     this.files = options.files ?? null;
+    this.metricsGather = options.metricsGather ?? null;
     // The file pool: asked for (fileThreads), or implied by the name
     // epoll_threadpool (2 threads), and only for the built-in file server.
     const threads = options.fileThreads ?? (io.backend === "epoll_threadpool" ? 2 : 0);
@@ -239,8 +246,27 @@ export class Loop {
     // A timer callback called stop() (or raised an error): finish this tick
     // without sleeping, or run() would only return once the poll times out.
     this.pump.tick(this.source, maxWait, this.mustNotBlock);
+    this.afterTick?.();
     this.throwRaised();
   }
+
+  /** Called at the end of every tick (a worker publishes its metrics snapshot here: host/metrics.ts). */
+  afterTick: (() => void) | null = null;
+  /** Called before a backend wait that may sleep (timeout not 0). */
+  beforeSleep: (() => void) | null = null;
+  /**
+   * Keep running when a graceful shutdown has finished (the core's OP_STOP),
+   * calling onDrained instead of stopping, until release(): the CLI's worker
+   * that serves /metrics stays up while the other workers still drain.
+   */
+  holdAfterDrain = false;
+  onDrained: (() => void) | null = null;
+  /** Ends holdAfterDrain: stops now if the drain has finished, else when it does. */
+  release(): void {
+    this.holdAfterDrain = false;
+    if (this.finished) this.stop();
+  }
+  private readonly metricsGather: ((addr: number, len: number) => number) | null;
   private readonly pump: Pump;
   private readonly source: TickSource = { clock: () => this.clock(), poll: (timeout) => this.poll(timeout) };
   private readonly mustNotBlock = () => this.stopRequested || this.raised.length > 0;
@@ -286,6 +312,7 @@ export class Loop {
    * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
+    if (timeout !== 0) this.beforeSleep?.();
     // Requests on the file pool: wake at least every LIVENESS_MS, so a dead
     // worker's requests are noticed (FilePool.reap looks at the workers).
     if (this.filePool !== null && this.filePool.inFlight > 0 && (timeout < 0 || timeout > LIVENESS_MS)) timeout = LIVENESS_MS;
@@ -327,7 +354,12 @@ export class Loop {
         else if (level === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(u8, ptr, len);
         else this.log(coreLevelName(level), this.decoder.decode(u8.subarray(ptr, ptr + len)), coreEventName(event));
       },
-      stop: () => { this.finished = true; this.stop(); }, // graceful shutdown finished
+      stop: () => { // graceful shutdown finished
+        this.finished = true;
+        if (this.holdAfterDrain) { this.onDrained?.(); return; }
+        this.stop();
+      },
+      metrics: (addr, len) => this.metricsGather ? this.metricsGather(addr, len) : 0,
       open: (pathPtr, pathLen, record, statOnly) => this.files ? this.files.open(this.core, pathPtr, pathLen, record, statOnly) : -abi.ENOENT,
       list: (buf, cap, pathLen) => this.files ? this.files.list(this.core, buf, cap, pathLen) : -abi.ENOENT,
       roundDone: () => { this.accessOut?.flush(); this.accessFile?.roundDone(this.now); },

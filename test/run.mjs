@@ -63,7 +63,7 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 // every backend; twice would cost the suite's budget another ~15 s).
 const ONCE = new Set([
   "abi.test.mjs", "backend.test.mjs", "proxy-core.test.mjs", "bench-smoke.test.mjs", "bench-splice.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
-  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
+  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "metrics-core.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
   "proxy-balance.test.mjs", "proxy-balance-host.test.mjs", "proxy-health-core.test.mjs",
   "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "uring.test.mjs", "writer.test.mjs",
   "deploy.test.mjs", "remote-queue.test.mjs", "wheel.test.mjs", "idle-wheel.test.mjs",

@@ -38,6 +38,7 @@ import {
   PXG_TRUNCATED, HASH_KEY_PATH, HASH_KEY_HEADER,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
+import { metricsMethod, metricsStatus } from "../reactor/metrics";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose,
@@ -291,6 +292,7 @@ function parseHead(fd: i32): void {
   }
   cset(fd, X_SCAN, 0); cset(fd, X_LSTART, 0); cset(fd, X_LEND, 0);
   ctlAddI32(STAT_REQUESTS, 1);
+  metricsMethod(load<i32>(req + REQ_METHOD));
   cset(fd, X_XF, XF_CLIENT);
   cset(fd, X_REQF, 0);
   if (r < 0) { answer(fd, -r, true); return; }
@@ -690,6 +692,7 @@ function responseFlushed(fd: i32): void {
   const st = cget(fd, C_STATE);
   const status = cget(fd, X_STATUS);
   if (status >= 500) ctlAddI32(STAT_RESPONSES_5XX, 1); else if (status >= 400) ctlAddI32(STAT_RESPONSES_4XX, 1);
+  metricsStatus(status);
   if (st == CS_LINGER) { linger(fd); return; }
   if (x & XC_CLOSE) { connClose(fd); return; }
   // keep-alive: the bytes after the request (pipelined) are the next one

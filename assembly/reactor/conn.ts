@@ -13,7 +13,8 @@
 import {
   OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
-  CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
+  CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, PROTO_METRICS, CLOSE_CLIENT, CLOSE_SERVER, CLOSE_ERROR, CLOSE_OVERFLOW,
+  CLOSE_SHUTDOWN, EPIPE, ECONNRESET, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
   C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
@@ -22,6 +23,7 @@ import { handlerInstall, handlerRemove, setInterest } from "./handlers";
 import { wheelAttach, wheelArm, wheelCancel } from "./wheel";
 import { protoClose, protoBodyFinished } from "./protocol";
 import { logOn, logBegin, logStr, logInt, logEnd } from "./log";
+import { metricsClosed } from "./metrics";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // WRITABLE seen since the last EAGAIN
@@ -34,6 +36,10 @@ export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
 export const CF_NO_READ: i32 = 256;     // READABLE out of the interest set whatever the output (a relay
                                         // side held back by backpressure, or not yet paired): no LT spin
 export const CF_ACCEPTED: i32 = 512;    // accepted from a listener: counts against CFG_MAX_CONNECTIONS (listener.ts)
+// Bits 24..27: why the connection is closing (abi.ts CLOSE_* + 1; 0: not said),
+// for wasm_reactor_connections_closed_total{reason}: no byte of the record.
+const CF_REASON_SHIFT = 24;
+const CF_REASON_MASK: i32 = 15 << CF_REASON_SHIFT;
 
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;
@@ -93,8 +99,23 @@ export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
   store<i32>(c + C_FLAGS, queued);
   store<i32>(c + C_NEXT, queued ? next : -1);
   handlerInstall(fd, kind, proto, connMask(fd, false));
-  if (proto != PROTO_LISTENER) ctlAddI32(STAT_LIVE_CONNS, 1);
+  // The metrics listener's own connections are not the service's: left out
+  // of its counters (and so of what a graceful shutdown waits for).
+  if (proto != PROTO_LISTENER && proto != PROTO_METRICS) ctlAddI32(STAT_LIVE_CONNS, 1);
 }
+
+/** Says why the connection will close (CLOSE_*), replacing what was said before. */
+export function connSetReason(fd: i32, reason: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_FLAGS, (load<i32>(c + C_FLAGS) & ~CF_REASON_MASK) | ((reason + 1) << CF_REASON_SHIFT));
+}
+/** The reason said so far (CLOSE_*), or -1. */
+export function connReason(fd: i32): i32 { return ((flags(fd) & CF_REASON_MASK) >>> CF_REASON_SHIFT) - 1; }
+/** A read or write ended the connection with `res` (0: EOF, or -errno): the peer's doing, or an error. */
+export function connSetEndReason(fd: i32, res: i32): void {
+  connSetReason(fd, res == 0 || res == -ECONNRESET || res == -EPIPE ? CLOSE_CLIENT : CLOSE_ERROR);
+}
+
 
 /** Sets the connection's interest (arming or disarming WRITABLE), if it changed. */
 function kernelMask(fd: i32, out: bool): void {
@@ -172,11 +193,14 @@ export function clearDeadline(fd: i32): void {
  * to the write-buffer limit. Returns false when the limit would be passed:
  * the caller closes the connection (slow-reader defence).
  */
-export function outAppend(fd: i32, src: usize, n: i32): bool {
+@inline export function outAppend(fd: i32, src: usize, n: i32): bool { return outAppendUpTo(fd, src, n, writeBufMax); }
+
+/** outAppend with a limit of its own (the metrics listener's responses are not a slow reader's backlog). */
+export function outAppendUpTo(fd: i32, src: usize, n: i32, limit: i32): bool {
   if (n <= 0) return true;
   const c = conn(fd);
   const len = load<i32>(c + C_WLEN);
-  if (len + n > writeBufMax) return false;
+  if (len + n > limit) return false;
   let ring = <usize>load<i32>(c + C_WRING);
   let cls = load<i32>(c + C_WCLS);
   let size = ring == 0 ? 0 : 4096 << cls;
@@ -326,9 +350,10 @@ export function outDone(fd: i32, res: i32): i32 {
   store<i32>(c + C_INFLIGHT, 0);
   if (res < 0) {
     if (res == -11 /* EAGAIN */) { outBlocked(fd); return OUT_BLOCKED; }
+    connSetEndReason(fd, res);
     return OUT_FAILED;
   }
-  ctlAddF64(STAT_BYTES_OUT, <f64>res);
+  if (load<i32>(c + C_PROTO) != PROTO_METRICS) ctlAddF64(STAT_BYTES_OUT, <f64>res);
   let n = res;
   if (op != OP_SENDFILE) {
     const r = min(n, load<i32>(c + C_WLEN));
@@ -401,8 +426,14 @@ export function connClose(fd: i32): void {
   store<i32>(c + C_WRING, 0);
   store<i32>(c + C_WLEN, 0);
   submit(OP_CLOSE, fd, 0, 0, 0, 0);
-  ctlAddI32(STAT_CLOSED, 1);
-  ctlAddI32(STAT_LIVE_CONNS, -1);
+  if (load<i32>(c + C_PROTO) != PROTO_METRICS) {
+    ctlAddI32(STAT_CLOSED, 1);
+    ctlAddI32(STAT_LIVE_CONNS, -1);
+    // Said, or else: a shutdown's, the peer's (its FIN seen), the server's.
+    let reason = connReason(fd);
+    if (reason < 0) reason = draining ? CLOSE_SHUTDOWN : flags(fd) & (CF_EOF | CF_HUP) ? CLOSE_CLIENT : CLOSE_SERVER;
+    metricsClosed(reason);
+  }
   fdReleased(accepted);
 }
 
@@ -419,6 +450,7 @@ export function connCloseSoon(fd: i32): void {
 /** Called when the write ring would overflow: the slow-reader defence. */
 export function connOverflow(fd: i32): void {
   ctlAddI32(STAT_OVERFLOWS, 1);
+  connSetReason(fd, CLOSE_OVERFLOW);
   connClose(fd);
 }
 

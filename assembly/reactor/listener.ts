@@ -24,7 +24,7 @@
 // peak into refused clients); the first close below the cap re-arms them.
 import {
   OP_ACCEPT, OP_CLOSE, INTEREST_MOD, EV_READABLE, EV_EDGE, EAGAIN, EMFILE, ENFILE, ENOBUFS, ENOMEM, STAT_ACCEPTED,
-  STAT_ACCEPT_PAUSED, LOG_WARN, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY, C_PROTO_AREA, C_STATE,
+  STAT_ACCEPT_PAUSED, LOG_WARN, ACCEPT_ADDR_SIZE, SA_FAMILY, SA_LEN, SA_CAPACITY, C_PROTO_AREA, C_STATE, PROTO_METRICS,
   CFG_MAX_CONNECTIONS, LOG_DEBUG, LOGEV_ACCEPT_PAUSED, LOGEV_ACCEPT_RESUMED, LOGEV_CONN_LIMIT, LOGEV_CONN_OPEN,
 } from "../abi";
 import { peerSet } from "./peer";
@@ -118,7 +118,7 @@ export function listenerAccepted(fd: i32, res: i32, sa: usize): void {
       // (maxFds is RLIMIT_NOFILE at start): refuse politely.
       submit(OP_CLOSE, res, 0, 0, 0, 0);
     } else {
-      ctlAddI32(STAT_ACCEPTED, 1);
+      if (cget(fd, L_SERVES) != PROTO_METRICS) ctlAddI32(STAT_ACCEPTED, 1);
       cset(fd, L_CLEAN, cget(fd, L_CLEAN) + 1);
       if (shortageLogged) { shortageLogged = false; logLine(LOG_WARN, "accept: resumed", LOGEV_ACCEPT_RESUMED); }
       setCurrentFd(res);
@@ -261,6 +261,8 @@ export function listenersStop(): void {
   for (let i = 0; i < listenerCount; i++) {
     const lfd = load<i32>(listeners + <usize>i * 4);
     if (cget(lfd, C_STATE) == 0) continue;
+    // The metrics listener stays: /readyz must say 503 while the service drains.
+    if (cget(lfd, L_SERVES) == PROTO_METRICS) continue;
     handlerRemove(lfd, false);
     cset(lfd, C_STATE, 0);
   }

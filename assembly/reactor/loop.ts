@@ -27,8 +27,9 @@ import {
   CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
   EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
-  C_STATE, C_PROTO, C_INFLIGHT, CTL_CQ_ROOM, CFG_PEER_ADDRS,
+  C_STATE, C_PROTO, C_INFLIGHT, CTL_CQ_ROOM, CFG_PEER_ADDRS, CLOSE_IDLE_TIMEOUT,
 } from "../abi";
+import { metricsLag, metricsEvents } from "./metrics";
 import {
   ctlInit, roundDone, handOut, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, cqeTag, cqeGen, cqeResult, now,
   events, setCurrentFd, SQ_FANOUT,
@@ -41,7 +42,7 @@ import {
 import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, connCloseSoon, CF_READABLE,
-  CF_WRITABLE, CF_CLOSING, CF_HUP,
+  CF_WRITABLE, CF_CLOSING, CF_HUP, connReason, connSetReason,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
 import { logRoundReset, logConfigure } from "./log";
@@ -131,6 +132,7 @@ export function pollTimeout(): i32 {
 /** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
   phase = Phase.DISPATCH;
+  metricsEvents(n);
   evCount = n;
   evNext = 0;
   setDispatching(true);
@@ -219,6 +221,7 @@ function fireTimers(): bool {
     if (roundRoom() < SQ_FANOUT) return false;
     const id = load<i32>(due + <usize>(dueNext++) * 4);
     if (!timerIsLive(id)) continue; // cancelled by an earlier callback
+    metricsLag(now() - timerDeadline(id)); // loop lag: how late it fires (reactor/metrics.ts)
     const kind = timerKind(id);
     if (kind == TimerKind.JS) {
       const interval = timerInterval(id);
@@ -261,6 +264,7 @@ function connDeadline(fd: i32): void {
   }
   setCurrentFd(fd);
   ctlAddI32(STAT_TIMEOUTS, 1);
+  if (connReason(fd) < 0) connSetReason(fd, CLOSE_IDLE_TIMEOUT); // the protocol may say more (a header timeout)
   protoTimeout(cget(fd, C_PROTO), fd);
 }
 
