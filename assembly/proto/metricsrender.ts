@@ -186,7 +186,7 @@ export function renderMetrics(own: usize, others: usize, count: i32, size: i32):
   one("wasm_reactor_file_cache_misses_total", "counter", "Open-file cache lookups that did not (an open follows).", sumF(M + MX_FC_MISSES));
   one("wasm_reactor_file_cache_entries", "gauge", "Open-file cache entries in use.", sumI(M + MX_FC_ENTRIES));
   one("wasm_reactor_metrics_scrapes_total", "counter", "GET/HEAD /metrics answered.", sumF(M + MX_SCRAPES));
-  histogram("wasm_reactor_loop_lag_seconds", "How late each timer fired: loop time of the tick that fired it minus its deadline.", MX_LAG, MH_TIME_BUCKETS, true);
+  histogram("wasm_reactor_loop_lag_seconds", "How late each timer fired: loop time of the tick that fired it minus its deadline (a connection deadline: minus the start of its 4 ms wheel slot).", MX_LAG, MH_TIME_BUCKETS, true);
   histogram("wasm_reactor_events_per_tick", "Events in each dispatched batch (one per backend wait).", MX_EVENTS, MH_EVENT_BUCKETS, false);
   histogram("wasm_reactor_request_duration_seconds", "HTTP request duration (serve): first byte of the head to the flushed response, on the loop clock.", MX_DURATION, MH_TIME_BUCKETS, true);
   const n = upstreamCount();

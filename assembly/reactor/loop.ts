@@ -50,7 +50,7 @@ import {
   timersInit, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval, timerDeadline,
   timerIsLive, timerCount, timerPollTimeout,
 } from "./timers";
-import { wheelAdvance, wheelDueHead, wheelPopDue, wheelArm, wheelTimeout, wheelCount } from "./wheel";
+import { wheelAdvance, wheelDueHead, wheelDueTime, wheelPopDue, wheelArm, wheelTimeout, wheelCount } from "./wheel";
 import { TimerKind } from "./timerkind";
 import { opOwner, protoRun, protoComplete, protoTimeout, protoService, protoTimer } from "./protocol";
 import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
@@ -246,8 +246,12 @@ function fireTimers(): bool {
   // Connection deadlines the wheel found due (wheelAdvance), in tick order.
   while (wheelDueHead() >= 0) {
     if (roundRoom() < SQ_FANOUT) return false;
+    const head = wheelDueHead(), dueAt = wheelDueTime(head);
     const fd = wheelPopDue(now()); // -1 if all that was left moved later meanwhile
-    if (fd >= 0) connDeadline(fd);
+    if (fd < 0) continue;
+    // loop lag, as for the exact timers: how late its tick (the deadline rounded up to G) was processed
+    if (fd == head && dueAt >= 0) metricsLag(now() - dueAt);
+    connDeadline(fd);
   }
   return true;
 }
