@@ -182,7 +182,7 @@ function oneShot(port, path, watch = null, { go = null, connected = null } = {})
     const r = new Responses((st) => { status = st; });
     const w = { r, sent: false };
     watch?.add(w);
-    const send = () => { w.sent = true; s.end(request(path, true)); };
+    const send = () => { w.sent = true; s.write(request(path, true)); }; // the server closes (Connection: close), as with curl
     s.on("connect", () => { connected?.(); if (go) go.then(send); else send(); });
     s.on("data", (d) => { try { r.feed(d); } catch (e) { error = e.message; s.destroy(); } });
     s.on("error", (e) => { error = e.code ?? e.message; });
@@ -449,7 +449,7 @@ function parse(argv) {
     } else throw new Error(`unknown argument ${a} (--case ${CASES.join(",")}, --smoke, ${Object.keys(num).join(", ")})`);
   }
   if (o.smoke) {
-    const small = { connections: 2_000, clients: 300, seconds: 1, minutes: 0.05, interval: 1, rate: 200 };
+    const small = { connections: 1_000, clients: 300, seconds: 1, minutes: 2 / 60, interval: 1, rate: 200 };
     for (const [k, v] of Object.entries(small)) if (!given.has(k)) o[k] = v;
   }
   return o;
@@ -500,7 +500,7 @@ async function main() {
       pass = printChecks(r.checks) && pass;
     }
     if (o.cases.includes("long")) {
-      console.log(`\n## long: ${o.minutes} min at ${fmt(o.rate)} requests/s, a sample every ${o.interval} s\n`);
+      console.log(`\n## long: ${+o.minutes.toFixed(2)} min at ${fmt(o.rate)} requests/s, a sample every ${o.interval} s\n`);
       console.log("| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |");
       console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
       const r = await long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance,
