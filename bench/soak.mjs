@@ -430,7 +430,7 @@ const CASES = ["churn", "fds", "sigterm", "long"];
 
 function parse(argv) {
   const o = { cases: CASES, smoke: false, connections: 1_000_000, concurrency: 64, clients: 1_000, nofile: 256, seconds: 3, graceMs: 5_000,
-    minutes: 30, interval: 10, rate: 1_000, rssTolerance: 8 };
+    minutes: 30, interval: 10, rate: 1_000, rssTolerance: 8, warmup: 2_000, settleMs: 1_000, conns: 50 };
   const num = { "--connections": "connections", "--concurrency": "concurrency", "--clients": "clients", "--nofile": "nofile", "--seconds": "seconds",
     "--shutdown-timeout": "graceMs", "--minutes": "minutes", "--interval": "interval", "--rate": "rate", "--rss-tolerance": "rssTolerance" };
   const given = new Set();
@@ -449,7 +449,7 @@ function parse(argv) {
     } else throw new Error(`unknown argument ${a} (--case ${CASES.join(",")}, --smoke, ${Object.keys(num).join(", ")})`);
   }
   if (o.smoke) {
-    const small = { connections: 1_000, clients: 300, seconds: 1, minutes: 2 / 60, interval: 1, rate: 200 };
+    const small = { connections: 300, clients: 300, seconds: 0.5, minutes: 2 / 60, interval: 1, rate: 100, warmup: 100, settleMs: 100, conns: 10 };
     for (const [k, v] of Object.entries(small)) if (!given.has(k)) o[k] = v;
   }
   return o;
@@ -473,7 +473,7 @@ async function main() {
   try {
     if (o.cases.includes("churn")) {
       console.log(`\n## churn: ${fmt(o.connections)} connections, one request each, ${o.concurrency} at a time\n`);
-      const r = await churn(root, { connections: o.connections, concurrency: o.concurrency, rssToleranceMiB: o.rssTolerance,
+      const r = await churn(root, { connections: o.connections, concurrency: o.concurrency, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs,
         progress: (n, ms) => console.error(`  churn: ${fmt(n)} connections, ${fmt(n / (ms / 1000))}/s`) });
       console.log("| when | fds | RSS MiB | core memory MiB | live conns | wbuf bytes | rbufs held | timers | accepted | closed |");
       console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -503,7 +503,7 @@ async function main() {
       console.log(`\n## long: ${+o.minutes.toFixed(2)} min at ${fmt(o.rate)} requests/s, a sample every ${o.interval} s\n`);
       console.log("| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |");
       console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-      const r = await long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance,
+      const r = await long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs, conns: o.conns,
         onSample: (s) => console.log(`| ${s.t.toFixed(0)} | ${fmt(s.ok)} | ${mib(s.rss)} | ${s.fds} | ${mib(s.memoryBytes)} | ${s.liveConnections} | ${s.accepted - s.closed} | ${s.writeBufferBytes} | ${s.readBuffersHeld} | ${s.timers} |`) });
       console.log(`\nRSS slope ${(r.rssSlope / 1024).toFixed(1)} KiB/min, fd slope ${r.fdSlope.toFixed(2)}/min; ${fmt(r.requests)} requests due, ${fmt(r.served)} served (${fmt(r.servedPerSec)}/s), ${fmt(r.skipped)} skipped (every keep-alive connection busy when due)`);
       console.log(`before: RSS ${mib(r.before.rss)} MiB, fds ${r.before.fds}; after: RSS ${mib(r.after.rss)} MiB, fds ${r.after.fds}`);
