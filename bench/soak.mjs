@@ -242,7 +242,7 @@ export async function churn(root, { connections = 1_000_000, concurrency = 64, w
     check(checks, load.ok === connections, `every connection got its 200 (${load.ok} of ${connections}; errors ${load.errors}${load.firstError ? `, first: ${load.firstError}` : ""})`);
     check(checks, after.accepted - before.accepted === connections, `the server accepted ${after.accepted - before.accepted} connections`);
     backToBaseline(checks, before, after, rssToleranceMiB, "after churn");
-    return { fresh, before, after, load, checks, connPerSec: connections / load.seconds };
+    return { connections, concurrency, fresh, before, after, load, checks, connPerSec: connections / load.seconds };
   } finally { await srv.stop(); }
 }
 
@@ -261,7 +261,9 @@ export async function fds(root, { clients = 1_000, nofile = 256 } = {}) {
     const connectedAll = new Promise((r) => { allUp = r; });
     const connected = () => { if (++up === clients) allUp(); };
     const pending = Array.from({ length: clients }, () => oneShot(srv.port, "/small.bin", null, { go, connected }));
-    await Promise.race([connectedAll, sleep(30_000)]);
+    let timer;
+    await Promise.race([connectedAll, new Promise((r) => { timer = setTimeout(r, 30_000); })]);
+    clearTimeout(timer); // else it holds the process (a test file) open for the rest of 30 s
     release();
     const results = await Promise.all(pending);
     const wall = (Date.now() - t0) / 1000, cpu = cpuSeconds(srv.pid) - cpu0;
@@ -281,7 +283,7 @@ export async function fds(root, { clients = 1_000, nofile = 256 } = {}) {
     srv.child.kill("SIGTERM");
     const exit = await srv.child.exited;
     check(checks, exit.code === 0, `exit ${exit.code} after SIGTERM`);
-    return { served, clients, connected: up, wall, cpu, exit, afterStatus: after.status, pauses: (err.match(/out of file descriptors/g) ?? []).length, checks, stderr: err };
+    return { nofile, served, clients, connected: up, wall, cpu, exit, afterStatus: after.status, pauses: (err.match(/out of file descriptors/g) ?? []).length, checks, stderr: err };
   } finally { srv.child.kill("SIGKILL"); }
 }
 
@@ -349,7 +351,7 @@ export async function sigterm(root, { seconds = 3, graceMs = 5_000, keepAlive = 
     check(checks, tally.bad === 0, `every complete response a 200 (${tally.bad} not)`);
     check(checks, exit.code === 0 && exit.signal === null, `exit ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}`);
     check(checks, exitMs <= graceMs, `exited ${exitMs} ms after SIGTERM (shutdown timeout ${graceMs} ms)`);
-    return { ...tally, before, receiving, waiting, exitMs, exit, checks };
+    return { ...tally, seconds, graceMs, before, receiving, waiting, exitMs, exit, checks };
   } finally { stopping = true; srv.child.kill("SIGKILL"); }
 }
 
@@ -401,7 +403,7 @@ export async function long(root, { minutes = 30, intervalS = 10, rate = 1_000, c
     const rbuf = Math.max(...samples.map((s) => s.readBuffersHeld));
     check(checks, rbuf <= conns + 16, `receive buffers held stay bounded by the connections open (max ${rbuf})`);
     backToBaseline(checks, before, after, rssToleranceMiB, "after the load");
-    return { before, after, samples, checks, errors: tally.errors, partial: tally.partial, firstError: tally.firstError, requests: issued, skipped, served: tally.ok, servedPerSec: (samples.at(-1)?.ok ?? 0) / ((samples.at(-1)?.t) || 1), rssSlope: slope("rss"), fdSlope: slope("fds") };
+    return { minutes, intervalS, rate, before, after, samples, checks, errors: tally.errors, partial: tally.partial, firstError: tally.firstError, requests: issued, skipped, served: tally.ok, servedPerSec: (samples.at(-1)?.ok ?? 0) / ((samples.at(-1)?.t) || 1), rssSlope: slope("rss"), fdSlope: slope("fds") };
   } finally { running = false; await srv.stop(); }
 
   function openKeepAlive(port, t, pool) {
@@ -457,58 +459,67 @@ function parse(argv) {
 
 const fmt = (n) => Math.round(n).toLocaleString("en-US");
 
-function printChecks(checks) {
-  for (const c of checks) console.log(`${c.ok ? "ok  " : "FAIL"} ${c.what}`);
-  return checks.every((c) => c.ok);
+/** The header of each case's table (bench/RESULTS.md's, once the lead puts them there). */
+export const TABLES = {
+  churn: "| when | fds | RSS MiB | core memory MiB | live conns | wbuf bytes | rbufs held | timers | accepted | closed |",
+  fds: "| clients | served | wall s | server CPU s | CPU / wall | pauses logged |",
+  sigterm: "| complete | of them 1 MiB | receiving at the signal | waiting at the signal | truncated | never started | refused after close | exit code | exit ms |",
+  long: "| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |",
+};
+
+/** Prints case `name`'s result `r` (what churn() etc. returned) with `log`: title, table, figures, checks. True if every check held. */
+export function report(name, r, log = console.log) {
+  const table = (rows) => {
+    log(TABLES[name]);
+    log(TABLES[name].replace(/[^|]+/g, " --- ").trim());
+    for (const row of rows) log(`| ${row.join(" | ")} |`);
+  };
+  if (name === "churn") {
+    log(`\n## churn: ${fmt(r.connections)} connections, one request each, ${r.concurrency} at a time\n`);
+    table([["started", r.fresh], ["before (warm)", r.before], ["after", r.after]].map(([w, s]) =>
+      [w, s.fds, mib(s.rss), mib(s.memoryBytes), s.liveConnections, s.writeBufferBytes, s.readBuffersHeld, s.timers, fmt(s.accepted), fmt(s.closed)]));
+    log(`\n${fmt(r.connPerSec)} connections/s over ${r.load.seconds.toFixed(1)} s; server CPU ${(r.after.cpu - r.before.cpu).toFixed(1)} s`);
+  } else if (name === "fds") {
+    log(`\n## fds: prlimit --nofile=${r.nofile}, ${fmt(r.clients)} clients at once\n`);
+    table([[fmt(r.clients), fmt(r.served), r.wall.toFixed(2), r.cpu.toFixed(2), (r.cpu / r.wall).toFixed(2), r.pauses]]);
+    log("");
+  } else if (name === "sigterm") {
+    log(`\n## sigterm: load for ${r.seconds} s, then SIGTERM (--shutdown-timeout ${r.graceMs})\n`);
+    table([[fmt(r.complete), fmt(r.large), r.receiving, r.waiting, r.partial, r.neverStarted, r.refused, r.exit.code, r.exitMs]]);
+    log("");
+  } else {
+    log(`\n## long: ${+r.minutes.toFixed(2)} min at ${fmt(r.rate)} requests/s, a sample every ${r.intervalS} s\n`);
+    table(r.samples.map((s) => [s.t.toFixed(0), fmt(s.ok), mib(s.rss), s.fds, mib(s.memoryBytes), s.liveConnections, s.accepted - s.closed, s.writeBufferBytes, s.readBuffersHeld, s.timers]));
+    log(`\nRSS slope ${(r.rssSlope / 1024).toFixed(1)} KiB/min, fd slope ${r.fdSlope.toFixed(2)}/min; ${fmt(r.requests)} requests due, ${fmt(r.served)} served (${fmt(r.servedPerSec)}/s), ${fmt(r.skipped)} skipped (every keep-alive connection busy when due)`);
+    log(`before: RSS ${mib(r.before.rss)} MiB, fds ${r.before.fds}; after: RSS ${mib(r.after.rss)} MiB, fds ${r.after.fds}`);
+  }
+  for (const c of r.checks) log(`${c.ok ? "ok  " : "FAIL"} ${c.what}`);
+  return r.checks.every((c) => c.ok);
+}
+
+/** Parses argv; exits 2 with one line on a bad flag. */
+export function options(argv) {
+  try { return parse(argv); } catch (e) { console.error(`soak.mjs: ${e.message}`); process.exit(2); }
 }
 
 async function main() {
-  let o;
-  try { o = parse(process.argv.slice(2)); } catch (e) { console.error(`soak.mjs: ${e.message}`); process.exit(2); }
+  const o = options(process.argv.slice(2));
   const root = makeDocroot();
   let pass = true;
   const bye = () => { stopAll(); rmSync(root, { recursive: true, force: true }); };
   process.on("SIGINT", () => { bye(); process.exit(130); });
   console.log(`soak against serve, ${new Date().toISOString()}, load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}${o.smoke ? " (--smoke: the figures mean nothing)" : ""}`);
+  const progress = (what) => console.error(`  ${what}`);
+  const run = {
+    churn: () => churn(root, { connections: o.connections, concurrency: o.concurrency, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs,
+      progress: (n, ms) => progress(`churn: ${fmt(n)} connections, ${fmt(n / (ms / 1000))}/s`) }),
+    fds: () => fds(root, { clients: o.clients, nofile: o.nofile }),
+    sigterm: () => sigterm(root, { seconds: o.seconds, graceMs: o.graceMs }),
+    long: () => long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs, conns: o.conns,
+      onSample: (s) => progress(`long: ${s.t.toFixed(0)} s, ${fmt(s.ok)} requests, RSS ${mib(s.rss)} MiB, ${s.fds} fds, ${s.liveConnections} live`) }),
+  };
   try {
-    if (o.cases.includes("churn")) {
-      console.log(`\n## churn: ${fmt(o.connections)} connections, one request each, ${o.concurrency} at a time\n`);
-      const r = await churn(root, { connections: o.connections, concurrency: o.concurrency, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs,
-        progress: (n, ms) => console.error(`  churn: ${fmt(n)} connections, ${fmt(n / (ms / 1000))}/s`) });
-      console.log("| when | fds | RSS MiB | core memory MiB | live conns | wbuf bytes | rbufs held | timers | accepted | closed |");
-      console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-      for (const [w, s] of [["started", r.fresh], ["before (warm)", r.before], ["after", r.after]]) {
-        console.log(`| ${w} | ${s.fds} | ${mib(s.rss)} | ${mib(s.memoryBytes)} | ${s.liveConnections} | ${s.writeBufferBytes} | ${s.readBuffersHeld} | ${s.timers} | ${fmt(s.accepted)} | ${fmt(s.closed)} |`);
-      }
-      console.log(`\n${fmt(r.connPerSec)} connections/s over ${r.load.seconds.toFixed(1)} s; server CPU ${(r.after.cpu - r.before.cpu).toFixed(1)} s`);
-      pass = printChecks(r.checks) && pass;
-    }
-    if (o.cases.includes("fds")) {
-      console.log(`\n## fds: prlimit --nofile=${o.nofile}, ${fmt(o.clients)} clients at once\n`);
-      const r = await fds(root, { clients: o.clients, nofile: o.nofile });
-      console.log("| clients | served | wall s | server CPU s | CPU / wall | pauses logged |");
-      console.log("| --- | --- | --- | --- | --- | --- |");
-      console.log(`| ${fmt(r.clients)} | ${fmt(r.served)} | ${r.wall.toFixed(2)} | ${r.cpu.toFixed(2)} | ${(r.cpu / r.wall).toFixed(2)} | ${r.pauses} |\n`);
-      pass = printChecks(r.checks) && pass;
-    }
-    if (o.cases.includes("sigterm")) {
-      console.log(`\n## sigterm: load for ${o.seconds} s, then SIGTERM (--shutdown-timeout ${o.graceMs})\n`);
-      const r = await sigterm(root, { seconds: o.seconds, graceMs: o.graceMs });
-      console.log("| complete | of them 1 MiB | receiving at the signal | waiting at the signal | truncated | never started | refused after close | exit code | exit ms |");
-      console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-      console.log(`| ${fmt(r.complete)} | ${fmt(r.large)} | ${r.receiving} | ${r.waiting} | ${r.partial} | ${r.neverStarted} | ${r.refused} | ${r.exit.code} | ${r.exitMs} |\n`);
-      pass = printChecks(r.checks) && pass;
-    }
-    if (o.cases.includes("long")) {
-      console.log(`\n## long: ${+o.minutes.toFixed(2)} min at ${fmt(o.rate)} requests/s, a sample every ${o.interval} s\n`);
-      console.log("| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |");
-      console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-      const r = await long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs, conns: o.conns,
-        onSample: (s) => console.log(`| ${s.t.toFixed(0)} | ${fmt(s.ok)} | ${mib(s.rss)} | ${s.fds} | ${mib(s.memoryBytes)} | ${s.liveConnections} | ${s.accepted - s.closed} | ${s.writeBufferBytes} | ${s.readBuffersHeld} | ${s.timers} |`) });
-      console.log(`\nRSS slope ${(r.rssSlope / 1024).toFixed(1)} KiB/min, fd slope ${r.fdSlope.toFixed(2)}/min; ${fmt(r.requests)} requests due, ${fmt(r.served)} served (${fmt(r.servedPerSec)}/s), ${fmt(r.skipped)} skipped (every keep-alive connection busy when due)`);
-      console.log(`before: RSS ${mib(r.before.rss)} MiB, fds ${r.before.fds}; after: RSS ${mib(r.after.rss)} MiB, fds ${r.after.fds}`);
-      pass = printChecks(r.checks) && pass;
-    }
+    for (const name of CASES) if (o.cases.includes(name)) pass = report(name, await run[name]()) && pass;
   } finally { bye(); }
   process.exit(pass ? 0 : 1);
 }

@@ -388,32 +388,6 @@ test("c10k.sh: syntax and --help; --smoke where loadgen can be built (its source
   assert.is(readFileSync(join(bench, "RESULTS.md"), "utf8"), results, "bench/RESULTS.md untouched");
 });
 
-test("soak.mjs --smoke: every case's table, every check ok; a bad flag exits 2", async () => {
-  const r = await run(process.execPath, ["bench/soak.mjs", "--smoke"], { ms: 120_000 });
-  ok(r, "soak.mjs --smoke");
-  const headers = {
-    churn: "| when | fds | RSS MiB | core memory MiB | live conns | wbuf bytes | rbufs held | timers | accepted | closed |",
-    fds: "| clients | served | wall s | server CPU s | CPU / wall | pauses logged |",
-    sigterm: "| complete | of them 1 MiB | receiving at the signal | waiting at the signal | truncated | never started | refused after close | exit code | exit ms |",
-    long: "| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |",
-  };
-  for (const [name, header] of Object.entries(headers)) {
-    assert.match(r.stdout, new RegExp(`^## ${name}: `, "m"), `a ${name} section`);
-    const got = table(r.stdout, header);
-    for (const row of got.rows) for (const c of row.slice(name === "churn" ? 1 : 0)) numeric(c, `${name}: ${row.join(" | ")}`);
-  }
-  assert.equal(table(r.stdout, headers.churn).rows.map((c) => c[0]), ["started", "before (warm)", "after"]);
-  assert.ok(!/^FAIL/m.test(r.stdout), `no check failed:\n${r.stdout}`);
-  assert.match(r.stdout, /^ok {3}every client served once \(300 of 300;/m);
-  assert.match(r.stdout, /^RSS slope -?\d+\.\d KiB\/min/m);
-  if (results.includes("\n## Soak (bench/soak.mjs)\n")) {
-    const want = resultsTables("## Soak (bench/soak.mjs)").map((t) => t.header);
-    for (const h of want) assert.ok(Object.values(headers).includes(h), `RESULTS.md's table ${h} is one soak.mjs prints`);
-  }
-  assert.is((await run(process.execPath, ["bench/soak.mjs", "--case", "nope"])).code, 2, "an unknown case exits 2");
-  assert.is((await run(process.execPath, ["bench/soak.mjs", "--minutes", "-1"])).code, 2, "a bad number exits 2");
-});
-
 test("ab.sh: syntax, --help, and a usage error without two revisions (a run builds two worktrees: not here)", async () => {
   ok(await run("bash", ["-n", "bench/ab.sh"]), "bash -n bench/ab.sh");
   const help = await run("bash", ["bench/ab.sh", "--help"]);
@@ -462,8 +436,8 @@ const COVERED = {
   "parse.mjs": "above, and by parse.sh --smoke",
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
-  "soak.mjs": "--smoke above (its cases' short versions: test/soak.test.mjs)",
-  "soak-server.mjs": "by soak.mjs --smoke (churn, long) and test/soak.test.mjs",
+  "soak.mjs": "test/soak.test.mjs (each case's short version and its table; --smoke --case sigterm through the command line)",
+  "soak-server.mjs": "test/soak.test.mjs (the churn and steady-load cases run it)",
   "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
   "writer.mjs": "--smoke above",

@@ -7,14 +7,34 @@
 // before the load). The long versions, with their figures: bench/RESULTS.md.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
-import { churn, fds, sigterm, long, makeDocroot, stopAll } from "../bench/soak.mjs";
+import { churn, fds, sigterm, long, makeDocroot, stopAll, report, TABLES } from "../bench/soak.mjs";
+import { root as repo } from "./lib/procs.mjs";
 
 const root = makeDocroot();
 test.after(() => { stopAll(); rmSync(root, { recursive: true, force: true }); });
 
 const CORE = ["liveConnections", "writeBufferBytes", "readBuffersHeld", "timers", "memoryBytes"];
 const RSS_MIB = 16; // V8's heap moves (a leak per connection shows in the exact counts: fds, the core's)
+
+/**
+ * What bench/soak.mjs prints for case `name` (its report() of `r`): the
+ * section, its table with a figure in every cell, a line per check. The
+ * checks' verdicts are the bench's; this file asserts its own.
+ */
+function printed(name, r) {
+  const lines = [];
+  report(name, r, (l) => lines.push(...l.split("\n")));
+  assert.ok(lines.some((l) => l.startsWith(`## ${name}: `)), `a ${name} section:\n${lines.join("\n")}`);
+  const at = lines.indexOf(TABLES[name]);
+  assert.ok(at >= 0, `the ${name} table`);
+  const rows = [];
+  for (let i = at + 2; lines[i]?.startsWith("|"); i++) rows.push(lines[i].slice(1, -1).split("|").map((c) => c.trim()));
+  assert.ok(rows.length > 0, "rows");
+  for (const row of rows) for (const c of row.slice(name === "churn" ? 1 : 0)) assert.match(c, /^-?\d[\d,]*(\.\d+)?$/, `a figure: ${row.join(" | ")}`);
+  assert.is(lines.filter((l) => /^(ok {2}|FAIL) /.test(l)).length, r.checks.length, "a line per check");
+}
 
 /** The core and the process hold exactly what they held before (RSS within RSS_MIB). */
 function baseline(before, after, what) {
@@ -36,6 +56,7 @@ test("churn: 5,000 connections of one request each; fds, core counters and memor
   assert.is(r.after.accepted - r.before.accepted, N, "the server accepted each connection once");
   assert.is(r.after.requests - r.before.requests, N, "one request each");
   baseline(r.before, r.after, "after the churn");
+  printed("churn", r);
 });
 
 test("fd exhaustion: prlimit --nofile=256, 1,000 clients at once: each served once, paused and resumed, no spin, exit 0", async () => {
@@ -49,6 +70,7 @@ test("fd exhaustion: prlimit --nofile=256, 1,000 clients at once: each served on
   assert.ok(r.cpu < r.wall / 2, `server CPU ${r.cpu} s in ${r.wall} s`);
   assert.is(r.afterStatus, 200, "a new client is served afterwards");
   assert.equal(r.exit, { code: 0, signal: null }, "exit 0 after SIGTERM");
+  printed("fds", r);
 });
 
 test("SIGTERM under load (keep-alive and new connections, 1 KiB and 1 MiB): no truncated response, exit 0 within the timeout", async () => {
@@ -60,6 +82,7 @@ test("SIGTERM under load (keep-alive and new connections, 1 KiB and 1 MiB): no t
   assert.is(r.bad, 0, "every complete response a 200");
   assert.equal(r.exit, { code: 0, signal: null });
   assert.ok(r.exitMs <= graceMs, `exited ${r.exitMs} ms after SIGTERM`);
+  printed("sigterm", r);
 });
 
 test("steady load for 4 s: accepted - closed == live at every sample, no growth of held buffers, back to baseline", async () => {
@@ -75,6 +98,21 @@ test("steady load for 4 s: accepted - closed == live at every sample, no growth 
   assert.is(r.errors, 0, `errors (first: ${r.firstError})`);
   assert.is(r.partial, 0, "responses cut short");
   baseline(r.before, r.after, "after the load");
+  printed("long", r);
+});
+
+test("the command line: --smoke --case sigterm runs and exits 0; a bad case or number exits 2 with one line", () => {
+  const soak = (...args) => spawnSync(process.execPath, ["bench/soak.mjs", ...args], { cwd: repo, encoding: "utf8", timeout: 60_000 });
+  const r = soak("--smoke", "--case", "sigterm");
+  assert.is(r.status, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^## sigterm: load for 0\.5 s/m);
+  assert.ok(r.stdout.includes(TABLES.sigterm), r.stdout);
+  assert.not.match(r.stdout, /^FAIL/m);
+  for (const bad of [["--case", "nope"], ["--minutes", "-1"], ["--fast"]]) {
+    const b = soak(...bad);
+    assert.is(b.status, 2, bad.join(" "));
+    assert.match(b.stderr, /^soak\.mjs: .+\n$/, `one line for ${bad.join(" ")}`);
+  }
 });
 
 test.run();
