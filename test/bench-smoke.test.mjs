@@ -466,6 +466,8 @@ const COVERED = {
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
   "splice.mjs": "--smoke in test/bench-splice.test.mjs (a file of its own: this one is near the runner's 120 s per file)",
+  "soak.mjs": "test/soak.test.mjs (each case's short version and its table; --smoke --case sigterm through the command line)",
+  "soak-server.mjs": "test/soak.test.mjs (the churn and steady-load cases run it)",
   "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
   "writer.mjs": "--smoke above",
