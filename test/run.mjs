@@ -66,7 +66,7 @@ const ONCE = new Set([
   "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "metrics-core.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
   "proxy-balance.test.mjs", "proxy-balance-host.test.mjs", "proxy-health-core.test.mjs",
   "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "uring.test.mjs", "writer.test.mjs",
-  "deploy.test.mjs", "remote-queue.test.mjs", "wheel.test.mjs", "idle-wheel.test.mjs",
+  "deploy.test.mjs", "remote-queue.test.mjs", "wheel.test.mjs", "idle-wheel.test.mjs", "soak.test.mjs",
 ]);
 
 let passed = 0, failed = 0, skipped = 0;
