@@ -500,3 +500,17 @@ export const PXG_504 = 24;                     // 504 answered (no head within t
 export const PXG_4XX = 32;                     // requests refused by the parser (never forwarded)
 export const PXG_TRUNCATED = 40;               // responses cut off by a close (the upstream failed mid-body)
 export const PXG_POOL_DROPPED = 48;            // pooled connections dropped: closed / readable while idle
+
+// ---- fairness and write watermarks (helper "fairness": reactor/budget.ts, reactor/stream.ts) ----
+// No CTL offsets taken: a record of its own at the export fairnessConfig()
+// (FCFG_SIZE bytes, static like the control block); the host writes the
+// settings before init, the core writes the counters. i32 fields.
+export const FCFG_SIZE = 32;
+export const FCFG_TICK_REQUESTS = 0;   // requests one connection may start per tick (0: 16; < 0: no limit)
+export const FCFG_TICK_BYTES = 4;      // bytes one connection may read per tick (0: 256 KiB; < 0: no limit)
+export const FCFG_WRITE_HIGH = 8;      // stream connections: write high watermark, bytes (0: min(64 KiB, write-buf-max / 2))
+export const FCFG_WRITE_LOW = 12;      // stream connections: low watermark, bytes (0: high / 4)
+export const FCFG_DEFERRED = 16;       // u32, core: connections whose budget ran out, left for the next tick
+export const FAIR_TICK_REQUESTS = 16;  // defaults (nginx/h2o-like: a fair share, not a throttle)
+export const FAIR_TICK_BYTES = 256 * 1024;
+export const WRITE_HIGH_DEFAULT = 64 * 1024;

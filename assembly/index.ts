@@ -28,6 +28,7 @@ export { ctlAddress, configText, register, modify, deregister, timerStart, timer
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";
 export { proxyConfig } from "./proxy/tcp";
+export { fairnessConfig } from "./reactor/budget";
 export { proxyHttpUpstreamStats, proxyHttpStats, proxyHashKeyConfig } from "./proxy/http";
 import { ctl } from "./reactor/ctl";
 import { reactorInit } from "./reactor/loop";

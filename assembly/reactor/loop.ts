@@ -54,6 +54,7 @@ import { opOwner, protoRun, protoComplete, protoTimeout, protoService, protoTime
 import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
 import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
+import { budgetInit, budgetTickBegin, budgetRequeue, budgetWaiting } from "./budget";
 
 // phases
 enum Phase { IDLE, TIMERS, DISPATCH, DEFERRED, FLUSH, REAP }
@@ -92,6 +93,7 @@ export function reactorInit(): bool {
   ctlSetI32(CFG_READ_BUF, ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
   handlersInit(fds);
   connsInit(fds, ctlI32(CFG_MODE));
+  budgetInit(fds);
   const timerCap = fds * 2 + 262144;
   timersInit(timerCap);
   due = heap.alloc(<usize>timerCap * 4);
@@ -113,15 +115,19 @@ export function runTimers(): i32 {
   return advance();
 }
 
-/** The backend wait's timeout: 0 when work is waiting, else until the next timer. */
+/**
+ * The backend wait's timeout: 0 when work is waiting (the run queue, tasks,
+ * connections whose fairness budget ran out: budget.ts), else until the next timer.
+ */
 export function pollTimeout(): i32 {
-  if (!runQueueEmpty() || tasksPending() > 0) return 0;
+  if (!runQueueEmpty() || tasksPending() > 0 || budgetWaiting()) return 0;
   return timerPollTimeout(now());
 }
 
 /** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
   phase = Phase.DISPATCH;
+  budgetTickBegin(); // a new tick: fresh fairness budgets
   evCount = n;
   evNext = 0;
   setDispatching(true);
@@ -189,6 +195,9 @@ function advance(): i32 {
       // End of the batch: zombies die, pending handlers go live, the kernel
       // learns every change made during the batch.
       endBatch();
+      // Connections whose budget ran out in the last tick run again, behind
+      // the ones this batch made ready.
+      budgetRequeue();
       if (flushMods()) runQueue();
     }
   } else if (phase == Phase.DEFERRED) {
