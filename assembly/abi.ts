@@ -514,3 +514,9 @@ export const FCFG_DEFERRED = 16;       // u32, core: connections whose budget ra
 export const FAIR_TICK_REQUESTS = 16;  // defaults (nginx/h2o-like: a fair share, not a throttle)
 export const FAIR_TICK_BYTES = 256 * 1024;
 export const WRITE_HIGH_DEFAULT = 64 * 1024;
+// Stream connections (Reactor.adopt): a socket JS hands to the core, which reads and writes it
+// with the write ring and its watermarks, and calls JS with what happens:
+export const PROTO_STREAM = 6;
+export const CALL_STREAM_DATA = 5;     // a1 = stream id, a2 = byte count, a3 = their address (valid during the call), fd
+export const CALL_STREAM_DRAIN = 6;    // a1 = stream id: the write ring is back at the low watermark after a write said "over high"
+export const CALL_STREAM_CLOSE = 7;    // a1 = stream id, a2 = errno (positive; 0: the peer's EOF, or JS's end/destroy). Last call.

@@ -29,6 +29,7 @@ export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariant
 export { beginShutdown, closeAll } from "./reactor/shutdown";
 export { proxyConfig } from "./proxy/tcp";
 export { fairnessConfig } from "./reactor/budget";
+export { streamStage, streamStageSize, streamAdopt, streamWrite, streamBuffered, streamEnd, streamDestroy } from "./reactor/stream";
 export { proxyHttpUpstreamStats, proxyHttpStats, proxyHashKeyConfig } from "./proxy/http";
 import { ctl } from "./reactor/ctl";
 import { reactorInit } from "./reactor/loop";

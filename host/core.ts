@@ -156,6 +156,14 @@ export interface CoreExports extends PumpExports {
   proxyConfig(): number;
   /** The fairness and watermark record (abi.ts FCFG_*), written before init. */
   fairnessConfig(): number;
+  /** Stream connections (assembly/reactor/stream.ts): JS copies write data to the stage, then streamWrite. */
+  streamStage(): number;
+  streamStageSize(): number;
+  streamAdopt(fd: number, id: number, high: number, low: number): number;
+  streamWrite(fd: number, id: number, n: number): number;
+  streamBuffered(fd: number, id: number): number;
+  streamEnd(fd: number, id: number): number;
+  streamDestroy(fd: number, id: number): number;
   proxyHttpUpstreamStats(u: number): number;
   proxyHttpStats(): number;
   proxyHashKeyConfig(): number;

@@ -55,6 +55,7 @@ import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, set
 import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
 import { budgetInit, budgetTickBegin, budgetRequeue, budgetWaiting } from "./budget";
+import { streamCallIsData } from "./stream";
 
 // phases
 enum Phase { IDLE, TIMERS, DISPATCH, DEFERRED, FLUSH, REAP }
@@ -353,7 +354,8 @@ function completeOne(res: i32): void {
   // A host service a protocol owns goes to it whoever asked (protocol.ts).
   const owner = opOwner(op);
   if (owner != 0) { protoService(owner, op, fd, res); return; }
-  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST
+      || (op == OP_CALL && streamCallIsData(fd))) { // a stream connection's bytes were with JS (stream.ts)
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
     if (flags(fd) & CF_CLOSING) {
@@ -366,7 +368,7 @@ function completeOne(res: i32): void {
     if (fd == trapDoneFd) trapCompletionNow();
     protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
-  // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
+  // OP_CLOSE, other OP_CALLs, OP_LOG: nothing to do.
 }
 
 // A completion called JS (CALL_CTL_ERROR): advance() adds nothing more to
