@@ -244,7 +244,11 @@ function streamComplete(fd: i32, op: i32, res: i32): void {
       return;
     }
     releaseReadBuf(fd);
-    if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); if (outPending(fd)) enqueue(fd); return; }
+    if (res == -EAGAIN) {
+      clearFlag(fd, CF_READABLE);
+      if (outPending(fd) || cget(fd, S_FLAGS) & SX_DRAIN_OWED) enqueue(fd); // a drain waited for this read's turn
+      return;
+    }
     if (res == 0) {
       // The peer finished sending: flush what JS wrote, then close (onClose, no error).
       setFlag(fd, CF_EOF | CF_READ_PAUSED);
