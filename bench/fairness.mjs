@@ -9,10 +9,10 @@
 //
 //   node scripts/build.mjs && node bench/fairness.mjs
 //   node bench/fairness.mjs --seconds 10 --clients 100 --rate 10 --hog-batch 10000
-//   node bench/fairness.mjs --smoke     (about 5 s: 10 clients, 1 s per case; the figures mean nothing)
+//   node bench/fairness.mjs --smoke     (a few seconds: 10 clients, 0.5 s per case; the figures mean nothing)
 //
 // The server (the library's Server, serve's HTTP protocol, ET mode, a fresh
-// process per case) runs pinned to CPU 0 and the clients and the hog to CPU 1
+// process per budget setting: the clients alone, then beside the hog) runs pinned to CPU 0 and the clients and the hog to CPU 1
 // (taskset; without taskset or a second CPU it says so and runs unpinned).
 // The hog runs in a process of its own, so its response traffic does not
 // delay the ordinary clients' event loop (it shares their core all the same:
@@ -32,7 +32,7 @@ const usage = `usage: node bench/fairness.mjs [--seconds S] [--warmup S] [--clie
   --clients N     ordinary keep-alive clients (default 100)
   --rate R        requests per second per ordinary client (default 10)
   --hog-batch N   requests the hog writes back to back per batch, two batches in flight (default 10000)
-  --smoke         1 s per case, 10 clients, batch 2000: checks that it runs`;
+  --smoke         0.5 s per case, 10 clients, batch 2000: checks that it runs`;
 
 let values;
 try {
@@ -57,7 +57,7 @@ try {
   process.exit(2);
 }
 if (values.help) { console.log(usage); process.exit(0); }
-if (values.smoke) Object.assign(values, { seconds: "1", warmup: "0.3", clients: "10", "hog-batch": "2000" });
+if (values.smoke) Object.assign(values, { seconds: "0.5", warmup: "0.1", clients: "10", "hog-batch": "2000" });
 const num = (name, min) => {
   const v = Number(values[name]);
   if (!Number.isFinite(v) || v < min) { process.stderr.write(`bench/fairness.mjs: --${name} must be a number >= ${min}, got '${values[name]}'\n`); process.exit(2); }
@@ -190,32 +190,38 @@ function client(port, rate, t0, until, sample) {
   });
 }
 
-async function measure(budget, withHog, o) {
+/** One server (budget on or off): the ordinary clients alone, then beside the hog. */
+async function measure(budget, o) {
   const server = child([self, "--serve", budget ? "budget" : "off", "--root", o.root], 0);
   let hogProc = null;
   try {
     const port = Number((await waitFor(server, /^port (\d+)$/m, "the server's port"))[1]);
-    if (withHog) {
-      hogProc = child([self, "--hog", String(port), "--hog-batch", String(o.batch)], 1);
-      await waitFor(hogProc, /^answered [1-9]\d*$/m, "the hog's first answers");
-    }
-    const t0 = performance.now() + 100;
-    const from = t0 + o.warmup * 1000;
-    const until = from + o.seconds * 1000;
-    const lat = [];
-    const hogAt = () => Number(/answered (\d+)\n$/.exec(hogProc?.output() ?? "")?.[1] ?? 0);
-    let hogFrom = 0;
-    setTimeout(() => { hogFrom = hogAt(); }, from - performance.now());
-    const errs = await Promise.all(Array.from({ length: o.clients }, () =>
-      client(port, o.rate, t0, until, (at, ms) => { if (at >= from) lat.push(ms); })));
-    const hogRate = withHog ? (hogAt() - hogFrom) / o.seconds : 0;
-    lat.sort((a, b) => a - b);
-    const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : NaN);
-    return { samples: lat.length, p50: q(0.5), p99: q(0.99), max: lat.at(-1) ?? NaN, errors: errs.reduce((a, b) => a + b, 0), hogRate };
+    const base = await round(port, null, o);
+    hogProc = child([self, "--hog", String(port), "--hog-batch", String(o.batch)], 1);
+    await waitFor(hogProc, /^answered [1-9]\d*$/m, "the hog's first answers");
+    const hogged = await round(port, hogProc, o);
+    return { budget, base, hogged };
   } finally {
     if (hogProc) await stop(hogProc);
     await stop(server);
   }
+}
+
+/** The ordinary clients' run: warm-up, then the measured seconds. */
+async function round(port, hogProc, o) {
+  const t0 = performance.now() + 100;
+  const from = t0 + o.warmup * 1000;
+  const until = from + o.seconds * 1000;
+  const lat = [];
+  const hogAt = () => Number(/answered (\d+)\n$/.exec(hogProc?.output() ?? "")?.[1] ?? 0);
+  let hogFrom = 0;
+  setTimeout(() => { hogFrom = hogAt(); }, from - performance.now());
+  const errs = await Promise.all(Array.from({ length: o.clients }, () =>
+    client(port, o.rate, t0, until, (at, ms) => { if (at >= from) lat.push(ms); })));
+  const hogRate = hogProc ? (hogAt() - hogFrom) / o.seconds : 0;
+  lat.sort((a, b) => a - b);
+  const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : NaN);
+  return { samples: lat.length, p50: q(0.5), p99: q(0.99), max: lat.at(-1) ?? NaN, errors: errs.reduce((a, b) => a + b, 0), hogRate };
 }
 
 async function main() {
@@ -228,11 +234,7 @@ async function main() {
   writeFileSync(join(o.root, "small.txt"), "x".repeat(100));
   const cases = [];
   try {
-    for (const budget of [true, false]) {
-      const base = await measure(budget, false, o);
-      const hogged = await measure(budget, true, o);
-      cases.push({ budget, base, hogged });
-    }
+    for (const budget of [true, false]) cases.push(await measure(budget, o));
   } finally {
     rmSync(o.root, { recursive: true, force: true });
   }

@@ -45,8 +45,8 @@ export interface RegisterOptions {
 
 /** What a stream connection (Reactor.adopt) tells you. */
 export interface ConnectionHandlers {
-  /** Bytes read (a copy: yours to keep). */
-  onData?: (conn: Connection, data: Buffer) => void;
+  /** Bytes read: a Buffer (typed as Uint8Array, so the declarations need no @types/node), a copy yours to keep. */
+  onData?: (conn: Connection, data: Uint8Array) => void;
   /**
    * The write buffer is back at the low watermark after a write() returned
    * false (or it passed the high watermark): write again. Once per crossing,
