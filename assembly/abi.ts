@@ -189,8 +189,10 @@ export const OP_LOG = 0x92;    // log len bytes at addr with level op_flags (LOG
 export const OP_STOP = 0x93;   // stop the loop (shutdown finished) -> 0
 export const OP_LIST = 0x94;   // list directory: addr holds its NUL-terminated path (length op_flags, relative to the
                                // docroot); the host writes an HTML listing there, at most len bytes -> length
+export const OP_METRICS = 0x95; // copy the other workers' snapshots (MS_*) into addr, len bytes = CFG_METRICS_PEERS
+                               // x metricsSnapshotSize(), one after the other -> snapshots copied (metrics block below)
 /** Bound of the op codes (tables indexed by op). */
-export const OP_COUNT = 0x95;
+export const OP_COUNT = 0x96;
 // accept_flags: SOCK_NONBLOCK | SOCK_CLOEXEC (Linux values), in every OP_ACCEPT
 export const ACCEPT_FLAGS = 0x80800;
 
@@ -206,6 +208,7 @@ export const LOG_ERROR = 0;
 export const LOG_WARN = 1;
 export const LOG_INFO = 2;
 export const LOG_ACCESS = 3;
+export const LOG_DEBUG = 4;            // (ops) below info: built only when OPS_LOG_LEVEL asks for it
 
 // ---- connection record (built-in protocols) --------------------------------
 // One per fd in the core's connection table (reactor/conn.ts), CONN_SIZE
@@ -225,17 +228,29 @@ export const C_WRING = 28;     // i32 write ring, 0 = none
 export const C_WCLS = 32;      // i32 ring size class (size = 4096 << cls)
 export const C_WHEAD = 36;     // i32 ring read position
 export const C_WLEN = 40;      // i32 bytes in the ring
-export const C_TIMER = 44;     // i32 timer id, 0 = none
-export const C_DEADLINE = 48;  // f64 when the connection times out (0 = never)
+export const C_WNEXT = 44;     // i32 timing-wheel link: next record + 1 in its slot's list, 0 = end (reactor/wheel.ts)
+export const C_WARMED = 48;    // u32 wheel tick of the slot the record is linked in (where it next comes up)
+export const C_WDUE = 52;      // u32 wheel tick of the deadline itself (>= C_WARMED: deadlines that move later are lazy)
 export const C_INFLIGHT = 56;  // i32 OP_* in flight, 0 = none
 export const C_IOV = 60;       // i32 bytes requested by the write in flight
 export const C_BODY_KIND = 64; // i32 BODY_*
 export const C_BODY_PTR = 68;  // i32 memory body address / file-cache entry
 export const C_BODY_FD = 72;   // i32 file fd for sendfile
+export const C_WPREV = 76;     // i32 timing-wheel link: previous record + 1, or -(list + 1) at a list's head, 0 = not armed
 export const C_BODY_LEFT = 80; // f64 body bytes still to send
 export const C_BODY_OFF = 88;  // i64 sendfile offset (the kernel updates it in place)
 export const C_IOVECS = 96;    // 3 native iovecs (16 bytes each): 96..143
 export const C_PROTO_AREA = 144; // 112 bytes the protocol may use: 144..255
+
+// ---- timing wheel (reactor/wheel.ts): connection deadlines ------------------
+// Deadlines of built-in connections (idle, header, linger, proxy connect and
+// upstream, health probes) live in a hierarchical timing wheel linked through
+// the connection records (C_W* above); exact timers (JS, protocol, shutdown,
+// accept retry) stay in the heap (reactor/timers.ts). A deadline fires no
+// earlier than set and at most WHEEL_TICK_MS late (plus the loop's own lag).
+export const WHEEL_TICK_MS = 4;        // granularity G: the wheel's slot width, ms
+export const WHEEL_LEVEL_BITS = 6;     // 64 slots per level
+export const WHEEL_LEVELS = 5;         // level k: slots of G * 64^k ms; the top spans 2^30 G (~49.7 days)
 
 // ---- FILE record (OP_OPEN) -----------------------------------------------
 // Size 48 bytes, written by the host:
@@ -334,6 +349,7 @@ export const INV_WRING_BOUNDS = 5;     // write ring over the limit or over its 
 export const INV_RUN_QUEUE = 6;        // run-queue cycle, or a queued flag out of sync
 export const INV_RBUF_HELD = 7;        // receive buffers held != connections holding one
 export const INV_RING_BYTES = 8;       // ring-pool bytes held != write rings + response buffers + cached bodies
+export const INV_TIMER_WHEEL = 9;      // timing wheel: links, slot of a record, bitmaps or counts
 
 // ---- errno (Linux, same on x86-64 and arm64) ------------------------------
 // The one errno table: the core compares results with these, the host names
@@ -466,6 +482,7 @@ export const BCFG_CHECK = 32;                // CHECK_* (0: none: every upstream
 export const BCFG_CHECK_INTERVAL = 36;       // ms between two probes of one upstream (0: 2000, HAProxy's inter)
 export const BCFG_CHECK_TIMEOUT = 40;        // ms a probe may take, connect to response head (0: 1000)
 export const BCFG_CHECK_PATH_LEN = 44;       // bytes of the http check's path at BCFG_CHECK_PATH
+export const BCFG_CHECK_PORT = 48;           // port the probes connect to (0: the upstream's own; HAProxy's `check port`)
 export const BCFG_CHECK_PATH = 64;           // CHECK_PATH_MAX bytes: origin-form path ("/health")
 export const CHECK_PATH_MAX = 256;
 export const CHECK_NONE = 0;
@@ -501,6 +518,70 @@ export const PXG_4XX = 32;                     // requests refused by the parser
 export const PXG_TRUNCATED = 40;               // responses cut off by a close (the upstream failed mid-body)
 export const PXG_POOL_DROPPED = 48;            // pooled connections dropped: closed / readable while idle
 
+// ---- operations (helper "ops"): log levels and events, the connection cap ----
+// CTL offset taken: 228.
+export const CFG_MAX_CONNECTIONS = 228;      // accepted connections open at most (0: no cap). At the cap the
+                                             // listeners leave the backend's interest and new connections wait in
+                                             // the kernel's listen queue; accepting resumes as soon as one closes
+// Ops config record: `opsConfig()` returns its address (static, like the control
+// block); the host writes it before init(). i32 fields.
+export const OPS_SIZE = 16;
+export const OPS_LOG_LEVEL = 0;              // the most verbose level the core emits, as LOG_* + 1 (0: unset = LOG_INFO);
+                                             // lines above it are never built (LOG_ACCESS is a stream of its own: always)
+// OP_LOG's `off` field: what the line is about, named by host/log.ts (the `event` of a JSON line).
+export const LOGEV_MESSAGE = 0;              // no event of its own ("message")
+export const LOGEV_ACCEPT_PAUSED = 1;        // out of fds (EMFILE/ENFILE): accepting paused
+export const LOGEV_ACCEPT_RESUMED = 2;       // an accept succeeded again after a pause
+export const LOGEV_UPSTREAM_STATE = 3;       // an upstream went up, down, was ejected or came back
+export const LOGEV_CONN_LIMIT = 4;           // --max-connections reached (accepting stops) / left (resumes); debug
+export const LOGEV_CONN_OPEN = 5;            // a connection accepted (debug)
+export const LOGEV_CONN_CLOSE = 6;           // a connection closed (debug)
+export const LOGEV_COUNT = 7;
+// ---- metrics (helper "metrics": assembly/reactor/metrics.ts, assembly/proto/metrics.ts) ----
+// The /metrics, /healthz and /readyz listener is a protocol of the core; the
+// core renders the Prometheus text itself. CTL offset taken: 44.
+export const PROTO_METRICS = 6;
+export const CFG_METRICS_PEERS = 44;   // snapshots of other workers the host copies in before each scrape (OP_METRICS); 0: none
+// Metrics record: `metricsRecord()` returns its address (static). Counters the
+// CTL block has no room for; f64 (exact to 2^53) unless noted.
+// Histograms: MH_BUCKETS... f64 bucket counts, NOT cumulative ([i] counts
+// bound_i-1 < v <= bound_i, the last one above the last bound), then the sum
+// (ms for time, the value otherwise) and the count.
+export const MX_SIZE = 640;
+export const MX_HOST_UNREADY = 0;      // i32, host writes: 1 = /readyz answers 503 (a shutdown is coming: --shutdown-delay)
+export const MX_DRAINING = 4;          // i32, core writes: 1 once a graceful shutdown began
+export const MX_FC_ENTRIES = 8;        // i32, core writes: file-cache entries in use
+export const MX_UPSTREAMS = 12;        // i32, core writes: upstreams in the table (the snapshot's MS_UP records)
+export const MX_CLOSED = 16;           // f64 x MX_CLOSE_REASONS: connections closed, by reason (CLOSE_*)
+export const MX_CLOSE_REASONS = 8;
+export const CLOSE_CLIENT = 0;         // the peer closed (EOF) or reset (ECONNRESET, EPIPE)
+export const CLOSE_SERVER = 1;         // the server ended it (Connection: close, after an error response, a protocol's choice)
+export const CLOSE_IDLE_TIMEOUT = 2;
+export const CLOSE_HEADER_TIMEOUT = 3; // HTTP: the request head was not complete in time
+export const CLOSE_OVERFLOW = 4;       // the write buffer would pass --write-buf-max
+export const CLOSE_ERROR = 5;          // a read or write failed otherwise
+export const CLOSE_SHUTDOWN = 6;       // closed by a graceful shutdown (idle, or at the end of the grace)
+export const CLOSE_TRAP = 7;           // the connection a contained trap was serving
+export const MX_METHODS = 80;          // f64 x MX_METHOD_COUNT: requests by method, index = the parser's METHOD_* (0: OTHER)
+export const MX_METHOD_COUNT = 10;
+export const MX_CLASSES = 160;         // f64 x 5: responses by status class, [0] 1xx .. [4] 5xx
+export const MX_FC_HITS = 200;         // f64 file-cache lookups that found the path
+export const MX_FC_MISSES = 208;       // f64 file-cache lookups that did not (an open follows)
+export const MX_SCRAPES = 216;         // f64 /metrics requests answered
+export const MX_LAG = 224;             // histogram, MH_TIME_BUCKETS: loop lag (timer lateness), ms
+export const MX_EVENTS = 360;          // histogram, MH_EVENT_BUCKETS: events per dispatched batch
+export const MX_DURATION = 480;        // histogram, MH_TIME_BUCKETS: HTTP request duration (head's first byte to flushed response), ms
+export const MH_TIME_BUCKETS = 15;     // bounds in s: .0005 .001 .0025 .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10, +Inf (17 f64 with sum, count)
+export const MH_EVENT_BUCKETS = 13;    // bounds: 0 1 2 4 8 16 32 64 128 256 512 1024, +Inf (15 f64)
+// Snapshot: what one worker publishes and another's scrape sums (the host
+// copies it between threads byte for byte). metricsSnapshot() fills the
+// core's own and returns its address; its size is metricsSnapshotSize() =
+// MS_UP + upstreams x MS_UP_SIZE.
+export const MS_CTL = 0;               // CTL_SIZE bytes: the control block (STAT_* counters)
+export const MS_MX = 256;              // MX_SIZE bytes: the metrics record
+export const MS_PXG = 896;             // PXG_SIZE bytes: the http-mode proxy's global counters
+export const MS_UP = 952;              // upstreams x UPSTAT_SIZE (proxyStatsWrite records), then upstreams x PXH_SIZE
+export const MS_UP_SIZE = 280;         // UPSTAT_SIZE + PXH_SIZE
 // ---- fairness and write watermarks (helper "fairness": reactor/budget.ts, reactor/stream.ts) ----
 // No CTL offsets taken: a record of its own at the export fairnessConfig()
 // (FCFG_SIZE bytes, static like the control block); the host writes the
@@ -516,7 +597,7 @@ export const FAIR_TICK_BYTES = 256 * 1024;
 export const WRITE_HIGH_DEFAULT = 64 * 1024;
 // Stream connections (Reactor.adopt): a socket JS hands to the core, which reads and writes it
 // with the write ring and its watermarks, and calls JS with what happens:
-export const PROTO_STREAM = 6;
+export const PROTO_STREAM = 7;             // (6 is PROTO_METRICS)
 export const CALL_STREAM_DATA = 5;     // a1 = stream id, a2 = byte count, a3 = their address (valid during the call), fd
 export const CALL_STREAM_DRAIN = 6;    // a1 = stream id: the write ring is back at the low watermark after a write said "over high"
 export const CALL_STREAM_CLOSE = 7;    // a1 = stream id, a2 = errno (positive; 0: the peer's EOF, or JS's end/destroy). Last call.

@@ -16,6 +16,8 @@ export * from "./http/date";
 export * from "./http/conditional";
 export * from "./http/encoding";
 export * from "./reactor/timers";
+export * from "./reactor/wheel";
+export * from "./reactor/wheelbench";
 // http-mode proxy parts: the response-head parser, body framing, head rewriting
 export * from "./http/response";
 export * from "./http/framing";
@@ -24,6 +26,7 @@ export * from "./proxy/rewrite";
 // ---- the reactor ----------------------------------------------------------
 export { runTimers, pollTimeout, dispatch, runDeferred, flush, complete, reaped } from "./reactor/loop";
 export { recover, debugTrapFd, debugTrapCompletion } from "./reactor/recovery";
+export { opsConfig } from "./reactor/log";
 export { ctlAddress, configText, register, modify, deregister, timerStart, timerStop, defer, listen } from "./reactor/api";
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";
@@ -58,4 +61,6 @@ export {
 } from "./proxy/balance";
 export { maglevSize as debugProxyMaglevSize, maglevEntry as debugProxyMaglevEntry } from "./proxy/maglev";
 export { proxyStatsBuffer, proxyStatsWrite } from "./proxy/stats";
+export { metricsRecord } from "./reactor/metrics";
+export { metricsSnapshot, metricsSnapshotSize } from "./proto/metrics";
 export { healthProbes as proxyHealthProbes, healthFailed as proxyHealthFailed, healthLast as proxyHealthLast, healthKind as proxyHealthKind } from "./proxy/health";

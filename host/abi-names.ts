@@ -30,6 +30,7 @@ const INVARIANT_TEXT: Record<Exclude<Extract<AbiName, `INV_${string}`>, "INV_OK"
   INV_RUN_QUEUE: "run-queue cycle or queued flag out of sync",
   INV_RBUF_HELD: "receive buffers held != connections holding one",
   INV_RING_BYTES: "ring-pool bytes held != write rings + response buffers + cached bodies",
+  INV_TIMER_WHEEL: "timing wheel broken (links, a record's slot, bitmaps or counts)",
 };
 
 /** `invariant 3 (a built-in connection and its handler slot disagree)`. */

@@ -44,11 +44,13 @@ export interface BalanceConfig {
   checkIntervalMs: number;
   /** A probe with no answer (connect, or response head for http) within this long is bad, ms. */
   checkTimeoutMs: number;
+  /** Port the probes connect to on each upstream's address; 0: the upstream's own port (HAProxy's `check port`). */
+  checkPort: number;
 }
 
 export const defaultBalanceConfig: BalanceConfig = {
   policy: "wrr", seed: 1, maxFails: 3, ejectBaseMs: 10_000, ejectMaxMs: 300_000, slowStartMs: 0, rise: 2, fall: 3,
-  check: "none", checkIntervalMs: 2000, checkTimeoutMs: 1000,
+  check: "none", checkIntervalMs: 2000, checkTimeoutMs: 1000, checkPort: 0,
 };
 
 const int = (v: number, what: string, lo: number, hi: number): number => {
@@ -92,6 +94,7 @@ export function writeBalanceConfig(memory: CoreMemory, at: number, cfg: Partial<
   dv.setInt32(at + abi.BCFG_CHECK_INTERVAL, int(c.checkIntervalMs, "checkIntervalMs", 1, max), true);
   dv.setInt32(at + abi.BCFG_CHECK_TIMEOUT, int(c.checkTimeoutMs, "checkTimeoutMs", 1, max), true);
   dv.setInt32(at + abi.BCFG_CHECK_PATH_LEN, hc.path.length, true);
+  dv.setInt32(at + abi.BCFG_CHECK_PORT, int(c.checkPort, "checkPort", 0, 65535), true);
   new Uint8Array(memory.buffer, at + abi.BCFG_CHECK_PATH, abi.CHECK_PATH_MAX).fill(0).set(Buffer.from(hc.path, "latin1"));
 }
 

@@ -17,12 +17,18 @@ import { UPSTREAM_WEIGHT_MAX } from "../assembly/abi.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
 import type { WorkerMessage, WorkerStart } from "./worker-entry.ts";
 import { ParallelWriter } from "./writer/index.ts";
+import { MetricsBoard, parseMetricsAddress, snapshotSize } from "./metrics.ts";
 import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBackendError, type IoBackendName } from "./io-backend.ts";
+import { availableParallelism } from "node:os";
+import { Logger, LOG_LEVELS, LOG_FORMATS, type LogFormat, type LogLevelName } from "./log.ts";
+import { fdLimits, raiseFdLimit } from "./libc.ts";
+import { fdLimitProblem, fdsNeeded, kernelLimitWarnings, workerShare, type ConnectionBudget } from "./limits.ts";
+import { allowedCpus, cpuForWorker } from "./affinity.ts";
 
 /** The I/O backends the server can run on (threadpool cannot: sockets need readiness). */
 const SERVER_IO_BACKENDS = IO_BACKEND_NAMES.filter((n) => n !== "threadpool");
 
-type Kind = "int" | "string" | "bool" | "mode";
+type Kind = "int" | "string" | "bool" | "mode" | "workers";
 interface Flag {
   kind: Kind;
   help: string;
@@ -57,12 +63,38 @@ const common: Record<string, Flag> = {
   "idle-timeout": { kind: "int", arg: "MS", help: "close connections idle this long (ms); 0 = never", def: 30000 },
   "max-events": { kind: "int", help: "events per backend wait (epoll_wait maxevents)", def: 1024 },
   "write-buf-max": { kind: "int", arg: "BYTES", help: "per-connection write buffer limit (bytes)", def: 262144, defText: "262144 = 256 KiB" },
-  workers: { kind: "int", help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT)", def: 1 },
+  workers: {
+    kind: "workers", arg: "N|auto",
+    help: "reactors, one worker thread each, sharing the port (SO_REUSEPORT); auto: one per CPU this process may use (its affinity mask)",
+    def: 1,
+  },
+  "cpu-affinity": { kind: "bool", help: "pin worker i to the i-th CPU this process may use (sched_setaffinity; round robin if there are more workers than CPUs)" },
+  "max-connections": {
+    kind: "int",
+    help: "accepted connections open at most, for the whole process, split evenly across the workers; beyond it new connections " +
+      "wait in the kernel's listen queue (not refused) until one closes; refused at startup if RLIMIT_NOFILE cannot hold it",
+    defText: "none (the fd limit)",
+  },
+  "log-format": { kind: "string", arg: LOG_FORMATS.join("|"), help: "log lines as text, or as JSON objects (time, level, worker, event, msg, fields); the access log keeps its own format", def: "text" },
+  "log-level": { kind: "string", arg: "LEVEL", help: "the most verbose log lines written: error, warn, info (the listening line is info) or debug (also a line per connection opened and closed)", def: "info" },
+  "slow-callback-ms": { kind: "int", arg: "MS", help: "log (warn, at most once a second) a callback that holds the loop longer than this (ms); 0 = off", def: 100 },
   record: {
     kind: "string", arg: "FILE",
     help: "record every input of the core into FILE, for `wasm-reactor replay`; with --workers N, one recording per worker: FILE.0 ... FILE.N-1",
   },
   "shutdown-timeout": { kind: "int", arg: "MS", help: "on SIGINT/SIGTERM, let requests in progress finish for at most this long (ms); a second signal stops at once", def: 10000 },
+  metrics: {
+    kind: "string", arg: "HOST:PORT",
+    help: "serve GET /metrics (Prometheus text, every worker summed), /healthz and /readyz on a listener of their own; " +
+      "it stays open until the process exits",
+    defText: "off",
+  },
+  "shutdown-delay": {
+    kind: "int", arg: "MS",
+    help: "on SIGTERM/SIGINT, answer /readyz with 503 and keep accepting for this long before the graceful drain begins " +
+      "(HAProxy's grace, Envoy's drain time), so a load balancer stops sending first",
+    def: 0,
+  },
   help: { kind: "bool", help: "show this help" },
 };
 
@@ -128,6 +160,11 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       },
       "health-interval": { kind: "int", arg: "MS", help: "time between two probes of one upstream (HAProxy's inter; the first probes are spread over it)", def: 2000 },
       "health-timeout": { kind: "int", arg: "MS", help: "a probe with no answer (connect; http: response head) in this long is bad; a probe still out skips the next one", def: 1000 },
+      "health-port": {
+        kind: "int", arg: "PORT",
+        help: "probe this port on each upstream's address instead of its own (HAProxy's check port): e.g. serve's --metrics port, whose /readyz answers 503 while that instance drains",
+        def: 0, defText: "the upstream's port",
+      },
       "health-rise": { kind: "int", help: "good probes in a row that bring a down upstream up", def: 2 },
       "health-fall": { kind: "int", help: "bad probes in a row that take an up upstream down", def: 3 },
       "max-fails": { kind: "int", help: "passive health: consecutive failed connects (refused, unreachable, timed out) that eject an upstream; 0 = never eject", def: 3 },
@@ -139,7 +176,14 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       "max-events": common["max-events"],
       "write-buf-max": { ...common["write-buf-max"], help: "per-connection write buffer (bytes): a side is not read while its peer's buffer is this full" },
       workers: common.workers,
+      "cpu-affinity": common["cpu-affinity"],
+      "max-connections": common["max-connections"],
+      "log-format": common["log-format"],
+      "log-level": common["log-level"],
+      "slow-callback-ms": common["slow-callback-ms"],
       record: common.record,
+      metrics: common.metrics,
+      "shutdown-delay": common["shutdown-delay"],
       "shutdown-timeout": { ...common["shutdown-timeout"], help: "on SIGINT/SIGTERM, stop accepting and let connections in progress finish for at most this long (ms); a second signal stops at once" },
       help: common.help,
     },
@@ -250,7 +294,13 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       value = rest[++i];
       if (value === undefined || (value.startsWith("--") && value.length > 2)) throw bad(`--${name} needs a value`);
     }
-    if (f.kind === "int") {
+    if (f.kind === "workers") {
+      if (value === "auto") { opts[name] = Math.min(64, availableParallelism()); continue; }
+      if (!/^\d+$/.test(value)) throw bad(`--${name} must be a whole number or auto, got '${value}'`);
+      const v = Number(value);
+      if (v < 1 || v > 64) throw bad(`--workers must be 1..64 or auto, got ${v}`);
+      opts[name] = v;
+    } else if (f.kind === "int") {
       if (!/^\d+$/.test(value)) throw bad(`--${name} must be a whole number, got '${value}'`);
       const v = Number(value);
       if (name === "port" && v > 65535) throw bad(`--port must be 0..65535, got ${v}`);
@@ -260,6 +310,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       }
       if (name === "max-headers" && v < 1) throw bad(`--max-headers must be at least 1, got ${v}`);
       if (name === "file-threads" && v > 64) throw bad(`--file-threads must be 0..64, got ${v}`);
+      if (name === "max-connections" && v < 1) throw bad(`--max-connections must be at least 1, got ${v}`);
       if (v > 2 ** 31 - 1) throw bad(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
@@ -271,6 +322,8 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         throw bad(`--backend must be ${BACKEND_NAMES.join(" or ")}, got '${value}'`);
       }
       if (name === "io-backend") ioBackendFlag(value, bad);
+      if (name === "log-format" && !(LOG_FORMATS as readonly string[]).includes(value)) throw bad(`--log-format must be ${LOG_FORMATS.join(" or ")}, got '${value}'`);
+      if (name === "log-level" && !(LOG_LEVELS as readonly string[]).includes(value)) throw bad(`--log-level must be ${LOG_LEVELS.join(", ")}, got '${value}'`);
       if (name === "access-log-format" && value !== "combined" && value !== "json") {
         throw bad(`--access-log-format must be combined or json, got '${value}'`);
       }
@@ -279,8 +332,14 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
         if (why) throw bad(`--cache-control ${JSON.stringify(value)} ${why}`);
       }
       if (name === "upstream") { upstreams.push(value); continue; }
+      if (name === "metrics") {
+        try { parseMetricsAddress(value); } catch (e) { throw bad(`--metrics: ${(e as Error).message}`); }
+      }
       opts[name] = value;
     }
+  }
+  if (opts["max-connections"] !== undefined && (opts["max-connections"] as number) < (opts.workers as number)) {
+    throw bad(`--max-connections ${opts["max-connections"]} is below --workers ${opts.workers}: each worker needs a share of at least 1`);
   }
   if (cmd === "proxy") return proxyArgs(opts, args, upstreams, bad, rest);
   if (spec.positional && args.length === 0) throw bad(`missing ${spec.positional}`);
@@ -331,6 +390,11 @@ function proxyArgs(opts: Record<string, string | number | boolean>, args: string
       throw bad(`--${f} needs --health-check`);
     }
   }
+  const hp = opts["health-port"] as number;
+  if (hp < 0 || hp > 65535) throw bad(`--health-port must be 1..65535, got ${hp}`);
+  if (opts["health-check"] === undefined && given.some((a) => a === "--health-port" || a.startsWith("--health-port="))) {
+    throw bad("--health-port needs --health-check");
+  }
   if ((opts["fail-timeout"] as number) < 1) throw bad(`--fail-timeout must be at least 1, got ${opts["fail-timeout"]}`);
   if (args.length > 0) {
     // wasm-reactor proxy 8080 127.0.0.1:9001:3 127.0.0.1:9002:2 -a wrr
@@ -372,6 +436,12 @@ export async function main(argv: string[]): Promise<number> {
   const { cmd, opts, args } = parsed;
   if (cmd === "help" || opts.help) { process.stdout.write(usage(cmd === "help" ? undefined : cmd) + "\n"); return 0; }
   if (cmd === "replay") return replayCommand(args[0], Boolean(opts.force), Boolean(opts.check));
+  // This thread's lines: "wasm-reactor CMD: ..." as text; the listening line
+  // on stdout, the rest on stderr (this thread runs no reactor: plain writes).
+  const logSettings = { format: opts["log-format"] as LogFormat, level: opts["log-level"] as LogLevelName };
+  const text = (_level: LogLevelName, msg: string) => `wasm-reactor ${cmd}: ${msg}`;
+  const log = new Logger({ ...logSettings, text, write: (line) => { process.stderr.write(line + "\n"); } });
+  const out = new Logger({ ...logSettings, text, write: (line) => { process.stdout.write(line + "\n"); } });
   // The I/O backend, decided once here (the workers get the answer): a forced
   // one that cannot run is a bad command line (exit 2, naming why); auto's
   // fallback is said once, not once per worker.
@@ -380,10 +450,12 @@ export async function main(argv: string[]): Promise<number> {
     io = resolveServerIoBackend(opts["io-backend"] as IoBackendName);
   } catch (e) {
     if (!(e instanceof IoBackendError)) throw e;
-    process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
+    log.error("startup_failed", e.message);
     return 2;
   }
-  if (io.fallback) process.stderr.write(`wasm-reactor ${cmd}: ${io.fallback}\n`);
+  if (io.fallback) log.warn("io_backend_fallback", io.fallback);
+  const workers = opts.workers as number;
+  const maxConnections = opts["max-connections"] as number | undefined;
   let so: ServerOptions;
   const outputs = {
     accessLog: opts["access-log-file"] === undefined ? undefined : resolve(String(opts["access-log-file"])),
@@ -398,13 +470,42 @@ export async function main(argv: string[]): Promise<number> {
     // full-size ring cannot be set up then falls back (Loop) instead of failing.
     so.ioBackend = io.backend === "io_uring" && opts["io-backend"] === "auto" ? "auto" : io.backend;
     so.hosts = await resolveHost(String(opts.host));
+    if (opts.metrics !== undefined) {
+      const m = parseMetricsAddress(String(opts.metrics));
+      so.metrics = hostPort((await resolveHost(m.host))[0], m.port);
+    }
   } catch (e) {
     if (!(e instanceof StartupError || e instanceof HostError)) throw e;
-    process.stderr.write(`wasm-reactor ${cmd}: ${e.message}\n`);
+    log.error("startup_failed", e.message);
     return 1;
   }
+  if (maxConnections !== undefined) {
+    // The cap must fit the fd limit: refused now (a usage error), rather than
+    // found out as EMFILE under load. The soft limit is raised if needed.
+    const budget: ConnectionBudget = {
+      maxConnections, workers, kind: cmd as ConnectionBudget["kind"],
+      upstreams: cmd === "proxy" ? JSON.parse(String(opts.upstreams)).length : 0,
+      upstreamKeepalive: opts.mode === "http" ? opts["upstream-keepalive"] as number : 0,
+    };
+    const { soft, hard } = fdLimits();
+    const problem = fdLimitProblem(budget, hard);
+    if (problem) { log.error("fd_limit", problem); return 2; }
+    const need = fdsNeeded(budget).total;
+    if (soft < need) {
+      const raised = raiseFdLimit().soft;
+      log.info("fd_limit_raised", `raised the soft RLIMIT_NOFILE from ${soft} to ${raised} (the hard limit) for --max-connections ${maxConnections}`,
+        { from: soft, to: raised, needed: need });
+    }
+  }
+  let cpus: number[] | undefined;
+  if (opts["cpu-affinity"]) {
+    try { cpus = allowedCpus(); } catch (e) { log.error("startup_failed", `--cpu-affinity: ${(e as Error).message}`); return 1; }
+  }
   const mode = cmd === "proxy" ? `${opts.mode}, events ${opts["event-mode"]}` : opts.mode as string;
-  return serveInWorkers(cmd, so, opts.workers as number, mode, opts["shutdown-timeout"] as number, outputs);
+  return serveInWorkers({
+    cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, cpus,
+    delayMs: opts["shutdown-delay"] as number,
+  });
 }
 
 /**
@@ -455,8 +556,15 @@ function helpIoBackend(): string {
  * stops the workers through their RemoteLoop, which wakes a blocked loop.
  * Several workers share the port with SO_REUSEPORT: one reactor per core.
  */
-async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mode: string, graceMs: number,
-  outputs: { accessLog?: string; record?: string }): Promise<number> {
+async function serveInWorkers(run: {
+  cmd: string; so: ServerOptions; count: number; mode: string; graceMs: number;
+  outputs: { accessLog?: string; record?: string }; log: Logger; out: Logger;
+  logSettings: { format: LogFormat; level: LogLevelName }; maxConnections?: number; cpus?: number[];
+  /** --shutdown-delay: ms between /readyz turning 503 and the listeners closing. */
+  delayMs?: number;
+}): Promise<number> {
+  const { cmd, so, count, mode, graceMs, outputs, log } = run;
+  const delayMs = run.delayMs ?? 0;
   const entry = new URL("./worker-entry.js", import.meta.url);
   // The files every worker writes are opened here, once: the access log (one
   // striped file, every worker a producer) and the recordings (one shard per
@@ -469,64 +577,115 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
       writers.push(record = new ParallelWriter({ layout: "sharded", path: outputs.record, shards: count, shardName: count > 1 ? "{path}.{shard}" : "{path}" }));
     }
   } catch (e) {
-    closeWriters(cmd, writers);
-    process.stderr.write(`wasm-reactor ${cmd}: ${outputs.accessLog && !accessLog ? "--access-log-file" : "--record"}: ${(e as Error).message}\n`);
+    closeWriters(log, writers);
+    log.error("startup_failed", `${outputs.accessLog && !accessLog ? "--access-log-file" : "--record"}: ${(e as Error).message}`);
     return 1;
   }
-  const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void> }[] = [];
+  const workers: { worker: Worker; remote: RemoteLoop | null; done: Promise<void>; stopped: boolean }[] = [];
+  // --metrics: worker 0 serves /metrics and sums the others' snapshots,
+  // which they publish into a board of one slot each (host/metrics.ts).
+  const upstreamCount = so.proxyUpstreams?.length ?? 0;
+  const board = so.metrics === undefined ? null : new MetricsBoard({ slots: count, snapshotSize: snapshotSize(upstreamCount) });
   // Signals are ours from the start (before the listening line: a client may
-  // signal as soon as it reads it). First signal: graceful shutdown (stop
-  // accepting, finish what is in progress, at most graceMs). Second: stop now.
+  // signal as soon as it reads it). First signal: /readyz says 503 at once;
+  // after --shutdown-delay, graceful shutdown (stop accepting, finish what is
+  // in progress, at most graceMs). Second: stop now.
   let signals = 0;
+  let serving = false;
+  let drainTimer: NodeJS.Timeout | null = null;
+  const send = (task: string, arg?: unknown, which = workers) => {
+    for (const w of which) { try { w.remote?.runInLoop(task, arg); } catch { /* already stopping */ } }
+  };
+  const drain = () => {
+    drainTimer = null;
+    send("shutdown", graceMs);
+    // Worker 0 keeps /metrics up until every other worker has exited.
+    if (board !== null) void Promise.all(workers.slice(1).map((w) => w.done)).then(() => send("release", undefined, workers.slice(0, 1)));
+  };
   const deliver = () => {
-    const task = signals === 1 ? "shutdown" : "stop";
-    for (const w of workers) { try { w.remote?.runInLoop(task, graceMs); } catch { /* already stopping */ } }
+    if (signals === 1) {
+      send("unready");
+      if (delayMs > 0) drainTimer = setTimeout(drain, delayMs); else drain();
+    } else {
+      if (drainTimer) { clearTimeout(drainTimer); drainTimer = null; }
+      send("stop");
+    }
   };
   const onSignal = () => {
-    if (++signals === 1) process.stderr.write(`wasm-reactor ${cmd}: shutting down (finishing requests in progress, at most ${graceMs} ms; signal again to stop now)\n`);
+    if (++signals === 1) {
+      const wait = delayMs > 0 ? `in ${delayMs} ms (/readyz says 503 now), ` : "";
+      log.info("shutdown", `shutting down ${wait}(finishing requests in progress, at most ${graceMs} ms; signal again to stop now)`,
+        { grace_ms: graceMs, delay_ms: delayMs });
+    }
     deliver();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number }>((resolve, reject) => {
+  const start = (options: ServerOptions) => new Promise<{ port: number; hosts: string[]; somaxconn: number; metricsPort?: number }>((resolve, reject) => {
+    const index = workers.length;
     const data: WorkerStart = {
-      options,
+      options: {
+        ...options,
+        ...(run.maxConnections !== undefined ? { maxConnections: workerShare(run.maxConnections, count, index) } : {}),
+      },
+      worker: index,
+      log: run.logSettings,
+      cpu: run.cpus ? cpuForWorker(index, run.cpus) : undefined,
       accessLog: accessLog?.descriptor(),
-      record: record ? { writer: record.descriptor(), shard: workers.length } : undefined,
+      record: record ? { writer: record.descriptor(), shard: index } : undefined,
+      metrics: board ? { board: board.descriptor(), index } : undefined,
     };
     const worker = new Worker(entry, { workerData: data });
-    const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve() };
-    slot.done = new Promise<void>((finish) => worker.once("exit", () => finish()));
+    const slot = { worker, remote: null as RemoteLoop | null, done: Promise.resolve(), stopped: false };
+    slot.done = new Promise<void>((finish) => worker.once("exit", (code) => {
+      // A worker that ends without having stopped (an uncaught error, a crash
+      // of its thread) is a state change worth a line: the others carry on.
+      if (serving && !slot.stopped) log.error("worker_exit", `worker ${index} exited unexpectedly (exit code ${code}); the other workers carry on`, { exited: index, code });
+      finish();
+    }));
     worker.on("message", (m: WorkerMessage) => {
       if (m.type === "listening") { slot.remote = new RemoteLoop(m.remote); resolve(m); }
       else if (m.type === "error") reject(new StartupError(m.message));
+      else if (m.type === "stopped") slot.stopped = true;
     });
-    worker.once("error", (e) => reject(e));
+    worker.once("error", (e) => {
+      if (serving) log.error("worker_error", `worker ${index}: ${(e as Error)?.stack ?? e}`, { exited: index });
+      reject(e);
+    });
     worker.once("exit", () => reject(new StartupError("worker exited during startup")));
     workers.push(slot);
   });
   let first;
   try {
     first = await start({ ...so, reusePort: count > 1 });
-    for (let i = 1; i < count; i++) await start({ ...so, port: first.port, reusePort: true });
+    const { metrics: _m, ...others } = so; // only worker 0 listens for /metrics
+    for (let i = 1; i < count; i++) await start({ ...others, port: first.port, reusePort: true });
   } catch (e) {
     for (const w of workers) await w.worker.terminate();
-    closeWriters(cmd, writers);
+    closeWriters(log, writers);
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
-    process.stderr.write(`wasm-reactor ${cmd}: ${(e as Error).message}\n`);
+    log.error("startup_failed", (e as Error).message);
     return 1;
   }
+  serving = true;
   const urls = first.hosts.map((h) => (cmd === "serve" ? `http://${hostPort(h, first.port)}/` : hostPort(h, first.port)));
-  process.stdout.write(`wasm-reactor ${cmd}: listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${so.ioBackend === "auto" ? "io_uring" : so.ioBackend}, pid ${process.pid})\n`);
-  if (first.somaxconn < 10000) {
-    process.stderr.write(`note: net.core.somaxconn is ${first.somaxconn}; raise it for 10k simultaneous connects\n`);
+  const ioName = so.ioBackend === "auto" ? "io_uring" : so.ioBackend;
+  run.out.info("listening", `listening on ${urls.join(", ")} (mode ${mode}, ${count} worker${count > 1 ? "s" : ""}, backend ${so.backend}, I/O backend ${ioName}, pid ${process.pid})`,
+    { urls: urls.join(" "), port: first.port, mode, workers: count, backend: so.backend ?? "epoll", io_backend: ioName ?? "", pid: process.pid });
+  if (first.metricsPort !== undefined && first.metricsPort >= 0) {
+    const m = parseMetricsAddress(so.metrics!);
+    const url = `http://${hostPort(m.host, first.metricsPort)}/metrics`;
+    run.out.info("metrics_listening", `metrics on ${url} (/healthz, /readyz)`, { url, port: first.metricsPort });
   }
+  // Kernel limits too low for the connections asked for: one line each, once.
+  for (const w of kernelLimitWarnings({ maxConnections: run.maxConnections, backlog: 65535, outgoing: cmd === "proxy" })) log.warn(w.event, w.msg, w.fields);
   if (signals > 0) deliver(); // a signal arrived while the workers were starting
   await Promise.all(workers.map((w) => w.done));
+  serving = false;
   process.removeListener("SIGINT", onSignal);
   process.removeListener("SIGTERM", onSignal);
-  return closeWriters(cmd, writers) ? 0 : 1;
+  return closeWriters(log, writers) ? 0 : 1;
 }
 
 /**
@@ -535,19 +694,19 @@ async function serveInWorkers(cmd: string, so: ServerOptions, count: number, mod
  * without closing lost what it buffered: said on stderr, as is a failed
  * close. True if everything closed cleanly.
  */
-function closeWriters(cmd: string, writers: ParallelWriter[]): boolean {
+function closeWriters(log: Logger, writers: ParallelWriter[]): boolean {
   let clean = true;
   for (const w of writers) {
     try {
       const st = w.close({ force: true });
       if (st.openProducers > 0) {
         clean = false;
-        process.stderr.write(`wasm-reactor ${cmd}: ${st.openProducers} worker(s) exited without closing ${w.paths.join(", ")}: what they buffered is lost\n`);
+        log.error("output_lost", `${st.openProducers} worker(s) exited without closing ${w.paths.join(", ")}: what they buffered is lost`);
       }
-      if (st.lostPayloads > 0) process.stderr.write(`wasm-reactor ${cmd}: ${st.lostPayloads} write(s) to ${w.paths.join(", ")} were lost (said above)\n`);
+      if (st.lostPayloads > 0) log.error("output_lost", `${st.lostPayloads} write(s) to ${w.paths.join(", ")} were lost (said above)`);
     } catch (e) {
       clean = false;
-      process.stderr.write(`wasm-reactor ${cmd}: closing ${w.paths.join(", ")}: ${(e as Error).message}\n`);
+      log.error("output_lost", `closing ${w.paths.join(", ")}: ${(e as Error).message}`);
     }
   }
   return clean;
@@ -559,6 +718,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
   if (cmd === "proxy") {
     return {
       port: o.port as number,
+      slowCallbackMs: o["slow-callback-ms"] as number,
       mode: o["event-mode"] as "lt" | "et",
       backend: o.backend as "epoll" | "poll",
       idleTimeoutMs: o["idle-timeout"] as number,
@@ -570,7 +730,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
         health: {
           check: o["health-check"] === undefined ? "none" : String(o["health-check"]),
           checkIntervalMs: o["health-interval"] as number, checkTimeoutMs: o["health-timeout"] as number,
-          rise: o["health-rise"] as number, fall: o["health-fall"] as number,
+          rise: o["health-rise"] as number, fall: o["health-fall"] as number, checkPort: o["health-port"] as number,
           maxFails: o["max-fails"] as number, ejectBaseMs: o["fail-timeout"] as number, slowStartMs: o["slow-start"] as number,
         },
         hashKey: o["hash-key"] === undefined ? undefined : String(o["hash-key"]),
@@ -585,6 +745,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     backend: o.backend as "epoll" | "poll",
     idleTimeoutMs: o["idle-timeout"] as number,
     headerTimeoutMs: (o["header-timeout"] as number) ?? 60000,
+    slowCallbackMs: o["slow-callback-ms"] as number,
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
     accessLog: Boolean(o["access-log"]) || o["access-log-file"] !== undefined,

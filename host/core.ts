@@ -10,6 +10,7 @@ import type { PumpExports } from "./pump.ts";
 import { addressOf } from "./libc.ts";
 import { sockaddrBytes } from "./net.ts";
 import { CoreAbort } from "./pump.ts";
+import { coreLogLevel, logLevelName, type LogLevelName } from "./log.ts";
 
 export { CoreAbort };
 
@@ -63,6 +64,12 @@ export interface CoreConfig {
   proxyHashKey: string | null;
   /** Proxy, http mode: accepts record client addresses (X-Forwarded-For) even without ip-hash. */
   proxyPeerAddrs: boolean;
+  /** The most verbose level of the core's log lines: it does not build the others (the Loop sets it from its logger). */
+  logLevel: LogLevelName;
+  /** Accepted connections open at most (0: no cap); at the cap, new connections wait in the listen queue. */
+  maxConnections: number;
+  /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
+  metricsPeers: number;
   /**
    * Fairness (http, echo): requests one connection may start per loop tick;
    * the rest of its pipelined input waits for the next tick, so one client
@@ -102,6 +109,9 @@ export const defaultCoreConfig: CoreConfig = {
   proxyKeepalive: -1, // the core's default (proxy/http.ts DEFAULT_KEEPALIVE: 1024)
   proxyHashKey: null,
   proxyPeerAddrs: false,
+  logLevel: "info",
+  maxConnections: 0,
+  metricsPeers: 0,
   tickRequests: 0,
   tickBytes: 0,
   writeHighWaterMark: 0,
@@ -177,6 +187,13 @@ export interface CoreExports extends PumpExports {
   proxyHealthFailed(u: number): number;
   proxyHealthLast(u: number): number;
   proxyHealthKind(): number;
+  /** The ops config record (abi.ts OPS_*), written before init. */
+  opsConfig(): number;
+  /** The metrics record (abi.ts MX_*). */
+  metricsRecord(): number;
+  /** Takes this core's metrics snapshot (abi.ts MS_*) and returns its address. */
+  metricsSnapshot(): number;
+  metricsSnapshotSize(): number;
 }
 
 let compiled: CoreModule | null = null;
@@ -257,6 +274,7 @@ export class Core {
       this.u8.set(sa, e + abi.PXU_SA);
     });
     i[c + (abi.CFG_PROXY_CONNECT_TIMEOUT >> 2)] = config.proxyConnectTimeoutMs ?? 0;
+    i[c + (abi.CFG_METRICS_PEERS >> 2)] = config.metricsPeers ?? 0;
     writeBalanceConfig(this.x.memory, this.x.balanceConfig(), config.proxyBalance ?? {});
     i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
     i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;
@@ -269,6 +287,12 @@ export class Core {
       i[rec >> 2] = name.length;
       this.u8.set(name, rec + 4);
     }
+    i[(this.x.opsConfig() + abi.OPS_LOG_LEVEL) >> 2] = coreLogLevel(logLevelName(config.logLevel ?? "info", "logLevel"));
+    const maxConns = config.maxConnections ?? 0;
+    if (!(Number.isInteger(maxConns) && maxConns >= 0 && maxConns <= 2 ** 31 - 1)) {
+      throw new RangeError(`maxConnections must be a whole number >= 0 (0: no cap), got ${maxConns}`);
+    }
+    i[c + (abi.CFG_MAX_CONNECTIONS >> 2)] = maxConns;
     const fcfg = this.x.fairnessConfig();
     for (const [name, off] of [["tickRequests", abi.FCFG_TICK_REQUESTS], ["tickBytes", abi.FCFG_TICK_BYTES],
       ["writeHighWaterMark", abi.FCFG_WRITE_HIGH], ["writeLowWaterMark", abi.FCFG_WRITE_LOW]] as const) {

@@ -117,11 +117,12 @@ export function hostRequest(op: number, i32: Int32Array, q: number, services: Se
   switch (op) {
     // Answered by the backend and the services themselves: >= 0 or -errno.
     case abi.OP_CTL: return backend.setInterest(fd, len, i32[q + W_FLAGS], i32[q + W_OFF]);
-    case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len); return 0;
+    case abi.OP_LOG: services.log(i32[q + W_FLAGS], addr, len, i32[q + W_OFF]); return 0;
     case abi.OP_STOP: services.stop(); return 0;
     case abi.OP_CALL: return services.call(addr, len, fd, i32[q + W_FLAGS], i32[q + W_OFF]);
     case abi.OP_OPEN: return services.open(addr, len, i32[q + W_FLAGS], i32[q + W_OFF] === 1);
     case abi.OP_LIST: return services.list(addr, len, i32[q + W_FLAGS]);
+    case abi.OP_METRICS: return services.metrics ? services.metrics(addr, len) : 0;
     default: return 0;
   }
 }

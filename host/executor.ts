@@ -65,14 +65,16 @@ export interface Executor {
 export interface Services {
   /** OP_CALL: a JS callback (CALL_* kind); 0, or -1 if it threw. */
   call(kind: number, id: number, fd: number, events: number, extra: number): number;
-  /** OP_LOG: `len` bytes of text at `ptr` with level LOG_*. */
-  log(level: number, ptr: number, len: number): void;
+  /** OP_LOG: `len` bytes of text at `ptr` with level LOG_*, about `event` (LOGEV_*; absent: LOGEV_MESSAGE). */
+  log(level: number, ptr: number, len: number, event?: number): void;
   /** OP_STOP: the graceful shutdown finished. */
   stop(): void;
   /** OP_OPEN: open (or stat only) the path at pathPtr beneath the root, fill the FILE record -> fd or -errno. */
   open(pathPtr: number, pathLen: number, record: number, statOnly: boolean): number;
   /** OP_LIST: the HTML listing of the directory whose path is at buf, written into buf -> length or -errno. */
   list(buf: number, cap: number, pathLen: number): number;
+  /** OP_METRICS: copy the other workers' metrics snapshots into len bytes at addr -> snapshots copied (absent: 0). */
+  metrics?(addr: number, len: number): number;
   /** The round is over (buffered output, such as access lines, goes out now). */
   roundDone(): void;
 }

@@ -3,6 +3,10 @@ export { Reactor, Connection, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR
 export type { IoCallback, ErrorCallback, RegisterOptions, ReactorOptions, ConnectionHandlers, ConnectionOptions } from "./reactor.ts";
 export { Loop, defaultMaxFds } from "./loop.ts";
 export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
+export type { LogOptions, LogLevelName, LogFormat, LogFields } from "./log.ts";
+// What the CLI checks at startup for --max-connections (the README's "Kernel tuning").
+export { kernelLimitWarnings, fdsNeeded, workerShare } from "./limits.ts";
+export type { KernelLimitOptions, LimitWarning, ConnectionBudget } from "./limits.ts";
 export { Core, defaultCoreConfig, corePath } from "./core.ts";
 export type { CoreConfig, CoreExports, CoreMemory, CoreModule } from "./core.ts";
 export { createBackend, BACKEND_NAMES, backendName, defaultBackendName } from "./backend/index.ts";
@@ -19,7 +23,7 @@ export { uringAvailability, resetUringAvailability, Ring, IORING_OP } from "./ur
 export type { UringAvailability, RingOptions } from "./uring/ring.ts";
 export { UringExecutor } from "./executor-uring.ts";
 export { LibcExecutor } from "./executor-libc.ts";
-export type { ServerOptions, ShutdownResult } from "./server.ts";
+export type { ServerOptions, ShutdownResult, ShutdownOptions } from "./server.ts";
 export { listenTcp, listenAll, resolveHost, HostError } from "./net.ts";
 export type { Listener, ListenOptions } from "./net.ts";
 export { RemoteLoop, QueueFullError } from "./remote.ts";

@@ -42,6 +42,7 @@ export const libc = {
   pipe2: lib.func("int pipe2(_Out_ int *fds, int)"),
   socketpair: lib.func("int socketpair(int, int, int, _Out_ int *fds)"),
   readBuf: lib.func("int read(int, _Out_ void *, size_t)"),
+  sendBuf: lib.func("int send(int, void *, size_t, int)"),
   writeBuf: lib.func("int write(int, void *, size_t)"),
   open: lib.func("int open(str, int, int)"),
   statxBuf: lib.func("int statx(int, str, int, uint32, _Out_ void *)"),
@@ -51,6 +52,10 @@ export const libc = {
   pthread_sigmask: lib.func("int pthread_sigmask(int, void *, _Out_ void *)"),
   signalfd: lib.func("int signalfd(int, void *, int)"),
   getrlimit: lib.func("int getrlimit(int, _Out_ void *)"),
+  // ---- CPU affinity (host/affinity.ts: --cpu-affinity); gettid through syscall(2), as glibc < 2.30 lacks gettid() ----
+  sched_setaffinity: lib.func("int sched_setaffinity(int, size_t, void *)"),
+  sched_getaffinity: lib.func("int sched_getaffinity(int, size_t, _Out_ void *)"),
+  gettid: lib.func("long syscall(long)"),
   setrlimit: lib.func("int setrlimit(int, void *)"),
   strerror: lib.func("const char *strerror(int)"),
   // ---- ParallelWriter (host/writer/): positional writes, file-system sizing ----
@@ -177,6 +182,14 @@ export class SysError extends Error {
 export function check(call: string, r: number): number {
   if (r < 0) throw new SysError(call, errno());
   return r;
+}
+
+/** The soft and hard RLIMIT_NOFILE as they are (capped at 2^30, as raiseFdLimit reports them). */
+export function fdLimits(): { soft: number; hard: number } {
+  const b = Buffer.alloc(16);
+  check("getrlimit", libc.getrlimit(RLIMIT_NOFILE, b));
+  const cap = (v: bigint) => (v > 1n << 30n ? 1 << 30 : Number(v));
+  return { soft: cap(b.readBigUInt64LE(0)), hard: cap(b.readBigUInt64LE(8)) };
 }
 
 /** The soft and hard RLIMIT_NOFILE; raises the soft limit to the hard one. */

@@ -22,10 +22,18 @@ import { FileServer } from "./files.ts";
 import { UringExecutor } from "./executor-uring.ts";
 import { defaultIoBackendName, ioBackendName, resolveServerIoBackend, type IoBackendName, type ServerIoBackend } from "./io-backend.ts";
 
-export type LogLevel = "error" | "warn" | "info" | "access";
-const LEVELS: Record<number, LogLevel> = {
-  [abi.LOG_ERROR]: "error", [abi.LOG_WARN]: "warn", [abi.LOG_INFO]: "info", [abi.LOG_ACCESS]: "access",
+import { Logger, coreLevelName, coreEventName, type LogLevel, type LogOptions, type LogFields } from "./log.ts";
+
+export type { LogLevel, LogOptions, LogFields };
+
+/** What kind of JS callback OP_CALL ran, for the slow-callback line. */
+const CALL_KINDS: Record<number, string> = {
+  [abi.CALL_IO]: "io", [abi.CALL_TIMER]: "timer", [abi.CALL_TASK]: "task", [abi.CALL_CTL_ERROR]: "error",
 };
+/** At most one slow-callback line per this many ms; the others are counted into the next. */
+const SLOW_LOG_EVERY_MS = 1000;
+/** While log lines wait for stderr, the loop sleeps at most this long between tries. */
+const LOG_RETRY_MS = 100;
 
 /** Carries out OP_OPEN for the HTTP server (host/files.ts). */
 export interface FileOpener {
@@ -36,11 +44,20 @@ export interface FileOpener {
 
 export interface LoopOptions extends Partial<CoreConfig> {
   /**
-   * Where log lines go. Default: access lines (level "access") to stdout as
-   * they are, everything else to stderr as "level: line"; both written
-   * synchronously (a thread blocked in the backend's wait never flushes a stream).
+   * Where log lines go. A function gets every line as `(level, text)`,
+   * access lines (level "access") included, up to level info. Settings
+   * (host/log.ts LogOptions: format "text"|"json", level
+   * "error"|"warn"|"info"|"debug", worker, write) configure the built-in
+   * logger. Default: access lines to stdout as they are, everything else to
+   * stderr as "level: line", never blocking the loop (host/log.ts).
    */
-  log?: (level: LogLevel, line: string) => void;
+  log?: ((level: LogLevel, line: string) => void) | LogOptions;
+  /**
+   * A JS callback (I/O handler, timer, task) that holds the loop longer than
+   * this (ms) is logged at warn with its kind and duration, at most one line
+   * a second (the others are counted into it). Default 100; 0: off.
+   */
+  slowCallbackMs?: number;
   files?: FileOpener;
   /**
    * Records every input the core receives (see host/record.ts): into this
@@ -79,6 +96,12 @@ export interface LoopOptions extends Partial<CoreConfig> {
    * io_uring that is unavailable, and "threadpool", throw.
    */
   ioBackend?: IoBackendName;
+  /**
+   * OP_METRICS: copies the other workers' metrics snapshots into len bytes
+   * at addr of this core's memory -> how many (host/metrics.ts MetricsBoard).
+   * Only for a core with metricsPeers > 0.
+   */
+  metricsGather?: (addr: number, len: number) => number;
 }
 
 /**
@@ -104,7 +127,12 @@ export class Loop {
   private readonly uring: UringExecutor | null = null;
   /** JS callbacks the core asks for (OP_CALL: kind, id, fd, a2, a3); set by the Reactor. */
   onCall: (kind: number, id: number, fd: number, events: number, extra: number) => void = () => {};
-  log: (level: LogLevel, line: string) => void;
+  /** The logger every line goes through (host/log.ts). */
+  readonly logger: Logger;
+  private readonly userLog: ((level: LogLevel, line: string) => void) | null;
+  private readonly slowMs: number;
+  private slowLoggedAt = -Infinity;
+  private slowSuppressed = 0;
   files: FileOpener | null;
   private running = false;
   private stopRequested = false;
@@ -119,13 +147,20 @@ export class Loop {
     const backend = options.backend === undefined ? defaultBackendName() : backendName(options.backend, "backend");
     const requestedIo = options.ioBackend === undefined ? defaultIoBackendName() : ioBackendName(options.ioBackend, "ioBackend");
     const io = resolveServerIoBackend(requestedIo);
-    // Synchronous: a thread blocked in epoll_wait never flushes async streams
-    // (process.stderr in a worker is a message to the main thread).
-    this.log = options.log ?? ((level, line) => { writeSync(2, `${level}: ${line}\n`); });
+    // Not process.stderr: a thread blocked in epoll_wait never flushes async
+    // streams (process.stderr in a worker is a message to the main thread).
+    const userLog = typeof options.log === "function" ? options.log : null;
+    this.userLog = userLog;
+    this.logger = new Logger(userLog ? { text: (_level, msg) => msg, write: (line, level) => userLog(level, line) }
+      : (options.log as LogOptions | undefined) ?? {});
+    config.logLevel = this.logger.level;
+    const slowMs = options.slowCallbackMs ?? 100;
+    if (!(Number.isFinite(slowMs) && slowMs >= 0)) throw new RangeError(`slowCallbackMs must be a number of ms >= 0, got ${slowMs}`);
+    this.slowMs = slowMs;
     if (options.maxFds === undefined) config.maxFds = defaultMaxFds();
     const time: [number, number] = [performance.now(), Date.now()];
     const sink = typeof options.record === "string" ? new FileSink(options.record) : options.record;
-    this.accessFile = options.accessLogFile === undefined ? null : AccessFile.open(options.accessLogFile, (line) => this.logLine("error", line), options.accessLogFlushMs);
+    this.accessFile = options.accessLogFile === undefined ? null : AccessFile.open(options.accessLogFile, (line) => this.log("error", line, "access_log_error"), options.accessLogFlushMs);
     this.recorder = sink ? new Recorder(sink, {
       coreSha256: sha256File(corePath),
       config: Object.fromEntries(Object.keys(defaultCoreConfig).map((k) => [k, (config as Record<string, unknown>)[k]])) as unknown as CoreConfig,
@@ -135,13 +170,14 @@ export class Loop {
     this.maxEvents = config.maxEvents;
     this.backend = createBackend(backend);
     this.files = options.files ?? null;
+    this.metricsGather = options.metricsGather ?? null;
     // The file pool: asked for (fileThreads), or implied by the name
     // epoll_threadpool (2 threads), and only for the built-in file server.
     const threads = options.fileThreads ?? (io.backend === "epoll_threadpool" ? 2 : 0);
     this.filePool = threads > 0 && this.files instanceof FileServer
       ? new FilePool(this.core, {
         threads, root: this.files.root, rootFd: this.files.rootFd, precompressed: this.files.precompressed,
-        onError: (line) => this.logLine("error", line),
+        onError: (line) => this.log("error", line, "file_pool"),
       })
       : null;
     let executor: Executor | null = null;
@@ -161,6 +197,7 @@ export class Loop {
           this.backend.close();
           this.recorder?.close();
           this.accessFile?.close(0);
+          this.logger.close();
           throw e;
         }
       }
@@ -169,13 +206,13 @@ export class Loop {
     this.ioBackend = io.backend;
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
-      onTrap: (e, fd) => this.logLine("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`),
+      onTrap: (e, fd) => this.log("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`, "core_trap", { fd }),
     });
-    if (io.fallback) this.logLine("warn", io.fallback);
+    if (io.fallback) this.log("warn", io.fallback, "io_backend_fallback");
     // Without a log function of the user's, access lines skip the JS
     // strings: their bytes go from linear memory to a buffer, one write(2)
     // to stdout per round.
-    this.accessOut = options.log ? null : new AccessWriter(1, (line) => this.log("error", line));
+    this.accessOut = userLog ? null : new AccessWriter(1, (line) => this.log("error", line, "access_log_error"));
   }
 
   /** The file pool carrying out the HTTP server's file work, if any (its eventfd must be watched: the Reactor does). */
@@ -209,8 +246,27 @@ export class Loop {
     // A timer callback called stop() (or raised an error): finish this tick
     // without sleeping, or run() would only return once the poll times out.
     this.pump.tick(this.source, maxWait, this.mustNotBlock);
+    this.afterTick?.();
     this.throwRaised();
   }
+
+  /** Called at the end of every tick (a worker publishes its metrics snapshot here: host/metrics.ts). */
+  afterTick: (() => void) | null = null;
+  /** Called before a backend wait that may sleep (timeout not 0). */
+  beforeSleep: (() => void) | null = null;
+  /**
+   * Keep running when a graceful shutdown has finished (the core's OP_STOP),
+   * calling onDrained instead of stopping, until release(): the CLI's worker
+   * that serves /metrics stays up while the other workers still drain.
+   */
+  holdAfterDrain = false;
+  onDrained: (() => void) | null = null;
+  /** Ends holdAfterDrain: stops now if the drain has finished, else when it does. */
+  release(): void {
+    this.holdAfterDrain = false;
+    if (this.finished) this.stop();
+  }
+  private readonly metricsGather: ((addr: number, len: number) => number) | null;
   private readonly pump: Pump;
   private readonly source: TickSource = { clock: () => this.clock(), poll: (timeout) => this.poll(timeout) };
   private readonly mustNotBlock = () => this.stopRequested || this.raised.length > 0;
@@ -233,7 +289,7 @@ export class Loop {
     if (!this.raised.length) return;
     const [first, ...more] = this.raised;
     this.raised = [];
-    for (const e of more) this.log("error", `also raised in this tick: ${(e as Error)?.message ?? e}`);
+    for (const e of more) this.log("error", `also raised in this tick: ${(e as Error)?.message ?? e}`, "raised");
     this.lastRaised = first;
     throw first;
   }
@@ -256,9 +312,12 @@ export class Loop {
    * held (accessLogFlushMs) cut the sleep short instead.
    */
   private poll(timeout: number): number {
+    if (timeout !== 0) this.beforeSleep?.();
     // Requests on the file pool: wake at least every LIVENESS_MS, so a dead
     // worker's requests are noticed (FilePool.reap looks at the workers).
     if (this.filePool !== null && this.filePool.inFlight > 0 && (timeout < 0 || timeout > LIVENESS_MS)) timeout = LIVENESS_MS;
+    // Log lines stderr did not take: try again now, and soon if they still wait.
+    if (this.logger.pending && !this.logger.flush() && (timeout < 0 || timeout > LOG_RETRY_MS)) timeout = LOG_RETRY_MS;
     const file = this.accessFile;
     if (timeout !== 0 && file?.pending) {
       const hold = file.holdFor(this.now);
@@ -289,13 +348,18 @@ export class Loop {
   private services(): Services {
     return {
       call: (kind, id, fd, events, extra) => this.call(kind, id, fd, events, extra),
-      log: (level, ptr, len) => {
+      log: (level, ptr, len, event = abi.LOGEV_MESSAGE) => {
         const u8 = this.core.u8;
         if (level === abi.LOG_ACCESS && this.accessFile) this.accessFile.add(u8, ptr, len, this.now);
         else if (level === abi.LOG_ACCESS && this.accessOut) this.accessOut.add(u8, ptr, len);
-        else this.logLine(LEVELS[level] ?? "info", this.decoder.decode(u8.subarray(ptr, ptr + len)));
+        else this.log(coreLevelName(level), this.decoder.decode(u8.subarray(ptr, ptr + len)), coreEventName(event));
       },
-      stop: () => { this.finished = true; this.stop(); }, // graceful shutdown finished
+      stop: () => { // graceful shutdown finished
+        this.finished = true;
+        if (this.holdAfterDrain) { this.onDrained?.(); return; }
+        this.stop();
+      },
+      metrics: (addr, len) => this.metricsGather ? this.metricsGather(addr, len) : 0,
       open: (pathPtr, pathLen, record, statOnly) => this.files ? this.files.open(this.core, pathPtr, pathLen, record, statOnly) : -abi.ENOENT,
       list: (buf, cap, pathLen) => this.files ? this.files.list(this.core, buf, cap, pathLen) : -abi.ENOENT,
       roundDone: () => { this.accessOut?.flush(); this.accessFile?.roundDone(this.now); },
@@ -304,26 +368,48 @@ export class Loop {
 
 
   /**
-   * A log line to the user's `log`. If that throws, the line goes to stderr
-   * with the reason: an exception must not escape half-way through a round
-   * (the requests after it would never be carried out).
+   * A log line: `event` names what happened (the JSON `event`), `fields` add
+   * to a JSON line. Access lines go to the user's log function. If that
+   * throws, the line goes to stderr with the reason: an exception must not
+   * escape half-way through a round (the requests after it would never be
+   * carried out).
    */
-  private logLine(level: LogLevel, line: string): void {
+  log(level: LogLevel, line: string, event = "message", fields?: LogFields): void {
     try {
-      this.log(level, line);
+      if (level === "access") this.userLog?.("access", line);
+      else this.logger.log(level, event, line, fields);
     } catch (e) {
       writeSync(2, `wasm-reactor: the log function threw (${(e as Error)?.message ?? e}); the line was: ${level}: ${line}\n`);
     }
   }
 
   private call(kind: number, id: number, fd: number, events: number, extra: number): number {
+    const t0 = this.slowMs > 0 ? performance.now() : 0;
     try {
       this.onCall(kind, id, fd, events, extra);
       return 0;
     } catch (e) {
-      this.logLine("error", `callback threw: ${(e as Error)?.stack ?? e}`);
+      this.log("error", `callback threw: ${(e as Error)?.stack ?? e}`, "callback_threw");
       return -1;
+    } finally {
+      if (this.slowMs > 0) {
+        const ms = performance.now() - t0;
+        if (ms >= this.slowMs) this.slowCallback(kind, ms);
+      }
     }
+  }
+
+  /** A callback held the loop for `ms`: one warn line a second at most, with a count of the ones in between. */
+  private slowCallback(kind: number, ms: number): void {
+    const t = performance.now();
+    if (t - this.slowLoggedAt < SLOW_LOG_EVERY_MS) { this.slowSuppressed++; return; }
+    const more = this.slowSuppressed;
+    this.slowSuppressed = 0;
+    this.slowLoggedAt = t;
+    const name = CALL_KINDS[kind] ?? `kind ${kind}`;
+    this.log("warn", `slow callback: a ${name} callback held the loop for ${ms.toFixed(1)} ms (threshold ${this.slowMs} ms)` +
+      (more > 0 ? `; ${more} more since the last such line` : ""),
+    "slow_callback", { kind: name, duration_ms: Math.round(ms * 1000) / 1000, threshold_ms: this.slowMs, suppressed: more });
   }
 
   // ---- ways to run ------------------------------------------------------
@@ -383,7 +469,7 @@ export class Loop {
     if (this.running) throw new Error("attach(): the loop is already running in blocking mode");
     this.stopRequested = false;
     this.backend.attach(() => {
-      try { this.attachedTick(); } catch (e) { this.log("error", `tick failed: ${(e as Error)?.stack ?? e}`); }
+      try { this.attachedTick(); } catch (e) { this.log("error", `tick failed: ${(e as Error)?.stack ?? e}`, "tick_failed"); }
     });
     this.attached = true;
     this.flush();
@@ -431,7 +517,7 @@ export class Loop {
     if (this.attachTimer) { clearTimeout(this.attachTimer); this.attachTimer = null; }
     const t = this.core.x.pollTimeout();
     if (t >= 0) {
-      this.attachTimer = setTimeout(() => { this.attachTimer = null; try { this.attachedTick(); } catch (e) { this.log("error", String(e)); } }, t);
+      this.attachTimer = setTimeout(() => { this.attachTimer = null; try { this.attachedTick(); } catch (e) { this.log("error", String(e), "tick_failed"); } }, t);
     }
   }
 
@@ -445,6 +531,7 @@ export class Loop {
     this.uring?.close();
     this.recorder?.close();
     this.accessFile?.close(this.now);
+    this.logger.close();
   }
 }
 

@@ -9,7 +9,7 @@
 // as nginx resolves upstream names when it loads its config).
 import { isIP } from "node:net";
 import * as abi from "../assembly/abi.ts";
-import { Server, type ServerOptions, type ShutdownResult } from "./server.ts";
+import { Server, type ServerOptions, type ShutdownResult, type ShutdownOptions } from "./server.ts";
 import { HostError, resolveHost } from "./net.ts";
 import { BALANCE_POLICIES, parseHealthCheck, readUpstreamStats, type BalanceConfig, type BalancePolicyName, type UpstreamStats as TableStats } from "./balance.ts";
 export { BALANCE_POLICIES }; // (the CLI imports them from here)
@@ -60,7 +60,7 @@ export function checkOutcome(code: number): string | null {
     [abi.CHECK_RES_CLOSED]: "closed before a response" } as Record<number, string>)[code] ?? null;
 }
 
-const HEALTH_KEYS = ["maxFails", "ejectBaseMs", "ejectMaxMs", "slowStartMs", "rise", "fall", "check", "checkIntervalMs", "checkTimeoutMs"];
+const HEALTH_KEYS = ["maxFails", "ejectBaseMs", "ejectMaxMs", "slowStartMs", "rise", "fall", "check", "checkIntervalMs", "checkTimeoutMs", "checkPort"];
 
 /** Checks ProxyOptions.health; throws a TypeError naming the problem. */
 function checkHealth(h: ProxyOptions["health"]): void {
@@ -74,9 +74,10 @@ function checkHealth(h: ProxyOptions["health"]): void {
       try { parseHealthCheck(v); } catch (e) { throw new TypeError(`Proxy: ${(e as Error).message}`); }
       continue;
     }
-    const lo = k === "maxFails" || k === "slowStartMs" ? 0 : 1;
-    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > 2 ** 31 - 1) {
-      throw new TypeError(`Proxy: health.${k} must be a whole number ${lo}..2147483647, got ${JSON.stringify(v)}`);
+    const lo = k === "maxFails" || k === "slowStartMs" || k === "checkPort" ? 0 : 1;
+    const hi = k === "checkPort" ? 65535 : 2 ** 31 - 1;
+    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) {
+      throw new TypeError(`Proxy: health.${k} must be a whole number ${lo}..${hi}, got ${JSON.stringify(v)}`);
     }
   }
 }
@@ -148,8 +149,10 @@ export class Proxy {
   run(): void { this.server.run(); }
   attach(): void { this.server.attach(); }
   stop(): void { this.server.stop(); }
-  /** Graceful: stop accepting; pairs in flight finish (at most graceMs). */
-  shutdown(graceMs = 10_000): Promise<ShutdownResult> { return this.server.shutdown(graceMs); }
+  /** Graceful: stop accepting; pairs in flight finish (at most graceMs); options.delayMs: /readyz says 503 that long first. */
+  shutdown(graceMs = 10_000, options: ShutdownOptions = {}): Promise<ShutdownResult> { return this.server.shutdown(graceMs, options); }
+  /** The metrics listener's port (options.metrics), or -1. */
+  get metricsPort(): number { return this.server.metricsPort; }
   close(): void { this.server.close(); }
 
   /** The core's counters and, per upstream, the upstream table's (abi.ts UPSTAT_*). */

@@ -404,6 +404,7 @@ export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uin
     if (res < 0) return;
     if ((r.op === abi.OP_READ || r.op === abi.OP_PREAD || r.op === abi.OP_LIST) && res > 0) rec.mem(u8, r.a0, res);
     else if (r.op === abi.OP_SENDFILE) rec.mem(u8, r.a1, 8);
+    else if (r.op === abi.OP_METRICS && res > 0) rec.mem(u8, r.a0, r.a1); // the other workers' snapshots
     else if (r.op === abi.OP_ACCEPT && r.a0 !== 0) rec.mem(u8, r.a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
   };
   const executor: Executor = {

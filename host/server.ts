@@ -14,6 +14,7 @@ import { Reactor, type ReactorOptions } from "./reactor.ts";
 import { listenAll, HostError, type Listener } from "./net.ts";
 import { raiseFdLimit, libc } from "./libc.ts";
 import { FileServer } from "./files.ts";
+import { parseMetricsAddress, setReady } from "./metrics.ts";
 
 export interface ServerOptions extends ReactorOptions {
   protocol: "echo" | "http" | "proxy-tcp" | "proxy-http";
@@ -28,6 +29,22 @@ export interface ServerOptions extends ReactorOptions {
   root?: string;
   /** SO_SNDBUF of accepted connections (bytes); default: kernel autotuning. */
   sendBuffer?: number;
+  /**
+   * "HOST:PORT" (an IP address; port 0: any free one): a listener of its own
+   * serving GET /metrics (Prometheus text), /healthz and /readyz from the
+   * core. It stays open while a graceful shutdown drains the service.
+   */
+  metrics?: string;
+}
+
+/** Options of `server.shutdown()` beyond the grace period. */
+export interface ShutdownOptions {
+  /**
+   * ms to wait before the drain begins: /readyz answers 503 at once and the
+   * service keeps accepting meanwhile, so a load balancer stops sending first
+   * (HAProxy's grace, Envoy's drain time). Default 0.
+   */
+  delayMs?: number;
 }
 
 /** What `await server.shutdown()` tells. */
@@ -56,6 +73,10 @@ export class Server {
     const maxFds = opts.maxFds ?? Math.min(hard, 1 << 20);
     if (opts.host !== undefined && opts.hosts !== undefined) throw new HostError("Server: give host or hosts, not both");
     const hosts = opts.hosts ?? [opts.host ?? "127.0.0.1"];
+    const metrics = opts.metrics === undefined ? null : parseMetricsAddress(opts.metrics);
+    if (metrics !== null && !isIP(metrics.host)) {
+      throw new HostError(`Server: metrics host '${metrics.host}' is not an IP address; the constructor does not resolve names`);
+    }
     const named = hosts.find((h) => !isIP(h));
     if (named !== undefined) {
       throw new HostError(`Server: '${named}' is not an IP address; the constructor does not resolve names: ` +
@@ -66,19 +87,24 @@ export class Server {
       deferAccept: opts.protocol === "http" || opts.protocol === "proxy-http" ? 1 : 0, sendBuffer: opts.sendBuffer,
     });
     let files: FileServer | null = null;
+    let metricsListeners: Listener[] = [];
     try {
+      if (metrics !== null) metricsListeners = listenAll([metrics.host], { port: metrics.port, backlog: 128 });
       files = opts.protocol === "http" ? new FileServer(opts.root ?? "public", { precompressed: opts.precompressed }) : null;
       this.reactor = new Reactor({ ...opts, maxFds, files: files ?? undefined });
     } catch (e) {
-      for (const l of this.listeners) libc.close(l.fd);
+      for (const l of [...this.listeners, ...metricsListeners]) libc.close(l.fd);
       files?.close();
       throw e;
     }
     this.files = files;
+    this.metricsListener = metricsListeners[0] ?? null;
     const proto = opts.protocol === "http" ? abi.PROTO_HTTP : opts.protocol === "proxy-tcp" ? abi.PROTO_PROXY_TCP
       : opts.protocol === "proxy-http" ? abi.PROTO_PROXY_HTTP : abi.PROTO_ECHO;
-    for (const l of this.listeners) {
-      if (this.reactor.loop.core.x.listen(l.fd, proto) < 0) {
+    const all: [Listener, number][] = this.listeners.map((l) => [l, proto]);
+    if (this.metricsListener) all.push([this.metricsListener, abi.PROTO_METRICS]);
+    for (const [l, p] of all) {
+      if (this.reactor.loop.core.x.listen(l.fd, p) < 0) {
         this.close();
         throw new Error(`listen: fd ${l.fd} beyond the core's tables, or more than the core's 16 listeners`);
       }
@@ -90,6 +116,15 @@ export class Server {
   get listener(): Listener { return this.listeners[0]; }
   /** The port every listener is bound to. */
   get port(): number { return this.listeners[0].port; }
+  /** The metrics listener (options.metrics), if any. */
+  readonly metricsListener: Listener | null;
+  /** The metrics listener's port, or -1. */
+  get metricsPort(): number { return this.metricsListener?.port ?? -1; }
+  /**
+   * What /readyz says besides the core's own shutdown: false makes it answer
+   * 503 (and wasm_reactor_ready 0) while the service still serves.
+   */
+  setReady(ready: boolean): void { setReady(this.reactor.loop.core, ready); }
   /** Blocks this thread serving until stop() or SIGINT/SIGTERM. */
   run(): void { this.reactor.run(); }
   /** Serves from inside this thread's Node event loop. */
@@ -104,8 +139,18 @@ export class Server {
    * the same promise. Call it while the loop runs: on a loop that is not
    * running it settles at once.
    */
-  shutdown(graceMs = 10_000): Promise<ShutdownResult> {
+  shutdown(graceMs = 10_000, options: ShutdownOptions = {}): Promise<ShutdownResult> {
     if (this.shuttingDown) return this.shuttingDown;
+    const delay = options.delayMs ?? 0;
+    if (!Number.isInteger(delay) || delay < 0) throw new TypeError(`shutdown: delayMs must be a whole number >= 0, got ${delay}`);
+    this.setReady(false);
+    if (delay > 0) {
+      // The loop's own timer: the drain begins inside the loop, as if called there.
+      this.shuttingDown = new Promise((resolve) => {
+        this.reactor.setTimeout(delay, () => { this.shuttingDown = null; resolve(this.shutdown(graceMs)); });
+      });
+      return this.shuttingDown;
+    }
     const r = this.reactor;
     // Equal deadlines fire in FIFO order, so this timer runs just before the
     // core's grace timer closes what is left: it counts what is cut off.
@@ -135,8 +180,22 @@ export class Server {
       loop.flush();
     }
     this.reactor.close();
-    for (const l of this.listeners) libc.close(l.fd);
+    this.closeServiceListeners();
+    if (this.metricsListener) libc.close(this.metricsListener.fd);
     this.files?.close();
   }
+
+  /**
+   * Closes the service's listening sockets (the metrics listener stays):
+   * after a finished drain, so that a process that keeps serving /metrics
+   * (the CLI's first worker, while the others drain) leaves no connection
+   * waiting in a backlog that nobody accepts from. Once only.
+   */
+  closeServiceListeners(): void {
+    if (this.serviceListenersClosed) return;
+    this.serviceListenersClosed = true;
+    for (const l of this.listeners) libc.close(l.fd);
+  }
+  private serviceListenersClosed = false;
   stats() { return this.reactor.stats(); }
 }

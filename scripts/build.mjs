@@ -23,7 +23,7 @@ function newest(dir) {
 const mtime = (p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0);
 
 const outputs = [
-  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/filepool-worker.js", "dist/io/worker.js", "dist/types/host/index.d.ts",
+  "build/core.wasm", "build/fuzz.js", "build/pump.js", "build/sqe.js", "build/remote-queue.js", "dist/index.js", "dist/cli.js", "dist/worker-entry.js", "dist/filepool-worker.js", "dist/io/worker.js", "dist/types/host/index.d.ts",
 ];
 const sources = Math.max(newest("assembly"), newest("host"), newest("tools"), mtime("asconfig.json"), mtime("package.json"));
 if (ifNeeded && outputs.every((o) => mtime(o) > sources)) process.exit(0);
@@ -57,6 +57,8 @@ bundle(["tools/fuzz/fuzz.ts"], "--outfile=build/fuzz.js");
 // and the dispatch benchmark: the same source host/loop.ts runs on.
 bundle(["host/pump.ts"], "--outfile=build/pump.js");
 bundle(["host/sqe.ts"], "--outfile=build/sqe.js");
+// The runInLoop queue's protocol steps alone, for the interleaving test (test/remote-queue.test.mjs).
+bundle(["host/remote-queue.ts"], "--outfile=build/remote-queue.js");
 
 // Type declarations for the package entry (dist/types), with the sources'
 // ".ts" import specifiers (`from "./x.ts"` and `import("./x.ts")`) rewritten

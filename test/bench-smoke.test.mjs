@@ -156,6 +156,23 @@ test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => 
   const got = table(r.stdout, want.header);
   assert.equal(got.rows.map((c) => c[0]), want.rows.map((c) => c[0]));
   for (const row of got.rows) for (const c of row.slice(1)) numeric(c, row[0]);
+  // heap vs wheel: the operations of RESULTS.md's table (there at 10,000 and 100,000, here at 1,000)
+  const [wantD, wantMem] = resultsTables("## Connection deadlines: heap vs wheel (bench/timers.mjs)");
+  const gotD = table(r.stdout, wantD.header);
+  const ops = (t) => [...new Set(t.rows.map((c) => c[1]))];
+  assert.equal(ops(gotD), ops(wantD));
+  for (const row of gotD.rows) for (const c of row.slice(2, 5)) numeric(c, row[1]);
+  assert.equal(table(r.stdout, wantMem.header).rows, wantMem.rows, "the memory table");
+});
+
+test("idle-deadlines.mjs --smoke: 100 live deadlines, none early, every connection closed", async () => {
+  const r = await run(process.execPath, ["bench/idle-deadlines.mjs", "--smoke"]);
+  ok(r, "idle-deadlines.mjs --smoke");
+  const t = table(r.stdout, "| closed | measured | resets | errors | still open | early | late p50 ms | late p99 ms | late max ms | later than 10 ms + G | client loop delay p99 / max ms | connect ms |");
+  const [closed, , , errors, open, early] = t.rows[0];
+  assert.equal([closed, errors, open, early], ["100", "0", "0", "0"]);
+  const bad = await run(process.execPath, ["bench/idle-deadlines.mjs", "--conns", "x"]);
+  assert.is(bad.code, 2, "a bad flag exits 2");
 });
 
 test("balance.mjs --smoke: every policy of its RESULTS.md table at 3 and 256 upstreams", async () => {
@@ -337,12 +354,23 @@ test("proxy.sh: syntax and --help; an unknown argument exits 2", async () => {
   }
   const r = await run("bash", ["bench/proxy.sh", "--smoke"]);
   ok(r, "proxy.sh --smoke");
-  const rows = r.stdout.split("\n").filter((l) => /^\| (direct|wr-tcp) \|/.test(l)).map((l) => l.split("|").map((c) => c.trim()));
-  assert.equal(rows.map((c) => [c[1], c[2]]), [["direct", "5"], ["wr-tcp", "5"]], r.stdout);
+  const rows = table(r.stdout, "| proxy | conns | requests/s | vs HAProxy | proxy CPU µs/req | vs HAProxy | p50 ms | p99 ms | added p99 ms | errors |").rows;
+  assert.equal(rows.map((c) => [c[0], c[1]]), [["direct", "5"], ["wr-tcp", "5"]], r.stdout);
   for (const c of rows) {
-    assert.ok(Number(c[3]) > 0, `${c[1]}: requests/s`);
-    assert.is(c[10], "0", `${c[1]}: no errors`);
+    assert.ok(Number(c[2]) > 0, `${c[0]}: requests/s`);
+    assert.is(c[9], "0", `${c[0]}: no errors`);
   }
+  // tcp-mode bulk (--smoke: 1 MiB on one connection): every response whole, MB/s a figure
+  const bulk = table(r.stdout, "| proxy | size | conns | MB/s | vs HAProxy | proxy CPU µs/MB | vs HAProxy | errors |").rows;
+  assert.equal(bulk.map((c) => c.slice(0, 3)), [["direct", "1 MiB", "1"], ["wr-tcp", "1 MiB", "1"]], r.stdout);
+  for (const c of bulk) {
+    assert.ok(Number(c[3]) > 0, `${c[0]}: bulk MB/s`);
+    assert.is(c[7], "0", `${c[0]}: no bulk errors`);
+  }
+  numeric(bulk[1][5], "wr-tcp proxy CPU µs/MB");
+  const bad = await run("bash", ["bench/proxy.sh", "--smoke"], { env: { BULK: "1m" } });
+  assert.is(bad.code, 2, "BULK without :CONNS exits 2");
+  assert.match(bad.stderr, /BULK: '1m' is not SIZE:CONNS/);
 });
 
 test("http.sh: syntax and --help; --smoke where wrk is installed", async () => {
@@ -440,6 +468,7 @@ const COVERED = {
   "echo.mjs": "--smoke above",
   "io-echo.mjs": "by echo.mjs --smoke --servers io-uring,io-epoll,io-pool",
   "http-idle.mjs": "above, against http-node.mjs",
+  "idle-deadlines.mjs": "--smoke above",
   "http-node.mjs": "above",
   "http-report.mjs": "above, and by http.sh --smoke",
   "http-wrk.lua": "by http.sh --smoke (wrk)",
@@ -451,6 +480,7 @@ const COVERED = {
   "parse.mjs": "above, and by parse.sh --smoke",
   "parse.sh": "--smoke above",
   "snapshot.sh": "above",
+  "splice.mjs": "--smoke in test/bench-splice.test.mjs (a file of its own: this one is near the runner's 120 s per file)",
   "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
   "fairness.mjs": "--smoke above",

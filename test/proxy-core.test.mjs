@@ -75,7 +75,7 @@ test("connect timeout: the socket is closed, one retry, then the client", () => 
   h.tick();
   assert.equal(closedFds(h), [UP1]);
   assert.is(h.ops(abi.OP_CONNECT).length, 2);
-  h.setTime(2002);
+  h.setTime(2002 + abi.WHEEL_TICK_MS); // connection deadlines fire up to one wheel tick late
   h.tick();
   assert.equal(closedFds(h).sort((a, b) => a - b), [CLIENT, UP1, UP2]);
   assert.is(h.stat(abi.STAT_PROXY_NO_UPSTREAM), 1);

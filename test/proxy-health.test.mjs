@@ -153,6 +153,36 @@ test("http check: 500 on the path takes it down, 200 brings it back; the probe's
   server.close();
 });
 
+test("http check on a port of its own (--health-port): the probes go there, traffic to the upstreams' ports", async () => {
+  // Two upstreams on two loopback addresses, each with a service port and, on one port number shared by both
+  // (as --health-port is), a check server: serve's --metrics listener with its /readyz.
+  let ready = 200, checks = 0, served = 0;
+  const listen = async (s, host, port = 0) => {
+    await new Promise((r, j) => { s.once("error", j); s.listen(port, host, r); });
+    open.add({ close: () => s.close() });
+    return s.address().port;
+  };
+  const svcA = await listen(http.createServer((req, res) => { served++; res.end("A"); }), "127.0.0.1");
+  const svcB = await listen(http.createServer((req, res) => res.end("B")), "127.0.0.2");
+  const chkPort = await listen(http.createServer((req, res) => { checks++; res.writeHead(req.url === "/readyz" ? ready : 404); res.end(); }), "127.0.0.1");
+  await listen(http.createServer((req, res) => { res.writeHead(req.url === "/readyz" ? 200 : 404); res.end(); }), "127.0.0.2", chkPort);
+  const p = new Proxy({ port: 0, proxyMode: "http", upstreams: [{ host: "127.0.0.1", port: svcA }, { host: "127.0.0.2", port: svcB }],
+    health: { check: "http:/readyz", checkPort: chkPort, checkIntervalMs: 50, checkTimeoutMs: 500 } });
+  p.attach();
+  open.add({ close: () => { try { p.stop(); p.close(); } catch { /* closed */ } } });
+  await until(3000, () => checks >= 2, "probes on the check port");
+  assert.is(served, 0, "no probe reached the service port");
+  assert.is(p.stats().upstreams[0].check.last, "status 200");
+  ready = 503; // A drains
+  await until(3000, () => state(p, 0) === "down", "down on 503 from the check port");
+  const before = served;
+  for (let i = 0; i < 4; i++) assert.is(await (await fetch(`http://127.0.0.1:${p.port}/`)).text(), "B", "traffic avoids A");
+  assert.is(served, before);
+  assert.is(state(p, 1), "up");
+  ready = 200;
+  await until(3000, () => state(p, 0) === "up", "up again");
+});
+
 test("http check: a probe that gets no answer is bad at the timeout", async () => {
   let accepted = 0;
   const mute = net.createServer((s) => { accepted++; s.on("error", () => {}); s.resume(); open.add(s); });
@@ -261,6 +291,8 @@ test("CLI: bad health values exit 2 with one line", async () => {
     [["--max-fails", "many"], /--max-fails must be a whole number/],
     [["--fail-timeout", "0"], /--fail-timeout must be at least 1/],
     [["--slow-start", "1.5"], /--slow-start must be a whole number/],
+    [["--health-check", "tcp", "--health-port", "70000"], /--health-port must be 1..65535/],
+    [["--health-port", "9100"], /--health-port needs --health-check/],
   ];
   // in parallel: each is a process start
   const results = await Promise.all(cases.map(([args]) => runCli(["proxy", "--upstream", "127.0.0.1:1", ...args])));
@@ -271,7 +303,7 @@ test("CLI: bad health values exit 2 with one line", async () => {
     assert.is(r.stderr.trim().split("\n").length, 1, r.stderr);
   }
   const help = await runCli(["proxy", "--help"]);
-  for (const flag of ["--health-check", "--health-interval", "--health-timeout", "--health-rise", "--health-fall", "--max-fails", "--fail-timeout", "--slow-start"]) {
+  for (const flag of ["--health-check", "--health-interval", "--health-timeout", "--health-rise", "--health-fall", "--health-port", "--max-fails", "--fail-timeout", "--slow-start"]) {
     assert.ok(help.stdout.includes(flag), flag);
   }
   assert.throws(() => new Proxy({ port: 0, upstreams: [{ host: "127.0.0.1", port: 1 }], health: { check: "ping" } }), /health check must be tcp or http/);

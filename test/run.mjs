@@ -57,12 +57,16 @@ const JOBS = Math.max(1, Number(process.env.TEST_JOBS) || (only.length === 0 && 
 // calls the suite makes on both backends), the benchmark smoke runs (which
 // choose their backends themselves: bench/http.sh BACKENDS), and the backend
 // unit tests (which name each backend), and the ParallelWriter's own tests
-// (files and threads, no event backend; writer-live.test.mjs runs on both).
+// (files and threads, no event backend; writer-live.test.mjs runs on both),
+// the deploy/ manifests' checks and the runInLoop queue's interleavings (pure code),
+// and the 10,000-connection idle test (the wheel is the core's, the same on
+// every backend; twice would cost the suite's budget another ~15 s).
 const ONCE = new Set([
-  "abi.test.mjs", "backend.test.mjs", "proxy-core.test.mjs", "bench-smoke.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
-  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
+  "abi.test.mjs", "backend.test.mjs", "proxy-core.test.mjs", "bench-smoke.test.mjs", "bench-splice.test.mjs", "chart.test.mjs", "core.test.mjs", "docs.test.mjs",
+  "fuzz.test.mjs", "http-units.test.mjs", "http-units-options.test.mjs", "io.test.mjs", "metrics-core.test.mjs", "package.test.mjs", "parser.test.mjs", "proxy-http-parts.test.mjs",
   "proxy-balance.test.mjs", "proxy-balance-host.test.mjs", "proxy-health-core.test.mjs",
   "shutdown.test.mjs", "sources.test.mjs", "tags.test.mjs", "timers.test.mjs", "uring.test.mjs", "writer.test.mjs",
+  "deploy.test.mjs", "remote-queue.test.mjs", "wheel.test.mjs", "idle-wheel.test.mjs",
 ]);
 
 let passed = 0, failed = 0, skipped = 0;

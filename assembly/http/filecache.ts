@@ -51,6 +51,8 @@ export const PATH_MAX_CACHED: i32 = 1024; // longer paths get 414
 const HDR_MAX: i32 = 256;
 
 export const FC_FREE = 0;
+/** Entries in use (not FC_FREE): wasm_reactor_file_cache_entries. */
+export let fcLive: i32 = 0;
 export const FC_LOADING = 1;   // open (or body read) in flight
 export const FC_READY = 2;
 export const FC_STALE = 3;     // replaced; closed when unused
@@ -138,6 +140,7 @@ export function startOpen(connFd: i32, p: usize, n: i32): i32 {
   store<u32>(e + E_HASH, h);
   store<i32>(e + E_PATH_LEN, n);
   store<i32>(e + E_STATE, FC_LOADING);
+  fcLive++;
   store<i32>(e + E_FD, -1);
   store<i32>(e + E_REFS, 0);
   store<i32>(e + E_BODY, 0);
@@ -330,6 +333,7 @@ function release(i: i32): void {
   dropBody(e);
   store<i32>(e + E_FD, -1);
   store<i32>(e + E_STATE, FC_FREE);
+  fcLive--;
 }
 
 /** A free entry, evicting an unused one (clock algorithm) if needed; -1 if all are busy. */

@@ -14,7 +14,7 @@ import { submit, ctlI32, ctlAddF64 } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize } from "../reactor/pool";
 import {
   conn, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
-  connCloseSoon, connOverflow, setDeadline, etMode, connOpen, CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED,
+  connCloseSoon, connOverflow, connSetEndReason, setDeadline, etMode, connOpen, CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED,
   CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -107,6 +107,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
       if (outPending(fd)) enqueue(fd); else connClose(fd);
       return;
     }
+    connSetEndReason(fd, res);
     connClose(fd); // ECONNRESET and friends
     return;
   }
@@ -114,7 +115,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     store<i32>(c + C_INFLIGHT, 0);
     const b = <usize>load<i32>(c + C_RBUF);
     const n = load<i32>(c + C_RLEN);
-    if (res < 0 && res != -EAGAIN) { releaseReadBuf(fd, b); connClose(fd); return; }
+    if (res < 0 && res != -EAGAIN) { releaseReadBuf(fd, b); connSetEndReason(fd, res); connClose(fd); return; }
     const written = res < 0 ? 0 : res;
     if (written > 0) ctlAddF64(STAT_BYTES_OUT, <f64>written);
     if (written < n) {

@@ -35,13 +35,15 @@
 // formatting httpresponse.ts, the record's fields and options httpstate.ts.
 import {
   OP_READ, OP_SENDFILE, OP_SHUTDOWN, EAGAIN, PROTO_HTTP, OP_LIST, STAT_REQUESTS, STAT_RESPONSES_4XX,
-  STAT_RESPONSES_5XX, STAT_BYTES_IN, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, OP_OPEN, OP_PREAD,
+  STAT_RESPONSES_5XX, STAT_BYTES_IN, C_STATE, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, OP_OPEN, OP_PREAD, CLOSE_SERVER,
+  CLOSE_HEADER_TIMEOUT, CLOSE_IDLE_TIMEOUT,
 } from "../abi";
+import { metricsMethod, metricsStatus, metricsDuration } from "../reactor/metrics";
 import { submit, ctlAddI32, ctlAddF64, now } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose, connCloseSoon,
-  setDeadline, clearDeadline, connOpen, draining, CF_HUP, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED,
+  setDeadline, clearDeadline, connOpen, draining, connSetReason, connSetEndReason, connReason, CF_HUP, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED,
   OUT_DONE, OUT_MORE,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
@@ -245,7 +247,9 @@ function readDone(fd: i32, res: i32): void {
     return;
   }
   // EOF or an error: nothing more will come. (A request in progress is
-  // abandoned by the client; nothing to answer.)
+  // abandoned by the client; nothing to answer.) After an error response
+  // (lingering) the close was the server's decision.
+  if (st != HS_LINGER) connSetEndReason(fd, res);
   connClose(fd);
 }
 
@@ -291,6 +295,7 @@ function process(fd: i32): void {
   store<i32>(c + H_LINE_START, 0);
   store<i32>(c + H_LINE_END, 0);
   ctlAddI32(STAT_REQUESTS, 1);
+  metricsMethod(load<i32>(req + REQ_METHOD));
   budgetCharge(fd, 1, 0);
   if (r < 0) { errorResponse(fd, -r); return; }
   store<i32>(c + H_HEAD_END, r);
@@ -436,6 +441,8 @@ function responseDone(fd: i32): void {
   clearFlag(fd, CF_READ_PAUSED);
   const status = load<i32>(c + H_STATUS);
   if (status >= 500) ctlAddI32(STAT_RESPONSES_5XX, 1); else if (status >= 400) ctlAddI32(STAT_RESPONSES_4XX, 1);
+  metricsStatus(status);
+  metricsDuration(now() - load<f64>(c + H_START));
   if (accessLog) logAccess(fd, status);
   const hx = load<i32>(c + H_FLAGS);
   if (hx & HX_CLOSE) {
@@ -473,6 +480,7 @@ function responseDone(fd: i32): void {
 function linger(fd: i32): void {
   const c = conn(fd);
   store<i32>(c + C_STATE, HS_LINGER);
+  connSetReason(fd, CLOSE_SERVER);
   store<i32>(c + C_RPOS, 0);
   store<i32>(c + C_RLEN, 0);
   setDeadline(fd, LINGER_MS);
@@ -494,6 +502,8 @@ export function httpDrain(fd: i32): void {
 
 export function httpTimeout(fd: i32): void {
   // Idle keep-alive, slow-loris head, stalled body or a reader that stopped
-  // reading: close without a word, as nginx does.
+  // reading: close without a word, as nginx does. A head still coming is
+  // the header timeout's doing (the reactor said idle).
+  if (load<i32>(conn(fd) + C_STATE) == HS_HEAD && connReason(fd) == CLOSE_IDLE_TIMEOUT) connSetReason(fd, CLOSE_HEADER_TIMEOUT);
   connClose(fd);
 }

@@ -12,6 +12,7 @@ import {
 } from "../abi";
 import { submit, wallNow } from "../reactor/ctl";
 import { doneA2, doneA3 } from "../reactor/inflight";
+import { metricsFileCache } from "../reactor/metrics";
 import { ringTake, ringGive } from "../reactor/pool";
 import { conn, enqueue, outReserve, outCommit, outAppend, connClose, BODY_MEMORY, BODY_FILE } from "../reactor/conn";
 import { chooseEncoding, ENC_IDENTITY, ENC_BR } from "../http/encoding";
@@ -35,7 +36,7 @@ import {
   PATH_MAX_CACHED,
 } from "../http/filecache";
 import {
-  HS_WAIT, HX_CLOSE, H_ENTRY, H_FLAGS, H_HEAD_END, H_LIST_BUF, H_MULTI, H_SENT, H_STATUS, H_WAIT_ENTRY, H_WAIT_NEXT,
+  HS_WAIT, HX_CLOSE, HX_LOOKED_UP, H_ENTRY, H_FLAGS, H_HEAD_END, H_LIST_BUF, H_MULTI, H_SENT, H_STATUS, H_WAIT_ENTRY, H_WAIT_NEXT,
   PATH_CAP, listing, maxHeader, maxHeaders, maxLine, pathBuf, precompressed, req,
 } from "./httpstate";
 import { startWrite } from "./http";
@@ -124,6 +125,8 @@ export function serve(fd: i32): void {
   }
   if (n == 0) { store<u8>(pathBuf, 0x2e); n = 1; store<u8>(pathBuf + 1, 0); } // "."
   let e = lookup(pathBuf, n);
+  const hx = load<i32>(conn(fd) + H_FLAGS);
+  if (!(hx & HX_LOOKED_UP)) { store<i32>(conn(fd) + H_FLAGS, hx | HX_LOOKED_UP); metricsFileCache(e >= 0); }
   if (e < 0) {
     if (n >= PATH_MAX_CACHED) { simpleResponse(fd, 414); return; }
     e = startOpen(fd, pathBuf, n);

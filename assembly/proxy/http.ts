@@ -19,11 +19,9 @@
 // while the other's ring is full; its reads resume below half). A ring with
 // a write in flight never moves: only its free space is appended to.
 //
-// Errors: 502 (the upstream failed before a response head: refused after the
-// retry, reset, an invalid head), 504 (no head within CFG_PROXY_UPSTREAM_TIMEOUT),
-// 503 (no usable upstream). After a response head went to the client, a
-// failure can only be shown by closing the client connection (a truncated
-// response, never a mixed-up one).
+// Errors (502 / 503 / 504, 4xx for a refused request): http-answer.ts.
+// The idle pool: http-pool.ts. States, fields and settings: http-state.ts.
+// The connect sequence and the client/upstream link: link.ts.
 //
 // Retries, once, on another upstream: a connect that failed; or a request
 // that got no response byte back on a REUSED pooled connection (the upstream
@@ -31,152 +29,69 @@
 // idempotent (GET/HEAD) without a body. A request whose body started to
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EINPROGRESS, EALREADY, EISCONN,
-  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
-  CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_SHUTDOWN, EAGAIN,
+  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX,
+  CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
-  C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, AF_INET, AF_INET6, LOG_WARN, UPSTREAMS_MAX,
-  PXH_SIZE, PXH_REUSES, PXH_CONNECTS, PXH_POOLED, PXG_SIZE, PXG_RETRIES, PXG_502, PXG_503, PXG_504, PXG_4XX,
-  PXG_TRUNCATED, PXG_POOL_DROPPED, HASH_KEY_PATH, HASH_KEY_HEADER,
+  C_STATE, BAL_IP_HASH, BAL_HASH, LOG_WARN,
+  PXH_REUSES, PXH_CONNECTS, PXG_RETRIES, PXG_502, PXG_503, PXG_504,
+  PXG_TRUNCATED, HASH_KEY_PATH, HASH_KEY_HEADER,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
+import { metricsMethod, metricsStatus } from "../reactor/metrics";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose,
   connCloseSoon, setDeadline, clearDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, draining,
-  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_HUP, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
-import { peerRecord, peersOn, peersInit, peerFormat } from "../reactor/peer";
+import { peersOn, peersInit, peerFormat } from "../reactor/peer";
 import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
 import {
-  REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_SIZE,
+  REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH,
   REQ_TARGET_OFF, REQ_TARGET_LEN, METHOD_GET, METHOD_HEAD, RF_CONN_CLOSE, RF_CONN_KEEPALIVE, RF_CHUNKED,
   RF_HAS_CONTENT_LENGTH, RF_EXPECT_OTHER, resetRequest, parseRequest,
 } from "../http/parser";
 import {
-  RESP_SIZE, RESP_SCANNED, RESP_STATUS, RESP_FLAGS, RESP_BODY, RESP_CONTENT_LENGTH, RS_INTERIM, RS_REUSABLE,
+  RESP_SCANNED, RESP_STATUS, RESP_FLAGS, RESP_BODY, RESP_CONTENT_LENGTH, RS_INTERIM, RS_REUSABLE,
   BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE, resetResponse, parseResponse,
 } from "../http/response";
 import { BODYST_OUT, bodyStart, bodyFeed, bodyDechunk, bodyDone } from "../http/framing";
 import { proxyRewriteRequest, proxyRewriteResponse, RW_NEEDS_DECHUNK, RWR_CLOSE, RWR_CLIENT_HTTP10, RWR_DECHUNK } from "./rewrite";
 import {
-  upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
-  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
+  upstreamConnClosed,
+  upstreamRequestStart, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
 } from "./upstreams";
 import { balancePick, balancePolicy, hashBytes } from "./balance";
 import { proxyUpstreamsLoad, proxyService as tcpService } from "./tcp";
+import {
+  CS_IDLE, CS_HEAD, CS_PICK, CS_SOCKET, CS_WAIT, CS_FWD, CS_LINGER, US_CONNECTING, US_ACTIVE, US_POOLED,
+  X_REQF, X_HEAD_END, X_BODY_POS, X_SCAN, X_LSTART, X_LEND, X_HASH, X_STATUS, X_ASKED, X_POOL_NEXT, X_POOL_PREV,
+  X_RSCAN, X_USTATUS, X_START, X_LAT, X_BODYST, XC_REQ_DONE, XC_RESP_DONE, XC_CLOSE, XC_HEAD_SENT, XC_HEAD_GONE,
+  XU_HEAD, XU_GOT, XU_NOREUSE, XU_REUSED, XU_DECHUNK, RQ_HEAD, RQ_HTTP10, RQ_BODY, RQ_IDEMPOTENT,
+  idleMs, headerMs, connectMs, upstreamMs, maxLine, maxHeader, maxHeaders, req, resp, scratch, scratchCap,
+  httpConfigLoad, stat, gstat, releaseBuf, noRead, wantRead, hashKeyRec, addrText,
+} from "./http-state";
+import { poolInit, poolPut, poolTake, poolDrop, poolUnlink } from "./http-pool";
+import { answer, linger, badResponse, truncated, endRequest, badRequestBody } from "./http-answer";
+import {
+  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, xf, xset, xclear, peerOf, isClient, linkedBack, closeSafe,
+  peerHash, roomIn, pause, resume, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, socketArrived,
+  upstreamOpen, connectFailed as connectDropped, mayRetry, countTry, CONNECT_OK, CONNECT_WAIT,
+} from "./link";
 
-// ---- states (C_STATE) ---------------------------------------------------------
-const CS_IDLE = 1;      // client: between requests, no byte of the next one
-const CS_HEAD = 2;      // client: reading a request head
-const CS_PICK = 3;      // client: head parsed; picks an upstream at its next run
-const CS_SOCKET = 4;    // client: OP_SOCKET in flight for its upstream
-const CS_WAIT = 5;      // client: its upstream is connecting
-const CS_FWD = 6;       // client: paired (or its response still flushing)
-const CS_LINGER = 7;    // client: an error answer went out with its write side shut; drain, then close
-const US_CONNECTING = 10;
-const US_ACTIVE = 11;   // upstream: carrying a request
-const US_POOLED = 12;   // upstream: idle in its pool
+export { proxyHttpUpstreamStats, proxyHttpStats, proxyHashKeyConfig } from "./http-state";
 
-// ---- the protocol area (112 bytes) ----------------------------------------
-const X_PEER = C_PROTO_AREA;         // the other side's fd, -1: none
-const X_UP = C_PROTO_AREA + 4;       // upstream index
-const X_XF = C_PROTO_AREA + 8;       // XF_* flags
-// client
-const X_TRIES = C_PROTO_AREA + 12;   // upstreams tried for this request
-const X_REQF = C_PROTO_AREA + 16;    // RQ_* bits of the current request
-const X_HEAD_END = C_PROTO_AREA + 20; // length of the current request head (at C_RPOS)
-const X_BODY_POS = C_PROTO_AREA + 24; // buffer offset of the first body byte not yet forwarded
-const X_SCAN = C_PROTO_AREA + 28;    // request parser phase-1 state
-const X_LSTART = C_PROTO_AREA + 32;
-const X_LEND = C_PROTO_AREA + 36;
-const X_HASH = C_PROTO_AREA + 40;    // the request key's hash (hash / ip-hash)
-const X_STATUS = C_PROTO_AREA + 44;  // status of the response (stats)
-const X_ASKED = C_PROTO_AREA + 48;   // both: bytes the read in flight asked for (ET: fewer came = drained)
-// upstream
-const X_POOL_NEXT = C_PROTO_AREA + 12;
-const X_POOL_PREV = C_PROTO_AREA + 16;
-const X_RSCAN = C_PROTO_AREA + 20;   // response parser phase-1 state
-const X_USTATUS = C_PROTO_AREA + 24;
-const X_START = C_PROTO_AREA + 32;   // f64 the request's start (loop ms)
-const X_LAT = C_PROTO_AREA + 40;     // f64 ms to the response head
-// both: the body state (http/framing.ts BODYST, 56 bytes): the client's is
-// its request body, the upstream's the response body.
-const X_BODYST = C_PROTO_AREA + 56;
-
-const XF_CLIENT = 1;
-const XF_PAUSED = 2;         // not read: the peer's ring is full
-const XC_REQ_DONE = 4;       // the request body went into the upstream's ring in full
-const XC_RESP_DONE = 8;      // the response went into our ring in full (flush, then the next request)
-const XC_CLOSE = 16;         // close after this response
-const XC_HEAD_SENT = 32;     // a final response head is in our ring: no error answer any more
-const XC_HEAD_GONE = 64;     // the request head left the buffer (a body streamed past it): no retry
-const XU_HEAD = 128;         // upstream: the final response head was parsed
-const XU_GOT = 256;          // upstream: a response byte came
-const XU_NOREUSE = 512;      // upstream: not back to the pool (it said close, extra bytes...)
-const XU_REUSED = 1024;      // upstream: taken from the pool for this request
-const XU_DECHUNK = 2048;     // upstream: chunked response de-chunked for an HTTP/1.0 client
-
-const RQ_HEAD = 1, RQ_HTTP10 = 2, RQ_BODY = 4, RQ_IDEMPOTENT = 8;
-
-const SOCK_STREAM_NB_CLOEXEC = 1 | 0x800 | 0x80000;
-const SHUT_WR = 1;
-const MAX_TRIES = 2;
-const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after this (nginx keepalive_timeout 60s)
-const LINGER_MS: f64 = 2000;
-const DEFAULT_KEEPALIVE = 1024; // idle connections kept per upstream: a 1,000-client burst reuses its connections (32 made them churn: bench/RESULTS.md "Proxy")
-
-let idleMs: f64 = 0;
-let headerMs: f64 = 0;
-let connectMs: f64 = 0;
-let upstreamMs: f64 = 0;
-let keepalive = DEFAULT_KEEPALIVE;
+// The hash key: policy BAL_HASH / BAL_IP_HASH and CFG_PROXY_HASH_KEY.
 let policy = 0;
 let hashKind = 0;
-let maxLine = 8192, maxHeader = 16384, maxHeaders = 100;
-let req: usize = 0;
-let resp: usize = 0;
-let scratch: usize = 0;       // the rewritten request head
-let scratchCap = 0;
-const addrText: usize = memory.data(64);
-// per upstream: pool head (fd, -1 none) and size; counters PXH_*
-const poolHead: usize = memory.data(UPSTREAMS_MAX * 4);
-const poolSize: usize = memory.data(UPSTREAMS_MAX * 4);
-const upStats: usize = memory.data(UPSTREAMS_MAX * PXH_SIZE, 8);
-const globalStats: usize = memory.data(PXG_SIZE, 8);
-// the hash key's header name (the host writes it: i32 length, then the name)
-const hashKeyRec: usize = memory.data(68);
-
-/** Per-upstream counters of http mode (abi.ts PXH_*). */
-export function proxyHttpUpstreamStats(u: i32): usize { return upStats + <usize>(u * PXH_SIZE); }
-/** http mode's global counters (abi.ts PXG_*). */
-export function proxyHttpStats(): usize { return globalStats; }
-/** Where the host writes the hash key's header name (i32 length, up to 64 bytes). */
-export function proxyHashKeyConfig(): usize { return hashKeyRec; }
-
-@inline function stat(u: i32, off: i32): void { const p = upStats + <usize>(u * PXH_SIZE + off); store<f64>(p, load<f64>(p) + 1); }
-@inline function gstat(off: i32): void { const p = globalStats + <usize>off; store<f64>(p, load<f64>(p) + 1); }
 
 export function proxyHttpProtocol(): Protocol {
-  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
-  headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
-  connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
-  upstreamMs = <f64>ctlI32(CFG_PROXY_UPSTREAM_TIMEOUT);
-  keepalive = ctlI32(CFG_PROXY_KEEPALIVE);
-  if (keepalive < 0) keepalive = DEFAULT_KEEPALIVE; // < 0: default; 0: no pool
+  httpConfigLoad();
   hashKind = ctlI32(CFG_PROXY_HASH_KEY);
-  if (ctlI32(CFG_MAX_LINE) > 0) maxLine = ctlI32(CFG_MAX_LINE);
-  if (ctlI32(CFG_MAX_HEADER) > 0) maxHeader = ctlI32(CFG_MAX_HEADER);
-  if (ctlI32(CFG_MAX_HEADERS) > 0) maxHeaders = ctlI32(CFG_MAX_HEADERS);
-  if (maxLine + maxHeader > readBufSize - 1024) maxHeader = max(1024, readBufSize - 1024 - maxLine);
-  req = heap.alloc(REQ_SIZE);
-  resp = heap.alloc(RESP_SIZE);
-  // a rewritten head: the received one plus the forwarding fields
-  scratchCap = readBufSize + 1024;
-  scratch = heap.alloc(<usize>scratchCap + 16);
-  for (let u = 0; u < UPSTREAMS_MAX; u++) { store<i32>(poolHead + <usize>(u * 4), -1); store<i32>(poolSize + <usize>(u * 4), 0); }
+  poolInit();
   proxyUpstreamsLoad(); // the same table tcp mode loaded (one config)
   policy = balancePolicy();
   // X-Forwarded-For needs every client's address: the host asks for them
@@ -197,12 +112,6 @@ export function proxyHttpProtocol(): Protocol {
   return p;
 }
 
-@inline function xf(fd: i32): i32 { return cget(fd, X_XF); }
-@inline function xset(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) | f); }
-@inline function xclear(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) & ~f); }
-@inline function peerOf(fd: i32): i32 { return cget(fd, X_PEER); }
-@inline function isClient(fd: i32): bool { return (cget(fd, X_XF) & XF_CLIENT) != 0; }
-
 export function httpProxyOpen(fd: i32): void {
   connOpen(fd, H_CONN, PROTO_PROXY_HTTP, CS_IDLE);
   cset(fd, X_PEER, -1);
@@ -220,15 +129,7 @@ export function httpProxyRun(fd: i32): void {
   if (load<i32>(c + C_INFLIGHT) != 0) return;
   const st = load<i32>(c + C_STATE);
   const f = flags(fd);
-  if (st == US_CONNECTING) {
-    if (f & CF_WRITABLE) {
-      clearFlag(fd, CF_WRITABLE);
-      const u = cget(fd, X_UP);
-      submit(OP_CONNECT, fd, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-      store<i32>(c + C_INFLIGHT, OP_CONNECT);
-    }
-    return;
-  }
+  if (st == US_CONNECTING) { connectAgain(fd); return; }
   if (st == CS_PICK) { startUpstream(fd); return; }
   const out = outPending(fd);
   if (out && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) { outStep(fd); return; }
@@ -289,52 +190,7 @@ function compact(fd: i32): void {
   if (cget(fd, X_BODY_POS) >= pos) cset(fd, X_BODY_POS, cget(fd, X_BODY_POS) - pos);
 }
 
-function releaseBuf(fd: i32): void {
-  const b = <usize>cget(fd, C_RBUF);
-  if (b != 0) readBufGive(b);
-  cset(fd, C_RBUF, 0); cset(fd, C_RLEN, 0); cset(fd, C_RPOS, 0);
-}
 
-/** Room in `to`'s ring for appending now (a ring with a write in flight must not move). */
-function roomIn(to: i32): i32 {
-  let room = writeBufMax - cget(to, C_WLEN);
-  const inf = cget(to, C_INFLIGHT);
-  if (inf != 0 && inf != OP_READ && inf != OP_SHUTDOWN && inf != OP_CONNECT) {
-    const ring = cget(to, C_WRING);
-    room = min(room, ring == 0 ? 0 : (4096 << cget(to, C_WCLS)) - cget(to, C_WLEN));
-  }
-  return room;
-}
-
-function pause(fd: i32): void {
-  if (xf(fd) & XF_PAUSED) return;
-  xset(fd, XF_PAUSED);
-  setFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-}
-
-function resume(fd: i32): void {
-  if (!(xf(fd) & XF_PAUSED)) return;
-  xclear(fd, XF_PAUSED);
-  clearFlag(fd, CF_NO_READ);
-  setFlag(fd, CF_READABLE); // ET: an edge may have come while paused
-  connRefreshInterest(fd);
-  enqueue(fd);
-}
-
-/** Stop reading fd (not paused by backpressure: nothing is wanted from it now). */
-function noRead(fd: i32): void {
-  if (flags(fd) & CF_NO_READ) return;
-  setFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-}
-function wantRead(fd: i32): void {
-  if (!(flags(fd) & CF_NO_READ) || (xf(fd) & XF_PAUSED)) return;
-  clearFlag(fd, CF_NO_READ);
-  setFlag(fd, CF_READABLE);
-  connRefreshInterest(fd);
-  enqueue(fd);
-}
 
 // ---- completions ----------------------------------------------------------------
 
@@ -436,6 +292,7 @@ function parseHead(fd: i32): void {
   }
   cset(fd, X_SCAN, 0); cset(fd, X_LSTART, 0); cset(fd, X_LEND, 0);
   ctlAddI32(STAT_REQUESTS, 1);
+  metricsMethod(load<i32>(req + REQ_METHOD));
   cset(fd, X_XF, XF_CLIENT);
   cset(fd, X_REQF, 0);
   if (r < 0) { answer(fd, -r, true); return; }
@@ -471,14 +328,7 @@ function parseHead(fd: i32): void {
 
 /** The hash balancePick gets: the client address (ip-hash), the key (hash), else 0. */
 function requestHash(fd: i32, head: usize): u32 {
-  if (policy == BAL_IP_HASH) {
-    const p = peerRecord(fd);
-    if (p == 0) return 0;
-    const family = <i32>load<u16>(p);
-    if (family == AF_INET) return hashBytes(p + 4, 4);
-    if (family == AF_INET6) return hashBytes(p + 4, 16);
-    return 0;
-  }
+  if (policy == BAL_IP_HASH) return peerHash(fd);
   if (policy != BAL_HASH) return 0;
   if (hashKind == HASH_KEY_PATH) return hashBytes(head + <usize>load<i32>(req + REQ_TARGET_OFF), load<i32>(req + REQ_TARGET_LEN));
   if (hashKind == HASH_KEY_HEADER) {
@@ -537,8 +387,7 @@ function startUpstream(fd: i32): void {
     answer(fd, 503, false);
     return;
   }
-  cset(fd, X_UP, u);
-  cset(fd, X_TRIES, tries + 1);
+  countTry(fd, u);
   const up = poolTake(u);
   if (up >= 0) {
     stat(u, PXH_REUSES);
@@ -548,8 +397,7 @@ function startUpstream(fd: i32): void {
   }
   stat(u, PXH_CONNECTS);
   cset(fd, C_STATE, CS_SOCKET);
-  submit(OP_SOCKET, fd, <i32>load<u16>(upstreamAddr(u)), SOCK_STREAM_NB_CLOEXEC, 0, 0);
-  store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
+  askSocket(fd, u, 0);
 }
 
 /** OP_SOCKET / OP_CONNECT: this protocol's, or tcp mode's (one owner per op). */
@@ -558,65 +406,35 @@ export function httpProxyService(op: i32, fd: i32, res: i32): void {
   if (!mine) { tcpService(op, fd, res); return; }
   if (op == OP_SOCKET) { socketDone(fd, res); return; }
   if (op == OP_CONNECT) {
-    if (cget(fd, C_STATE) != US_CONNECTING) return;
-    store<i32>(conn(fd) + C_INFLIGHT, 0);
-    if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
+    if (!connectCompleted(fd, US_CONNECTING)) return;
     setCurrentFd(fd);
-    if (res == 0 || res == -EISCONN) { connected(fd); return; }
-    if (res == -EINPROGRESS || res == -EALREADY) { setFlag(fd, CF_OUT_ARMED); clearFlag(fd, CF_WRITABLE); connRefreshInterest(fd); return; }
+    const o = connectOutcome(res);
+    if (o == CONNECT_OK) { connected(fd); return; }
+    if (o == CONNECT_WAIT) { setFlag(fd, CF_OUT_ARMED); clearFlag(fd, CF_WRITABLE); connRefreshInterest(fd); return; }
     connectFailed(fd, res);
   }
 }
 
 function socketDone(client: i32, res: i32): void {
-  const alive = cget(client, C_STATE) == CS_SOCKET;
-  if (alive) store<i32>(conn(client) + C_INFLIGHT, 0);
-  if (res >= 0 && (!alive || res >= maxFds || (flags(client) & CF_CLOSING) != 0)) {
-    submit(OP_CLOSE, res, 0, 0, 0, 0);
-    if (alive) connClose(client);
-    return;
-  }
-  if (!alive) return;
-  setCurrentFd(client);
+  if (!socketArrived(client, res, CS_SOCKET)) return;
   if (res < 0) { gstat(PXG_502); answer(client, 502, false); return; }
-  const u = cget(client, X_UP);
   const up = res;
-  connOpen(up, H_CONN, PROTO_PROXY_HTTP, US_CONNECTING);
-  cset(up, X_PEER, client);
-  cset(up, X_UP, u);
-  cset(up, X_XF, 0);
+  upstreamOpen(client, up, PROTO_PROXY_HTTP, US_CONNECTING, CS_WAIT);
   cset(up, X_POOL_NEXT, -1);
   cset(up, X_POOL_PREV, -1);
-  setFlag(up, CF_NO_READ);
-  cset(client, X_PEER, up);
-  cset(client, C_STATE, CS_WAIT);
-  upstreamConnOpened(u);
   setDeadline(up, connectMs > 0 ? connectMs : (upstreamMs > 0 ? upstreamMs : idleMs));
-  submit(OP_CONNECT, up, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-  store<i32>(conn(up) + C_INFLIGHT, OP_CONNECT);
+  askConnect(up);
 }
 
 function connectFailed(up: i32, res: i32): void {
   const u = cget(up, X_UP);
-  const client = peerOf(up);
-  upstreamFailure(u, now());
-  logBegin();
-  logStr("proxy: connect to upstream ");
-  logInt(u);
-  logStr(res == 0 ? " timed out" : " failed: errno ");
-  if (res != 0) logInt(-res);
-  logEnd(LOG_WARN);
-  cset(up, X_PEER, -1);
-  connClose(up);
-  if (client < 0 || cget(client, C_STATE) != CS_WAIT) return;
-  cset(client, X_PEER, -1);
-  setCurrentFd(client);
-  retryOr(client, u, res == 0 ? 504 : 502, true);
+  const client = connectDropped(up, res, CS_WAIT);
+  if (client >= 0) retryOr(client, u, res == 0 ? 504 : 502, true);
 }
 
 /** Tries the request once more elsewhere when allowed, else answers `status`. */
 function retryOr(client: i32, u: i32, status: i32, allowed: bool): void {
-  if (allowed && cget(client, X_TRIES) < MAX_TRIES && !(xf(client) & XC_HEAD_GONE) && !(flags(client) & CF_CLOSING)) {
+  if (allowed && mayRetry(client) && !(xf(client) & XC_HEAD_GONE)) {
     upstreamRetried(u);
     gstat(PXG_RETRIES);
     // the body forwards again from its first byte
@@ -713,12 +531,6 @@ function readReqBody(fd: i32): void {
   store<i32>(conn(fd) + C_INFLIGHT, OP_READ);
 }
 
-/** The request body's chunked framing is bad: 400 before any response, else close. */
-function badRequestBody(client: i32, status: i32): void {
-  const up = peerOf(client);
-  if (up >= 0) { cset(up, X_PEER, -1); cset(client, X_PEER, -1); endRequest(up, 0); closeSafe(up); }
-  answer(client, status, true);
-}
 
 // ---- the response -------------------------------------------------------------
 
@@ -820,43 +632,8 @@ function pumpResponse(up: i32): void {
   }
 }
 
-/** An invalid response head: 502 (nothing went to the client yet), the connection is dropped. */
-function badResponse(up: i32): void {
-  const client = peerOf(up);
-  const u = cget(up, X_UP);
-  upstreamFailure(u, now());
-  cset(up, X_PEER, -1);
-  endRequest(up, 502);
-  connClose(up);
-  if (client < 0) return;
-  cset(client, X_PEER, -1);
-  if (xf(client) & XC_HEAD_SENT) { gstat(PXG_TRUNCATED); closeSafe(client); return; }
-  gstat(PXG_502);
-  answer(client, 502, false);
-}
 
-/** The upstream failed mid-body: the client sees the response cut off by a close. */
-function truncated(up: i32): void {
-  const client = peerOf(up);
-  upstreamFailure(cget(up, X_UP), now());
-  gstat(PXG_TRUNCATED);
-  cset(up, X_PEER, -1);
-  endRequest(up, cget(up, X_USTATUS));
-  connClose(up);
-  if (client >= 0) { cset(client, X_PEER, -1); closeSafe(client); }
-}
 
-/** Closes now, or once its op in flight completed (its buffers are the kernel's until then). */
-function closeSafe(fd: i32): void {
-  if (cget(fd, C_INFLIGHT) != 0) connCloseSoon(fd); else connClose(fd);
-}
-
-function endRequest(up: i32, status: i32): void {
-  const u = cget(up, X_UP);
-  if (u < 0 || cget(up, C_STATE) != US_ACTIVE) return;
-  upstreamRequestEnd(u, status, status > 0 ? load<f64>(conn(up) + X_LAT) : now() - load<f64>(conn(up) + X_START));
-  cset(up, C_STATE, US_CONNECTING + 100); // ended: not counted again (any non-active state)
-}
 
 /** The response body is complete (its bytes are in the client's ring). */
 function responseEnded(up: i32, extra: bool): void {
@@ -915,6 +692,7 @@ function responseFlushed(fd: i32): void {
   const st = cget(fd, C_STATE);
   const status = cget(fd, X_STATUS);
   if (status >= 500) ctlAddI32(STAT_RESPONSES_5XX, 1); else if (status >= 400) ctlAddI32(STAT_RESPONSES_4XX, 1);
+  metricsStatus(status);
   if (st == CS_LINGER) { linger(fd); return; }
   if (x & XC_CLOSE) { connClose(fd); return; }
   // keep-alive: the bytes after the request (pipelined) are the next one
@@ -936,134 +714,6 @@ function responseFlushed(fd: i32): void {
   cset(fd, C_STATE, CS_HEAD);
   compact(fd);
   parseHead(fd);
-}
-
-// ---- answers of the proxy's own --------------------------------------------
-
-/**
- * A small fixed answer (4xx for a refused request, 502/503/504). `refused`:
- * the request was not understood (serve closes after those, with a
- * lingering close); a 5xx keeps the connection when the request was read in
- * full and the client did not ask to close.
- */
-function answer(fd: i32, status: i32, refused: bool): void {
-  if (xf(fd) & XC_HEAD_SENT) { closeSafe(fd); return; }
-  const close = refused || (xf(fd) & (XC_CLOSE)) != 0 || (xf(fd) & XC_REQ_DONE) == 0;
-  if (status >= 400 && status < 500) gstat(PXG_4XX);
-  const reason = reasonOf(status);
-  const bodyLen = 4 + reason.length + 1;
-  const head = (cget(fd, X_REQF) & RQ_HEAD) != 0;
-  let p = scratch;
-  p = put(p, "HTTP/1.1 "); p = putNum(p, status); p = put(p, " "); p = put(p, reason);
-  p = put(p, "\r\nContent-Type: text/plain\r\nContent-Length: "); p = putNum(p, bodyLen);
-  p = put(p, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
-  if (!head) { p = putNum(p, status); p = put(p, " "); p = put(p, reason); p = put(p, "\n"); }
-  const n = <i32>(p - scratch);
-  if (roomIn(fd) < n) { closeSafe(fd); return; }
-  outAppend(fd, scratch, n);
-  cset(fd, X_STATUS, status);
-  xset(fd, XC_HEAD_SENT | XC_RESP_DONE);
-  if (close) xset(fd, XC_CLOSE);
-  noRead(fd);
-  cset(fd, C_STATE, refused ? CS_LINGER : CS_FWD);
-  setDeadline(fd, idleMs);
-  enqueue(fd);
-}
-
-function reasonOf(s: i32): string {
-  switch (s) {
-    case 400: return "Bad Request";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-  }
-  return s < 500 ? "Bad Request" : "Bad Gateway";
-}
-function put(p: usize, s: string): usize {
-  for (let i = 0; i < s.length; i++) store<u8>(p + <usize>i, <u8>s.charCodeAt(i));
-  return p + <usize>s.length;
-}
-function putNum(p: usize, v: i32): usize {
-  let d = 1;
-  for (let t = v; t >= 10; t /= 10) d++;
-  for (let i = d - 1; i >= 0; i--) { store<u8>(p + <usize>i, <u8>(0x30 + v % 10)); v /= 10; }
-  return p + <usize>d;
-}
-
-/** serve's lingering close after a refused request: shut our side, drain theirs briefly. */
-function linger(fd: i32): void {
-  cset(fd, C_STATE, CS_LINGER);
-  releaseBuf(fd);
-  clearFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-  setDeadline(fd, LINGER_MS);
-  submit(OP_SHUTDOWN, fd, SHUT_WR, 0, 0, 0);
-  store<i32>(conn(fd) + C_INFLIGHT, OP_SHUTDOWN);
-  cset(fd, X_STATUS, 0); // counted once
-  xclear(fd, XC_RESP_DONE);
-}
-
-// ---- the idle pool ----------------------------------------------------------------
-
-/** Puts an idle upstream connection on its pool (LIFO); false when the pool is full. */
-function poolPut(up: i32): bool {
-  const u = cget(up, X_UP);
-  const size = load<i32>(poolSize + <usize>(u * 4));
-  if (size >= keepalive) return false;
-  releaseBuf(up);
-  const head = load<i32>(poolHead + <usize>(u * 4));
-  cset(up, X_POOL_NEXT, head);
-  cset(up, X_POOL_PREV, -1);
-  if (head >= 0) cset(head, X_POOL_PREV, up);
-  store<i32>(poolHead + <usize>(u * 4), up);
-  store<i32>(poolSize + <usize>(u * 4), size + 1);
-  stat(u, PXH_POOLED);
-  cset(up, C_STATE, US_POOLED);
-  cset(up, X_XF, 0);
-  xclear(up, XF_PAUSED);
-  // watched for readability: the upstream's FIN or a reset drops it
-  clearFlag(up, CF_NO_READ | CF_READABLE);
-  connRefreshInterest(up);
-  setDeadline(up, POOL_IDLE_MS);
-  return true;
-}
-
-function poolUnlink(up: i32): void {
-  const u = cget(up, X_UP);
-  const next = cget(up, X_POOL_NEXT), prev = cget(up, X_POOL_PREV);
-  if (prev >= 0) cset(prev, X_POOL_NEXT, next); else store<i32>(poolHead + <usize>(u * 4), next);
-  if (next >= 0) cset(next, X_POOL_PREV, prev);
-  store<i32>(poolSize + <usize>(u * 4), load<i32>(poolSize + <usize>(u * 4)) - 1);
-  cset(up, X_POOL_NEXT, -1);
-  cset(up, X_POOL_PREV, -1);
-}
-
-/** The most recently pooled usable connection to u, or -1. One with news pending (readable: closed) is dropped. */
-function poolTake(u: i32): i32 {
-  while (true) {
-    const up = load<i32>(poolHead + <usize>(u * 4));
-    if (up < 0) return -1;
-    poolUnlink(up);
-    const f = flags(up);
-    if ((f & (CF_READABLE | CF_EOF | CF_HUP | CF_CLOSING)) != 0 || cget(up, C_INFLIGHT) != 0) {
-      gstat(PXG_POOL_DROPPED);
-      cset(up, C_STATE, US_CONNECTING + 100);
-      connClose(up);
-      continue;
-    }
-    return up;
-  }
-}
-
-function poolDrop(up: i32): void {
-  gstat(PXG_POOL_DROPPED);
-  connClose(up); // the close hook unlinks it
 }
 
 // ---- timeouts, drain, close ---------------------------------------------------
@@ -1098,10 +748,10 @@ export function httpProxyClose(fd: i32): void {
   const peer = peerOf(fd);
   cset(fd, X_PEER, -1);
   if (isClient(fd)) {
-    if (peer >= 0 && cget(peer, C_STATE) != 0 && peerOf(peer) == fd) {
+    if (linkedBack(fd, peer)) {
       cset(peer, X_PEER, -1);
       endRequest(peer, 0);
-      if (cget(peer, C_INFLIGHT) != 0) connCloseSoon(peer); else connClose(peer);
+      closeSafe(peer);
     }
     return;
   }
@@ -1109,7 +759,7 @@ export function httpProxyClose(fd: i32): void {
   if (st == US_POOLED) poolUnlink(fd);
   if (st == US_ACTIVE) endRequest(fd, 0);
   if (u >= 0) upstreamConnClosed(u);
-  if (peer >= 0 && cget(peer, C_STATE) != 0 && peerOf(peer) == fd) {
+  if (linkedBack(fd, peer)) {
     // closed under an exchange (shutdown's grace, a trap): the client cannot be answered right
     cset(peer, X_PEER, -1);
     connCloseSoon(peer);

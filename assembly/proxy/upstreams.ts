@@ -44,7 +44,7 @@ import {
   UPSTAT_ACTIVE_REQS, UPSTAT_CONSEC_FAILS, UPSTAT_EJECTIONS, UPSTAT_TRANSITIONS, UPSTAT_CONNS, UPSTAT_REQUESTS,
   UPSTAT_FAILURES, UPSTAT_RETRIES, UPSTAT_BYTES_TO, UPSTAT_BYTES_FROM, UPSTAT_LATENCY_SUM, UPSTAT_EJECT_UNTIL,
   UPSTAT_STATUS, UPSTAT_LATENCY, UPSTAT_BUCKETS, UPSTATE_UP, UPSTATE_DOWN, UPSTATE_EJECTED, ACCEPT_ADDR_SIZE,
-  SA_FAMILY, SA_PORT, SA_IN_ADDR, SA_IN6_ADDR, AF_INET, AF_INET6, LOG_WARN, LOG_INFO,
+  SA_FAMILY, SA_PORT, SA_IN_ADDR, SA_IN6_ADDR, AF_INET, AF_INET6, LOG_WARN, LOG_INFO, LOGEV_UPSTREAM_STATE,
 } from "../abi";
 import { logBegin, logStr, logInt, logBytes, logEnd } from "../reactor/log";
 
@@ -302,7 +302,7 @@ function transition(u: i32, state: i32): void {
 
 /** Starts a log line "upstream 1 (127.0.0.1:9001) "; the caller adds what happened and ends it. */
 function logUpstream(u: i32): void {
-  logBegin();
+  logBegin(LOGEV_UPSTREAM_STATE);
   logStr("upstream "); logInt(u); logStr(" (");
   logAddr(rec(u) + U_SA);
   logStr(") ");

@@ -13,15 +13,17 @@
 import {
   OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
-  CFG_WRITE_BUF_MAX, MODE_ET, CONN_SIZE, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
-  C_TIMER, C_DEADLINE, C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
+  CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, PROTO_METRICS, CLOSE_CLIENT, CLOSE_SERVER, CLOSE_ERROR, CLOSE_OVERFLOW,
+  CLOSE_SHUTDOWN, EPIPE, ECONNRESET, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
+  C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
 import { readBufGive, ringTake, ringGive, ringClassFor } from "./pool";
 import { handlerInstall, handlerRemove, setInterest } from "./handlers";
-import { timerAdd, timerCancel, timerRearm, timerIsLive, timerDeadline } from "./timers";
-import { TimerKind } from "./timerkind";
+import { wheelAttach, wheelArm, wheelCancel } from "./wheel";
 import { protoClose, protoBodyFinished } from "./protocol";
+import { logOn, logBegin, logStr, logInt, logEnd } from "./log";
+import { metricsClosed } from "./metrics";
 
 export const CF_READABLE: i32 = 1;      // the socket may have input (LT: one read per event)
 export const CF_WRITABLE: i32 = 2;      // WRITABLE seen since the last EAGAIN
@@ -33,6 +35,11 @@ export const CF_CLOSING: i32 = 64;      // close now
 export const CF_READ_PAUSED: i32 = 128; // protocol does not want input now
 export const CF_NO_READ: i32 = 256;     // READABLE out of the interest set whatever the output (a relay
                                         // side held back by backpressure, or not yet paired): no LT spin
+export const CF_ACCEPTED: i32 = 512;    // accepted from a listener: counts against CFG_MAX_CONNECTIONS (listener.ts)
+// Bits 24..27: why the connection is closing (abi.ts CLOSE_* + 1; 0: not said),
+// for wasm_reactor_connections_closed_total{reason}: no byte of the record.
+const CF_REASON_SHIFT = 24;
+const CF_REASON_MASK: i32 = 15 << CF_REASON_SHIFT;
 
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;
@@ -52,6 +59,7 @@ let runTail: i32 = -1;
 export function connsInit(maxFds: i32, mode: i32): void {
   conns = heap.alloc(<usize>maxFds * CONN_SIZE);
   // fresh linear memory is zeroed: no fill, so untouched records cost no RSS
+  wheelAttach(conns, maxFds); // a zeroed record is an unarmed one
   etMode = mode == MODE_ET;
   const wmax = ctlI32(CFG_WRITE_BUF_MAX);
   writeBufMax = wmax > 0 ? wmax : 256 * 1024;
@@ -84,14 +92,30 @@ export function connOpen(fd: i32, kind: u8, proto: i32, state: i32): void {
   // the link, or everything queued behind it would be lost.
   const queued = load<i32>(c + C_FLAGS) & CF_QUEUED;
   const next = load<i32>(c + C_NEXT);
+  wheelCancel(fd); // (a closed record is never armed; the fill must not cut a list)
   memory.fill(c, 0, CONN_SIZE);
   store<i32>(c + C_STATE, state);
   store<i32>(c + C_PROTO, proto);
   store<i32>(c + C_FLAGS, queued);
   store<i32>(c + C_NEXT, queued ? next : -1);
   handlerInstall(fd, kind, proto, connMask(fd, false));
-  if (proto != PROTO_LISTENER) ctlAddI32(STAT_LIVE_CONNS, 1);
+  // The metrics listener's own connections are not the service's: left out
+  // of its counters (and so of what a graceful shutdown waits for).
+  if (proto != PROTO_LISTENER && proto != PROTO_METRICS) ctlAddI32(STAT_LIVE_CONNS, 1);
 }
+
+/** Says why the connection will close (CLOSE_*), replacing what was said before. */
+export function connSetReason(fd: i32, reason: i32): void {
+  const c = conn(fd);
+  store<i32>(c + C_FLAGS, (load<i32>(c + C_FLAGS) & ~CF_REASON_MASK) | ((reason + 1) << CF_REASON_SHIFT));
+}
+/** The reason said so far (CLOSE_*), or -1. */
+export function connReason(fd: i32): i32 { return ((flags(fd) & CF_REASON_MASK) >>> CF_REASON_SHIFT) - 1; }
+/** A read or write ended the connection with `res` (0: EOF, or -errno): the peer's doing, or an error. */
+export function connSetEndReason(fd: i32, res: i32): void {
+  connSetReason(fd, res == 0 || res == -ECONNRESET || res == -EPIPE ? CLOSE_CLIENT : CLOSE_ERROR);
+}
+
 
 /** Sets the connection's interest (arming or disarming WRITABLE), if it changed. */
 function kernelMask(fd: i32, out: bool): void {
@@ -140,30 +164,21 @@ export function runQueueSane(): bool {
 /** True when the scheduler may run one more connection this round. */
 @inline export function roomForOne(): bool { return roundRoom() >= SQ_FANOUT; }
 
-// ---- deadlines (lazy timers) --------------------------------------------
-// A connection has one deadline and at most one timer. Moving the deadline
-// later (activity on a keep-alive connection) touches no heap: the timer
-// fires at the old time, sees the later deadline and re-arms itself. So the
-// heap sees one operation per timeout period, not one per request.
+// ---- deadlines (the timing wheel) ------------------------------------------
+// A connection has one deadline, kept in the timing wheel (wheel.ts) through
+// fields of its own record. Moving it later (activity on a keep-alive
+// connection, several times per request) stores one tick in this record and
+// touches nothing else: the entry moves when its slot comes up. Moving it
+// earlier (a linger or connect deadline after an idle one) relinks it, O(1).
 
 export function setDeadline(fd: i32, ms: f64): void {
-  const c = conn(fd);
-  if (ms <= 0) { store<f64>(c + C_DEADLINE, 0); return; }
-  const d = now() + ms;
-  store<f64>(c + C_DEADLINE, d);
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0 && timerIsLive(t)) {
-    // Later than the armed timer: nothing to do now (it re-arms when it
-    // fires). Earlier (a header or linger deadline after an idle one): pull it.
-    if (timerDeadline(t) > d) timerRearm(t, d);
-    return;
-  }
-  const id = timerAdd(d, 0, TimerKind.CONN, fd);
-  store<i32>(c + C_TIMER, id > 0 ? id : 0);
+  if (ms <= 0) { wheelCancel(fd); return; }
+  const t = now();
+  wheelArm(fd, t + ms, t);
 }
 
 export function clearDeadline(fd: i32): void {
-  store<f64>(conn(fd) + C_DEADLINE, 0);
+  wheelCancel(fd);
 }
 
 // ---- output -------------------------------------------------------------
@@ -178,11 +193,14 @@ export function clearDeadline(fd: i32): void {
  * to the write-buffer limit. Returns false when the limit would be passed:
  * the caller closes the connection (slow-reader defence).
  */
-export function outAppend(fd: i32, src: usize, n: i32): bool {
+@inline export function outAppend(fd: i32, src: usize, n: i32): bool { return outAppendUpTo(fd, src, n, writeBufMax); }
+
+/** outAppend with a limit of its own (the metrics listener's responses are not a slow reader's backlog). */
+export function outAppendUpTo(fd: i32, src: usize, n: i32, limit: i32): bool {
   if (n <= 0) return true;
   const c = conn(fd);
   const len = load<i32>(c + C_WLEN);
-  if (len + n > writeBufMax) return false;
+  if (len + n > limit) return false;
   let ring = <usize>load<i32>(c + C_WRING);
   let cls = load<i32>(c + C_WCLS);
   let size = ring == 0 ? 0 : 4096 << cls;
@@ -332,9 +350,10 @@ export function outDone(fd: i32, res: i32): i32 {
   store<i32>(c + C_INFLIGHT, 0);
   if (res < 0) {
     if (res == -11 /* EAGAIN */) { outBlocked(fd); return OUT_BLOCKED; }
+    connSetEndReason(fd, res);
     return OUT_FAILED;
   }
-  ctlAddF64(STAT_BYTES_OUT, <f64>res);
+  if (load<i32>(c + C_PROTO) != PROTO_METRICS) ctlAddF64(STAT_BYTES_OUT, <f64>res);
   let n = res;
   if (op != OP_SENDFILE) {
     const r = min(n, load<i32>(c + C_WLEN));
@@ -389,13 +408,14 @@ export function connClose(fd: i32): void {
   const c = conn(fd);
   if (load<i32>(c + C_STATE) == 0) return;
   setCurrentFd(fd);
+  const accepted = (load<i32>(c + C_FLAGS) & CF_ACCEPTED) != 0;
+  if (logOn(LOG_DEBUG)) { logBegin(LOGEV_CONN_CLOSE); logStr("close: fd "); logInt(fd); logEnd(LOG_DEBUG); }
   protoClose(load<i32>(c + C_PROTO), fd); // what the protocol holds goes back first
   const rb = <usize>load<i32>(c + C_RBUF);
   if (rb != 0) readBufGive(rb);
   const ring = <usize>load<i32>(c + C_WRING);
   if (ring != 0) ringGive(ring, load<i32>(c + C_WCLS));
-  const t = load<i32>(c + C_TIMER);
-  if (t != 0) timerCancel(t);
+  wheelCancel(fd);
   if (load<i32>(c + C_BODY_KIND) != BODY_NONE) {
     store<i32>(c + C_BODY_KIND, BODY_NONE);
     bodyFinished(fd, false);
@@ -405,11 +425,16 @@ export function connClose(fd: i32): void {
   store<i32>(c + C_RBUF, 0);
   store<i32>(c + C_WRING, 0);
   store<i32>(c + C_WLEN, 0);
-  store<i32>(c + C_TIMER, 0);
   submit(OP_CLOSE, fd, 0, 0, 0, 0);
-  ctlAddI32(STAT_CLOSED, 1);
-  ctlAddI32(STAT_LIVE_CONNS, -1);
-  fdReleased();
+  if (load<i32>(c + C_PROTO) != PROTO_METRICS) {
+    ctlAddI32(STAT_CLOSED, 1);
+    ctlAddI32(STAT_LIVE_CONNS, -1);
+    // Said, or else: a shutdown's, the peer's (its FIN seen), the server's.
+    let reason = connReason(fd);
+    if (reason < 0) reason = draining ? CLOSE_SHUTDOWN : flags(fd) & (CF_EOF | CF_HUP) ? CLOSE_CLIENT : CLOSE_SERVER;
+    metricsClosed(reason);
+  }
+  fdReleased(accepted);
 }
 
 /**
@@ -425,10 +450,12 @@ export function connCloseSoon(fd: i32): void {
 /** Called when the write ring would overflow: the slow-reader defence. */
 export function connOverflow(fd: i32): void {
   ctlAddI32(STAT_OVERFLOWS, 1);
+  connSetReason(fd, CLOSE_OVERFLOW);
   connClose(fd);
 }
 
-// Hook for the listener (resume accepting after EMFILE); set by listener.ts.
-let fdReleasedHook: () => void = (): void => {};
-export function setFdReleasedHook(f: () => void): void { fdReleasedHook = f; }
-function fdReleased(): void { fdReleasedHook(); }
+// Hook for the listener (resume accepting after EMFILE, or below the
+// connection cap: `accepted` says whether the fd was a client's); set by listener.ts.
+let fdReleasedHook: (accepted: bool) => void = (accepted: bool): void => {};
+export function setFdReleasedHook(f: (accepted: bool) => void): void { fdReleasedHook = f; }
+function fdReleased(accepted: bool): void { fdReleasedHook(accepted); }

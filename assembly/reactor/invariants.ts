@@ -2,12 +2,13 @@
 // never on the hot path.
 import {
   INV_OK, INV_TIMER_HEAP, INV_ZOMBIE, INV_CONN_HANDLER, INV_RBUF_BOUNDS, INV_WRING_BOUNDS, INV_RUN_QUEUE,
-  INV_RBUF_HELD, INV_RING_BYTES, C_STATE, C_PROTO, C_RBUF, C_RLEN, C_RPOS, C_WRING, C_WCLS, C_WLEN,
+  INV_RBUF_HELD, INV_RING_BYTES, INV_TIMER_WHEEL, C_STATE, C_PROTO, C_RBUF, C_RLEN, C_RPOS, C_WRING, C_WCLS, C_WLEN,
 } from "../abi";
 import { readHeld, ringBytesHeld, readBufCap } from "./pool";
 import { slotKind, slotFlags, H_LISTENER, H_CONN, maxFds, validFd, dispatching } from "./handlers";
 import { conn, writeBufMax, runQueueSane } from "./conn";
 import { timersCheck } from "./timers";
+import { wheelCheck } from "./wheel";
 import { protocolsSharedBytes, protoConnBytes } from "./protocol";
 
 /**
@@ -18,6 +19,7 @@ import { protocolsSharedBytes, protoConnBytes } from "./protocol";
  */
 export function checkInvariants(): i32 {
   if (!timersCheck()) return INV_TIMER_HEAP;
+  if (!wheelCheck()) return INV_TIMER_WHEEL;
   let held = 0;
   let ringBytes = protocolsSharedBytes(); // ring-pool bytes accounted for
   for (let fd = 0; fd < maxFds; fd++) {

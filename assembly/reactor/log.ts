@@ -6,8 +6,30 @@
 // for several thousand lines, more responses than one round completes in
 // practice. A line that does not fit is dropped whole and counted
 // (STAT_LOG_DROPPED), never cut.
-import { OP_LOG, STAT_LOG_DROPPED } from "../abi";
+//
+// Each line carries a level (LOG_*) and an event (LOGEV_*: what it is about,
+// for the host's JSON lines) in its OP_LOG request; the host formats it. Lines
+// above the configured level (OPS_LOG_LEVEL) are not emitted, and callers of
+// debug lines on busy paths ask logOn(LOG_DEBUG) first, so that they are not
+// even built.
+import { OP_LOG, STAT_LOG_DROPPED, LOG_ACCESS, LOG_INFO, OPS_SIZE, OPS_LOG_LEVEL, LOGEV_MESSAGE } from "../abi";
 import { submit, sqRoom, ctlAddI32 } from "./ctl";
+
+/** The ops config record (abi.ts OPS_*), written by the host before init. */
+export const opsRecord: usize = memory.data(OPS_SIZE, 16);
+/** The ops config record's address (the export opsConfig()). */
+export function opsConfig(): usize { return opsRecord; }
+let threshold: i32 = LOG_INFO;
+let lineEvent: i32 = LOGEV_MESSAGE;
+
+/** Reads the log level from the ops record (at init). */
+export function logConfigure(): void {
+  const v = load<i32>(opsRecord + OPS_LOG_LEVEL);
+  threshold = v > 0 ? v - 1 : LOG_INFO;
+}
+
+/** True if lines of `level` are emitted (the access log always is: a stream of its own). */
+@inline export function logOn(level: i32): bool { return level == LOG_ACCESS || level <= threshold; }
 
 let LOG_AREA: i32 = 8192;
 let area: usize = memory.data(8192);
@@ -24,7 +46,8 @@ export function logInit(size: i32): void {
 /** A new round: the host has consumed every line of the previous one. */
 export function logRoundReset(): void { used = 0; lineStart = 0; }
 
-export function logBegin(): void { lineStart = used; }
+/** Starts a line about `event` (LOGEV_*). */
+export function logBegin(event: i32 = LOGEV_MESSAGE): void { lineStart = used; lineEvent = event; }
 
 export function logStr(s: string): void {
   const n = s.length;
@@ -61,8 +84,8 @@ export function logCommit(n: i32): void { used += n; }
 
 /** Emits the line formatted since logBegin(). Dropped if the SQ is full. */
 export function logEnd(level: i32): void {
-  if (sqRoom() < 1) return;
-  submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, 0);
+  if (!logOn(level) || sqRoom() < 1) { used = lineStart; return; }
+  submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, lineEvent);
 }
 
 /**
@@ -75,9 +98,10 @@ export function logEndWhole(level: i32): void {
     ctlAddI32(STAT_LOG_DROPPED, 1);
     return;
   }
-  submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, 0);
+  submit(OP_LOG, -1, <i32>(area + <usize>lineStart), used - lineStart, level, lineEvent);
 }
 
-export function logLine(level: i32, s: string): void {
-  logBegin(); logStr(s); logEnd(level);
+export function logLine(level: i32, s: string, event: i32 = LOGEV_MESSAGE): void {
+  if (!logOn(level)) return;
+  logBegin(event); logStr(s); logEnd(level);
 }

@@ -27,8 +27,9 @@ import {
   CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
   EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
-  C_STATE, C_PROTO, C_INFLIGHT, C_DEADLINE, C_TIMER, CTL_CQ_ROOM, CFG_PEER_ADDRS,
+  C_STATE, C_PROTO, C_INFLIGHT, CTL_CQ_ROOM, CFG_PEER_ADDRS, CLOSE_IDLE_TIMEOUT,
 } from "../abi";
+import { metricsLag, metricsEvents } from "./metrics";
 import {
   ctlInit, roundDone, handOut, roundRoom, ctlI32, ctlSetI32, ctlAddI32, sqLen, submit, cqeTag, cqeGen, cqeResult, now,
   events, setCurrentFd, SQ_FANOUT,
@@ -41,14 +42,15 @@ import {
 import { tasksInit, taskPassBegin, taskPassNext, tasksPending } from "./tasks";
 import {
   connsInit, conn, cget, enqueue, dequeue, runQueueEmpty, roomForOne, setFlag, flags, connClose, connCloseSoon, CF_READABLE,
-  CF_WRITABLE, CF_CLOSING, CF_HUP,
+  CF_WRITABLE, CF_CLOSING, CF_HUP, connReason, connSetReason,
 } from "./conn";
 import { listenerAccepted, listenersInit, listenersResume } from "./listener";
-import { logRoundReset } from "./log";
+import { logRoundReset, logConfigure } from "./log";
 import {
-  timersInit, timerAdd, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval, timerDeadline,
+  timersInit, timerRearm, timerPopDue, timerFree, timerKind, timerOwner, timerInterval, timerDeadline,
   timerIsLive, timerCount, timerPollTimeout,
 } from "./timers";
+import { wheelAdvance, wheelDueHead, wheelPopDue, wheelArm, wheelTimeout, wheelCount } from "./wheel";
 import { TimerKind } from "./timerkind";
 import { opOwner, protoRun, protoComplete, protoTimeout, protoService, protoTimer } from "./protocol";
 import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
@@ -88,6 +90,7 @@ export function reactorInit(): bool {
   if (initialised) return false;
   initialised = true;
   ctlInit();
+  logConfigure();
   const fds = ctlI32(CFG_MAX_FDS) > 0 ? ctlI32(CFG_MAX_FDS) : 1024;
   ctlSetI32(CFG_MAX_FDS, fds);
   poolInit(ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
@@ -113,6 +116,7 @@ export function runTimers(): i32 {
   dueNext = 0;
   const t = now();
   for (let id = timerPopDue(t); id > 0; id = timerPopDue(t)) store<i32>(due + <usize>(dueLen++) * 4, id);
+  wheelAdvance(t); // connection deadlines: onto the wheel's due list, fired after these
   return advance();
 }
 
@@ -122,13 +126,20 @@ export function runTimers(): i32 {
  */
 export function pollTimeout(): i32 {
   if (!runQueueEmpty() || tasksPending() > 0 || budgetWaiting()) return 0;
-  return timerPollTimeout(now());
+  // The earlier of the exact timers and the wheel's next tick with work (the
+  // wheel coalesces: one wakeup per tick, however many deadlines it holds).
+  const t = now();
+  const heapWait = timerPollTimeout(t), wheelWait = wheelTimeout(t);
+  if (heapWait < 0) return wheelWait;
+  if (wheelWait < 0) return heapWait;
+  return heapWait < wheelWait ? heapWait : wheelWait;
 }
 
 /** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
   phase = Phase.DISPATCH;
   budgetTickBegin(); // a new tick: fresh fairness budgets
+  metricsEvents(n);
   evCount = n;
   evNext = 0;
   setDispatching(true);
@@ -220,6 +231,7 @@ function fireTimers(): bool {
     if (roundRoom() < SQ_FANOUT) return false;
     const id = load<i32>(due + <usize>(dueNext++) * 4);
     if (!timerIsLive(id)) continue; // cancelled by an earlier callback
+    metricsLag(now() - timerDeadline(id)); // loop lag: how late it fires (reactor/metrics.ts)
     const kind = timerKind(id);
     if (kind == TimerKind.JS) {
       const interval = timerInterval(id);
@@ -229,8 +241,6 @@ function fireTimers(): bool {
       else timerFree(id);
       submit(OP_CALL, -1, CALL_TIMER, id, 0, 0);
       return false;
-    } else if (kind == TimerKind.CONN) {
-      connTimer(id, timerOwner(id));
     } else if (kind == TimerKind.ACCEPT_RESUME) {
       timerFree(id);
       listenersResume(true);
@@ -243,26 +253,28 @@ function fireTimers(): bool {
       timerFree(id);
     }
   }
+  // Connection deadlines the wheel found due (wheelAdvance), in tick order.
+  while (wheelDueHead() >= 0) {
+    if (roundRoom() < SQ_FANOUT) return false;
+    const fd = wheelPopDue(now()); // -1 if all that was left moved later meanwhile
+    if (fd >= 0) connDeadline(fd);
+  }
   return true;
 }
 
-function connTimer(id: i32, fd: i32): void {
-  if (!validFd(fd) || cget(fd, C_TIMER) != id || cget(fd, C_STATE) == 0) { timerFree(id); return; }
-  const c = conn(fd);
-  const deadline = load<f64>(c + C_DEADLINE);
-  if (deadline == 0) { timerFree(id); store<i32>(c + C_TIMER, 0); return; }
-  if (deadline > now()) { timerRearm(id, deadline); return; }
-  timerFree(id);
-  store<i32>(c + C_TIMER, 0);
-  if (load<i32>(c + C_INFLIGHT) != 0) {
+/** A connection's deadline passed (it is no longer armed). */
+function connDeadline(fd: i32): void {
+  if (cget(fd, C_STATE) == 0) return; // (a closed record is never armed)
+  if (cget(fd, C_INFLIGHT) != 0) {
     // Its request is still in flight (an executor that completes in a later
     // tick): look again in a second rather than close under it.
-    const t = timerAdd(now() + 1000, 0, TimerKind.CONN, fd);
-    store<i32>(c + C_TIMER, t > 0 ? t : 0);
+    const t = now();
+    wheelArm(fd, t + 1000, t);
     return;
   }
   setCurrentFd(fd);
   ctlAddI32(STAT_TIMEOUTS, 1);
+  if (connReason(fd) < 0) connSetReason(fd, CLOSE_IDLE_TIMEOUT); // the protocol may say more (a header timeout)
   protoTimeout(cget(fd, C_PROTO), fd);
 }
 
@@ -379,7 +391,7 @@ function publishStats(): void {
   // Each completion may emit SQ_FANOUT requests: room for that many.
   const room = roundRoom();
   ctlSetI32(CTL_CQ_ROOM, room > 0 ? room : 0);
-  ctlSetI32(STAT_TIMERS, timerCount());
+  ctlSetI32(STAT_TIMERS, timerCount() + wheelCount());
   ctlSetI32(STAT_WBUF_BYTES, ringBytesHeld);
   ctlSetI32(STAT_RBUF_HELD, readHeld);
 }

@@ -65,10 +65,28 @@ export function peerPort(fd: i32): i32 {
 export function peerFormat(fd: i32, dst: usize): i32 {
   if (peers == 0 || fd < 0 || fd >= peerCap) return 0;
   const p = peers + <usize>fd * PEER_SIZE;
-  const family = load<u16>(p);
-  if (family == AF_INET) return <i32>(dotted(p + 4, dst) - dst);
+  return ipFormat(<i32>load<u16>(p), p + 4, dst);
+}
+
+/**
+ * A sockaddr_in / sockaddr_in6 (abi.ts SA_*) as "a.b.c.d:port" or
+ * "[v6]:port" (RFC 5952 form) at dst (at least 56 bytes); -> its length.
+ */
+export function sockaddrFormat(sa: usize, dst: usize): i32 {
+  const family = <i32>load<u16>(sa + SA_FAMILY);
+  const port = (<u32>load<u8>(sa + SA_PORT) << 8) | <u32>load<u8>(sa + SA_PORT + 1);
+  let q = dst;
+  if (family == AF_INET) q += <usize>ipFormat(family, sa + SA_IN_ADDR, q);
+  else if (family == AF_INET6) { store<u8>(q++, 0x5b); q += <usize>ipFormat(family, sa + SA_IN6_ADDR, q); store<u8>(q++, 0x5d); }
+  else return 0;
+  store<u8>(q++, 0x3a);
+  return <i32>(dec(q, port) - dst);
+}
+
+/** The address at `a` (4 or 16 bytes, network order) of `family` as text at dst; -> its length (0: unknown family). */
+function ipFormat(family: i32, a: usize, dst: usize): i32 {
+  if (family == AF_INET) return <i32>(dotted(a, dst) - dst);
   if (family != AF_INET6) return 0;
-  const a = p + 4;
   let q = dst;
   // IPv4-mapped (::ffff:0:0/96)
   if (load<u64>(a) == 0 && load<u16>(a + 8) == 0 && load<u16>(a + 10) == 0xffff) {

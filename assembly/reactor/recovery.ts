@@ -1,9 +1,9 @@
 // Trap recovery: what the core does after a trap (a bug, or an abort) escaped
 // one of its calls (the host calls recover(), loop.ts resumes the phase).
-import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT } from "../abi";
+import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT, CLOSE_TRAP } from "../abi";
 import { ctlI32, ctlAddI32, handOut, setCurrentFd } from "./ctl";
 import { validFd, slotGen } from "./handlers";
-import { conn, cget, PROTO_LISTENER, connCloseSoon } from "./conn";
+import { conn, cget, PROTO_LISTENER, connCloseSoon, connSetReason } from "./conn";
 import { inflightHasFd } from "./inflight";
 
 // ---- after a trap -------------------------------------------------------
@@ -84,6 +84,7 @@ export function closeDoomed(): void {
     }
     {
       store<i32>(conn(fd) + C_INFLIGHT, 0);
+      connSetReason(fd, CLOSE_TRAP);
       connCloseSoon(fd);
     }
   }

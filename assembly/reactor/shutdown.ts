@@ -1,5 +1,5 @@
 // Graceful shutdown (beginShutdown) and closing everything (closeAll).
-import { OP_STOP, STAT_LIVE_CONNS, C_STATE, C_PROTO } from "../abi";
+import { OP_STOP, STAT_LIVE_CONNS, C_STATE, C_PROTO, PROTO_METRICS } from "../abi";
 import { ctlI32, submit, sqRoom, now, setCurrentFd } from "./ctl";
 import { maxFds } from "./handlers";
 import { cget, PROTO_LISTENER, draining, setDraining, connCloseSoon } from "./conn";
@@ -41,13 +41,15 @@ export function beginShutdown(graceMs: f64): i32 {
  */
 export function closeAll(): i32 {
   const n = ctlI32(STAT_LIVE_CONNS);
-  closeAllConns();
+  closeAllConns(true);
   return n;
 }
 
-export function closeAllConns(): void {
+/** Closes every connection; the metrics listener's only when the loop closes (`metrics`). */
+export function closeAllConns(metrics: bool = false): void {
   for (let fd = 0; fd < maxFds; fd++) {
     if (cget(fd, C_STATE) == 0 || cget(fd, C_PROTO) == PROTO_LISTENER) continue;
+    if (!metrics && cget(fd, C_PROTO) == PROTO_METRICS) continue;
     connCloseSoon(fd);
   }
 }

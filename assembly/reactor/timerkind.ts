@@ -8,8 +8,7 @@
  * itself never looks at it). The one list of kinds: loop.ts dispatches on it.
  */
 export enum TimerKind {
-  /** A connection's deadline (conn.ts setDeadline); owner: the fd. */
-  CONN = 1,
+  // 1 was CONN: connection deadlines are in the timing wheel (wheel.ts) now.
   /** Accepting resumes after EMFILE/ENFILE (listener.ts). */
   ACCEPT_RESUME = 2,
   /** A JS timer (timerStart); its id is the JS key. */

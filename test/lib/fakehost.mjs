@@ -46,13 +46,14 @@ export const defaultConfig = {
   maxEvents: 64,
   accessLog: false,
   readBuf: 32 * 1024,
+  metricsPeers: 0,          // other workers' snapshots a /metrics scrape sums (OP_METRICS: answer() it)
 };
 
 const CFG_FIELDS = {
   maxFds: abi.CFG_MAX_FDS, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
   headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
   maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
-  maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF,
+  maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF, metricsPeers: abi.CFG_METRICS_PEERS,
 };
 
 /** A peer socket as the fake kernel sees it. */

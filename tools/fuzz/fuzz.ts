@@ -421,8 +421,8 @@ class Iteration {
     if (timeoutsOn && live !== 0) {
       const x = this.x;
       const alive = [...this.fds.keys()].filter((fd) => fd > 3 && x.debugConnI32(fd, abi.C_STATE) !== 0)
-        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, abi.C_STATE)} flags ${x.debugConnI32(fd, abi.C_FLAGS)} timer ${x.debugConnI32(fd, abi.C_TIMER)}`
-          + ` deadline ${x.debugConnF64(fd, abi.C_DEADLINE)} inflight ${x.debugConnI32(fd, abi.C_INFLIGHT)}`);
+        .map((fd) => `fd ${fd}: state ${x.debugConnI32(fd, abi.C_STATE)} flags ${x.debugConnI32(fd, abi.C_FLAGS)} wheel ${x.debugConnI32(fd, abi.C_WPREV) !== 0 ? "armed" : "-"}`
+          + ` due tick ${x.debugConnI32(fd, abi.C_WDUE) >>> 0} inflight ${x.debugConnI32(fd, abi.C_INFLIGHT)}`);
       this.fail(`${live} connection(s) still open after every timeout expired (now ${this.time}): ${alive.slice(0, 4).join("; ")}`);
     }
   }
