@@ -582,3 +582,22 @@ export const MS_MX = 256;              // MX_SIZE bytes: the metrics record
 export const MS_PXG = 896;             // PXG_SIZE bytes: the http-mode proxy's global counters
 export const MS_UP = 952;              // upstreams x UPSTAT_SIZE (proxyStatsWrite records), then upstreams x PXH_SIZE
 export const MS_UP_SIZE = 280;         // UPSTAT_SIZE + PXH_SIZE
+// ---- fairness and write watermarks (helper "fairness": reactor/budget.ts, reactor/stream.ts) ----
+// No CTL offsets taken: a record of its own at the export fairnessConfig()
+// (FCFG_SIZE bytes, static like the control block); the host writes the
+// settings before init, the core writes the counters. i32 fields.
+export const FCFG_SIZE = 32;
+export const FCFG_TICK_REQUESTS = 0;   // requests one connection may start per tick (0: 16; < 0: no limit)
+export const FCFG_TICK_BYTES = 4;      // bytes one connection may read per tick (0: 256 KiB; < 0: no limit)
+export const FCFG_WRITE_HIGH = 8;      // stream connections: write high watermark, bytes (0: min(64 KiB, write-buf-max / 2))
+export const FCFG_WRITE_LOW = 12;      // stream connections: low watermark, bytes (0: high / 4)
+export const FCFG_DEFERRED = 16;       // u32, core: connections whose budget ran out, left for the next tick
+export const FAIR_TICK_REQUESTS = 16;  // defaults (nginx/h2o-like: a fair share, not a throttle)
+export const FAIR_TICK_BYTES = 256 * 1024;
+export const WRITE_HIGH_DEFAULT = 64 * 1024;
+// Stream connections (Reactor.adopt): a socket JS hands to the core, which reads and writes it
+// with the write ring and its watermarks, and calls JS with what happens:
+export const PROTO_STREAM = 7;             // (6 is PROTO_METRICS)
+export const CALL_STREAM_DATA = 5;     // a1 = stream id, a2 = byte count, a3 = their address (valid during the call), fd
+export const CALL_STREAM_DRAIN = 6;    // a1 = stream id: the write ring is back at the low watermark after a write said "over high"
+export const CALL_STREAM_CLOSE = 7;    // a1 = stream id, a2 = errno (positive; 0: the peer's EOF, or JS's end/destroy). Last call.

@@ -31,6 +31,8 @@ export { ctlAddress, configText, register, modify, deregister, timerStart, timer
 export { checkInvariants, debugConnI32, debugConnF64 } from "./reactor/invariants";
 export { beginShutdown, closeAll } from "./reactor/shutdown";
 export { proxyConfig } from "./proxy/tcp";
+export { fairnessConfig } from "./reactor/budget";
+export { streamStage, streamStageSize, streamAdopt, streamWrite, streamBuffered, streamEnd, streamDestroy } from "./reactor/stream";
 export { proxyHttpUpstreamStats, proxyHttpStats, proxyHashKeyConfig } from "./proxy/http";
 import { ctl } from "./reactor/ctl";
 import { reactorInit } from "./reactor/loop";

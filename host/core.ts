@@ -70,6 +70,18 @@ export interface CoreConfig {
   maxConnections: number;
   /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
   metricsPeers: number;
+  /**
+   * Fairness (http, echo): requests one connection may start per loop tick;
+   * the rest of its pipelined input waits for the next tick, so one client
+   * cannot hold the loop. 0: the core's default (16); -1: no limit.
+   */
+  tickRequests: number;
+  /** Fairness (http, echo): bytes one connection may read per tick. 0: the core's default (256 KiB); -1: no limit. */
+  tickBytes: number;
+  /** Stream connections (Reactor.stream): write high watermark in bytes; 0: min(64 KiB, writeBufMax / 2). */
+  writeHighWaterMark: number;
+  /** Stream connections: low watermark (reading resumes and onDrain fires below it); 0: a quarter of the high one. */
+  writeLowWaterMark: number;
 }
 
 export const defaultCoreConfig: CoreConfig = {
@@ -100,6 +112,10 @@ export const defaultCoreConfig: CoreConfig = {
   logLevel: "info",
   maxConnections: 0,
   metricsPeers: 0,
+  tickRequests: 0,
+  tickBytes: 0,
+  writeHighWaterMark: 0,
+  writeLowWaterMark: 0,
 };
 
 /**
@@ -148,6 +164,16 @@ export interface CoreExports extends PumpExports {
   closeAll(): number;
   /** The upstream record the host writes before init (abi.ts PXC_*). */
   proxyConfig(): number;
+  /** The fairness and watermark record (abi.ts FCFG_*), written before init. */
+  fairnessConfig(): number;
+  /** Stream connections (assembly/reactor/stream.ts): JS copies write data to the stage, then streamWrite. */
+  streamStage(): number;
+  streamStageSize(): number;
+  streamAdopt(fd: number, id: number, high: number, low: number): number;
+  streamWrite(fd: number, id: number, n: number): number;
+  streamBuffered(fd: number, id: number): number;
+  streamEnd(fd: number, id: number): number;
+  streamDestroy(fd: number, id: number): number;
   proxyHttpUpstreamStats(u: number): number;
   proxyHttpStats(): number;
   proxyHashKeyConfig(): number;
@@ -267,6 +293,13 @@ export class Core {
       throw new RangeError(`maxConnections must be a whole number >= 0 (0: no cap), got ${maxConns}`);
     }
     i[c + (abi.CFG_MAX_CONNECTIONS >> 2)] = maxConns;
+    const fcfg = this.x.fairnessConfig();
+    for (const [name, off] of [["tickRequests", abi.FCFG_TICK_REQUESTS], ["tickBytes", abi.FCFG_TICK_BYTES],
+      ["writeHighWaterMark", abi.FCFG_WRITE_HIGH], ["writeLowWaterMark", abi.FCFG_WRITE_LOW]] as const) {
+      const v = config[name] ?? 0;
+      if (!Number.isInteger(v) || v < -1 || v > 0x7fffffff) throw new TypeError(`${name} must be an integer >= -1, got ${v}`);
+      i[(fcfg + off) >> 2] = v;
+    }
     const [mono, wall] = options.time ?? [performance.now(), Date.now()];
     this.f64[(this.ctl + abi.CTL_NOW) >> 3] = mono;
     this.f64[(this.ctl + abi.CTL_WALL) >> 3] = wall;
@@ -297,6 +330,8 @@ export class Core {
   // Fresh views first: a detached view reads undefined (an epoll_wait into NaN: EFAULT).
   ctlI32(off: number): number { this.refresh(); return this.i32[(this.ctl + off) >> 2]; }
   ctlF64(off: number): number { this.refresh(); return this.f64[(this.ctl + off) >> 3]; }
+  /** An i32 field of the fairness record (abi.ts FCFG_*). */
+  fairI32(off: number): number { this.refresh(); return this.i32[(this.x.fairnessConfig() + off) >> 2]; }
 
   /** Counters for observability (`stats()` on the loop). */
   stats() {
@@ -318,6 +353,8 @@ export class Core {
       trapsContained: this.ctlI32(abi.STAT_TRAPS),
       staleCompletions: this.ctlI32(abi.STAT_STALE_CQES),
       logLinesDropped: this.ctlI32(abi.STAT_LOG_DROPPED),
+      /** Times a connection used its fairness budget up and was left for the next tick. */
+      budgetDeferrals: this.fairI32(abi.FCFG_DEFERRED) >>> 0,
       memoryBytes: this.x.memory.buffer.byteLength,
     };
   }

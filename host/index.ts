@@ -1,6 +1,6 @@
 // wasm-reactor: the package entry point.
-export { Reactor, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR, HANGUP, EDGE } from "./reactor.ts";
-export type { IoCallback, ErrorCallback, RegisterOptions, ReactorOptions } from "./reactor.ts";
+export { Reactor, Connection, EventWatcher, WatchFlag, READABLE, WRITABLE, ERROR, HANGUP, EDGE } from "./reactor.ts";
+export type { IoCallback, ErrorCallback, RegisterOptions, ReactorOptions, ConnectionHandlers, ConnectionOptions } from "./reactor.ts";
 export { Loop, defaultMaxFds } from "./loop.ts";
 export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
 export type { LogOptions, LogLevelName, LogFormat, LogFields } from "./log.ts";

@@ -43,6 +43,94 @@ export interface RegisterOptions {
   onError?: ErrorCallback;
 }
 
+/** What a stream connection (Reactor.adopt) tells you. */
+export interface ConnectionHandlers {
+  /** Bytes read: a Buffer (typed as Uint8Array, so the declarations need no @types/node), a copy yours to keep. */
+  onData?: (conn: Connection, data: Uint8Array) => void;
+  /**
+   * The write buffer is back at the low watermark after a write() returned
+   * false (or it passed the high watermark): write again. Once per crossing,
+   * never without one.
+   */
+  onDrain?: (conn: Connection) => void;
+  /**
+   * The connection is closed (the core closed the fd): `err` is null after
+   * the peer's EOF or your end()/destroy(), else a SysError (ECONNRESET,
+   * EPIPE, ENOBUFS when writes went past writeBufMax). The last call.
+   */
+  onClose?: (conn: Connection, err: SysError | null) => void;
+}
+
+export interface ConnectionOptions {
+  /** Bytes buffered above which write() returns false and reading pauses; default: the Reactor's writeHighWaterMark. */
+  highWaterMark?: number;
+  /** Bytes buffered at or below which reading resumes and onDrain fires; default: a quarter of the high one. */
+  lowWaterMark?: number;
+}
+
+/**
+ * A connected socket read and written by the core (Reactor.adopt): writes go
+ * into the connection's write ring, with watermarks (see ConnectionHandlers).
+ */
+export class Connection {
+  /** Set once onClose has been called (or is about to be). */
+  closed = false;
+  constructor(private readonly reactor: Reactor, readonly fd: number, readonly id: number, readonly handlers: ConnectionHandlers) {}
+
+  /**
+   * Queues `data` for the socket. Returns true while the bytes buffered stay
+   * below the high watermark, false at or above it (keep the rest until
+   * onDrain, as with Node's socket.write), and false after the connection
+   * closed or ended (nothing is written then). A writer that ignores false
+   * and passes writeBufMax is disconnected (onClose with ENOBUFS).
+   */
+  write(data: string | Uint8Array): boolean {
+    if (this.closed) return false;
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    const core = this.reactor.loop.core;
+    const stage = core.x.streamStage();
+    const cap = core.x.streamStageSize();
+    let r = bytes.length === 0 ? core.x.streamBuffered(this.fd, this.id) : 0;
+    for (let at = 0; at < bytes.length && r >= 0; at += cap) {
+      const n = Math.min(cap, bytes.length - at);
+      core.refresh();
+      core.u8.set(bytes.subarray(at, at + n), stage);
+      r = core.x.streamWrite(this.fd, this.id, n);
+    }
+    this.reactor[kick]();
+    return r >= 0 && r < this.highWaterMark;
+  }
+
+  /** Bytes written and not yet taken by the kernel (uWebSockets.js's name); 0 once closed. */
+  getBufferedAmount(): number {
+    if (this.closed) return 0;
+    const r = this.reactor.loop.core.x.streamBuffered(this.fd, this.id);
+    return r < 0 ? 0 : r;
+  }
+
+  /** No more writes: the core closes the fd once what is buffered is written (then onClose). */
+  end(data?: string | Uint8Array): void {
+    if (this.closed) return;
+    if (data !== undefined) this.write(data);
+    this.reactor.loop.core.x.streamEnd(this.fd, this.id);
+    this.reactor[kick]();
+  }
+
+  /** Closes at once; buffered bytes are dropped (then onClose). */
+  destroy(): void {
+    if (this.closed) return;
+    this.reactor.loop.core.x.streamDestroy(this.fd, this.id);
+    this.reactor[kick]();
+  }
+
+  /** The high watermark in force for this connection. */
+  highWaterMark = 0;
+  lowWaterMark = 0;
+}
+
+/** Runs what a call made outside a phase queued (Connection methods). */
+const kick = Symbol("kick");
+
 export interface ReactorOptions extends LoopOptions {
   /** run() on the main thread stops cleanly on SIGINT/SIGTERM (default true). */
   handleSignals?: boolean;
@@ -73,6 +161,8 @@ export class Reactor {
   private readonly tasks = new Map<number, () => void>();
   private nextTask = 1;
   private readonly handleSignals: boolean;
+  private readonly conns = new Map<number, Connection>();
+  private nextConn = 1;
 
   constructor(options: ReactorOptions = {}) {
     this.loop = new Loop(options);
@@ -98,6 +188,21 @@ export class Reactor {
         fn?.();
       } else if (kind === abi.CALL_CTL_ERROR) {
         this.refused(id, fd, events, extra);
+      } else if (kind === abi.CALL_STREAM_DATA) {
+        const c = this.conns.get(id);
+        if (!c?.handlers.onData) return;
+        const core = this.loop.core;
+        core.refresh();
+        c.handlers.onData(c, Buffer.from(core.u8.subarray(extra, extra + events)));
+      } else if (kind === abi.CALL_STREAM_DRAIN) {
+        const c = this.conns.get(id);
+        if (c && !c.closed) c.handlers.onDrain?.(c);
+      } else if (kind === abi.CALL_STREAM_CLOSE) {
+        const c = this.conns.get(id);
+        if (!c) return;
+        this.conns.delete(id);
+        c.closed = true;
+        c.handlers.onClose?.(c, events ? new SysError(`connection (fd ${fd})`, events, fd) : null);
       }
     };
   }
@@ -189,6 +294,39 @@ export class Reactor {
     const id = this.fdIds.get(fd);
     if (id !== undefined) { this.fdIds.delete(fd); this.releaseId(id); }
     this.settle();
+  }
+
+  /**
+   * Hands a connected, non-blocking socket to the core, which reads it (ET
+   * or LT as the Reactor's `mode`, within the fairness budget) and writes
+   * what you write() through its write ring, with high/low watermarks:
+   * above high, write() returns false and reading pauses (no disconnect);
+   * at low, reading resumes and onDrain fires. The core owns the fd from
+   * now on and closes it (onClose). Throws SysError EEXIST if fd is
+   * registered, EBADF outside the tables.
+   */
+  adopt(fd: number, handlers: ConnectionHandlers, options: ConnectionOptions = {}): Connection {
+    const high = options.highWaterMark ?? 0;
+    const low = options.lowWaterMark ?? 0;
+    for (const [name, v] of [["highWaterMark", high], ["lowWaterMark", low]] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) throw new RangeError(`adopt: ${name} must be a non-negative integer, got ${v}`);
+    }
+    const id = this.nextConn++;
+    this.fail("adopt", this.loop.core.x.streamAdopt(fd, id, high, low), fd);
+    const c = new Connection(this, fd, id, handlers);
+    const cfg = this.loop.core.fairI32.bind(this.loop.core);
+    c.highWaterMark = high || cfg(abi.FCFG_WRITE_HIGH);
+    c.lowWaterMark = low ? Math.min(low, c.highWaterMark) : high ? Math.floor(high / 4) : cfg(abi.FCFG_WRITE_LOW);
+    this.conns.set(id, c);
+    this[kick]();
+    return c;
+  }
+
+  /** A Connection call outside a phase: carry its requests out now (attached: and tick again if needed). */
+  [kick](): void {
+    if (this.loop.inPhase) return;
+    this.loop.flush();
+    this.loop.rearm();
   }
 
   /** Runs fn after the current batch of I/O callbacks, before the next poll. */

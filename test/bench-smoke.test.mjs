@@ -133,6 +133,21 @@ test("dispatch.mjs --smoke: every row of its RESULTS.md table, one READ and one 
   assert.is(bad.code, 2, "an unknown flag exits 2");
 });
 
+test("fairness.mjs --smoke: the rows of its RESULTS.md table, every cell a figure, no errors", async () => {
+  const r = await run(process.execPath, ["bench/fairness.mjs", "--smoke"], { ms: 90_000 });
+  ok(r, "fairness.mjs --smoke");
+  const [want] = resultsTables("## Fairness (bench/fairness.mjs)");
+  const got = table(r.stdout, want.header);
+  assert.equal(got.rows.map((c) => c.slice(0, 2)), want.rows.map((c) => c.slice(0, 2)), "budget on/off, hog no/yes");
+  for (const row of got.rows) {
+    for (const c of row.slice(2)) numeric(c, row.slice(0, 2).join(" "));
+    assert.ok(Number(row[2]) > 0, `samples taken, ${row.slice(0, 2).join(" ")}`);
+    assert.is(row[8], "0", `no errors, ${row.slice(0, 2).join(" ")}`);
+  }
+  const bad = await run(process.execPath, ["bench/fairness.mjs", "--fast"]);
+  assert.is(bad.code, 2, "an unknown flag exits 2");
+});
+
 test("timers.mjs --smoke: every operation of its RESULTS.md table", async () => {
   const r = await run(process.execPath, ["bench/timers.mjs", "--smoke"]);
   ok(r, "timers.mjs --smoke");
@@ -470,6 +485,7 @@ const COVERED = {
   "soak-server.mjs": "test/soak.test.mjs (the churn and steady-load cases run it)",
   "uring-ring.mjs": "--smoke above",
   "timers.mjs": "--smoke above",
+  "fairness.mjs": "--smoke above",
   "writer.mjs": "--smoke above",
   "RESULTS.md": "data: the tables every smoke run is compared with",
   "chart.svg": "data: test/chart.test.mjs",

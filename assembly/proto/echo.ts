@@ -19,6 +19,7 @@ import {
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { Protocol } from "../reactor/protocol";
+import { budgetCharge, budgetLeft, budgetDefer } from "../reactor/budget";
 
 const ES_OPEN = 1;
 const OP_DIRECT_WRITE = 100; // a write straight from the receive buffer
@@ -56,6 +57,9 @@ export function echoRun(fd: i32): void {
     return;
   }
   if ((f & CF_READABLE) && !(f & CF_EOF)) {
+    // Fairness: a fast sender (ET: read until EAGAIN) reads its share of
+    // this tick, then the next tick's (CF_READABLE stays set meanwhile).
+    if (!budgetLeft(fd)) { budgetDefer(fd); return; }
     const b = readBufTake(readBufSize); // bulk: the large size
     cset(fd, C_RBUF, <i32>b);
     submit(OP_READ, fd, <i32>b, readBufSize, 0, 0);
@@ -72,6 +76,7 @@ export function echoComplete(fd: i32, op: i32, res: i32): void {
     const b = <usize>load<i32>(c + C_RBUF);
     if (res > 0) {
       ctlAddF64(STAT_BYTES_IN, <f64>res);
+      budgetCharge(fd, 0, res);
       setDeadline(fd, idleMs);
       // LT: one read per readiness event. ET: read until drained; a short
       // read means the socket was empty (new bytes raise a new edge), which

@@ -48,6 +48,7 @@ import {
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
+import { budgetCharge, budgetLeft, budgetDefer } from "../reactor/budget";
 import {
   REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH,
   REQ_USER_AGENT_OFF, REQ_USER_AGENT_LEN, REQ_REFERER_OFF, REQ_REFERER_LEN, METHOD_GET, METHOD_HEAD, METHOD_OPTIONS,
@@ -56,7 +57,7 @@ import {
 } from "../http/parser";
 import { entryForget, cachedBodyBytes } from "../http/filecache";
 import {
-  HS_BODY, HS_HEAD, HS_IDLE, HS_LINGER, HS_WAIT, HS_WRITE, HX_CHUNKED, HX_CLOSE, HX_CONTINUE, HX_STARTED,
+  HS_BODY, HS_HEAD, HS_IDLE, HS_LINGER, HS_WAIT, HS_WRITE, HX_CHUNKED, HX_CLOSE, HX_CONTINUE, HX_DEFERRED, HX_STARTED,
   H_BODY_DONE, H_BODY_LEFT, H_CHUNK, H_ENTRY, H_FLAGS, H_HEAD_END, H_LINE_END, H_LINE_START, H_REFERER, H_SCANNED,
   H_START, H_STATUS, H_UA, H_WAIT_ENTRY, LINGER_MS, accessLog, cors, headerMs, httpConfigure, idleMs, maxBody,
   maxHeader, maxHeaders, maxLine, req,
@@ -113,7 +114,16 @@ export function httpRun(fd: i32): void {
   // event meanwhile (pipelined bytes) must not serve() again: that would
   // link it into a waiter chain a second time.
   if (st == HS_WAIT) { if (load<i32>(c + H_WAIT_ENTRY) == 0) serve(fd); return; }
-  if (f & CF_READABLE) startRead(fd);
+  // Pipelined requests set aside when the budget ran out (responseDone): the
+  // next one is in the buffer already, before any more reading.
+  const hx = load<i32>(c + H_FLAGS);
+  if (hx & HX_DEFERRED) { store<i32>(c + H_FLAGS, hx & ~HX_DEFERRED); process(fd); return; }
+  if (f & CF_READABLE) {
+    // A connection that read its share of this tick reads on in the next
+    // (CF_READABLE stays: an edge-triggered backend will not say it again).
+    if (!budgetLeft(fd)) { budgetDefer(fd); return; }
+    startRead(fd);
+  }
 }
 
 function startRead(fd: i32): void {
@@ -213,6 +223,7 @@ function readDone(fd: i32, res: i32): void {
   const st = load<i32>(c + C_STATE);
   if (res > 0) {
     ctlAddF64(STAT_BYTES_IN, <f64>res);
+    budgetCharge(fd, 0, res);
     // A short read drained the socket: the next bytes will raise a new edge.
     // Not after the peer's FIN, which raises no edge again: the EOF is still
     // to be read (else a client that sends and closes at once would hold the
@@ -285,6 +296,7 @@ function process(fd: i32): void {
   store<i32>(c + H_LINE_END, 0);
   ctlAddI32(STAT_REQUESTS, 1);
   metricsMethod(load<i32>(req + REQ_METHOD));
+  budgetCharge(fd, 1, 0);
   if (r < 0) { errorResponse(fd, -r); return; }
   store<i32>(c + H_HEAD_END, r);
   if (accessLog) {
@@ -453,6 +465,9 @@ function responseDone(fd: i32): void {
   store<i32>(c + C_STATE, HS_HEAD);
   store<f64>(c + H_START, now()); // a pipelined request starts when its turn comes
   startHeadTimer(fd);
+  // Fairness: a client that pipelines thousands of requests gets its
+  // budget's worth per tick (reactor/budget.ts); the rest waits in the buffer.
+  if (!budgetLeft(fd)) { store<i32>(c + H_FLAGS, load<i32>(c + H_FLAGS) | HX_DEFERRED); budgetDefer(fd); return; }
   process(fd);
 }
 

@@ -48,6 +48,7 @@ export const HX_STARTED = 2;    // the head timer is running for this request
 export const HX_CHUNKED = 4;
 export const HX_CONTINUE = 8;   // Expect: 100-continue, and no 100 sent yet
 export const HX_LOOKED_UP = 16; // the request's file-cache lookup is counted (a wait for the open looks again)
+export const HX_DEFERRED = 32;  // a pipelined request waits in the buffer: the tick's budget ran out (reactor/budget.ts)
 
 export let idleMs: f64 = 0;
 export let headerMs: f64 = 0;

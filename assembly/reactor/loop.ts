@@ -56,6 +56,8 @@ import { opOwner, protoRun, protoComplete, protoTimeout, protoService, protoTime
 import { doomedLen, isDoomed, closeDoomed, trapFd, trapDoneFd, roundStarted, setInCompletions, trapNow, trapCompletionNow } from "./recovery";
 import { shutdownDone, closeAllConns } from "./shutdown";
 import { inflightFinish, doneOp, doneFd, doneA0, doneA2 } from "./inflight";
+import { budgetInit, budgetTickBegin, budgetRequeue, budgetWaiting } from "./budget";
+import { streamCallIsData } from "./stream";
 
 // phases
 enum Phase { IDLE, TIMERS, DISPATCH, DEFERRED, FLUSH, REAP }
@@ -95,6 +97,7 @@ export function reactorInit(): bool {
   ctlSetI32(CFG_READ_BUF, ctlI32(CFG_READ_BUF) > 0 ? ctlI32(CFG_READ_BUF) : 32768);
   handlersInit(fds);
   connsInit(fds, ctlI32(CFG_MODE));
+  budgetInit(fds);
   const timerCap = fds * 2 + 262144;
   timersInit(timerCap);
   due = heap.alloc(<usize>timerCap * 4);
@@ -117,9 +120,12 @@ export function runTimers(): i32 {
   return advance();
 }
 
-/** The backend wait's timeout: 0 when work is waiting, else until the next timer. */
+/**
+ * The backend wait's timeout: 0 when work is waiting (the run queue, tasks,
+ * connections whose fairness budget ran out: budget.ts), else until the next timer.
+ */
 export function pollTimeout(): i32 {
-  if (!runQueueEmpty() || tasksPending() > 0) return 0;
+  if (!runQueueEmpty() || tasksPending() > 0 || budgetWaiting()) return 0;
   // The earlier of the exact timers and the wheel's next tick with work (the
   // wheel coalesces: one wakeup per tick, however many deadlines it holds).
   const t = now();
@@ -132,6 +138,7 @@ export function pollTimeout(): i32 {
 /** Phase 3: the host's backend wrote `n` event records into the event area. */
 export function dispatch(n: i32): i32 {
   phase = Phase.DISPATCH;
+  budgetTickBegin(); // a new tick: fresh fairness budgets
   metricsEvents(n);
   evCount = n;
   evNext = 0;
@@ -200,6 +207,9 @@ function advance(): i32 {
       // End of the batch: zombies die, pending handlers go live, the kernel
       // learns every change made during the batch.
       endBatch();
+      // Connections whose budget ran out in the last tick run again, behind
+      // the ones this batch made ready.
+      budgetRequeue();
       if (flushMods()) runQueue();
     }
   } else if (phase == Phase.DEFERRED) {
@@ -360,7 +370,8 @@ function completeOne(res: i32): void {
   // A host service a protocol owns goes to it whoever asked (protocol.ts).
   const owner = opOwner(op);
   if (owner != 0) { protoService(owner, op, fd, res); return; }
-  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST) {
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST
+      || (op == OP_CALL && streamCallIsData(fd))) { // a stream connection's bytes were with JS (stream.ts)
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing
     if (flags(fd) & CF_CLOSING) {
@@ -373,7 +384,7 @@ function completeOne(res: i32): void {
     if (fd == trapDoneFd) trapCompletionNow();
     protoComplete(cget(fd, C_PROTO), fd, op, res);
   }
-  // OP_CLOSE, OP_CALL, OP_LOG: nothing to do.
+  // OP_CLOSE, other OP_CALLs, OP_LOG: nothing to do.
 }
 
 // A completion called JS (CALL_CTL_ERROR): advance() adds nothing more to

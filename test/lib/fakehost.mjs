@@ -129,6 +129,12 @@ export class FakeHost {
     i[at(abi.CFG_MODE)] = c.mode === "et" || c.mode === abi.MODE_ET ? abi.MODE_ET : abi.MODE_LT;
     // true: combined; or an ACCESS_LOG_* value
     i[at(abi.CFG_ACCESS_LOG)] = typeof c.accessLog === "number" ? c.accessLog : c.accessLog ? abi.ACCESS_LOG_COMBINED : 0;
+    // Fairness and watermarks (abi.ts FCFG_*): 0 = the core's default, -1 = no limit.
+    const fair = this.x.fairnessConfig();
+    for (const [name, off] of [["tickRequests", abi.FCFG_TICK_REQUESTS], ["tickBytes", abi.FCFG_TICK_BYTES],
+      ["writeHighWaterMark", abi.FCFG_WRITE_HIGH], ["writeLowWaterMark", abi.FCFG_WRITE_LOW]]) {
+      this.dv.setInt32(fair + off, c[name] ?? 0, true);
+    }
     // The proxy (PROTO_PROXY_TCP): config.proxy = { balance, connectTimeoutMs, upstreams: [{ port, weight }] },
     // upstreams on 127.0.0.1 (sockaddr_in as the host writes it, abi.ts PXC_*).
     if (c.proxy) {
