@@ -33,8 +33,8 @@
 // Shutdown: a graceful shutdown drains the probes (closed at once, no result)
 // and the next firing of each timer frees it.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, EINPROGRESS, EALREADY, EISCONN, AF_INET, AF_INET6, SA_FAMILY,
-  SA_PORT, SA_IN_ADDR, SA_IN6_ADDR, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, AF_INET, AF_INET6, SA_FAMILY, SA_IN_ADDR, SA_IN6_ADDR,
+  SA_PORT, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
   PROTO_PROXY_PROBE, BCFG_CHECK, BCFG_CHECK_INTERVAL, BCFG_CHECK_TIMEOUT, BCFG_CHECK_PATH_LEN, BCFG_CHECK_PATH,
   CHECK_PATH_MAX, CHECK_NONE, CHECK_HTTP, CHECK_RES_CONNECTED, CHECK_RES_TIMEOUT, CHECK_RES_INVALID, CHECK_RES_CLOSED,
 } from "../abi";
@@ -42,22 +42,24 @@ import { submit, now, setCurrentFd } from "../reactor/ctl";
 import { readBufTake, readBufSize, readBufCap } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
-  connCloseSoon, setDeadline, etMode, connOpen, connRefreshInterest, draining, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED,
-  CF_CLOSING, CF_NO_READ, OUT_FAILED,
+  setDeadline, etMode, connOpen, connRefreshInterest, draining, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED,
+  CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp, protocolTimerAdd, opOwner, protoService } from "../reactor/protocol";
 import { timerRearm, timerFree, timerDeadline } from "../reactor/timers";
 import { parseResponse, resetResponse, RESP_STATUS, RESP_FLAGS, RS_INTERIM } from "../http/response";
-import { upstreamCount, upstreamAddr, upstreamAddrLen, upstreamHealthResult } from "./upstreams";
+import { upstreamCount, upstreamAddr, upstreamHealthResult } from "./upstreams";
 import { balanceConfig } from "./balance";
+import {
+  X_UP, closeSafe, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, CONNECT_OK, CONNECT_WAIT,
+} from "./link";
 
 // probe connection states (C_STATE)
 const S_CONNECTING = 1;
 const S_SEND = 2;      // the request is being written (http)
 const S_RECV = 3;      // reading the response head (http)
-// protocol area
-const X_UP = C_PROTO_AREA;            // the upstream probed
+// protocol area: X_UP (the upstream probed) is link.ts's; then
 const X_RESP = C_PROTO_AREA + 16;     // RESP record (48 bytes) of the head being parsed
 
 // Per-upstream record, R_SIZE bytes.
@@ -72,7 +74,6 @@ const H_IDLE = 0;
 const H_SOCKET = 1;    // OP_SOCKET in flight
 const H_OPEN = 2;      // a probe connection is open
 
-const SOCK_STREAM_NB_CLOEXEC = 1 | 0x800 | 0x80000;
 const MAX_HEADERS = 100;
 
 const recs: usize = memory.data(UPSTREAMS_MAX * R_SIZE, 16);
@@ -137,7 +138,7 @@ function probeTimer(id: i32, u: i32): void {
   timerRearm(id, next);
   if (rget(u, R_STATE) != H_IDLE) return; // the previous probe is still out
   rset(u, R_STATE, H_SOCKET);
-  submit(OP_SOCKET, -2 - u, <i32>load<u16>(upstreamAddr(u) + SA_FAMILY), SOCK_STREAM_NB_CLOEXEC, 0, 0);
+  askSocket(-2 - u, u, 0);
 }
 
 /** OP_SOCKET and OP_CONNECT: the probes' here, every other to the owner before us. */
@@ -150,9 +151,7 @@ function probeService(op: i32, fd: i32, res: i32): void {
   }
   if (op == OP_CONNECT) {
     if (fd >= 0 && fd < maxFds && cget(fd, C_STATE) != 0 && cget(fd, C_PROTO) == PROTO_PROXY_PROBE) {
-      if (cget(fd, C_STATE) != S_CONNECTING) return;
-      store<i32>(conn(fd) + C_INFLIGHT, 0);
-      if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
+      if (!connectCompleted(fd, S_CONNECTING)) return;
       setCurrentFd(fd);
       connectDone(fd, res);
       return;
@@ -178,13 +177,13 @@ function socketDone(u: i32, res: i32): void {
   setFlag(fd, CF_NO_READ); // WRITABLE only, until the request is out
   connRefreshInterest(fd);
   setDeadline(fd, timeout);
-  submit(OP_CONNECT, fd, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-  store<i32>(conn(fd) + C_INFLIGHT, OP_CONNECT);
+  askConnect(fd);
 }
 
 function connectDone(fd: i32, res: i32): void {
-  if (res == -EINPROGRESS || res == -EALREADY) { outBlocked(fd); return; } // WRITABLE reports the outcome
-  if (res != 0 && res != -EISCONN) { finish(fd, false, res); return; }
+  const o = connectOutcome(res);
+  if (o == CONNECT_WAIT) { outBlocked(fd); return; } // WRITABLE reports the outcome
+  if (o != CONNECT_OK) { finish(fd, false, res); return; }
   if (kind != CHECK_HTTP) { finish(fd, true, CHECK_RES_CONNECTED); return; }
   const n = formatRequest(cget(fd, X_UP));
   if (!outAppend(fd, req, n)) { finish(fd, false, CHECK_RES_INVALID); return; } // a write buffer limit below the request
@@ -200,15 +199,7 @@ function probeRun(fd: i32): void {
   if (load<i32>(c + C_INFLIGHT) != 0) return;
   const state = load<i32>(c + C_STATE);
   const f = flags(fd);
-  if (state == S_CONNECTING) {
-    if (f & CF_WRITABLE) {
-      clearFlag(fd, CF_WRITABLE);
-      const u = cget(fd, X_UP);
-      submit(OP_CONNECT, fd, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-      store<i32>(c + C_INFLIGHT, OP_CONNECT);
-    }
-    return;
-  }
+  if (state == S_CONNECTING) { connectAgain(fd); return; }
   if (state == S_SEND) {
     if (outPending(fd) && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) outStep(fd);
     return;
@@ -273,9 +264,7 @@ function probeComplete(fd: i32, op: i32, res: i32): void {
 function probeTimeout(fd: i32): void { finish(fd, false, CHECK_RES_TIMEOUT); }
 
 /** Shutdown: the probe goes now, with no result. */
-function probeDrain(fd: i32): void {
-  if (cget(fd, C_INFLIGHT) != 0) connCloseSoon(fd); else connClose(fd);
-}
+function probeDrain(fd: i32): void { closeSafe(fd); }
 
 /** connClose's hook (whoever closes it: finish, drain, closeAll, a contained trap). */
 function probeClose(fd: i32): void {

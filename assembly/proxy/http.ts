@@ -31,11 +31,11 @@
 // idempotent (GET/HEAD) without a body. A request whose body started to
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EINPROGRESS, EALREADY, EISCONN,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_SHUTDOWN, EAGAIN,
   STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
   CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
-  C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, AF_INET, AF_INET6, LOG_WARN, UPSTREAMS_MAX,
+  C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, LOG_WARN, UPSTREAMS_MAX,
   PXH_SIZE, PXH_REUSES, PXH_CONNECTS, PXH_POOLED, PXG_SIZE, PXG_RETRIES, PXG_502, PXG_503, PXG_504, PXG_4XX,
   PXG_TRUNCATED, PXG_POOL_DROPPED, HASH_KEY_PATH, HASH_KEY_HEADER,
 } from "../abi";
@@ -48,7 +48,7 @@ import {
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
-import { peerRecord, peersOn, peersInit, peerFormat } from "../reactor/peer";
+import { peersOn, peersInit, peerFormat } from "../reactor/peer";
 import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
 import {
   REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_SIZE,
@@ -62,11 +62,16 @@ import {
 import { BODYST_OUT, bodyStart, bodyFeed, bodyDechunk, bodyDone } from "../http/framing";
 import { proxyRewriteRequest, proxyRewriteResponse, RW_NEEDS_DECHUNK, RWR_CLOSE, RWR_CLIENT_HTTP10, RWR_DECHUNK } from "./rewrite";
 import {
-  upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
+  upstreamConnClosed,
   upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
 } from "./upstreams";
 import { balancePick, balancePolicy, hashBytes } from "./balance";
 import { proxyUpstreamsLoad, proxyService as tcpService } from "./tcp";
+import {
+  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, SHUT_WR, xf, xset, xclear, peerOf, isClient, linkedBack, closeSafe,
+  peerHash, roomIn, pause, resume, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, socketArrived,
+  upstreamOpen, connectFailed as connectDropped, mayRetry, countTry, CONNECT_OK, CONNECT_WAIT,
+} from "./link";
 
 // ---- states (C_STATE) ---------------------------------------------------------
 const CS_IDLE = 1;      // client: between requests, no byte of the next one
@@ -81,11 +86,8 @@ const US_ACTIVE = 11;   // upstream: carrying a request
 const US_POOLED = 12;   // upstream: idle in its pool
 
 // ---- the protocol area (112 bytes) ----------------------------------------
-const X_PEER = C_PROTO_AREA;         // the other side's fd, -1: none
-const X_UP = C_PROTO_AREA + 4;       // upstream index
-const X_XF = C_PROTO_AREA + 8;       // XF_* flags
+// X_PEER, X_UP, X_XF, X_TRIES (client: upstreams tried for this request): link.ts
 // client
-const X_TRIES = C_PROTO_AREA + 12;   // upstreams tried for this request
 const X_REQF = C_PROTO_AREA + 16;    // RQ_* bits of the current request
 const X_HEAD_END = C_PROTO_AREA + 20; // length of the current request head (at C_RPOS)
 const X_BODY_POS = C_PROTO_AREA + 24; // buffer offset of the first body byte not yet forwarded
@@ -106,8 +108,7 @@ const X_LAT = C_PROTO_AREA + 40;     // f64 ms to the response head
 // its request body, the upstream's the response body.
 const X_BODYST = C_PROTO_AREA + 56;
 
-const XF_CLIENT = 1;
-const XF_PAUSED = 2;         // not read: the peer's ring is full
+// X_XF bits besides link.ts's XF_CLIENT, XF_PAUSED
 const XC_REQ_DONE = 4;       // the request body went into the upstream's ring in full
 const XC_RESP_DONE = 8;      // the response went into our ring in full (flush, then the next request)
 const XC_CLOSE = 16;         // close after this response
@@ -121,9 +122,6 @@ const XU_DECHUNK = 2048;     // upstream: chunked response de-chunked for an HTT
 
 const RQ_HEAD = 1, RQ_HTTP10 = 2, RQ_BODY = 4, RQ_IDEMPOTENT = 8;
 
-const SOCK_STREAM_NB_CLOEXEC = 1 | 0x800 | 0x80000;
-const SHUT_WR = 1;
-const MAX_TRIES = 2;
 const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after this (nginx keepalive_timeout 60s)
 const LINGER_MS: f64 = 2000;
 const DEFAULT_KEEPALIVE = 1024; // idle connections kept per upstream: a 1,000-client burst reuses its connections (32 made them churn: bench/RESULTS.md "Proxy")
@@ -197,12 +195,6 @@ export function proxyHttpProtocol(): Protocol {
   return p;
 }
 
-@inline function xf(fd: i32): i32 { return cget(fd, X_XF); }
-@inline function xset(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) | f); }
-@inline function xclear(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) & ~f); }
-@inline function peerOf(fd: i32): i32 { return cget(fd, X_PEER); }
-@inline function isClient(fd: i32): bool { return (cget(fd, X_XF) & XF_CLIENT) != 0; }
-
 export function httpProxyOpen(fd: i32): void {
   connOpen(fd, H_CONN, PROTO_PROXY_HTTP, CS_IDLE);
   cset(fd, X_PEER, -1);
@@ -220,15 +212,7 @@ export function httpProxyRun(fd: i32): void {
   if (load<i32>(c + C_INFLIGHT) != 0) return;
   const st = load<i32>(c + C_STATE);
   const f = flags(fd);
-  if (st == US_CONNECTING) {
-    if (f & CF_WRITABLE) {
-      clearFlag(fd, CF_WRITABLE);
-      const u = cget(fd, X_UP);
-      submit(OP_CONNECT, fd, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-      store<i32>(c + C_INFLIGHT, OP_CONNECT);
-    }
-    return;
-  }
+  if (st == US_CONNECTING) { connectAgain(fd); return; }
   if (st == CS_PICK) { startUpstream(fd); return; }
   const out = outPending(fd);
   if (out && (f & CF_WRITABLE || !(f & CF_OUT_ARMED))) { outStep(fd); return; }
@@ -293,33 +277,6 @@ function releaseBuf(fd: i32): void {
   const b = <usize>cget(fd, C_RBUF);
   if (b != 0) readBufGive(b);
   cset(fd, C_RBUF, 0); cset(fd, C_RLEN, 0); cset(fd, C_RPOS, 0);
-}
-
-/** Room in `to`'s ring for appending now (a ring with a write in flight must not move). */
-function roomIn(to: i32): i32 {
-  let room = writeBufMax - cget(to, C_WLEN);
-  const inf = cget(to, C_INFLIGHT);
-  if (inf != 0 && inf != OP_READ && inf != OP_SHUTDOWN && inf != OP_CONNECT) {
-    const ring = cget(to, C_WRING);
-    room = min(room, ring == 0 ? 0 : (4096 << cget(to, C_WCLS)) - cget(to, C_WLEN));
-  }
-  return room;
-}
-
-function pause(fd: i32): void {
-  if (xf(fd) & XF_PAUSED) return;
-  xset(fd, XF_PAUSED);
-  setFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-}
-
-function resume(fd: i32): void {
-  if (!(xf(fd) & XF_PAUSED)) return;
-  xclear(fd, XF_PAUSED);
-  clearFlag(fd, CF_NO_READ);
-  setFlag(fd, CF_READABLE); // ET: an edge may have come while paused
-  connRefreshInterest(fd);
-  enqueue(fd);
 }
 
 /** Stop reading fd (not paused by backpressure: nothing is wanted from it now). */
@@ -471,14 +428,7 @@ function parseHead(fd: i32): void {
 
 /** The hash balancePick gets: the client address (ip-hash), the key (hash), else 0. */
 function requestHash(fd: i32, head: usize): u32 {
-  if (policy == BAL_IP_HASH) {
-    const p = peerRecord(fd);
-    if (p == 0) return 0;
-    const family = <i32>load<u16>(p);
-    if (family == AF_INET) return hashBytes(p + 4, 4);
-    if (family == AF_INET6) return hashBytes(p + 4, 16);
-    return 0;
-  }
+  if (policy == BAL_IP_HASH) return peerHash(fd);
   if (policy != BAL_HASH) return 0;
   if (hashKind == HASH_KEY_PATH) return hashBytes(head + <usize>load<i32>(req + REQ_TARGET_OFF), load<i32>(req + REQ_TARGET_LEN));
   if (hashKind == HASH_KEY_HEADER) {
@@ -537,8 +487,7 @@ function startUpstream(fd: i32): void {
     answer(fd, 503, false);
     return;
   }
-  cset(fd, X_UP, u);
-  cset(fd, X_TRIES, tries + 1);
+  countTry(fd, u);
   const up = poolTake(u);
   if (up >= 0) {
     stat(u, PXH_REUSES);
@@ -548,8 +497,7 @@ function startUpstream(fd: i32): void {
   }
   stat(u, PXH_CONNECTS);
   cset(fd, C_STATE, CS_SOCKET);
-  submit(OP_SOCKET, fd, <i32>load<u16>(upstreamAddr(u)), SOCK_STREAM_NB_CLOEXEC, 0, 0);
-  store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
+  askSocket(fd, u, 0);
 }
 
 /** OP_SOCKET / OP_CONNECT: this protocol's, or tcp mode's (one owner per op). */
@@ -558,65 +506,35 @@ export function httpProxyService(op: i32, fd: i32, res: i32): void {
   if (!mine) { tcpService(op, fd, res); return; }
   if (op == OP_SOCKET) { socketDone(fd, res); return; }
   if (op == OP_CONNECT) {
-    if (cget(fd, C_STATE) != US_CONNECTING) return;
-    store<i32>(conn(fd) + C_INFLIGHT, 0);
-    if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
+    if (!connectCompleted(fd, US_CONNECTING)) return;
     setCurrentFd(fd);
-    if (res == 0 || res == -EISCONN) { connected(fd); return; }
-    if (res == -EINPROGRESS || res == -EALREADY) { setFlag(fd, CF_OUT_ARMED); clearFlag(fd, CF_WRITABLE); connRefreshInterest(fd); return; }
+    const o = connectOutcome(res);
+    if (o == CONNECT_OK) { connected(fd); return; }
+    if (o == CONNECT_WAIT) { setFlag(fd, CF_OUT_ARMED); clearFlag(fd, CF_WRITABLE); connRefreshInterest(fd); return; }
     connectFailed(fd, res);
   }
 }
 
 function socketDone(client: i32, res: i32): void {
-  const alive = cget(client, C_STATE) == CS_SOCKET;
-  if (alive) store<i32>(conn(client) + C_INFLIGHT, 0);
-  if (res >= 0 && (!alive || res >= maxFds || (flags(client) & CF_CLOSING) != 0)) {
-    submit(OP_CLOSE, res, 0, 0, 0, 0);
-    if (alive) connClose(client);
-    return;
-  }
-  if (!alive) return;
-  setCurrentFd(client);
+  if (!socketArrived(client, res, CS_SOCKET)) return;
   if (res < 0) { gstat(PXG_502); answer(client, 502, false); return; }
-  const u = cget(client, X_UP);
   const up = res;
-  connOpen(up, H_CONN, PROTO_PROXY_HTTP, US_CONNECTING);
-  cset(up, X_PEER, client);
-  cset(up, X_UP, u);
-  cset(up, X_XF, 0);
+  upstreamOpen(client, up, PROTO_PROXY_HTTP, US_CONNECTING, CS_WAIT);
   cset(up, X_POOL_NEXT, -1);
   cset(up, X_POOL_PREV, -1);
-  setFlag(up, CF_NO_READ);
-  cset(client, X_PEER, up);
-  cset(client, C_STATE, CS_WAIT);
-  upstreamConnOpened(u);
   setDeadline(up, connectMs > 0 ? connectMs : (upstreamMs > 0 ? upstreamMs : idleMs));
-  submit(OP_CONNECT, up, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-  store<i32>(conn(up) + C_INFLIGHT, OP_CONNECT);
+  askConnect(up);
 }
 
 function connectFailed(up: i32, res: i32): void {
   const u = cget(up, X_UP);
-  const client = peerOf(up);
-  upstreamFailure(u, now());
-  logBegin();
-  logStr("proxy: connect to upstream ");
-  logInt(u);
-  logStr(res == 0 ? " timed out" : " failed: errno ");
-  if (res != 0) logInt(-res);
-  logEnd(LOG_WARN);
-  cset(up, X_PEER, -1);
-  connClose(up);
-  if (client < 0 || cget(client, C_STATE) != CS_WAIT) return;
-  cset(client, X_PEER, -1);
-  setCurrentFd(client);
-  retryOr(client, u, res == 0 ? 504 : 502, true);
+  const client = connectDropped(up, res, CS_WAIT);
+  if (client >= 0) retryOr(client, u, res == 0 ? 504 : 502, true);
 }
 
 /** Tries the request once more elsewhere when allowed, else answers `status`. */
 function retryOr(client: i32, u: i32, status: i32, allowed: bool): void {
-  if (allowed && cget(client, X_TRIES) < MAX_TRIES && !(xf(client) & XC_HEAD_GONE) && !(flags(client) & CF_CLOSING)) {
+  if (allowed && mayRetry(client) && !(xf(client) & XC_HEAD_GONE)) {
     upstreamRetried(u);
     gstat(PXG_RETRIES);
     // the body forwards again from its first byte
@@ -844,11 +762,6 @@ function truncated(up: i32): void {
   endRequest(up, cget(up, X_USTATUS));
   connClose(up);
   if (client >= 0) { cset(client, X_PEER, -1); closeSafe(client); }
-}
-
-/** Closes now, or once its op in flight completed (its buffers are the kernel's until then). */
-function closeSafe(fd: i32): void {
-  if (cget(fd, C_INFLIGHT) != 0) connCloseSoon(fd); else connClose(fd);
 }
 
 function endRequest(up: i32, status: i32): void {
@@ -1098,10 +1011,10 @@ export function httpProxyClose(fd: i32): void {
   const peer = peerOf(fd);
   cset(fd, X_PEER, -1);
   if (isClient(fd)) {
-    if (peer >= 0 && cget(peer, C_STATE) != 0 && peerOf(peer) == fd) {
+    if (linkedBack(fd, peer)) {
       cset(peer, X_PEER, -1);
       endRequest(peer, 0);
-      if (cget(peer, C_INFLIGHT) != 0) connCloseSoon(peer); else connClose(peer);
+      closeSafe(peer);
     }
     return;
   }
@@ -1109,7 +1022,7 @@ export function httpProxyClose(fd: i32): void {
   if (st == US_POOLED) poolUnlink(fd);
   if (st == US_ACTIVE) endRequest(fd, 0);
   if (u >= 0) upstreamConnClosed(u);
-  if (peer >= 0 && cget(peer, C_STATE) != 0 && peerOf(peer) == fd) {
+  if (linkedBack(fd, peer)) {
     // closed under an exchange (shutdown's grace, a trap): the client cannot be answered right
     cset(peer, X_PEER, -1);
     connCloseSoon(peer);

@@ -12,40 +12,41 @@
 // receive buffers however slow either end reads. A side that is not read
 // leaves READABLE out of its interest (CF_NO_READ): no level-triggered spin.
 //
-// Connect: OP_SOCKET (the client's request: the new fd is not ours yet), then
-// OP_CONNECT on the new fd; -EINPROGRESS waits for WRITABLE and connects
-// again (0 / -EISCONN: connected; the error otherwise), so the libc executor
-// needs no getsockopt and an io_uring CONNECT that completes late fits too.
-// A connect that fails (refused, unreachable, timed out) before any byte was
-// relayed is retried once on another upstream.
+// Connect (the sequence is proxy/link.ts's, shared with http mode and the
+// probes): a connect that fails (refused, unreachable, timed out) before any
+// byte was relayed is retried once on another upstream.
 //
 // Half-close: a FIN from one side (read 0) becomes shutdown(SHUT_WR) of the
 // other once everything before it was written; when both sides sent theirs,
 // both close. An error or reset on one side closes both. The idle timeout
 // counts activity of either side (both deadlines move together).
 import {
-  OP_READ, OP_SHUTDOWN, OP_SOCKET, SOCKET_NODELAY, OP_CONNECT, OP_CLOSE, EAGAIN, EINPROGRESS, EALREADY, EISCONN, AF_INET, AF_INET6,
+  OP_READ, OP_SHUTDOWN, OP_SOCKET, SOCKET_NODELAY, OP_CONNECT, EAGAIN,
   STAT_BYTES_IN, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT, STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_TCP,
-  C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN, C_WRING, C_WCLS, C_STATE, C_PROTO_AREA, BAL_IP_HASH, PXC_SIZE,
-  PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA, LOG_WARN,
+  C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN, C_STATE, C_PROTO_AREA, BAL_IP_HASH, PXC_SIZE,
+  PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
-  connCloseSoon, setDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, CF_READABLE, CF_WRITABLE, CF_EOF,
-  CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
+  setDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, CF_READABLE, CF_WRITABLE, CF_EOF,
+  CF_OUT_ARMED, CF_HUP, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { doomedLen, isDoomed } from "../reactor/recovery";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
-import { peerRecord, peersOn, peersInit } from "../reactor/peer";
-import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
+import { peersOn, peersInit } from "../reactor/peer";
 import {
-  upstreamsReset, upstreamAdd, upstreamAddr, upstreamAddrLen, upstreamConnOpened, upstreamConnClosed,
-  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
+  upstreamsReset, upstreamAdd, upstreamConnClosed, upstreamRequestStart, upstreamRequestEnd, upstreamSuccess,
+  upstreamBytes, upstreamRetried,
 } from "./upstreams";
-import { balancePick, balanceInit, balancePolicy, hashBytes } from "./balance";
+import { balancePick, balanceInit, balancePolicy } from "./balance";
+import {
+  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, SHUT_WR, xf, xset, peerOf, linkedBack, closeSafe, peerHash,
+  roomIn, pause, resume, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, socketArrived,
+  upstreamOpen, connectFailed as connectDropped, mayRetry, countTry, CONNECT_OK, CONNECT_WAIT,
+} from "./link";
 
 // states (C_STATE)
 const S_CLIENT_PICK = 1;    // accepted; picks an upstream at its next run
@@ -54,20 +55,12 @@ const S_CLIENT_WAIT = 3;    // its upstream is connecting
 const S_UP_CONNECTING = 4;  // an upstream: connect under way
 const S_RELAY = 5;          // paired: bytes flow
 
-// the protocol area
-const X_PEER = C_PROTO_AREA;        // the other side's fd, -1: none
-const X_UP = C_PROTO_AREA + 4;      // upstream index (both sides)
-const X_XF = C_PROTO_AREA + 8;      // XF_* flags
-const X_TRIES = C_PROTO_AREA + 12;  // client: connects tried
+// the protocol area: X_PEER, X_UP (both sides), X_XF, X_TRIES (client:
+// connects tried) are link.ts's; then
 const X_CONNECT_OP = C_PROTO_AREA + 16; // upstream: the connect attempt's start (f64 at +16..+23)
-const XF_CLIENT = 1;       // this side is the client
-const XF_SHUT_WANTED = 2;  // the peer sent its FIN: shut our write side once our ring is drained
-const XF_SHUT_DONE = 4;    // we sent our FIN (shutdown(SHUT_WR) completed)
-const XF_PAUSED = 8;       // not read: the peer's ring is full (backpressure)
-
-const SHUT_WR = 1;
-const SOCK_STREAM_NB_CLOEXEC = 1 | 0x800 | 0x80000; // SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC
-const MAX_TRIES = 2; // the first connect and one retry elsewhere
+// X_XF bits besides link.ts's XF_CLIENT, XF_PAUSED
+const XF_SHUT_WANTED = 4;  // the peer sent its FIN: shut our write side once our ring is drained
+const XF_SHUT_DONE = 8;    // we sent our FIN (shutdown(SHUT_WR) completed)
 
 let idleMs: f64 = 0;
 let connectMs: f64 = 0;
@@ -80,8 +73,6 @@ const config: usize = memory.data(PXC_SIZE, 8);
 /** Where the host writes the upstreams (abi.ts PXC_*) before init(). */
 export function proxyConfig(): usize { return config; }
 
-
-/** Reads the config, loads the upstreams and returns the hooks (assembly/protocols.ts). */
 /**
  * Loads the upstream table from the record the host wrote (PXC_*) and the
  * balance settings (BCFG_*). Both proxy modes call it at init; loading again
@@ -117,11 +108,6 @@ export function proxyTcpProtocol(): Protocol {
   return p;
 }
 
-@inline function xf(fd: i32): i32 { return cget(fd, X_XF); }
-@inline function xset(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) | f); }
-@inline function xclear(fd: i32, f: i32): void { cset(fd, X_XF, cget(fd, X_XF) & ~f); }
-@inline function peerOf(fd: i32): i32 { return cget(fd, X_PEER); }
-
 export function proxyOpen(fd: i32): void {
   connOpen(fd, H_CONN, PROTO_PROXY_TCP, S_CLIENT_PICK);
   cset(fd, X_PEER, -1);
@@ -132,16 +118,6 @@ export function proxyOpen(fd: i32): void {
   connRefreshInterest(fd);
   setDeadline(fd, idleMs);
   enqueue(fd);
-}
-
-/** The client address's hash (ip-hash), 0 when unknown. */
-function clientHash(fd: i32): u32 {
-  const p = peerRecord(fd);
-  if (p == 0) return 0;
-  const family = <i32>load<u16>(p);
-  if (family == AF_INET) return hashBytes(p + 4, 4);
-  if (family == AF_INET6) return hashBytes(p + 4, 16);
-  return 0;
 }
 
 /**
@@ -155,70 +131,47 @@ function peerDoomed(fd: i32): bool {
   const peer = peerOf(fd);
   if (peer < 0 || doomedLen == 0 || !isDoomed(peer)) return false;
   cset(fd, X_PEER, -1);
-  if (cget(fd, C_INFLIGHT) != 0) connCloseSoon(fd);
-  else connClose(fd);
+  closeSafe(fd);
   return true;
 }
 
 /** Picks an upstream (not `exclude`) and asks for a socket; no usable one: the client closes. */
 function startConnect(fd: i32, exclude: i32): void {
-  const u = balancePick(policy, policy == BAL_IP_HASH ? clientHash(fd) : 0, exclude, now());
+  const u = balancePick(policy, policy == BAL_IP_HASH ? peerHash(fd) : 0, exclude, now());
   if (u < 0) {
     ctlAddI32(STAT_PROXY_NO_UPSTREAM, 1);
     connClose(fd); // tcp mode has no 503
     return;
   }
-  cset(fd, X_UP, u);
-  cset(fd, X_TRIES, cget(fd, X_TRIES) + 1);
+  countTry(fd, u);
   cset(fd, C_STATE, S_CLIENT_SOCKET);
-  const family = <i32>load<u16>(upstreamAddr(u));
-  submit(OP_SOCKET, fd, family, SOCK_STREAM_NB_CLOEXEC, SOCKET_NODELAY, 0); // Nagle would hold a relayed reply's tail
-  store<i32>(conn(fd) + C_INFLIGHT, OP_SOCKET);
+  askSocket(fd, u, SOCKET_NODELAY); // Nagle would hold a relayed reply's tail
 }
 
 /** OP_SOCKET and OP_CONNECT complete here (this protocol owns them). */
 export function proxyService(op: i32, fd: i32, res: i32): void {
   if (op == OP_SOCKET) { socketDone(fd, res); return; }
   if (op == OP_CONNECT) {
-    if (fd < 0 || fd >= maxFds || cget(fd, C_STATE) != S_UP_CONNECTING) return;
-    store<i32>(conn(fd) + C_INFLIGHT, 0);
-    if (flags(fd) & CF_CLOSING) { enqueue(fd); return; }
-    if (peerDoomed(fd)) return;
+    if (!connectCompleted(fd, S_UP_CONNECTING) || peerDoomed(fd)) return;
     setCurrentFd(fd);
     connectDone(fd, res);
   }
 }
 
 function socketDone(client: i32, res: i32): void {
-  const alive = client >= 0 && client < maxFds && cget(client, C_STATE) == S_CLIENT_SOCKET;
-  if (alive) store<i32>(conn(client) + C_INFLIGHT, 0);
-  if (res >= 0 && (!alive || res >= maxFds || (flags(client) & CF_CLOSING) != 0)) {
-    submit(OP_CLOSE, res, 0, 0, 0, 0); // nobody to pair it with, or beyond our tables
-    if (alive) connClose(client);
-    return;
-  }
-  if (!alive) return;
-  setCurrentFd(client);
+  if (!socketArrived(client, res, S_CLIENT_SOCKET)) return;
   if (res < 0) { connClose(client); return; } // EMFILE...: this client cannot be served now
-  const u = cget(client, X_UP);
   const up = res;
-  connOpen(up, H_CONN, PROTO_PROXY_TCP, S_UP_CONNECTING);
-  cset(up, X_PEER, client);
-  cset(up, X_UP, u);
-  cset(up, X_XF, 0);
-  setFlag(up, CF_NO_READ);
-  cset(client, X_PEER, up);
-  cset(client, C_STATE, S_CLIENT_WAIT);
-  upstreamConnOpened(u);
+  upstreamOpen(client, up, PROTO_PROXY_TCP, S_UP_CONNECTING, S_CLIENT_WAIT);
   store<f64>(conn(up) + X_CONNECT_OP, now());
   setDeadline(up, connectMs > 0 ? connectMs : idleMs);
-  submit(OP_CONNECT, up, <i32>upstreamAddr(u), 0, 0, upstreamAddrLen(u));
-  store<i32>(conn(up) + C_INFLIGHT, OP_CONNECT);
+  askConnect(up);
 }
 
 function connectDone(up: i32, res: i32): void {
-  if (res == 0 || res == -EISCONN) { paired(up); return; }
-  if (res == -EINPROGRESS || res == -EALREADY) {
+  const o = connectOutcome(res);
+  if (o == CONNECT_OK) { paired(up); return; }
+  if (o == CONNECT_WAIT) {
     outBlocked(up); // WRITABLE (only: CF_NO_READ) reports the outcome
     return;
   }
@@ -228,21 +181,9 @@ function connectDone(up: i32, res: i32): void {
 /** The connect failed (res: -errno) or timed out: retry the client elsewhere once. */
 function connectFailed(up: i32, res: i32): void {
   const u = cget(up, X_UP);
-  const client = peerOf(up);
-  upstreamFailure(u, now());
-  logBegin();
-  logStr("proxy: connect to upstream ");
-  logInt(u);
-  logStr(res == 0 ? " timed out" : " failed: errno ");
-  if (res != 0) logInt(-res);
-  logEnd(LOG_WARN);
-  // Unlink first: closing the upstream must not take the client along.
-  cset(up, X_PEER, -1);
-  connClose(up);
-  if (client < 0 || cget(client, C_STATE) != S_CLIENT_WAIT) return;
-  cset(client, X_PEER, -1);
-  setCurrentFd(client);
-  if (cget(client, X_TRIES) >= MAX_TRIES || (flags(client) & CF_CLOSING) != 0) {
+  const client = connectDropped(up, res, S_CLIENT_WAIT);
+  if (client < 0) return;
+  if (!mayRetry(client)) {
     ctlAddI32(STAT_PROXY_NO_UPSTREAM, 1);
     connClose(client);
     return;
@@ -280,14 +221,7 @@ export function proxyRun(fd: i32): void {
     startConnect(fd, tries > 0 ? cget(fd, X_UP) : -1);
     return;
   }
-  if (state == S_UP_CONNECTING) {
-    if (flags(fd) & CF_WRITABLE) {
-      clearFlag(fd, CF_WRITABLE);
-      submit(OP_CONNECT, fd, <i32>upstreamAddr(cget(fd, X_UP)), 0, 0, upstreamAddrLen(cget(fd, X_UP)));
-      store<i32>(c + C_INFLIGHT, OP_CONNECT);
-    }
-    return;
-  }
+  if (state == S_UP_CONNECTING) { connectAgain(fd); return; }
   if (state != S_RELAY || peerDoomed(fd)) return;
   const f = flags(fd);
   const out = outPending(fd);
@@ -332,23 +266,6 @@ export function proxyRun(fd: i32): void {
   return peer >= 0 && cget(peer, C_RBUF) != 0 && cget(peer, C_RPOS) < cget(peer, C_RLEN) && cget(peer, C_INFLIGHT) != OP_READ;
 }
 
-/** Backpressure: stop reading fd until its peer's ring drained below half. */
-function pause(fd: i32): void {
-  if (xf(fd) & XF_PAUSED) return;
-  xset(fd, XF_PAUSED);
-  setFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-}
-
-function resume(fd: i32): void {
-  xclear(fd, XF_PAUSED);
-  if (flags(fd) & CF_EOF) return; // it stays unread: its FIN came already
-  clearFlag(fd, CF_NO_READ);
-  setFlag(fd, CF_READABLE); // ET: the edge may have come while paused
-  connRefreshInterest(fd);
-  enqueue(fd);
-}
-
 /**
  * Moves what fd read (its receive buffer, from C_RPOS) into its peer's ring,
  * as much as fits. While the peer has a write in flight its ring must not
@@ -362,13 +279,7 @@ function forward(fd: i32): void {
   const peer = peerOf(fd);
   if (peer < 0) return;
   const pos = load<i32>(c + C_RPOS), len = load<i32>(c + C_RLEN);
-  let room = writeBufMax - cget(peer, C_WLEN);
-  const pinf = cget(peer, C_INFLIGHT);
-  if (pinf != 0 && pinf != OP_READ && pinf != OP_SHUTDOWN) {
-    const ring = cget(peer, C_WRING);
-    room = min(room, ring == 0 ? 0 : (4096 << cget(peer, C_WCLS)) - cget(peer, C_WLEN));
-  }
-  const n = min(room, len - pos);
+  const n = min(roomIn(peer), len - pos); // (a relaying peer has no connect in flight)
   if (n > 0) {
     outAppend(peer, b + <usize>pos, n); // fits: checked against writeBufMax above
     store<i32>(c + C_RPOS, pos + n);
@@ -498,9 +409,7 @@ export function proxyClose(fd: i32): void {
     if (cget(fd, C_STATE) == S_RELAY) upstreamRequestEnd(u, 0, now() - load<f64>(conn(fd) + X_CONNECT_OP));
   }
   cset(fd, X_PEER, -1);
-  if (peer < 0 || cget(peer, C_STATE) == 0 || peerOf(peer) != fd) return;
+  if (!linkedBack(fd, peer)) return;
   cset(peer, X_PEER, -1);
-  // Its op in flight keeps its buffers until it completes: close it then.
-  if (cget(peer, C_INFLIGHT) != 0) connCloseSoon(peer);
-  else connClose(peer);
+  closeSafe(peer); // its op in flight keeps its buffers until it completes: close it then
 }
