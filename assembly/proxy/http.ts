@@ -320,11 +320,11 @@ export function httpProxyComplete(fd: i32, op: i32, res: i32): void {
     if ((st == CS_LINGER || st == CS_FWD) && !outPending(fd) && (xf(fd) & XC_RESP_DONE) != 0) { responseFlushed(fd); return; }
     if (peer >= 0) {
       pumpResponse(peer);
-      if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
+      if (peerOf(fd) == peer && (xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
     }
   } else if (peer >= 0) {
     forwardBody(peer);
-    if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
+    if (peerOf(fd) == peer && (xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
   }
   if (cget(fd, C_STATE) != 0) enqueue(fd);
 }

@@ -179,13 +179,13 @@ const REQUESTS = [
  */
 export type Plant = "wrong-length" | "short-reads";
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; traps?: boolean; plant?: Plant; log?: (s: string) => void }
-export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; pairs?: number; reproducer?: string; message?: string; seed?: number }
+export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; pairs?: number; httpClients?: number; reproducer?: string; message?: string; seed?: number }
 
 export function fuzz(opts: FuzzOptions): FuzzResult {
   const module = compileCore();
   const sha = sha256File(corePath);
   const deadline = Date.now() + opts.seconds * 1000;
-  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0, pairs = 0;
+  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0, pairs = 0, httpClients = 0;
   while (Date.now() < deadline || iterations === 0) {
     const seed = (opts.seed + iterations * 0x9e3779b1) >>> 0;
     const it = new Iteration(module, sha, seed, opts.injectTrap === true && iterations === 0, opts.traps !== false && !opts.injectTrap, opts.plant);
@@ -209,8 +209,9 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     judged += it.judged;
     cutShort += it.cutShort;
     pairs += it.pairs;
+    httpClients += it.httpClients;
   }
-  return { ok: true, iterations, steps, requests, traps, judged, cutShort, pairs };
+  return { ok: true, iterations, steps, requests, traps, judged, cutShort, pairs, httpClients };
 }
 
 /** The flags besides --seed that make a run repeat one iteration the same way. */
@@ -282,6 +283,8 @@ class Iteration {
   judged = 0;
   /** Proxy pairs judged whole (both streams, both FINs: relay.ts). */
   pairs = 0;
+  /** http-mode proxy clients judged (proxyhttp.ts). */
+  httpClients = 0;
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean,
     private readonly randomTraps: boolean, private readonly plant: Plant | undefined) {
@@ -1066,6 +1069,7 @@ class Iteration {
       const life = s.life!;
       const cut = life.faulted || life.trapped || life.draining || life.timedOut || s.px!.reset;
       this.judged++;
+      this.httpClients++;
       if (cut) this.cutShort++;
       if (!s.out) continue;
       const out = Buffer.concat(s.out);
@@ -1372,7 +1376,7 @@ function main(argv: string[]): number {
   }
   process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked, ${r.traps} traps recovered;`
     + ` ${r.judged} connections judged, ${r.cutShort} of them only as a prefix (cut short by a fault, trap, timeout or shutdown);`
-    + ` ${r.pairs} proxy pairs relayed whole\n`);
+    + ` ${r.pairs} proxy pairs relayed whole, ${r.httpClients} http-mode proxy clients judged\n`);
   return 0;
 }
 
