@@ -220,6 +220,10 @@ const REGRESSIONS = [
   // (it had been paused by the full client ring): epoll_ctl ADD on a closed
   // fd. (test/proxy-http-core.test.mjs pins it too.)
   [1, "http mode: the upstream an ended response closed is not resumed"],
+  // http mode: socket() returned an fd beyond the core's table; the proxy
+  // closed it and the client with it, unanswered. Now a 502, as for a
+  // socket() that failed (test/proxy-http-core.test.mjs).
+  [2654435763, "http mode: an upstream fd beyond the table is a 502"],
 ];
 for (const [seed, what] of REGRESSIONS) {
   test(`regression seed ${seed}: ${what}`, () => {

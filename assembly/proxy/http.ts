@@ -31,7 +31,7 @@
 // idempotent (GET/HEAD) without a body. A request whose body started to
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_SHUTDOWN, EAGAIN,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EMFILE,
   STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
   CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
@@ -516,6 +516,12 @@ export function httpProxyService(op: i32, fd: i32, res: i32): void {
 }
 
 function socketDone(client: i32, res: i32): void {
+  // An fd beyond the core's tables: to the client, as a socket() that
+  // failed (502; tcp mode, which has no answer, closes the client).
+  if (res >= maxFds && client >= 0 && client < maxFds && cget(client, C_STATE) == CS_SOCKET && !(flags(client) & CF_CLOSING)) {
+    submit(OP_CLOSE, res, 0, 0, 0, 0);
+    res = -EMFILE;
+  }
   if (!socketArrived(client, res, CS_SOCKET)) return;
   if (res < 0) { gstat(PXG_502); answer(client, 502, false); return; }
   const up = res;
