@@ -61,4 +61,27 @@ test("a response whose last bytes leave on the client's write completion: the up
   assert.equal(h.epollViolations, []);
 });
 
+test("a whole head waiting for a slow connect is not cut by the header timeout: the connect timeout answers (fuzz seed 387276930)", () => {
+  // The header timeout (README: from a head's first byte) is over once the
+  // head is whole; the wait for the upstream runs on the connect timeout,
+  // which retries once, then answers. Before, the header timeout closed the
+  // client unanswered while its connect was still under way.
+  const h = new FakeHost({ config: { headerTimeoutMs: 100, proxy: { balance: abi.BAL_RR, connectTimeoutMs: 1000, upstreams: [{ port: 9001 }] } } });
+  h.listen(LISTENER, abi.PROTO_PROXY_HTTP);
+  h.queueAccept(LISTENER, CLIENT);
+  h.answer(abi.OP_CONNECT, -abi.EINPROGRESS);
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: LISTENER, events: R }]);
+  assert.is(h.ops(abi.OP_CONNECT).length, 1);
+  h.setTime(500);
+  h.runTimers();
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the header timeout passed: the client is still open");
+  h.setTime(1200);
+  h.runTimers();
+  assert.is(h.ops(abi.OP_CONNECT).length, 2, "the connect timed out and was retried once");
+  h.setTime(2400);
+  h.runTimers();
+  assert.match(h.output(CLIENT).toString("latin1"), /^HTTP\/1\.1 50[24] /, "the retry timed out too: an error answer, not a silent close");
+});
+
 test.run();

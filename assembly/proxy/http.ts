@@ -423,6 +423,9 @@ function parseHead(fd: i32): void {
   cset(fd, X_TRIES, 0);
   cset(fd, X_UP, -1);
   noRead(fd); // until the upstream is there: body bytes wait in the kernel
+  // The head is whole: the header timeout is over. The wait for an upstream
+  // runs on the upstream socket's deadlines (connect, then 504).
+  clearDeadline(fd);
   startUpstream(fd);
 }
 
