@@ -426,9 +426,10 @@ class Iteration {
     this.pending.length = 0;
     this.pxPending.length = 0; // (a proxy client accepted now would need a connect and its timeouts: more rounds)
     this.holding = false;
-    // (http mode: an exchange that starts in these rounds, e.g. a retry, runs
-    // its own connect and upstream timeouts: a few rounds more.)
-    for (let round = 0; round < 2 || this.held.length > 0 || (this.pxHttp && round < 6 && this.core.ctlI32(abi.STAT_LIVE_CONNS) > 0); round++) {
+    // (http mode: an exchange that starts in these rounds, e.g. a retry or a
+    // pipelined request, runs its own connect and upstream timeouts, and no
+    // connect completes here: rounds more, while connections remain.)
+    for (let round = 0; round < 2 || this.held.length > 0 || (this.pxHttp && round < 40 && this.core.ctlI32(abi.STAT_LIVE_CONNS) > 0); round++) {
       if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
       this.pump.reap();
       this.time += 120_000;
