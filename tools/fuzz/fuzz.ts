@@ -782,6 +782,7 @@ class Iteration {
     this.trapArmed = -1;
     const life = this.fds.get(fd)?.life;
     if (life) life.trapped = true;
+    this.httpPeerCut(fd);
     this.traps++;
     this.trace.push(`  trap in ${this.pump.phase} serving fd ${fd}: recovered`);
   }
@@ -1057,6 +1058,18 @@ class Iteration {
     }
   }
 
+  /**
+   * An http-mode upstream socket that faults (a refused interest change, a
+   * trap) may be closed with the client it serves, unanswered; which client
+   * that is, no byte may tell yet (the request may not have reached the
+   * server): the core's link (X_PEER) says, used only to excuse that client.
+   */
+  private httpPeerCut(fd: number): void {
+    if (!this.pxHttp || this.fds.get(fd)?.px?.role !== "up") return;
+    const client = this.fds.get(this.x.debugConnI32(fd, abi.C_PROTO_AREA));
+    if (client?.hreqs) client.life!.faulted = true;
+  }
+
   /** An http-mode proxy client's stream (proxyhttp.ts): its requests are known to the servers by id. */
   private httpClientInput(cid: number): Uint8Array {
     const { bytes, reqs } = clientStream(this.hrng, cid, 1 << 20);
@@ -1117,10 +1130,7 @@ class Iteration {
         const s = this.sock(fd, "set interest");
         if (!this.calm && r.chance(0.005)) {
           if (s.life) s.life.faulted = true;
-          // An http-mode upstream socket that fails this way is closed with
-          // the client it was opened for (unanswered), and nothing here
-          // tells which client that is: every waiting one counts as faulted.
-          if (this.pxHttp && s.px?.role === "up" && !s.srv?.busy()) for (const c of this.pxSides) if (c.hreqs && !c.life!.closed) c.life!.faulted = true;
+          this.httpPeerCut(fd);
           return -abi.ENOMEM;
         }
         if (a[0] === abi.INTEREST_DEL) { if (!s.inKernel) return -abi.ENOENT; s.inKernel = false; s.rdEdge = s.wrEdge = false; return 0; }
@@ -1388,3 +1398,4 @@ if (process.argv[1] && /fuzz\.(js|ts)$/.test(process.argv[1])) process.exitCode 
 // The oracles, for their own tests (test/fuzz.test.mjs imports build/fuzz.js).
 export { judge, model, parseResponses } from "./oracle.ts";
 export { Relay, newSide } from "./relay.ts";
+export { HttpWorld, Server, judgeClient } from "./proxyhttp.ts";

@@ -194,9 +194,6 @@ export class Server {
   constructor(private readonly w: HttpWorld, private readonly s: SrvSock, private readonly emit: (bytes: string) => void,
     private readonly fin: () => void) {}
 
-  /** A request of a client's is on this connection (its server saw its request line). */
-  busy(): boolean { return this.cur !== null || this.served > 0; }
-
   /** The core wrote these bytes to the server. */
   feed(data: Uint8Array): Verdict {
     this.buf += Buffer.from(data).toString("latin1");
