@@ -19,11 +19,9 @@
 // while the other's ring is full; its reads resume below half). A ring with
 // a write in flight never moves: only its free space is appended to.
 //
-// Errors: 502 (the upstream failed before a response head: refused after the
-// retry, reset, an invalid head), 504 (no head within CFG_PROXY_UPSTREAM_TIMEOUT),
-// 503 (no usable upstream). After a response head went to the client, a
-// failure can only be shown by closing the client connection (a truncated
-// response, never a mixed-up one).
+// Errors (502 / 503 / 504, 4xx for a refused request): http-answer.ts.
+// The idle pool: http-pool.ts. States, fields and settings: http-state.ts.
+// The connect sequence and the client/upstream link: link.ts.
 //
 // Retries, once, on another upstream: a connect that failed; or a request
 // that got no response byte back on a REUSED pooled connection (the upstream
@@ -32,149 +30,67 @@
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
   OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EMFILE,
-  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX, CFG_IDLE_TIMEOUT, CFG_HEADER_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT,
-  CFG_PROXY_UPSTREAM_TIMEOUT, CFG_PROXY_KEEPALIVE, CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS, CFG_MAX_LINE, CFG_MAX_HEADER, CFG_MAX_HEADERS,
+  STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX,
+  CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
-  C_STATE, C_PROTO_AREA, BAL_IP_HASH, BAL_HASH, LOG_WARN, UPSTREAMS_MAX,
-  PXH_SIZE, PXH_REUSES, PXH_CONNECTS, PXH_POOLED, PXG_SIZE, PXG_RETRIES, PXG_502, PXG_503, PXG_504, PXG_4XX,
-  PXG_TRUNCATED, PXG_POOL_DROPPED, HASH_KEY_PATH, HASH_KEY_HEADER,
+  C_STATE, BAL_IP_HASH, BAL_HASH, LOG_WARN,
+  PXH_REUSES, PXH_CONNECTS, PXG_RETRIES, PXG_502, PXG_503, PXG_504,
+  PXG_TRUNCATED, HASH_KEY_PATH, HASH_KEY_HEADER,
 } from "../abi";
 import { submit, ctlI32, ctlAddI32, ctlAddF64, now, setCurrentFd } from "../reactor/ctl";
 import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from "../reactor/pool";
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose,
   connCloseSoon, setDeadline, clearDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, draining,
-  CF_READABLE, CF_WRITABLE, CF_EOF, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
 import { peersOn, peersInit, peerFormat } from "../reactor/peer";
 import { logBegin, logStr, logInt, logEnd } from "../reactor/log";
 import {
-  REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH, REQ_SIZE,
+  REQ_SCANNED, REQ_LINE_START, REQ_LINE_END, REQ_METHOD, REQ_VERSION, REQ_FLAGS, REQ_CONTENT_LENGTH,
   REQ_TARGET_OFF, REQ_TARGET_LEN, METHOD_GET, METHOD_HEAD, RF_CONN_CLOSE, RF_CONN_KEEPALIVE, RF_CHUNKED,
   RF_HAS_CONTENT_LENGTH, RF_EXPECT_OTHER, resetRequest, parseRequest,
 } from "../http/parser";
 import {
-  RESP_SIZE, RESP_SCANNED, RESP_STATUS, RESP_FLAGS, RESP_BODY, RESP_CONTENT_LENGTH, RS_INTERIM, RS_REUSABLE,
+  RESP_SCANNED, RESP_STATUS, RESP_FLAGS, RESP_BODY, RESP_CONTENT_LENGTH, RS_INTERIM, RS_REUSABLE,
   BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE, resetResponse, parseResponse,
 } from "../http/response";
 import { BODYST_OUT, bodyStart, bodyFeed, bodyDechunk, bodyDone } from "../http/framing";
 import { proxyRewriteRequest, proxyRewriteResponse, RW_NEEDS_DECHUNK, RWR_CLOSE, RWR_CLIENT_HTTP10, RWR_DECHUNK } from "./rewrite";
 import {
   upstreamConnClosed,
-  upstreamRequestStart, upstreamRequestEnd, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
+  upstreamRequestStart, upstreamFailure, upstreamSuccess, upstreamBytes, upstreamRetried,
 } from "./upstreams";
 import { balancePick, balancePolicy, hashBytes } from "./balance";
 import { proxyUpstreamsLoad, proxyService as tcpService } from "./tcp";
 import {
-  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, SHUT_WR, xf, xset, xclear, peerOf, isClient, linkedBack, closeSafe,
+  CS_IDLE, CS_HEAD, CS_PICK, CS_SOCKET, CS_WAIT, CS_FWD, CS_LINGER, US_CONNECTING, US_ACTIVE, US_POOLED,
+  X_REQF, X_HEAD_END, X_BODY_POS, X_SCAN, X_LSTART, X_LEND, X_HASH, X_STATUS, X_ASKED, X_POOL_NEXT, X_POOL_PREV,
+  X_RSCAN, X_USTATUS, X_START, X_LAT, X_BODYST, XC_REQ_DONE, XC_RESP_DONE, XC_CLOSE, XC_HEAD_SENT, XC_HEAD_GONE,
+  XU_HEAD, XU_GOT, XU_NOREUSE, XU_REUSED, XU_DECHUNK, RQ_HEAD, RQ_HTTP10, RQ_BODY, RQ_IDEMPOTENT,
+  idleMs, headerMs, connectMs, upstreamMs, maxLine, maxHeader, maxHeaders, req, resp, scratch, scratchCap,
+  httpConfigLoad, stat, gstat, releaseBuf, noRead, wantRead, hashKeyRec, addrText,
+} from "./http-state";
+import { poolInit, poolPut, poolTake, poolDrop, poolUnlink } from "./http-pool";
+import { answer, linger, badResponse, truncated, endRequest, badRequestBody } from "./http-answer";
+import {
+  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, xf, xset, xclear, peerOf, isClient, linkedBack, closeSafe,
   peerHash, roomIn, pause, resume, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, socketArrived,
   upstreamOpen, connectFailed as connectDropped, mayRetry, countTry, CONNECT_OK, CONNECT_WAIT,
 } from "./link";
 
-// ---- states (C_STATE) ---------------------------------------------------------
-const CS_IDLE = 1;      // client: between requests, no byte of the next one
-const CS_HEAD = 2;      // client: reading a request head
-const CS_PICK = 3;      // client: head parsed; picks an upstream at its next run
-const CS_SOCKET = 4;    // client: OP_SOCKET in flight for its upstream
-const CS_WAIT = 5;      // client: its upstream is connecting
-const CS_FWD = 6;       // client: paired (or its response still flushing)
-const CS_LINGER = 7;    // client: an error answer went out with its write side shut; drain, then close
-const US_CONNECTING = 10;
-const US_ACTIVE = 11;   // upstream: carrying a request
-const US_POOLED = 12;   // upstream: idle in its pool
+export { proxyHttpUpstreamStats, proxyHttpStats, proxyHashKeyConfig } from "./http-state";
 
-// ---- the protocol area (112 bytes) ----------------------------------------
-// X_PEER, X_UP, X_XF, X_TRIES (client: upstreams tried for this request): link.ts
-// client
-const X_REQF = C_PROTO_AREA + 16;    // RQ_* bits of the current request
-const X_HEAD_END = C_PROTO_AREA + 20; // length of the current request head (at C_RPOS)
-const X_BODY_POS = C_PROTO_AREA + 24; // buffer offset of the first body byte not yet forwarded
-const X_SCAN = C_PROTO_AREA + 28;    // request parser phase-1 state
-const X_LSTART = C_PROTO_AREA + 32;
-const X_LEND = C_PROTO_AREA + 36;
-const X_HASH = C_PROTO_AREA + 40;    // the request key's hash (hash / ip-hash)
-const X_STATUS = C_PROTO_AREA + 44;  // status of the response (stats)
-const X_ASKED = C_PROTO_AREA + 48;   // both: bytes the read in flight asked for (ET: fewer came = drained)
-// upstream
-const X_POOL_NEXT = C_PROTO_AREA + 12;
-const X_POOL_PREV = C_PROTO_AREA + 16;
-const X_RSCAN = C_PROTO_AREA + 20;   // response parser phase-1 state
-const X_USTATUS = C_PROTO_AREA + 24;
-const X_START = C_PROTO_AREA + 32;   // f64 the request's start (loop ms)
-const X_LAT = C_PROTO_AREA + 40;     // f64 ms to the response head
-// both: the body state (http/framing.ts BODYST, 56 bytes): the client's is
-// its request body, the upstream's the response body.
-const X_BODYST = C_PROTO_AREA + 56;
-
-// X_XF bits besides link.ts's XF_CLIENT, XF_PAUSED
-const XC_REQ_DONE = 4;       // the request body went into the upstream's ring in full
-const XC_RESP_DONE = 8;      // the response went into our ring in full (flush, then the next request)
-const XC_CLOSE = 16;         // close after this response
-const XC_HEAD_SENT = 32;     // a final response head is in our ring: no error answer any more
-const XC_HEAD_GONE = 64;     // the request head left the buffer (a body streamed past it): no retry
-const XU_HEAD = 128;         // upstream: the final response head was parsed
-const XU_GOT = 256;          // upstream: a response byte came
-const XU_NOREUSE = 512;      // upstream: not back to the pool (it said close, extra bytes...)
-const XU_REUSED = 1024;      // upstream: taken from the pool for this request
-const XU_DECHUNK = 2048;     // upstream: chunked response de-chunked for an HTTP/1.0 client
-
-const RQ_HEAD = 1, RQ_HTTP10 = 2, RQ_BODY = 4, RQ_IDEMPOTENT = 8;
-
-const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after this (nginx keepalive_timeout 60s)
-const LINGER_MS: f64 = 2000;
-const DEFAULT_KEEPALIVE = 1024; // idle connections kept per upstream: a 1,000-client burst reuses its connections (32 made them churn: bench/RESULTS.md "Proxy")
-
-let idleMs: f64 = 0;
-let headerMs: f64 = 0;
-let connectMs: f64 = 0;
-let upstreamMs: f64 = 0;
-let keepalive = DEFAULT_KEEPALIVE;
+// The hash key: policy BAL_HASH / BAL_IP_HASH and CFG_PROXY_HASH_KEY.
 let policy = 0;
 let hashKind = 0;
-let maxLine = 8192, maxHeader = 16384, maxHeaders = 100;
-let req: usize = 0;
-let resp: usize = 0;
-let scratch: usize = 0;       // the rewritten request head
-let scratchCap = 0;
-const addrText: usize = memory.data(64);
-// per upstream: pool head (fd, -1 none) and size; counters PXH_*
-const poolHead: usize = memory.data(UPSTREAMS_MAX * 4);
-const poolSize: usize = memory.data(UPSTREAMS_MAX * 4);
-const upStats: usize = memory.data(UPSTREAMS_MAX * PXH_SIZE, 8);
-const globalStats: usize = memory.data(PXG_SIZE, 8);
-// the hash key's header name (the host writes it: i32 length, then the name)
-const hashKeyRec: usize = memory.data(68);
-
-/** Per-upstream counters of http mode (abi.ts PXH_*). */
-export function proxyHttpUpstreamStats(u: i32): usize { return upStats + <usize>(u * PXH_SIZE); }
-/** http mode's global counters (abi.ts PXG_*). */
-export function proxyHttpStats(): usize { return globalStats; }
-/** Where the host writes the hash key's header name (i32 length, up to 64 bytes). */
-export function proxyHashKeyConfig(): usize { return hashKeyRec; }
-
-@inline function stat(u: i32, off: i32): void { const p = upStats + <usize>(u * PXH_SIZE + off); store<f64>(p, load<f64>(p) + 1); }
-@inline function gstat(off: i32): void { const p = globalStats + <usize>off; store<f64>(p, load<f64>(p) + 1); }
 
 export function proxyHttpProtocol(): Protocol {
-  idleMs = <f64>ctlI32(CFG_IDLE_TIMEOUT);
-  headerMs = <f64>ctlI32(CFG_HEADER_TIMEOUT);
-  connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
-  upstreamMs = <f64>ctlI32(CFG_PROXY_UPSTREAM_TIMEOUT);
-  keepalive = ctlI32(CFG_PROXY_KEEPALIVE);
-  if (keepalive < 0) keepalive = DEFAULT_KEEPALIVE; // < 0: default; 0: no pool
+  httpConfigLoad();
   hashKind = ctlI32(CFG_PROXY_HASH_KEY);
-  if (ctlI32(CFG_MAX_LINE) > 0) maxLine = ctlI32(CFG_MAX_LINE);
-  if (ctlI32(CFG_MAX_HEADER) > 0) maxHeader = ctlI32(CFG_MAX_HEADER);
-  if (ctlI32(CFG_MAX_HEADERS) > 0) maxHeaders = ctlI32(CFG_MAX_HEADERS);
-  if (maxLine + maxHeader > readBufSize - 1024) maxHeader = max(1024, readBufSize - 1024 - maxLine);
-  req = heap.alloc(REQ_SIZE);
-  resp = heap.alloc(RESP_SIZE);
-  // a rewritten head: the received one plus the forwarding fields
-  scratchCap = readBufSize + 1024;
-  scratch = heap.alloc(<usize>scratchCap + 16);
-  for (let u = 0; u < UPSTREAMS_MAX; u++) { store<i32>(poolHead + <usize>(u * 4), -1); store<i32>(poolSize + <usize>(u * 4), 0); }
+  poolInit();
   proxyUpstreamsLoad(); // the same table tcp mode loaded (one config)
   policy = balancePolicy();
   // X-Forwarded-For needs every client's address: the host asks for them
@@ -273,25 +189,7 @@ function compact(fd: i32): void {
   if (cget(fd, X_BODY_POS) >= pos) cset(fd, X_BODY_POS, cget(fd, X_BODY_POS) - pos);
 }
 
-function releaseBuf(fd: i32): void {
-  const b = <usize>cget(fd, C_RBUF);
-  if (b != 0) readBufGive(b);
-  cset(fd, C_RBUF, 0); cset(fd, C_RLEN, 0); cset(fd, C_RPOS, 0);
-}
 
-/** Stop reading fd (not paused by backpressure: nothing is wanted from it now). */
-function noRead(fd: i32): void {
-  if (flags(fd) & CF_NO_READ) return;
-  setFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-}
-function wantRead(fd: i32): void {
-  if (!(flags(fd) & CF_NO_READ) || (xf(fd) & XF_PAUSED)) return;
-  clearFlag(fd, CF_NO_READ);
-  setFlag(fd, CF_READABLE);
-  connRefreshInterest(fd);
-  enqueue(fd);
-}
 
 // ---- completions ----------------------------------------------------------------
 
@@ -640,12 +538,6 @@ function readReqBody(fd: i32): void {
   store<i32>(conn(fd) + C_INFLIGHT, OP_READ);
 }
 
-/** The request body's chunked framing is bad: 400 before any response, else close. */
-function badRequestBody(client: i32, status: i32): void {
-  const up = peerOf(client);
-  if (up >= 0) { cset(up, X_PEER, -1); cset(client, X_PEER, -1); endRequest(up, 0); closeSafe(up); }
-  answer(client, status, true);
-}
 
 // ---- the response -------------------------------------------------------------
 
@@ -747,38 +639,8 @@ function pumpResponse(up: i32): void {
   }
 }
 
-/** An invalid response head: 502 (nothing went to the client yet), the connection is dropped. */
-function badResponse(up: i32): void {
-  const client = peerOf(up);
-  const u = cget(up, X_UP);
-  upstreamFailure(u, now());
-  cset(up, X_PEER, -1);
-  endRequest(up, 502);
-  connClose(up);
-  if (client < 0) return;
-  cset(client, X_PEER, -1);
-  if (xf(client) & XC_HEAD_SENT) { gstat(PXG_TRUNCATED); closeSafe(client); return; }
-  gstat(PXG_502);
-  answer(client, 502, false);
-}
 
-/** The upstream failed mid-body: the client sees the response cut off by a close. */
-function truncated(up: i32): void {
-  const client = peerOf(up);
-  upstreamFailure(cget(up, X_UP), now());
-  gstat(PXG_TRUNCATED);
-  cset(up, X_PEER, -1);
-  endRequest(up, cget(up, X_USTATUS));
-  connClose(up);
-  if (client >= 0) { cset(client, X_PEER, -1); closeSafe(client); }
-}
 
-function endRequest(up: i32, status: i32): void {
-  const u = cget(up, X_UP);
-  if (u < 0 || cget(up, C_STATE) != US_ACTIVE) return;
-  upstreamRequestEnd(u, status, status > 0 ? load<f64>(conn(up) + X_LAT) : now() - load<f64>(conn(up) + X_START));
-  cset(up, C_STATE, US_CONNECTING + 100); // ended: not counted again (any non-active state)
-}
 
 /** The response body is complete (its bytes are in the client's ring). */
 function responseEnded(up: i32, extra: bool): void {
@@ -858,134 +720,6 @@ function responseFlushed(fd: i32): void {
   cset(fd, C_STATE, CS_HEAD);
   compact(fd);
   parseHead(fd);
-}
-
-// ---- answers of the proxy's own --------------------------------------------
-
-/**
- * A small fixed answer (4xx for a refused request, 502/503/504). `refused`:
- * the request was not understood (serve closes after those, with a
- * lingering close); a 5xx keeps the connection when the request was read in
- * full and the client did not ask to close.
- */
-function answer(fd: i32, status: i32, refused: bool): void {
-  if (xf(fd) & XC_HEAD_SENT) { closeSafe(fd); return; }
-  const close = refused || (xf(fd) & (XC_CLOSE)) != 0 || (xf(fd) & XC_REQ_DONE) == 0;
-  if (status >= 400 && status < 500) gstat(PXG_4XX);
-  const reason = reasonOf(status);
-  const bodyLen = 4 + reason.length + 1;
-  const head = (cget(fd, X_REQF) & RQ_HEAD) != 0;
-  let p = scratch;
-  p = put(p, "HTTP/1.1 "); p = putNum(p, status); p = put(p, " "); p = put(p, reason);
-  p = put(p, "\r\nContent-Type: text/plain\r\nContent-Length: "); p = putNum(p, bodyLen);
-  p = put(p, close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n");
-  if (!head) { p = putNum(p, status); p = put(p, " "); p = put(p, reason); p = put(p, "\n"); }
-  const n = <i32>(p - scratch);
-  if (roomIn(fd) < n) { closeSafe(fd); return; }
-  outAppend(fd, scratch, n);
-  cset(fd, X_STATUS, status);
-  xset(fd, XC_HEAD_SENT | XC_RESP_DONE);
-  if (close) xset(fd, XC_CLOSE);
-  noRead(fd);
-  cset(fd, C_STATE, refused ? CS_LINGER : CS_FWD);
-  setDeadline(fd, idleMs);
-  enqueue(fd);
-}
-
-function reasonOf(s: i32): string {
-  switch (s) {
-    case 400: return "Bad Request";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-  }
-  return s < 500 ? "Bad Request" : "Bad Gateway";
-}
-function put(p: usize, s: string): usize {
-  for (let i = 0; i < s.length; i++) store<u8>(p + <usize>i, <u8>s.charCodeAt(i));
-  return p + <usize>s.length;
-}
-function putNum(p: usize, v: i32): usize {
-  let d = 1;
-  for (let t = v; t >= 10; t /= 10) d++;
-  for (let i = d - 1; i >= 0; i--) { store<u8>(p + <usize>i, <u8>(0x30 + v % 10)); v /= 10; }
-  return p + <usize>d;
-}
-
-/** serve's lingering close after a refused request: shut our side, drain theirs briefly. */
-function linger(fd: i32): void {
-  cset(fd, C_STATE, CS_LINGER);
-  releaseBuf(fd);
-  clearFlag(fd, CF_NO_READ);
-  connRefreshInterest(fd);
-  setDeadline(fd, LINGER_MS);
-  submit(OP_SHUTDOWN, fd, SHUT_WR, 0, 0, 0);
-  store<i32>(conn(fd) + C_INFLIGHT, OP_SHUTDOWN);
-  cset(fd, X_STATUS, 0); // counted once
-  xclear(fd, XC_RESP_DONE);
-}
-
-// ---- the idle pool ----------------------------------------------------------------
-
-/** Puts an idle upstream connection on its pool (LIFO); false when the pool is full. */
-function poolPut(up: i32): bool {
-  const u = cget(up, X_UP);
-  const size = load<i32>(poolSize + <usize>(u * 4));
-  if (size >= keepalive) return false;
-  releaseBuf(up);
-  const head = load<i32>(poolHead + <usize>(u * 4));
-  cset(up, X_POOL_NEXT, head);
-  cset(up, X_POOL_PREV, -1);
-  if (head >= 0) cset(head, X_POOL_PREV, up);
-  store<i32>(poolHead + <usize>(u * 4), up);
-  store<i32>(poolSize + <usize>(u * 4), size + 1);
-  stat(u, PXH_POOLED);
-  cset(up, C_STATE, US_POOLED);
-  cset(up, X_XF, 0);
-  xclear(up, XF_PAUSED);
-  // watched for readability: the upstream's FIN or a reset drops it
-  clearFlag(up, CF_NO_READ | CF_READABLE);
-  connRefreshInterest(up);
-  setDeadline(up, POOL_IDLE_MS);
-  return true;
-}
-
-function poolUnlink(up: i32): void {
-  const u = cget(up, X_UP);
-  const next = cget(up, X_POOL_NEXT), prev = cget(up, X_POOL_PREV);
-  if (prev >= 0) cset(prev, X_POOL_NEXT, next); else store<i32>(poolHead + <usize>(u * 4), next);
-  if (next >= 0) cset(next, X_POOL_PREV, prev);
-  store<i32>(poolSize + <usize>(u * 4), load<i32>(poolSize + <usize>(u * 4)) - 1);
-  cset(up, X_POOL_NEXT, -1);
-  cset(up, X_POOL_PREV, -1);
-}
-
-/** The most recently pooled usable connection to u, or -1. One with news pending (readable: closed) is dropped. */
-function poolTake(u: i32): i32 {
-  while (true) {
-    const up = load<i32>(poolHead + <usize>(u * 4));
-    if (up < 0) return -1;
-    poolUnlink(up);
-    const f = flags(up);
-    if ((f & (CF_READABLE | CF_EOF | CF_HUP | CF_CLOSING)) != 0 || cget(up, C_INFLIGHT) != 0) {
-      gstat(PXG_POOL_DROPPED);
-      cset(up, C_STATE, US_CONNECTING + 100);
-      connClose(up);
-      continue;
-    }
-    return up;
-  }
-}
-
-function poolDrop(up: i32): void {
-  gstat(PXG_POOL_DROPPED);
-  connClose(up); // the close hook unlinks it
 }
 
 // ---- timeouts, drain, close ---------------------------------------------------
