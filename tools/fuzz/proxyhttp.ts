@@ -69,6 +69,7 @@ function chunk(body: string, r: R): string {
 /** A client's stream: valid requests, pipelined, perhaps a hostile one (which ends what is meaningful), perhaps cut short. */
 export function clientStream(r: R, cid: number, maxBody: number): { bytes: string; reqs: HReq[] } {
   const reqs: HReq[] = [];
+  const ends: number[] = [];
   let bytes = "";
   const n = r.pick([0, 1, 1, 2, 3, 5]);
   for (let k = 0; k < n; k++) {
@@ -77,13 +78,14 @@ export function clientStream(r: R, cid: number, maxBody: number): { bytes: strin
     const one = hostile ? hostileRequest(r, id) : validRequest(r, id, maxBody);
     reqs.push({ ...one.req, complete: true });
     bytes += one.text;
+    ends.push(bytes.length);
     if (hostile || one.closes) break; // nothing after it is read
   }
   if (reqs.length && r.chance(0.1)) {
     // a FIN mid-request: the last one is cut short
     const last = reqs[reqs.length - 1];
     const cut = r.int(bytes.length);
-    const startOfLast = bytes.lastIndexOf(`/r/${last.id} `) - last.method.length - 1;
+    const startOfLast = ends.length > 1 ? ends[ends.length - 2] : 0; // (cut inside the last request, or not at all)
     if (cut > startOfLast) { bytes = bytes.slice(0, cut); last.complete = false; }
   }
   return { bytes, reqs };
