@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
-import { judge, model, Relay, newSide } from "../build/fuzz.js";
+import { judge, model, Relay, newSide, HttpWorld, Server, judgeClient } from "../build/fuzz.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const tmp = mkdtempSync(join(tmpdir(), "wr-fuzz-"));
@@ -160,6 +160,53 @@ test("relay oracle: a faithful relay passes; mixed, early, reordered or short st
   assert.match(r.tick(() => false, [c0, u]), /still open/);
 });
 
+// ---- the http-mode proxy oracle (proxyhttp.ts) on hand-made exchanges -------------
+
+const first = { int: () => 0, chance: () => false, pick: (a) => a[0] }; // a server that answers 200, Content-Length: 0
+const hreq = (id, extra = {}) => ({ id, method: "GET", refused: null, bodyRefused: false, body: "", complete: true, v10: false, xff: null, ...extra });
+const upSock = (fd) => ({ input: new Uint8Array(0), pos: 0, peerClosed: false, life: { faulted: false, timedOut: false, trapped: false, fd } });
+function server(w, s) {
+  return new Server(w, s, (bytes) => { s.input = Buffer.concat([s.input, Buffer.from(bytes, "latin1")]); }, () => { s.peerClosed = true; });
+}
+const fwd = (id, extra = "") => b(`GET /r/${id} HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\nVia: 1.1 wasm-reactor\r\n${extra}\r\n`);
+
+test("http proxy oracle, servers: a forwarded request passes; hop-by-hop fields, a refused request, a shared connection, a retry after response bytes fail", () => {
+  const w = new HttpWorld(first, true);
+  for (const q of [hreq("0.0"), hreq("0.1"), hreq("0.2", { refused: [400] })]) w.reqs.set(q.id, q);
+  const s = upSock(20), srv = server(w, s);
+  assert.is(srv.feed(fwd("0.0")), null);
+  assert.match(b(s.input).toString(), /^HTTP\/1\.1 200 OK\r\nX-Id: 0\.0\r\n/);
+  assert.match(srv.feed(fwd("0.1")), /previous answer unread \(a connection shared by two requests\)/);
+  assert.match(server(w, upSock(21)).feed(fwd("0.1", "Connection: close\r\n")), /hop-by-hop field connection/);
+  assert.match(server(w, upSock(22)).feed(fwd("0.2")), /serve refuses it \(400\)/);
+  assert.match(server(w, upSock(23)).feed(b("GET /r/0.1 HTTP/1.1\r\nHost: a\r\nVia: 1.1 wasm-reactor\r\n\r\n")), /X-Forwarded-For undefined/);
+  s.pos = s.input.length; // the core read the answer to 0.0: a second try of 0.0 breaks the retry rules
+  assert.match(server(w, upSock(24)).feed(fwd("0.0")), /retried after its first upstream \(fd 20\) had sent \d+ response bytes/);
+});
+
+test("http proxy oracle, clients: each answer is its request's; another's, a wrong body, a stall, a refused request without its 4xx fail", () => {
+  const w = new HttpWorld(first, true);
+  const sock = upSock(20);
+  const ans = (id, body) => w.answers.set(id, [{ id, status: 200, body, short: false, never: false, sock, start: 0, reused: false }]);
+  ans("0.0", "abc");
+  ans("0.1", "xy");
+  const q = [hreq("0.0"), hreq("0.1")];
+  const r = (id, body) => `HTTP/1.1 200 OK\r\nX-Id: ${id}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+  const open = { ended: false, cut: false, peerClosed: false };
+  assert.is(judgeClient(w, q, b(r("0.0", "abc") + r("0.1", "xy")), open), null);
+  assert.match(judgeClient(w, q, b(r("0.1", "xy") + r("0.0", "abc")), open), /another request's answer \(mixed up or reordered\)/);
+  assert.match(judgeClient(w, q, b(r("0.0", "abd") + r("0.1", "xy")), open), /a body of 3 bytes/);
+  assert.match(judgeClient(w, q, b(r("0.0", "abc")), open), /0\.1 \(GET\) is unanswered and the connection still open/);
+  assert.match(judgeClient(w, q, b(r("0.0", "abc") + r("0.1", "xy").slice(0, -1)), { ...open, ended: true }), /cut short .* with no fault/);
+  const e = (st, reason, close) => `HTTP/1.1 ${st} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${st.length + reason.length + 2}\r\n${close ? "Connection: close\r\n" : ""}\r\n${st} ${reason}\n`;
+  assert.is(judgeClient(w, q, b(r("0.0", "abc") + e("502", "Bad Gateway")), open), null, "the proxy's own 502 answers a forwarded request");
+  const bad = [hreq("0.2", { refused: [400] })];
+  const ended = { ended: true, cut: false, peerClosed: false };
+  assert.is(judgeClient(w, bad, b(e("400", "Bad Request", true)), ended), null);
+  assert.match(judgeClient(w, bad, b(e("502", "Bad Gateway", true)), ended), /expected 400 \(serve refuses it\)/);
+  assert.match(judgeClient(w, bad, b(e("400", "Bad Request", false)), ended), /without Connection: close/);
+});
+
 // ---- planted faults: the checks fail when they should -----------------------------
 
 test("a planted wrong Content-Length is caught by the oracle, kept, and reproduced by its seed", () => {
@@ -214,6 +261,24 @@ const REGRESSIONS = [
   // relay oracle: the upstream got more than the client sent). The peer of
   // a doomed side now closes alone and takes nothing from it.
   [3348960226, "the peer of a trapped proxy side takes nothing from it"],
+  // An http-mode proxy iteration: a client's write completion pumped the
+  // last bytes of a response, which ended the exchange and closed the
+  // upstream (no pool); the completion then resumed that closed upstream
+  // (it had been paused by the full client ring): epoll_ctl ADD on a closed
+  // fd. (test/proxy-http-core.test.mjs pins it too.)
+  [1, "http mode: the upstream an ended response closed is not resumed"],
+  // http mode: socket() returned an fd beyond the core's table; the proxy
+  // closed it and the client with it, unanswered. Now a 502, as for a
+  // socket() that failed (test/proxy-http-core.test.mjs).
+  [2654435763, "http mode: an upstream fd beyond the table is a 502"],
+  // http mode: a whole head waited for a connect in progress and the
+  // client's header timeout (still running from the head's first byte)
+  // closed it unanswered; the connect timeout now decides (retry, then 5xx).
+  [387276930, "http mode: the header timeout ends with the head"],
+  // http mode, completions kept in flight: a pooled connection whose probe
+  // read was still in the kernel was dropped by the next request's pool
+  // take with a plain close; the read then completed on a closed fd.
+  [4010499595, "http mode: a pooled connection with a read in flight closes once it completes"],
 ];
 for (const [seed, what] of REGRESSIONS) {
   test(`regression seed ${seed}: ${what}`, () => {

@@ -10,7 +10,7 @@ import {
   cget, cset, flags, clearFlag, connClose, setDeadline, connRefreshInterest, CF_READABLE, CF_EOF, CF_HUP, CF_CLOSING,
   CF_NO_READ,
 } from "../reactor/conn";
-import { X_UP, X_XF, XF_PAUSED, xclear } from "./link";
+import { X_UP, X_XF, XF_PAUSED, xclear, closeSafe } from "./link";
 import { US_CONNECTING, US_POOLED, X_POOL_NEXT, X_POOL_PREV, stat, gstat, releaseBuf, poolHead, poolSize } from "./http-state";
 
 const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after this (nginx keepalive_timeout 60s)
@@ -68,7 +68,7 @@ export function poolTake(u: i32): i32 {
     if ((f & (CF_READABLE | CF_EOF | CF_HUP | CF_CLOSING)) != 0 || cget(up, C_INFLIGHT) != 0) {
       gstat(PXG_POOL_DROPPED);
       cset(up, C_STATE, US_CONNECTING + 100);
-      connClose(up);
+      closeSafe(up); // (a probe read may be in flight: its buffer is the kernel's until it completes)
       continue;
     }
     return up;

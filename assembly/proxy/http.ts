@@ -29,7 +29,7 @@
 // idempotent (GET/HEAD) without a body. A request whose body started to
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_SHUTDOWN, EAGAIN,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EMFILE,
   STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX,
   CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
@@ -43,7 +43,7 @@ import { readBufTake, readBufGive, readBufCap, readBufSize, READ_SMALL } from ".
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose,
   connCloseSoon, setDeadline, clearDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, draining,
-  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_HUP, CF_NO_READ, OUT_FAILED,
+  CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_HUP, CF_CLOSING, CF_NO_READ, OUT_FAILED,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
@@ -219,11 +219,11 @@ export function httpProxyComplete(fd: i32, op: i32, res: i32): void {
     if ((st == CS_LINGER || st == CS_FWD) && !outPending(fd) && (xf(fd) & XC_RESP_DONE) != 0) { responseFlushed(fd); return; }
     if (peer >= 0) {
       pumpResponse(peer);
-      if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
+      if (peerOf(fd) == peer && (xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
     }
   } else if (peer >= 0) {
     forwardBody(peer);
-    if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
+    if (peerOf(fd) == peer && (xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2) resume(peer);
   }
   if (cget(fd, C_STATE) != 0) enqueue(fd);
 }
@@ -323,6 +323,9 @@ function parseHead(fd: i32): void {
   cset(fd, X_TRIES, 0);
   cset(fd, X_UP, -1);
   noRead(fd); // until the upstream is there: body bytes wait in the kernel
+  // The head is whole: the header timeout is over. The wait for an upstream
+  // runs on the upstream socket's deadlines (connect, then 504).
+  clearDeadline(fd);
   startUpstream(fd);
 }
 
@@ -416,6 +419,12 @@ export function httpProxyService(op: i32, fd: i32, res: i32): void {
 }
 
 function socketDone(client: i32, res: i32): void {
+  // An fd beyond the core's tables: to the client, as a socket() that
+  // failed (502; tcp mode, which has no answer, closes the client).
+  if (res >= maxFds && client >= 0 && client < maxFds && cget(client, C_STATE) == CS_SOCKET && !(flags(client) & CF_CLOSING)) {
+    submit(OP_CLOSE, res, 0, 0, 0, 0);
+    res = -EMFILE;
+  }
   if (!socketArrived(client, res, CS_SOCKET)) return;
   if (res < 0) { gstat(PXG_502); answer(client, 502, false); return; }
   const up = res;

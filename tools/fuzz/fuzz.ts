@@ -62,6 +62,7 @@ import { checkByteranges, fileByte } from "./byteranges.ts";
 import { judge, model, type Env } from "./oracle.ts";
 import { FileTable } from "./files.ts";
 import { Relay, newSide, CLIENT_IDS, UP_IDS, type PxSide } from "./relay.ts";
+import { HttpWorld, Server, clientStream, judgeClient, type HReq } from "./proxyhttp.ts";
 
 class Rng {
   private s: number;
@@ -109,6 +110,8 @@ interface SimSocket {
   wblocked?: boolean;
   life?: Life;
   px?: PxSide;        // a side of a tcp-proxy pair (relay.ts)
+  hreqs?: HReq[];     // an http-mode proxy client: the requests it sends (proxyhttp.ts)
+  srv?: Server;       // an http-mode proxy's upstream socket: the server behind it
 }
 
 /** What happened to a connection, for judging it (oracle.ts) at the end. */
@@ -128,6 +131,8 @@ interface Life {
 const enc = new TextEncoder();
 /** Bytes of a connection's output kept for checking; past that it goes unchecked. */
 const OUT_RECORD_MAX = 8 * 1024 * 1024;
+/** Requests kept for the failure report (FUZZ_TRACE=N in the environment: more). */
+const TRACE_MAX = Number(process.env.FUZZ_TRACE) > 0 ? Number(process.env.FUZZ_TRACE) : 400;
 const REQUESTS = [
   "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
   "GET /index.html HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n",
@@ -174,13 +179,13 @@ const REQUESTS = [
  */
 export type Plant = "wrong-length" | "short-reads";
 export interface FuzzOptions { seconds: number; seed: number; outDir: string; injectTrap?: boolean; traps?: boolean; plant?: Plant; log?: (s: string) => void }
-export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; pairs?: number; reproducer?: string; message?: string; seed?: number }
+export interface FuzzResult { ok: boolean; iterations: number; steps: number; requests: number; traps: number; judged?: number; cutShort?: number; pairs?: number; httpClients?: number; reproducer?: string; message?: string; seed?: number }
 
 export function fuzz(opts: FuzzOptions): FuzzResult {
   const module = compileCore();
   const sha = sha256File(corePath);
   const deadline = Date.now() + opts.seconds * 1000;
-  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0, pairs = 0;
+  let iterations = 0, steps = 0, requests = 0, traps = 0, judged = 0, cutShort = 0, pairs = 0, httpClients = 0;
   while (Date.now() < deadline || iterations === 0) {
     const seed = (opts.seed + iterations * 0x9e3779b1) >>> 0;
     const it = new Iteration(module, sha, seed, opts.injectTrap === true && iterations === 0, opts.traps !== false && !opts.injectTrap, opts.plant);
@@ -204,8 +209,9 @@ export function fuzz(opts: FuzzOptions): FuzzResult {
     judged += it.judged;
     cutShort += it.cutShort;
     pairs += it.pairs;
+    httpClients += it.httpClients;
   }
-  return { ok: true, iterations, steps, requests, traps, judged, cutShort, pairs };
+  return { ok: true, iterations, steps, requests, traps, judged, cutShort, pairs, httpClients };
 }
 
 /** The flags besides --seed that make a run repeat one iteration the same way. */
@@ -247,6 +253,16 @@ class Iteration {
   /** Per upstream: the chance a connect to it is refused. */
   private upstreamRefuse: number[] = [];
   private readonly relay: Relay;
+  /**
+   * Half the proxy iterations run the listener in http mode
+   * (PROTO_PROXY_HTTP): its clients send HTTP requests and the upstream
+   * sockets reach simulated HTTP servers (proxyhttp.ts judges them). Their
+   * own choices come from hrng, so tcp iterations stay what they were.
+   */
+  private readonly pxHttp: boolean;
+  private readonly hrng: Rng;
+  private readonly world: HttpWorld;
+  private readonly pxPendingReqs: HReq[][] = [];
   /** Proxy sides (clients and upstream sockets), open or closed. */
   private readonly pxSides: SimSocket[] = [];
   /** The phase after the last tick: no faults, every byte arrives, peers read (settle()). */
@@ -267,6 +283,8 @@ class Iteration {
   judged = 0;
   /** Proxy pairs judged whole (both streams, both FINs: relay.ts). */
   pairs = 0;
+  /** http-mode proxy clients judged (proxyhttp.ts). */
+  httpClients = 0;
 
   constructor(module: WebAssembly.Module, sha: string, seed: number, private readonly injectTrap: boolean,
     private readonly randomTraps: boolean, private readonly plant: Plant | undefined) {
@@ -316,6 +334,15 @@ class Iteration {
       this.config.proxyConnectTimeoutMs = this.slowClock ? p.pick([0, 30000]) : p.pick([0, 50, 1000, 5000]);
       this.upstreamRefuse = Array.from({ length: n }, () => p.pick([0, 0, 0.1, 1]));
     }
+    this.hrng = new Rng(seed ^ 0x6a09e667);
+    this.pxHttp = this.proxy && this.hrng.chance(0.5);
+    this.world = new HttpWorld(this.hrng, true);
+    if (this.pxHttp) {
+      const h = this.hrng;
+      this.config.proxyPeerAddrs = true;
+      this.config.proxyUpstreamTimeoutMs = this.slowClock ? h.pick([0, 60000]) : h.pick([0, 50, 1000, 60000]);
+      this.config.proxyKeepalive = h.pick([-1, 0, 1, 4]);
+    }
     this.relay = new Relay(this.config.writeBufMax + Math.max(this.config.readBuf, 16384), (x) => this.pxState(x as SimSocket));
     this.files = new FileTable(seed, this.config.precompressed);
     this.rec = new Recorder(this.sink, {
@@ -351,7 +378,7 @@ class Iteration {
     this.x.listen(3, this.proto);
     if (this.proxy) {
       this.fds.set(this.pxListener, { kind: "listener", input: new Uint8Array(0), pos: 0, peerClosed: false, written: 0, echoed: [], inKernel: false, mask: 0, gen: 0 });
-      if (this.x.listen(this.pxListener, abi.PROTO_PROXY_TCP) !== 0) this.fail("listen(PROTO_PROXY_TCP) refused");
+      if (this.x.listen(this.pxListener, this.pxHttp ? abi.PROTO_PROXY_HTTP : abi.PROTO_PROXY_TCP) !== 0) this.fail("listen(proxy) refused");
     }
     this.pump.flush();
     // a few JS handlers on fds the simulated kernel owns
@@ -373,7 +400,7 @@ class Iteration {
       if (arrivals > 0) this.raise(this.fds.get(3)!, "in");
       if (this.proxy) {
         const k = this.prng.int(3);
-        for (let i = 0; i < k && this.pxClients < CLIENT_IDS; i++) this.pxPending.push(this.pxClientInput(this.pxClients++));
+        for (let i = 0; i < k && this.pxClients < CLIENT_IDS; i++) this.pxPending.push(this.pxHttp ? this.httpClientInput(this.pxClients++) : this.pxClientInput(this.pxClients++));
         if (k > 0) this.raise(this.fds.get(this.pxListener)!, "in");
       }
       this.arrive();
@@ -387,6 +414,7 @@ class Iteration {
     if (this.trapArmed >= 0) { this.x.debugTrapFd(-1); this.x.debugTrapCompletion(-1); this.trapArmed = -1; }
     this.settle();
     this.judgeAll();
+    if (this.pxHttp) this.judgeHttpClients();
     const why = this.relay.judge();
     if (why) this.fail(`relay: ${why}`);
     this.judged += this.relay.whole + this.relay.cut;
@@ -398,7 +426,10 @@ class Iteration {
     this.pending.length = 0;
     this.pxPending.length = 0; // (a proxy client accepted now would need a connect and its timeouts: more rounds)
     this.holding = false;
-    for (let round = 0; round < 2 || this.held.length > 0; round++) {
+    // (http mode: an exchange that starts in these rounds, e.g. a retry or a
+    // pipelined request, runs its own connect and upstream timeouts, and no
+    // connect completes here: rounds more, while connections remain.)
+    for (let round = 0; round < 2 || this.held.length > 0 || (this.pxHttp && round < 40 && this.core.ctlI32(abi.STAT_LIVE_CONNS) > 0); round++) {
       if (round > 1000) this.fail(`${this.held.length} request(s) kept in flight were never reaped`);
       this.pump.reap();
       this.time += 120_000;
@@ -411,6 +442,7 @@ class Iteration {
     const errored = this.pxSides.find((s) => s.px!.closeBy >= 0 && [s, s.px!.partner].some((x) => x && !x.life!.closed && !x.life!.trapped));
     if (errored) this.fail(`relay: an error on fd ${errored.life!.fd} was reported to the core and its pair is still open after every timeout`);
     for (const [fd, s] of this.fds) this.checkOutput(fd, s);
+    if (this.pxHttp) this.httpLeaks();
     // A trapped connection is doomed: closed once two more rounds ran (with
     // the timeouts above, at the latest).
     const stuck = [...this.conns, ...this.pxSides].find((s) => s.life!.trapped && !s.life!.closed);
@@ -598,6 +630,8 @@ class Iteration {
     for (const s of this.fds.values()) {
       if (s.kind !== "conn") continue;
       const r = s.px ? this.prng : this.rng;
+      // An http server's reset, once the core read what it sent before it.
+      if (s.srv && s.srv.resetAt >= 0 && s.pos >= s.srv.resetAt && !s.px!.reset) { s.px!.reset = true; s.eof = true; s.srv.resetAt = -1; this.raise(s, "in"); continue; }
       if (s.px?.role === "up" && !s.px.connected) {
         // A connect under way settles (a hanging one only once the kernel calms): WRITABLE tells.
         const p = s.px;
@@ -748,6 +782,7 @@ class Iteration {
     this.trapArmed = -1;
     const life = this.fds.get(fd)?.life;
     if (life) life.trapped = true;
+    this.httpPeerCut(fd);
     this.traps++;
     this.trace.push(`  trap in ${this.pump.phase} serving fd ${fd}: recovered`);
   }
@@ -775,7 +810,7 @@ class Iteration {
 
   /** One request carried out, traced. */
   private carry(op: number, fd: number, a: number[], note: string): number {
-    if (this.trace.length >= 400) this.trace.shift();
+    if (this.trace.length >= TRACE_MAX) this.trace.shift();
     this.trace.push(`t${this.steps} ${note}${OP_NAMES[op] ?? String(op)} fd=${fd} ${a.join(" ")}`);
     this.work++;
     this.closedNow = op === abi.OP_CLOSE ? this.fds.get(fd) : undefined;
@@ -838,7 +873,7 @@ class Iteration {
   private execProxy(op: number, fd: number, a: number[], px: PxSide | undefined): number {
     const r = this.prng;
     const c = this.core;
-    const verdict = (why: string | null) => { if (why) this.fail(`relay: ${why}`); };
+    const verdict = (why: string | null) => { if (why) this.fail(`${this.pxHttp ? "proxy http" : "relay"}: ${why}`); };
     switch (op) {
       case abi.OP_ACCEPT: {
         if (r.chance(0.01)) return -abi.EMFILE;
@@ -846,8 +881,17 @@ class Iteration {
         if (!this.pxPending.length) return -abi.EAGAIN;
         const nfd = this.lowestFreeFd();
         if (nfd < 0) return -abi.EMFILE;
-        if (a[0] !== 0) this.peerAddress(a[0], r);
+        const family = a[0] !== 0 ? this.peerAddress(a[0], r) : 0;
         const input = this.pxPending.shift()!;
+        if (this.pxHttp) {
+          const s = this.pxSocket(nfd, "client", -1, input, r.chance(0.6));
+          s.arrived = r.chance(0.5) ? input.length : r.int(input.length + 1);
+          s.hreqs = this.pxPendingReqs.shift()!;
+          for (const q of s.hreqs) q.addressed = family === abi.AF_INET || family === abi.AF_INET6;
+          s.out = [];
+          s.outBytes = 0;
+          return nfd;
+        }
         const id = input.length ? input[0] : this.pxEmptyIds.shift()!;
         const s = this.pxSocket(nfd, "client", id, input, r.chance(0.6));
         s.arrived = r.chance(0.5) ? input.length : r.int(input.length + 1);
@@ -859,7 +903,7 @@ class Iteration {
         const nfd = this.lowestFreeFd();
         if (nfd < 0) return -abi.EMFILE;
         // A refused connect is retried at most once: two sockets per client at most.
-        if (++this.pxSockets > 2 * this.relay.clients.filter(Boolean).length) this.fail(`relay: socket #${this.pxSockets} for ${this.relay.clients.filter(Boolean).length} proxy clients (one retry each at most)`);
+        if (!this.pxHttp && ++this.pxSockets > 2 * this.relay.clients.filter(Boolean).length) this.fail(`relay: socket #${this.pxSockets} for ${this.relay.clients.filter(Boolean).length} proxy clients (one retry each at most)`);
         const s = this.pxSocket(nfd, "up", -1, new Uint8Array(0), false);
         s.wblocked = true; // not writable before it is connected
         return nfd;
@@ -898,14 +942,14 @@ class Iteration {
         const left = s.arrived! - s.pos;
         if (left === 0) {
           if (!s.eof) return -abi.EAGAIN;
-          verdict(this.relay.read(s, 0));
+          if (!this.pxHttp) verdict(this.relay.read(s, 0));
           return 0;
         }
         const k = Math.min(a[1], left);
         c.refresh();
         c.u8.set(s.input.subarray(s.pos, s.pos + k), a[0]);
         s.pos += k;
-        verdict(this.relay.read(s, k));
+        if (!this.pxHttp) verdict(this.relay.read(s, k));
         return k;
       }
       case abi.OP_WRITE:
@@ -928,13 +972,15 @@ class Iteration {
         const data = new Uint8Array(take);
         let at = 0;
         for (const [q, l] of segs) { const k = Math.min(l, take - at); data.set(c.u8.subarray(q, q + k), at); at += k; }
-        verdict(this.relay.write(s, data));
+        if (!this.pxHttp) verdict(this.relay.write(s, data));
+        else if (s.srv) verdict(s.srv.feed(data));
+        else if (s.out && take > 0 && this.keep(s, take)) s.out.push(Buffer.from(data));
         s.written += take;
         return take;
       }
       case abi.OP_SHUTDOWN: {
         const s = this.sock(fd, "shutdown");
-        verdict(this.relay.shutdown(s));
+        if (!this.pxHttp) verdict(this.relay.shutdown(s));
         s.life!.shut = true;
         return 0;
       }
@@ -959,6 +1005,16 @@ class Iteration {
     p.connect = "ok";
     p.connected = true;
     s.wblocked = false;
+    if (this.pxHttp) {
+      s.srv = new Server(this.world, s, (bytes) => {
+        const b = Buffer.from(bytes, "latin1"), input = new Uint8Array(s.input.length + b.length);
+        input.set(s.input); input.set(b, s.input.length);
+        s.input = input;
+      }, () => { s.peerClosed = true; });
+      s.peerClosed = false;
+      this.raise(s, "out");
+      return;
+    }
     if (this.relay.ups.length < UP_IDS) {
       p.id = this.relay.ups.length;
       this.relay.ups.push(s);
@@ -986,6 +1042,63 @@ class Iteration {
 
   /** Ids of the clients whose stream is empty, in arrival order (an empty stream cannot carry its id). */
   private readonly pxEmptyIds: number[] = [];
+
+  /**
+   * No socket the kernel holds open that the core forgot. (Memory: each
+   * connection holds one receive buffer and one ring of at most
+   * writeBufMax, and every buffer held is some connection's: the core's
+   * invariants, checked after every call.)
+   */
+  private httpLeaks(): void {
+    for (const s of this.pxSides) {
+      const l = s.life!;
+      if (!l.closed && !l.trapped && l.fd < this.config.maxFds && this.x.debugConnI32(l.fd, abi.C_STATE) === 0) {
+        this.fail(`proxy http: fd ${l.fd} (${s.px!.role === "client" ? "a client" : "an upstream socket"}) is open in the kernel and the core has no connection on it (an fd leak)`);
+      }
+    }
+  }
+
+  /**
+   * An http-mode upstream socket that faults (a refused interest change, a
+   * trap) may be closed with the client it serves, unanswered; which client
+   * that is, no byte may tell yet (the request may not have reached the
+   * server): the core's link (X_PEER) says, used only to excuse that client.
+   */
+  private httpPeerCut(fd: number): void {
+    if (!this.pxHttp || this.fds.get(fd)?.px?.role !== "up") return;
+    const client = this.fds.get(this.x.debugConnI32(fd, abi.C_PROTO_AREA));
+    if (client?.hreqs) client.life!.faulted = true;
+  }
+
+  /** An http-mode proxy client's stream (proxyhttp.ts): its requests are known to the servers by id. */
+  private httpClientInput(cid: number): Uint8Array {
+    const { bytes, reqs } = clientStream(this.hrng, cid, 1 << 20);
+    for (const q of reqs) this.world.reqs.set(q.id, q);
+    this.pxPendingReqs.push(reqs);
+    return Buffer.from(bytes, "latin1");
+  }
+
+  /** After settling: each http-mode proxy client's answers (proxyhttp.ts judgeClient). */
+  private judgeHttpClients(): void {
+    for (const s of this.pxSides) {
+      if (s.px!.role !== "client" || !s.hreqs) continue;
+      const life = s.life!;
+      const cut = life.faulted || life.trapped || life.draining || life.timedOut || s.px!.reset;
+      this.judged++;
+      this.httpClients++;
+      if (cut) this.cutShort++;
+      if (!s.out) continue;
+      const out = Buffer.concat(s.out);
+      const why = judgeClient(this.world, s.hreqs, out, { ended: life.closed || life.shut, cut, peerClosed: s.peerClosed });
+      if (why) {
+        this.fail(`proxy http: client on fd ${life.fd} (${life.closed ? "closed" : "open"}${cut ? ", cut short" : ""}${s.peerClosed ? ", sent its FIN" : ""}), ${s.hreqs.length} request(s): ${why}\n`
+          + `  sent: ${JSON.stringify(Buffer.from(s.input).toString("latin1").slice(0, 600))}\n`
+          + `  got:  ${JSON.stringify(out.toString("latin1").slice(0, 600))}\n`
+          + `  its last requests (tick, op, fd, args -> result):\n    ${life.hist.join("\n    ")}`);
+      }
+      this.requests += s.hreqs.length;
+    }
+  }
 
   private pxClientInput(id: number): Uint8Array {
     const b = this.pxStream(id);
@@ -1015,7 +1128,11 @@ class Iteration {
     switch (op) {
       case abi.OP_CTL: {
         const s = this.sock(fd, "set interest");
-        if (!this.calm && r.chance(0.005)) { if (s.life) s.life.faulted = true; return -abi.ENOMEM; }
+        if (!this.calm && r.chance(0.005)) {
+          if (s.life) s.life.faulted = true;
+          this.httpPeerCut(fd);
+          return -abi.ENOMEM;
+        }
         if (a[0] === abi.INTEREST_DEL) { if (!s.inKernel) return -abi.ENOENT; s.inKernel = false; s.rdEdge = s.wrEdge = false; return 0; }
         if (a[0] === abi.INTEREST_ADD && s.inKernel) return -abi.EEXIST;
         if (a[0] === abi.INTEREST_MOD && !s.inKernel) return -abi.ENOENT;
@@ -1190,7 +1307,7 @@ class Iteration {
   }
 
   /** What accept4 writes into an address slot: IPv4, IPv6 (mapped or not) or a family the core does not know. */
-  private peerAddress(slot: number, r = this.rng): void {
+  private peerAddress(slot: number, r = this.rng): number {
     const c = this.core;
     c.refresh();
     const dv = new DataView(c.u8.buffer);
@@ -1205,6 +1322,7 @@ class Iteration {
       if (r.chance(0.3)) { c.u8.fill(0, slot + abi.SA_IN6_ADDR, slot + abi.SA_IN6_ADDR + 10); dv.setUint16(slot + abi.SA_IN6_ADDR + 10, 0xffff); }
     }
     dv.setUint32(slot + abi.SA_LEN, family === abi.AF_INET ? 16 : family === abi.AF_INET6 ? 28 : 2, true);
+    return family;
   }
 
   /** A JS callback: does what application code may do from inside one. */
@@ -1271,7 +1389,7 @@ function main(argv: string[]): number {
   }
   process.stdout.write(`fuzz: ok, ${r.iterations} iterations, ${r.steps} ticks, ${r.requests} responses checked, ${r.traps} traps recovered;`
     + ` ${r.judged} connections judged, ${r.cutShort} of them only as a prefix (cut short by a fault, trap, timeout or shutdown);`
-    + ` ${r.pairs} proxy pairs relayed whole\n`);
+    + ` ${r.pairs} proxy pairs relayed whole, ${r.httpClients} http-mode proxy clients judged\n`);
   return 0;
 }
 
@@ -1280,3 +1398,4 @@ if (process.argv[1] && /fuzz\.(js|ts)$/.test(process.argv[1])) process.exitCode 
 // The oracles, for their own tests (test/fuzz.test.mjs imports build/fuzz.js).
 export { judge, model, parseResponses } from "./oracle.ts";
 export { Relay, newSide } from "./relay.ts";
+export { HttpWorld, Server, judgeClient } from "./proxyhttp.ts";

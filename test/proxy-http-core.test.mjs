@@ -1,0 +1,87 @@
+// The http-mode proxy (PROTO_PROXY_HTTP) on the bare core with the fake host:
+// cases the fuzzer's http-mode iterations found (tools/fuzz/proxyhttp.ts),
+// each pinned here with what docs/proxy.md promises. No OS: the fake kernel
+// answers every request (connects succeed at once, no upstream pool).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import abi from "./lib/abi.mjs";
+import { FakeHost } from "./lib/fakehost.mjs";
+
+const LISTENER = 3, CLIENT = 10, UP = 100;
+const R = abi.EV_READABLE, W = abi.EV_WRITABLE;
+const GET = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+
+function httpProxy(config = {}) {
+  const h = new FakeHost({ config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] }, ...config } });
+  h.listen(LISTENER, abi.PROTO_PROXY_HTTP);
+  h.queueAccept(LISTENER, CLIENT);
+  return h;
+}
+
+test("an upstream socket beyond the core's fd table: the client gets a 502 and keeps its connection (fuzz seed 2654435763)", () => {
+  const h = httpProxy({ maxFds: 64 });
+  h.nextSocketFd = 64; // socket() returns an fd the core has no record for
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: LISTENER, events: R }]);
+  // docs/proxy.md: 502 when the upstream fails before a response head; the
+  // request was read whole and did not ask to close, so the connection stays.
+  assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === 64), "the stray socket is closed");
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the client is not closed");
+  const out = h.output(CLIENT).toString("latin1");
+  assert.match(out, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+  assert.not.match(out, /Connection: close/i);
+  assert.is(h.ops(abi.OP_CONNECT).length, 0, "nothing was connected");
+  // the next request on the same connection is served the same way
+  h.nextSocketFd = 64;
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: CLIENT, events: R }]);
+  assert.is(h.output(CLIENT).toString("latin1").match(/502 Bad Gateway\r\n/g)?.length, 2);
+});
+
+test("a response whose last bytes leave on the client's write completion: the upstream it closed is not touched again (fuzz seed 1)", () => {
+  // A 4 KiB client ring: the body fills it, the upstream is paused; the
+  // client's write completes, the rest of the body fits, the response ends
+  // and the upstream is closed (no pool). Nothing may follow its close.
+  const h = httpProxy({ writeBufMax: 4096 });
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: LISTENER, events: R }]);
+  assert.match(h.takeOutput(UP).toString("latin1"), /^GET \/a HTTP\/1\.1\r\n/);
+  h.room(CLIENT, 0);
+  const body = "b".repeat(4096);
+  h.feed(UP, `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  h.tick([{ fd: UP, events: R }]);
+  h.room(CLIENT, Infinity);
+  h.tick([{ fd: CLIENT, events: W }]);
+  const out = h.output(CLIENT).toString("latin1");
+  assert.ok(out.endsWith(`\r\n\r\n${body}`), `the whole response reached the client (${out.length} bytes)`);
+  const closeAt = h.log.findIndex((e) => e.op === abi.OP_CLOSE && e.fd === UP);
+  assert.ok(closeAt >= 0, "the upstream connection is closed once the response ended (no pool)");
+  const after = h.log.slice(closeAt + 1).filter((e) => e.fd === UP).map((e) => e.name ?? e.op);
+  assert.equal(after, [], "no request on the closed upstream fd");
+  assert.equal(h.epollViolations, []);
+});
+
+test("a whole head waiting for a slow connect is not cut by the header timeout: the connect timeout answers (fuzz seed 387276930)", () => {
+  // The header timeout (README: from a head's first byte) is over once the
+  // head is whole; the wait for the upstream runs on the connect timeout,
+  // which retries once, then answers. Before, the header timeout closed the
+  // client unanswered while its connect was still under way.
+  const h = new FakeHost({ config: { headerTimeoutMs: 100, proxy: { balance: abi.BAL_RR, connectTimeoutMs: 1000, upstreams: [{ port: 9001 }] } } });
+  h.listen(LISTENER, abi.PROTO_PROXY_HTTP);
+  h.queueAccept(LISTENER, CLIENT);
+  h.answer(abi.OP_CONNECT, -abi.EINPROGRESS);
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: LISTENER, events: R }]);
+  assert.is(h.ops(abi.OP_CONNECT).length, 1);
+  h.setTime(500);
+  h.runTimers();
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the header timeout passed: the client is still open");
+  h.setTime(1200);
+  h.runTimers();
+  assert.is(h.ops(abi.OP_CONNECT).length, 2, "the connect timed out and was retried once");
+  h.setTime(2400);
+  h.runTimers();
+  assert.match(h.output(CLIENT).toString("latin1"), /^HTTP\/1\.1 50[24] /, "the retry timed out too: an error answer, not a silent close");
+});
+
+test.run();
