@@ -17,7 +17,7 @@ export { BALANCE_POLICIES }; // (the CLI imports them from here)
 export interface Upstream { host: string; port: number; weight?: number }
 
 /** tcp mode's relay when none is asked for (ProxyOptions.relay, the CLI's --relay). */
-export const DEFAULT_RELAY: "copy" | "splice" = "copy";
+export const DEFAULT_RELAY: "copy" | "splice" = "splice";
 
 
 export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
@@ -37,7 +37,7 @@ export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
   /** http mode: idle keep-alive connections kept per upstream (default 32; 0 = none). */
   upstreamKeepalive?: number;
   /**
-   * tcp mode: how bytes move. splice: splice(2) socket -> pipe -> socket, the bytes never enter
+   * tcp mode: how bytes move (default splice). splice: splice(2) socket -> pipe -> socket, the bytes never enter
    * JS or linear memory (one pipe per direction, 4 more fds per pair; a pair relays by copy when
    * no pipe can be made, or past maxFds / 4 pipes). copy: read() into linear memory, write().
    */
