@@ -42,7 +42,7 @@ export const CTL_WALL = 64;            // f64: wall-clock time in ms since the e
 // config, written by the host before init (i32 unless noted)
 export const CFG_MAX_FDS = 72;         // size of the fd-indexed tables (RLIMIT_NOFILE)
 export const CFG_MODE = 76;            // MODE_LT or MODE_ET for the built-in protocols
-                                       // 80: reserved (listen(fd, proto) names the protocol)
+                                       // 80: CFG_RELAY (tcp-mode relay, below)
 export const CFG_IDLE_TIMEOUT = 84;    // ms; 0 = none
 export const CFG_HEADER_TIMEOUT = 88;  // ms; 0 = none
 export const CFG_WRITE_BUF_MAX = 92;   // bytes per connection (slow-reader limit)
@@ -474,6 +474,25 @@ export const PXU_WEIGHT = 0;
 export const PXU_SA_LEN = 4;
 export const PXU_SA = 8;
 export const PXC_SIZE = 4 + PXC_MAX_UPSTREAMS * PXU_SIZE;
+
+// ---- tcp-mode relay through splice(2) (helper "spliceimpl", issue 10) -----
+// CTL offset taken: 80. Ops: 30 (IORING_OP_SPLICE's number), 0x7f (no io_uring op;
+// below OP_CTL, so every executor carries it as a kernel call).
+export const CFG_RELAY = 80;        // RELAY_*: how tcp mode moves bytes
+export const RELAY_COPY = 0;        // read() into a receive buffer, copy into the peer's write ring, write()
+export const RELAY_SPLICE = 1;      // splice(socket -> the direction's pipe), splice(pipe -> the peer's socket)
+export const OP_SPLICE = 30;        // IORING_OP_SPLICE: splice(splice_fd_in, NULL, fd (fd_out), NULL, len,
+                                    // op_flags & SPLICE_FLAGS) -> bytes. addr and off (the offsets) are unused
+                                    // (0: no offsets; sockets and pipes have none). op_flags also holds
+                                    // SPLICE_TO_PIPE (not a kernel bit: cleared before the call) when fd_in is the
+                                    // socket, so an edge-emulating backend knows which end met EAGAIN
+export const OP_PIPE = 0x7f;        // not in io_uring: pipe2(addr = two i32: read end, write end, op_flags) -> 0;
+                                    // the executor writes the two fds at addr (recorded, as ACCEPT's address)
+export const SPLICE_F_MOVE = 1;
+export const SPLICE_F_NONBLOCK = 2;
+export const SPLICE_FLAGS = 0xf;    // the kernel's SPLICE_F_* bits
+export const SPLICE_TO_PIPE = 0x100; // the splice-in of a socket into its pipe (READABLE's side), else pipe -> socket
+export const PIPE_FLAGS = 0x80800;  // O_NONBLOCK | O_CLOEXEC, in every OP_PIPE
 
 // ---- proxy: active health checks (helper "health": assembly/proxy/health.ts) ----
 // Fields of the balance config record (BCFG_*, above); no CTL offsets taken.

@@ -11,7 +11,7 @@ import { cacheControlProblem } from "./core.ts";
 import { RemoteLoop } from "./remote.ts";
 import { replayCommand } from "./replay.ts";
 import { resolveHost, hostPort, HostError } from "./net.ts";
-import { BALANCE_POLICIES, proxyConfig, resolveUpstreams } from "./proxy.ts";
+import { BALANCE_POLICIES, DEFAULT_RELAY, proxyConfig, resolveUpstreams } from "./proxy.ts";
 import { parseHealthCheck } from "./balance.ts";
 import { UPSTREAM_WEIGHT_MAX } from "../assembly/abi.ts";
 import { BACKEND_NAMES, defaultBackendName } from "./backend/types.ts";
@@ -150,6 +150,7 @@ const commands: Record<string, { summary: string; flags: Record<string, Flag>; p
       mode: { kind: "string", arg: "tcp|http", help: "http: parse requests, keep-alive both sides, pooled upstream connections; tcp: relay bytes", def: "http" },
       "hash-key": { kind: "string", arg: "path|header:NAME", help: "http mode, --balance hash: the request key hashed (consistent hashing: removing one of N upstreams moves ~1/N of the keys)" },
       "upstream-timeout": { kind: "int", arg: "MS", help: "http mode: answer 504 when an upstream sends no response head this long after the request; 0 = never", def: 60000, defText: "60000, as nginx's proxy_read_timeout" },
+      relay: { kind: "string", arg: "copy|splice", help: "tcp mode: splice: splice(2) socket -> pipe -> socket, no copy through memory (4 more fds per pair; falls back to copy when no pipe can be made); copy: read() and write() through linear memory", defText: DEFAULT_RELAY },
       "upstream-keepalive": { kind: "int", arg: "N", help: "http mode: idle keep-alive connections kept per upstream and worker (0 = none); an idle one closes after 60 s (HAProxy keeps every idle one; nginx its keepalive N)", def: 1024 },
       "event-mode": { ...common.mode, def: "et" },
       "connect-timeout": { kind: "int", arg: "MS", help: "give up a connect to an upstream after this long (then one retry on another upstream); 0 = never", def: 5000 },
@@ -380,6 +381,10 @@ function proxyArgs(opts: Record<string, string | number | boolean>, args: string
     if (opts.mode === "tcp") throw bad("--hash-key is for http mode");
     if (k !== "path" && !/^header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(k)) throw bad(`--hash-key must be path or header:NAME, got '${k}'`);
   }
+  if (opts.relay !== undefined) {
+    if (opts.relay !== "copy" && opts.relay !== "splice") throw bad(`--relay must be copy or splice, got '${opts.relay}'`);
+    if (opts.mode !== "tcp") throw bad("--relay is for tcp mode (--mode tcp)");
+  }
   if (opts["idle-timeout"] === undefined) opts["idle-timeout"] = opts.mode === "http" ? 75000 : 600000;
   if (opts["health-check"] !== undefined) {
     try { parseHealthCheck(String(opts["health-check"])); } catch (e) { throw bad(`--health-check: ${(e as Error).message}`); }
@@ -501,7 +506,8 @@ export async function main(argv: string[]): Promise<number> {
   if (opts["cpu-affinity"]) {
     try { cpus = allowedCpus(); } catch (e) { log.error("startup_failed", `--cpu-affinity: ${(e as Error).message}`); return 1; }
   }
-  const mode = cmd === "proxy" ? `${opts.mode}, events ${opts["event-mode"]}` : opts.mode as string;
+  const relay = opts.mode === "tcp" ? `, relay ${opts.relay ?? DEFAULT_RELAY}` : "";
+  const mode = cmd === "proxy" ? `${opts.mode}${relay}, events ${opts["event-mode"]}` : opts.mode as string;
   return serveInWorkers({
     cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, cpus,
     delayMs: opts["shutdown-delay"] as number,
@@ -735,6 +741,7 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
         },
         hashKey: o["hash-key"] === undefined ? undefined : String(o["hash-key"]),
         upstreamTimeoutMs: o["upstream-timeout"] as number, upstreamKeepalive: o["upstream-keepalive"] as number,
+        relay: o.relay === undefined ? undefined : o.relay as "copy" | "splice",
       }),
     };
   }

@@ -60,6 +60,8 @@ export interface CoreConfig {
   proxyUpstreamTimeoutMs: number;
   /** Proxy, http mode: idle keep-alive connections kept per upstream (0: none; < 0: the core's default, 1024). */
   proxyKeepalive: number;
+  /** Proxy, tcp mode: how bytes move (abi.ts RELAY_*: copy through linear memory, or splice(2) through a pipe). */
+  proxyRelay: number;
   /** Proxy, http mode: the request key of balance hash ("path" or "header:NAME"), or null. */
   proxyHashKey: string | null;
   /** Proxy, http mode: accepts record client addresses (X-Forwarded-For) even without ip-hash. */
@@ -107,6 +109,7 @@ export const defaultCoreConfig: CoreConfig = {
   proxyConnectTimeoutMs: 5_000,
   proxyUpstreamTimeoutMs: 60_000,
   proxyKeepalive: -1, // the core's default (proxy/http.ts DEFAULT_KEEPALIVE: 1024)
+  proxyRelay: abi.RELAY_COPY,
   proxyHashKey: null,
   proxyPeerAddrs: false,
   logLevel: "info",
@@ -279,6 +282,7 @@ export class Core {
     i[c + (abi.CFG_PEER_ADDRS >> 2)] = config.proxyBalance?.policy === "ip-hash" || config.proxyPeerAddrs ? 1 : 0;
     i[c + (abi.CFG_PROXY_UPSTREAM_TIMEOUT >> 2)] = config.proxyUpstreamTimeoutMs ?? 60_000;
     i[c + (abi.CFG_PROXY_KEEPALIVE >> 2)] = config.proxyKeepalive ?? -1; // < 0: the core's default (proxy/http.ts)
+    i[c + (abi.CFG_RELAY >> 2)] = config.proxyRelay ?? abi.RELAY_COPY;
     const key = config.proxyHashKey ?? null;
     i[c + (abi.CFG_PROXY_HASH_KEY >> 2)] = key === null ? 0 : key === "path" ? abi.HASH_KEY_PATH : abi.HASH_KEY_HEADER;
     if (key !== null && key !== "path") {

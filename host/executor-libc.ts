@@ -54,7 +54,7 @@ export class LibcExecutor implements Executor {
         // JS ran (a callback, the file server, a log function): memory may have grown, views must follow.
         if (op >= abi.OP_CALL) { core.refresh(); i32 = core.i32; }
       }
-      if (this.wouldBlock) reportEdge(this.wouldBlock, op, i32[q + W_FD], i32[q + W_ADDR], i32[q + W_LEN], r, i32);
+      if (this.wouldBlock) reportEdge(this.wouldBlock, op, i32[q + W_FD], i32[q + W_ADDR], i32[q + W_LEN], r, i32, q);
       i32[c] = i32[q + W_TAG]; // the completion: the request's tag, its result
       i32[c + 1] = i32[q + W_TAG + 1];
       i32[c + C_RES] = r;
@@ -93,6 +93,8 @@ export function libcRequest(op: number, i32: Int32Array, q: number, base: number
     case abi.OP_WRITEV: r = libc.writev(fd, base + addr, len); break;
     case abi.OP_ACCEPT: r = addr ? libc.accept4(fd, base + addr, base + i32[q + W_OFF], i32[q + W_FLAGS]) : libc.accept4(fd, 0, 0, i32[q + W_FLAGS]); break;
     case abi.OP_SENDFILE: r = libc.sendfile(fd, i32[q + W_SPLICE], base + addr, len); break;
+    case abi.OP_SPLICE: r = libc.splice(i32[q + W_SPLICE], 0, fd, 0, len, i32[q + W_FLAGS] & abi.SPLICE_FLAGS); break;
+    case abi.OP_PIPE: r = libc.pipe2At(base + addr, i32[q + W_FLAGS]); break;
     case abi.OP_CLOSE: backend.closed(fd); r = libc.close(fd); break;
     case abi.OP_SHUTDOWN: r = libc.shutdown(fd, len); break;
     case abi.OP_SOCKET: // domain, type, protocol (io_uring's fields); op_flags: SOCKET_* options
@@ -131,14 +133,19 @@ export function hostRequest(op: number, i32: Int32Array, q: number, services: Se
  * Edge emulation (backends without kernel edges, host/backend/poll.ts):
  * tells the backend which operations met EAGAIN or fell short, so that a
  * new edge may be reported; a JS callback on fd re-arms it for whatever
- * the callback did (the executor cannot see its reads and writes).
+ * the callback did (the executor cannot see its reads and writes). `q`:
+ * the request's word index in `i32` (OP_SPLICE's flags and fd_in).
  */
-export function reportEdge(wb: (fd: number, bits: number) => void, op: number, fd: number, addr: number, len: number, r: number, i32: Int32Array): void {
+export function reportEdge(wb: (fd: number, bits: number) => void, op: number, fd: number, addr: number, len: number, r: number, i32: Int32Array, q: number): void {
   switch (op) {
     case abi.OP_READ: if (r === -abi.EAGAIN || (r > 0 && r < len)) wb(fd, abi.EV_READABLE); break;
     case abi.OP_ACCEPT: if (r === -abi.EAGAIN) wb(fd, abi.EV_READABLE); break;
     case abi.OP_WRITE: case abi.OP_SEND: case abi.OP_SENDFILE:
       if (r === -abi.EAGAIN || (r >= 0 && r < len)) wb(fd, abi.EV_WRITABLE);
+      break;
+    case abi.OP_SPLICE: // socket -> pipe: the socket is fd_in (READABLE); pipe -> socket: it is fd_out (WRITABLE)
+      if (i32[q + W_FLAGS] & abi.SPLICE_TO_PIPE) { if (r === -abi.EAGAIN) wb(i32[q + W_SPLICE], abi.EV_READABLE); }
+      else if (r === -abi.EAGAIN || (r >= 0 && r < len)) wb(fd, abi.EV_WRITABLE);
       break;
     case abi.OP_WRITEV: if (r === -abi.EAGAIN || (r >= 0 && r < iovBytes(i32, addr, len))) wb(fd, abi.EV_WRITABLE); break;
     case abi.OP_CALL: if (addr === abi.CALL_IO && fd >= 0) wb(fd, abi.EV_READABLE | abi.EV_WRITABLE); break;

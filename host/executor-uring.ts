@@ -167,7 +167,7 @@ export class UringExecutor implements Executor {
         r = hostRequest(op, i32, q, this.services, this.backend);
         if (op >= abi.OP_CALL) this.refreshed(); // JS ran: memory may have grown
       }
-      if (this.wouldBlock) reportEdge(this.wouldBlock, op, fd, this.i32[q + W_ADDR], this.i32[q + W_LEN], r, this.i32);
+      if (this.wouldBlock) reportEdge(this.wouldBlock, op, fd, this.i32[q + W_ADDR], this.i32[q + W_LEN], r, this.i32, q);
       this.complete(this.i32[q + W_TAG], this.i32[q + W_TAG + 1], r);
     }
     if (this.batch > 0) this.flush();
@@ -179,7 +179,7 @@ export class UringExecutor implements Executor {
   /** Does a synchronous request touch an fd with a request in the batch? */
   private touchesBatch(op: number, fd: number, q: number): boolean {
     if (fd >= 0 && fd < this.fdMark.length && this.fdMark[fd] === this.epoch) return true;
-    return op === abi.OP_SENDFILE && this.fdMark[this.i32[q + W_SPLICE]] === this.epoch;
+    return (op === abi.OP_SENDFILE || op === abi.OP_SPLICE) && this.fdMark[this.i32[q + W_SPLICE]] === this.epoch;
   }
 
   /** Prepares SQ entry q (a kernel op) in the ring and adds it to the batch. */
@@ -311,7 +311,7 @@ export class UringExecutor implements Executor {
       const q = this.bQ[j];
       if (i32[q + W_TAG] === lo && i32[q + W_TAG + 1] === hi) {
         this.edgeAt = j + 1 === k ? 0 : j + 1;
-        reportEdge(this.wouldBlock!, i32[q] & 0xff, i32[q + W_FD], i32[q + W_ADDR], i32[q + W_LEN], res, i32);
+        reportEdge(this.wouldBlock!, i32[q] & 0xff, i32[q + W_FD], i32[q + W_ADDR], i32[q + W_LEN], res, i32, q);
         return;
       }
     }

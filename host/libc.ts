@@ -35,6 +35,9 @@ export const libc = {
   send: lib.func("int send(int, intptr, size_t, int)"),
   writev: lib.func("int writev(int, intptr, int)"),
   sendfile: lib.func("int sendfile(int, int, intptr, size_t)"),
+  // splice(fd_in, NULL, fd_out, NULL, len, flags): sockets and pipes take no offsets (intptr 0)
+  splice: lib.func("int splice(int, intptr, int, intptr, size_t, uint32)"),
+  pipe2At: lib.func("int pipe2(intptr, int)"), // the two fds at an address (linear memory), where pipe2's _Out_ form writes one
   pread: lib.func("int pread(int, intptr, size_t, int64)"),
   shutdown: lib.func("int shutdown(int, int)"),
   close: lib.func("int close(int)"),

@@ -16,6 +16,9 @@ export { BALANCE_POLICIES }; // (the CLI imports them from here)
 
 export interface Upstream { host: string; port: number; weight?: number }
 
+/** tcp mode's relay when none is asked for (ProxyOptions.relay, the CLI's --relay). */
+export const DEFAULT_RELAY: "copy" | "splice" = "splice";
+
 
 export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
   upstreams: Upstream[];
@@ -33,6 +36,12 @@ export interface ProxyOptions extends Omit<ServerOptions, "protocol" | "root"> {
   upstreamTimeoutMs?: number;
   /** http mode: idle keep-alive connections kept per upstream (default 32; 0 = none). */
   upstreamKeepalive?: number;
+  /**
+   * tcp mode: how bytes move (default splice). splice: splice(2) socket -> pipe -> socket, the bytes never enter
+   * JS or linear memory (one pipe per direction, 4 more fds per pair; a pair relays by copy when
+   * no pipe can be made, or past maxFds / 4 pipes). copy: read() into linear memory, write().
+   */
+  relay?: "copy" | "splice";
   /** Connect timeout (ms, default 5000; 0 = none). */
   connectTimeoutMs?: number;
   /** Seed of the core's PRNG for p2c/random (default 1). */
@@ -84,7 +93,7 @@ function checkHealth(h: ProxyOptions["health"]): void {
 
 /** Checks proxy options; throws TypeError / HostError naming the problem. Returns the core's config fields. */
 export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstreams" | "proxyBalance" | "proxyConnectTimeoutMs"
-  | "proxyUpstreamTimeoutMs" | "proxyKeepalive" | "proxyHashKey" | "proxyPeerAddrs"> & { protocol: "proxy-tcp" | "proxy-http" } {
+  | "proxyUpstreamTimeoutMs" | "proxyKeepalive" | "proxyHashKey" | "proxyPeerAddrs" | "proxyRelay"> & { protocol: "proxy-tcp" | "proxy-http" } {
   const mode = opts.proxyMode ?? "http";
   if (mode !== "tcp" && mode !== "http") throw new TypeError(`Proxy: mode must be "tcp" or "http", got ${JSON.stringify(mode)}`);
   const balance = opts.balance ?? "wrr";
@@ -116,6 +125,9 @@ export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstr
     if (!Number.isInteger(weight) || weight < 1 || weight > abi.UPSTREAM_WEIGHT_MAX) throw new TypeError(`Proxy: upstream weight must be 1..${abi.UPSTREAM_WEIGHT_MAX}, got ${weight}`);
     return { host: u.host, port: u.port, weight };
   });
+  const relay = opts.relay ?? DEFAULT_RELAY;
+  if (relay !== "copy" && relay !== "splice") throw new TypeError(`Proxy: relay must be "copy" or "splice", got ${JSON.stringify(relay)}`);
+  if (opts.relay !== undefined && mode !== "tcp") throw new TypeError("Proxy: relay is for tcp mode");
   const ct = opts.connectTimeoutMs ?? 5000;
   if (!Number.isInteger(ct) || ct < 0) throw new TypeError(`Proxy: connectTimeoutMs must be a whole number >= 0, got ${ct}`);
   checkHealth(opts.health);
@@ -125,6 +137,7 @@ export function proxyConfig(opts: ProxyOptions): Pick<ServerOptions, "proxyUpstr
     protocol: mode === "http" ? "proxy-http" : "proxy-tcp",
     proxyUpstreams: ups, proxyBalance: { ...opts.health, policy: balance as BalancePolicyName, seed }, proxyConnectTimeoutMs: ct,
     proxyUpstreamTimeoutMs: ut, proxyKeepalive: ka, proxyHashKey: key ?? null, proxyPeerAddrs: mode === "http",
+    proxyRelay: relay === "splice" ? abi.RELAY_SPLICE : abi.RELAY_COPY,
   };
 }
 

@@ -32,6 +32,8 @@
 //                      relative with CTL_MEM_BASE, so they compare across
 //                      runs), then the bytes of every segment, in order
 //   OP_SENDFILE        the 8-byte file offset at a1, as it was before the call
+//   (OP_SPLICE         nothing: the bytes move between fds, never through memory;
+//    OP_PIPE hands out the two i32 at a0 the host fills: an F_MEM input)
 //   OP_OPEN            the path: a1 bytes at a0
 //   OP_LIST            the path: a2 bytes at a0
 //   OP_LOG             the text: a1 bytes at a0
@@ -405,6 +407,7 @@ export function recordingExecutor(inner: Executor, rec: Recorder, mem: () => Uin
     if ((r.op === abi.OP_READ || r.op === abi.OP_PREAD || r.op === abi.OP_LIST) && res > 0) rec.mem(u8, r.a0, res);
     else if (r.op === abi.OP_SENDFILE) rec.mem(u8, r.a1, 8);
     else if (r.op === abi.OP_METRICS && res > 0) rec.mem(u8, r.a0, r.a1); // the other workers' snapshots
+    else if (r.op === abi.OP_PIPE) rec.mem(u8, r.a0, 8); // the two fds pipe2 wrote
     else if (r.op === abi.OP_ACCEPT && r.a0 !== 0) rec.mem(u8, r.a0, abi.ACCEPT_ADDR_SIZE); // the peer's address
   };
   const executor: Executor = {

@@ -31,6 +31,7 @@ export function decodeSqe(i32: Int32Array, at: number): Request {
     case abi.OP_PREAD: r.a2 = offLo; r.a3 = 0; break;
     case abi.OP_ACCEPT: r.a1 = 0; r.a2 = 0; r.a3 = 0; break;
     case abi.OP_SENDFILE: r.a0 = i32[w + W_SPLICE]; r.a1 = addr; r.a2 = len; r.a3 = 0; break;
+    case abi.OP_SPLICE: r.fd = -1; r.a0 = fd; r.a3 = i32[w + W_SPLICE]; break; // fd_out, len, SPLICE_*, fd_in (the owner fd stays in the core)
     case abi.OP_SHUTDOWN: r.a0 = len; r.a1 = 0; r.a2 = 0; r.a3 = 0; break;
     case abi.OP_SOCKET: r.fd = -1; r.a0 = fd; r.a1 = offLo; r.a3 = 0; break; // domain, type, SOCKET_* (the owner fd stays in the core)
     case abi.OP_CTL: r.a0 = len; r.a1 = flags; r.a2 = offLo; r.a3 = offHi; break;

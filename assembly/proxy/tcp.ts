@@ -16,12 +16,26 @@
 // probes): a connect that fails (refused, unreachable, timed out) before any
 // byte was relayed is retried once on another upstream.
 //
+// Splice (CFG_RELAY = RELAY_SPLICE, the default; issue 10): once connected,
+// each side gets a pipe (OP_PIPE) for the bytes it reads, which then never
+// enter linear memory: splice(socket -> its pipe), splice(pipe -> the peer's
+// socket) (the peer's output is a BODY_PIPE, written by conn.ts's outStep).
+// A side splices in only while its pipe is empty: a pipe counts buffers (16),
+// not bytes, so a splice into a part-full one can fail with EAGAIN while the
+// socket still has data, which edge triggering would take for "drained".
+// For the same reason a short splice-in is not "drained" (ET): only EAGAIN
+// is. So a pair holds at most one pipe's bytes (<= one receive buffer, <=
+// CFG_WRITE_BUF_MAX) per direction. A pair costs 6 fds instead of 2: at most
+// maxFds / 4 pipes are open (HAProxy's maxpipes = maxconn / 4); a pair past
+// that cap, or whose OP_PIPE failed (EMFILE...), relays by copy.
+//
 // Half-close: a FIN from one side (read 0) becomes shutdown(SHUT_WR) of the
 // other once everything before it was written; when both sides sent theirs,
 // both close. An error or reset on one side closes both. The idle timeout
 // counts activity of either side (both deadlines move together).
 import {
-  OP_READ, OP_SHUTDOWN, OP_SOCKET, SOCKET_NODELAY, OP_CONNECT, EAGAIN,
+  OP_READ, OP_SHUTDOWN, OP_SOCKET, SOCKET_NODELAY, OP_CONNECT, EAGAIN, OP_CLOSE, OP_PIPE, OP_SPLICE, PIPE_FLAGS,
+  SPLICE_F_MOVE, SPLICE_F_NONBLOCK, SPLICE_TO_PIPE, CFG_RELAY, RELAY_SPLICE, C_BODY_KIND, C_BODY_FD, C_BODY_LEFT,
   STAT_BYTES_IN, CFG_IDLE_TIMEOUT, CFG_PROXY_CONNECT_TIMEOUT, STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_TCP,
   C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN, C_STATE, C_PROTO_AREA, BAL_IP_HASH, PXC_SIZE,
   PXC_MAX_UPSTREAMS, PXU_SIZE, PXU_WEIGHT, PXU_SA_LEN, PXU_SA,
@@ -31,7 +45,7 @@ import { readBufTake, readBufGive, readBufSize, READ_SMALL } from "../reactor/po
 import {
   conn, cget, cset, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, outBlocked, connClose,
   setDeadline, etMode, connOpen, connRefreshInterest, writeBufMax, CF_READABLE, CF_WRITABLE, CF_EOF,
-  CF_OUT_ARMED, CF_HUP, CF_NO_READ, OUT_FAILED,
+  CF_OUT_ARMED, CF_HUP, CF_NO_READ, OUT_FAILED, BODY_NONE, BODY_PIPE, connCloseSoon,
 } from "../reactor/conn";
 import { H_CONN, maxFds } from "../reactor/handlers";
 import { doomedLen, isDoomed } from "../reactor/recovery";
@@ -43,7 +57,7 @@ import {
 } from "./upstreams";
 import { balancePick, balanceInit, balancePolicy } from "./balance";
 import {
-  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, SHUT_WR, xf, xset, peerOf, linkedBack, closeSafe, peerHash,
+  X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, SHUT_WR, xf, xset, xclear, peerOf, linkedBack, closeSafe, peerHash,
   roomIn, pause, resume, askSocket, askConnect, connectAgain, connectOutcome, connectCompleted, socketArrived,
   upstreamOpen, connectFailed as connectDropped, mayRetry, countTry, CONNECT_OK, CONNECT_WAIT,
 } from "./link";
@@ -54,17 +68,25 @@ const S_CLIENT_SOCKET = 2;  // OP_SOCKET in flight for it
 const S_CLIENT_WAIT = 3;    // its upstream is connecting
 const S_UP_CONNECTING = 4;  // an upstream: connect under way
 const S_RELAY = 5;          // paired: bytes flow
+const S_PIPING = 6;         // connected, splice mode: its pipe is being made (OP_PIPE in flight) or the peer's
 
 // the protocol area: X_PEER, X_UP (both sides), X_XF, X_TRIES (client:
 // connects tried) are link.ts's; then
 const X_CONNECT_OP = C_PROTO_AREA + 16; // upstream: the connect attempt's start (f64 at +16..+23)
+const X_PIPE_R = C_PROTO_AREA + 24;     // splice: the read end of the pipe this side's input goes through, -1: none
+const X_PIPE_W = C_PROTO_AREA + 28;     // its write end (OP_PIPE writes both, read end first)
 // X_XF bits besides link.ts's XF_CLIENT, XF_PAUSED
 const XF_SHUT_WANTED = 4;  // the peer sent its FIN: shut our write side once our ring is drained
 const XF_SHUT_DONE = 8;    // we sent our FIN (shutdown(SHUT_WR) completed)
+const XF_SPLICE = 16;      // this side holds a pipe (counted in pipesOpen); with S_RELAY: the pair splices
+const XF_SPLICING_IN = 32; // the OP_SPLICE in flight is the splice-in (socket -> pipe), not a splice-out
 
 let idleMs: f64 = 0;
 let connectMs: f64 = 0;
 let policy: i32 = 0;
+let splice = false;     // CFG_RELAY == RELAY_SPLICE
+let pipesOpen: i32 = 0; // pipes held (or asked for) by sides with XF_SPLICE
+let pipesMax: i32 = 0;
 
 // Upstream config the host writes before init (abi.ts PXC_*). The counters
 // per upstream are the upstream table's (upstreams.ts, UPSTAT_*).
@@ -93,6 +115,8 @@ export function proxyTcpProtocol(): Protocol {
   connectMs = <f64>ctlI32(CFG_PROXY_CONNECT_TIMEOUT);
   proxyUpstreamsLoad();
   policy = balancePolicy();
+  splice = ctlI32(CFG_RELAY) == RELAY_SPLICE;
+  pipesMax = maxFds / 4; // 2 fds each: pipes take at most half the fd table
   if (policy == BAL_IP_HASH && !peersOn()) peersInit(maxFds); // accepts ask for addresses (loop.ts)
   const p = new Protocol();
   p.open = proxyOpen;
@@ -200,10 +224,49 @@ function paired(up: i32): void {
   const u = cget(up, X_UP);
   upstreamSuccess(u, now());
   upstreamRequestStart(u);
-  cset(up, C_STATE, S_RELAY);
-  cset(client, C_STATE, S_RELAY);
+  if (splice && pipesOpen + 2 <= pipesMax) {
+    pipesOpen += 2; // counted when asked: the cap holds with OP_PIPEs in flight
+    for (let i = 0; i < 2; i++) {
+      const fd = i == 0 ? up : client;
+      cset(fd, C_STATE, S_PIPING);
+      cset(fd, X_PIPE_R, -1); // stays -1 if pipe2 fails (it writes nothing then)
+      cset(fd, X_PIPE_W, -1);
+      xset(fd, XF_SPLICE);
+      submit(OP_PIPE, fd, <i32>(conn(fd) + X_PIPE_R), 0, PIPE_FLAGS, 0);
+      store<i32>(conn(fd) + C_INFLIGHT, OP_PIPE);
+    }
+    return;
+  }
+  relayStart(up, client);
+}
+
+/** fd's OP_PIPE completed: once the peer's did too, relay (by copy if either failed: EMFILE...). */
+function pipeDone(fd: i32, res: i32): void {
+  store<i32>(conn(fd) + C_INFLIGHT, 0);
+  const peer = peerOf(fd);
+  if (peer < 0) { closePair(fd); return; }
+  if (cget(peer, C_INFLIGHT) == OP_PIPE) return; // the peer's pipe is still coming
+  if (res < 0 || cget(fd, X_PIPE_R) < 0 || cget(peer, X_PIPE_R) < 0) { closePipes(fd); closePipes(peer); }
+  relayStart(fd, peer);
+}
+
+/** Closes fd's pipe, if it holds one (close, trap recovery, the copy fallback). */
+function closePipes(fd: i32): void {
+  if (!(xf(fd) & XF_SPLICE)) return;
+  xclear(fd, XF_SPLICE);
+  pipesOpen--;
+  const r = cget(fd, X_PIPE_R), w = cget(fd, X_PIPE_W);
+  if (r >= 0) submit(OP_CLOSE, r, 0, 0, 0, 0);
+  if (w >= 0) submit(OP_CLOSE, w, 0, 0, 0, 0);
+  cset(fd, X_PIPE_R, -1);
+  cset(fd, X_PIPE_W, -1);
+}
+
+/** Both sides relay from now on (splicing if both hold a pipe: XF_SPLICE). */
+function relayStart(a: i32, b: i32): void {
   for (let i = 0; i < 2; i++) {
-    const fd = i == 0 ? up : client;
+    const fd = i == 0 ? a : b;
+    cset(fd, C_STATE, S_RELAY);
     clearFlag(fd, CF_NO_READ | CF_OUT_ARMED);
     setFlag(fd, CF_READABLE | CF_WRITABLE); // optimistic first reads: EAGAIN costs one call
     connRefreshInterest(fd);
@@ -249,6 +312,7 @@ export function proxyRun(fd: i32): void {
   if ((f & CF_READABLE) && !(f & (CF_EOF | CF_NO_READ)) && load<i32>(c + C_RBUF) == 0) {
     const peer = peerOf(fd);
     if (peer < 0) return;
+    if (x & XF_SPLICE) { spliceIn(fd, peer); return; }
     const room = writeBufMax - cget(peer, C_WLEN);
     if (room <= 0) { pause(fd); return; }
     const b = readBufTake(readBufSize);
@@ -258,6 +322,44 @@ export function proxyRun(fd: i32): void {
     submit(OP_READ, fd, <i32>b, n, 0, 0);
     store<i32>(c + C_INFLIGHT, OP_READ);
   }
+}
+
+/**
+ * Splices what fd's socket holds into its pipe, once the pipe is empty (the
+ * peer wrote all of it out: its BODY_PIPE is over). Until then an LT side is
+ * paused, or each poll reports its input again; an ET side just waits (its
+ * READABLE stays; the peer's drain runs it again).
+ */
+function spliceIn(fd: i32, peer: i32): void {
+  if (cget(peer, C_BODY_KIND) != BODY_NONE) { if (!etMode) pause(fd); return; }
+  xset(fd, XF_SPLICING_IN);
+  submit(OP_SPLICE, fd, cget(fd, X_PIPE_W), min(readBufSize, writeBufMax), SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_TO_PIPE, fd);
+  store<i32>(conn(fd) + C_INFLIGHT, OP_SPLICE);
+}
+
+function spliceInDone(fd: i32, res: i32): void {
+  store<i32>(conn(fd) + C_INFLIGHT, 0);
+  xclear(fd, XF_SPLICING_IN);
+  if (res > 0) {
+    ctlAddF64(STAT_BYTES_IN, <f64>res);
+    const peer = peerOf(fd);
+    if (peer < 0) { closePair(fd); return; } // (cannot happen: a side without its peer is past its FIN)
+    setDeadline(fd, idleMs);
+    setDeadline(peer, idleMs);
+    // LT: one read per readiness event. ET: on until EAGAIN (a short splice
+    // may be the pipe's 16 buffers filled by small segments, not a drained socket).
+    if (!etMode) clearFlag(fd, CF_READABLE);
+    const p = conn(peer);
+    store<i32>(p + C_BODY_KIND, BODY_PIPE);
+    store<i32>(p + C_BODY_FD, cget(fd, X_PIPE_R));
+    store<f64>(p + C_BODY_LEFT, <f64>res);
+    enqueue(peer);
+    enqueue(fd); // it may have output of its own
+    return;
+  }
+  if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); enqueue(fd); return; }
+  if (res < 0) { closePair(fd); return; }
+  finReceived(fd);
 }
 
 /** Bytes of the peer's still waiting to be appended to our ring (its receive buffer). */
@@ -300,9 +402,12 @@ function forward(fd: i32): void {
 export function proxyComplete(fd: i32, op: i32, res: i32): void {
   const c = conn(fd);
   const inflight = load<i32>(c + C_INFLIGHT);
-  if (cget(fd, C_STATE) != S_RELAY) { store<i32>(c + C_INFLIGHT, 0); return; }
+  const state = cget(fd, C_STATE);
+  if (state != S_RELAY && state != S_PIPING) { store<i32>(c + C_INFLIGHT, 0); return; }
   if (doomedLen > 0 && peerOf(fd) >= 0 && isDoomed(peerOf(fd))) { store<i32>(c + C_INFLIGHT, 0); peerDoomed(fd); return; }
+  if (state == S_PIPING) { pipeDone(fd, res); return; }
   if (inflight == OP_READ) { readDone(fd, res); return; }
+  if (inflight == OP_SPLICE && (xf(fd) & XF_SPLICING_IN)) { spliceInDone(fd, res); return; }
   if (inflight == OP_SHUTDOWN) {
     store<i32>(c + C_INFLIGHT, 0);
     if (res < 0) { closePair(fd); return; }
@@ -316,7 +421,7 @@ export function proxyComplete(fd: i32, op: i32, res: i32): void {
   const before = load<i32>(c + C_WLEN);
   const r = outDone(fd, res);
   if (r == OUT_FAILED) { closePair(fd); return; }
-  const wrote = before - load<i32>(c + C_WLEN);
+  const wrote = inflight == OP_SPLICE ? max(res, 0) : before - load<i32>(c + C_WLEN); // (a splice-out: ring untouched)
   if (wrote > 0) {
     const u = cget(fd, X_UP);
     if (u >= 0) {
@@ -327,7 +432,9 @@ export function proxyComplete(fd: i32, op: i32, res: i32): void {
   const peer = peerOf(fd);
   if (peer >= 0) {
     if (cget(peer, C_RBUF) != 0 && cget(peer, C_INFLIGHT) != OP_READ) forward(peer);
-    if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2 && cget(peer, C_RBUF) == 0) resume(peer);
+    const drained = cget(fd, C_BODY_KIND) == BODY_NONE; // (copy mode: always)
+    if ((xf(peer) & XF_PAUSED) && cget(fd, C_WLEN) < writeBufMax / 2 && cget(peer, C_RBUF) == 0 && drained) resume(peer);
+    else if (inflight == OP_SPLICE && drained) enqueue(peer); // its pipe is empty: it splices in again
   }
   enqueue(fd);
 }
@@ -360,7 +467,11 @@ function readDone(fd: i32, res: i32): void {
   if (res == -EAGAIN) { clearFlag(fd, CF_READABLE); enqueue(fd); return; }
   if (res < 0) { closePair(fd); return; } // a reset on one side closes the other
   if (flags(fd) & CF_EOF) { enqueue(fd); return; } // the probe of a side past its FIN (proxyRun): still just closed for reading
-  // FIN: no more input here; the peer sends its own FIN once it wrote all before it.
+  finReceived(fd);
+}
+
+/** fd's read (or splice-in) returned 0: no more input here; the peer sends its own FIN once it wrote all before it. */
+function finReceived(fd: i32): void {
   setFlag(fd, CF_EOF | CF_NO_READ);
   connRefreshInterest(fd);
   const peer = peerOf(fd);
@@ -408,8 +519,12 @@ export function proxyClose(fd: i32): void {
     upstreamConnClosed(u);
     if (cget(fd, C_STATE) == S_RELAY) upstreamRequestEnd(u, 0, now() - load<f64>(conn(fd) + X_CONNECT_OP));
   }
+  closePipes(fd); // (its pipe is empty, or the pair goes: nothing in it is owed)
   cset(fd, X_PEER, -1);
   if (!linkedBack(fd, peer)) return;
   cset(peer, X_PEER, -1);
-  closeSafe(peer); // its op in flight keeps its buffers until it completes: close it then
+  // Its op in flight keeps its buffers until it completes: close it then. A
+  // peer with a pipe closes at its turn in the run queue: its close and its
+  // pipe's (3 requests) and ours would pass one completion's SQ_FANOUT.
+  if (xf(peer) & XF_SPLICE) connCloseSoon(peer); else closeSafe(peer);
 }

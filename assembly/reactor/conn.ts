@@ -11,7 +11,7 @@
 // submission queue has room. Nothing here performs I/O: "run" means "emit the
 // next request".
 import {
-  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
+  OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SPLICE, SPLICE_F_MOVE, SPLICE_F_NONBLOCK, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, PROTO_METRICS, CLOSE_CLIENT, CLOSE_SERVER, CLOSE_ERROR, CLOSE_OVERFLOW,
   CLOSE_SHUTDOWN, EPIPE, ECONNRESET, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
@@ -44,6 +44,10 @@ const CF_REASON_MASK: i32 = 15 << CF_REASON_SHIFT;
 export const BODY_NONE = 0;
 export const BODY_MEMORY = 1;
 export const BODY_FILE = 2;
+// A pipe's bytes (the tcp relay's splice mode): C_BODY_FD = the pipe's read
+// end, C_BODY_LEFT = the bytes in it. Written with splice(pipe -> socket),
+// never together with ring bytes (a splicing relay has none).
+export const BODY_PIPE = 3;
 
 export const PROTO_LISTENER = 100;
 
@@ -328,6 +332,11 @@ export function outStep(fd: i32): void {
     store<i32>(c + C_IOV, left);
     submit(OP_WRITE, fd, load<i32>(c + C_BODY_PTR), left, 0, 0);
     store<i32>(c + C_INFLIGHT, OP_WRITE);
+  } else if (bodyKind == BODY_PIPE) {
+    const left = <i32>load<f64>(c + C_BODY_LEFT); // at most one pipe's worth
+    store<i32>(c + C_IOV, left);
+    submit(OP_SPLICE, fd, fd, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK, load<i32>(c + C_BODY_FD));
+    store<i32>(c + C_INFLIGHT, OP_SPLICE);
   } else {
     // sendfile: the kernel reads and advances the i64 offset in the record.
     const left = load<f64>(c + C_BODY_LEFT);
@@ -355,7 +364,7 @@ export function outDone(fd: i32, res: i32): i32 {
   }
   if (load<i32>(c + C_PROTO) != PROTO_METRICS) ctlAddF64(STAT_BYTES_OUT, <f64>res);
   let n = res;
-  if (op != OP_SENDFILE) {
+  if (op != OP_SENDFILE && op != OP_SPLICE) {
     const r = min(n, load<i32>(c + C_WLEN));
     if (r > 0) ringConsume(fd, r);
     n -= r;

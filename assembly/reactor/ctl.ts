@@ -5,7 +5,7 @@ import {
   CTL_SQ, CTL_SQ_CAP, CTL_CQ, CTL_SCRATCH, SCRATCH_SIZE, CTL_CURRENT_FD, CTL_NOW, CTL_WALL,
   CFG_MAX_EVENTS, CFG_MAX_FDS, SQE_SIZE, CQE_SIZE, SQE_OPCODE, SQE_FD, SQE_OFF, SQE_ADDR, SQE_LEN, SQE_OP_FLAGS, SQE_USER_DATA,
   SQE_SPLICE_FD_IN, CQE_USER_DATA, CQE_RES, CTL_MEM_BASE, CFG_TEXT_SIZE, OP_PREAD, OP_ACCEPT,
-  OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS, OP_SOCKET,
+  OP_SENDFILE, OP_SHUTDOWN, OP_CTL, SA_LEN, ACCEPT_FLAGS, OP_SOCKET, OP_SPLICE,
 } from "../abi";
 import { inflightInit, inflightTake, inflightGen } from "./inflight";
 
@@ -134,6 +134,7 @@ export function submit(op: i32, fd: i32, a0: i32, a1: i32, a2: i32, a3: i32): vo
   else if (op == OP_ACCEPT) { off = a0 != 0 ? <i64>(a0 + SA_LEN) : 0; flags = ACCEPT_FLAGS; len = 0; }
   else if (op == OP_SENDFILE) { spliceIn = a0; addr = a1; len = a2; flags = 0; off = 0; }
   else if (op == OP_SHUTDOWN) { len = a0; addr = 0; }
+  else if (op == OP_SPLICE) { sqeFd = a0; spliceIn = a3; addr = 0; off = 0; } // fd_out, len, SPLICE_*, fd_in; fd: the owner
   else if (op == OP_SOCKET) { sqeFd = a0; off = <i64>a1; len = 0; addr = 0; } // domain, type, SOCKET_*; fd: the owner
   else if (op == OP_CTL) { len = a0; flags = a1; off = <i64><u32>a2; addr = 0; } // INTEREST_*, EV_*, generation
   store<u32>(e, <u32>op & 0xff, SQE_OPCODE); // flags, ioprio: 0

@@ -23,7 +23,7 @@
 // Beside the phases: recovery.ts (after a trap), api.ts (the JS-facing API),
 // shutdown.ts (graceful shutdown), invariants.ts (structural checks).
 import {
-  OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_CALL, OP_SHUTDOWN,
+  OP_SEND, OP_LIST, OP_CTL, OP_ACCEPT, OP_READ, OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SPLICE, OP_PIPE, OP_CALL, OP_SHUTDOWN,
   CALL_IO, CALL_TIMER, CALL_TASK, CALL_CTL_ERROR, CFG_MAX_FDS, CFG_MODE, CFG_READ_BUF, STAT_TIMERS,
   STAT_WBUF_BYTES, STAT_RBUF_HELD, STAT_TIMEOUTS, EV_READABLE, EV_WRITABLE, EV_ERROR, EV_HANGUP, CFG_ACCESS_LOG,
   EVENT_SIZE, EVENT_BITS, EVENT_FD, EVENT_GEN, INTEREST_DEL,
@@ -370,7 +370,7 @@ function completeOne(res: i32): void {
   // A host service a protocol owns goes to it whoever asked (protocol.ts).
   const owner = opOwner(op);
   if (owner != 0) { protoService(owner, op, fd, res); return; }
-  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST
+  if (op == OP_READ || op == OP_WRITE || op == OP_WRITEV || op == OP_SENDFILE || op == OP_SPLICE || op == OP_PIPE || op == OP_SEND || op == OP_SHUTDOWN || op == OP_LIST
       || (op == OP_CALL && streamCallIsData(fd))) { // a stream connection's bytes were with JS (stream.ts)
     if (!validFd(fd) || cget(fd, C_STATE) == 0) return;
     if (doomedLen > 0 && isDoomed(fd)) { store<i32>(conn(fd) + C_INFLIGHT, 0); return; } // trapped: closing

@@ -67,6 +67,14 @@ class FakeSocket {
   closed = false;
 }
 
+/** A pipe (OP_PIPE): bytes spliced in from a socket wait here until spliced out to one. */
+class FakePipe {
+  chunks = [];          // Buffers, oldest first
+  bytes = 0;
+  cap = 65536;          // what it takes (a real pipe counts 16 buffers; bytes are enough here)
+  open = 2;             // ends not closed yet
+}
+
 export class FakeHost {
   /**
    * @param {object} [options]
@@ -143,6 +151,7 @@ export class FakeHost {
       this.dv.setInt32(this.x.balanceConfig() + abi.BCFG_POLICY, px.balance ?? abi.BAL_RR, true);
       i[at(abi.CFG_PEER_ADDRS)] = px.balance === abi.BAL_IP_HASH ? 1 : 0;
       i[at(abi.CFG_PROXY_CONNECT_TIMEOUT)] = px.connectTimeoutMs ?? 0;
+      i[at(abi.CFG_RELAY)] = px.relay ?? abi.RELAY_COPY; // RELAY_SPLICE: OP_PIPE / OP_SPLICE (the pipe model below)
       // active health checks: px.health = { check: CHECK_*, intervalMs, timeoutMs, path, rise, fall }
       if (px.health) {
         const b = this.x.balanceConfig(), hc = px.health;
@@ -169,6 +178,10 @@ export class FakeHost {
     }
     /** The fd the next OP_SOCKET returns (the proxy's upstream sockets), counting up. */
     this.nextSocketFd = 100;
+    /** The fds the next OP_PIPE returns (read end, write end), counting up from here. */
+    this.nextPipeFd = 200;
+    /** Pipe fd -> { pipe: FakePipe, write: bool (the write end) }; an fd leaves when closed. */
+    this.pipeEnds = new Map();
     this.dv.setBigUint64(this.ctl + abi.CTL_MEM_BASE, memBase, true);
     this.setTime(time);
     this.x.init();
@@ -299,6 +312,7 @@ export class FakeHost {
   respond(sqe) {
     const r = this.scripted(sqe);
     if (sqe.op === abi.OP_CTL) this.trackCtl(sqe, r ?? 0);
+    if (sqe.op === abi.OP_CLOSE && this.pipeEnds.has(sqe.fd)) { this.pipeEnds.get(sqe.fd).pipe.open--; this.pipeEnds.delete(sqe.fd); return r ?? 0; }
     if (sqe.op === abi.OP_CLOSE) { this.epoll.delete(sqe.fd); this.socket(sqe.fd).closed = true; }
     return r ?? this.model(sqe);
   }
@@ -316,6 +330,14 @@ export class FakeHost {
         return 0;
       case abi.OP_OPEN: return -abi.ENOENT;
       case abi.OP_SOCKET: { const nfd = this.nextSocketFd++; this.sockets.delete(nfd); return nfd; }
+      case abi.OP_PIPE: {
+        const pipe = new FakePipe(), r = this.nextPipeFd++, w = this.nextPipeFd++;
+        this.pipeEnds.set(r, { pipe, write: false }).set(w, { pipe, write: true });
+        this.dv.setInt32(a0, r, true);
+        this.dv.setInt32(a0 + 4, w, true);
+        return 0;
+      }
+      case abi.OP_SPLICE: return this.splice(a3, a0, a1, a2);
       default: return 0; // CTL, CLOSE, SHUTDOWN, STOP, NOP, CONNECT (connected at once)
     }
   }
@@ -346,6 +368,50 @@ export class FakeHost {
     }
     return n;
   }
+
+  /** splice(fdIn -> fdOut): socket -> a pipe's write end, or a pipe's read end -> socket, as the kernel would. */
+  splice(fdIn, fdOut, len, flags) {
+    if (flags & ~(abi.SPLICE_FLAGS | abi.SPLICE_TO_PIPE)) throw new Error(`OP_SPLICE: unknown flags ${flags}`);
+    const inEnd = this.pipeEnds.get(fdIn), outEnd = this.pipeEnds.get(fdOut);
+    if (!inEnd === !outEnd) return -abi.EINVAL; // exactly one side is a pipe here (no socket-socket, no pipe-pipe)
+    if (outEnd) { // socket -> pipe
+      if (!outEnd.write || !(flags & abi.SPLICE_TO_PIPE)) return -abi.EBADF;
+      const s = this.socket(fdIn), p = outEnd.pipe;
+      if (s.error) return -s.error;
+      if (s.input.length === 0) return s.eof ? 0 : -abi.EAGAIN;
+      if (p.bytes >= p.cap) return -abi.EAGAIN;
+      let n = 0;
+      const max = Math.min(len, p.cap - p.bytes);
+      while (n < max && s.input.length) {
+        const chunk = s.input[0], k = Math.min(chunk.length, max - n);
+        p.chunks.push(chunk.subarray(0, k));
+        n += k;
+        if (k === chunk.length) s.input.shift(); else s.input[0] = chunk.subarray(k);
+      }
+      p.bytes += n;
+      return n;
+    }
+    if (inEnd.write || (flags & abi.SPLICE_TO_PIPE)) return -abi.EBADF; // pipe -> socket
+    const s = this.socket(fdOut), p = inEnd.pipe;
+    if (s.error) return -s.error;
+    if (p.bytes === 0) return -abi.EAGAIN;
+    if (s.room === 0) return -abi.EAGAIN;
+    let n = 0;
+    const max = Math.min(len, p.bytes, s.room);
+    while (n < max) {
+      const chunk = p.chunks[0], k = Math.min(chunk.length, max - n);
+      s.output.push(Buffer.from(chunk.subarray(0, k)));
+      n += k;
+      if (k === chunk.length) p.chunks.shift(); else p.chunks[0] = chunk.subarray(k);
+    }
+    p.bytes -= n;
+    if (s.room !== Infinity) s.room -= n;
+    s.written += n;
+    return n;
+  }
+
+  /** Pipe fds open (not closed by the core): a leak check. */
+  openPipeFds() { return [...this.pipeEnds.keys()]; }
 
   /** segments: [[ptr, len], ...] relative to linear memory. */
   write(fd, segments) {
