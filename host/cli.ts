@@ -396,7 +396,7 @@ function proxyArgs(opts: Record<string, string | number | boolean>, args: string
     }
   }
   const hp = opts["health-port"] as number;
-  if (hp < 0 || hp > 65535) throw bad(`--health-port must be 1..65535, got ${hp}`);
+  if (hp < 0 || hp > 65535) throw bad(`--health-port must be 0..65535 (0: the upstream's own port), got ${hp}`);
   if (opts["health-check"] === undefined && given.some((a) => a === "--health-port" || a.startsWith("--health-port="))) {
     throw bad("--health-port needs --health-check");
   }

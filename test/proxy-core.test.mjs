@@ -352,9 +352,9 @@ test("splice: OP_PIPE failing (EMFILE) makes that pair relay by copy (its other 
   assert.ok(spliceIns(h, CLIENT + 1).some((e) => e.res === 7));
 });
 
-test("splice: at most maxFds / 4 pipes; a pair past the cap relays by copy; a closed pair's pipes free room", () => {
-  const h = spliceHost({ maxFds: 16 }); // 4 pipes: two pairs
-  h.nextSocketFd = 13; // upstream sockets inside the 16-entry tables
+test("splice: at most maxFds / 8 pipes; a pair past the cap relays by copy; a closed pair's pipes free room", () => {
+  const h = spliceHost({ maxFds: 32 }); // 4 pipes: two pairs
+  h.nextSocketFd = 13; // upstream sockets inside the fd tables
   for (const fd of [10, 11, 12]) h.queueAccept(LISTENER, fd);
   for (let i = 0; i < 3; i++) h.tick([{ fd: LISTENER, events: R }]);
   assert.equal(h.ops(abi.OP_ACCEPT).filter((e) => e.res >= 0).map((e) => e.res), [10, 11, 12]);

@@ -291,7 +291,7 @@ test("CLI: bad health values exit 2 with one line", async () => {
     [["--max-fails", "many"], /--max-fails must be a whole number/],
     [["--fail-timeout", "0"], /--fail-timeout must be at least 1/],
     [["--slow-start", "1.5"], /--slow-start must be a whole number/],
-    [["--health-check", "tcp", "--health-port", "70000"], /--health-port must be 1..65535/],
+    [["--health-check", "tcp", "--health-port", "70000"], /--health-port must be 0..65535/],
     [["--health-port", "9100"], /--health-port needs --health-check/],
   ];
   // in parallel: each is a process start

@@ -34,7 +34,7 @@
 // and the next firing of each timer frees it.
 import {
   OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, EAGAIN, AF_INET, AF_INET6, SA_FAMILY, SA_IN_ADDR, SA_IN6_ADDR,
-  SA_PORT, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
+  SA_PORT, SA_LEN, C_INFLIGHT, C_RBUF, C_RLEN, C_STATE, C_PROTO, C_PROTO_AREA, UPSTREAMS_MAX,
   PROTO_PROXY_PROBE, BCFG_CHECK, BCFG_CHECK_INTERVAL, BCFG_CHECK_TIMEOUT, BCFG_CHECK_PATH_LEN, BCFG_CHECK_PATH, BCFG_CHECK_PORT,
   CHECK_PATH_MAX, CHECK_NONE, CHECK_HTTP, CHECK_RES_CONNECTED, CHECK_RES_TIMEOUT, CHECK_RES_INVALID, CHECK_RES_CLOSED,
 } from "../abi";
@@ -88,7 +88,7 @@ let timeout: f64 = 1000;
 // With a check port (BCFG_CHECK_PORT), each upstream's address with that port:
 // SA_SLOT bytes per upstream, allocated once, only when a check port is set
 // (0: probes connect to the upstream's own address).
-const SA_SLOT = 28; // sockaddr_in6, the larger of the two
+const SA_SLOT = SA_LEN; // sockaddr_in6, the larger of the two
 let checkAddrs: usize = 0;
 let checkPort: i32 = 0;
 let prevSocketOwner: i32 = 0;

@@ -116,7 +116,9 @@ export function proxyTcpProtocol(): Protocol {
   proxyUpstreamsLoad();
   policy = balancePolicy();
   splice = ctlI32(CFG_RELAY) == RELAY_SPLICE;
-  pipesMax = maxFds / 4; // 2 fds each: pipes take at most half the fd table
+  // 2 fds each: pipes take at most a quarter of the fd table, so with the table
+  // full the relay still holds 3/4 of the pairs copy alone would (docs/proxy.md)
+  pipesMax = maxFds / 8;
   if (policy == BAL_IP_HASH && !peersOn()) peersInit(maxFds); // accepts ask for addresses (loop.ts)
   const p = new Protocol();
   p.open = proxyOpen;
@@ -517,7 +519,9 @@ export function proxyClose(fd: i32): void {
   const client = (xf(fd) & XF_CLIENT) != 0;
   if (!client && u >= 0) {
     upstreamConnClosed(u);
-    if (cget(fd, C_STATE) == S_RELAY) upstreamRequestEnd(u, 0, now() - load<f64>(conn(fd) + X_CONNECT_OP));
+    // (counted from paired(): a close while the pipes are being made ends it too)
+    const st = cget(fd, C_STATE);
+    if (st == S_RELAY || st == S_PIPING) upstreamRequestEnd(u, 0, now() - load<f64>(conn(fd) + X_CONNECT_OP));
   }
   closePipes(fd); // (its pipe is empty, or the pair goes: nothing in it is owed)
   cset(fd, X_PEER, -1);
