@@ -8,7 +8,7 @@ import {
   OP_SHUTDOWN, C_INFLIGHT, C_STATE, PXG_502, PXG_4XX, PXG_TRUNCATED,
 } from "../abi";
 import { submit, now } from "../reactor/ctl";
-import { conn, cget, cset, clearFlag, enqueue, outAppend, connClose, setDeadline, connRefreshInterest, CF_NO_READ } from "../reactor/conn";
+import { conn, cget, cset, clearFlag, enqueue, outAppend, setDeadline, connRefreshInterest, CF_NO_READ } from "../reactor/conn";
 import { upstreamRequestEnd, upstreamFailure } from "./upstreams";
 import { X_PEER, X_UP, SHUT_WR, xf, xset, xclear, peerOf, closeSafe, roomIn } from "./link";
 import {
@@ -96,7 +96,7 @@ export function badResponse(up: i32): void {
   upstreamFailure(u, now());
   cset(up, X_PEER, -1);
   endRequest(up, 502);
-  connClose(up);
+  closeSafe(up); // (a read in flight keeps its buffer until it completes)
   if (client < 0) return;
   cset(client, X_PEER, -1);
   if (xf(client) & XC_HEAD_SENT) { gstat(PXG_TRUNCATED); closeSafe(client); return; }
@@ -111,7 +111,7 @@ export function truncated(up: i32): void {
   gstat(PXG_TRUNCATED);
   cset(up, X_PEER, -1);
   endRequest(up, cget(up, X_USTATUS));
-  connClose(up);
+  closeSafe(up);
   if (client >= 0) { cset(client, X_PEER, -1); closeSafe(client); }
 }
 

@@ -570,6 +570,8 @@ function readResponse(up: i32): void {
 function pumpResponse(up: i32): void {
   const client = peerOf(up);
   if (client < 0 || cget(up, C_STATE) != US_ACTIVE) return;
+  // A read in flight owns the buffer's positions: its completion pumps (as tcp.ts forward)
+  if (cget(up, C_INFLIGHT) == OP_READ) return;
   const b = <usize>cget(up, C_RBUF);
   if (b == 0) return;
   while (true) {
