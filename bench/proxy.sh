@@ -17,7 +17,7 @@
 #   DURATION    seconds per measured wrk run [8]
 #   WARMUP      seconds of load before each measurement, 0 = none [2]
 #   CASES       connection counts; empty = no requests/s table [50,1000]
-#   PROXIES     any of wr-tcp,wr-http,haproxy-tcp,haproxy-http,nginx-tcp,nginx-http,
+#   PROXIES     any of wr-tcp,wr-copy-tcp,wr-http,haproxy-tcp,haproxy-http,nginx-tcp,nginx-http,
 #               haproxy-splice-tcp (HAProxy with `option splice-auto`; not in the default)
 #               (wr-http only once `proxy --mode http` exists) [all but the last that run here]
 #   QUIET_WAIT  seconds to wait for both cores to go idle before a run [30]
@@ -131,9 +131,12 @@ curl -sf -o /dev/null "http://127.0.0.1:$UPORT/1k.bin" || die "the upstream ngin
 start_proxy() { # name port
   local name=$1 port=$2 out=$TMP/out/$1.log
   case $name in
-    wr-tcp|wr-http)
+    wr-tcp|wr-http|wr-copy-tcp)
+      # wr-copy-tcp: tcp mode with --relay copy (wr-tcp splices, the default)
+      local relay=()
+      [[ $name == wr-copy-tcp ]] && relay=(--relay copy)
       taskset -c "$SERVER_CPU" node "$REPO/bin/wasm-reactor.js" proxy --listen "127.0.0.1:$port" \
-        --upstream "127.0.0.1:$UPORT" --mode "${name#wr-}" --idle-timeout 0 >"$out" 2>&1 & ;;
+        --upstream "127.0.0.1:$UPORT" --mode "${name##*-}" "${relay[@]}" --idle-timeout 0 >"$out" 2>&1 & ;;
     haproxy-*)
       # splice: HAProxy keeps up to maxconn/4 pipes (2 fds each) beside 2 fds per connection
       SPLICE="" MAXCONN=""
