@@ -45,6 +45,7 @@ import {
   conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppend, connClose, connCloseSoon,
   setDeadline, clearDeadline, connOpen, draining, connSetReason, connSetEndReason, connReason, CF_HUP, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED,
   OUT_DONE, OUT_MORE,
+  connCompactRead, connReleaseRead,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
@@ -138,7 +139,7 @@ function startRead(fd: i32): void {
   }
   const st = load<i32>(c + C_STATE);
   if (st != HS_LINGER && load<i32>(c + C_RLEN) == readBufCap(b)) {
-    compact(fd);
+    connCompactRead(fd);
     if (load<i32>(c + C_RLEN) == readBufCap(b)) b = growReadBuf(fd);
   }
   const len = st == HS_LINGER ? 0 : load<i32>(c + C_RLEN); // lingering: discard, overwrite
@@ -157,27 +158,6 @@ function growReadBuf(fd: i32): usize {
   readBufGive(old);
   store<i32>(c + C_RBUF, <i32>b);
   return b;
-}
-
-/** Moves unprocessed bytes to the front of the receive buffer. */
-function compact(fd: i32): void {
-  const c = conn(fd);
-  const b = <usize>load<i32>(c + C_RBUF);
-  const pos = load<i32>(c + C_RPOS);
-  const len = load<i32>(c + C_RLEN);
-  if (pos == 0) return;
-  memory.copy(b, b + <usize>pos, <usize>(len - pos));
-  store<i32>(c + C_RLEN, len - pos);
-  store<i32>(c + C_RPOS, 0);
-}
-
-function releaseReadBuf(fd: i32): void {
-  const c = conn(fd);
-  const b = <usize>load<i32>(c + C_RBUF);
-  if (b != 0) readBufGive(b);
-  store<i32>(c + C_RBUF, 0);
-  store<i32>(c + C_RLEN, 0);
-  store<i32>(c + C_RPOS, 0);
 }
 
 export function httpComplete(fd: i32, op: i32, res: i32): void {
@@ -243,7 +223,7 @@ function readDone(fd: i32, res: i32): void {
   }
   if (res == -EAGAIN) {
     clearFlag(fd, CF_READABLE);
-    if (load<i32>(c + C_RLEN) == load<i32>(c + C_RPOS)) releaseReadBuf(fd);
+    if (load<i32>(c + C_RLEN) == load<i32>(c + C_RPOS)) connReleaseRead(fd);
     return;
   }
   // EOF or an error: nothing more will come. (A request in progress is
@@ -287,7 +267,7 @@ function process(fd: i32): void {
     store<i32>(c + H_LINE_START, load<i32>(req + REQ_LINE_START));
     store<i32>(c + H_LINE_END, load<i32>(req + REQ_LINE_END));
     // Need more bytes: make room at the end if the head started late.
-    if (len == readBufCap(b)) compact(fd);
+    if (len == readBufCap(b)) connCompactRead(fd);
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }
@@ -455,7 +435,7 @@ function responseDone(fd: i32): void {
   store<i32>(c + H_FLAGS, 0);
   store<i32>(c + H_HEAD_END, 0);
   if (end >= load<i32>(c + C_RLEN)) {
-    releaseReadBuf(fd);
+    connReleaseRead(fd);
     store<i32>(c + C_STATE, HS_IDLE);
     setDeadline(fd, idleMs);
     if (flags(fd) & CF_READABLE) enqueue(fd);

@@ -27,10 +27,11 @@ import {
   MX_HOST_UNREADY, MX_DRAINING, MX_FC_ENTRIES, MX_UPSTREAMS, MX_SCRAPES, CLOSE_CLIENT,
 } from "../abi";
 import { ctl, submit, ctlI32, now } from "../reactor/ctl";
-import { readBufTake, readBufGive, readBufCap, READ_SMALL } from "../reactor/pool";
+import { readBufTake, readBufCap, READ_SMALL } from "../reactor/pool";
 import {
   conn, flags, setFlag, clearFlag, enqueue, outPending, outStep, outDone, outAppendUpTo, connClose, setDeadline, connOpen,
   connSetReason, connSetEndReason, draining, CF_READABLE, CF_WRITABLE, CF_OUT_ARMED, CF_READ_PAUSED, OUT_FAILED, OUT_DONE,
+  connCompactRead, connReleaseRead,
 } from "../reactor/conn";
 import { H_CONN } from "../reactor/handlers";
 import { Protocol, protocolOwnsOp } from "../reactor/protocol";
@@ -129,30 +130,10 @@ function metricsRun(fd: i32): void {
     store<i32>(c + C_RLEN, 0);
     store<i32>(c + C_RPOS, 0);
   }
-  compact(fd);
+  connCompactRead(fd);
   const len = load<i32>(c + C_RLEN);
   submit(OP_READ, fd, <i32>(b + <usize>len), readBufCap(b) - len, 0, 0);
   store<i32>(c + C_INFLIGHT, OP_READ);
-}
-
-function compact(fd: i32): void {
-  const c = conn(fd);
-  const b = <usize>load<i32>(c + C_RBUF);
-  const pos = load<i32>(c + C_RPOS);
-  if (pos == 0) return;
-  const len = load<i32>(c + C_RLEN);
-  memory.copy(b, b + <usize>pos, <usize>(len - pos));
-  store<i32>(c + C_RLEN, len - pos);
-  store<i32>(c + C_RPOS, 0);
-}
-
-function releaseReadBuf(fd: i32): void {
-  const c = conn(fd);
-  const b = <usize>load<i32>(c + C_RBUF);
-  if (b != 0) readBufGive(b);
-  store<i32>(c + C_RBUF, 0);
-  store<i32>(c + C_RLEN, 0);
-  store<i32>(c + C_RPOS, 0);
 }
 
 function metricsComplete(fd: i32, op: i32, res: i32): void {
@@ -170,7 +151,7 @@ function metricsComplete(fd: i32, op: i32, res: i32): void {
     }
     if (res == -EAGAIN) {
       clearFlag(fd, CF_READABLE);
-      if (load<i32>(c + C_RLEN) == load<i32>(c + C_RPOS)) releaseReadBuf(fd);
+      if (load<i32>(c + C_RLEN) == load<i32>(c + C_RPOS)) connReleaseRead(fd);
       return;
     }
     connSetEndReason(fd, res);
@@ -188,7 +169,7 @@ function metricsComplete(fd: i32, op: i32, res: i32): void {
   store<i32>(c + C_RPOS, load<i32>(c + C_RPOS) + load<i32>(c + M_HEAD_END));
   setDeadline(fd, IDLE_MS);
   if (load<i32>(c + C_RPOS) >= load<i32>(c + C_RLEN)) {
-    releaseReadBuf(fd);
+    connReleaseRead(fd);
     if (flags(fd) & CF_READABLE) enqueue(fd);
     return;
   }

@@ -14,7 +14,7 @@ import {
   OP_WRITE, OP_WRITEV, OP_SENDFILE, OP_SPLICE, SPLICE_F_MOVE, SPLICE_F_NONBLOCK, OP_CLOSE, OP_SEND, MSG_MORE, EV_READABLE, EV_WRITABLE,
   EV_EDGE, STAT_CLOSED, STAT_LIVE_CONNS, STAT_OVERFLOWS, STAT_BYTES_OUT,
   CFG_WRITE_BUF_MAX, MODE_ET, LOG_DEBUG, LOGEV_CONN_CLOSE, CONN_SIZE, PROTO_METRICS, CLOSE_CLIENT, CLOSE_SERVER, CLOSE_ERROR, CLOSE_OVERFLOW,
-  CLOSE_SHUTDOWN, EPIPE, ECONNRESET, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
+  CLOSE_SHUTDOWN, EPIPE, ECONNRESET, C_STATE, C_FLAGS, C_PROTO, C_NEXT, C_RBUF, C_RLEN, C_RPOS, C_WRING, C_WCLS, C_WHEAD, C_WLEN,
   C_INFLIGHT, C_IOV, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, C_IOVECS,
 } from "../abi";
 import { submit, roundRoom, SQ_FANOUT, ctlI32, ctlAddI32, ctlAddF64, memBase, now, setCurrentFd } from "./ctl";
@@ -468,3 +468,27 @@ export function connOverflow(fd: i32): void {
 let fdReleasedHook: (accepted: bool) => void = (accepted: bool): void => {};
 export function setFdReleasedHook(f: (accepted: bool) => void): void { fdReleasedHook = f; }
 function fdReleased(accepted: bool): void { fdReleasedHook(accepted); }
+
+// ---- the receive buffer, for protocols that parse in place (http, metrics) ----
+
+/** Moves unprocessed bytes (C_RPOS..C_RLEN) to the front of the receive buffer. */
+export function connCompactRead(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  const pos = load<i32>(c + C_RPOS);
+  if (pos == 0) return;
+  const len = load<i32>(c + C_RLEN);
+  memory.copy(b, b + <usize>pos, <usize>(len - pos));
+  store<i32>(c + C_RLEN, len - pos);
+  store<i32>(c + C_RPOS, 0);
+}
+
+/** Gives the receive buffer back to the pool (an idle connection holds none). */
+export function connReleaseRead(fd: i32): void {
+  const c = conn(fd);
+  const b = <usize>load<i32>(c + C_RBUF);
+  if (b != 0) readBufGive(b);
+  store<i32>(c + C_RBUF, 0);
+  store<i32>(c + C_RLEN, 0);
+  store<i32>(c + C_RPOS, 0);
+}
