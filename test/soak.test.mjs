@@ -46,6 +46,20 @@ function baseline(before, after, what) {
   assert.ok(after.rss - before.rss < RSS_MIB * 1048576, `${what}: RSS ${before.rss} -> ${after.rss} bytes`);
 }
 
+test("fd exhaustion: prlimit --nofile=256, 1,000 clients at once: each served once, paused and resumed, no spin, exit 0", async () => {
+  const r = await fds(root, { clients: 1_000, nofile: 256 });
+  assert.is(r.connected, 1_000, "every client connected before any sent (the listen queue holds them)");
+  assert.is(r.served, 1_000, "every client got its response");
+  assert.match(r.stderr, /accept: out of file descriptors/, `the limit was reached (else this tests nothing); stderr:\n${r.stderr}`);
+  assert.match(r.stderr, /accept: resumed/);
+  // Waiting for fds costs nothing: a server spinning on EMFILE burns its
+  // whole share of the CPU for the episode.
+  assert.ok(r.cpu < r.wall / 2, `server CPU ${r.cpu} s in ${r.wall} s`);
+  assert.is(r.afterStatus, 200, "a new client is served afterwards");
+  assert.equal(r.exit, { code: 0, signal: null }, "exit 0 after SIGTERM");
+  printed("fds", r);
+});
+
 // 5,000: ~1,000 connections/s here on a busy day (the client is node:net);
 // `node bench/soak.mjs --case churn --connections 20000` for more.
 test("churn: 5,000 connections of one request each; fds, core counters and memory back to where they were", async () => {
@@ -57,20 +71,6 @@ test("churn: 5,000 connections of one request each; fds, core counters and memor
   assert.is(r.after.requests - r.before.requests, N, "one request each");
   baseline(r.before, r.after, "after the churn");
   printed("churn", r);
-});
-
-test("fd exhaustion: prlimit --nofile=256, 1,000 clients at once: each served once, paused and resumed, no spin, exit 0", async () => {
-  const r = await fds(root, { clients: 1_000, nofile: 256 });
-  assert.is(r.connected, 1_000, "every client connected before any sent (the listen queue holds them)");
-  assert.is(r.served, 1_000, "every client got its response");
-  assert.match(r.stderr, /accept: out of file descriptors/, "the limit was reached (else this tests nothing)");
-  assert.match(r.stderr, /accept: resumed/);
-  // Waiting for fds costs nothing: a server spinning on EMFILE burns its
-  // whole share of the CPU for the episode.
-  assert.ok(r.cpu < r.wall / 2, `server CPU ${r.cpu} s in ${r.wall} s`);
-  assert.is(r.afterStatus, 200, "a new client is served afterwards");
-  assert.equal(r.exit, { code: 0, signal: null }, "exit 0 after SIGTERM");
-  printed("fds", r);
 });
 
 test("SIGTERM under load (keep-alive and new connections, 1 KiB and 1 MiB): no truncated response, exit 0 within the timeout", async () => {
