@@ -207,6 +207,7 @@ export class Loop {
     if (this.recorder) executor = recordCore(this.core, this.recorder, executor);
     this.pump = new Pump(this.core, executor, {
       onTrap: (e, fd) => this.log("error", `core trap (${e.message}) while serving fd ${fd}: connection closed, loop continues`, "core_trap", { fd }),
+      afterRound: () => this.clock(),
     });
     if (io.fallback) this.log("warn", io.fallback, "io_backend_fallback");
     // Without a log function of the user's, access lines skip the JS
@@ -221,7 +222,8 @@ export class Loop {
   get uringFiles(): { readonly eventfd: number; woke(): void } | null { return this.uring?.files ?? null; }
 
   /**
-   * Reads the clock once: loop time for the whole phase that follows. The
+   * Reads the clock: loop time for what follows (before the timers, after the
+   * poll, and after each round's syscalls: Pump's afterRound). The
    * wall clock (only for Date headers) is derived from the monotonic one and
    * re-read once a second, so clock adjustments show up within a second.
    */

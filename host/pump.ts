@@ -76,6 +76,15 @@ export interface PumpOptions {
   afterCall?: (phase: string) => void;
   /** Rounds a phase may take before it is a livelock (LivelockError). Default: no limit. */
   maxRounds?: number;
+  /**
+   * Called after each round's requests were carried out, before the core is
+   * handed their completions. The loop re-reads the clock here: a deadline
+   * armed from a read then starts no earlier than that read. Without it, a
+   * long dispatch (thousands of ready connections on a loaded machine) hands
+   * its last reads the time of its poll, and their idle deadlines fall up to
+   * that long early from the client's side (151 ms seen in CI).
+   */
+  afterRound?: () => void;
 }
 
 export class Pump {
@@ -84,11 +93,13 @@ export class Pump {
   private readonly onTrap: ((e: Error, fd: number) => void) | null;
   private readonly afterCall: ((phase: string) => void) | null;
   private readonly maxRounds: number;
+  private readonly afterRound: (() => void) | null;
 
   constructor(private readonly core: PumpCore, public executor: Executor, options: PumpOptions = {}) {
     this.onTrap = options.onTrap ?? null;
     this.afterCall = options.afterCall ?? null;
     this.maxRounds = options.maxRounds ?? Infinity;
+    this.afterRound = options.afterRound ?? null;
   }
 
   /** True while a phase runs (inside any callback the core asks for). */
@@ -166,6 +177,7 @@ export class Pump {
    */
   private round(n: number): number {
     const k = this.executor.submit(this.core.ctlI32(abi.CTL_SQ), this.core.ctlI32(abi.CTL_CQ), n);
+    this.afterRound?.();
     return typeof k === "number" ? k : n;
   }
 

@@ -32,15 +32,16 @@ test("10,000 idle deadlines at random 1-3 s after connect: every connection clos
   // Most must have spoken for the timing checks to mean anything (a client
   // lagging past I at connect is closed before its first byte: fine, unmeasured).
   assert.ok(s.spoke >= CONNS * 0.9, `only ${s.spoke} connections were measured`);
-  // None early, to within one lagging tick: the core reads the clock once per
-  // tick, so a byte that reached the kernel after the tick's clock (read in a
-  // later round of the same tick, or sitting unread while the tick's timers
-  // ran first: README "Known limits") moves the deadline from that older time.
-  // Seen on a busy machine: up to 24 ms. Exact firing (never before the armed
-  // deadline) is wheel.test.mjs's, on the bare core.
-  const TICK_LAG_MS = 50;
-  const early = run.conns.filter((c) => !c.error && !Number.isNaN(c.close) && !Number.isNaN(c.echo) && c.close - (c.send + IDLE) < -TICK_LAG_MS);
-  assert.is(early.length, 0, `closed more than ${TICK_LAG_MS} ms before its deadline: ${early.length} (earliest ${s.earliest} ms)`);
+  // None early. The loop re-reads the clock after each round's syscalls
+  // (Pump's afterRound), so the time a read hands the core is no earlier than
+  // the read, which is no earlier than the client's send: the deadline the
+  // echoed byte set is >= send + I, and the wheel never fires before a
+  // deadline (wheel.test.mjs). Before that fix a long dispatch on a loaded
+  // machine handed its last reads the time of its poll: 151 ms early in CI.
+  // 1 ms covers float rounding only.
+  const TOLERANCE_MS = 1;
+  const early = run.conns.filter((c) => !c.error && !Number.isNaN(c.close) && !Number.isNaN(c.echo) && c.close - (c.send + IDLE) < -TOLERANCE_MS);
+  assert.is(early.length, 0, `closed before its deadline: ${early.length} (earliest ${s.earliest} ms)`);
   // A misplaced entry comes up a whole revolution late (>= 16 s at level 1) or
   // never; a loaded client's own lag reaches ~1 s here on a busy machine.
   assert.ok(s.late.max < 5000, `a deadline fired ${s.late.max} ms late`);

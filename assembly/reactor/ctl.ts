@@ -43,7 +43,7 @@ export function ctlSetI32(off: i32, v: i32): void { store<i32>(ctl + <usize>off,
 export function ctlAddI32(off: i32, v: i32): void { store<i32>(ctl + <usize>off, load<i32>(ctl + <usize>off) + v); }
 export function ctlAddF64(off: i32, v: f64): void { store<f64>(ctl + <usize>off, load<f64>(ctl + <usize>off) + v); }
 
-/** Loop time (monotonic ms), written by the host once per tick. */
+/** Loop time (monotonic ms), written by the host before the timers, after the poll and after each round's syscalls. */
 export function now(): f64 { return load<f64>(ctl + CTL_NOW); }
 /** Wall-clock ms since the epoch, for Date headers only. */
 export function wallNow(): f64 { return load<f64>(ctl + CTL_WALL); }

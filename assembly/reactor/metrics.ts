@@ -5,7 +5,8 @@
 //
 // Loop lag, as measured here: the lateness of each timer the timers phase
 // fires, `loop time of the tick that fires it - its deadline`. The loop time
-// is read once per tick, before the timers run, so a timer due while the
+// is read before the timers run (and again after the poll and after each
+// round of syscalls), so a timer due while the
 // loop was busy (a long batch, a slow JS callback) shows exactly how long
 // it waited; the backend wait's timeout is rounded up to whole ms, so an
 // idle loop shows up to 1 ms. Connection deadlines are timers too (one per
