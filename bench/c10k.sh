@@ -16,7 +16,10 @@
 #   RATES      total offered requests/s, a list [20000,40000]
 #   DURATION   seconds of load per run, warm-up included [15]
 #   WARMUP     seconds at the start of each run that are not recorded [3]
-#   SERVERS    any of et (wasm-reactor serve, --mode et), h2o [et,h2o]
+#   SERVERS    any of et (wasm-reactor serve, --mode et, one worker on SERVER_CPU),
+#              et2 (the same with --workers 2 --cpu-affinity, on SERVER_CPU and
+#              CLIENT_CPU: on a 2-core machine the second worker shares loadgen's
+#              core; issue 11 asks what that shows), h2o [et,h2o]
 #   IO_BACKEND wasm-reactor's --io-backend [auto]
 #   QUIET_WAIT seconds to wait for both cores to go idle before a run [30]
 #   SERVER_CPU / CLIENT_CPU  cores for the server and for loadgen [0 / 1]
@@ -94,9 +97,9 @@ fi
 servers=()
 for s in ${SERVERS//,/ }; do
   case $s in
-    et) servers+=(et) ;;
+    et|et2) servers+=("$s") ;;
     h2o) if command -v h2o >/dev/null; then servers+=(h2o); else log "h2o is not installed: skipped"; fi ;;
-    *) die "unknown server '$s' (et, h2o)" ;;
+    *) die "unknown server '$s' (et, et2, h2o)" ;;
   esac
 done
 
@@ -116,6 +119,8 @@ start_server() { # name port
   case $1 in
     et) taskset -c "$SERVER_CPU" node "$REPO/bin/wasm-reactor.js" serve --root "$ROOT" --port "$2" --mode et \
           --io-backend "$IO_BACKEND" --idle-timeout 0 >"$out" 2>&1 & ;;
+    et2) taskset -c "$SERVER_CPU,$CLIENT_CPU" node "$REPO/bin/wasm-reactor.js" serve --root "$ROOT" --port "$2" --mode et \
+          --io-backend "$IO_BACKEND" --idle-timeout 0 --workers 2 --cpu-affinity >"$out" 2>&1 & ;;
     h2o) sed -e "s|@PREFIX@|$TMP|g; s|@ROOT@|$ROOT|g; s|@PORT@|$2|g" "$HERE/http-peers/h2o.conf" >"$TMP/h2o.conf"
          taskset -c "$SERVER_CPU" h2o -c "$TMP/h2o.conf" >"$out" 2>&1 & ;;
   esac
