@@ -245,10 +245,6 @@ test("broken copies fail the cross-checks, each for its reason", () => {
   assert.match(w, /the HPA targets apps\/v1 Deployment other/);
 });
 
-// Flags another part of this session adds (the metrics work): allowed to be
-// missing from --help until that branch is merged. Empty this set then.
-const PENDING = new Set(["metrics", "shutdown-delay"]);
-
 test("every flag the manifest and the image pass exists in `serve --help`", () => {
   const help = execFileSync(process.execPath, [cliPath, "serve", "--help"], { encoding: "utf8" });
   const known = new Set([...help.matchAll(/^\s+--([a-z][a-z-]*)/gm)].map((m) => m[1]));
@@ -256,9 +252,9 @@ test("every flag the manifest and the image pass exists in `serve --help`", () =
   const dep = one("Deployment");
   const cmd = JSON.parse(dockerInstructions(readFileSync(join(root, "deploy", "Dockerfile"), "utf8")).filter((i) => i.op === "CMD").at(-1).args);
   const used = new Set([...flagMap(dep.spec.template.spec.containers[0].args).keys(), ...flagMap(cmd).keys()]);
-  const missing = [...used].filter((f) => !known.has(f) && !PENDING.has(f));
+  assert.ok(used.has("metrics") && used.has("shutdown-delay"), "the manifest passes --metrics and --shutdown-delay");
+  const missing = [...used].filter((f) => !known.has(f));
   assert.equal(missing, []);
-  for (const f of PENDING) if (!known.has(f)) console.log(`  (deploy.test: --${f} is not in serve --help yet; pending a merge)`);
 });
 
 // ---- the Dockerfile ----
