@@ -52,9 +52,12 @@ test("fd exhaustion: prlimit --nofile=256, 1,000 clients at once: each served on
   assert.is(r.served, 1_000, "every client got its response");
   assert.match(r.stderr, /accept: out of file descriptors/, `the limit was reached (else this tests nothing); stderr:\n${r.stderr}`);
   assert.match(r.stderr, /accept: resumed/);
-  // Waiting for fds costs nothing: a server spinning on EMFILE burns its
-  // whole share of the CPU for the episode.
-  assert.ok(r.cpu < r.wall / 2, `server CPU ${r.cpu} s in ${r.wall} s`);
+  // No CPU assertion here: the whole episode is ~0.25 s of the server serving
+  // 1,000 clients, legitimately about half CPU-bound (0.12 s in 0.24 s failed
+  // a clean-clone run), so CPU / wall cannot tell a spin on EMFILE from work.
+  // bench/soak.mjs still reports it. A real no-spin test needs a window where
+  // the server waits for fds with nothing else to do (not built yet).
+  console.log(`  fds: server CPU ${r.cpu.toFixed(2)} s in ${r.wall.toFixed(2)} s wall`);
   assert.is(r.afterStatus, 200, "a new client is served afterwards");
   assert.equal(r.exit, { code: 0, signal: null }, "exit 0 after SIGTERM");
   printed("fds", r);
