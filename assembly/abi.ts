@@ -459,8 +459,8 @@ export const UPSTAT_BUCKETS = 14;      // bounds in ms: 1 2.5 5 10 25 50 100 250
                                        // 144 + 14 x 8 = 256
 
 // ---- proxy (helper "proxy": outgoing connects, tcp-mode relay) -------------
-// CTL offsets taken: 200, 204, 212 (208 is free; the policy and seed live in
-// the balance config record, BCFG_*).
+// CTL offsets taken: 200, 204, 212 (208 is fairness's STAT_FAIR_DEFERRED; the
+// policy and seed live in the balance config record, BCFG_*).
 export const CFG_PEER_ADDRS = 200;           // 1: accepts ask for the peer's address (the proxy's ip-hash); the access log implies it
 export const PROTO_PROXY_TCP = 3;
 export const CFG_PROXY_CONNECT_TIMEOUT = 204; // ms; 0 = none
@@ -610,7 +610,8 @@ export const FCFG_TICK_REQUESTS = 0;   // requests one connection may start per 
 export const FCFG_TICK_BYTES = 4;      // bytes one connection may read per tick (0: 256 KiB; < 0: no limit)
 export const FCFG_WRITE_HIGH = 8;      // stream connections: write high watermark, bytes (0: min(64 KiB, write-buf-max / 2))
 export const FCFG_WRITE_LOW = 12;      // stream connections: low watermark, bytes (0: high / 4)
-export const FCFG_DEFERRED = 16;       // u32, core: connections whose budget ran out, left for the next tick
+                                       // 16..31: free
+export const STAT_FAIR_DEFERRED = 208; // CTL u32, core: connections whose budget ran out, left for the next tick
 export const FAIR_TICK_REQUESTS = 16;  // defaults (nginx/h2o-like: a fair share, not a throttle)
 export const FAIR_TICK_BYTES = 256 * 1024;
 export const WRITE_HIGH_DEFAULT = 64 * 1024;

@@ -77,6 +77,13 @@ const common: Record<string, Flag> = {
   },
   "log-format": { kind: "string", arg: LOG_FORMATS.join("|"), help: "log lines as text, or as JSON objects (time, level, worker, event, msg, fields); the access log keeps its own format", def: "text" },
   "log-level": { kind: "string", arg: "LEVEL", help: "the most verbose log lines written: error, warn, info (the listening line is info) or debug (also a line per connection opened and closed)", def: "info" },
+  "tick-requests": {
+    kind: "int",
+    help: "fairness: requests one connection may start per loop turn; the rest of its pipelined input waits for the next turn, " +
+      "behind every other ready connection (counted in wasm_reactor_fairness_deferrals_total); 0 = no limit",
+    def: 16,
+  },
+  "tick-bytes": { kind: "int", arg: "BYTES", help: "fairness: bytes one connection may read per loop turn; 0 = no limit", def: 262144, defText: "262144 = 256 KiB" },
   "slow-callback-ms": { kind: "int", arg: "MS", help: "log (warn, at most once a second) a callback that holds the loop longer than this (ms); 0 = off", def: 100 },
   record: {
     kind: "string", arg: "FILE",
@@ -755,6 +762,9 @@ function serverOptions(cmd: string, o: Record<string, string | number | boolean>
     slowCallbackMs: o["slow-callback-ms"] as number,
     maxEvents: o["max-events"] as number,
     writeBufMax: o["write-buf-max"] as number,
+    // 0 on the command line is "no limit", the core's -1 (its 0 is "the default")
+    tickRequests: o["tick-requests"] === 0 ? -1 : o["tick-requests"] as number,
+    tickBytes: o["tick-bytes"] === 0 ? -1 : o["tick-bytes"] as number,
     accessLog: Boolean(o["access-log"]) || o["access-log-file"] !== undefined,
     accessLogFlushMs: o["access-log-flush"] as number | undefined,
     ...(cmd === "serve" ? {

@@ -358,7 +358,7 @@ export class Core {
       staleCompletions: this.ctlI32(abi.STAT_STALE_CQES),
       logLinesDropped: this.ctlI32(abi.STAT_LOG_DROPPED),
       /** Times a connection used its fairness budget up and was left for the next tick. */
-      budgetDeferrals: this.fairI32(abi.FCFG_DEFERRED) >>> 0,
+      budgetDeferrals: this.ctlI32(abi.STAT_FAIR_DEFERRED) >>> 0,
       memoryBytes: this.x.memory.buffer.byteLength,
     };
   }

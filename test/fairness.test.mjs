@@ -63,7 +63,7 @@ test("HTTP: a hog's 10,000 pipelined requests in one read do not starve another 
   assert.is(answered(h, HOG), 10_000, "every pipelined request answered, in order, none lost");
   assert.is(ticks, Math.ceil(10_000 / abi.FAIR_TICK_REQUESTS));
   assert.is(h.pollTimeout(), -1, "nothing left: the poll may block again");
-  assert.is(h.dv.getUint32(h.x.fairnessConfig() + abi.FCFG_DEFERRED, true), ticks - 1, "one deferral per tick that ran out");
+  assert.is(h.ctlI32(abi.STAT_FAIR_DEFERRED), ticks - 1, "one deferral per tick that ran out");
 });
 
 test("HTTP: without the budget (tickRequests -1, tickBytes -1) the hog is served to the end in the first tick", () => {

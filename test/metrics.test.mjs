@@ -276,6 +276,30 @@ test("serve --workers 2 --metrics: one scrape sums both workers; SIGTERM with --
   open.delete(s.child);
 });
 
+test("serve --tick-requests: a pipelined burst waits a turn per budget (counted in wasm_reactor_fairness_deferrals_total), every request answered; 0 is no limit", async () => {
+  const N = 40;
+  // N pipelined requests in one write, the last one also asking to close. The same file each time: after the
+  // first, open-file cache hits, answered within the turn (a request that waits for an open ends its turn anyway).
+  const burst = Array.from({ length: N }, (_, i) => `GET /a.txt HTTP/1.1\r\nHost: t\r\n${i === N - 1 ? "Connection: close\r\n" : ""}\r\n`).join("");
+  const deferrals = {};
+  for (const tick of ["4", "0"]) {
+    const s = await spawnWithMetrics(["serve", "--root", root, "--port", "0", "--metrics", "127.0.0.1:0", "--tick-requests", tick]);
+    const r = await exchange(s.port, burst);
+    const statuses = [...r.got.toString().matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]);
+    assert.equal(statuses, Array(N).fill("200"), `--tick-requests ${tick}: all ${N} answered`);
+    deferrals[tick] = value(checkExposition((await scrape(s.metricsPort)).body), "wasm_reactor_fairness_deferrals_total");
+    s.child.kill("SIGKILL");
+    open.delete(s.child);
+  }
+  // One write of N requests is (on loopback) one read: 4 per turn is ceil(40 / 4) = 10 turns, 9 deferrals;
+  // fewer only if the burst came in pieces. With no limit nothing waits.
+  assert.ok(deferrals["4"] >= 5 && deferrals["4"] <= N / 4, `--tick-requests 4: ${deferrals["4"]} deferrals`);
+  assert.is(deferrals["0"], 0, "--tick-requests 0: no limit");
+  const bad = await runCli(["serve", "--root", root, "--tick-bytes", "-1"]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /^wasm-reactor serve: --tick-bytes .*\n$/);
+});
+
 test("--metrics needs HOST:PORT: a bad value is one line and exit 2", async () => {
   const r = await runCli(["serve", "--root", root, "--metrics", "9100"]);
   assert.is(r.code, 2);

@@ -11,6 +11,7 @@
 import {
   MS_CTL, MS_MX, MS_PXG, MS_UP, STAT_LIVE_CONNS, STAT_ACCEPTED, STAT_BYTES_IN, STAT_BYTES_OUT, STAT_WBUF_BYTES,
   STAT_RBUF_HELD, STAT_TIMERS, STAT_TRAPS, STAT_LOG_DROPPED, STAT_STALE_CQES, STAT_ACCEPT_PAUSED, STAT_PROXY_NO_UPSTREAM,
+  STAT_FAIR_DEFERRED,
   MX_CLOSED, MX_CLOSE_REASONS, MX_METHODS, MX_METHOD_COUNT, MX_CLASSES, MX_FC_HITS, MX_FC_MISSES, MX_FC_ENTRIES,
   MX_SCRAPES, MX_LAG, MX_EVENTS, MX_DURATION, MH_TIME_BUCKETS, MH_EVENT_BUCKETS, MX_DRAINING, MX_HOST_UNREADY,
   UPSTAT_SIZE, PXH_SIZE, UPSTAT_STATE, UPSTATE_UP, UPSTATE_DOWN, UPSTATE_EJECTED, UPSTAT_ACTIVE_CONNS,
@@ -181,6 +182,7 @@ export function renderMetrics(own: usize, others: usize, count: i32, size: i32):
   one("wasm_reactor_accept_paused", "gauge", "Reactors whose accepting is paused (out of file descriptors).", sumI(C + STAT_ACCEPT_PAUSED));
   one("wasm_reactor_traps_contained_total", "counter", "Traps inside the core contained to one connection.", sumU(C + STAT_TRAPS));
   one("wasm_reactor_log_lines_dropped_total", "counter", "Log lines dropped: a round's log area was full.", sumU(C + STAT_LOG_DROPPED));
+  one("wasm_reactor_fairness_deferrals_total", "counter", "Times a connection used its per-tick budget (--tick-requests, --tick-bytes) and waited for the next tick.", sumU(C + STAT_FAIR_DEFERRED));
   one("wasm_reactor_stale_completions_total", "counter", "Completions ignored: stale, unknown or duplicate tag.", sumU(C + STAT_STALE_CQES));
   one("wasm_reactor_file_cache_hits_total", "counter", "Open-file cache lookups that found the path.", sumF(M + MX_FC_HITS));
   one("wasm_reactor_file_cache_misses_total", "counter", "Open-file cache lookups that did not (an open follows).", sumF(M + MX_FC_MISSES));

@@ -24,9 +24,10 @@
 //   +8  i32 bytes      bytes charged in that tick
 //   +12 i32 deferred   the tick the fd was put in `waiting` (no duplicates)
 import {
-  FCFG_SIZE, FCFG_TICK_REQUESTS, FCFG_TICK_BYTES, FCFG_DEFERRED, FAIR_TICK_REQUESTS, FAIR_TICK_BYTES, C_STATE,
+  FCFG_SIZE, FCFG_TICK_REQUESTS, FCFG_TICK_BYTES, STAT_FAIR_DEFERRED, FAIR_TICK_REQUESTS, FAIR_TICK_BYTES, C_STATE,
 } from "../abi";
 import { cget, enqueue } from "./conn";
+import { ctlAddI32 } from "./ctl";
 
 const RECORD: usize = 16;
 
@@ -97,7 +98,7 @@ export function budgetDefer(fd: i32): void {
   if (load<i32>(r, 12) == tick) return;
   store<i32>(r, tick, 12);
   store<i32>(waiting + <usize>(waitingLen++) * 4, fd);
-  store<u32>(fairCfg + FCFG_DEFERRED, load<u32>(fairCfg + FCFG_DEFERRED) + 1);
+  ctlAddI32(STAT_FAIR_DEFERRED, 1);
 }
 
 /** Connections wait for the next tick: the poll must not block. */
