@@ -377,7 +377,10 @@ export async function long(root, { minutes = 30, intervalS = 10, rate = 1_000, c
             if (r.complete && r.status === 200) tally.ok++; else { tally.errors++; tally.firstError ??= r.error ?? `status ${r.status}`; }
           });
         } else {
-          const c = idle.pop();
+          // Oldest idle first (a queue, not a stack): every connection takes its turn, so none sits
+          // unused until the server's idle timeout closes it (a stack left 40 of 50 idle at the
+          // bottom for 30 s, closed on time by the server and counted here as errors).
+          const c = idle.shift();
           if (c) c.send(); else skipped++; // every connection busy: the server is behind, counted
         }
       }
