@@ -10,9 +10,14 @@
 //            fds and RSS. Back to baseline: fds and core counters exactly, RSS
 //            within --rss-tolerance MiB (8; V8's heap moves).
 //   fds      --clients N (1,000) --nofile F (256): the CLI under prlimit --nofile=F,
-//            N clients connecting at once, each one request then close. Every client
-//            served once, no crash, the server's CPU time far below the wall time
-//            (no spin while accepting is paused), the pause logged and resumed.
+//            N clients connecting at once, each one request then close; twice. With
+//            the default connection cap (what F holds after the fds kept for files):
+//            every client served once, the cap logged. With --max-connections 0 (no
+//            cap: accepts take every fd): every client answered, 200 or 503 with
+//            Retry-After (files cannot be opened while fds are out), the pause logged
+//            and resumed. Both: no crash, and no spin: for 1 s after accepting stopped,
+//            before any client sent its request (so it has nothing to do but wait),
+//            its CPU time is under a tenth of that.
 //   sigterm  --seconds S (3) --shutdown-timeout MS (5,000): keep-alive and
 //            new-connection clients (1 KiB and 1 MiB files) load the CLI; SIGTERM
 //            after S s. Every response complete or never started, exit 0 within MS.
@@ -155,6 +160,7 @@ class Responses {
         const cl = /\r\ncontent-length:\s*(\d+)/i.exec(text);
         if (!cl) throw new Error(`a response without Content-Length: ${text.split("\r\n")[0]}`);
         this.status = Number(text.slice(9, 12));
+        this.retryAfter = /\r\nretry-after:/i.test(text);
         this.need = this.length = Number(cl[1]);
       }
       const take = Math.min(this.need, d.length);
@@ -178,15 +184,15 @@ class Responses {
 function oneShot(port, path, watch = null, { go = null, connected = null } = {}) {
   return new Promise((resolve) => {
     const s = net.connect(port, "127.0.0.1");
-    let status = 0, error = null;
-    const r = new Responses((st) => { status = st; });
+    let status = 0, error = null, retryAfter = false;
+    const r = new Responses((st) => { status = st; retryAfter = r.retryAfter; });
     const w = { r, sent: false };
     watch?.add(w);
     const send = () => { w.sent = true; s.write(request(path, true)); }; // the server closes (Connection: close), as with curl
     s.on("connect", () => { connected?.(); if (go) go.then(send); else send(); });
     s.on("data", (d) => { try { r.feed(d); } catch (e) { error = e.message; s.destroy(); } });
     s.on("error", (e) => { error = e.code ?? e.message; });
-    s.on("close", () => { watch?.delete(w); resolve({ status, complete: status !== 0, partial: r.started, error }); });
+    s.on("close", () => { watch?.delete(w); resolve({ status, retryAfter, complete: status !== 0, partial: r.started, error }); });
   });
 }
 
@@ -246,9 +252,16 @@ export async function churn(root, { connections = 1_000_000, concurrency = 64, w
   } finally { await srv.stop(); }
 }
 
-/** 2. fd exhaustion. */
-export async function fds(root, { clients = 1_000, nofile = 256 } = {}) {
-  const srv = await startServe(root, [], ["prlimit", `--nofile=${nofile}:${nofile}`]);
+/**
+ * 2. fd exhaustion. `noCap` false: as configured by default, the connection
+ * cap the fd limit holds (accepting stops at it, fds stay for files); every
+ * client is served. true (--max-connections 0): accepts run until EMFILE, so
+ * accepting pauses and files cannot be opened meanwhile; every client is
+ * answered, 200 or 503 with Retry-After (a shortage, never a 404), none reset.
+ */
+export async function fds(root, { clients = 1_000, nofile = 256, holdMs = 1_000, noCap = false } = {}) {
+  const srv = await startServe(root, noCap ? ["--max-connections", "0"] : [], ["prlimit", `--nofile=${nofile}:${nofile}`]);
+  const stopped = noCap ? /accept: out of file descriptors/ : /connections: limit of \d+ reached/;
   try {
     const cpu0 = cpuSeconds(srv.pid), t0 = Date.now();
     // Every client connects (the kernel completes the handshake, the listen
@@ -264,27 +277,59 @@ export async function fds(root, { clients = 1_000, nofile = 256 } = {}) {
     let timer;
     await Promise.race([connectedAll, new Promise((r) => { timer = setTimeout(r, 30_000); })]);
     clearTimeout(timer); // else it holds the process (a test file) open for the rest of 30 s
+    // The no-spin window: the server has accepted what it may (each of those connections waits
+    // for a request not yet sent), the rest wait in the listen queue, and it has nothing to do
+    // but wait. A server that keeps a level-triggered listener in the interest set while it
+    // cannot accept (at its cap, or on EMFILE: the classic bug) spins through the whole window;
+    // one that takes it out costs at most a retry a second. Measured before any request is
+    // sent, so no real work hides a spin.
+    for (const end = Date.now() + 5_000; !stopped.test(srv.child.err()) && Date.now() < end;) await sleep(10);
+    const pausedFirst = stopped.test(srv.child.err());
+    const hold0 = cpuSeconds(srv.pid), holdT0 = Date.now();
+    await sleep(holdMs);
+    const holdCpu = cpuSeconds(srv.pid) - hold0, holdWall = (Date.now() - holdT0) / 1000;
     release();
     const results = await Promise.all(pending);
     const wall = (Date.now() - t0) / 1000, cpu = cpuSeconds(srv.pid) - cpu0;
     const served = results.filter((r) => r.complete && r.status === 200).length;
+    const unavailable = results.filter((r) => r.complete && r.status === 503 && r.retryAfter).length;
     // The "resumed" line is on the server's stderr pipe: wait for it rather than look once.
-    for (const end = Date.now() + 5_000; !/accept: resumed/.test(srv.child.err()) && Date.now() < end;) await sleep(20);
+    if (noCap) for (const end = Date.now() + 5_000; !/accept: resumed/.test(srv.child.err()) && Date.now() < end;) await sleep(20);
     const err = srv.child.err();
+    const firstError = results.find((r) => !r.complete)?.error ?? results.find((r) => r.status !== 200 && !(r.status === 503 && r.retryAfter))?.status ?? "none";
     const checks = [];
     check(checks, up === clients, `every client connected before sending (${up} of ${clients})`);
-    check(checks, served === clients, `every client served once (${served} of ${clients}; first error: ${results.find((r) => !r.complete)?.error ?? "none"})`);
-    check(checks, /accept: out of file descriptors/.test(err), "the accept pause was logged (the limit was reached)");
-    check(checks, /accept: resumed/.test(err), "accepting resumed");
+    if (noCap) {
+      check(checks, served + unavailable === clients, `every client answered: ${served} served, ${unavailable} 503 with Retry-After (of ${clients}; first other: ${firstError})`);
+      check(checks, /accept: resumed/.test(err), "accepting resumed");
+    } else {
+      check(checks, served === clients, `every client served once (${served} of ${clients}; first error: ${firstError})`);
+    }
+    check(checks, stopped.test(err), noCap ? "the accept pause was logged (out of fds)" : "the connection cap was logged (reached)");
     check(checks, srv.child.exitCode === null, "the server is still running");
-    check(checks, cpu < wall / 2, `server CPU ${cpu.toFixed(2)} s over ${wall.toFixed(2)} s wall (no spin: well below the wall time)`);
+    check(checks, pausedFirst, "accepting stopped before any client sent (the no-spin window below is the server waiting)");
+    check(checks, holdCpu < holdWall / 10, `server CPU ${holdCpu.toFixed(3)} s in the ${holdWall.toFixed(2)} s it waited (no spin: under a tenth)`);
+    if (noCap) await sleep(1_000); // as a client that honours Retry-After: 1 would
     const after = await oneShot(srv.port, "/small.bin");
-    check(checks, after.status === 200, "a new client is served afterwards");
+    check(checks, after.status === 200, `a new client is served afterwards${noCap ? " (after the Retry-After second)" : ""}`);
     srv.child.kill("SIGTERM");
     const exit = await srv.child.exited;
     check(checks, exit.code === 0, `exit ${exit.code} after SIGTERM`);
-    return { nofile, served, clients, connected: up, wall, cpu, exit, afterStatus: after.status, pauses: (err.match(/out of file descriptors/g) ?? []).length, checks, stderr: err };
+    const cap = /connections: limit of (\d+) reached/.exec(err)?.[1];
+    return {
+      nofile, noCap, cap: cap === undefined ? null : Number(cap), served, unavailable, clients, connected: up, wall, cpu, holdCpu, holdWall, pausedFirst,
+      exit, afterStatus: after.status, pauses: (err.match(stopped) ?? []).length, checks, stderr: err,
+    };
   } finally { srv.child.kill("SIGKILL"); }
+}
+
+/** The fds case as the script runs it: the default cap, then --max-connections 0; one table, both sets of checks. */
+export async function fdsBoth(root, opts = {}) {
+  const runs = [await fds(root, opts), await fds(root, { ...opts, noCap: true })];
+  return {
+    nofile: runs[0].nofile, clients: runs[0].clients, runs,
+    checks: runs.flatMap((r) => r.checks.map((c) => ({ ...c, what: `${r.noCap ? "no cap" : "default cap"}: ${c.what}` }))),
+  };
 }
 
 /** Keep-alive client: requests back to back on one connection until it closes. */
@@ -465,7 +510,7 @@ const fmt = (n) => Math.round(n).toLocaleString("en-US");
 /** The header of each case's table (bench/RESULTS.md's, once the lead puts them there). */
 export const TABLES = {
   churn: "| when | fds | RSS MiB | core memory MiB | live conns | wbuf bytes | rbufs held | timers | accepted | closed |",
-  fds: "| clients | served | wall s | server CPU s | CPU / wall | pauses logged |",
+  fds: "| --max-connections | clients | served | 503 Retry-After | wall s | server CPU s | waiting s | CPU while waiting s |",
   sigterm: "| complete | of them 1 MiB | receiving at the signal | waiting at the signal | truncated | never started | refused after close | exit code | exit ms |",
   long: "| t s | requests ok | RSS MiB | fds | core memory MiB | live conns | accepted - closed | wbuf bytes | rbufs held | timers |",
 };
@@ -484,7 +529,7 @@ export function report(name, r, log = console.log) {
     log(`\n${fmt(r.connPerSec)} connections/s over ${r.load.seconds.toFixed(1)} s; server CPU ${(r.after.cpu - r.before.cpu).toFixed(1)} s`);
   } else if (name === "fds") {
     log(`\n## fds: prlimit --nofile=${r.nofile}, ${fmt(r.clients)} clients at once\n`);
-    table([[fmt(r.clients), fmt(r.served), r.wall.toFixed(2), r.cpu.toFixed(2), (r.cpu / r.wall).toFixed(2), r.pauses]]);
+    table(r.runs.map((x) => [x.noCap ? "0 (no cap)" : `default (${x.cap ?? "?"})`, fmt(x.clients), fmt(x.served), fmt(x.unavailable), x.wall.toFixed(2), x.cpu.toFixed(2), x.holdWall.toFixed(2), x.holdCpu.toFixed(3)]));
     log("");
   } else if (name === "sigterm") {
     log(`\n## sigterm: load for ${r.seconds} s, then SIGTERM (--shutdown-timeout ${r.graceMs})\n`);
@@ -516,7 +561,7 @@ async function main() {
   const run = {
     churn: () => churn(root, { connections: o.connections, concurrency: o.concurrency, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs,
       progress: (n, ms) => progress(`churn: ${fmt(n)} connections, ${fmt(n / (ms / 1000))}/s`) }),
-    fds: () => fds(root, { clients: o.clients, nofile: o.nofile }),
+    fds: () => fdsBoth(root, { clients: o.clients, nofile: o.nofile }),
     sigterm: () => sigterm(root, { seconds: o.seconds, graceMs: o.graceMs }),
     long: () => long(root, { minutes: o.minutes, intervalS: o.interval, rate: o.rate, rssToleranceMiB: o.rssTolerance, warmup: o.warmup, settleMs: o.settleMs, conns: o.conns,
       onSample: (s) => progress(`long: ${s.t.toFixed(0)} s, ${fmt(s.ok)} requests, RSS ${mib(s.rss)} MiB, ${s.fds} fds, ${s.liveConnections} live`) }),

@@ -22,7 +22,7 @@ import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBacke
 import { availableParallelism } from "node:os";
 import { Logger, LOG_LEVELS, LOG_FORMATS, type LogFormat, type LogLevelName } from "./log.ts";
 import { fdLimits, raiseFdLimit } from "./libc.ts";
-import { fdLimitProblem, fdsNeeded, kernelLimitWarnings, workerShare, type ConnectionBudget } from "./limits.ts";
+import { defaultConnectionCap, fdLimitProblem, fdsNeeded, kernelLimitWarnings, workerShare, type ConnectionBudget } from "./limits.ts";
 import { allowedCpus, cpuForWorker } from "./affinity.ts";
 
 /** The I/O backends the server can run on (threadpool cannot: sockets need readiness). */
@@ -72,8 +72,9 @@ const common: Record<string, Flag> = {
   "max-connections": {
     kind: "int",
     help: "accepted connections open at most, for the whole process, split evenly across the workers; beyond it new connections " +
-      "wait in the kernel's listen queue (not refused) until one closes; refused at startup if RLIMIT_NOFILE cannot hold it",
-    defText: "none (the fd limit)",
+      "wait in the kernel's listen queue (not refused) until one closes; refused at startup if RLIMIT_NOFILE cannot hold it; " +
+      "0: no cap (accepts run until EMFILE)",
+    defText: "the fd limit, less fds kept for files and the loop",
   },
   "log-format": { kind: "string", arg: LOG_FORMATS.join("|"), help: "log lines as text, or as JSON objects (time, level, worker, event, msg, fields); the access log keeps its own format", def: "text" },
   "log-level": { kind: "string", arg: "LEVEL", help: "the most verbose log lines written: error, warn, info (the listening line is info) or debug (also a line per connection opened and closed)", def: "info" },
@@ -318,7 +319,6 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       }
       if (name === "max-headers" && v < 1) throw bad(`--max-headers must be at least 1, got ${v}`);
       if (name === "file-threads" && v > 64) throw bad(`--file-threads must be 0..64, got ${v}`);
-      if (name === "max-connections" && v < 1) throw bad(`--max-connections must be at least 1, got ${v}`);
       if (v > 2 ** 31 - 1) throw bad(`--${name} is too large: ${v}`);
       opts[name] = v;
     } else if (f.kind === "mode") {
@@ -346,7 +346,7 @@ export function parseArgs(argv: string[]): { cmd: string; opts: Record<string, s
       opts[name] = value;
     }
   }
-  if (opts["max-connections"] !== undefined && (opts["max-connections"] as number) < (opts.workers as number)) {
+  if (opts["max-connections"] !== undefined && opts["max-connections"] !== 0 && (opts["max-connections"] as number) < (opts.workers as number)) {
     throw bad(`--max-connections ${opts["max-connections"]} is below --workers ${opts.workers}: each worker needs a share of at least 1`);
   }
   if (cmd === "proxy") return proxyArgs(opts, args, upstreams, bad, rest);
@@ -467,7 +467,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (io.fallback) log.warn("io_backend_fallback", io.fallback);
   const workers = opts.workers as number;
-  const maxConnections = opts["max-connections"] as number | undefined;
+  // 0: no cap at all (accepts run until the fd limit); absent: the cap the fd limit holds.
+  const noCap = opts["max-connections"] === 0;
+  const maxConnections = noCap ? undefined : opts["max-connections"] as number | undefined;
   let so: ServerOptions;
   const outputs = {
     accessLog: opts["access-log-file"] === undefined ? undefined : resolve(String(opts["access-log-file"])),
@@ -491,14 +493,24 @@ export async function main(argv: string[]): Promise<number> {
     log.error("startup_failed", e.message);
     return 1;
   }
-  if (maxConnections !== undefined) {
+  const shape = {
+    workers, kind: cmd as ConnectionBudget["kind"],
+    upstreams: cmd === "proxy" ? JSON.parse(String(opts.upstreams)).length : 0,
+    upstreamKeepalive: opts.mode === "http" ? opts["upstream-keepalive"] as number : 0,
+  };
+  let fdCap: number | undefined;
+  if (noCap) {
+    log.debug("connection_cap", "no connection cap (--max-connections 0): accepts run until the fd limit");
+  } else if (maxConnections === undefined) {
+    const { soft } = fdLimits();
+    const d = defaultConnectionCap(soft, shape);
+    fdCap = d.cap;
+    log.debug("connection_cap", `at most ${d.cap} connections open (RLIMIT_NOFILE ${soft}, ${d.reserve} fds kept for files, listeners and the loop; --max-connections sets it)`,
+      { cap: d.cap, nofile: soft, reserve: d.reserve });
+  } else {
     // The cap must fit the fd limit: refused now (a usage error), rather than
     // found out as EMFILE under load. The soft limit is raised if needed.
-    const budget: ConnectionBudget = {
-      maxConnections, workers, kind: cmd as ConnectionBudget["kind"],
-      upstreams: cmd === "proxy" ? JSON.parse(String(opts.upstreams)).length : 0,
-      upstreamKeepalive: opts.mode === "http" ? opts["upstream-keepalive"] as number : 0,
-    };
+    const budget: ConnectionBudget = { maxConnections, ...shape };
     const { soft, hard } = fdLimits();
     const problem = fdLimitProblem(budget, hard);
     if (problem) { log.error("fd_limit", problem); return 2; }
@@ -516,7 +528,7 @@ export async function main(argv: string[]): Promise<number> {
   const relay = opts.mode === "tcp" ? `, relay ${opts.relay ?? DEFAULT_RELAY}` : "";
   const mode = cmd === "proxy" ? `${opts.mode}${relay}, events ${opts["event-mode"]}` : opts.mode as string;
   return serveInWorkers({
-    cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, cpus,
+    cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, fdCap, cpus,
     delayMs: opts["shutdown-delay"] as number,
   });
 }
@@ -573,6 +585,8 @@ async function serveInWorkers(run: {
   cmd: string; so: ServerOptions; count: number; mode: string; graceMs: number;
   outputs: { accessLog?: string; record?: string }; log: Logger; out: Logger;
   logSettings: { format: LogFormat; level: LogLevelName }; maxConnections?: number; cpus?: number[];
+  /** With no --max-connections: the cap the fd limit holds (defaultConnectionCap). */
+  fdCap?: number;
   /** --shutdown-delay: ms between /readyz turning 503 and the listeners closing. */
   delayMs?: number;
 }): Promise<number> {
@@ -639,7 +653,7 @@ async function serveInWorkers(run: {
     const data: WorkerStart = {
       options: {
         ...options,
-        ...(run.maxConnections !== undefined ? { maxConnections: workerShare(run.maxConnections, count, index) } : {}),
+        ...(run.maxConnections ?? run.fdCap) !== undefined ? { maxConnections: workerShare((run.maxConnections ?? run.fdCap)!, count, index) } : {},
       },
       worker: index,
       log: run.logSettings,

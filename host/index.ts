@@ -5,7 +5,7 @@ export { Loop, defaultMaxFds } from "./loop.ts";
 export type { LoopOptions, LogLevel, FileOpener } from "./loop.ts";
 export type { LogOptions, LogLevelName, LogFormat, LogFields } from "./log.ts";
 // What the CLI checks at startup for --max-connections (the README's "Kernel tuning").
-export { kernelLimitWarnings, fdsNeeded, workerShare } from "./limits.ts";
+export { kernelLimitWarnings, fdsNeeded, workerShare, defaultConnectionCap } from "./limits.ts";
 export type { KernelLimitOptions, LimitWarning, ConnectionBudget } from "./limits.ts";
 export { Core, defaultCoreConfig, corePath } from "./core.ts";
 export type { CoreConfig, CoreExports, CoreMemory, CoreModule } from "./core.ts";

@@ -35,6 +35,25 @@ export function fdsNeeded(b: ConnectionBudget): { total: number; perConnection: 
 }
 
 /**
+ * The cap when --max-connections is not given (HAProxy derives its maxconn
+ * from ulimit -n the same way): what the soft fd limit holds once fds are
+ * set aside for everything that is not a connection (fdsNeeded's reserve,
+ * but at most a quarter of the limit, so a low limit still goes mostly to
+ * connections). Without it, accepts take every fd and a request that needs
+ * one more (a file to open, an upstream to connect to) fails with EMFILE
+ * for as long as the connections that hold them wait for it: none is ever
+ * served. With it, accepting stops at the cap (new connections wait in the
+ * listen queue) while requests still find fds.
+ */
+export function defaultConnectionCap(soft: number, b: Omit<ConnectionBudget, "maxConnections">): { cap: number; reserve: number } {
+  // (A proxy's idle upstream pool is bounded by its clients: take the limit itself as their bound.)
+  const need = fdsNeeded({ ...b, maxConnections: soft });
+  const reserve = Math.min(need.reserve, Math.floor(soft / 4));
+  const cap = Math.floor((soft - reserve) / need.perConnection);
+  return { cap: Math.min(2 ** 31 - 1, Math.max(b.workers, cap)), reserve };
+}
+
+/**
  * Worker i's share of the cap: the cap split as evenly as whole numbers
  * allow (the first `cap % workers` workers take one more). Each worker
  * enforces its own share: SO_REUSEPORT hashes each new connection to one

@@ -9,6 +9,8 @@ import { symlinkSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { HttpConn, exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, startInProcess } from "./lib/http-server.mjs";
+import { FakeHost } from "./lib/fakehost.mjs";
+import abi from "./lib/abi.mjs";
 
 const SECRET = "outside the docroot: must never be served\n";
 const A = "inside a\n";
@@ -287,6 +289,69 @@ both("a smuggling attempt split over many writes is refused the same way", async
   conn.close();
   assert.is(res.status, 400);
   assert.ok(end.eof);
+});
+
+// Out of fds is a shortage, not a missing file: 503 with Retry-After (never a
+// cached 404 that outlives the shortage), the path tried again once it may be
+// over, and an entry already cached keeps being served when its re-check
+// cannot get an fd. On the bare core: the fake kernel decides what open returns.
+test("out of fds: an open that fails EMFILE is 503 Retry-After, not a cached 404; the path is retried; a cached file survives its re-check failing", () => {
+  const BODY = "shortage test body\n";
+  let mode = "emfile";
+  const opens = []; // [a3 (1: stat only), result]
+  const h = new FakeHost({});
+  h.answer(abi.OP_OPEN, (sqe, host) => {
+    let r;
+    if (mode === "emfile") r = -abi.EMFILE;
+    else {
+      const dv = host.dv, rec = sqe.a2;
+      dv.setInt32(rec + abi.FILE_KIND, abi.FILE_REGULAR, true);
+      dv.setFloat64(rec + abi.FILE_BYTES, BODY.length, true);
+      dv.setFloat64(rec + abi.FILE_MTIME, 1.6e12, true);
+      dv.setFloat64(rec + abi.FILE_INO, 7, true);
+      dv.setFloat64(rec + abi.FILE_DEV, 1, true);
+      dv.setInt32(rec + abi.FILE_FLAGS, 0, true);
+      dv.setInt32(rec + abi.FILE_MIME_LEN, 0, true);
+      r = sqe.a3 === 1 ? 0 : 20;
+    }
+    opens.push([sqe.a3, r]);
+    return r;
+  });
+  h.answer(abi.OP_PREAD, (sqe, host) => host.put(sqe.a0, BODY.slice(sqe.a2, sqe.a2 + sqe.a1)));
+  h.listen(3, abi.PROTO_HTTP);
+  h.setTime(1_000);
+  const REQ = "GET /f.txt HTTP/1.1\r\nHost: a\r\n\r\n";
+  h.queueAccept(3, 10);
+  h.feed(10, REQ);
+  h.tick([{ fd: 3, events: abi.EV_READABLE }]);
+  const ask = (t) => {
+    h.setTime(t);
+    h.feed(10, REQ);
+    h.tick([{ fd: 10, events: abi.EV_READABLE }]);
+    return h.takeOutput(10).toString("latin1");
+  };
+  const first = h.takeOutput(10).toString("latin1");
+  assert.match(first, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  assert.match(first, /\r\nRetry-After: 1\r\n/i);
+  assert.not.match(first, /Connection: close/i, "the connection is kept: the next request may find an fd");
+  // 5 ms later (within the 10 ms retry window), still short: answered from the shared failure, no second open.
+  assert.match(ask(1_005), /^HTTP\/1\.1 503 /);
+  assert.equal(opens, [[0, -abi.EMFILE]], "one open for both requests");
+  // Once fds are back, the next request after the retry window gets the file (a 404 cached for a
+  // second, the old behaviour, would still answer 404 here).
+  mode = "ok";
+  const ok = ask(1_100);
+  assert.match(ok, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.ok(ok.endsWith(BODY), ok);
+  // The file is cached. Its re-check (due after a second) fails EMFILE: the entry is kept and
+  // served, and no fresh open is tried for it.
+  mode = "emfile";
+  const n = opens.length;
+  const kept = ask(2_500);
+  assert.match(kept, /^HTTP\/1\.1 200 OK\r\n/, "served from the cached entry");
+  assert.ok(kept.endsWith(BODY));
+  assert.equal(opens.slice(n), [[1, -abi.EMFILE]], "one stat, no open");
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
 test.after(() => {

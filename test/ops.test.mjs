@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { Reactor, Server, kernelLimitWarnings, workerShare } from "../dist/index.js";
+import { Reactor, Server, kernelLimitWarnings, workerShare, defaultConnectionCap } from "../dist/index.js";
 import { makeRoot, removeRoot, spawnServer, runCli } from "./lib/http-server.mjs";
 
 const root = makeRoot({ "a.txt": "hello\n" });
@@ -83,6 +83,18 @@ test("log levels: debug adds a line per connection (accept, close) built by the 
   assert.equal(warn.map((o) => o.event), ["test_warn"]);
 });
 
+/** One GET /a.txt with Connection: close, sent once `go` resolves; `connected`, then `status` (0: none). */
+function oneRequest(port, go) {
+  let up, done;
+  const r = { connected: new Promise((x) => { up = x; }), status: new Promise((x) => { done = x; }) };
+  let got = "";
+  const c = connect(port, "127.0.0.1", () => { up(); go.then(() => c.write("GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")); });
+  c.on("data", (d) => { got += d; });
+  c.on("error", () => { up(); });
+  c.on("close", () => done(/\r\n\r\nhello\n$/.test(got) ? Number(got.slice(9, 12)) : 0));
+  return r;
+}
+
 /** A keep-alive client that sends one GET and collects what comes back; `leave`: it closes once answered. */
 function client(port, leave = false) {
   const c = { got: "", error: null, closed: false, sock: null };
@@ -139,7 +151,7 @@ test("bad values of the new flags exit 2 with one line", async () => {
     [["--log-level", "trace"], /--log-level must be error, warn, info, debug, got 'trace'/],
     [["--workers", "0"], /--workers must be 1\.\.64 or auto, got 0/],
     [["--workers", "many"], /--workers must be a whole number or auto, got 'many'/],
-    [["--max-connections", "0"], /--max-connections must be at least 1, got 0/],
+    [["--max-connections", "-1"], /--max-connections must be a whole number, got '-1'/],
     [["--max-connections", "1", "--workers", "2"], /--max-connections 1 is below --workers 2/],
     [["--slow-callback-ms", "x"], /--slow-callback-ms must be a whole number, got 'x'/],
     [["--cpu-affinity=yes"], /--cpu-affinity takes no value/],
@@ -216,6 +228,35 @@ test("startup warnings: each kernel setting below --max-connections is named onc
     rmSync(dir, { recursive: true, force: true });
   }
   assert.equal([0, 1, 2].map((i) => workerShare(10, 3, i)), [4, 3, 3]);
+});
+
+test("with no --max-connections the cap is what the fd limit holds after the reserve (at most a quarter of it)", () => {
+  // serve, 1 worker: 64 fds for the loop + 2048 for the file cache; ulimit -n 256 keeps a quarter (64).
+  assert.equal(defaultConnectionCap(256, { workers: 1, kind: "serve" }), { cap: 192, reserve: 64 });
+  assert.equal(defaultConnectionCap(20_000, { workers: 2, kind: "serve" }), { cap: 20_000 - 2 * 2112, reserve: 2 * 2112 });
+  // echo keeps only the loop's 64; a proxy connection holds two fds.
+  assert.equal(defaultConnectionCap(1024, { workers: 1, kind: "echo" }), { cap: 960, reserve: 64 });
+  assert.equal(defaultConnectionCap(10_000, { workers: 1, kind: "proxy", upstreams: 2, upstreamKeepalive: 0 }), { cap: Math.floor((10_000 - 66) / 2), reserve: 66 });
+  // Never below one per worker, never beyond an i32.
+  assert.equal(defaultConnectionCap(3, { workers: 4, kind: "serve" }).cap, 4);
+  assert.is(defaultConnectionCap(2 ** 40, { workers: 1, kind: "echo" }).cap, 2 ** 31 - 1);
+});
+
+test("with no --max-connections under ulimit -n 256, 600 clients at once are all served (accepting stops at the cap, files still open)", async () => {
+  const t = await spawnServer(["serve", "--root", root, "--port", "0", "--log-level", "debug"], { prefix: ["prlimit", "--nofile=256:256"] });
+  servers.push(t);
+  assert.match(t.stderr(), /at most 192 connections open \(RLIMIT_NOFILE 256, 64 fds kept/);
+  // All connect first (the kernel completes each handshake; past the cap they wait in the listen
+  // queue), then all send: the cap is reached whatever the machine's speed.
+  let release;
+  const go = new Promise((r) => { release = r; });
+  const clients = Array.from({ length: 600 }, () => oneRequest(t.port, go));
+  await Promise.all(clients.map((c) => c.connected));
+  release();
+  const statuses = await Promise.all(clients.map((c) => c.status));
+  assert.equal(statuses.filter((s) => s !== 200), [], "every client got a 200");
+  assert.match(t.stderr(), /connections: limit of 192 reached/, "the cap was reached (else this tests nothing)");
+  assert.is(await t.stop(), 0);
 });
 
 test.after(async () => {

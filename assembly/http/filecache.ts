@@ -7,13 +7,21 @@
 // cached too. An entry is revalidated (stat by path) when it is older than
 // VALIDATE_MS, so a replaced or edited file is noticed within a second.
 //
+// A shortage is not a miss: an open that fails for want of fds or memory
+// (EMFILE, ENFILE, ENOMEM, ENOBUFS: transientError) is answered 503 with
+// Retry-After, and its entry lasts RETRY_MS rather than VALIDATE_MS, so the
+// path is tried again as soon as the shortage may be over (at most one open
+// per path per RETRY_MS meanwhile: the waiters share it). A revalidation that
+// fails that way keeps the entry it checks (the file is still open and
+// served) and checks again after RETRY_MS.
+//
 // Entries are fixed records (ENTRY_SIZE = 1504 bytes, offsets below) in a
 // table carved at init; a hash table of chains finds them. Entries in use by
 // responses (refs > 0) are never evicted; a stale one is unlinked at once and
 // its fd closed when the last response using it is done.
 import {
   OP_OPEN, OP_CLOSE, OP_PREAD, FILE_KIND, FILE_MIME_LEN, FILE_BYTES, FILE_MTIME, FILE_INO, FILE_MIME,
-  FILE_REGULAR, FILE_MIME_MAX, FILE_FLAGS,
+  FILE_REGULAR, FILE_MIME_MAX, FILE_FLAGS, EMFILE, ENFILE, ENOMEM, ENOBUFS,
 } from "../abi";
 import { submit, now } from "../reactor/ctl";
 import { ringTake, ringGive, ringClassFor } from "../reactor/pool";
@@ -58,6 +66,13 @@ export const FC_READY = 2;
 export const FC_STALE = 3;     // replaced; closed when unused
 
 const VALIDATE_MS: f64 = 1000;
+const RETRY_MS: f64 = 10;
+
+/** errno is a shortage of fds or memory, not a fact about the file: 503, not cached as a miss. */
+export function transientError(err: i32): bool { return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS; }
+
+/** The entry is due for another check RETRY_MS from now (not VALIDATE_MS). */
+function retrySoon(e: usize): void { store<f64>(e + E_VALIDATED, now() - VALIDATE_MS + RETRY_MS); }
 const SMALL_FILE_MAX: f64 = 32768;       // bodies up to this size live in memory
 const MEMORY_BUDGET: i32 = 64 << 20;     // bytes of cached bodies, at most
 
@@ -198,6 +213,7 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   const rec = e + E_RECORD;
   if (statOnly) {
     store<i32>(e + E_REVALIDATING, 0);
+    if (res < 0 && transientError(-res)) { retrySoon(e); return true; } // the entry stands; check again soon
     const kind = res < 0 ? res : load<i32>(rec + FILE_KIND);
     // A sidecar that appeared or went away (FILE_FLAGS) changes the file too:
     // the entry's responses carry Vary and pick an encoding by those bits.
@@ -212,6 +228,7 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   if (res < 0) {
     store<i32>(e + E_KIND, res); // cached miss: -ENOENT, -EACCES, -EXDEV (outside the root)...
     store<i32>(e + E_STATE, FC_READY);
+    if (transientError(-res)) retrySoon(e); // ...or a shortage (503) for RETRY_MS
     return true;
   }
   const kind = load<i32>(rec + FILE_KIND);

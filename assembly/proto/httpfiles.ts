@@ -32,7 +32,7 @@ import {
 import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, waitersAddr, entryState, entryKind,
   entryFd, entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef,
-  entryUnref, entryFlags, entryCtEnd, entryOfRecord, openCompleted, bodyLoaded, takeWaiters, FC_LOADING,
+  entryUnref, entryFlags, entryCtEnd, entryOfRecord, openCompleted, bodyLoaded, takeWaiters, FC_LOADING, transientError,
   PATH_MAX_CACHED,
 } from "../http/filecache";
 import {
@@ -150,7 +150,7 @@ export function serve(fd: i32): void {
     const err = -kind;
     // A directory without index.html: a listing, if asked for (--listing).
     if (err == ENOENT && listing && (pf & PATHF_TRAILING_SLASH)) { startListing(fd, dirLen); return; }
-    simpleResponse(fd, err == EACCES ? 403 : err == ENAMETOOLONG ? 414 : 404);
+    simpleResponse(fd, err == EACCES ? 403 : err == ENAMETOOLONG ? 414 : transientError(err) ? 503 : 404);
     return;
   }
   if (kind == FILE_DIRECTORY) {
@@ -216,7 +216,7 @@ export function listDone(fd: i32, res: i32): void {
   // The parse record is shared: parse this request's head again.
   resetRequest(req);
   parseRequest(<usize>load<i32>(c + C_RBUF) + <usize>load<i32>(c + C_RPOS), load<i32>(c + H_HEAD_END), req, maxLine, maxHeader, maxHeaders);
-  if (res < 0) { releaseListing(fd); simpleResponse(fd, res == -EACCES ? 403 : 404); return; }
+  if (res < 0) { releaseListing(fd); simpleResponse(fd, res == -EACCES ? 403 : transientError(-res) ? 503 : 404); return; }
   const p0 = outReserve(fd, 512 + extraHead);
   if (p0 == 0) { releaseListing(fd); connClose(fd); return; }
   let p = statusLine(p0, 200);

@@ -32,6 +32,8 @@ export function simpleResponse(fd: i32, status: i32, vary: bool = false): void {
   p = common(p);
   if (status == 405) p = cors ? putLit(p, litAllowCors, litAllowCorsLen) : putLit(p, litAllow, litAllowLen);
   if (vary) p = putLit(p, litVary, litVaryLen);
+  // 503 is only ever a shortage here (out of fds, file cache full): worth a retry soon.
+  if (status == 503) p = putLit(p, litRetryAfter, litRetryAfterLen);
   p = putLit(p, litTextPlain, litTextPlainLen);
   const reason = reasonOf(status);
   const bodyLen = 4 + reasonLen(status) + 1;
@@ -212,6 +214,7 @@ let litAllowHeaders: usize = 0; let litAllowHeadersLen: i32 = 0;
 let litAllowHeadersFixed: usize = 0; let litAllowHeadersFixedLen: i32 = 0;
 let litVaryAcrh: usize = 0; let litVaryAcrhLen: i32 = 0;
 let litVary: usize = 0; let litVaryLen: i32 = 0;
+let litRetryAfter: usize = 0; let litRetryAfterLen: i32 = 0;
 export let litEncBr: usize = 0; export let litEncBrLen: i32 = 0;
 export let litEncGzip: usize = 0; export let litEncGzipLen: i32 = 0;
 /** Head bytes the options may add to any response (reserved on top of the base sizes). */
@@ -262,6 +265,7 @@ export function initStatic(): void {
   litMultipart = lit("Content-Type: multipart/byteranges; boundary="); litMultipartLen = 45;
   lit100 = lit("HTTP/1.1 100 Continue\r\n\r\n"); lit100Len = 25;
   litVary = lit("Vary: Accept-Encoding\r\n"); litVaryLen = 23;
+  litRetryAfter = lit("Retry-After: 1\r\n"); litRetryAfterLen = 16;
   litEncBr = lit("Content-Encoding: br\r\n"); litEncBrLen = 22;
   litEncGzip = lit("Content-Encoding: gzip\r\n"); litEncGzipLen = 24;
   // The config text is validated by the host (printable ASCII, no CR/LF);
@@ -290,7 +294,7 @@ export function initStatic(): void {
   litAllowHeadersFixed = lit(fixed); litAllowHeadersFixedLen = fixed.length;
   litVaryAcrh = lit("Vary: Access-Control-Request-Headers\r\n"); litVaryAcrhLen = 38;
   extraHead = litCacheControlLen + (cors ? litCorsLen + litPreflightLen + litAllowHeadersFixedLen + litVaryAcrhLen : 0)
-    + litVaryLen + litEncGzipLen;
+    + litVaryLen + litEncGzipLen + litRetryAfterLen;
   let i = 0;
   addStatus(i++, 200, "OK");
   addStatus(i++, 204, "No Content");

@@ -57,9 +57,11 @@ export async function startInProcess(root, opts = {}) {
  * stdout(), stderr(), stop() } (port: the first URL's); rejects with its
  * output if it exits first or does not come up within timeoutMs.
  */
-export function spawnServer(args, { timeoutMs = 10000, cwd } = {}) {
+export function spawnServer(args, { timeoutMs = 10000, cwd, prefix = [] } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], cwd });
+    // prefix: a command that execs the server in its own process (prlimit --nofile=N:N), so the pid is the server's.
+    const argv = [...prefix, process.execPath, cli, ...args];
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], cwd });
     let out = "", err = "", up = false;
     const fail = (why) => {
       if (up) return;
