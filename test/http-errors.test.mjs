@@ -9,7 +9,7 @@ import { symlinkSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { HttpConn, exchange, fetchOne, get, sleep, closeAllConns } from "./lib/http-client.mjs";
 import { makeRoot, removeRoot, startInProcess } from "./lib/http-server.mjs";
-import { FakeHost } from "./lib/fakehost.mjs";
+import { FakeHost, fillFileRecord } from "./lib/fakehost.mjs";
 import abi from "./lib/abi.mjs";
 
 const SECRET = "outside the docroot: must never be served\n";
@@ -304,14 +304,7 @@ test("out of fds: an open that fails EMFILE is 503 Retry-After, not a cached 404
     let r;
     if (mode === "emfile") r = -abi.EMFILE;
     else {
-      const dv = host.dv, rec = sqe.a2;
-      dv.setInt32(rec + abi.FILE_KIND, abi.FILE_REGULAR, true);
-      dv.setFloat64(rec + abi.FILE_BYTES, BODY.length, true);
-      dv.setFloat64(rec + abi.FILE_MTIME, 1.6e12, true);
-      dv.setFloat64(rec + abi.FILE_INO, 7, true);
-      dv.setFloat64(rec + abi.FILE_DEV, 1, true);
-      dv.setInt32(rec + abi.FILE_FLAGS, 0, true);
-      dv.setInt32(rec + abi.FILE_MIME_LEN, 0, true);
+      fillFileRecord(host, sqe.a2, BODY.length);
       r = sqe.a3 === 1 ? 0 : 20;
     }
     opens.push([sqe.a3, r]);

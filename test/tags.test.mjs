@@ -13,7 +13,7 @@
 // fake kernel serves (200 with its bytes, 404 for anything else).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { FakeHost } from "./lib/fakehost.mjs";
+import { FakeHost, fillFileRecord } from "./lib/fakehost.mjs";
 import abi from "./lib/abi.mjs";
 import { prng } from "./lib/prng.mjs";
 import { decodeSqe } from "../build/sqe.js";
@@ -102,16 +102,7 @@ function serveFile(h) {
   h.answer(abi.OP_OPEN, (sqe, host) => {
     const path = Buffer.from(host.u8.subarray(sqe.a0, sqe.a0 + sqe.a1)).toString("latin1");
     if (path.replace(/^\/+/, "") !== FILE_PATH) return -abi.ENOENT;
-    const dv = host.dv, rec = sqe.a2;
-    dv.setInt32(rec + abi.FILE_KIND, abi.FILE_REGULAR, true);
-    dv.setFloat64(rec + abi.FILE_BYTES, FILE_BODY.length, true);
-    dv.setFloat64(rec + abi.FILE_MTIME, 1.6e12, true);
-    dv.setFloat64(rec + abi.FILE_INO, 7, true);
-    dv.setFloat64(rec + abi.FILE_DEV, 1, true);
-    dv.setInt32(rec + abi.FILE_FLAGS, 0, true);
-    const mime = Buffer.from("text/plain");
-    host.u8.set(mime, rec + abi.FILE_MIME);
-    dv.setInt32(rec + abi.FILE_MIME_LEN, mime.length, true);
+    fillFileRecord(host, sqe.a2, FILE_BODY.length, "text/plain");
     return sqe.a3 === 1 ? 0 : FILE_FD;
   });
   h.answer(abi.OP_PREAD, (sqe, host) => {

@@ -56,6 +56,24 @@ const CFG_FIELDS = {
   maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF, metricsPeers: abi.CFG_METRICS_PEERS,
 };
 
+/**
+ * Fills the FILE record at `rec` as the host's open/stat does for a regular
+ * file of `size` bytes (mtime 1.6e12 ms, inode 7, device 1, no sidecars;
+ * `mime` "" leaves the Content-Type to the core's default).
+ */
+export function fillFileRecord(host, rec, size, mime = "") {
+  const dv = host.dv;
+  dv.setInt32(rec + abi.FILE_KIND, abi.FILE_REGULAR, true);
+  dv.setFloat64(rec + abi.FILE_BYTES, size, true);
+  dv.setFloat64(rec + abi.FILE_MTIME, 1.6e12, true);
+  dv.setFloat64(rec + abi.FILE_INO, 7, true);
+  dv.setFloat64(rec + abi.FILE_DEV, 1, true);
+  dv.setInt32(rec + abi.FILE_FLAGS, 0, true);
+  const m = Buffer.from(mime);
+  host.u8.set(m, rec + abi.FILE_MIME);
+  dv.setInt32(rec + abi.FILE_MIME_LEN, m.length, true);
+}
+
 /** A peer socket as the fake kernel sees it. */
 class FakeSocket {
   input = [];           // Buffers the peer sent, not yet read
