@@ -8,7 +8,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { churn, fds, sigterm, long, makeDocroot, stopAll, report, TABLES } from "../bench/soak.mjs";
 import { root as repo } from "./lib/procs.mjs";
 
@@ -131,6 +131,14 @@ test("the command line: --smoke --case sigterm runs and exits 0; a bad case or n
     assert.is(b.status, 2, bad.join(" "));
     assert.match(b.stderr, /^soak\.mjs: .+\n$/, `one line for ${bad.join(" ")}`);
   }
+});
+
+test("bench/RESULTS.md's Soak section has each case's table as the script prints it", () => {
+  const results = readFileSync(`${repo}/bench/RESULTS.md`, "utf8");
+  const at = results.indexOf("\n## Soak (bench/soak.mjs)\n");
+  assert.ok(at >= 0, "a Soak section");
+  const section = results.slice(at + 1).split(/\n## /)[0];
+  for (const name of Object.keys(TABLES)) assert.ok(section.includes(`\n${TABLES[name]}\n`), `the ${name} table's header`);
 });
 
 test.run();
