@@ -347,6 +347,41 @@ test("out of fds: an open that fails EMFILE is 503 Retry-After, not a cached 404
   assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
+test("out of fds: the file cache gives back an unused cached file's fd, so the retry can open", () => {
+  const BODY = "cached\n";
+  const failing = new Set(["b.txt"]);
+  const fds = { "a.txt": 20, "b.txt": 21 };
+  const h = new FakeHost({});
+  h.answer(abi.OP_OPEN, (sqe, host) => {
+    const path = Buffer.from(host.u8.subarray(sqe.a0, sqe.a0 + sqe.a1)).toString("latin1").replace(/^\/+/, "");
+    if (failing.has(path)) return -abi.EMFILE;
+    fillFileRecord(host, sqe.a2, BODY.length);
+    return sqe.a3 === 1 ? 0 : fds[path];
+  });
+  h.answer(abi.OP_PREAD, (sqe, host) => host.put(sqe.a0, BODY.slice(sqe.a2, sqe.a2 + sqe.a1)));
+  h.listen(3, abi.PROTO_HTTP);
+  h.setTime(1_000);
+  h.queueAccept(3, 10);
+  const ask = (t, path, batch = [{ fd: 10, events: abi.EV_READABLE }]) => {
+    h.setTime(t);
+    h.feed(10, `GET /${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    const from = h.log.length;
+    h.tick(batch);
+    return { text: h.takeOutput(10).toString("latin1"), from };
+  };
+  assert.match(ask(1_000, "a.txt", [{ fd: 3, events: abi.EV_READABLE }]).text, /^HTTP\/1\.1 200 /);
+  const b = ask(1_001, "b.txt");
+  assert.match(b.text, /^HTTP\/1\.1 503 /);
+  assert.equal(h.ops(abi.OP_CLOSE, { from: b.from }).map((o) => o.fd), [20], "a.txt's cached fd closed");
+  failing.clear(); // the fd it gave back is there to take
+  assert.match(ask(1_020, "b.txt").text, /^HTTP\/1\.1 200 /);
+  // a.txt is no longer cached: opened again.
+  const a = ask(1_021, "a.txt");
+  assert.match(a.text, /^HTTP\/1\.1 200 /);
+  assert.is(h.ops(abi.OP_OPEN, { from: a.from }).filter((o) => o.a3 === 0).length, 1, "a.txt reopened");
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
+});
+
 test.after(() => {
   closeAllConns();
   servers.lt.stop();

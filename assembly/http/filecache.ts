@@ -11,7 +11,8 @@
 // (EMFILE, ENFILE, ENOMEM, ENOBUFS: transientError) is answered 503 with
 // Retry-After, and its entry lasts RETRY_MS rather than VALIDATE_MS, so the
 // path is tried again as soon as the shortage may be over (at most one open
-// per path per RETRY_MS meanwhile: the waiters share it). A revalidation that
+// per path per RETRY_MS meanwhile: the waiters share it). Out of fds, the
+// cache also closes one unused cached file (shedFd), so that retry can open. A revalidation that
 // fails that way keeps the entry it checks (the file is still open and
 // served) and checks again after RETRY_MS.
 //
@@ -228,7 +229,10 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   if (res < 0) {
     store<i32>(e + E_KIND, res); // cached miss: -ENOENT, -EACCES, -EXDEV (outside the root)...
     store<i32>(e + E_STATE, FC_READY);
-    if (transientError(-res)) retrySoon(e); // ...or a shortage (503) for RETRY_MS
+    if (transientError(-res)) {
+      retrySoon(e); // ...or a shortage (503) for RETRY_MS
+      if (res == -EMFILE || res == -ENFILE) shedFd();
+    }
     return true;
   }
   const kind = load<i32>(rec + FILE_KIND);
@@ -351,6 +355,28 @@ function release(i: i32): void {
   store<i32>(e + E_FD, -1);
   store<i32>(e + E_STATE, FC_FREE);
   fcLive--;
+}
+
+/**
+ * Out of fds: gives one back. Closes the fd of an unused cached file (the
+ * clock's next victim among the entries holding one), so the retry after
+ * RETRY_MS can open; the cache shrinks to what the fd limit leaves it rather
+ * than answer 503 while it sits on fds nobody is reading. False if every
+ * cached fd is in use.
+ */
+function shedFd(): bool {
+  for (let scanned = 0; scanned < capacity * 2; scanned++) {
+    const i = clockHand;
+    clockHand = (clockHand + 1) % capacity;
+    const e = entry(i);
+    if (load<i32>(e + E_STATE) != FC_READY || load<i32>(e + E_FD) < 0 || load<i32>(e + E_REFS) > 0
+      || load<i32>(e + E_REVALIDATING) != 0) continue;
+    if (load<i32>(e + E_USED) != 0) { store<i32>(e + E_USED, 0); continue; }
+    unlink(i);
+    release(i);
+    return true;
+  }
+  return false;
 }
 
 /** A free entry, evicting an unused one (clock algorithm) if needed; -1 if all are busy. */
