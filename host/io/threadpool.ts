@@ -67,9 +67,13 @@ export class ThreadPool implements IoBackend {
 
   /**
    * The process exits with the pool still running (no stop()): the workers
-   * are stopped and waited for (200 ms at most) here, synchronously. Left to
+   * are stopped and waited for (2 s at most) here, synchronously. Left to
    * Node's teardown, a worker's exit raced the main thread's and koffi hit a
-   * fatal napi_throw in about half the runs.
+   * fatal napi_throw in about half the runs. The wait is that long for a
+   * worker still starting: it sees the stop only once it has loaded koffi
+   * and libc, which took over 200 ms (the old bound) on a loaded machine and
+   * aborted the process in about 2 of 30 runs; a worker that is up ends at
+   * once, so the wait costs nothing then.
    */
   private readonly onExit = (): void => {
     const h = this.h;
@@ -77,7 +81,7 @@ export class ThreadPool implements IoBackend {
     Atomics.add(h, H_BELL, 1);
     Atomics.notify(h, H_BELL);
     this.wakePollers(this.workers.length);
-    const end = Date.now() + 200;
+    const end = Date.now() + 2000;
     for (let n; (n = Atomics.load(h, H_EXITED)) < this.workers.length && Date.now() < end;) Atomics.wait(h, H_EXITED, n, 5);
   };
 
