@@ -22,7 +22,7 @@ import { IO_BACKEND_NAMES, defaultIoBackendName, resolveServerIoBackend, IoBacke
 import { availableParallelism } from "node:os";
 import { Logger, LOG_LEVELS, LOG_FORMATS, type LogFormat, type LogLevelName } from "./log.ts";
 import { fdLimits, raiseFdLimit } from "./libc.ts";
-import { defaultConnectionCap, fdLimitProblem, fdsNeeded, kernelLimitWarnings, workerShare, type ConnectionBudget } from "./limits.ts";
+import { FILE_CACHE_FDS, defaultConnectionCap, fdLimitProblem, fdsNeeded, kernelLimitWarnings, workerShare, type ConnectionBudget } from "./limits.ts";
 import { allowedCpus, cpuForWorker } from "./affinity.ts";
 
 /** The I/O backends the server can run on (threadpool cannot: sockets need readiness). */
@@ -499,14 +499,17 @@ export async function main(argv: string[]): Promise<number> {
     upstreamKeepalive: opts.mode === "http" ? opts["upstream-keepalive"] as number : 0,
   };
   let fdCap: number | undefined;
+  let fileCacheFds: number | undefined; // with the default cap: what serve's open-file cache may hold per worker
   if (noCap) {
     log.debug("connection_cap", "no connection cap (--max-connections 0): accepts run until the fd limit");
   } else if (maxConnections === undefined) {
     const { soft } = fdLimits();
     const d = defaultConnectionCap(soft, shape);
     fdCap = d.cap;
-    log.debug("connection_cap", `at most ${d.cap} connections open (RLIMIT_NOFILE ${soft}, ${d.reserve} fds kept for files, listeners and the loop; --max-connections sets it)`,
-      { cap: d.cap, nofile: soft, reserve: d.reserve });
+    if (d.fileCacheFds > 0 && d.fileCacheFds < FILE_CACHE_FDS) fileCacheFds = d.fileCacheFds;
+    log.debug("connection_cap", `at most ${d.cap} connections open (RLIMIT_NOFILE ${soft}, ${d.reserve} fds kept for files, listeners and the loop` +
+      `${fileCacheFds === undefined ? "" : `, of them ${fileCacheFds} per worker for cached open files`}; --max-connections sets it)`,
+      { cap: d.cap, nofile: soft, reserve: d.reserve, file_cache_fds: fileCacheFds ?? null });
   } else {
     // The cap must fit the fd limit: refused now (a usage error), rather than
     // found out as EMFILE under load. The soft limit is raised if needed.
@@ -528,7 +531,7 @@ export async function main(argv: string[]): Promise<number> {
   const relay = opts.mode === "tcp" ? `, relay ${opts.relay ?? DEFAULT_RELAY}` : "";
   const mode = cmd === "proxy" ? `${opts.mode}${relay}, events ${opts["event-mode"]}` : opts.mode as string;
   return serveInWorkers({
-    cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, fdCap, cpus,
+    cmd, so, count: workers, mode, graceMs: opts["shutdown-timeout"] as number, outputs, log, out, logSettings, maxConnections, fdCap, fileCacheFds, cpus,
     delayMs: opts["shutdown-delay"] as number,
   });
 }
@@ -587,6 +590,8 @@ async function serveInWorkers(run: {
   logSettings: { format: LogFormat; level: LogLevelName }; maxConnections?: number; cpus?: number[];
   /** With no --max-connections: the cap the fd limit holds (defaultConnectionCap). */
   fdCap?: number;
+  /** With it, when the fd limit is low: the fds each worker's open-file cache may keep open. */
+  fileCacheFds?: number;
   /** --shutdown-delay: ms between /readyz turning 503 and the listeners closing. */
   delayMs?: number;
 }): Promise<number> {
@@ -654,6 +659,7 @@ async function serveInWorkers(run: {
       options: {
         ...options,
         ...(run.maxConnections ?? run.fdCap) !== undefined ? { maxConnections: workerShare((run.maxConnections ?? run.fdCap)!, count, index) } : {},
+        ...(run.fileCacheFds !== undefined ? { fileCacheFds: run.fileCacheFds } : {}),
       },
       worker: index,
       log: run.logSettings,

@@ -70,6 +70,8 @@ export interface CoreConfig {
   logLevel: LogLevelName;
   /** Accepted connections open at most (0: no cap); at the cap, new connections wait in the listen queue. */
   maxConnections: number;
+  /** http: files the open-file cache may keep open (0: one per entry, 2048); beyond, an open first closes an unused one. */
+  fileCacheFds: number;
   /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
   metricsPeers: number;
   /**
@@ -114,6 +116,7 @@ export const defaultCoreConfig: CoreConfig = {
   proxyPeerAddrs: false,
   logLevel: "info",
   maxConnections: 0,
+  fileCacheFds: 0,
   metricsPeers: 0,
   tickRequests: 0,
   tickBytes: 0,
@@ -297,6 +300,11 @@ export class Core {
       throw new RangeError(`maxConnections must be a whole number >= 0 (0: no cap), got ${maxConns}`);
     }
     i[c + (abi.CFG_MAX_CONNECTIONS >> 2)] = maxConns;
+    const cacheFds = config.fileCacheFds ?? 0;
+    if (!(Number.isInteger(cacheFds) && cacheFds >= 0 && cacheFds <= 2 ** 31 - 1)) {
+      throw new RangeError(`fileCacheFds must be a whole number >= 0 (0: one per cache entry), got ${cacheFds}`);
+    }
+    i[c + (abi.CFG_FILE_CACHE_FDS >> 2)] = cacheFds;
     const fcfg = this.x.fairnessConfig();
     for (const [name, off] of [["tickRequests", abi.FCFG_TICK_REQUESTS], ["tickBytes", abi.FCFG_TICK_BYTES],
       ["writeHighWaterMark", abi.FCFG_WRITE_HIGH], ["writeLowWaterMark", abi.FCFG_WRITE_LOW]] as const) {

@@ -43,14 +43,20 @@ export function fdsNeeded(b: ConnectionBudget): { total: number; perConnection: 
  * one more (a file to open, an upstream to connect to) fails with EMFILE
  * for as long as the connections that hold them wait for it: none is ever
  * served. With it, accepting stops at the cap (new connections wait in the
- * listen queue) while requests still find fds.
+ * listen queue) while requests still find fds. serve's open-file cache is
+ * held to its part of that reserve (fileCacheFds per worker; 0 for the
+ * other commands), or cached files would take the fds back.
  */
-export function defaultConnectionCap(soft: number, b: Omit<ConnectionBudget, "maxConnections">): { cap: number; reserve: number } {
+export function defaultConnectionCap(soft: number, b: Omit<ConnectionBudget, "maxConnections">): { cap: number; reserve: number; fileCacheFds: number } {
   // (A proxy's idle upstream pool is bounded by its clients: take the limit itself as their bound.)
   const need = fdsNeeded({ ...b, maxConnections: soft });
   const reserve = Math.min(need.reserve, Math.floor(soft / 4));
   const cap = Math.floor((soft - reserve) / need.perConnection);
-  return { cap: Math.min(2 ** 31 - 1, Math.max(b.workers, cap)), reserve };
+  // serve's open-file cache: its full 2048 per worker if the reserve holds them, else a quarter
+  // of each worker's share of the reserve. The rest: the loop, listeners and Node's own fds
+  // (about 30 in all for one worker), and the fds an open or a re-check holds for a moment.
+  const fileCacheFds = b.kind !== "serve" ? 0 : reserve === need.reserve ? FILE_CACHE_FDS : Math.max(1, Math.floor(reserve / b.workers / 4));
+  return { cap: Math.min(2 ** 31 - 1, Math.max(b.workers, cap)), reserve, fileCacheFds };
 }
 
 /**

@@ -348,17 +348,15 @@ test("out of fds: an open that fails EMFILE is 503 Retry-After, not a cached 404
 });
 
 test("out of fds: the file cache gives back an unused cached file's fd, so the retry can open", () => {
-  const BODY = "cached\n";
   const failing = new Set(["b.txt"]);
   const fds = { "a.txt": 20, "b.txt": 21 };
   const h = new FakeHost({});
   h.answer(abi.OP_OPEN, (sqe, host) => {
     const path = Buffer.from(host.u8.subarray(sqe.a0, sqe.a0 + sqe.a1)).toString("latin1").replace(/^\/+/, "");
     if (failing.has(path)) return -abi.EMFILE;
-    fillFileRecord(host, sqe.a2, BODY.length);
+    fillFileRecord(host, sqe.a2, 40_000); // over the in-memory size: kept open, sent with sendfile
     return sqe.a3 === 1 ? 0 : fds[path];
   });
-  h.answer(abi.OP_PREAD, (sqe, host) => host.put(sqe.a0, BODY.slice(sqe.a2, sqe.a2 + sqe.a1)));
   h.listen(3, abi.PROTO_HTTP);
   h.setTime(1_000);
   h.queueAccept(3, 10);
@@ -379,6 +377,44 @@ test("out of fds: the file cache gives back an unused cached file's fd, so the r
   const a = ask(1_021, "a.txt");
   assert.match(a.text, /^HTTP\/1\.1 200 /);
   assert.is(h.ops(abi.OP_OPEN, { from: a.from }).filter((o) => o.a3 === 0).length, 1, "a.txt reopened");
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
+});
+
+test("the open-file cache keeps at most fileCacheFds files open: a new open first closes a cached one not in use (clock order); small files keep none", () => {
+  // *.txt: 40,000 bytes, over the in-memory size: kept open for sendfile. *.small: read into memory, then closed.
+  const BODY = "x\n";
+  const h = new FakeHost({ config: { fileCacheFds: 2 } });
+  const fdOf = (path) => 100 + path.charCodeAt(0) + (path.endsWith(".small") ? 50 : 0); // a.txt -> 197...
+  h.answer(abi.OP_OPEN, (sqe, host) => {
+    const path = Buffer.from(host.u8.subarray(sqe.a0, sqe.a0 + sqe.a1)).toString("latin1").replace(/^\/+/, "");
+    fillFileRecord(host, sqe.a2, path.endsWith(".small") ? BODY.length : 40_000);
+    return sqe.a3 === 1 ? 0 : fdOf(path);
+  });
+  h.answer(abi.OP_PREAD, (sqe, host) => host.put(sqe.a0, BODY));
+  h.listen(3, abi.PROTO_HTTP);
+  h.queueAccept(3, 10);
+  let first = true;
+  const get = (path) => {
+    h.feed(10, `GET /${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    const from = h.log.length;
+    h.tick([{ fd: first ? 3 : 10, events: abi.EV_READABLE }]);
+    first = false;
+    assert.match(h.takeOutput(10).toString("latin1"), /^HTTP\/1\.1 200 /, path);
+    return { opens: h.ops(abi.OP_OPEN, { from }).filter((o) => o.a3 === 0).length, closes: h.ops(abi.OP_CLOSE, { from }).map((o) => o.fd) };
+  };
+  const s = get("s.small");
+  assert.equal(s, { opens: 1, closes: [fdOf("s.small")] }, "a small file: read, then closed");
+  assert.equal(get("a.txt"), { opens: 1, closes: [] });
+  assert.equal(get("b.txt"), { opens: 1, closes: [] }, "two files open: the budget");
+  assert.equal(get("a.txt"), { opens: 0, closes: [] }, "a cache hit opens nothing");
+  const c = get("c.txt");
+  assert.is(c.opens, 1);
+  assert.is(c.closes.length, 1, "one cached file closed for the third");
+  assert.ok([fdOf("a.txt"), fdOf("b.txt")].includes(c.closes[0]), `a cached file's fd: ${c.closes}`);
+  // Every further new file keeps it at two open: one close per open.
+  for (const p of ["d.txt", "e.txt", "f.txt"]) assert.equal(get(p).closes.length, 1, p);
+  // The small file stayed cached through all of that (nothing is evicted while the cache has room).
+  assert.equal(get("s.small"), { opens: 0, closes: [] });
   assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 

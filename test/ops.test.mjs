@@ -6,11 +6,12 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { connect } from "node:net";
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Reactor, Server, kernelLimitWarnings, workerShare, defaultConnectionCap } from "../dist/index.js";
 import { makeRoot, removeRoot, spawnServer, runCli } from "./lib/http-server.mjs";
+import { HttpConn, get } from "./lib/http-client.mjs";
 
 const root = makeRoot({ "a.txt": "hello\n" });
 const servers = [];
@@ -81,6 +82,35 @@ test("log levels: debug adds a line per connection (accept, close) built by the 
   assert.equal(info.map((o) => o.event), ["test_info", "test_warn"]);
   const warn = await run("warn");
   assert.equal(warn.map((o) => o.event), ["test_warn"]);
+});
+
+test("under ulimit -n 256, a warm open-file cache leaves the connections their fds: 300 files cached, then 192 keep-alive clients all served", async () => {
+  // 150 files over the cache's in-memory size (each kept open for sendfile) and 150 small ones
+  // (read into memory, then closed).
+  const files = Object.fromEntries(Array.from({ length: 150 }, (_, i) => [[`f${i}.txt`, `${i}`.padEnd(40_000, ".")], [`s${i}.txt`, `small ${i}\n`]]).flat());
+  const many = makeRoot(files);
+  const t = await spawnServer(["serve", "--root", many, "--port", "0", "--log-level", "debug"], { prefix: ["prlimit", "--nofile=256:256"] });
+  servers.push(t);
+  try {
+    assert.match(t.stderr(), /at most 192 connections open \(RLIMIT_NOFILE 256, 64 fds kept for files, listeners and the loop, of them 16 per worker for cached open files/);
+    // One keep-alive connection walks every file: without a budget the cache would keep 300 open.
+    const walker = await HttpConn.open(t.port);
+    for (const name of Object.keys(files)) {
+      await walker.write(get(`/${name}`));
+      const r = await walker.response();
+      assert.is(r.status, 200, name);
+    }
+    // Without the budget the 150 large files alone would hold 150 fds.
+    const fds = readdirSync(`/proc/${t.child.pid}/fd`).length;
+    assert.ok(fds < 100, `${fds} fds open after the walk: the cache kept at most its budget (16)`);
+    // Then the rest of the cap, as keep-alive clients that stay: every one is accepted and answered
+    // (with the cache holding every large file open, most of them waited for a connection to close).
+    const conns = await Promise.all(Array.from({ length: 191 }, () => HttpConn.open(t.port)));
+    const got = await Promise.all(conns.map(async (c, i) => { await c.write(get(`/s${i % 150}.txt`)); return (await c.response()).status; }));
+    assert.equal(got.filter((s) => s !== 200), []);
+    for (const c of [walker, ...conns]) c.close();
+    assert.is(await t.stop(), 0);
+  } finally { removeRoot(many); }
 });
 
 /** One GET /a.txt with Connection: close, sent once `go` resolves; `connected`, then `status` (0: none). */
@@ -232,11 +262,14 @@ test("startup warnings: each kernel setting below --max-connections is named onc
 
 test("with no --max-connections the cap is what the fd limit holds after the reserve (at most a quarter of it)", () => {
   // serve, 1 worker: 64 fds for the loop + 2048 for the file cache; ulimit -n 256 keeps a quarter (64).
-  assert.equal(defaultConnectionCap(256, { workers: 1, kind: "serve" }), { cap: 192, reserve: 64 });
-  assert.equal(defaultConnectionCap(20_000, { workers: 2, kind: "serve" }), { cap: 20_000 - 2 * 2112, reserve: 2 * 2112 });
+  // The cache then keeps a quarter of each worker's share of the reserve open (the rest: the loop, Node, opens in progress).
+  assert.equal(defaultConnectionCap(256, { workers: 1, kind: "serve" }), { cap: 192, reserve: 64, fileCacheFds: 16 });
+  assert.equal(defaultConnectionCap(1024, { workers: 2, kind: "serve" }), { cap: 768, reserve: 256, fileCacheFds: 32 });
+  // A limit that holds the whole reserve: the cache's full 2048 per worker.
+  assert.equal(defaultConnectionCap(20_000, { workers: 2, kind: "serve" }), { cap: 20_000 - 2 * 2112, reserve: 2 * 2112, fileCacheFds: 2048 });
   // echo keeps only the loop's 64; a proxy connection holds two fds.
-  assert.equal(defaultConnectionCap(1024, { workers: 1, kind: "echo" }), { cap: 960, reserve: 64 });
-  assert.equal(defaultConnectionCap(10_000, { workers: 1, kind: "proxy", upstreams: 2, upstreamKeepalive: 0 }), { cap: Math.floor((10_000 - 66) / 2), reserve: 66 });
+  assert.equal(defaultConnectionCap(1024, { workers: 1, kind: "echo" }), { cap: 960, reserve: 64, fileCacheFds: 0 });
+  assert.equal(defaultConnectionCap(10_000, { workers: 1, kind: "proxy", upstreams: 2, upstreamKeepalive: 0 }), { cap: Math.floor((10_000 - 66) / 2), reserve: 66, fileCacheFds: 0 });
   // Never below one per worker, never beyond an i32.
   assert.equal(defaultConnectionCap(3, { workers: 4, kind: "serve" }).cap, 4);
   assert.is(defaultConnectionCap(2 ** 40, { workers: 1, kind: "echo" }).cap, 2 ** 31 - 1);

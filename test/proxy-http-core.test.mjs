@@ -18,24 +18,37 @@ function httpProxy(config = {}) {
   return h;
 }
 
-test("an upstream socket beyond the core's fd table: the client gets a 502 and keeps its connection (fuzz seed 2654435763)", () => {
+test("an upstream socket beyond the core's fd table: the client gets a 503 (a shortage of ours) and keeps its connection (fuzz seed 2654435763)", () => {
   const h = httpProxy({ maxFds: 64 });
   h.nextSocketFd = 64; // socket() returns an fd the core has no record for
   h.feed(CLIENT, GET);
   h.tick([{ fd: LISTENER, events: R }]);
-  // docs/proxy.md: 502 when the upstream fails before a response head; the
+  // docs/proxy.md: 503 when the proxy is out of fds for an upstream socket; the
   // request was read whole and did not ask to close, so the connection stays.
   assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === 64), "the stray socket is closed");
   assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the client is not closed");
   const out = h.output(CLIENT).toString("latin1");
-  assert.match(out, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+  assert.match(out, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
   assert.not.match(out, /Connection: close/i);
   assert.is(h.ops(abi.OP_CONNECT).length, 0, "nothing was connected");
   // the next request on the same connection is served the same way
   h.nextSocketFd = 64;
   h.feed(CLIENT, GET);
   h.tick([{ fd: CLIENT, events: R }]);
-  assert.is(h.output(CLIENT).toString("latin1").match(/502 Bad Gateway\r\n/g)?.length, 2);
+  assert.is(h.output(CLIENT).toString("latin1").match(/503 Service Unavailable\r\n/g)?.length, 2);
+});
+
+test("socket() failing EMFILE: 503 and the client kept, not a 502, and not a failure of the upstream's; another errno: 502", () => {
+  const h = httpProxy({});
+  h.answer(abi.OP_SOCKET, [-abi.EMFILE, -abi.EACCES]);
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: LISTENER, events: R }]);
+  assert.match(h.takeOutput(CLIENT).toString("latin1"), /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  h.feed(CLIENT, GET);
+  h.tick([{ fd: CLIENT, events: R }]);
+  assert.match(h.takeOutput(CLIENT).toString("latin1"), /^HTTP\/1\.1 502 Bad Gateway\r\n/);
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the client is not closed");
+  assert.is(h.ops(abi.OP_CONNECT).length, 0);
 });
 
 test("a response whose last bytes leave on the client's write completion: the upstream it closed is not touched again (fuzz seed 1)", () => {

@@ -1,9 +1,11 @@
 // The open-file cache (nginx's open_file_cache, in the core).
 //
-// Keyed by the normalised path, an entry keeps the file's open fd, its
-// metadata, a precomputed block of response headers (Content-Type,
-// Last-Modified, ETag, Accept-Ranges) and, for small files, the content
-// itself in linear memory so a response is one writev. Misses and 404s are
+// Keyed by the normalised path, an entry keeps the file's open fd (for
+// sendfile), its metadata, a precomputed block of response headers
+// (Content-Type, Last-Modified, ETag, Accept-Ranges) or, for small files, the
+// content itself in linear memory so a response is one writev, and no fd
+// (closed once the content is read). At most fdBudget files are kept open
+// (CFG_FILE_CACHE_FDS; see fdsHeld). Misses and 404s are
 // cached too. An entry is revalidated (stat by path) when it is older than
 // VALIDATE_MS, so a replaced or edited file is noticed within a second.
 //
@@ -83,10 +85,25 @@ let buckets: usize = 0;
 const BUCKETS: i32 = 4096;
 let clockHand: i32 = 0;
 let bodyBytes: i32 = 0;
+// Fds the cache holds: open files of its entries, and the opens in flight
+// (each will hold one). Over fdBudget, a response that lets go of a file
+// closes an unused cached one (entryUnref, shedFd), so the cache does not
+// keep the fds the connections and the loop were promised (host/limits.ts
+// defaultConnectionCap) beyond the files responses are using at the moment.
+let fdsHeld: i32 = 0;
+let fdBudget: i32 = 0;
+// Free entries, a stack (4 bytes per entry): a free entry is taken before the
+// clock evicts anything, so nothing is evicted while the cache has room.
+let freeList: usize = 0;
+let freeCount: i32 = 0;
 
-export function fileCacheInit(cap: i32): void {
+/** `cap` entries; at most `fds` of them keep their file open (0: all of them). */
+export function fileCacheInit(cap: i32, fds: i32 = 0): void {
   capacity = cap;
+  fdBudget = fds > 0 ? min(fds, cap) : cap;
   entries = heap.alloc(<usize>cap * ENTRY_SIZE);
+  freeList = heap.alloc(<usize>cap * 4);
+  for (let i = cap - 1; i >= 0; i--) store<i32>(freeList + <usize>(freeCount++) * 4, i); // entry 0 on top
   buckets = heap.alloc(<usize>BUCKETS * 4);
   memory.fill(buckets, 0, <usize>BUCKETS * 4);
 }
@@ -112,7 +129,14 @@ export function entryUnref(i: i32): void {
   const e = entry(i);
   const refs = load<i32>(e + E_REFS) - 1;
   store<i32>(e + E_REFS, refs);
-  if (refs == 0 && load<i32>(e + E_STATE) == FC_STALE) release(i);
+  if (refs != 0) return;
+  if (load<i32>(e + E_STATE) == FC_STALE) { release(i); return; }
+  // Over the fd budget: a cached file nobody is reading closes (the clock's
+  // next unused one; this one if there is no other). Only here, when a
+  // response lets go of a file, never on the way to an open: there it could
+  // close the file a request has just opened and is about to use (a request
+  // for X.br needs X too), and the two would take turns forever.
+  if (fdsHeld > fdBudget && !shedFd(i) && load<i32>(e + E_FD) >= 0 && load<i32>(e + E_REVALIDATING) == 0) { unlink(i); release(i); }
 }
 
 function hashPath(p: usize, n: i32): u32 {
@@ -149,6 +173,7 @@ export function startOpen(connFd: i32, p: usize, n: i32): i32 {
   if (n >= PATH_MAX_CACHED) return -1;
   const i = allocate();
   if (i < 0) return -1;
+  fdsHeld++; // (the budget is kept when responses let go of files: entryUnref)
   const e = entry(i);
   const h = hashPath(p, n);
   memory.copy(e + E_PATH, p, <usize>n);
@@ -226,6 +251,7 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
     return true;
   }
   store<f64>(e + E_VALIDATED, now());
+  if (res < 0 || load<i32>(rec + FILE_KIND) != FILE_REGULAR) fdsHeld--; // no fd kept (one of a directory is closed below)
   if (res < 0) {
     store<i32>(e + E_KIND, res); // cached miss: -ENOENT, -EACCES, -EXDEV (outside the root)...
     store<i32>(e + E_STATE, FC_READY);
@@ -265,13 +291,20 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
 /** Ring-pool bytes held by cached bodies (for the invariant check). */
 export function cachedBodyBytes(): i32 { return bodyBytes; }
 
-/** The small-file body read came back; the entry is ready either way. */
+/**
+ * The small-file body read came back; the entry is ready either way. Whole,
+ * the body is served from memory and re-checked by path: the file is closed
+ * (a cache of small files holds no fds).
+ */
 export function bodyLoaded(i: i32, res: i32): void {
   const e = entry(i);
   if (res != <i32>load<f64>(e + E_SIZE)) {
     // Short read (the file is changing under us) or an error: serve it with
     // sendfile instead, and let revalidation notice the change.
     dropBody(e);
+  } else {
+    const fd = load<i32>(e + E_FD);
+    if (fd >= 0) { submit(OP_CLOSE, fd, 0, 0, 0, 0); fdsHeld--; store<i32>(e + E_FD, -1); }
   }
   store<i32>(e + E_STATE, FC_READY);
 }
@@ -350,26 +383,27 @@ function unlink(i: i32): void {
 function release(i: i32): void {
   const e = entry(i);
   const fd = load<i32>(e + E_FD);
-  if (fd >= 0) submit(OP_CLOSE, fd, 0, 0, 0, 0);
+  if (fd >= 0) { submit(OP_CLOSE, fd, 0, 0, 0, 0); fdsHeld--; }
   dropBody(e);
   store<i32>(e + E_FD, -1);
   store<i32>(e + E_STATE, FC_FREE);
   fcLive--;
+  store<i32>(freeList + <usize>(freeCount++) * 4, i);
 }
 
 /**
- * Out of fds: gives one back. Closes the fd of an unused cached file (the
- * clock's next victim among the entries holding one), so the retry after
- * RETRY_MS can open; the cache shrinks to what the fd limit leaves it rather
- * than answer 503 while it sits on fds nobody is reading. False if every
- * cached fd is in use.
+ * Gives one fd back: closes an unused cached file (the clock's next victim
+ * among the entries holding one; not `keep`), for the fd budget (entryUnref)
+ * or when an open met EMFILE, so that the retry after RETRY_MS can open: the
+ * cache shrinks to what the fd limit leaves it rather than answer 503 while
+ * it sits on fds nobody is reading. False if every cached fd is in use.
  */
-function shedFd(): bool {
+function shedFd(keep: i32 = -1): bool {
   for (let scanned = 0; scanned < capacity * 2; scanned++) {
     const i = clockHand;
     clockHand = (clockHand + 1) % capacity;
     const e = entry(i);
-    if (load<i32>(e + E_STATE) != FC_READY || load<i32>(e + E_FD) < 0 || load<i32>(e + E_REFS) > 0
+    if (i == keep || load<i32>(e + E_STATE) != FC_READY || load<i32>(e + E_FD) < 0 || load<i32>(e + E_REFS) > 0
       || load<i32>(e + E_REVALIDATING) != 0) continue;
     if (load<i32>(e + E_USED) != 0) { store<i32>(e + E_USED, 0); continue; }
     unlink(i);
@@ -379,19 +413,19 @@ function shedFd(): bool {
   return false;
 }
 
-/** A free entry, evicting an unused one (clock algorithm) if needed; -1 if all are busy. */
+/** A free entry, else one evicted (the clock's next unused one); -1 if all are busy. */
 function allocate(): i32 {
-  for (let scanned = 0; scanned < capacity * 2; scanned++) {
-    const i = clockHand;
-    clockHand = (clockHand + 1) % capacity;
-    const e = entry(i);
-    const st = load<i32>(e + E_STATE);
-    if (st == FC_FREE) return i;
-    if (st != FC_READY || load<i32>(e + E_REFS) > 0 || load<i32>(e + E_REVALIDATING) != 0) continue;
-    if (load<i32>(e + E_USED) != 0) { store<i32>(e + E_USED, 0); continue; }
-    unlink(i);
-    release(i);
-    return i;
+  if (freeCount == 0) {
+    for (let scanned = 0; scanned < capacity * 2 && freeCount == 0; scanned++) {
+      const i = clockHand;
+      clockHand = (clockHand + 1) % capacity;
+      const e = entry(i);
+      if (load<i32>(e + E_STATE) != FC_READY || load<i32>(e + E_REFS) > 0 || load<i32>(e + E_REVALIDATING) != 0) continue;
+      if (load<i32>(e + E_USED) != 0) { store<i32>(e + E_USED, 0); continue; }
+      unlink(i);
+      release(i); // onto the free list
+    }
+    if (freeCount == 0) return -1;
   }
-  return -1;
+  return load<i32>(freeList + <usize>(--freeCount) * 4);
 }

@@ -8,9 +8,9 @@
 // exported back and forth.)
 import {
   FILE_REGULAR, FILE_DIRECTORY, OP_LIST, ENOENT, EACCES, ENAMETOOLONG, FILE_HAS_BR, FILE_HAS_GZIP, C_STATE,
-  C_INFLIGHT, C_RBUF, C_RPOS, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, OP_OPEN,
+  C_INFLIGHT, C_RBUF, C_RPOS, C_BODY_KIND, C_BODY_PTR, C_BODY_FD, C_BODY_LEFT, C_BODY_OFF, OP_OPEN, CFG_FILE_CACHE_FDS,
 } from "../abi";
-import { submit, wallNow } from "../reactor/ctl";
+import { submit, wallNow, ctlI32 } from "../reactor/ctl";
 import { doneA2, doneA3 } from "../reactor/inflight";
 import { metricsFileCache } from "../reactor/metrics";
 import { ringTake, ringGive } from "../reactor/pool";
@@ -65,7 +65,7 @@ const LIST_CLASS: i32 = 4;             // listing buffers: 4096 << 4 = 64 KiB fr
 /** Checks the multipart layout and sets the file cache up (httpInit). */
 export function filesInit(): void {
   if (MP_TEXT + (RANGE_PARTS_MAX + 1) * PART_HEAD_MAX > 4096 << MP_CLASS) abort("multipart layout overflows its buffer");
-  fileCacheInit(2048);
+  fileCacheInit(2048, ctlI32(CFG_FILE_CACHE_FDS));
 }
 
 /**

@@ -29,7 +29,7 @@
 // idempotent (GET/HEAD) without a body. A request whose body started to
 // stream from a second buffer (its first bytes are gone) is never retried.
 import {
-  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EMFILE,
+  OP_READ, OP_SOCKET, OP_CONNECT, OP_CLOSE, OP_SHUTDOWN, EAGAIN, EMFILE, ENFILE, ENOMEM, ENOBUFS,
   STAT_BYTES_IN, STAT_REQUESTS, STAT_RESPONSES_4XX, STAT_RESPONSES_5XX,
   CFG_PROXY_HASH_KEY, CFG_PEER_ADDRS,
   STAT_PROXY_NO_UPSTREAM, PROTO_PROXY_HTTP, C_PROTO, C_INFLIGHT, C_RBUF, C_RLEN, C_RPOS, C_WLEN,
@@ -420,13 +420,20 @@ export function httpProxyService(op: i32, fd: i32, res: i32): void {
 
 function socketDone(client: i32, res: i32): void {
   // An fd beyond the core's tables: to the client, as a socket() that
-  // failed (502; tcp mode, which has no answer, closes the client).
+  // failed for want of fds (tcp mode, which has no answer, closes the client).
   if (res >= maxFds && client >= 0 && client < maxFds && cget(client, C_STATE) == CS_SOCKET && !(flags(client) & CF_CLOSING)) {
     submit(OP_CLOSE, res, 0, 0, 0, 0);
     res = -EMFILE;
   }
   if (!socketArrived(client, res, CS_SOCKET)) return;
-  if (res < 0) { gstat(PXG_502); answer(client, 502, false); return; }
+  if (res < 0) {
+    // Out of fds or memory here is this proxy's shortage, not the upstream's
+    // fault (not counted against it): 503, as serve answers one. Else 502.
+    const short = res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS;
+    gstat(short ? PXG_503 : PXG_502);
+    answer(client, short ? 503 : 502, false);
+    return;
+  }
   const up = res;
   upstreamOpen(client, up, PROTO_PROXY_HTTP, US_CONNECTING, CS_WAIT);
   cset(up, X_POOL_NEXT, -1);

@@ -13,7 +13,8 @@
 //   - Every submission is answered by a script: per op, or per op and fd, a
 //     constant, a queue of results, or a function. Without a script a small
 //     socket model answers (READ: queued input or -EAGAIN; WRITE: as many
-//     bytes as the peer has room for; ACCEPT: queued fds or -EAGAIN; CTL,
+//     bytes as the peer has room for; SENDFILE: the whole chunk (bytes not
+//     modelled); ACCEPT: queued fds or -EAGAIN; CTL,
 //     CLOSE: 0; CALL: the JS callback registered under that id).
 //   - Every SQE carried out is appended to `log` with its result, so a test
 //     can assert what the core asked for, in which phase and in which order.
@@ -46,6 +47,7 @@ export const defaultConfig = {
   maxEvents: 64,
   accessLog: false,
   readBuf: 32 * 1024,
+  fileCacheFds: 0,          // files the open-file cache may keep open (0: one per entry)
   metricsPeers: 0,          // other workers' snapshots a /metrics scrape sums (OP_METRICS: answer() it)
 };
 
@@ -53,7 +55,7 @@ const CFG_FIELDS = {
   maxFds: abi.CFG_MAX_FDS, idleTimeoutMs: abi.CFG_IDLE_TIMEOUT,
   headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
   maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
-  maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF, metricsPeers: abi.CFG_METRICS_PEERS,
+  maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF, metricsPeers: abi.CFG_METRICS_PEERS, fileCacheFds: abi.CFG_FILE_CACHE_FDS,
 };
 
 /**
@@ -356,6 +358,9 @@ export class FakeHost {
         return 0;
       }
       case abi.OP_SPLICE: return this.splice(a3, a0, a1, a2);
+      case abi.OP_SENDFILE: // the whole chunk, moving the offset at a1 as the kernel does (the bytes are not modelled)
+        this.dv.setBigInt64(a1, this.dv.getBigInt64(a1, true) + BigInt(a2), true);
+        return a2;
       default: return 0; // CTL, CLOSE, SHUTDOWN, STOP, NOP, CONNECT (connected at once)
     }
   }

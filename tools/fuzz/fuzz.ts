@@ -238,7 +238,7 @@ class Iteration {
   private readonly fds = new Map<number, SimSocket>();
   private readonly pending: Uint8Array[] = [];
   private readonly files: FileTable;
-  /** Paths whose open failed by a fault the fuzzer injected (EMFILE): their cached answer may be 404. */
+  /** Paths whose open failed by a fault the fuzzer injected (EMFILE): their answer may be 503 (a shortage). */
   private readonly faultedPaths = new Set<string>();
   /** HTTP and echo connections, open or closed, in accept order: judged at the end. */
   private readonly conns: SimSocket[] = [];
@@ -326,6 +326,9 @@ class Iteration {
     this.config.idleTimeoutMs = this.slowClock ? r.pick([0, 30000]) : r.pick([0, 50, 1000, 30000]);
     this.config.headerTimeoutMs = this.slowClock ? r.pick([0, 60000]) : r.pick([0, 30, 1000, 60000]);
     this.proto = r.chance(0.6) ? abi.PROTO_HTTP : abi.PROTO_ECHO;
+    // Half the iterations hold the open-file cache to a few open files (shedFd at every open).
+    // (A generator of its own: the other choices stay what they were.)
+    this.config.fileCacheFds = new Rng(seed ^ 0x0fc0fd5).pick([0, 0, 1, 3]);
     // (The constant keeps the seeds in test/fuzz.test.mjs, recorded before
     // proxy iterations existed, plain iterations: they replay as they were.)
     this.prng = new Rng(seed ^ 0x934a9b91);

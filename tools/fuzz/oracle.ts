@@ -310,13 +310,15 @@ function normalize(target: string): { path: string; slash: boolean } | number {
 }
 
 const NOT_FOUND: Outcome = { status: 404, bodyLen: null, simple: true };
+/** An open that failed for want of fds (the fuzzer's EMFILE): a shortage, answered 503 with Retry-After, never a 404. */
+const UNAVAILABLE: Outcome = { status: 503, bodyLen: null, simple: true };
 
 function staticOutcomes(h: Head, env: Env, one: (k: string) => string | undefined): (etag: string | undefined) => Outcome[] {
   const n = normalize(h.target);
   if (typeof n === "number") return () => [{ status: n, bodyLen: null, simple: true }];
   const open = n.slash ? (n.path ? `${n.path}/index.html` : "index.html") : n.path || ".";
   const st = env.stat(open);
-  const fault = env.faulted(open) ? [NOT_FOUND] : [];
+  const fault = env.faulted(open) ? [UNAVAILABLE] : [];
   if (st.kind === "none") {
     if (env.listing && n.slash) {
       const l = env.list(n.path || ".");
