@@ -6,6 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import abi from "./lib/abi.mjs";
 import { FakeHost } from "./lib/fakehost.mjs";
+import { decodeSqe } from "../build/sqe.js";
 
 const LISTENER = 3, CLIENT = 10, UP = 100;
 const R = abi.EV_READABLE, W = abi.EV_WRITABLE;
@@ -96,5 +97,64 @@ test("a whole head waiting for a slow connect is not cut by the header timeout: 
   h.runTimers();
   assert.match(h.output(CLIENT).toString("latin1"), /^HTTP\/1\.1 50[24] /, "the retry timed out too: an error answer, not a silent close");
 });
+
+/** Keeps the client's reads in flight while `holding` (completed by the completion phase once it ends). */
+class HoldHost extends FakeHost {
+  holding = false;
+  held = [];
+  carryOut(n, sq, cq) {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
+      if (this.holding && sqe.op === abi.OP_READ && sqe.fd === CLIENT) this.held.push({ sqe, tag, gen });
+      else this.finish(cq, k++, sqe, tag, gen);
+    }
+    return k;
+  }
+  reapInto(cq, max) {
+    if (this.holding) return 0;
+    const take = this.held.splice(0, max);
+    take.forEach(({ sqe, tag, gen }, k) => this.finish(cq, k, sqe, tag, gen));
+    return take.length;
+  }
+  finish(cq, k, sqe, tag, gen) {
+    const res = this.respond(sqe) | 0;
+    this.i32.set([tag, gen, res, 0], (cq >> 2) + k * (abi.CQE_SIZE >> 2));
+    this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
+  }
+}
+
+for (const [how, status] of [["the upstream timeout", 504], ["a reset of the upstream", 502]]) {
+  for (const more of ["more body bytes", "EAGAIN"]) {
+    test(`an answer queued while the client's body read is in flight (${how}, the read returns ${more}) is written when that read completes (fuzz seed 684428159)`, () => {
+      // A PUT whose body outgrows the first read: the head and the first body
+      // bytes go to the upstream, the client is read on, and that read is in
+      // flight (a completion in a later tick) when the upstream fails before
+      // any response: the answer goes into the client's ring, its run is
+      // skipped (one op at a time). The read's completion must get it written:
+      // the client is not read any more (interest 0), no event will come.
+      const h = new HoldHost({ config: { proxy: { balance: abi.BAL_RR, upstreamTimeoutMs: 1000, upstreams: [{ port: 9001 }] } } });
+      h.listen(LISTENER, abi.PROTO_PROXY_HTTP);
+      h.queueAccept(LISTENER, CLIENT);
+      h.feed(CLIENT, `PUT /r HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n${"q".repeat(4000)}`);
+      h.tick([{ fd: LISTENER, events: R }]);
+      assert.match(h.output(UP).toString("latin1"), /^PUT \/r HTTP\/1\.1\r\n[^]*\r\n\r\nq{4000}$/, "the head and the first body bytes reached the upstream");
+      h.holding = true;
+      if (more !== "EAGAIN") h.feed(CLIENT, "q".repeat(3000));
+      h.tick([{ fd: CLIENT, events: R }]);
+      assert.is(h.held.length, 1, "the client's body read is in flight");
+      if (status === 504) { h.setTime(1500); h.runTimers(); } else { h.socket(UP).error = abi.ECONNRESET; h.tick([{ fd: UP, events: R }]); }
+      assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "the upstream connection is closed");
+      h.holding = false;
+      h.tick();
+      h.tick();
+      const out = h.output(CLIENT).toString("latin1");
+      assert.match(out, new RegExp(`^HTTP/1\\.1 ${status} `), `the ${status} reached the client (got ${JSON.stringify(out)})`);
+      assert.match(out, /Connection: close/i, "the rest of the body is not read past: the connection closes");
+      assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the client is closed once the answer is out");
+      assert.equal(h.epollViolations, []);
+    });
+  }
+}
 
 test.run();

@@ -198,7 +198,15 @@ export function httpProxyComplete(fd: i32, op: i32, res: i32): void {
   const c = conn(fd);
   const inflight = load<i32>(c + C_INFLIGHT);
   const st = load<i32>(c + C_STATE);
-  if (inflight == OP_READ) { store<i32>(c + C_INFLIGHT, 0); readDone(fd, st, res); return; }
+  if (inflight == OP_READ) {
+    store<i32>(c + C_INFLIGHT, 0);
+    readDone(fd, st, res);
+    // Bytes put in its ring while the read was in flight (an answer of ours
+    // after the upstream went, response bytes) were enqueued then, but the
+    // run returned on the read: write them now (no event may come for them).
+    if (cget(fd, C_STATE) != 0 && cget(fd, C_INFLIGHT) == 0 && outPending(fd)) enqueue(fd);
+    return;
+  }
   if (inflight == OP_SHUTDOWN) { store<i32>(c + C_INFLIGHT, 0); setFlag(fd, CF_READABLE); enqueue(fd); return; }
   // a write from the ring
   const before = load<i32>(c + C_WLEN);

@@ -163,7 +163,7 @@ export class FakeHost {
       ["writeHighWaterMark", abi.FCFG_WRITE_HIGH], ["writeLowWaterMark", abi.FCFG_WRITE_LOW]]) {
       this.dv.setInt32(fair + off, c[name] ?? 0, true);
     }
-    // The proxy (PROTO_PROXY_TCP): config.proxy = { balance, connectTimeoutMs, upstreams: [{ port, weight }] },
+    // The proxy (PROTO_PROXY_TCP): config.proxy = { balance, connectTimeoutMs, upstreamTimeoutMs, upstreams: [{ port, weight }] },
     // upstreams on 127.0.0.1 (sockaddr_in as the host writes it, abi.ts PXC_*).
     if (c.proxy) {
       const px = c.proxy;
@@ -171,6 +171,7 @@ export class FakeHost {
       this.dv.setInt32(this.x.balanceConfig() + abi.BCFG_POLICY, px.balance ?? abi.BAL_RR, true);
       i[at(abi.CFG_PEER_ADDRS)] = px.balance === abi.BAL_IP_HASH ? 1 : 0;
       i[at(abi.CFG_PROXY_CONNECT_TIMEOUT)] = px.connectTimeoutMs ?? 0;
+      i[at(abi.CFG_PROXY_UPSTREAM_TIMEOUT)] = px.upstreamTimeoutMs ?? 0; // http mode: no response head in time -> 504
       i[at(abi.CFG_RELAY)] = px.relay ?? abi.RELAY_COPY; // RELAY_SPLICE: OP_PIPE / OP_SPLICE (the pipe model below)
       // active health checks: px.health = { check: CHECK_*, intervalMs, timeoutMs, path, rise, fall }
       if (px.health) {
