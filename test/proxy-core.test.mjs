@@ -5,8 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import abi from "./lib/abi.mjs";
-import { FakeHost } from "./lib/fakehost.mjs";
-import { decodeSqe } from "../build/sqe.js";
+import { FakeHost, HoldHost } from "./lib/fakehost.mjs";
 
 const LISTENER = 3, CLIENT = 10, UP1 = 100, UP2 = 101;
 const R = abi.EV_READABLE, W = abi.EV_WRITABLE;
@@ -156,31 +155,6 @@ for (const relay of ["copy", "splice"]) {
   });
 }
 
-/** Keeps the client's reads in flight while `holding` (completed by the completion phase once it ends). */
-class HoldHost extends FakeHost {
-  holding = false;
-  held = [];
-  carryOut(n, sq, cq) {
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
-      if (this.holding && sqe.op === abi.OP_READ && sqe.fd === CLIENT) this.held.push({ sqe, tag, gen });
-      else this.finish(cq, k++, sqe, tag, gen);
-    }
-    return k;
-  }
-  reapInto(cq, max) {
-    if (this.holding) return 0;
-    const take = this.held.splice(0, max);
-    take.forEach(({ sqe, tag, gen }, k) => this.finish(cq, k, sqe, tag, gen));
-    return take.length;
-  }
-  finish(cq, k, sqe, tag, gen) {
-    const res = this.respond(sqe) | 0;
-    this.i32.set([tag, gen, res, 0], (cq >> 2) + k * (abi.CQE_SIZE >> 2));
-    this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
-  }
-}
 
 test("bytes queued for a side while its read is in flight are written when that read completes empty (fuzz seed 535203443)", () => {
   // The upstream's bytes reach the client's ring while the client's own read
@@ -188,7 +162,7 @@ test("bytes queued for a side while its read is in flight are written when that 
   // then. Its read comes back EAGAIN (later: 0, the probe of a client past
   // its FIN): no readiness will follow, so the completion itself must get
   // the bytes written.
-  const h = new HoldHost({ config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] } } });
+  const h = new HoldHost(CLIENT, { config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] } } });
   h.listen(LISTENER, abi.PROTO_PROXY_TCP);
   acceptClient(h);
   h.holding = true;
@@ -214,7 +188,7 @@ test("bytes queued for a side while its read is in flight are written when that 
   assert.is(h.output(CLIENT).toString(), "reply more");
 
   // The same while the client's first FIN is being read (fuzz seed 1204993651).
-  const g = new HoldHost({ config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] } } });
+  const g = new HoldHost(CLIENT, { config: { proxy: { balance: abi.BAL_RR, upstreams: [{ port: 9001 }] } } });
   g.listen(LISTENER, abi.PROTO_PROXY_TCP);
   acceptClient(g);
   g.holding = true;

@@ -5,8 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import abi from "./lib/abi.mjs";
-import { FakeHost } from "./lib/fakehost.mjs";
-import { decodeSqe } from "../build/sqe.js";
+import { FakeHost, HoldHost } from "./lib/fakehost.mjs";
 
 const LISTENER = 3, CLIENT = 10, UP = 100;
 const R = abi.EV_READABLE, W = abi.EV_WRITABLE;
@@ -98,31 +97,6 @@ test("a whole head waiting for a slow connect is not cut by the header timeout: 
   assert.match(h.output(CLIENT).toString("latin1"), /^HTTP\/1\.1 50[24] /, "the retry timed out too: an error answer, not a silent close");
 });
 
-/** Keeps the client's reads in flight while `holding` (completed by the completion phase once it ends). */
-class HoldHost extends FakeHost {
-  holding = false;
-  held = [];
-  carryOut(n, sq, cq) {
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
-      if (this.holding && sqe.op === abi.OP_READ && sqe.fd === CLIENT) this.held.push({ sqe, tag, gen });
-      else this.finish(cq, k++, sqe, tag, gen);
-    }
-    return k;
-  }
-  reapInto(cq, max) {
-    if (this.holding) return 0;
-    const take = this.held.splice(0, max);
-    take.forEach(({ sqe, tag, gen }, k) => this.finish(cq, k, sqe, tag, gen));
-    return take.length;
-  }
-  finish(cq, k, sqe, tag, gen) {
-    const res = this.respond(sqe) | 0;
-    this.i32.set([tag, gen, res, 0], (cq >> 2) + k * (abi.CQE_SIZE >> 2));
-    this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
-  }
-}
 
 for (const [how, status] of [["the upstream timeout", 504], ["a reset of the upstream", 502]]) {
   for (const more of ["more body bytes", "EAGAIN"]) {
@@ -133,7 +107,7 @@ for (const [how, status] of [["the upstream timeout", 504], ["a reset of the ups
       // any response: the answer goes into the client's ring, its run is
       // skipped (one op at a time). The read's completion must get it written:
       // the client is not read any more (interest 0), no event will come.
-      const h = new HoldHost({ config: { proxy: { balance: abi.BAL_RR, upstreamTimeoutMs: 1000, upstreams: [{ port: 9001 }] } } });
+      const h = new HoldHost(CLIENT, { config: { proxy: { balance: abi.BAL_RR, upstreamTimeoutMs: 1000, upstreams: [{ port: 9001 }] } } });
       h.listen(LISTENER, abi.PROTO_PROXY_HTTP);
       h.queueAccept(LISTENER, CLIENT);
       h.feed(CLIENT, `PUT /r HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n${"q".repeat(4000)}`);

@@ -577,3 +577,32 @@ export class FakeHost {
 
   stat(off) { return this.ctlI32(off); }
 }
+
+/**
+ * A FakeHost that keeps fd `holdFd`'s reads in flight while `holding` is
+ * true; the completion phase completes them once it is false again (a read
+ * that returns in a later tick, as io_uring's or the file pool's do).
+ */
+export class HoldHost extends FakeHost {
+  constructor(holdFd, options) { super(options); this.holdFd = holdFd; this.holding = false; this.held = []; }
+  carryOut(n, sq, cq) {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
+      if (this.holding && sqe.op === abi.OP_READ && sqe.fd === this.holdFd) this.held.push({ sqe, tag, gen });
+      else this.finish(cq, k++, sqe, tag, gen);
+    }
+    return k;
+  }
+  reapInto(cq, max) {
+    if (this.holding) return 0;
+    const take = this.held.splice(0, max);
+    take.forEach(({ sqe, tag, gen }, k) => this.finish(cq, k, sqe, tag, gen));
+    return take.length;
+  }
+  finish(cq, k, sqe, tag, gen) {
+    const res = this.respond(sqe) | 0;
+    this.i32.set([tag, gen, res, 0], (cq >> 2) + k * (abi.CQE_SIZE >> 2));
+    this.log.push({ phase: this.phase, ...sqe, res, tag, gen });
+  }
+}
