@@ -4,8 +4,15 @@
 // TCP state and the upstream's caches are warmest; nginx's keepalive does the
 // same). A pooled connection is watched for readability: anything it reads
 // (the upstream's FIN, a reset, stray bytes) drops it.
+//
+// Under a connection cap (CFG_MAX_CONNECTIONS), idle pooled connections
+// also live on the fds of client slots not in use: a connection is pooled
+// only while the clients open plus the connections pooled stay below the cap.
+// The fd budget (host/limits.ts) counts two fds per client and no pool; this
+// keeps it true when the pool would otherwise outgrow the clients.
 import { CFG_PROXY_KEEPALIVE, C_INFLIGHT, C_STATE, UPSTREAMS_MAX, PXH_POOLED, PXG_POOL_DROPPED } from "../abi";
 import { ctlI32 } from "../reactor/ctl";
+import { acceptedOpen, connectionCap } from "../reactor/listener";
 import {
   cget, cset, flags, clearFlag, connClose, setDeadline, connRefreshInterest, CF_READABLE, CF_EOF, CF_HUP, CF_CLOSING,
   CF_NO_READ,
@@ -17,12 +24,14 @@ const POOL_IDLE_MS: f64 = 60000;   // an idle pooled connection is closed after 
 const DEFAULT_KEEPALIVE = 1024; // idle connections kept per upstream: a 1,000-client burst reuses its connections (32 made them churn: bench/RESULTS.md "Proxy")
 
 let keepalive = DEFAULT_KEEPALIVE;
+let pooled: i32 = 0; // every upstream's pool
 
 /** Reads CFG_PROXY_KEEPALIVE and empties the pools, once at init. */
 export function poolInit(): void {
   keepalive = ctlI32(CFG_PROXY_KEEPALIVE);
   if (keepalive < 0) keepalive = DEFAULT_KEEPALIVE; // < 0: default; 0: no pool
   for (let u = 0; u < UPSTREAMS_MAX; u++) { store<i32>(poolHead + <usize>(u * 4), -1); store<i32>(poolSize + <usize>(u * 4), 0); }
+  pooled = 0;
 }
 
 /** Puts an idle upstream connection on its pool (LIFO); false when the pool is full. */
@@ -30,6 +39,9 @@ export function poolPut(up: i32): bool {
   const u = cget(up, X_UP);
   const size = load<i32>(poolSize + <usize>(u * 4));
   if (size >= keepalive) return false;
+  const cap = connectionCap();
+  if (cap > 0 && acceptedOpen() + pooled >= cap) return false;
+  pooled++;
   releaseBuf(up);
   const head = load<i32>(poolHead + <usize>(u * 4));
   cset(up, X_POOL_NEXT, head);
@@ -54,6 +66,7 @@ export function poolUnlink(up: i32): void {
   if (prev >= 0) cset(prev, X_POOL_NEXT, next); else store<i32>(poolHead + <usize>(u * 4), next);
   if (next >= 0) cset(next, X_POOL_PREV, prev);
   store<i32>(poolSize + <usize>(u * 4), load<i32>(poolSize + <usize>(u * 4)) - 1);
+  pooled--;
   cset(up, X_POOL_NEXT, -1);
   cset(up, X_POOL_PREV, -1);
 }

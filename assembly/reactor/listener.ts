@@ -67,6 +67,11 @@ let full = false;           // at the cap: listeners out of the interest set
 let capLoggedAt: f64 = -Infinity;
 let capReached: i32 = 0;    // times the cap was reached since the last warn line
 
+/** Accepted connections open now (they count against the cap). */
+export function acceptedOpen(): i32 { return clients; }
+/** CFG_MAX_CONNECTIONS as read at init; 0: no cap. */
+export function connectionCap(): i32 { return maxConns; }
+
 export function listenerAdd(fd: i32, proto: i32): i32 {
   if (fd < 0 || fd >= maxFds || listenerCount == MAX_LISTENERS || proto == PROTO_LISTENER || !protocolKnown(proto)) return -1;
   connOpen(fd, H_LISTENER, PROTO_LISTENER, L_STATE_OPEN);

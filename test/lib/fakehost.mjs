@@ -48,6 +48,7 @@ export const defaultConfig = {
   accessLog: false,
   readBuf: 32 * 1024,
   fileCacheFds: 0,          // files the open-file cache may keep open (0: one per entry)
+  maxConnections: 0,        // accepted connections open at most (0: no cap)
   metricsPeers: 0,          // other workers' snapshots a /metrics scrape sums (OP_METRICS: answer() it)
 };
 
@@ -56,6 +57,7 @@ const CFG_FIELDS = {
   headerTimeoutMs: abi.CFG_HEADER_TIMEOUT, writeBufMax: abi.CFG_WRITE_BUF_MAX, maxLine: abi.CFG_MAX_LINE,
   maxHeader: abi.CFG_MAX_HEADER, maxHeaders: abi.CFG_MAX_HEADERS, maxBody: abi.CFG_MAX_BODY,
   maxEvents: abi.CFG_MAX_EVENTS, readBuf: abi.CFG_READ_BUF, metricsPeers: abi.CFG_METRICS_PEERS, fileCacheFds: abi.CFG_FILE_CACHE_FDS,
+  maxConnections: abi.CFG_MAX_CONNECTIONS,
 };
 
 /**
@@ -172,6 +174,7 @@ export class FakeHost {
       i[at(abi.CFG_PEER_ADDRS)] = px.balance === abi.BAL_IP_HASH ? 1 : 0;
       i[at(abi.CFG_PROXY_CONNECT_TIMEOUT)] = px.connectTimeoutMs ?? 0;
       i[at(abi.CFG_PROXY_UPSTREAM_TIMEOUT)] = px.upstreamTimeoutMs ?? 0; // http mode: no response head in time -> 504
+      i[at(abi.CFG_PROXY_KEEPALIVE)] = px.keepalive ?? 0; // http mode: idle pooled connections per upstream (0: no pool)
       i[at(abi.CFG_RELAY)] = px.relay ?? abi.RELAY_COPY; // RELAY_SPLICE: OP_PIPE / OP_SPLICE (the pipe model below)
       // active health checks: px.health = { check: CHECK_*, intervalMs, timeoutMs, path, rise, fall }
       if (px.health) {
