@@ -538,7 +538,7 @@ export const PXG_TRUNCATED = 40;               // responses cut off by a close (
 export const PXG_POOL_DROPPED = 48;            // pooled connections dropped: closed / readable while idle
 
 // ---- operations (helper "ops"): log levels and events, the connection cap ----
-// CTL offset taken: 228.
+// CTL offsets taken: 228, 232.
 export const CFG_FILE_CACHE_FDS = 232;       // fds the open-file cache may keep open (0: as many as it has entries, 2048)
 export const CFG_MAX_CONNECTIONS = 228;      // accepted connections open at most (0: no cap). At the cap the
                                              // listeners leave the backend's interest and new connections wait in

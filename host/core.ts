@@ -70,7 +70,7 @@ export interface CoreConfig {
   logLevel: LogLevelName;
   /** Accepted connections open at most (0: no cap); at the cap, new connections wait in the listen queue. */
   maxConnections: number;
-  /** http: files the open-file cache may keep open (0: one per entry, 2048); beyond, an open first closes an unused one. */
+  /** http: files the open-file cache may keep open (0: one per entry, 2048); beyond, a response done with a file closes an unused one. */
   fileCacheFds: number;
   /** Metrics: other workers' snapshots this core's /metrics sums (OP_METRICS asks the host for them); 0: none. */
   metricsPeers: number;

@@ -380,7 +380,7 @@ test("out of fds: the file cache gives back an unused cached file's fd, so the r
   assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
-test("the open-file cache keeps at most fileCacheFds files open: a new open first closes a cached one not in use (clock order); small files keep none", () => {
+test("the open-file cache keeps at most fileCacheFds files open: a response done with a file closes a cached one not in use (clock order); small files keep none", () => {
   // *.txt: 40,000 bytes, over the in-memory size: kept open for sendfile. *.small: read into memory, then closed.
   const BODY = "x\n";
   const h = new FakeHost({ config: { fileCacheFds: 2 } });
@@ -394,8 +394,8 @@ test("the open-file cache keeps at most fileCacheFds files open: a new open firs
   h.listen(3, abi.PROTO_HTTP);
   h.queueAccept(3, 10);
   let first = true;
-  const get = (path) => {
-    h.feed(10, `GET /${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+  const get = (path, method = "GET") => {
+    h.feed(10, `${method} /${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
     const from = h.log.length;
     h.tick([{ fd: first ? 3 : 10, events: abi.EV_READABLE }]);
     first = false;
@@ -413,6 +413,8 @@ test("the open-file cache keeps at most fileCacheFds files open: a new open firs
   assert.ok([fdOf("a.txt"), fdOf("b.txt")].includes(c.closes[0]), `a cached file's fd: ${c.closes}`);
   // Every further new file keeps it at two open: one close per open.
   for (const p of ["d.txt", "e.txt", "f.txt"]) assert.equal(get(p).closes.length, 1, p);
+  // HEAD holds no file (nothing is sent from it): the budget is kept all the same.
+  for (const p of ["g.txt", "h.txt", "i.txt"]) assert.equal(get(p, "HEAD").closes.length, 1, `HEAD ${p}`);
   // The small file stayed cached through all of that (nothing is evicted while the cache has room).
   assert.equal(get("s.small"), { opens: 0, closes: [] });
   assert.is(h.x.checkInvariants(), abi.INV_OK);

@@ -52,28 +52,31 @@ test("socket() failing EMFILE: 503 and the client kept, not a 502, and not a fai
 });
 
 test("under a connection cap, an idle upstream connection is pooled only while clients + pooled stay below the cap", () => {
-  // Cap 2, a pool of 4 per upstream: the fd budget counts two fds per client and none for the
-  // pool, so the pool may only use the fds of client slots not taken.
-  const h = httpProxy({ maxConnections: 2, proxy: { balance: abi.BAL_RR, keepalive: 4, upstreams: [{ port: 9001 }] } });
-  const RESP = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  // The fd budget counts two fds per client and none for the pool: the pool may only use the
+  // fds of client slots not taken. Cap 1, one client open: no room to pool its upstream.
+  const h = httpProxy({ maxConnections: 1, proxy: { balance: abi.BAL_RR, keepalive: 4, upstreams: [{ port: 9001 }] } });
   h.feed(CLIENT, GET);
   h.tick([{ fd: LISTENER, events: R }]);
   assert.match(h.takeOutput(UP).toString("latin1"), /^GET \/a HTTP\/1\.1\r\n/);
-  h.feed(UP, RESP);
+  h.feed(UP, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   h.tick([{ fd: UP, events: R }]);
   assert.match(h.takeOutput(CLIENT).toString("latin1"), /^HTTP\/1\.1 200 OK\r\n[\s\S]*ok$/);
-  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "one client open: the upstream connection is pooled");
-  // A second client takes it from the pool; with two clients open there is no room to pool it again.
-  const B = CLIENT + 1;
-  h.queueAccept(LISTENER, B);
-  h.feed(B, GET);
+  assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "closed, not pooled");
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === CLIENT), "the client stays");
+});
+
+test("under a connection cap, a client accepted when clients + pooled would pass the cap closes a pooled connection", () => {
+  const h = httpProxy({ maxConnections: 2, proxy: { balance: abi.BAL_RR, keepalive: 4, upstreams: [{ port: 9001 }] } });
+  h.feed(CLIENT, GET);
   h.tick([{ fd: LISTENER, events: R }]);
-  assert.is(h.ops(abi.OP_SOCKET).length, 1, "reused from the pool");
-  assert.match(h.takeOutput(UP).toString("latin1"), /^GET \/a HTTP\/1\.1\r\n/);
-  h.feed(UP, RESP);
+  h.feed(UP, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   h.tick([{ fd: UP, events: R }]);
-  assert.match(h.takeOutput(B).toString("latin1"), /^HTTP\/1\.1 200 OK\r\n/);
-  assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "two clients open at a cap of 2: closed, not pooled");
+  assert.not.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "pooled: one client, one pooled, cap 2");
+  // A second client arrives (and has not asked anything yet): 2 clients + 1 pooled > 2.
+  h.queueAccept(LISTENER, CLIENT + 1);
+  h.tick([{ fd: LISTENER, events: R }]);
+  assert.ok(h.ops(abi.OP_CLOSE).some((e) => e.fd === UP), "the pooled connection gave its fd to the client slot");
+  assert.is(h.x.checkInvariants(), abi.INV_OK);
 });
 
 test("a response whose last bytes leave on the client's write completion: the upstream it closed is not touched again (fuzz seed 1)", () => {

@@ -131,12 +131,21 @@ export function entryUnref(i: i32): void {
   store<i32>(e + E_REFS, refs);
   if (refs != 0) return;
   if (load<i32>(e + E_STATE) == FC_STALE) { release(i); return; }
-  // Over the fd budget: a cached file nobody is reading closes (the clock's
-  // next unused one; this one if there is no other). Only here, when a
-  // response lets go of a file, never on the way to an open: there it could
-  // close the file a request has just opened and is about to use (a request
-  // for X.br needs X too), and the two would take turns forever.
-  if (fdsHeld > fdBudget && !shedFd(i) && load<i32>(e + E_FD) >= 0 && load<i32>(e + E_REVALIDATING) == 0) { unlink(i); release(i); }
+  entryIdle(i);
+}
+
+/**
+ * A response is done with entry i, or used it without holding it (HEAD,
+ * 304, 412, 416, an empty body). Over the fd budget, a cached file nobody
+ * is reading closes: the clock's next unused one, this one if there is no
+ * other. Only after a use, never on the way to an open: there it could
+ * close the file a request has just opened and is about to use (a request
+ * for X.br needs X too), and the two would take turns forever.
+ */
+export function entryIdle(i: i32): void {
+  const e = entry(i);
+  if (fdsHeld <= fdBudget || load<i32>(e + E_REFS) != 0) return;
+  if (!shedFd(i) && load<i32>(e + E_STATE) == FC_READY && load<i32>(e + E_FD) >= 0 && load<i32>(e + E_REVALIDATING) == 0) { unlink(i); release(i); }
 }
 
 function hashPath(p: usize, n: i32): u32 {
@@ -275,6 +284,11 @@ export function openCompleted(i: i32, res: i32, statOnly: bool): bool {
   store<i32>(e + E_FD, res);
   buildHeaders(i);
   const size = load<f64>(e + E_SIZE);
+  if (size == 0) { // nothing will ever be read from it
+    submit(OP_CLOSE, res, 0, 0, 0, 0);
+    fdsHeld--;
+    store<i32>(e + E_FD, -1);
+  }
   if (size > 0 && size <= SMALL_FILE_MAX && bodyBytes + <i32>size <= MEMORY_BUDGET) {
     const cls = ringClassFor(<i32>size);
     const body = ringTake(cls);

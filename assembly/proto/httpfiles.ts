@@ -32,7 +32,7 @@ import {
 import {
   fileCacheInit, lookup, startOpen, needsRevalidate, startRevalidate, addWaiter, waitersAddr, entryState, entryKind,
   entryFd, entrySize, entryMtime, entryBody, entryHeaders, entryHeadersLen, entryEtag, entryEtagLen, entryRef,
-  entryUnref, entryFlags, entryCtEnd, entryOfRecord, openCompleted, bodyLoaded, takeWaiters, FC_LOADING, transientError,
+  entryUnref, entryFlags, entryCtEnd, entryOfRecord, openCompleted, bodyLoaded, takeWaiters, FC_LOADING, transientError, entryIdle,
   PATH_MAX_CACHED,
 } from "../http/filecache";
 import {
@@ -312,6 +312,14 @@ function httpWake(chain: i32): void {
  * when e is its sidecar, coded `enc`); `vary`: the file has sidecars.
  */
 function fileResponse(fd: i32, e: i32, headPos: usize, ct: i32, enc: i32, vary: bool): void {
+  answerFrom(fd, e, headPos, ct, enc, vary);
+  // A response that holds the entry lets go of it when its body is done
+  // (entryUnref); one that does not (HEAD, 304, 412, 416, empty) is done now.
+  entryIdle(e);
+  if (ct != e) entryIdle(ct);
+}
+
+function answerFrom(fd: i32, e: i32, headPos: usize, ct: i32, enc: i32, vary: bool): void {
   const c = conn(fd);
   const method = load<i32>(req + REQ_METHOD);
   const etag = entryEtag(e);

@@ -7,7 +7,8 @@
 //
 // Under a connection cap (CFG_MAX_CONNECTIONS), idle pooled connections
 // also live on the fds of client slots not in use: a connection is pooled
-// only while the clients open plus the connections pooled stay below the cap.
+// only while the clients open plus the connections pooled stay below the cap,
+// and a client accepted when they do not closes one (poolMakeRoom).
 // The fd budget (host/limits.ts) counts two fds per client and no pool; this
 // keeps it true when the pool would otherwise outgrow the clients.
 import { CFG_PROXY_KEEPALIVE, C_INFLIGHT, C_STATE, UPSTREAMS_MAX, PXH_POOLED, PXG_POOL_DROPPED } from "../abi";
@@ -85,6 +86,25 @@ export function poolTake(u: i32): i32 {
       continue;
     }
     return up;
+  }
+}
+
+/**
+ * A client was accepted: if the clients open (it included) plus the
+ * connections pooled now exceed the cap, pooled connections close until they
+ * do not (the most recently pooled of the first upstream that has one), so the
+ * pool never takes the fd of a client slot in use.
+ */
+export function poolMakeRoom(): void {
+  const cap = connectionCap();
+  if (cap <= 0) return;
+  for (let u = 0; u < UPSTREAMS_MAX && acceptedOpen() + 1 + pooled > cap; u++) {
+    while (acceptedOpen() + 1 + pooled > cap) {
+      const up = load<i32>(poolHead + <usize>(u * 4));
+      if (up < 0) break;
+      poolDrop(up);
+      if (load<i32>(poolHead + <usize>(u * 4)) == up) return; // (its close hook unlinks it; never loop on one that stays)
+    }
   }
 }
 

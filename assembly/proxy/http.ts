@@ -74,7 +74,7 @@ import {
   idleMs, headerMs, connectMs, upstreamMs, maxLine, maxHeader, maxHeaders, req, resp, scratch, scratchCap,
   httpConfigLoad, stat, gstat, releaseBuf, noRead, wantRead, hashKeyRec, addrText,
 } from "./http-state";
-import { poolInit, poolPut, poolTake, poolDrop, poolUnlink } from "./http-pool";
+import { poolInit, poolPut, poolTake, poolDrop, poolUnlink, poolMakeRoom } from "./http-pool";
 import { answer, linger, badResponse, truncated, endRequest, badRequestBody } from "./http-answer";
 import {
   X_PEER, X_UP, X_XF, X_TRIES, XF_CLIENT, XF_PAUSED, xf, xset, xclear, peerOf, isClient, linkedBack, closeSafe,
@@ -113,6 +113,7 @@ export function proxyHttpProtocol(): Protocol {
 }
 
 export function httpProxyOpen(fd: i32): void {
+  poolMakeRoom(); // (before it counts as open: the listener counts it after this hook)
   connOpen(fd, H_CONN, PROTO_PROXY_HTTP, CS_IDLE);
   cset(fd, X_PEER, -1);
   cset(fd, X_UP, -1);
