@@ -3,7 +3,7 @@
 // builds a fresh core, so no state leaks from one to the next.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { FakeHost } from "./lib/fakehost.mjs";
+import { FakeHost, HoldHost } from "./lib/fakehost.mjs";
 import abi from "./lib/abi.mjs";
 
 const {
@@ -548,9 +548,16 @@ test("a trap while one connection's completion is handled is contained: the roun
 });
 
 test("a connection trapped in its own completion on an otherwise idle server is closed by its idle timeout", () => {
-  const h = echoHost({ idleTimeoutMs: 1000 });
+  // Another connection's read stays in flight, so the doomed close waits for
+  // rounds (with nothing in flight at all it would close at once), and none come.
+  const h = new HoldHost(11, { config: { idleTimeoutMs: 1000 } });
+  h.listen(LISTENER, abi.PROTO_ECHO);
   h.setTime(0);
   connect(h, 10);
+  connect(h, 11);
+  h.holding = true;
+  h.tick([{ fd: 11, events: READABLE }]);
+  assert.is(h.held.length, 1, "fd 11's read is in flight");
   h.x.debugTrapCompletion(10);
   h.feed(10, "ten");
   h.tick([{ fd: 10, events: READABLE }]);
@@ -560,7 +567,37 @@ test("a connection trapped in its own completion on an otherwise idle server is 
   h.tick([]);
   h.tick([]);
   assert.is(h.ops(OP_CLOSE, { fd: 10 }).length, 1, "closed by its timeout, not left waiting for a request already completed");
+  assert.is(h.stat(STAT_LIVE_CONNS), 1, "fd 11, its read still in flight, stays");
+});
+
+test("HTTP: a connection trapped in the late completion of the write it resumed on WRITABLE is closed, though no round follows (fuzz seed 2691418391)", () => {
+  // The doomed close waited for two more rounds; on an otherwise idle server
+  // none came, and the half-written response stalled with the connection open.
+  const fd = 10;
+  const h = new HoldHost(fd, { config: { mode: "et" } });
+  h.listen(LISTENER, abi.PROTO_HTTP);
+  h.holdOp = OP_WRITE;
+  h.queueAccept(LISTENER, fd);
+  h.room(fd, 30);                                      // the response goes out in part
+  h.feed(fd, "OPTIONS /app.js HTTP/1.1\r\nHost: a\r\n\r\n");
+  h.tick([{ fd: LISTENER, events: READABLE }]);
+  assert.is(h.output(fd).length, 30, "30 bytes out");
+  assert.ok(h.epoll.get(fd).events & WRITABLE, "waits for WRITABLE");
+  h.room(fd, 0);
+  h.holding = true;                                    // the resumed write stays in flight
+  h.tick([{ fd, events: WRITABLE }]);
+  assert.is(h.held.length, 1, "the write is in flight");
+  assert.is(h.held[0].sqe.op, OP_WRITE);
+  h.holding = false;
+  h.x.debugTrapCompletion(fd);                         // its completion (EAGAIN) traps
+  h.tick([]);
+  assert.is(h.traps.length, 1);
+  assert.is(h.traps[0].fd, fd);
+  h.tick([]);
+  assert.is(h.ops(OP_CLOSE, { fd }).length, 1, "the doomed connection is closed, not left open with its response cut short");
   assert.is(h.stat(STAT_LIVE_CONNS), 0);
+  assert.is(h.stat(STAT_RBUF_HELD), 0);
+  assert.is(h.stat(STAT_WBUF_BYTES), 0);
 });
 
 test("a trapped connection closed some other way before its doomed close: the next connection on its fd number is left alone", () => {

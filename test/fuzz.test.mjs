@@ -279,6 +279,11 @@ const REGRESSIONS = [
   // read was still in the kernel was dropped by the next request's pool
   // take with a plain close; the read then completed on a closed fd.
   [4010499595, "http mode: a pooled connection with a read in flight closes once it completes"],
+  // Odd seed, completions kept in flight: a trap in the late completion of
+  // a write resumed on WRITABLE doomed the connection, whose close waited
+  // for two more rounds; the server was idle, none came, and the response
+  // stayed cut short on an open connection. Now closed with nothing in flight.
+  [2691418391, "a trapped connection on an idle server is closed without waiting for rounds"],
 ];
 for (const [seed, what] of REGRESSIONS) {
   test(`regression seed ${seed}: ${what}`, () => {

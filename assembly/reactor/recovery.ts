@@ -4,7 +4,7 @@ import { CTL_CURRENT_FD, STAT_TRAPS, C_STATE, C_PROTO, C_INFLIGHT, CLOSE_TRAP } 
 import { ctlI32, ctlAddI32, handOut, setCurrentFd } from "./ctl";
 import { validFd, slotGen } from "./handlers";
 import { conn, cget, PROTO_LISTENER, connCloseSoon, connSetReason } from "./conn";
-import { inflightHasFd } from "./inflight";
+import { inflightHasFd, inFlight } from "./inflight";
 
 // ---- after a trap -------------------------------------------------------
 // A trap (a bug, or an abort) leaves the core mid-way through one connection.
@@ -63,10 +63,11 @@ export function isDoomed(fd: i32): bool {
 /**
  * Closes doomed connections once every request they emitted before the trap
  * has completed: two rounds later (a request emitted but not yet noted in
- * C_INFLIGHT when the trap hit is carried out by then) and once no request
- * on the fd is in the in-flight table (a completion may come in a later
- * tick). Closing releases their buffers, and a read still pending into a
- * released buffer would corrupt the pool. The close goes through the run
+ * C_INFLIGHT when the trap hit is carried out by then), or at once when no
+ * request at all is in flight, and once no request on the fd is in the
+ * in-flight table (a completion may come in a later tick). Closing releases
+ * their buffers, and a read still pending into a released buffer would
+ * corrupt the pool. The close goes through the run
  * queue (it respects the round's room).
  */
 export function closeDoomed(): void {
@@ -78,7 +79,10 @@ export function closeDoomed(): void {
     // number is not the doomed one): forget it, whatever the new one has in
     // flight.
     if (cget(fd, C_STATE) == 0 || load<i32>(e, 8) != <i32>slotGen(fd)) continue;
-    if (roundNo < load<i32>(e, 4) + 2 || inflightHasFd(fd)) {
+    // With nothing at all in flight, no round may come (an idle server calls
+    // in again only for new events), and no request anyone emitted can still
+    // point at its buffers: it is closed now, not left open forever.
+    if ((roundNo < load<i32>(e, 4) + 2 && inFlight > 0) || inflightHasFd(fd)) {
       memory.copy(doomed + <usize>(kept++) * DOOMED_SIZE, e, DOOMED_SIZE);
       continue;
     }

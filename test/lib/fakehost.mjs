@@ -582,17 +582,18 @@ export class FakeHost {
 }
 
 /**
- * A FakeHost that keeps fd `holdFd`'s reads in flight while `holding` is
- * true; the completion phase completes them once it is false again (a read
- * that returns in a later tick, as io_uring's or the file pool's do).
+ * A FakeHost that keeps fd `holdFd`'s reads (or its `holdOp` requests) in
+ * flight while `holding` is true; the completion phase completes them once it
+ * is false again (a read that returns in a later tick, as io_uring's or the
+ * file pool's do).
  */
 export class HoldHost extends FakeHost {
-  constructor(holdFd, options) { super(options); this.holdFd = holdFd; this.holding = false; this.held = []; }
+  constructor(holdFd, options) { super(options); this.holdFd = holdFd; this.holdOp = abi.OP_READ; this.holding = false; this.held = []; }
   carryOut(n, sq, cq) {
     let k = 0;
     for (let i = 0; i < n; i++) {
       const { tag, gen, ...sqe } = decodeSqe(this.i32, sq + i * abi.SQE_SIZE);
-      if (this.holding && sqe.op === abi.OP_READ && sqe.fd === this.holdFd) this.held.push({ sqe, tag, gen });
+      if (this.holding && sqe.op === this.holdOp && sqe.fd === this.holdFd) this.held.push({ sqe, tag, gen });
       else this.finish(cq, k++, sqe, tag, gen);
     }
     return k;
